@@ -1,0 +1,71 @@
+"""The ``briotui`` entry point: parse arguments, dispatch to a subcommand, map errors.
+
+Each subcommand lives in its own module (``cmd_*.py``) with ``register(subparsers)``
+and a handler returning an exit code. Errors from the kernel reach the user as their
+title and message, never as a traceback (``BRIOTUI_DEBUG=1`` shows the traceback too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from briotui import __version__
+from briotui.cli import cmd_agents, cmd_bench, cmd_doctor, cmd_run, cmd_tui
+from briotui.cli.output import print_error
+from briotui.kernel.errors import BrioError
+
+SUBCOMMANDS = (cmd_agents, cmd_run, cmd_doctor, cmd_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (also used by the tests and ``--help``)."""
+    parser = argparse.ArgumentParser(
+        prog="briotui",
+        description=(
+            "A terminal workstation for supervised AI coding. With no subcommand, "
+            "starts the TUI in the project directory."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"briotui {__version__}")
+    parser.add_argument(
+        "-C",
+        "--project",
+        metavar="DIR",
+        default=".",
+        help="the project directory (default: the current directory)",
+    )
+    cmd_tui.add_arguments(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run briotui; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", cmd_tui.run)
+    try:
+        code: int = handler(args)
+    except BrioError as error:
+        print_error(error, as_json=bool(getattr(args, "json", False)))
+        return 2
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last line of defence: never a bare traceback
+        if os.environ.get("BRIOTUI_DEBUG"):
+            traceback.print_exc()
+        print(
+            f"Internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in briotui. Run again with BRIOTUI_DEBUG=1 for the traceback "
+            "and report it.",
+            file=sys.stderr,
+        )
+        return 70
+    return code

@@ -1,0 +1,1 @@
+"""Model providers: the interface agents' completions go through, and its implementations."""

@@ -1,0 +1,107 @@
+"""Where briotui keeps things: the project's ``.brio/``, the user's config and cache dirs.
+
+Nothing here creates a directory at import time; callers ask for a path and create
+it when they write.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+BRIO_DIR = ".brio"
+"""The per-project state directory, beside ``.git``."""
+
+CACHE_ENV = "BRIOTUI_CACHE_DIR"
+"""Environment variable that overrides the build cache directory (tests set it)."""
+
+CONFIG_ENV = "BRIOTUI_CONFIG_DIR"
+"""Environment variable that overrides the user config directory."""
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    """The paths of one project.
+
+    Attributes:
+        root: The project directory (the user's working tree).
+    """
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: Path | str) -> ProjectPaths:
+        """Paths for the project at ``root`` (resolved to an absolute path)."""
+        return cls(Path(root).resolve())
+
+    @property
+    def brio(self) -> Path:
+        """``.brio/``: the database, sessions, config and user agents."""
+        return self.root / BRIO_DIR
+
+    @property
+    def config_file(self) -> Path:
+        """``.brio/config.toml``: the project's settings (overrides the user's)."""
+        return self.brio / "config.toml"
+
+    @property
+    def user_agents(self) -> Path:
+        """``.brio/agents/``: agents the user wrote for this project."""
+        return self.brio / "agents"
+
+    @property
+    def database(self) -> Path:
+        """``.brio/state.db``: the project's SQLite store."""
+        return self.brio / "state.db"
+
+    @property
+    def sessions(self) -> Path:
+        """``.brio/sessions/``: copy-on-write session data."""
+        return self.brio / "sessions"
+
+
+def user_config_dir() -> Path:
+    """The user's config dir: ``$BRIOTUI_CONFIG_DIR`` or ``$XDG_CONFIG_HOME/briotui``."""
+    override = os.environ.get(CONFIG_ENV)
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "briotui"
+
+
+def cache_dir() -> Path:
+    """The build cache: ``$BRIOTUI_CACHE_DIR`` or ``$XDG_CACHE_HOME/briotui``."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "briotui"
+
+
+def data_dir() -> Path:
+    """Where the shipped ``wit/``, ``agents/`` and ``themes/`` live.
+
+    In a wheel they are package data under ``briotui/_data``; in a source checkout
+    (an editable install, the tests) they are the repository's top-level folders.
+    """
+    package = Path(__file__).resolve().parent.parent
+    bundled = package / "_data"
+    if (bundled / "wit").is_dir():
+        return bundled
+    return package.parent.parent
+
+
+def wit_dir() -> Path:
+    """The ``brio`` WIT package every agent builds against."""
+    return data_dir() / "wit"
+
+
+def builtin_agents_dir() -> Path:
+    """The built-in agents' sources."""
+    return data_dir() / "agents"
+
+
+def themes_dir() -> Path:
+    """The shipped themes."""
+    return data_dir() / "themes"
