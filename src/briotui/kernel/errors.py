@@ -16,6 +16,7 @@ The tree::
     │   ├── CapabilityDenied       asked for something outside its grants
     │   ├── GuestPanic             the guest itself failed (carries its stderr tail)
     │   ├── GuestError             the guest returned an error value on purpose
+    │   ├── AgentCancelled         its task was cancelled (epoch interrupt)
     │   ├── HostError              the kernel failed while serving the agent
     │   └── AgentBusy              re-entry into an instance that is already running
     └── ProviderError              a model provider failed (names provider, model, cause)
@@ -188,6 +189,13 @@ class GuestError(AgentError):
     default_title = "Agent reported a failure"
 
 
+class AgentCancelled(AgentError):
+    """The agent was stopped because its task was cancelled."""
+
+    kind = "cancelled"
+    default_title = "Agent cancelled"
+
+
 class HostError(AgentError):
     """The kernel failed while serving an agent's call."""
 
@@ -251,3 +259,170 @@ class ErrorInfo:
     def of(cls, error: BrioError) -> ErrorInfo:
         """Describe ``error``."""
         return cls(kind=error.kind, title=error.title, message=error.message)
+
+
+# --- Sessions, paths, store (briotui.kernel.vfs, briotui.kernel.store) ---------------
+#
+#   BrioError
+#   ├── PathRefused            a path is malformed (wit "invalid")
+#   │   └── PathDenied         a path is protected or leaves the project (wit "denied")
+#   ├── WorkspaceFileNotFound  no such file in the session (wit "not-found")
+#   ├── FileTooLarge           a file is over the session's size limit (wit "too-large")
+#   ├── SessionNotFound        no session with that id
+#   ├── SessionStateError      the session cannot do that in its state (wit "conflict")
+#   ├── MergeConflict          a 3-way merge found real conflicts (wit "conflict")
+#   ├── CommitRefused          a commit would be unsafe; nothing was written
+#   ├── GitError               a git command failed
+#   └── StoreError             the project database is unusable
+#       ├── StoreTooNew        written by a newer briotui
+#       └── StoreCorrupt       not a database; moved aside, never deleted
+
+
+class PathRefused(BrioError):
+    """A path an agent or a command gave is malformed: absolute, ``..``, NUL, empty."""
+
+    kind = "path-refused"
+    default_title = "Path refused"
+    wit_kind = "invalid"
+
+
+class PathDenied(PathRefused):
+    """A path is well formed but protected (``.git/``, ``.brio/``) or leaves the project."""
+
+    kind = "path-denied"
+    default_title = "Path denied"
+    wit_kind = "denied"
+
+
+class WorkspaceFileNotFound(BrioError):
+    """The session has no file (or directory) at that path."""
+
+    kind = "not-found"
+    default_title = "No such file in the session"
+    wit_kind = "not-found"
+
+
+class FileTooLarge(BrioError):
+    """A file is larger than the session accepts."""
+
+    kind = "too-large"
+    default_title = "File too large"
+    wit_kind = "too-large"
+
+
+class SessionNotFound(BrioError):
+    """No session with that id exists in this project."""
+
+    kind = "session-not-found"
+    default_title = "No such session"
+    wit_kind = "not-found"
+
+
+class SessionStateError(BrioError):
+    """The session cannot do that now (e.g. it is already committed or discarded)."""
+
+    kind = "session-state"
+    default_title = "Session is not open"
+    wit_kind = "conflict"
+
+
+class MergeConflict(BrioError):
+    """A 3-way merge found real conflicts; nothing was overwritten.
+
+    Attributes:
+        conflicts: One mapping per conflicting file: ``path`` and ``regions`` (each
+            with ``base``, ``ours``, ``theirs`` text).
+    """
+
+    kind = "merge-conflict"
+    default_title = "Merge conflict"
+    wit_kind = "conflict"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        conflicts: list[dict[str, Any]] | None = None,
+        title: str | None = None,
+    ) -> None:
+        super().__init__(message, title=title)
+        self.conflicts = conflicts or []
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["conflicts"] = self.conflicts
+        return data
+
+
+class CommitRefused(BrioError):
+    """A commit would be unsafe (unrelated staged changes, nothing accepted, no repo)."""
+
+    kind = "commit-refused"
+    default_title = "Commit refused"
+    wit_kind = "conflict"
+
+
+class GitError(BrioError):
+    """A git command failed; the message carries git's own words."""
+
+    kind = "git"
+    default_title = "git failed"
+
+
+class StoreError(BrioError):
+    """The project's database (``.brio/state.db``) cannot be used."""
+
+    kind = "store"
+    default_title = "Project database problem"
+
+
+class StoreTooNew(StoreError):
+    """The database was written by a newer briotui than this one."""
+
+    kind = "store-too-new"
+    default_title = "Project database is from a newer briotui"
+
+
+class StoreCorrupt(StoreError):
+    """The database file is not a usable SQLite database; it was moved aside."""
+
+    kind = "store-corrupt"
+    default_title = "Project database was corrupt"
+
+
+# --- Models (briotui.kernel.llm) -------------------------------------------------------
+#
+#   BrioError
+#   └── BudgetExceeded         a task, session or agent spent past its model budget
+
+
+class BudgetExceeded(BrioError):
+    """A model budget (cost or tokens) for a task, session or agent is spent.
+
+    Attributes:
+        scope: What the budget covers: "task", "session" or "agent".
+        key: Which task, session or agent.
+        action: What the budget asks for: "stop" the task or "pause" it for the user.
+    """
+
+    kind = "budget"
+    default_title = "Model budget exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        scope: str,
+        key: str,
+        action: str = "stop",
+        title: str | None = None,
+    ) -> None:
+        super().__init__(message, title=title)
+        self.scope = scope
+        self.key = key
+        self.action = action
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data.update(scope=self.scope, key=self.key, action=self.action)
+        return data

@@ -36,6 +36,8 @@ class CompletionRequest:
         purpose: Why the agent asks, shown beside the streamed reply.
         agent: The asking agent's name (for routing a model per role, and accounting).
         task_id: The task the request belongs to (for accounting and cancellation).
+        session_id: The session the request belongs to (for accounting).
+        model: Ask for this model, overriding the provider's or the role's default.
     """
 
     messages: tuple[Message, ...]
@@ -45,6 +47,8 @@ class CompletionRequest:
     purpose: str = ""
     agent: str = ""
     task_id: str = ""
+    session_id: str = ""
+    model: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,9 @@ class Completion:
         usage: Tokens in and out.
         stop_reason: Why the reply ended.
         cost_usd: The cost from the price table, or None when the model has no price.
+        request_id: The router's id for this request (matches its stream events).
+        failed_attempts: What was tried before this answer and why it failed, e.g.
+            ``("anthropic/claude-sonnet-4-5: overloaded",)``.
     """
 
     text: str
@@ -82,6 +89,8 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
     stop_reason: StopReason = "end"
     cost_usd: float | None = None
+    request_id: str = ""
+    failed_attempts: tuple[str, ...] = ()
 
 
 DeltaCallback = Callable[[str], None]

@@ -1,0 +1,941 @@
+"""Fake model servers on 127.0.0.1 that speak the vendors' real wire protocols, for tests and tries.
+
+Each :class:`LoopbackServer` speaks one protocol, so the official SDK clients
+(``anthropic.AsyncAnthropic``, ``ollama.AsyncClient``, ``openai.AsyncOpenAI``) talk to
+it unchanged:
+
+- ``anthropic``: ``POST /v1/messages`` answered with server-sent events
+  (``message_start``, ``content_block_delta``..., ``message_delta`` with usage,
+  ``message_stop``); errors as ``{"type": "error", "error": {"type": ..., "message": ...}}``;
+  ``GET /v1/models``.
+- ``ollama``: ``POST /api/chat`` answered with NDJSON lines, the last one ``"done": true``
+  carrying ``prompt_eval_count``/``eval_count``; errors as ``{"error": "..."}``;
+  ``GET /api/tags`` and ``GET /api/version``.
+- ``openai``: ``POST /v1/chat/completions`` answered with SSE ``chat.completion.chunk``
+  objects, the usage chunk when ``stream_options.include_usage`` is set, then
+  ``data: [DONE]``; errors as ``{"error": {"message", "type", "param", "code"}}``;
+  ``GET /v1/models``.
+
+Replies are scripted (:class:`FakeReply`): text and its chunks, usage, an error with the
+vendor's status code and JSON shape, delays, a connection dropped mid-stream, a garbage
+event, or a stream that ends without its final event. The server records every request
+it receives and notices when a client hangs up mid-reply (:attr:`LoopbackServer.disconnects`).
+
+Only the standard library is used (``asyncio`` streams). The server binds 127.0.0.1
+only, bounds header and body sizes and requests per connection, and stops cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, get_args
+
+from briotui.kernel.errors import ConfigError
+
+WireProtocol = Literal["anthropic", "ollama", "openai"]
+"""The wire protocols a loopback server can speak."""
+
+PROTOCOLS: tuple[WireProtocol, ...] = get_args(WireProtocol)
+
+ErrorKind = Literal[
+    "auth", "permission", "not-found", "bad-request", "rate-limit", "server", "overloaded"
+]
+"""Scriptable error kinds; each maps to the vendor's own status code and JSON shape."""
+
+ERROR_KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
+
+LOOPBACK_HOST = "127.0.0.1"
+MAX_HEADER_BYTES = 64 * 1024
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_REQUESTS_PER_CONNECTION = 10_000
+READ_IDLE_TIMEOUT_S = 30.0
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    529: "Overloaded",
+}
+
+
+@dataclass(frozen=True)
+class FakeReply:
+    """One scripted answer of a loopback server.
+
+    Attributes:
+        text: The reply text.
+        chunks: How the text is split into deltas; by default, word by word.
+        input_tokens: Reported prompt tokens; by default about a token per 4 characters.
+        output_tokens: Reported reply tokens; by default about a token per 4 characters.
+        error: Fail the request with this kind of error before streaming.
+        error_message: The error's message; a vendor-like default otherwise.
+        mid_stream_error: After the chunks, send this error inside the stream
+            (Anthropic ``event: error``, Ollama ``{"error"}`` line, OpenAI error chunk).
+        delay_ms: Wait before the response head.
+        chunk_delay_ms: Wait between deltas.
+        drop_after: Close the connection abruptly after this many deltas.
+        malformed_after: Send an event that is not JSON after this many deltas.
+        truncate_after: End the body cleanly after this many deltas, without the
+            protocol's final event.
+        model: The model named in the reply; the requested model by default.
+        stop: Why the reply ended: "end" or "max-tokens".
+    """
+
+    text: str = ""
+    chunks: tuple[str, ...] | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    error: ErrorKind | None = None
+    error_message: str | None = None
+    mid_stream_error: ErrorKind | None = None
+    delay_ms: int = 0
+    chunk_delay_ms: int = 0
+    drop_after: int | None = None
+    malformed_after: int | None = None
+    truncate_after: int | None = None
+    model: str | None = None
+    stop: Literal["end", "max-tokens"] = "end"
+
+    def pieces(self) -> list[str]:
+        """The deltas this reply streams, in order."""
+        if self.chunks is not None:
+            return list(self.chunks)
+        return re.findall(r"\S+\s*|\s+", self.text)
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str = "reply") -> FakeReply:
+        """Build a reply from its JSON form: a string, or an object of the attributes.
+
+        Raises:
+            ConfigError: the value is neither, or names an unknown attribute or error kind.
+        """
+        if isinstance(raw, str):
+            return cls(text=raw)
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                f"{where} is a JSON {type(raw).__name__}; write a string or an object like "
+                '{"text": "hi", "chunk_delay_ms": 20}.',
+                title="Fake replies are malformed",
+            )
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(
+                f"{where} has unknown keys {unknown}; known keys are {sorted(known)}.",
+                title="Fake replies are malformed",
+            )
+        for key in ("error", "mid_stream_error"):
+            if raw.get(key) is not None and raw[key] not in ERROR_KINDS:
+                raise ConfigError(
+                    f"{where}: {key} {raw[key]!r} is not one of {list(ERROR_KINDS)}.",
+                    title="Fake replies are malformed",
+                )
+        values = dict(raw)
+        if values.get("chunks") is not None:
+            values["chunks"] = tuple(str(c) for c in values["chunks"])
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ConfigError(f"{where}: {exc}", title="Fake replies are malformed") from None
+
+
+def load_replies(path: Path | str) -> list[FakeReply]:
+    """Read a replies file: a JSON array of :class:`FakeReply` JSON forms.
+
+    Raises:
+        ConfigError: the file is missing or not such an array.
+    """
+    file = Path(path)
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{file} does not exist. Write a JSON array of replies, e.g. "
+            '["Hello!", {"text": "slow reply", "chunk_delay_ms": 50}].',
+            title="Fake replies not found",
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            f"{file} is not readable JSON ({exc}); it must be a JSON array of replies.",
+            title="Fake replies are malformed",
+        ) from None
+    if not isinstance(data, list):
+        raise ConfigError(
+            f"{file} holds a JSON {type(data).__name__}, not an array of replies.",
+            title="Fake replies are malformed",
+        )
+    return [FakeReply.from_json(item, f"{file} element {i + 1}") for i, item in enumerate(data)]
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    """A request as the loopback server saw it (secrets are not kept).
+
+    Attributes:
+        method: The HTTP method.
+        path: The request path, without the query.
+        body: The decoded JSON body, or None.
+        had_credentials: Whether an API key header was present.
+    """
+
+    method: str
+    path: str
+    body: Any
+    had_credentials: bool
+
+
+class _Disconnected(Exception):
+    """The client hung up while the server was answering."""
+
+
+@dataclass
+class _Wire:
+    """The bytes of one protocol's stream, built per reply."""
+
+    protocol: WireProtocol
+    model: str
+    include_usage: bool
+    msg_id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
+
+    # --- errors -----------------------------------------------------------------------
+
+    def error(self, kind: ErrorKind, message: str | None) -> tuple[int, dict[str, Any]]:
+        """The status code and JSON body of an error, in this vendor's shape."""
+        if self.protocol == "anthropic":
+            status, etype, default = {
+                "auth": (401, "authentication_error", "invalid x-api-key"),
+                "permission": (403, "permission_error", "Your API key does not have permission"),
+                "not-found": (404, "not_found_error", f"model: {self.model}"),
+                "bad-request": (400, "invalid_request_error", "messages: field required"),
+                "rate-limit": (429, "rate_limit_error", "Number of requests has exceeded limit"),
+                "server": (500, "api_error", "Internal server error"),
+                "overloaded": (529, "overloaded_error", "Overloaded"),
+            }[kind]
+            body: dict[str, Any] = {
+                "type": "error",
+                "error": {"type": etype, "message": message or default},
+                "request_id": f"req_{self.msg_id}",
+            }
+            return status, body
+        if self.protocol == "openai":
+            status, etype, code, default = {
+                "auth": (
+                    401,
+                    "invalid_request_error",
+                    "invalid_api_key",
+                    "Incorrect API key provided. You can find your API key at "
+                    "https://platform.openai.com/account/api-keys.",
+                ),
+                "permission": (403, "invalid_request_error", None, "Permission denied"),
+                "not-found": (
+                    404,
+                    "invalid_request_error",
+                    "model_not_found",
+                    f"The model `{self.model}` does not exist or you do not have access to it.",
+                ),
+                "bad-request": (
+                    400,
+                    "invalid_request_error",
+                    None,
+                    "'messages' is a required property",
+                ),
+                "rate-limit": (
+                    429,
+                    "requests",
+                    "rate_limit_exceeded",
+                    f"Rate limit reached for {self.model}. Please try again in 1s.",
+                ),
+                "server": (
+                    500,
+                    "server_error",
+                    None,
+                    "The server had an error while processing your request. Sorry about that!",
+                ),
+                "overloaded": (
+                    503,
+                    "server_error",
+                    None,
+                    "The engine is currently overloaded, please try again later",
+                ),
+            }[kind]
+            return status, {
+                "error": {"message": message or default, "type": etype, "param": None, "code": code}
+            }
+        status, default = {
+            "auth": (401, "unauthorized"),
+            "permission": (403, "forbidden"),
+            "not-found": (404, f"model '{self.model}' not found, try pulling it first"),
+            "bad-request": (400, "invalid request: messages must not be empty"),
+            "rate-limit": (429, "too many requests"),
+            "server": (500, "llama runner process has terminated: exit status 2"),
+            "overloaded": (
+                503,
+                "server busy, please try again.  maximum pending requests exceeded",
+            ),
+        }[kind]
+        return status, {"error": message or default}
+
+    def stream_error(self, kind: ErrorKind, message: str | None) -> bytes:
+        """An error sent inside an already started stream."""
+        _, body = self.error(kind, message)
+        if self.protocol == "anthropic":
+            return _sse(body, "error")
+        if self.protocol == "openai":
+            return _sse(body)
+        return _line(body)
+
+    # --- stream events ----------------------------------------------------------------
+
+    def head(self, input_tokens: int) -> list[bytes]:
+        """The events before the first delta."""
+        if self.protocol == "anthropic":
+            message: dict[str, Any] = {
+                "id": f"msg_{self.msg_id}",
+                "type": "message",
+                "role": "assistant",
+                "content": [],
+                "model": self.model,
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+            }
+            return [
+                _sse({"type": "message_start", "message": message}, "message_start"),
+                _sse(
+                    {
+                        "type": "content_block_start",
+                        "index": 0,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                    "content_block_start",
+                ),
+                _sse({"type": "ping"}, "ping"),
+            ]
+        if self.protocol == "openai":
+            return [_sse(self._openai_chunk({"role": "assistant", "content": ""}, None))]
+        return []
+
+    def delta(self, text: str) -> bytes:
+        """One text delta."""
+        if self.protocol == "anthropic":
+            return _sse(
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": text},
+                },
+                "content_block_delta",
+            )
+        if self.protocol == "openai":
+            return _sse(self._openai_chunk({"content": text}, None))
+        return _line(
+            {
+                "model": self.model,
+                "created_at": _now_iso(),
+                "message": {"role": "assistant", "content": text},
+                "done": False,
+            }
+        )
+
+    def garbage(self) -> bytes:
+        """An event whose data is not JSON."""
+        if self.protocol == "anthropic":
+            return b'event: content_block_delta\ndata: {"type": "content_block_delta", "ind\n\n'
+        if self.protocol == "openai":
+            return b'data: {"id": "chatcmpl-broken", "choi\n\n'
+        return b'{"model": "broken", "mess\n'
+
+    def tail(self, input_tokens: int, output_tokens: int, stop: str) -> list[bytes]:
+        """The events after the last delta, carrying usage and the stop reason."""
+        if self.protocol == "anthropic":
+            reason = "end_turn" if stop == "end" else "max_tokens"
+            return [
+                _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+                _sse(
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": reason, "stop_sequence": None},
+                        "usage": {"output_tokens": output_tokens},
+                    },
+                    "message_delta",
+                ),
+                _sse({"type": "message_stop"}, "message_stop"),
+            ]
+        if self.protocol == "openai":
+            reason = "stop" if stop == "end" else "length"
+            events = [_sse(self._openai_chunk({}, reason))]
+            if self.include_usage:
+                chunk = self._openai_chunk({}, None)
+                chunk["choices"] = []
+                chunk["usage"] = {
+                    "prompt_tokens": input_tokens,
+                    "completion_tokens": output_tokens,
+                    "total_tokens": input_tokens + output_tokens,
+                }
+                events.append(_sse(chunk))
+            events.append(b"data: [DONE]\n\n")
+            return events
+        return [
+            _line(
+                {
+                    "model": self.model,
+                    "created_at": _now_iso(),
+                    "message": {"role": "assistant", "content": ""},
+                    "done": True,
+                    "done_reason": "stop" if stop == "end" else "length",
+                    "total_duration": 1_000_000,
+                    "load_duration": 10_000,
+                    "prompt_eval_count": input_tokens,
+                    "prompt_eval_duration": 100_000,
+                    "eval_count": output_tokens,
+                    "eval_duration": 800_000,
+                }
+            )
+        ]
+
+    def _openai_chunk(self, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        return {
+            "id": f"chatcmpl-{self.msg_id}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+
+    @property
+    def content_type(self) -> str:
+        return "application/x-ndjson" if self.protocol == "ollama" else "text/event-stream"
+
+
+def _sse(data: Any, event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def _line(data: Any) -> bytes:
+    return (json.dumps(data, separators=(",", ":")) + "\n").encode()
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
+
+
+def approx_tokens(text: str) -> int:
+    """A deterministic token estimate (about four characters a token)."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def _prompt_text(protocol: WireProtocol, body: dict[str, Any]) -> str:
+    parts: list[str] = []
+    if protocol == "anthropic" and isinstance(body.get("system"), str):
+        parts.append(body["system"])
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return "".join(parts)
+
+
+class LoopbackServer:
+    """A fake model server for one wire protocol, on 127.0.0.1.
+
+    Use it as an async context manager, or call :meth:`start` and :meth:`stop`::
+
+        async with LoopbackServer("anthropic", [FakeReply("Hello!")]) as server:
+            client = anthropic.AsyncAnthropic(base_url=server.base_url, api_key="test")
+
+    Args:
+        protocol: Which vendor's protocol to speak.
+        replies: The scripted replies, answered in order.
+        port: The TCP port; 0 picks a free one.
+        api_key: When set, requests must carry this key (else the vendor's 401).
+        models: When set, a request for any other model gets the vendor's 404.
+        cycle: Start over at the first reply when the script runs out (for
+            benchmarks and manual tries); otherwise the server answers a 500 error.
+    """
+
+    def __init__(
+        self,
+        protocol: WireProtocol,
+        replies: Iterable[FakeReply] = (),
+        *,
+        port: int = 0,
+        api_key: str | None = None,
+        models: Iterable[str] | None = None,
+        cycle: bool = False,
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ConfigError(
+                f"Unknown protocol {protocol!r}; pick one of {', '.join(PROTOCOLS)}.",
+                title="Unknown fake-llm protocol",
+            )
+        self.protocol: WireProtocol = protocol
+        self._script: list[FakeReply] = list(replies)
+        self._queue: deque[FakeReply] = deque(self._script)
+        self._port = port
+        self._api_key = api_key
+        self._models = set(models) if models is not None else None
+        self._cycle = cycle
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self.requests: list[ReceivedRequest] = []
+        """Every request received, in order (the completion requests and the probes)."""
+        self.disconnects = 0
+        """How many times a client hung up before its reply was complete."""
+        self.disconnected = asyncio.Event()
+        """Set each time a client hangs up before its reply was complete."""
+
+    # --- life cycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind 127.0.0.1 and start answering."""
+        if self._server is not None:
+            return
+        self._server = await asyncio.start_server(
+            self._serve_connection, LOOPBACK_HOST, self._port, limit=MAX_HEADER_BYTES
+        )
+
+    async def stop(self) -> None:
+        """Stop listening and close every open connection."""
+        if self._server is None:
+            return
+        self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        for task in list(self._connections):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self._server.wait_closed()
+        self._server = None
+
+    async def serve_forever(self) -> None:
+        """Start, then answer until cancelled."""
+        await self.start()
+        assert self._server is not None
+        try:
+            await self._server.serve_forever()
+        finally:
+            await self.stop()
+
+    async def __aenter__(self) -> LoopbackServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # --- addresses and script ---------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The bound port (after :meth:`start`)."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("the loopback server is not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def host_url(self) -> str:
+        """``http://127.0.0.1:PORT``: the Anthropic and Ollama clients' base URL."""
+        return f"http://{LOOPBACK_HOST}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The base URL the vendor's SDK wants (``.../v1`` for OpenAI)."""
+        return self.host_url + "/v1" if self.protocol == "openai" else self.host_url
+
+    def push(self, *replies: FakeReply) -> None:
+        """Append replies to the script."""
+        self._script.extend(replies)
+        self._queue.extend(replies)
+
+    @property
+    def completion_requests(self) -> list[ReceivedRequest]:
+        """The received chat/message requests (not the probes)."""
+        return [r for r in self.requests if r.method == "POST"]
+
+    def _next_reply(self) -> FakeReply | None:
+        if not self._queue and self._cycle and self._script:
+            self._queue.extend(self._script)
+        return self._queue.popleft() if self._queue else None
+
+    # --- HTTP -------------------------------------------------------------------------
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            for _ in range(MAX_REQUESTS_PER_CONNECTION):
+                keep_alive = await self._serve_request(reader, writer)
+                if not keep_alive:
+                    break
+        except (_Disconnected, ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            pass
+        except asyncio.CancelledError:
+            pass  # stop() closes connections by cancelling them; end quietly
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _serve_request(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_IDLE_TIMEOUT_S)
+        except asyncio.IncompleteReadError:
+            return False
+        except asyncio.LimitOverrunError:
+            await self._respond_json(writer, 413, {"error": "request head too large"}, False)
+            return False
+        lines = head.decode("latin-1").split("\r\n")
+        try:
+            method, target, _version = lines[0].split(" ", 2)
+        except ValueError:
+            await self._respond_json(writer, 400, {"error": "bad request line"}, False)
+            return False
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if ":" in line:
+                name, value = line.split(":", 1)
+                headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0") or "0")
+        if length > MAX_BODY_BYTES:
+            await self._respond_json(writer, 413, {"error": "request body too large"}, False)
+            return False
+        raw = await asyncio.wait_for(reader.readexactly(length), READ_IDLE_TIMEOUT_S)
+        keep_alive = headers.get("connection", "").lower() != "close"
+        path = target.split("?", 1)[0]
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except json.JSONDecodeError:
+                body = None
+        credentials = headers.get("x-api-key") or headers.get("authorization", "")
+        credentials = credentials.removeprefix("Bearer ").strip()
+        self.requests.append(ReceivedRequest(method, path, body, bool(credentials)))
+        key_ok = self._api_key is None or credentials == self._api_key
+
+        if method == "GET":
+            return await self._answer_probe(writer, path, key_ok, keep_alive)
+        chat_path = {
+            "anthropic": "/v1/messages",
+            "ollama": "/api/chat",
+            "openai": "/v1/chat/completions",
+        }[self.protocol]
+        if method != "POST" or path != chat_path:
+            await self._respond_json(
+                writer, 404, {"error": f"no route {method} {path}"}, keep_alive
+            )
+            return keep_alive
+        request = body if isinstance(body, dict) else {}
+        model = str(request.get("model", ""))
+        include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+        wire = _Wire(self.protocol, model, include_usage)
+        if not isinstance(body, dict) or not request.get("messages"):
+            status, err = wire.error("bad-request", None)
+            await self._respond_json(writer, status, err, keep_alive)
+            return keep_alive
+        if not key_ok:
+            status, err = wire.error("auth", None)
+            await self._respond_json(writer, status, err, keep_alive)
+            return keep_alive
+        if self._models is not None and model not in self._models:
+            status, err = wire.error("not-found", None)
+            await self._respond_json(writer, status, err, keep_alive)
+            return keep_alive
+        reply = self._next_reply()
+        if reply is None:
+            status, err = wire.error(
+                "server", "loopback server: no scripted reply left for this request"
+            )
+            await self._respond_json(writer, status, err, keep_alive)
+            return keep_alive
+        if reply.model:
+            wire = replace(wire, model=reply.model)
+        if reply.delay_ms:
+            await self._pause(reader, reply.delay_ms)
+        if reply.error is not None:
+            status, err = wire.error(reply.error, reply.error_message)
+            await self._respond_json(writer, status, err, keep_alive)
+            return keep_alive
+        if request.get("stream") is False:
+            await self._respond_whole(writer, wire, reply, request, keep_alive)
+            return keep_alive
+        return await self._stream(reader, writer, wire, reply, request, keep_alive)
+
+    async def _answer_probe(
+        self, writer: asyncio.StreamWriter, path: str, key_ok: bool, keep_alive: bool
+    ) -> bool:
+        names = sorted(self._models) if self._models is not None else ["loopback-model"]
+        wire = _Wire(self.protocol, "", False)
+        if self.protocol == "ollama" and path == "/api/version":
+            await self._respond_json(writer, 200, {"version": "0.0.0-loopback"}, keep_alive)
+        elif self.protocol == "ollama" and path == "/api/tags":
+            models = [
+                {"name": n, "model": n, "modified_at": _now_iso(), "size": 0, "digest": "0" * 64}
+                for n in names
+            ]
+            await self._respond_json(writer, 200, {"models": models}, keep_alive)
+        elif self.protocol != "ollama" and path == "/v1/models":
+            if not key_ok:
+                status, err = wire.error("auth", None)
+                await self._respond_json(writer, status, err, keep_alive)
+            elif self.protocol == "anthropic":
+                data = [
+                    {
+                        "type": "model",
+                        "id": n,
+                        "display_name": n,
+                        "created_at": "2025-01-01T00:00:00Z",
+                    }
+                    for n in names
+                ]
+                page = {"data": data, "has_more": False, "first_id": None, "last_id": None}
+                await self._respond_json(writer, 200, page, keep_alive)
+            else:
+                listing = [
+                    {"id": n, "object": "model", "created": 0, "owned_by": "loopback"}
+                    for n in names
+                ]
+                page = {"object": "list", "data": listing}
+                await self._respond_json(writer, 200, page, keep_alive)
+        else:
+            await self._respond_json(writer, 404, {"error": f"no route GET {path}"}, keep_alive)
+        return keep_alive
+
+    async def _respond_json(
+        self, writer: asyncio.StreamWriter, status: int, body: Any, keep_alive: bool
+    ) -> None:
+        payload = json.dumps(body).encode()
+        writer.write(
+            self._head(status, "application/json", keep_alive, length=len(payload)) + payload
+        )
+        await writer.drain()
+
+    async def _respond_whole(
+        self,
+        writer: asyncio.StreamWriter,
+        wire: _Wire,
+        reply: FakeReply,
+        request: dict[str, Any],
+        keep_alive: bool,
+    ) -> None:
+        text = "".join(reply.pieces())
+        tin = reply.input_tokens
+        tin = approx_tokens(_prompt_text(self.protocol, request)) if tin is None else tin
+        tout = approx_tokens(text) if reply.output_tokens is None else reply.output_tokens
+        body: dict[str, Any]
+        if self.protocol == "anthropic":
+            body = {
+                "id": f"msg_{wire.msg_id}",
+                "type": "message",
+                "role": "assistant",
+                "model": wire.model,
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn" if reply.stop == "end" else "max_tokens",
+                "stop_sequence": None,
+                "usage": {"input_tokens": tin, "output_tokens": tout},
+            }
+        elif self.protocol == "openai":
+            body = {
+                "id": f"chatcmpl-{wire.msg_id}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": wire.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop" if reply.stop == "end" else "length",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": tin,
+                    "completion_tokens": tout,
+                    "total_tokens": tin + tout,
+                },
+            }
+        else:
+            body = {
+                "model": wire.model,
+                "created_at": _now_iso(),
+                "message": {"role": "assistant", "content": text},
+                "done": True,
+                "done_reason": "stop",
+                "prompt_eval_count": tin,
+                "eval_count": tout,
+            }
+        await self._respond_json(writer, 200, body, keep_alive)
+
+    async def _stream(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        wire: _Wire,
+        reply: FakeReply,
+        request: dict[str, Any],
+        keep_alive: bool,
+    ) -> bool:
+        pieces = reply.pieces()
+        tin = reply.input_tokens
+        tin = approx_tokens(_prompt_text(self.protocol, request)) if tin is None else tin
+        tout = (
+            approx_tokens("".join(pieces)) if reply.output_tokens is None else reply.output_tokens
+        )
+        writer.write(self._head(200, wire.content_type, keep_alive, length=None))
+        for event in wire.head(tin):
+            await self._chunk(writer, event)
+        for index, piece in enumerate(pieces):
+            if reply.drop_after is not None and index >= reply.drop_after:
+                return await self._drop(writer)
+            if reply.malformed_after is not None and index == reply.malformed_after:
+                await self._chunk(writer, wire.garbage())
+            if reply.truncate_after is not None and index >= reply.truncate_after:
+                await self._end_chunks(writer)
+                return keep_alive
+            await self._chunk(writer, wire.delta(piece))
+            if reply.chunk_delay_ms:
+                await self._pause(reader, reply.chunk_delay_ms)
+        if reply.drop_after is not None and reply.drop_after >= len(pieces):
+            return await self._drop(writer)
+        if reply.malformed_after is not None and reply.malformed_after >= len(pieces):
+            await self._chunk(writer, wire.garbage())
+        if reply.truncate_after is not None:
+            await self._end_chunks(writer)
+            return keep_alive
+        if reply.mid_stream_error is not None:
+            await self._chunk(
+                writer, wire.stream_error(reply.mid_stream_error, reply.error_message)
+            )
+        else:
+            for event in wire.tail(tin, tout, reply.stop):
+                await self._chunk(writer, event)
+        await self._end_chunks(writer)
+        return keep_alive
+
+    async def _drop(self, writer: asyncio.StreamWriter) -> bool:
+        await writer.drain()
+        writer.transport.abort()
+        return False
+
+    async def _pause(self, reader: asyncio.StreamReader, delay_ms: int) -> None:
+        """Wait ``delay_ms``, noticing if the client hangs up meanwhile."""
+        try:
+            data = await asyncio.wait_for(reader.read(1), delay_ms / 1000)
+        except TimeoutError:
+            return
+        if not data:
+            self.disconnects += 1
+            self.disconnected.set()
+            raise _Disconnected
+
+    async def _chunk(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+        try:
+            await writer.drain()
+        except ConnectionError:
+            self.disconnects += 1
+            self.disconnected.set()
+            raise _Disconnected from None
+
+    async def _end_chunks(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    @staticmethod
+    def _head(status: int, content_type: str, keep_alive: bool, *, length: int | None) -> bytes:
+        lines = [
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
+            f"Content-Type: {content_type}",
+            f"Connection: {'keep-alive' if keep_alive else 'close'}",
+        ]
+        if length is None:
+            lines.append("Transfer-Encoding: chunked")
+            lines.append("Cache-Control: no-cache")
+        else:
+            lines.append(f"Content-Length: {length}")
+        if status == 429:
+            lines.append("Retry-After: 0")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def env_hint(protocol: WireProtocol, base_url: str, model: str = "loopback-model") -> list[str]:
+    """Shell lines and a config snippet that point briotui at a loopback server.
+
+    Args:
+        protocol: The server's protocol.
+        base_url: The server's :attr:`LoopbackServer.base_url`.
+        model: The model name to configure.
+
+    Returns:
+        Lines to print for the user.
+    """
+    if protocol == "anthropic":
+        env = ["export ANTHROPIC_API_KEY=loopback-key"]
+    elif protocol == "openai":
+        env = ["export OPENAI_API_KEY=loopback-key"]
+    else:
+        env = [f"export OLLAMA_HOST={base_url}"]
+    config = [
+        "[llm]",
+        f'fallback = ["fake-{protocol}"]',
+        "",
+        "[[llm.providers]]",
+        f'name = "fake-{protocol}"',
+        f'kind = "{protocol}"',
+        f'base_url = "{base_url}"',
+        f'model = "{model}"',
+    ]
+    if protocol != "ollama":
+        config.append(f'api_key_env = "{env[0].split()[1].split("=")[0]}"')
+    return [*env, "", "# .brio/config.toml", *config]
+
+
+def parse_protocol(value: str) -> WireProtocol:
+    """Check a protocol name from the command line.
+
+    Raises:
+        ConfigError: it is not one of :data:`PROTOCOLS`.
+    """
+    for protocol in PROTOCOLS:
+        if value == protocol:
+            return protocol
+    raise ConfigError(
+        f"Unknown protocol {value!r}; pick one of {', '.join(PROTOCOLS)}.",
+        title="Unknown fake-llm protocol",
+    )
+
+
+def replies_of(texts: Sequence[str]) -> list[FakeReply]:
+    """Plain text replies, one per string."""
+    return [FakeReply(text=t) for t in texts]

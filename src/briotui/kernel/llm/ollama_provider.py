@@ -1,0 +1,114 @@
+"""The Ollama provider: ``/api/chat`` streamed as NDJSON, through the official ``ollama`` SDK.
+
+The server's address is ``base_url`` when configured, else ``OLLAMA_HOST``, else
+``http://127.0.0.1:11434``. Usage comes from the final line's ``prompt_eval_count`` and
+``eval_count``. Local models cost nothing unless the config says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, cast
+
+import ollama
+
+from briotui.kernel.llm.config import DEFAULT_OLLAMA_HOST, ProviderConfig
+from briotui.kernel.llm.failures import Cause, cause_of_status
+from briotui.kernel.llm.streaming import StreamingProvider, StreamState
+from briotui.kernel.llm.types import CompletionRequest, StopReason, Usage
+
+_STOP_REASONS: dict[str, StopReason] = {"stop": "end", "length": "max-tokens"}
+
+
+class OllamaProvider(StreamingProvider):
+    """Streams chat replies from an Ollama server.
+
+    Args:
+        config: The provider's settings (``kind = "ollama"``).
+        api_key: Unused by a local Ollama; kept for the common constructor.
+        host: The server address when ``config.base_url`` is unset (``OLLAMA_HOST``).
+    """
+
+    kind = "ollama"
+
+    def __init__(
+        self, config: ProviderConfig, api_key: str | None = None, *, host: str | None = None
+    ) -> None:
+        super().__init__(config, api_key)
+        self._host = config.base_url or host or DEFAULT_OLLAMA_HOST
+        self._client: ollama.AsyncClient | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self._host
+
+    @property
+    def client(self) -> ollama.AsyncClient:
+        """The SDK client, made on first use and reused (one connection pool)."""
+        if self._client is None:
+            self._client = ollama.AsyncClient(
+                host=self._host, timeout=self.config.read_timeout_s or None
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        if self._client is not None:
+            await self._client._client.aclose()
+            self._client = None
+
+    async def _stream(
+        self,
+        request: CompletionRequest,
+        model: str,
+        state: StreamState,
+        emit: Callable[[str], None],
+    ) -> None:
+        options: dict[str, Any] = {}
+        if request.max_tokens is not None:
+            options["num_predict"] = request.max_tokens
+        if request.temperature is not None:
+            options["temperature"] = request.temperature
+        if request.stop:
+            options["stop"] = list(request.stop)
+        parts = await self.client.chat(
+            model=model,
+            messages=self.all_messages(request),
+            stream=True,
+            options=options or None,
+        )
+        # The SDK hands back an async generator; close it so a cancelled request's
+        # connection is closed at once rather than when the generator is collected.
+        stream = cast(AsyncGenerator[ollama.ChatResponse, None], parts)
+        try:
+            async for part in stream:
+                if part.model:
+                    state.model = part.model
+                if part.message.content:
+                    emit(part.message.content)
+                if part.done:
+                    state.finished = True
+                    state.usage = Usage(part.prompt_eval_count or 0, part.eval_count or 0)
+                    state.stop_reason = _STOP_REASONS.get(part.done_reason or "stop", "end")
+        finally:
+            await stream.aclose()
+
+    def _sdk_cause(self, exc: Exception, *, streaming: bool) -> Cause | None:
+        if isinstance(exc, ollama.ResponseError):
+            if exc.status_code > 0:
+                return cause_of_status(exc.status_code)
+            text = str(exc.error).lower()
+            if "busy" in text or "overloaded" in text:
+                return "overloaded"
+            if "not found" in text:
+                return "not-found"
+            return "server"
+        if isinstance(exc, ollama.RequestError):
+            return "bad-request"
+        return None
+
+    def _describe(self, exc: Exception, state: StreamState) -> str:
+        if isinstance(exc, ollama.ResponseError):
+            status = f"HTTP {exc.status_code}: " if exc.status_code > 0 else ""
+            return status + str(exc.error)
+        return super()._describe(exc, state)

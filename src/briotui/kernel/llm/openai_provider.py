@@ -1,0 +1,114 @@
+"""The OpenAI provider: chat completions, streamed, for OpenAI and any compatible server.
+
+vLLM, llama.cpp's server, LM Studio and others speak the same ``/v1/chat/completions``
+protocol; point ``base_url`` at them. Usage comes from the final chunk that
+``stream_options.include_usage`` asks for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import cast
+
+import openai
+from openai.types.chat import ChatCompletionMessageParam
+
+from briotui.kernel.llm.config import ProviderConfig
+from briotui.kernel.llm.failures import Cause, cause_of_body, cause_of_status, message_of_body
+from briotui.kernel.llm.streaming import StreamingProvider, StreamState
+from briotui.kernel.llm.types import CompletionRequest, StopReason, Usage
+
+OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
+
+NO_KEY = "no-key-needed"
+"""Sent as the key to servers that need none (the SDK insists on some value)."""
+
+_STOP_REASONS: dict[str, StopReason] = {"stop": "end", "length": "max-tokens"}
+
+
+class OpenAIProvider(StreamingProvider):
+    """Streams chat completions from OpenAI or an OpenAI-compatible server.
+
+    Args:
+        config: The provider's settings (``kind = "openai"``).
+        api_key: The key read from ``config.api_key_env``; None for keyless servers.
+    """
+
+    kind = "openai"
+
+    def __init__(self, config: ProviderConfig, api_key: str | None = None) -> None:
+        super().__init__(config, api_key)
+        self._client: openai.AsyncOpenAI | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.config.base_url or OPENAI_DEFAULT_URL
+
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        """The SDK client, made on first use and reused (one connection pool)."""
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                api_key=self._api_key or NO_KEY,
+                base_url=self.base_url,
+                max_retries=0,
+                timeout=openai.Timeout(
+                    self.config.read_timeout_s or None, connect=self.config.connect_timeout_s
+                ),
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def _stream(
+        self,
+        request: CompletionRequest,
+        model: str,
+        state: StreamState,
+        emit: Callable[[str], None],
+    ) -> None:
+        stream = await self.client.chat.completions.create(
+            model=model,
+            messages=cast(list[ChatCompletionMessageParam], self.all_messages(request)),
+            stream=True,
+            stream_options={"include_usage": True},
+            max_tokens=openai.omit if request.max_tokens is None else request.max_tokens,
+            temperature=openai.omit if request.temperature is None else request.temperature,
+            stop=list(request.stop) if request.stop else openai.omit,
+        )
+        async with stream:
+            async for chunk in stream:
+                if chunk.model:
+                    state.model = chunk.model
+                if chunk.usage is not None:
+                    state.usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                for choice in chunk.choices:
+                    if choice.delta is not None and choice.delta.content:
+                        emit(choice.delta.content)
+                    if choice.finish_reason:
+                        state.finished = True
+                        state.stop_reason = _STOP_REASONS.get(choice.finish_reason, "end")
+
+    def _sdk_cause(self, exc: Exception, *, streaming: bool) -> Cause | None:
+        if isinstance(exc, openai.APITimeoutError):
+            return "timeout"
+        if isinstance(exc, openai.APIConnectionError):
+            return "connection"
+        if isinstance(exc, openai.APIStatusError):
+            return cause_of_status(exc.status_code)
+        if isinstance(exc, openai.APIError):
+            # An error object inside the stream (the SDK raises a plain APIError).
+            return cause_of_body(exc.body) or "server"
+        return None
+
+    def _describe(self, exc: Exception, state: StreamState) -> str:
+        if isinstance(exc, openai.APIStatusError):
+            message = message_of_body(exc.body) or exc.message
+            return f"HTTP {exc.status_code}: {message}"
+        if isinstance(exc, openai.APIError):
+            return message_of_body(exc.body) or exc.message
+        return super()._describe(exc, state)

@@ -1,0 +1,201 @@
+"""What every SDK-backed provider shares: the deadline, the delta plumbing and error mapping.
+
+A vendor module (``anthropic_provider``, ``ollama_provider``, ``openai_provider``)
+subclasses :class:`StreamingProvider` and supplies two things: ``_stream``, which drives
+its SDK's streaming call and reports deltas, and ``_sdk_cause``, which names the cause of
+an exception its SDK raised. This class turns everything else into one
+:class:`~briotui.kernel.errors.ProviderError` per failure, with the key redacted.
+
+A reply counts as complete only when the vendor's final event arrived (Anthropic
+``message_stop``, Ollama ``"done": true``, OpenAI a ``finish_reason``); a stream that ends
+or drops before that raises cause "malformed" and returns nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from briotui.kernel.errors import ProviderError
+from briotui.kernel.llm.config import ProviderConfig
+from briotui.kernel.llm.failures import Cause, provider_error, transport_cause
+from briotui.kernel.llm.types import (
+    Completion,
+    CompletionRequest,
+    DeltaCallback,
+    StopReason,
+    Usage,
+)
+
+
+@dataclass
+class StreamState:
+    """What a stream produced so far; the vendor's ``_stream`` fills it in.
+
+    Attributes:
+        parts: The text deltas, in order.
+        usage: Tokens, from the vendor's usage fields.
+        model: The model the server says answered.
+        stop_reason: Why the reply ended.
+        finished: Whether the vendor's final event arrived.
+    """
+
+    parts: list[str]
+    usage: Usage
+    model: str
+    stop_reason: StopReason = "end"
+    finished: bool = False
+
+    @property
+    def started(self) -> bool:
+        """Whether any delta arrived."""
+        return bool(self.parts)
+
+
+class StreamingProvider(ABC):
+    """A provider that streams from a vendor SDK.
+
+    Args:
+        config: The provider's settings.
+        api_key: The key read from ``config.api_key_env``, or None.
+    """
+
+    kind: str = ""
+    """The vendor, e.g. "anthropic"."""
+
+    def __init__(self, config: ProviderConfig, api_key: str | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self._api_key = api_key or None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in an error message."""
+        return (self._api_key,) if self._api_key else ()
+
+    @property
+    @abstractmethod
+    def base_url(self) -> str:
+        """The server address this provider talks to."""
+
+    async def complete(
+        self, request: CompletionRequest, on_delta: DeltaCallback | None = None
+    ) -> Completion:
+        """Stream a reply for ``request`` from this provider.
+
+        Args:
+            request: The request; ``request.model`` overrides the configured model.
+            on_delta: Receives each text delta as it arrives.
+
+        Returns:
+            The complete reply, labelled with this provider's name and the model.
+
+        Raises:
+            ProviderError: the provider failed; ``cause`` and ``retryable`` say how.
+            asyncio.CancelledError: the awaiting task was cancelled; the request in
+                flight is closed.
+        """
+        model = request.model or self.config.model
+        if self.config.needs_key and not self._api_key:
+            raise ProviderError(
+                f"{self.config.api_key_env} is not set: export it, or pick another "
+                f"provider for {self.name!r} in .brio/config.toml.",
+                provider=self.name,
+                model=model,
+                cause="auth",
+                title="Model provider key missing",
+            )
+        state = StreamState(parts=[], usage=Usage(), model=model)
+        emit = _emitter(state, on_delta)
+        try:
+            async with asyncio.timeout(self.config.timeout_s or None):
+                await self._stream(request, model, state, emit)
+        except ProviderError:
+            raise
+        except TimeoutError:
+            raise self._error(
+                model, "timeout", f"no complete reply within {self.config.timeout_s:g} s"
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise self._error(model, "malformed", f"a stream event is not JSON ({exc})") from None
+        except Exception as exc:
+            cause = self._sdk_cause(exc, streaming=state.started)
+            if cause is None:
+                cause = transport_cause(exc, streaming=state.started)
+            if cause is None:
+                raise
+            raise self._error(model, cause, self._describe(exc, state)) from None
+        if not state.finished:
+            raise self._error(
+                model,
+                "malformed",
+                f"the stream ended after {len(state.parts)} deltas without its final event",
+            )
+        return Completion(
+            text="".join(state.parts),
+            provider=self.name,
+            model=state.model or model,
+            usage=state.usage,
+            stop_reason=state.stop_reason,
+        )
+
+    @abstractmethod
+    async def _stream(
+        self,
+        request: CompletionRequest,
+        model: str,
+        state: StreamState,
+        emit: Callable[[str], None],
+    ) -> None:
+        """Drive the SDK's stream: ``emit`` each delta, fill ``state``, set ``finished``."""
+
+    @abstractmethod
+    def _sdk_cause(self, exc: Exception, *, streaming: bool) -> Cause | None:
+        """The cause of an exception this SDK raised, or None if it is not the SDK's."""
+
+    def _describe(self, exc: Exception, state: StreamState) -> str:
+        """A one-line description of ``exc`` for the user."""
+        detail = str(exc) or type(exc).__name__
+        if state.started:
+            detail += f" (after {len(state.parts)} deltas)"
+        return detail
+
+    def _error(self, model: str, cause: Cause, detail: str) -> ProviderError:
+        return provider_error(
+            provider=self.name,
+            model=model,
+            cause=cause,
+            detail=detail,
+            secrets=self.secrets,
+            key_env=self.config.api_key_env,
+            base_url=self.base_url,
+        )
+
+    @staticmethod
+    def split_system(request: CompletionRequest) -> tuple[str, list[dict[str, str]]]:
+        """The system prompt (joined) and the other messages, in order."""
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        rest = [
+            {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
+        ]
+        return system, rest
+
+    @staticmethod
+    def all_messages(request: CompletionRequest) -> list[dict[str, str]]:
+        """Every message as a ``{role, content}`` mapping."""
+        return [{"role": m.role, "content": m.content} for m in request.messages]
+
+
+def _emitter(state: StreamState, on_delta: DeltaCallback | None) -> Callable[[str], None]:
+    parts = state.parts
+    if on_delta is None:
+        return parts.append
+
+    def emit(text: str) -> None:
+        parts.append(text)
+        on_delta(text)
+
+    return emit

@@ -1,0 +1,1 @@
+"""The sandboxed agent runtime: wasmtime engine, component cache, instances, limits, pool."""

@@ -1,0 +1,187 @@
+"""The per-instance state host functions work with: who is calling, limits, logs, usage.
+
+Each agent instance runs in its own worker thread, and host functions find the
+calling instance's :class:`CallContext` through a thread-local set by that thread.
+Async work (a model request, a question to the user) goes to the event loop with
+:meth:`CallContext.await_`, cut off by the host-call watchdog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from briotui.kernel.errors import AgentError
+from briotui.kernel.limits import Limits
+from briotui.kernel.llm.types import Provider, Usage
+from briotui.kernel.runtime.events import EventSink, LogLine
+from briotui.kernel.workspace import WorkspaceView
+
+T = TypeVar("T")
+
+AskUser = Callable[[str, str], Awaitable[str]]
+"""Asks the user a question on behalf of an agent: ``(agent, question) -> answer``."""
+
+
+@dataclass
+class RunBindings:
+    """What one run of an agent is bound to: its task, session and helpers.
+
+    Attributes:
+        task_id: The task being run.
+        provider: Where ``llm.complete`` goes; None answers ``unavailable``.
+        workspace: The session the ``workspace`` imports read and write; None answers
+            ``unavailable``.
+        ask_user: Answers ``tasks.ask-user``; None (headless) answers ``unavailable``.
+    """
+
+    task_id: str = ""
+    provider: Provider | None = None
+    workspace: WorkspaceView | None = None
+    ask_user: AskUser | None = None
+
+
+class HostTimeout(Exception):
+    """A host call ran past its watchdog (internal; becomes a WIT ``timeout`` error)."""
+
+
+class BoundedLog:
+    """The tail of an agent's output: whole lines, at most ``limit`` bytes in total."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lines: deque[str] = deque()
+        self._size = 0
+        self._partial = ""
+        self.dropped = 0
+
+    def add_line(self, line: str) -> None:
+        """Append one line, dropping the oldest lines past the limit."""
+        if len(line) > self.limit:
+            line = line[: self.limit - 1] + "…"
+        self._lines.append(line)
+        self._size += len(line) + 1
+        while self._size > self.limit and self._lines:
+            old = self._lines.popleft()
+            self._size -= len(old) + 1
+            self.dropped += 1
+
+    def feed(self, data: bytes) -> list[str]:
+        """Append raw output; returns the complete lines it finished."""
+        text = self._partial + data.decode("utf-8", errors="replace")
+        *complete, self._partial = text.split("\n")
+        for line in complete:
+            self.add_line(line)
+        return complete
+
+    def tail(self, lines: int = 20) -> str:
+        """The last ``lines`` lines (including an unfinished one)."""
+        items = list(self._lines)[-lines:]
+        if self._partial:
+            items.append(self._partial)
+        return "\n".join(items)
+
+
+class CallContext:
+    """Everything host functions need about the instance that is calling them."""
+
+    def __init__(
+        self,
+        *,
+        agent: str,
+        instance_id: str,
+        limits: Limits,
+        loop: asyncio.AbstractEventLoop,
+        events: EventSink,
+    ) -> None:
+        self.agent = agent
+        self.instance_id = instance_id
+        self.limits = limits
+        self.loop = loop
+        self.events = events
+        self.bindings = RunBindings()
+        self.log = BoundedLog(limits.log_bytes)
+        self.cancelled = threading.Event()
+        self.deadline_at = float("inf")
+        self.stop_reason: str | None = None
+        self.fatal: AgentError | None = None
+        self.host_calls = 0
+        self.host_seconds = 0.0
+        self.usage = Usage()
+        self.models: list[tuple[str, str]] = []
+
+    def begin(self, bindings: RunBindings) -> None:
+        """Reset per-run state for a new run."""
+        self.bindings = bindings
+        self.deadline_at = time.monotonic() + self.limits.deadline_ms / 1000
+        self.stop_reason = None
+        self.fatal = None
+        self.host_calls = 0
+        self.host_seconds = 0.0
+        self.usage = Usage()
+        self.models = []
+
+    def remaining_seconds(self) -> float:
+        """Time left before the run's deadline."""
+        return self.deadline_at - time.monotonic()
+
+    def emit_log(self, level: str, message: str) -> None:
+        """Record a log line and publish it."""
+        self.log.add_line(f"[{level}] {message}")
+        self.events(LogLine(agent=self.agent, instance=self.instance_id, level=level, message=message))
+
+    def output(self, stream: str) -> Callable[[bytes], None]:
+        """A WASI stdout/stderr callback feeding this instance's bounded log."""
+        level = "info" if stream == "stdout" else "warn"
+
+        def write(data: bytes) -> None:
+            for line in self.log.feed(data):
+                self.events(
+                    LogLine(agent=self.agent, instance=self.instance_id, level=level, message=line)
+                )
+
+        return write
+
+    def await_(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the event loop and wait for it from this worker thread.
+
+        The wait is cut off by the host-call watchdog: the smaller of the host-call
+        limit and the time left before the deadline; a cancelled task cuts it too.
+
+        Raises:
+            HostTimeout: the watchdog fired (the coroutine is cancelled).
+        """
+        budget = min(self.limits.host_call_timeout_ms / 1000, max(0.0, self.remaining_seconds()))
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        end = time.monotonic() + budget
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or self.cancelled.is_set():
+                future.cancel()
+                raise HostTimeout(
+                    "cancelled" if self.cancelled.is_set() else f"after {budget * 1000:.0f} ms"
+                )
+            try:
+                return future.result(timeout=min(left, 0.05))
+            except concurrent.futures.TimeoutError:
+                continue
+
+
+_local = threading.local()
+
+
+def bind_thread(ctx: CallContext) -> None:
+    """Make ``ctx`` the context of host calls made on this thread."""
+    _local.ctx = ctx
+
+
+def current() -> CallContext:
+    """The calling instance's context (set by :func:`bind_thread`)."""
+    ctx: CallContext = _local.ctx
+    return ctx

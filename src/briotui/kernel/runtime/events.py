@@ -1,0 +1,127 @@
+"""Events the runtime publishes: lifecycle changes, logs, progress, streamed model text.
+
+Events are frozen dataclasses delivered to a sink callable. Sinks may be called from
+agent worker threads; :class:`EventBus` hands them to subscribers on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from time import time
+
+
+class AgentState(enum.Enum):
+    """The lifecycle of one agent instance."""
+
+    UNLOADED = "unloaded"
+    LOADED = "loaded"
+    READY = "ready"
+    RUNNING = "running"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of runtime events."""
+
+    agent: str
+    instance: str
+    at: float = field(default_factory=time, compare=False)
+
+
+@dataclass(frozen=True)
+class StateChanged(Event):
+    """An instance moved to a new lifecycle state."""
+
+    state: AgentState = AgentState.UNLOADED
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class LogLine(Event):
+    """The agent logged a line (through ``log.emit`` or its stdout/stderr)."""
+
+    level: str = "info"
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Progress(Event):
+    """The agent reported progress on its task."""
+
+    task: str = ""
+    percent: int = 0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Milestone(Event):
+    """The agent reached a milestone."""
+
+    task: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ModelDelta(Event):
+    """A piece of a model reply, streamed as it arrives."""
+
+    task: str = ""
+    text: str = ""
+
+
+EventSink = Callable[[Event], None]
+
+
+class EventBus:
+    """Fan-out of events to subscribers, safe to publish from any thread.
+
+    Subscribers are plain callables run on the bus's event loop (so UI code can
+    touch its widgets); publishing from a worker thread schedules delivery with
+    ``call_soon_threadsafe``. With no loop (plain scripts), delivery is immediate.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
+        self._subscribers: list[EventSink] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, sink: EventSink) -> Callable[[], None]:
+        """Add ``sink``; returns a function that removes it."""
+        with self._lock:
+            self._subscribers.append(sink)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if sink in self._subscribers:
+                    self._subscribers.remove(sink)
+
+        return unsubscribe
+
+    def publish(self, event: Event) -> None:
+        """Deliver ``event`` to every subscriber (on the loop, if there is one)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is not loop:
+                loop.call_soon_threadsafe(self._deliver, event)
+                return
+        self._deliver(event)
+
+    def _deliver(self, event: Event) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for sink in subscribers:
+            try:
+                sink(event)
+            except Exception:  # a broken subscriber must not break the runtime
+                continue

@@ -1,0 +1,437 @@
+"""The host side of the WIT contract: what each ``brio:agent`` import does, and linking.
+
+:func:`build_linker` checks a component's imports against its world and the
+functions the kernel provides, then defines every import in a ``Linker``. Each host
+function is wrapped so that:
+
+- arguments and results are converted once per type (:mod:`.values`);
+- no Python exception ever escapes into wasmtime (PLATFORM.md: that can crash or
+  cross-talk between threads): failures become WIT ``error`` values, and the rare
+  fatal case raises a ``WasmtimeError`` after recording a typed error in the context;
+- results over the message-size limit are refused with ``too-large``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import wasmtime
+from wasmtime import component as wc
+
+from briotui.kernel.agents import WIT_PACKAGE, WIT_VERSION, AgentSpec, world_imports
+from briotui.kernel.errors import BrioError, CapabilityDenied, ComponentError, HostError
+from briotui.kernel.llm.types import CompletionRequest, Message
+from briotui.kernel.runtime import context as ctxmod
+from briotui.kernel.runtime.context import CallContext, HostTimeout
+from briotui.kernel.runtime.events import Milestone, ModelDelta, Progress
+from briotui.kernel.runtime.values import Err, FuncShape, Ok, component_exports, component_imports, export_shape, func_shape
+from briotui.kernel.workspace import Entry
+
+log = logging.getLogger(__name__)
+
+WASI_PREFIXES = (
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:cli/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+)
+"""WASI Preview 2 interfaces the kernel links (``Linker.add_wasip2``). The store's
+WasiConfig grants no directories, no network, no environment and no stdin."""
+
+AGENT_EXPORT = f"{WIT_PACKAGE}/agent@{WIT_VERSION}"
+
+TYPE_ONLY_INTERFACES = frozenset({"types"})
+"""Interfaces with types and no functions; any world may import them (via ``use``)."""
+
+HostImpl = Callable[..., Any]
+
+
+def _error(kind: str, message: str) -> Err[dict[str, str]]:
+    return Err({"kind": kind, "message": message})
+
+
+def _wit_kind(exc: BrioError) -> str:
+    kind = getattr(exc, "wit_kind", None)
+    return kind if isinstance(kind, str) else "failed"
+
+
+def _too_large(ctx: CallContext, size: int, what: str) -> Err[dict[str, str]] | None:
+    if size > ctx.limits.max_message_bytes:
+        return _error(
+            "too-large",
+            f"{what} is {size} bytes, over this agent's limit of "
+            f"{ctx.limits.max_message_bytes} bytes (max_message_bytes).",
+        )
+    return None
+
+
+# -- log, clock ---------------------------------------------------------------------
+
+
+def log_emit(ctx: CallContext, level: str, message: str) -> None:
+    limit = ctx.limits.max_message_bytes
+    if len(message) > limit:
+        message = message[:limit] + "… [truncated]"
+    ctx.emit_log(level, message)
+
+
+def clock_now_ms(ctx: CallContext) -> int:
+    return time.time_ns() // 1_000_000
+
+
+def clock_monotonic_ns(ctx: CallContext) -> int:
+    return time.monotonic_ns()
+
+
+# -- llm -----------------------------------------------------------------------------
+
+
+def llm_complete(ctx: CallContext, request: dict[str, Any]) -> Any:
+    provider = ctx.bindings.provider
+    if provider is None:
+        return _error(
+            "unavailable",
+            "No model provider is configured for this run. Pass --provider, or set one "
+            "up in .brio/config.toml (see `briotui doctor`).",
+        )
+    req = CompletionRequest(
+        messages=tuple(Message(m["role"], m["content"]) for m in request["messages"]),
+        max_tokens=request["max_tokens"],
+        temperature=request["temperature"],
+        stop=tuple(request["stop"]),
+        purpose=request["purpose"],
+        agent=ctx.agent,
+        task_id=ctx.bindings.task_id,
+    )
+    size = sum(len(m.content) for m in req.messages)
+    if (refused := _too_large(ctx, size, "The completion request")) is not None:
+        return refused
+
+    def on_delta(text: str) -> None:
+        ctx.events(
+            ModelDelta(
+                agent=ctx.agent, instance=ctx.instance_id, task=ctx.bindings.task_id, text=text
+            )
+        )
+
+    try:
+        completion = ctx.await_(provider.complete(req, on_delta))
+    except HostTimeout as exc:
+        return _error("timeout", f"The model request was cut off {exc}.")
+    except BrioError as exc:
+        return _error("unavailable", f"{exc.title}: {exc.message}")
+    if (refused := _too_large(ctx, len(completion.text), "The model's reply")) is not None:
+        return refused
+    ctx.usage = ctx.usage + completion.usage
+    ctx.models.append((completion.provider, completion.model))
+    return Ok(
+        {
+            "text": completion.text,
+            "provider": completion.provider,
+            "model": completion.model,
+            "usage": {
+                "input_tokens": completion.usage.input_tokens,
+                "output_tokens": completion.usage.output_tokens,
+            },
+            "stop_reason": completion.stop_reason,
+        }
+    )
+
+
+# -- workspace -----------------------------------------------------------------------
+
+_NO_SESSION = (
+    "This run has no session, so there are no project files to read or write. "
+    "Run the agent through `briotui run`, which gives it a session."
+)
+
+
+def _entry(entry: Entry) -> dict[str, Any]:
+    return {
+        "path": entry.path,
+        "kind": entry.kind,
+        "size": entry.size,
+        "executable": entry.executable,
+    }
+
+
+def _workspace_call(ctx: CallContext, what: Callable[[Any], Any]) -> Any:
+    view = ctx.bindings.workspace
+    if view is None:
+        return _error("unavailable", _NO_SESSION)
+    try:
+        return what(view)
+    except BrioError as exc:
+        return _error(_wit_kind(exc), exc.message)
+    except FileNotFoundError as exc:
+        return _error("not-found", str(exc))
+    except OSError as exc:
+        return _error("failed", f"{type(exc).__name__}: {exc}")
+
+
+def ws_read(ctx: CallContext, path: str) -> Any:
+    def go(view: Any) -> Any:
+        data = view.read(path)
+        return _too_large(ctx, len(data), f"{path}") or Ok(data)
+
+    return _workspace_call(ctx, go)
+
+
+def ws_read_text(ctx: CallContext, path: str) -> Any:
+    def go(view: Any) -> Any:
+        data = view.read(path)
+        if (refused := _too_large(ctx, len(data), f"{path}")) is not None:
+            return refused
+        try:
+            return Ok(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            return _error("invalid", f"{path} is not UTF-8 text; read it as bytes instead.")
+
+    return _workspace_call(ctx, go)
+
+
+def ws_list_dir(ctx: CallContext, path: str, recursive: bool) -> Any:
+    return _workspace_call(ctx, lambda v: Ok([_entry(e) for e in v.list_dir(path, recursive)]))
+
+
+def ws_stat(ctx: CallContext, path: str) -> Any:
+    def go(view: Any) -> Any:
+        entry = view.stat(path)
+        return Ok(None if entry is None else _entry(entry))
+
+    return _workspace_call(ctx, go)
+
+
+def ws_changes(ctx: CallContext) -> Any:
+    def go(view: Any) -> Any:
+        diff = view.changes()
+        return _too_large(ctx, len(diff), "The session's diff") or Ok(diff)
+
+    return _workspace_call(ctx, go)
+
+
+def ws_write(ctx: CallContext, path: str, contents: bytes, executable: bool) -> Any:
+    if (refused := _too_large(ctx, len(contents), f"The write to {path}")) is not None:
+        return refused
+
+    def go(view: Any) -> Any:
+        view.write(path, contents, executable)
+        return Ok(None)
+
+    return _workspace_call(ctx, go)
+
+
+def ws_delete(ctx: CallContext, path: str) -> Any:
+    def go(view: Any) -> Any:
+        view.delete(path)
+        return Ok(None)
+
+    return _workspace_call(ctx, go)
+
+
+def ws_rename(ctx: CallContext, src: str, dst: str) -> Any:
+    def go(view: Any) -> Any:
+        view.rename(src, dst)
+        return Ok(None)
+
+    return _workspace_call(ctx, go)
+
+
+# -- shell, sql, mesh (their kernel services arrive with later issues) ----------------
+
+
+def _not_yet(service: str) -> HostImpl:
+    def impl(ctx: CallContext, *args: Any) -> Any:
+        return _error(
+            "unavailable",
+            f"The {service} service is not enabled in this version of the kernel; "
+            "the call was not run.",
+        )
+
+    return impl
+
+
+# -- tasks ---------------------------------------------------------------------------
+
+
+def tasks_progress(ctx: CallContext, percent: int, note: str) -> None:
+    ctx.events(
+        Progress(
+            agent=ctx.agent,
+            instance=ctx.instance_id,
+            task=ctx.bindings.task_id,
+            percent=min(100, percent),
+            note=note[:500],
+        )
+    )
+
+
+def tasks_milestone(ctx: CallContext, name: str) -> None:
+    ctx.events(
+        Milestone(agent=ctx.agent, instance=ctx.instance_id, task=ctx.bindings.task_id, name=name[:200])
+    )
+
+
+def tasks_ask_user(ctx: CallContext, question: str) -> Any:
+    ask = ctx.bindings.ask_user
+    if ask is None:
+        return _error(
+            "unavailable",
+            "No user can answer in this run (headless). Decide with what you have and "
+            "say what you assumed.",
+        )
+    try:
+        return Ok(ctx.await_(ask(ctx.agent, question)))
+    except HostTimeout as exc:
+        return _error("timeout", f"No answer from the user {exc}.")
+
+
+HOST_FUNCTIONS: dict[str, dict[str, HostImpl]] = {
+    "types": {},
+    "log": {"emit": log_emit},
+    "clock": {"now-ms": clock_now_ms, "monotonic-ns": clock_monotonic_ns},
+    "llm": {"complete": llm_complete},
+    "workspace": {
+        "read": ws_read,
+        "read-text": ws_read_text,
+        "list-dir": ws_list_dir,
+        "stat": ws_stat,
+        "changes": ws_changes,
+    },
+    "workspace-write": {"write": ws_write, "delete": ws_delete, "rename": ws_rename},
+    "shell": {"run": _not_yet("shell")},
+    "sql": {"prefix": lambda ctx: "", "execute": _not_yet("sql")},
+    "mesh": {
+        "send": _not_yet("mesh"),
+        "request": _not_yet("mesh"),
+        "receive": _not_yet("mesh"),
+    },
+    "tasks": {
+        "run-subtask": _not_yet("subtask"),
+        "progress": tasks_progress,
+        "milestone": tasks_milestone,
+        "ask-user": tasks_ask_user,
+    },
+}
+"""Every host function, by interface and WIT function name."""
+
+
+def _wrap(iface: str, name: str, impl: HostImpl, shape: FuncShape) -> Callable[..., Any]:
+    params = shape.params
+    lower = shape.result
+    label = f"{iface}.{name}"
+
+    def host_function(_store: Any, *args: Any) -> Any:
+        ctx = ctxmod.current()
+        started = time.perf_counter()
+        ctx.host_calls += 1
+        try:
+            result = impl(ctx, *[conv(arg) for conv, arg in zip(params, args, strict=True)])
+            return None if lower is None else lower(result)
+        except Exception as exc:  # never let it escape into wasmtime
+            log.exception("host function %s failed for agent %s", label, ctx.agent)
+            if lower is not None:
+                try:
+                    return lower(_error("failed", f"The kernel failed serving {label}: {exc}"))
+                except Exception:  # the result type has no error case: stop the guest
+                    pass
+            ctx.fatal = HostError(
+                f"The kernel failed serving {label}: {type(exc).__name__}: {exc}",
+                agent=ctx.agent,
+            )
+            raise wasmtime.WasmtimeError(f"brio host error in {label}") from None
+        finally:
+            ctx.host_seconds += time.perf_counter() - started
+
+    return host_function
+
+
+def _split(name: str) -> tuple[str, str, str] | None:
+    """``brio:agent/llm@0.1.0`` -> ("brio:agent", "llm", "0.1.0")."""
+    if "/" not in name:
+        return None
+    package, rest = name.split("/", 1)
+    iface, _, ver = rest.partition("@")
+    return package, iface, ver
+
+
+def build_linker(
+    engine: wasmtime.Engine, component: wc.Component, spec: AgentSpec
+) -> tuple[wc.Linker, FuncShape]:
+    """A linker for ``component`` that provides exactly what ``spec``'s world allows.
+
+    Returns the linker and the converters of the exported ``agent.run``.
+
+    Raises:
+        CapabilityDenied: the component imports a brio interface its world does not.
+        ComponentError: it imports something the kernel does not provide, was built
+            against another version of the contract, or does not export ``agent.run``.
+    """
+    allowed = world_imports()[spec.world] | TYPE_ONLY_INTERFACES
+    imports = component_imports(component, engine)
+    brio: dict[str, dict[str, Any]] = {}
+    for name, funcs in imports.items():
+        if name.startswith(WASI_PREFIXES):
+            continue
+        parts = _split(name)
+        if parts is None or parts[0] != WIT_PACKAGE:
+            raise ComponentError(
+                f"Agent {spec.name!r} imports {name!r}, which the kernel does not provide. "
+                f"Agents may import the {WIT_PACKAGE} interfaces of their world and WASI "
+                "Preview 2.",
+                agent=spec.name,
+                file=str(spec.component_file or spec.directory / "app.py"),
+                title="Agent imports an unknown interface",
+            )
+        _, iface, ver = parts
+        if ver != WIT_VERSION:
+            raise ComponentError(
+                f"Agent {spec.name!r} was built against {WIT_PACKAGE}@{ver}; this kernel "
+                f"provides {WIT_VERSION}. Rebuild it with `briotui agents build --force`.",
+                agent=spec.name,
+                title="Agent built for another contract version",
+            )
+        if iface not in allowed:
+            raise CapabilityDenied(
+                f"Agent {spec.name!r} imports {iface!r}, which its world {spec.world!r} does "
+                f"not include (it may import: {', '.join(sorted(allowed))}). The component "
+                "was refused at link time.",
+                agent=spec.name,
+                title="Capability denied at link time",
+            )
+        known = HOST_FUNCTIONS.get(iface, {})
+        missing = sorted(set(funcs) - set(known))
+        if missing:
+            raise ComponentError(
+                f"Agent {spec.name!r} imports {iface}.{', '.join(missing)}, which the kernel "
+                "does not provide.",
+                agent=spec.name,
+                title="Agent imports an unknown function",
+            )
+        brio[name] = funcs
+
+    exports = component_exports(component, engine)
+    run_type = exports.get(AGENT_EXPORT, {}).get("run")
+    if run_type is None:
+        raise ComponentError(
+            f"Agent {spec.name!r} does not export {AGENT_EXPORT} with a run function. "
+            "Python agents define `class Agent` with `run(self, task)` in app.py.",
+            agent=spec.name,
+            title="Agent has no entry point",
+        )
+
+    linker = wc.Linker(engine)
+    linker.add_wasip2()
+    with linker.root() as root:
+        for name, funcs in brio.items():
+            iface = name.split("/", 1)[1].split("@", 1)[0]
+            with root.add_instance(name) as instance:
+                for fname, fty in funcs.items():
+                    impl = HOST_FUNCTIONS[iface][fname]
+                    instance.add_func(fname, _wrap(iface, fname, impl, func_shape(fty)))
+    return linker, export_shape(run_type)

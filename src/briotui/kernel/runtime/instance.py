@@ -1,0 +1,421 @@
+"""One agent instance: its own Store and worker thread, with an async face.
+
+The pattern is aiosqlite's: the wasmtime Store lives on one thread, calls go in
+through a queue, and results come back to the event loop as futures. Nothing here
+blocks the loop. An instance runs one task and is then discarded (a fresh one from the
+pool serves the next), so no state leaks between tasks; after a trap it is dead.
+
+Lifecycle: Unloaded -> Loaded -> Ready -> Running -> Stopped, or -> Failed on a trap;
+Draining while a cancel is in progress. Every change is published as an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import wasmtime
+from wasmtime import component as wc
+
+from briotui.kernel.agents import AgentSpec
+from briotui.kernel.errors import (
+    AgentBusy,
+    AgentCancelled,
+    AgentError,
+    AgentTimeout,
+    FuelExhausted,
+    GuestError,
+    GuestPanic,
+    HostError,
+    MemoryLimit,
+    MessageTooLarge,
+)
+from briotui.kernel.llm.types import Usage
+from briotui.kernel.runtime import memory
+from briotui.kernel.runtime.context import CallContext, RunBindings, bind_thread
+from briotui.kernel.runtime.deadline import DeadlineGuard
+from briotui.kernel.runtime.engine import EpochTicker
+from briotui.kernel.runtime.events import AgentState, EventSink, StateChanged
+from briotui.kernel.runtime.host import AGENT_EXPORT
+from briotui.kernel.runtime.values import Err, FuncShape, Ok
+
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class LoadedAgent:
+    """A compiled component with its linker: everything needed to make instances."""
+
+    spec: AgentSpec
+    engine: wasmtime.Engine
+    component: wc.Component
+    linker: wc.Linker
+    run_shape: FuncShape
+    ticker: EpochTicker
+
+
+@dataclass(frozen=True)
+class AgentTask:
+    """What an agent is asked to do."""
+
+    id: str
+    goal: str
+    context: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class RunUsage:
+    """What one run used."""
+
+    fuel: int = 0
+    wall_ms: float = 0.0
+    peak_memory_bytes: int = 0
+    host_calls: int = 0
+    host_ms: float = 0.0
+    tokens: Usage = field(default_factory=Usage)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON-able data."""
+        return {
+            "fuel": self.fuel,
+            "wall_ms": round(self.wall_ms, 3),
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "host_calls": self.host_calls,
+            "host_ms": round(self.host_ms, 3),
+            "input_tokens": self.tokens.input_tokens,
+            "output_tokens": self.tokens.output_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """A finished run: the agent's outcome, what it used, and which models answered."""
+
+    agent: str
+    summary: str
+    data: str
+    usage: RunUsage
+    models: tuple[tuple[str, str], ...] = ()
+    log_tail: str = ""
+
+
+class RunFailed(Exception):
+    """An agent run failed; carries the typed error and what the run used."""
+
+    def __init__(self, error: AgentError, usage: RunUsage) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.usage = usage
+
+
+class AgentInstance:
+    """One live instance of an agent, on its own thread."""
+
+    def __init__(
+        self,
+        loaded: LoadedAgent,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        events: EventSink,
+    ) -> None:
+        self.loaded = loaded
+        self.id = f"{loaded.spec.name}#{next(_ids)}"
+        self.state = AgentState.UNLOADED
+        self._loop = loop
+        self._events = events
+        self.ctx = CallContext(
+            agent=loaded.spec.name,
+            instance_id=self.id,
+            limits=loaded.spec.limits,
+            loop=loop,
+            events=events,
+        )
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._store: wasmtime.Store | None = None
+        self._run: wc.Func | None = None
+        self._guard: DeadlineGuard | None = None
+        self._reservations: tuple[tuple[int, int], ...] = ()
+        self._set_state(AgentState.LOADED)
+
+    @property
+    def agent(self) -> str:
+        """The agent's name."""
+        return self.loaded.spec.name
+
+    def _set_state(self, state: AgentState, detail: str = "") -> None:
+        self.state = state
+        self._events(StateChanged(agent=self.agent, instance=self.id, state=state, detail=detail))
+
+    # -- the worker thread ---------------------------------------------------------
+
+    def _worker(self) -> None:
+        bind_thread(self.ctx)
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                break
+            job()
+        self._store = None
+        self._run = None
+        memory.release(self._reservations)
+
+    def _submit(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = self._loop.create_future()
+
+        def settle(ok: bool, value: Any) -> None:
+            if future.done():
+                return
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+        def job() -> None:
+            try:
+                result = fn()
+            except BaseException as exc:  # delivered to the awaiting coroutine
+                self._loop.call_soon_threadsafe(settle, False, exc)
+            else:
+                self._loop.call_soon_threadsafe(settle, True, result)
+
+        self._jobs.put(job)
+        return future
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the store and instantiate the component on the instance's thread."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._worker, name=f"agent-{self.id}", daemon=True)
+        self._thread.start()
+        try:
+            await self._submit(self._instantiate)
+        except AgentError as error:
+            self._set_state(AgentState.FAILED, error.message)
+            self._jobs.put(None)
+            raise
+        self._set_state(AgentState.READY)
+
+    def _instantiate(self) -> None:
+        loaded = self.loaded
+        limits = loaded.spec.limits
+        store = wasmtime.Store(loaded.engine)
+        wasi = wasmtime.WasiConfig()  # always: a store without WASI aborts the process
+        wasi.stdout_custom = self.ctx.output("stdout")
+        wasi.stderr_custom = self.ctx.output("stderr")
+        store.set_wasi(wasi)
+        store.set_limits(memory_size=limits.memory_bytes)
+        store.set_fuel(limits.fuel)
+        self._guard = DeadlineGuard(store, self.ctx.cancelled)
+        self._guard.arm(store, time.monotonic() + limits.deadline_ms / 1000)
+        loaded.ticker.ensure_started()
+        try:
+            with memory.INSTANTIATE_LOCK:
+                instance = loaded.linker.instantiate(store, loaded.component)
+                self._reservations = memory.claim_reservations()
+        except wasmtime.WasmtimeError as exc:
+            raise HostError(
+                f"Could not instantiate agent {self.agent!r}: {_cause(exc)}",
+                agent=self.agent,
+                title="Agent failed to start",
+            ) from None
+        index = instance.get_export_index(store, AGENT_EXPORT)
+        func = instance.get_func(store, instance.get_export_index(store, "run", index))
+        if func is None:
+            raise HostError(f"Agent {self.agent!r} lost its run export.", agent=self.agent)
+        self._store = store
+        self._run = func
+
+    async def run(self, task: AgentTask, bindings: RunBindings | None = None) -> RunOutcome:
+        """Run ``task`` to its end. The instance is finished afterwards.
+
+        Raises:
+            RunFailed: the run failed; ``.error`` is the typed AgentError.
+        """
+        if self.state is AgentState.RUNNING:
+            raise RunFailed(
+                AgentBusy(
+                    f"Instance {self.id} is already running a task; re-entry is refused.",
+                    agent=self.agent,
+                ),
+                RunUsage(),
+            )
+        if self.state is not AgentState.READY:
+            await self.start()
+        self._set_state(AgentState.RUNNING, task.goal[:80])
+        try:
+            outcome: RunOutcome = await self._submit(
+                lambda: self._execute(task, bindings or RunBindings(task_id=task.id))
+            )
+        except RunFailed as failure:
+            self._set_state(AgentState.FAILED, failure.error.title)
+            raise
+        finally:
+            self._jobs.put(None)
+        self._set_state(AgentState.STOPPED, "done")
+        return outcome
+
+    def cancel(self) -> None:
+        """Stop the run in progress (within a few epoch ticks); safe from any thread."""
+        if self.state is AgentState.RUNNING:
+            self._set_state(AgentState.DRAINING, "cancel requested")
+        self.ctx.cancelled.set()
+
+    def discard(self) -> None:
+        """Release an instance that will not run (e.g. when a pool shuts down)."""
+        if self._thread is not None and self.state is not AgentState.RUNNING:
+            self._jobs.put(None)
+            self._set_state(AgentState.STOPPED, "discarded")
+
+    # -- one run, on the worker thread -----------------------------------------------
+
+    def _usage(self, started: float) -> RunUsage:
+        store = self._store
+        limits = self.loaded.spec.limits
+        fuel = limits.fuel - store.get_fuel() if store is not None else 0
+        return RunUsage(
+            fuel=fuel,
+            wall_ms=(time.perf_counter() - started) * 1000,
+            peak_memory_bytes=memory.resident_bytes(self._reservations),
+            host_calls=self.ctx.host_calls,
+            host_ms=self.ctx.host_seconds * 1000,
+            tokens=self.ctx.usage,
+        )
+
+    def _execute(self, task: AgentTask, bindings: RunBindings) -> RunOutcome:
+        store, func, guard = self._store, self._run, self._guard
+        assert store is not None and func is not None and guard is not None
+        limits = self.loaded.spec.limits
+        ctx = self.ctx
+        ctx.begin(bindings)
+        started = time.perf_counter()
+        size = len(task.goal) + sum(len(k) + len(v) for k, v in task.context)
+        if size > limits.max_message_bytes:
+            raise RunFailed(
+                MessageTooLarge(
+                    f"The task for {self.agent!r} is {size} bytes; the limit is "
+                    f"{limits.max_message_bytes} (max_message_bytes in agent.toml).",
+                    agent=self.agent,
+                ),
+                self._usage(started),
+            )
+        store.set_fuel(limits.fuel)
+        guard.arm(store, ctx.deadline_at)
+        arg = self.loaded.run_shape.params[0](
+            {"id": task.id, "goal": task.goal, "context": list(task.context)}
+        )
+        try:
+            raw = func(store, arg)
+            func.post_return(store)
+        except wasmtime.WasmtimeError as exc:
+            raise RunFailed(self._classify(exc, guard.reason), self._usage(started)) from None
+        lift = self.loaded.run_shape.result
+        result = lift(raw) if lift is not None else Ok({"summary": "", "data": ""})
+        usage = self._usage(started)
+        if isinstance(result, Err):
+            payload = result.value if isinstance(result.value, dict) else {}
+            raise RunFailed(
+                GuestError(
+                    str(payload.get("message", result.value)),
+                    agent=self.agent,
+                    title=f"Agent {self.agent} reported: {payload.get('kind', 'failed')}",
+                ),
+                usage,
+            )
+        value = result.value
+        summary, data = str(value["summary"]), str(value["data"])
+        if len(summary) + len(data) > limits.max_message_bytes:
+            raise RunFailed(
+                MessageTooLarge(
+                    f"{self.agent!r} returned {len(summary) + len(data)} bytes; the limit is "
+                    f"{limits.max_message_bytes} (max_message_bytes in agent.toml).",
+                    agent=self.agent,
+                ),
+                usage,
+            )
+        return RunOutcome(
+            agent=self.agent,
+            summary=summary,
+            data=data,
+            usage=usage,
+            models=tuple(ctx.models),
+            log_tail=ctx.log.tail(),
+        )
+
+    def _classify(self, exc: wasmtime.WasmtimeError, reason: str | None) -> AgentError:
+        """Turn a trap into a typed error with a title the user understands."""
+        ctx = self.ctx
+        limits = self.loaded.spec.limits
+        text = str(exc)
+        tail = ctx.log.tail()
+        if ctx.fatal is not None:
+            return ctx.fatal
+        if reason == "cancelled":
+            return AgentCancelled(f"{self.agent!r} was stopped: its task was cancelled.", agent=self.agent)
+        if reason == "deadline":
+            return AgentTimeout(
+                f"{self.agent!r} ran past its {limits.deadline_ms} ms deadline and was "
+                "stopped. Raise deadline_ms in its agent.toml if the work needs longer.",
+                agent=self.agent,
+                stderr_tail=tail,
+            )
+        if "all fuel consumed" in text:
+            return FuelExhausted(
+                f"{self.agent!r} used all of its {limits.fuel:,} fuel and was stopped. "
+                "Raise fuel in its agent.toml if the work needs more.",
+                agent=self.agent,
+                stderr_tail=tail,
+            )
+        resident = memory.resident_bytes(self._reservations)
+        if "MemoryError" in tail or resident >= 0.8 * limits.memory_bytes:
+            return MemoryLimit(
+                f"{self.agent!r} tried to use more than its {limits.memory_bytes // (1 << 20)} MiB "
+                "of memory and was stopped. Raise memory_bytes in its agent.toml if needed.",
+                agent=self.agent,
+                stderr_tail=tail,
+            )
+        return GuestPanic(
+            f"{self.agent!r} crashed: {_cause(exc)}"
+            + (f"\nIts last output:\n{tail}" if tail else ""),
+            agent=self.agent,
+            stderr_tail=tail,
+        )
+
+
+def _cause(exc: wasmtime.WasmtimeError) -> str:
+    """The useful part of a wasmtime error: the text after "Caused by:", else line one."""
+    text = str(exc)
+    if "Caused by:" in text:
+        cause = text.split("Caused by:", 1)[1].strip().splitlines()
+        lines = [line.strip() for line in cause if line.strip()]
+        return lines[0] if lines else text.splitlines()[0]
+    for line in text.splitlines():
+        if "wasm trap" in line or "trap" in line.lower():
+            return line.strip()
+    return text.splitlines()[0] if text else "unknown trap"
+
+
+def outcome_json(outcome: RunOutcome) -> dict[str, Any]:
+    """A successful run as the ``--json`` object of ``briotui run``."""
+    data: Any = outcome.data
+    if data:
+        try:
+            data = json.loads(outcome.data)
+        except ValueError:
+            data = outcome.data
+    return {
+        "status": "ok",
+        "agent": outcome.agent,
+        "result": {"summary": outcome.summary, "data": data},
+        "usage": outcome.usage.to_dict(),
+        "models": [{"provider": p, "model": m} for p, m in outcome.models],
+    }

@@ -1,0 +1,80 @@
+"""A warm pool of pre-instantiated agents per kind, so handing one out takes microseconds.
+
+Instances are single-use (a task gets a fresh instance, so no state leaks between
+tasks); the pool refills itself in the background after each hand-out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+
+from briotui.kernel.runtime.events import EventSink
+from briotui.kernel.runtime.instance import AgentInstance, LoadedAgent
+
+
+class AgentPool:
+    """Ready instances of one agent."""
+
+    def __init__(
+        self,
+        loaded: LoadedAgent,
+        *,
+        size: int,
+        loop: asyncio.AbstractEventLoop,
+        events: EventSink,
+    ) -> None:
+        self.loaded = loaded
+        self.size = size
+        self._loop = loop
+        self._events = events
+        self._ready: deque[AgentInstance] = deque()
+        self._refill: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def ready(self) -> int:
+        """How many instances are waiting."""
+        return len(self._ready)
+
+    async def _new(self) -> AgentInstance:
+        instance = AgentInstance(self.loaded, loop=self._loop, events=self._events)
+        await instance.start()
+        return instance
+
+    async def fill(self) -> None:
+        """Instantiate until the pool holds ``size`` ready instances."""
+        while not self._closed and len(self._ready) < self.size:
+            self._ready.append(await self._new())
+
+    def _schedule_refill(self) -> None:
+        if self._closed or (self._refill is not None and not self._refill.done()):
+            return
+        self._refill = self._loop.create_task(self.fill(), name=f"refill-{self.loaded.spec.name}")
+
+    def take(self) -> AgentInstance | None:
+        """A ready instance if there is one (no await: microseconds), else None."""
+        if not self._ready:
+            return None
+        instance = self._ready.popleft()
+        self._schedule_refill()
+        return instance
+
+    async def acquire(self) -> AgentInstance:
+        """A ready instance: from the pool, or made now if the pool is empty."""
+        instance = self.take()
+        if instance is not None:
+            return instance
+        self._schedule_refill()
+        return await self._new()
+
+    async def close(self) -> None:
+        """Discard the waiting instances and stop refilling."""
+        self._closed = True
+        if self._refill is not None:
+            self._refill.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._refill
+        while self._ready:
+            self._ready.popleft().discard()

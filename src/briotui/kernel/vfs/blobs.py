@@ -1,0 +1,86 @@
+"""Content-addressed file contents for sessions and the commit journal.
+
+A blob is stored once under ``.brio/sessions/blobs/ab/cdef...`` named by its SHA-256,
+written to a temp file, fsynced and renamed into place: a blob that exists is whole.
+Sessions and forks share blobs, which is what makes a fork copy-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from briotui.kernel.errors import StoreError
+
+
+def blob_id(data: bytes) -> str:
+    """The id (hex SHA-256) of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so a rename or a new entry in it is durable."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BlobStore:
+    """Immutable blobs under one directory.
+
+    Attributes:
+        root: The blobs directory.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_of(self, bid: str) -> Path:
+        """Where blob ``bid`` lives."""
+        return self.root / bid[:2] / bid[2:]
+
+    def put(self, data: bytes, *, durable: bool = True) -> str:
+        """Store ``data``; returns its id. Idempotent.
+
+        Args:
+            data: The bytes.
+            durable: fsync the file and its directory before returning.
+        """
+        bid = blob_id(data)
+        target = self.path_of(bid)
+        if target.exists():
+            return bid
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        if durable:
+            fsync_dir(target.parent)
+        return bid
+
+    def get(self, bid: str) -> bytes:
+        """The bytes of blob ``bid``.
+
+        Raises:
+            StoreError: The blob is missing or does not match its id.
+        """
+        try:
+            data = self.path_of(bid).read_bytes()
+        except FileNotFoundError:
+            raise StoreError(
+                f"Session content {bid[:12]} is missing from {self.root}. The session "
+                "data was damaged; discard the session and run the task again."
+            ) from None
+        if blob_id(data) != bid:
+            raise StoreError(
+                f"Session content {bid[:12]} in {self.root} is damaged (hash mismatch). "
+                "Discard the session and run the task again."
+            )
+        return data

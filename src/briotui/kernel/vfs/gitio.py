@@ -1,0 +1,124 @@
+"""Running git without running anything else: no hooks, pager, fsmonitor, filters, drivers.
+
+Every git command briotui runs goes through :func:`run_git`. It pins the config so git
+runs no program the repository or the user configured (hooks, fsmonitor, pager,
+external diff, textconv, clean/smudge/process filters, gpg signing) and scrubs the
+environment of variables that redirect git (``GIT_DIR``, ``GIT_INDEX_FILE``...). The
+user's identity (``user.name``/``user.email``) is still read from their config.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from briotui.kernel.errors import GitError
+
+_SAFE_CONFIG = (
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "core.pager=cat",
+    "core.editor=true",
+    "core.sshCommand=false",
+    "core.askPass=",
+    "credential.helper=",
+    "diff.external=",
+    "commit.gpgSign=false",
+    "tag.gpgSign=false",
+    "gc.auto=0",
+    "maintenance.auto=false",
+    "protocol.allow=never",
+)
+
+_SCRUB_PREFIX = ("GIT_",)
+_KEEP = {"GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"}
+
+
+def git_binary() -> str | None:
+    """The path of the git executable, or None when git is not installed."""
+    return shutil.which("git")
+
+
+def git_env() -> dict[str, str]:
+    """A copy of the environment with git redirections and pagers removed."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(_SCRUB_PREFIX) or k in _KEEP
+    }
+    env.update(
+        GIT_TERMINAL_PROMPT="0",
+        GIT_PAGER="cat",
+        PAGER="cat",
+        GIT_OPTIONAL_LOCKS="0",
+        GIT_CONFIG_NOSYSTEM="1",
+        LC_ALL="C",
+    )
+    return env
+
+
+@lru_cache(maxsize=64)
+def _filter_overrides(cwd: str) -> tuple[str, ...]:
+    """``-c filter.X.clean=`` etc. for every filter driver configured for ``cwd``."""
+    proc = subprocess.run(
+        [_need_git(), "config", "--get-regexp", r"^filter\..*\.(clean|smudge|process)$"],
+        cwd=cwd,
+        env=git_env(),
+        capture_output=True,
+        check=False,
+    )
+    out: list[str] = []
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        key = line.split(" ", 1)[0]
+        out += ["-c", f"{key}="]
+    return tuple(out)
+
+
+def _need_git() -> str:
+    git = git_binary()
+    if git is None:
+        raise GitError("git is not installed or not on PATH. Install git to use this.")
+    return git
+
+
+def run_git(
+    args: Sequence[str],
+    cwd: Path,
+    *,
+    input: bytes | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``git ARGS`` in ``cwd`` with the safe config; returns the completed process.
+
+    Raises:
+        GitError: git is missing, or it exited non-zero and ``check`` is true.
+    """
+    cmd = [_need_git()]
+    for item in _SAFE_CONFIG:
+        cmd += ["-c", item]
+    cmd += list(_filter_overrides(str(cwd)))
+    cmd += list(args)
+    proc = subprocess.run(
+        cmd, cwd=str(cwd), env=git_env(), input=input, capture_output=True, check=False
+    )
+    if check and proc.returncode != 0:
+        words = proc.stderr.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
+        raise GitError(f"git {' '.join(args[:2])} failed in {cwd}: {words}")
+    return proc
+
+
+def is_git_worktree(root: Path) -> bool:
+    """Whether ``root`` is the top of a git working tree (``.git`` dir or file)."""
+    return (root / ".git").exists() and git_binary() is not None
+
+
+def head_commit(root: Path) -> str | None:
+    """The commit HEAD points at, or None (unborn branch, not a repo)."""
+    proc = run_git(["rev-parse", "--verify", "-q", "HEAD^{commit}"], root, check=False)
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode().strip() or None

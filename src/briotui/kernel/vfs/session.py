@@ -1,0 +1,727 @@
+"""Sessions: copy-on-write views of a project that agents read and write.
+
+A :class:`Session` is an overlay (path -> blob id, or deleted) on a shared
+:class:`~briotui.kernel.vfs.snapshot.BaseSnapshot`. Unchanged files read the base;
+writes go to the content-addressed blob store and a row in ``session_files``; the
+user's tree is never touched until :meth:`Session.commit`. Forking copies only the
+overlay (its changed files), never the project. Every method is thread-safe: the
+runtime calls a session from agent worker threads.
+
+:class:`SessionManager` is the per-project entry point: it opens the store, finishes
+or undoes an interrupted commit (:func:`briotui.kernel.vfs.commit.recover`) and
+creates, finds and lists sessions.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, NewType
+
+from briotui.kernel.errors import (
+    FileTooLarge,
+    PathRefused,
+    SessionNotFound,
+    SessionStateError,
+    WorkspaceFileNotFound,
+)
+from briotui.kernel.paths import ProjectPaths
+from briotui.kernel.store import Store
+from briotui.kernel.vfs.blobs import BlobStore
+from briotui.kernel.vfs.diff import FileChange, SessionDiff, file_change
+from briotui.kernel.vfs.paths import DEFAULT_POLICY, PathPolicy
+from briotui.kernel.vfs.snapshot import BaseSnapshot
+from briotui.kernel.workspace import Entry
+
+SessionId = NewType("SessionId", str)
+SessionState = Literal["open", "committed", "discarded", "rolled-back"]
+Decision = Literal["accepted", "rejected", "pending"]
+
+DEFAULT_MAX_FILE_SIZE = 32 * 1024 * 1024
+"""The largest file a session accepts or reads (bytes)."""
+
+
+@dataclass(frozen=True)
+class OverlayEntry:
+    """A session's version of one path.
+
+    Attributes:
+        blob: The content's blob id; None means deleted in the session.
+        executable: The executable bit.
+        size: Content size in bytes.
+        origin: The base path this file was renamed from, if any.
+    """
+
+    blob: str | None
+    executable: bool = False
+    size: int = 0
+    origin: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """A session's row, for listings.
+
+    Attributes:
+        id: The session id.
+        parent_id: The session it was forked from.
+        state: open, committed, discarded or rolled-back.
+        label: A short name.
+        task: The task text it was made for.
+        created: Creation time (Unix seconds).
+        changed_files: How many paths the session changed.
+    """
+
+    id: SessionId
+    parent_id: SessionId | None
+    state: SessionState
+    label: str
+    task: str
+    created: float
+    changed_files: int
+
+
+class SessionManager:
+    """All sessions of one project.
+
+    Attributes:
+        root: The project root (the user's working tree).
+        paths: Where ``.brio`` things live.
+        store: The project database.
+        blobs: The blob store.
+        policy: The path policy every session uses.
+        max_file_size: The largest file a session accepts.
+    """
+
+    def __init__(
+        self,
+        paths: ProjectPaths,
+        store: Store,
+        *,
+        policy: PathPolicy = DEFAULT_POLICY,
+        max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+    ) -> None:
+        self.paths = paths
+        self.root = paths.root
+        self.store = store
+        self.blobs = BlobStore(paths.sessions / "blobs")
+        self.policy = policy
+        self.max_file_size = max_file_size
+        self.recovery_notices: list[str] = []
+        self._bases: dict[str, BaseSnapshot] = {}
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(
+        cls,
+        project: Path | str,
+        *,
+        policy: PathPolicy = DEFAULT_POLICY,
+        max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+    ) -> SessionManager:
+        """Open the sessions of the project at ``project``; recovers interrupted commits.
+
+        Raises:
+            PathRefused: ``project`` is not a directory.
+            StoreError: The database cannot be used.
+        """
+        from briotui.kernel.vfs.commit import recover
+
+        paths = ProjectPaths.at(project)
+        if not paths.root.is_dir():
+            raise PathRefused(
+                f"{paths.root} is not a directory. Run briotui inside a project directory "
+                "or pass -C DIR."
+            )
+        store = Store.open(paths.database)
+        manager = cls(paths, store, policy=policy, max_file_size=max_file_size)
+        manager.recovery_notices = recover(manager)
+        return manager
+
+    def close(self) -> None:
+        """Close the database."""
+        self.store.close()
+
+    @property
+    def manifest_dir(self) -> Path:
+        """Where base manifests are kept."""
+        return self.paths.sessions / "bases"
+
+    @property
+    def is_git(self) -> bool:
+        """Whether the project is a git working tree."""
+        from briotui.kernel.vfs.gitio import is_git_worktree
+
+        return is_git_worktree(self.root)
+
+    def base(self, base_id: str) -> BaseSnapshot:
+        """The base snapshot ``base_id`` (cached; shared by the sessions that use it)."""
+        with self._lock:
+            snap = self._bases.get(base_id)
+            if snap is None:
+                snap = BaseSnapshot.load(
+                    base_id, self.root, self.store, self.blobs, self.policy, self.manifest_dir
+                )
+                self._bases[base_id] = snap
+            return snap
+
+    def create(self, *, label: str = "", task: str = "") -> Session:
+        """A new session on the project's current state (HEAD plus working tree)."""
+        snap = BaseSnapshot.build(
+            self.root, self.store, self.blobs, self.policy, self.manifest_dir
+        )
+        with self._lock:
+            self._bases[snap.id] = snap
+        return self._insert(snap, parent=None, overlay={}, label=label, task=task)
+
+    def _insert(
+        self,
+        snap: BaseSnapshot,
+        *,
+        parent: Session | None,
+        overlay: dict[str, OverlayEntry],
+        label: str,
+        task: str,
+    ) -> Session:
+        sid = SessionId("s-" + secrets.token_hex(4))
+        now = time.time()
+        with self.store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO sessions (id, parent_id, base_id, state, label, task, created,"
+                " updated) VALUES (?, ?, ?, 'open', ?, ?, ?, ?)",
+                (sid, parent.id if parent else None, snap.id, label, task, now, now),
+            )
+            rows = [
+                (sid, layer, p, e.blob, int(e.executable), e.origin, e.size)
+                for layer in (("work", "fork") if parent else ("work",))
+                for p, e in overlay.items()
+            ]
+            conn.executemany(
+                "INSERT INTO session_files (session_id, layer, path, blob, executable, origin,"
+                " size) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        session = Session(
+            self, sid, snap, parent_id=parent.id if parent else None, state="open",
+            label=label, task=task, created=now, overlay=dict(overlay),
+            fork_point=dict(overlay) if parent else None,
+        )
+        with self._lock:
+            self._sessions[sid] = session
+        return session
+
+    def get(self, session_id: str) -> Session:
+        """The session with that id (or a unique id prefix).
+
+        Raises:
+            SessionNotFound: No such session, or the prefix is ambiguous.
+        """
+        with self._lock:
+            cached = self._sessions.get(session_id)
+            if cached is not None:
+                return cached
+        rows = self.store.query(
+            "SELECT * FROM sessions WHERE id = ? OR id LIKE ? ORDER BY created",
+            (session_id, session_id.replace("%", "").replace("_", "\\_") + "%"),
+        )
+        exact = [r for r in rows if r["id"] == session_id]
+        rows = exact or rows
+        if not rows:
+            raise SessionNotFound(
+                f"No session {session_id!r} in {self.root}. List them with "
+                "`briotui sessions list`."
+            )
+        if len(rows) > 1:
+            raise SessionNotFound(
+                f"{session_id!r} matches {len(rows)} sessions; give more of the id."
+            )
+        row = rows[0]
+        with self._lock:
+            cached = self._sessions.get(row["id"])
+            if cached is not None:
+                return cached
+            overlay: dict[str, OverlayEntry] = {}
+            fork: dict[str, OverlayEntry] = {}
+            for f in self.store.query(
+                "SELECT * FROM session_files WHERE session_id = ?", (row["id"],)
+            ):
+                entry = OverlayEntry(f["blob"], bool(f["executable"]), f["size"], f["origin"])
+                (overlay if f["layer"] == "work" else fork)[f["path"]] = entry
+            session = Session(
+                self, SessionId(row["id"]), self.base(row["base_id"]),
+                parent_id=row["parent_id"], state=row["state"], label=row["label"],
+                task=row["task"], created=row["created"], overlay=overlay,
+                fork_point=fork if row["parent_id"] else None,
+            )
+            self._sessions[session.id] = session
+            return session
+
+    def list(self) -> list[SessionInfo]:
+        """Every session of the project, oldest first."""
+        rows = self.store.query(
+            "SELECT s.*, (SELECT COUNT(*) FROM session_files f WHERE f.session_id = s.id"
+            " AND f.layer = 'work') AS n FROM sessions s ORDER BY created"
+        )
+        return [
+            SessionInfo(
+                SessionId(r["id"]), r["parent_id"], r["state"], r["label"], r["task"],
+                r["created"], r["n"],
+            )
+            for r in rows
+        ]
+
+
+class Session:
+    """A copy-on-write view of the project; implements ``WorkspaceView``.
+
+    Attributes:
+        id: The session id.
+        base: The shared base snapshot.
+        parent_id: The session this one was forked from.
+        label: A short name.
+        task: The task text.
+        created: Creation time.
+    """
+
+    def __init__(
+        self,
+        manager: SessionManager,
+        sid: SessionId,
+        base: BaseSnapshot,
+        *,
+        parent_id: str | None,
+        state: SessionState,
+        label: str,
+        task: str,
+        created: float,
+        overlay: dict[str, OverlayEntry],
+        fork_point: dict[str, OverlayEntry] | None,
+    ) -> None:
+        self.manager = manager
+        self.id = sid
+        self.base = base
+        self.parent_id = SessionId(parent_id) if parent_id else None
+        self.label = label
+        self.task = task
+        self.created = created
+        self._state: SessionState = state
+        self._overlay = overlay
+        self._fork_point = fork_point
+        self._lock = threading.RLock()
+
+    # -- state --------------------------------------------------------------------------
+
+    @property
+    def state(self) -> SessionState:
+        """open, committed, discarded or rolled-back."""
+        return self._state
+
+    def _set_state(self, state: SessionState) -> None:
+        with self._lock, self.manager.store.transaction() as conn:
+            conn.execute(
+                "UPDATE sessions SET state = ?, updated = ? WHERE id = ?",
+                (state, time.time(), self.id),
+            )
+            self._state = state
+
+    def reload_state(self) -> None:
+        """Re-read the state from the database (after a commit by another process)."""
+        rows = self.manager.store.query("SELECT state FROM sessions WHERE id = ?", (self.id,))
+        if rows:
+            self._state = rows[0]["state"]
+
+    def _require_open(self) -> None:
+        if self._state != "open":
+            raise SessionStateError(
+                f"Session {self.id} is {self._state}; it can no longer change. Fork it or "
+                "start a new session."
+            )
+
+    def overlay(self) -> dict[str, OverlayEntry]:
+        """A copy of the session's changed paths."""
+        with self._lock:
+            return dict(self._overlay)
+
+    # -- path helpers ---------------------------------------------------------------
+
+    def _norm(self, path: str, *, allow_root: bool = False) -> str:
+        return self.manager.policy.normalize(path, allow_root=allow_root)
+
+    def _file_exists(self, rel: str) -> bool:
+        entry = self._overlay.get(rel)
+        if entry is not None:
+            return entry.blob is not None
+        return rel in self.base.files
+
+    def _dir_exists(self, rel: str) -> bool:
+        if rel == "":
+            return True
+        prefix = rel + "/"
+        for p, e in self._overlay.items():
+            if e.blob is not None and p.startswith(prefix):
+                return True
+        for p in self.base.paths_under(rel):
+            e = self._overlay.get(p)
+            if e is None or e.blob is not None:
+                return True
+        return False
+
+    # -- WorkspaceView -----------------------------------------------------------
+
+    def read(self, path: str) -> bytes:
+        """The file's bytes: the session's version, or the base if unchanged.
+
+        Raises:
+            PathRefused: The path is malformed or denied.
+            WorkspaceFileNotFound: No such file in the session.
+            FileTooLarge: Over the size limit.
+        """
+        rel = self._norm(path)
+        with self._lock:
+            entry = self._overlay.get(rel)
+            if entry is None and rel not in self.base.files:
+                what = "a directory" if self._dir_exists(rel) else "not in the session"
+                raise WorkspaceFileNotFound(f"{rel!r} is {what}; there is no file to read.")
+        if entry is not None:
+            if entry.blob is None:
+                raise WorkspaceFileNotFound(f"{rel!r} was deleted in this session.")
+            return self.manager.blobs.get(entry.blob)
+        size = self.base.files[rel].size
+        if size > self.manager.max_file_size:
+            raise FileTooLarge(
+                f"{rel!r} is {size} bytes; sessions read files up to "
+                f"{self.manager.max_file_size} bytes."
+            )
+        return self.base.read(rel)
+
+    def stat(self, path: str) -> Entry | None:
+        """Describe ``path``, or None if it does not exist in the session."""
+        rel = self._norm(path, allow_root=True)
+        with self._lock:
+            entry = self._overlay.get(rel)
+            if entry is not None and entry.blob is not None:
+                return Entry(rel, "file", entry.size, entry.executable)
+            if entry is None and rel in self.base.files:
+                meta = self.base.files[rel]
+                return Entry(rel, "symlink" if meta.symlink else "file", meta.size,
+                             meta.executable)
+            if self._dir_exists(rel):
+                return Entry(rel, "directory")
+        return None
+
+    def list_dir(self, path: str, recursive: bool) -> list[Entry]:
+        """Entries under directory ``path`` ("" is the root), sorted by path.
+
+        Raises:
+            WorkspaceFileNotFound: ``path`` is not a directory of the session.
+        """
+        rel = self._norm(path, allow_root=True)
+        with self._lock:
+            if not self._dir_exists(rel):
+                raise WorkspaceFileNotFound(f"{rel!r} is not a directory in the session.")
+            prefix = rel + "/" if rel else ""
+            files: dict[str, Entry] = {}
+            for p in self.base.paths_under(rel):
+                if p in self._overlay:
+                    continue
+                meta = self.base.files[p]
+                files[p] = Entry(p, "symlink" if meta.symlink else "file", meta.size,
+                                 meta.executable)
+            for p, e in self._overlay.items():
+                if e.blob is not None and p.startswith(prefix):
+                    files[p] = Entry(p, "file", e.size, e.executable)
+        out: dict[str, Entry] = {}
+        for p, entry in files.items():
+            rest = p[len(prefix):]
+            parts = rest.split("/")
+            for i in range(1, len(parts)):
+                d = prefix + "/".join(parts[:i])
+                if recursive or i == 1:
+                    out.setdefault(d, Entry(d, "directory"))
+            if recursive or len(parts) == 1:
+                out[p] = entry
+        return [out[k] for k in sorted(out)]
+
+    def write(self, path: str, data: bytes, executable: bool) -> None:
+        """Create or replace a file in the session (never in the user's tree).
+
+        Raises:
+            PathRefused: The path is malformed, denied or names a directory.
+            FileTooLarge: ``data`` is over the size limit.
+            SessionStateError: The session is not open.
+        """
+        rel = self._norm(path)
+        if len(data) > self.manager.max_file_size:
+            raise FileTooLarge(
+                f"{len(data)} bytes for {rel!r}; sessions take files up to "
+                f"{self.manager.max_file_size} bytes."
+            )
+        bid = self.manager.blobs.put(bytes(data))
+        with self._lock:
+            self._require_open()
+            if self._dir_exists(rel):
+                raise PathRefused(f"{rel!r} is a directory in the session; cannot write it.")
+            parts = rel.split("/")
+            for i in range(1, len(parts)):
+                if self._file_exists("/".join(parts[:i])):
+                    raise PathRefused(
+                        f"{'/'.join(parts[:i])!r} is a file, so {rel!r} cannot be created."
+                    )
+            old = self._overlay.get(rel)
+            origin = old.origin if old is not None else None
+            self._touch_base(rel)
+            self._put(rel, OverlayEntry(bid, bool(executable), len(data), origin))
+
+    def delete(self, path: str) -> None:
+        """Delete a file in the session.
+
+        Raises:
+            WorkspaceFileNotFound: No such file.
+            SessionStateError: The session is not open.
+        """
+        rel = self._norm(path)
+        with self._lock:
+            self._require_open()
+            if not self._file_exists(rel):
+                raise WorkspaceFileNotFound(f"{rel!r} is not a file in the session.")
+            self._touch_base(rel)
+            if rel in self.base.files:
+                self._put(rel, OverlayEntry(None))
+            else:
+                self._put(rel, None)
+
+    def rename(self, src: str, dst: str) -> None:
+        """Rename a file within the session (replacing ``dst`` if it is a file).
+
+        Raises:
+            WorkspaceFileNotFound: ``src`` is not a file.
+            PathRefused: ``dst`` is a directory or malformed.
+        """
+        s = self._norm(src)
+        d = self._norm(dst)
+        with self._lock:
+            self._require_open()
+            if not self._file_exists(s):
+                raise WorkspaceFileNotFound(f"{s!r} is not a file in the session.")
+            if s == d:
+                return
+            data = self.read(s)
+            entry = self.stat(s)
+            assert entry is not None
+            prior = self._overlay.get(s)
+            origin = prior.origin if prior is not None else (s if s in self.base.files else None)
+            if origin == d:
+                origin = None
+            self.write(d, data, entry.executable)
+            moved = self._overlay[d]
+            self._put(d, OverlayEntry(moved.blob, moved.executable, moved.size, origin))
+            self.delete(s)
+
+    def changes(self) -> str:
+        """The session's unified diff against its base, hunk headers tagged ``#h-<id>``."""
+        return self.diff().text()
+
+    # -- overlay persistence ---------------------------------------------------------
+
+    def _touch_base(self, rel: str) -> None:
+        if rel in self.base.files and rel not in self._overlay:
+            self.base.capture(rel)
+
+    def _put(self, rel: str, entry: OverlayEntry | None) -> None:
+        with self.manager.store.transaction() as conn:
+            if entry is None:
+                conn.execute(
+                    "DELETE FROM session_files WHERE session_id = ? AND layer = 'work' AND"
+                    " path = ?",
+                    (self.id, rel),
+                )
+            else:
+                conn.execute(
+                    "INSERT OR REPLACE INTO session_files (session_id, layer, path, blob,"
+                    " executable, origin, size) VALUES (?, 'work', ?, ?, ?, ?, ?)",
+                    (self.id, rel, entry.blob, int(entry.executable), entry.origin, entry.size),
+                )
+            conn.execute("UPDATE sessions SET updated = ? WHERE id = ?", (time.time(), self.id))
+        if entry is None:
+            self._overlay.pop(rel, None)
+        else:
+            self._overlay[rel] = entry
+
+    # -- forks --------------------------------------------------------------------------
+
+    def fork(self, *, label: str = "") -> Session:
+        """A branch of this session: same base, a copy of the overlay (not the project)."""
+        with self._lock:
+            overlay = dict(self._overlay)
+        return self.manager._insert(
+            self.base, parent=self, overlay=overlay, label=label or f"fork of {self.id}",
+            task=self.task,
+        )
+
+    def fork_point(self) -> dict[str, OverlayEntry] | None:
+        """The parent's overlay at fork time (None if not a fork)."""
+        return None if self._fork_point is None else dict(self._fork_point)
+
+    # -- diff and decisions ---------------------------------------------------------
+
+    def version(self, rel: str, overlay: dict[str, OverlayEntry] | None = None
+                ) -> tuple[bytes | None, bool]:
+        """The bytes (None if absent) and executable bit of ``rel`` in ``overlay``.
+
+        ``overlay`` defaults to the session's own; pass another layer (a fork point) to
+        read that state over the same base.
+        """
+        layer = self._overlay if overlay is None else overlay
+        entry = layer.get(rel)
+        if entry is not None:
+            if entry.blob is None:
+                return None, False
+            return self.manager.blobs.get(entry.blob), entry.executable
+        if rel in self.base.files:
+            return self.base.read(rel), self.base.files[rel].executable
+        return None, False
+
+    def diff(self) -> SessionDiff:
+        """The session's changes against its base, split into hunks."""
+        with self._lock:
+            overlay = dict(self._overlay)
+        renamed_from = {
+            e.origin for e in overlay.values() if e.blob is not None and e.origin is not None
+        }
+        changes: list[FileChange] = []
+        blobs = self.manager.blobs
+        for rel in sorted(overlay):
+            entry = overlay[rel]
+            if entry.blob is None:
+                if rel in renamed_from or rel not in self.base.files:
+                    continue
+                old = self.base.read(rel)
+                change = file_change(path=rel, old_path=rel, old=old, new=None,
+                                     old_exec=self.base.files[rel].executable, new_exec=False)
+            else:
+                new = blobs.get(entry.blob)
+                origin = entry.origin
+                if (
+                    origin is not None
+                    and origin in self.base.files
+                    and overlay.get(origin, OverlayEntry("x")).blob is None
+                ):
+                    old_path = origin
+                elif rel in self.base.files:
+                    old_path = rel
+                else:
+                    old_path = ""
+                if old_path:
+                    old_b: bytes | None = self.base.read(old_path)
+                    old_exec = self.base.files[old_path].executable
+                else:
+                    old_b, old_exec = None, False
+                change = file_change(path=rel, old_path=old_path or rel, old=old_b, new=new,
+                                     old_exec=old_exec, new_exec=entry.executable)
+            if change is not None:
+                changes.append(change)
+        return SessionDiff(tuple(changes))
+
+    def decisions(self) -> dict[str, tuple[Decision, str]]:
+        """Stored decisions: hunk id -> (decision, reason)."""
+        rows = self.manager.store.query(
+            "SELECT hunk_id, decision, reason FROM hunk_decisions WHERE session_id = ?",
+            (self.id,),
+        )
+        return {r["hunk_id"]: (r["decision"], r["reason"]) for r in rows}
+
+    def decide(
+        self, hunk_ids: Iterable[str] | None, decision: Decision, *, reason: str = "",
+        path: str | None = None,
+    ) -> list[str]:
+        """Record ``decision`` for hunks; returns the full ids decided.
+
+        Args:
+            hunk_ids: Hunk ids or unique prefixes; None for every hunk (of ``path`` if
+                given, else of the whole session).
+            decision: accepted, rejected or pending.
+            reason: Why (kept with rejections and handed back to the agent).
+            path: Limit to one file (its new or old path).
+
+        Raises:
+            WorkspaceFileNotFound: A hunk id matches no hunk (or several).
+        """
+        d = self.diff()
+        if path is not None:
+            change = d.file(self._norm(path))
+            if change is None:
+                raise WorkspaceFileNotFound(f"{path!r} has no changes in session {self.id}.")
+            pool = list(change.hunks)
+        else:
+            pool = d.hunks()
+        if hunk_ids is None:
+            chosen = pool
+        else:
+            chosen = []
+            for raw in hunk_ids:
+                hid = raw.removeprefix("#").removeprefix("h-")
+                found = [h for h in pool if h.id.startswith(hid)] if hid else []
+                if len(found) != 1:
+                    raise WorkspaceFileNotFound(
+                        f"No single hunk {raw!r} in session {self.id} "
+                        f"({len(found)} match). See `briotui sessions diff {self.id}`."
+                    )
+                chosen.append(found[0])
+        now = time.time()
+        with self.manager.store.transaction() as conn:
+            for h in chosen:
+                conn.execute(
+                    "INSERT OR REPLACE INTO hunk_decisions (session_id, hunk_id, path,"
+                    " decision, reason, updated) VALUES (?, ?, ?, ?, ?, ?)",
+                    (self.id, h.id, h.path, decision, reason, now),
+                )
+                if decision == "rejected":
+                    conn.execute(
+                        "INSERT INTO feedback (session_id, hunk_id, path, reason, hunk,"
+                        " created) VALUES (?, ?, ?, ?, ?, ?)",
+                        (self.id, h.id, h.path, reason, h.text(), now),
+                    )
+        return [h.id for h in chosen]
+
+    def accept(self, hunk_ids: Sequence[str] | None = None, *, path: str | None = None
+               ) -> list[str]:
+        """Accept hunks (all of them, or of one file, when ``hunk_ids`` is None)."""
+        return self.decide(hunk_ids, "accepted", path=path)
+
+    def reject(self, hunk_ids: Sequence[str] | None = None, *, reason: str = "",
+               path: str | None = None) -> list[str]:
+        """Reject hunks, with an optional reason handed back to the agent as feedback."""
+        return self.decide(hunk_ids, "rejected", reason=reason, path=path)
+
+    def accepted_ids(self) -> set[str]:
+        """Ids of the accepted hunks."""
+        return {h for h, (d, _) in self.decisions().items() if d == "accepted"}
+
+    def feedback(self, *, mark_delivered: bool = True) -> str:
+        """Rejected hunks not yet handed back, as text for the agent's next round."""
+        rows = self.manager.store.query(
+            "SELECT id, path, hunk, reason FROM feedback WHERE session_id = ? AND"
+            " delivered = 0 ORDER BY id",
+            (self.id,),
+        )
+        if mark_delivered and rows:
+            with self.manager.store.transaction() as conn:
+                conn.executemany(
+                    "UPDATE feedback SET delivered = 1 WHERE id = ?", [(r["id"],) for r in rows]
+                )
+        parts = []
+        for r in rows:
+            why = r["reason"] or "(no reason given)"
+            parts.append(f"The reviewer rejected this change to {r['path']}: {why}\n{r['hunk']}")
+        return "\n".join(parts)
+
+    def discard(self) -> None:
+        """Discard an open session (its data stays until cleaned; nothing is applied)."""
+        with self._lock:
+            self._require_open()
+            self._set_state("discarded")

@@ -1,0 +1,312 @@
+"""A session's base: the project as it was when the session was created, kept cheaply.
+
+Copying the project would make sessions O(project). Instead a :class:`BaseSnapshot`
+records a manifest (path -> size, mtime, inode, mode) of HEAD plus the working tree's
+tracked and untracked-not-ignored files, and keeps the *bytes* only where they cannot
+be found again:
+
+* a file whose stat still matches the manifest is read from the working tree;
+* in a git project, a file that was clean at creation is read from the HEAD commit
+  recorded then (``git cat-file``), however the user has changed it since;
+* files that were dirty or untracked at creation are copied into the blob store then
+  (usually few); in a non-git project a file's base bytes are captured the first time
+  a session changes it (:meth:`BaseSnapshot.capture`).
+
+Snapshots are immutable apart from captures, and shared by a session and all its forks.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import secrets
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from briotui.kernel.errors import PathDenied, WorkspaceFileNotFound
+from briotui.kernel.store import Store
+from briotui.kernel.vfs.blobs import BlobStore
+from briotui.kernel.vfs.gitio import head_commit, is_git_worktree, run_git
+from briotui.kernel.vfs.paths import PathPolicy
+
+
+@dataclass(frozen=True)
+class BaseFile:
+    """One file of the base manifest.
+
+    Attributes:
+        size: Bytes at creation.
+        mtime_ns: Modification time at creation.
+        ino: Inode at creation.
+        executable: Whether the owner executable bit was set.
+        symlink: Whether it is a symlink (read through, if it stays inside).
+    """
+
+    size: int
+    mtime_ns: int
+    ino: int
+    executable: bool
+    symlink: bool = False
+
+    def matches(self, st: os.stat_result) -> bool:
+        """Whether ``st`` (an lstat) is the same file version as at creation."""
+        return (
+            st.st_size == self.size and st.st_mtime_ns == self.mtime_ns and st.st_ino == self.ino
+        )
+
+
+def _split_z(data: bytes) -> list[str]:
+    return [os.fsdecode(p) for p in data.split(b"\0") if p]
+
+
+class BaseSnapshot:
+    """The base of one or more sessions.
+
+    Attributes:
+        id: The base's id (a row in ``bases``).
+        root: The project root.
+        head: The git commit HEAD pointed at, or None.
+        is_git: Whether the project is a git working tree.
+        files: The manifest.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_id: str,
+        root: Path,
+        head: str | None,
+        is_git: bool,
+        files: dict[str, BaseFile],
+        clean: frozenset[str],
+        captured: dict[str, str],
+        store: Store,
+        blobs: BlobStore,
+        policy: PathPolicy,
+    ) -> None:
+        self.id = base_id
+        self.root = root
+        self.head = head
+        self.is_git = is_git
+        self.files = files
+        self._clean = clean
+        self._captured = captured
+        self._store = store
+        self._blobs = blobs
+        self._policy = policy
+        self._lock = threading.Lock()
+        self._sorted: list[str] | None = None
+
+    # -- building and loading -------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls, root: Path, store: Store, blobs: BlobStore, policy: PathPolicy, manifest_dir: Path
+    ) -> BaseSnapshot:
+        """Snapshot the project at ``root`` now and record it in ``store``."""
+        is_git = is_git_worktree(root)
+        head: str | None = None
+        dirty: set[str] = set()
+        if is_git:
+            head = head_commit(root)
+            listed = _split_z(
+                run_git(
+                    ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], root
+                ).stdout
+            )
+            status = run_git(
+                ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"],
+                root,
+            ).stdout
+            for item in _split_z(status):
+                dirty.add(item[3:])
+            if head is None:
+                dirty.update(listed)
+        else:
+            listed = []
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = [d for d in dirnames if not policy.is_protected_name(d)]
+                rel_dir = os.path.relpath(dirpath, root)
+                for name in filenames:
+                    rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
+                    listed.append(rel)
+        files: dict[str, BaseFile] = {}
+        for rel in listed:
+            if policy.is_protected(rel):
+                continue
+            try:
+                st = os.lstat(root / rel)
+            except OSError:
+                continue  # listed in the index but deleted in the working tree
+            if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+                files[rel] = BaseFile(
+                    size=st.st_size,
+                    mtime_ns=st.st_mtime_ns,
+                    ino=st.st_ino,
+                    executable=bool(st.st_mode & stat.S_IXUSR),
+                    symlink=stat.S_ISLNK(st.st_mode),
+                )
+        base_id = "b-" + secrets.token_hex(6)
+        captured: dict[str, str] = {}
+        clean = frozenset(files.keys() - dirty) if is_git and head else frozenset()
+        snap = cls(
+            base_id=base_id,
+            root=root,
+            head=head,
+            is_git=is_git,
+            files=files,
+            clean=clean,
+            captured=captured,
+            store=store,
+            blobs=blobs,
+            policy=policy,
+        )
+        manifest_dir.mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "files": {
+                p: [f.size, f.mtime_ns, f.ino, int(f.executable) | (2 if f.symlink else 0)]
+                for p, f in files.items()
+            },
+            "dirty": sorted(files.keys() - clean),
+        }
+        tmp = manifest_dir / f".{base_id}.tmp"
+        tmp.write_text(json.dumps(manifest, separators=(",", ":")))
+        os.replace(tmp, manifest_dir / f"{base_id}.json")
+        with store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO bases (id, created, head, is_git) VALUES (?, ?, ?, ?)",
+                (base_id, time.time(), head, int(is_git)),
+            )
+        if is_git:
+            for rel in sorted(files.keys() - clean):
+                snap.capture(rel)
+        return snap
+
+    @classmethod
+    def load(
+        cls,
+        base_id: str,
+        root: Path,
+        store: Store,
+        blobs: BlobStore,
+        policy: PathPolicy,
+        manifest_dir: Path,
+    ) -> BaseSnapshot:
+        """Load a recorded base."""
+        rows = store.query("SELECT head, is_git FROM bases WHERE id = ?", (base_id,))
+        if not rows:
+            raise WorkspaceFileNotFound(f"The base {base_id} of a session is not recorded.")
+        raw = json.loads((manifest_dir / f"{base_id}.json").read_text())
+        files = {
+            p: BaseFile(size=v[0], mtime_ns=v[1], ino=v[2], executable=bool(v[3] & 1),
+                        symlink=bool(v[3] & 2))
+            for p, v in raw["files"].items()
+        }
+        is_git = bool(rows[0]["is_git"])
+        head = rows[0]["head"]
+        clean = frozenset(files.keys() - set(raw["dirty"])) if is_git and head else frozenset()
+        captured = {
+            r["path"]: r["blob"]
+            for r in store.query(
+                "SELECT path, blob FROM base_captures WHERE base_id = ?", (base_id,)
+            )
+        }
+        return cls(
+            base_id=base_id, root=root, head=head, is_git=is_git, files=files, clean=clean,
+            captured=captured, store=store, blobs=blobs, policy=policy,
+        )
+
+    # -- reading ----------------------------------------------------------------------
+
+    def sorted_paths(self) -> list[str]:
+        """Every base path, sorted (for prefix scans)."""
+        with self._lock:
+            if self._sorted is None:
+                self._sorted = sorted(self.files)
+            return self._sorted
+
+    def paths_under(self, prefix: str) -> list[str]:
+        """Base paths under directory ``prefix`` ("" for all), sorted."""
+        paths = self.sorted_paths()
+        if not prefix:
+            return paths
+        lo = bisect.bisect_left(paths, prefix + "/")
+        hi = bisect.bisect_left(paths, prefix + "0")  # '0' sorts right after '/'
+        return paths[lo:hi]
+
+    def read(self, rel: str) -> bytes:
+        """The base bytes of ``rel``.
+
+        Raises:
+            WorkspaceFileNotFound: ``rel`` is not in the base.
+            PathDenied: It is a symlink leading outside, or a hard link.
+        """
+        meta = self.files.get(rel)
+        if meta is None:
+            raise WorkspaceFileNotFound(f"{rel!r} does not exist in the session.")
+        bid = self._captured.get(rel)
+        if bid is not None:
+            return self._blobs.get(bid)
+        real = self._policy.resolve(self.root, rel)
+        try:
+            st = os.lstat(real)
+            if meta.matches(st):
+                data = Path(real).read_bytes()
+                if meta.matches(os.lstat(real)):
+                    return data
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError:
+            raise PathDenied(f"{rel!r} is now a directory in the working tree.") from None
+        if rel in self._clean and self.head:
+            return run_git(["cat-file", "blob", f"{self.head}:{rel}"], self.root).stdout
+        # Not recoverable: a non-git project's file the session never changed, edited
+        # since by the user. The session sees the user's version.
+        try:
+            return Path(real).read_bytes()
+        except FileNotFoundError:
+            raise WorkspaceFileNotFound(
+                f"{rel!r} was deleted from the working tree and its original content "
+                "was not kept (this project is not a git repository)."
+            ) from None
+
+    def capture(self, rel: str) -> None:
+        """Keep the base bytes of ``rel`` in the blob store (before a session changes it)."""
+        if rel not in self.files or rel in self._captured:
+            return
+        if rel in self._clean and self.head:
+            return  # recoverable from git at any time
+        data = self.read(rel)
+        bid = self._blobs.put(data)
+        with self._lock:
+            if rel in self._captured:
+                return
+            self._captured[rel] = bid
+        with self._store.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO base_captures (base_id, path, blob) VALUES (?, ?, ?)",
+                (self.id, rel, bid),
+            )
+
+    def current_bytes(self, rel: str) -> bytes | None:
+        """The working tree's bytes of ``rel`` now, or None if it does not exist."""
+        real = self._policy.resolve(self.root, rel)
+        try:
+            return Path(real).read_bytes()
+        except FileNotFoundError:
+            return None
+        except IsADirectoryError:
+            raise PathDenied(f"{rel!r} is a directory in the working tree.") from None
+
+    def changed_since(self, rel: str) -> bool:
+        """Whether the working-tree file ``rel`` differs (by stat) from the manifest."""
+        meta = self.files.get(rel)
+        try:
+            st = os.lstat(self.root / rel)
+        except FileNotFoundError:
+            return meta is not None
+        return meta is None or not meta.matches(st)
