@@ -21,7 +21,7 @@ from typing import Any
 
 import aiosqlite
 
-from briotui.kernel.errors import StoreCorrupt, StoreError, StoreTooNew
+from briotui.kernel.errors import StoreError, StoreTooNew
 from briotui.kernel.store.migrations import MIGRATIONS, latest_version
 
 log = logging.getLogger(__name__)

@@ -27,6 +27,7 @@ No hook, filter, pager or signing program runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import time
@@ -119,8 +120,9 @@ def plan_commit(session: Session) -> _Plan:
         ]
         targets += [(p, None, False) for p in outcome.deletes]
         for path, new, new_exec in targets:
-            real = manager.policy.resolve(manager.root, manager.policy.normalize(path),
-                                          allow_hardlinks=True)
+            real = manager.policy.resolve(
+                manager.root, manager.policy.normalize(path), allow_hardlinks=True
+            )
             base_path = outcome.base_of.get(path)
             base_bytes = (
                 base.read(base_path) if base_path is not None and base_path == path else None
@@ -147,9 +149,7 @@ def plan_commit(session: Session) -> _Plan:
                 continue
             old_blob = manager.blobs.put(current) if current is not None else None
             new_blob = manager.blobs.put(new) if new is not None else None
-            plan.files.append(
-                JournalFile(path, old_blob, _exec_of(real), new_blob, new_exec)
-            )
+            plan.files.append(JournalFile(path, old_blob, _exec_of(real), new_blob, new_exec))
     if conflicts:
         names = ", ".join(str(c["path"]) for c in conflicts)
         raise MergeConflict(
@@ -184,10 +184,8 @@ def _mkdirs(directory: Path, root: Path) -> None:
 def _apply_one(manager: SessionManager, f: JournalFile, commit_id: int, seq: int) -> None:
     target = manager.policy.resolve(manager.root, f.path, allow_hardlinks=True)
     if f.new_blob is None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(target)
-        except FileNotFoundError:
-            pass
         failpoint("file-deleted")
         fsync_dir(target.parent)
         return
@@ -222,7 +220,11 @@ def _apply_one(manager: SessionManager, f: JournalFile, commit_id: int, seq: int
 
 
 def apply_journaled(
-    manager: SessionManager, session_id: str, files: list[JournalFile], *, message: str,
+    manager: SessionManager,
+    session_id: str,
+    files: list[JournalFile],
+    *,
+    message: str,
     mark_session: str | None = "committed",
 ) -> int:
     """Journal ``files``, apply them, mark the journal done; returns the journal id."""
@@ -239,8 +241,7 @@ def apply_journaled(
             "INSERT INTO commit_files (commit_id, seq, path, old_blob, old_exec, new_blob,"
             " new_exec) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (commit_id, seq, f.path, f.old_blob, int(f.old_exec), f.new_blob,
-                 int(f.new_exec))
+                (commit_id, seq, f.path, f.old_blob, int(f.old_exec), f.new_blob, int(f.new_exec))
                 for seq, f in enumerate(files)
             ],
         )
@@ -273,8 +274,9 @@ def _journal_files(manager: SessionManager, commit_id: int) -> list[JournalFile]
         "SELECT * FROM commit_files WHERE commit_id = ? ORDER BY seq", (commit_id,)
     )
     return [
-        JournalFile(r["path"], r["old_blob"], bool(r["old_exec"]), r["new_blob"],
-                    bool(r["new_exec"]))
+        JournalFile(
+            r["path"], r["old_blob"], bool(r["old_exec"]), r["new_blob"], bool(r["new_exec"])
+        )
         for r in rows
     ]
 
@@ -299,7 +301,7 @@ def recover(manager: SessionManager) -> list[str]:
             new = manager.blobs.get(f.new_blob) if f.new_blob else None
             if now == new and (new is None or _exec_of(target) == f.new_exec):
                 pass
-            elif now == old or now == new:
+            elif now in (old, new):
                 _apply_one(manager, f, commit_id, seq)
             else:
                 notices.append(
@@ -307,8 +309,9 @@ def recover(manager: SessionManager) -> list[str]:
                 )
             _tmp_path(target, commit_id, seq).unlink(missing_ok=True)
         is_rollback = row["message"].startswith("rollback")
-        _finish(manager, commit_id, row["session_id"],
-                "rolled-back" if is_rollback else "committed")
+        _finish(
+            manager, commit_id, row["session_id"], "rolled-back" if is_rollback else "committed"
+        )
         notices.append(
             f"An interrupted commit of session {row['session_id']} was finished "
             f"({len(files)} files)."
@@ -360,8 +363,9 @@ def git_commit_paths(
     for f in files:
         if f.new_blob is None:
             info.append(f"0 {ZERO_SHA}\t{f.path}\n")
-    run_git(["update-index", "--add", "--remove", "--index-info"], root,
-            input="".join(info).encode())
+    run_git(
+        ["update-index", "--add", "--remove", "--index-info"], root, input="".join(info).encode()
+    )
     tree = run_git(["write-tree"], root).stdout.decode().strip()
     text = message.strip() or "Changes from briotui"
     if provenance:
@@ -370,8 +374,7 @@ def git_commit_paths(
     if head:
         args += ["-p", head]
     commit = run_git(args, root, input=(text + "\n").encode()).stdout.decode().strip()
-    run_git(["update-ref", "-m", "briotui: commit session", "HEAD", commit, head or ZERO_SHA],
-            root)
+    run_git(["update-ref", "-m", "briotui: commit session", "HEAD", commit, head or ZERO_SHA], root)
     return commit
 
 
@@ -423,8 +426,12 @@ def commit_session(
     git_sha: str | None = None
     if git:
         git_sha = git_commit_paths(manager.root, plan.files, text, provenance=provenance)
-        parent = run_git(["rev-parse", "-q", "--verify", f"{git_sha}^"], manager.root,
-                         check=False).stdout.decode().strip() or None
+        parent = (
+            run_git(["rev-parse", "-q", "--verify", f"{git_sha}^"], manager.root, check=False)
+            .stdout.decode()
+            .strip()
+            or None
+        )
         manager.store.execute(
             "UPDATE commits SET git_commit = ?, git_parent = ? WHERE id = ?",
             (git_sha, parent, commit_id),
@@ -495,7 +502,8 @@ def rollback_session(session: Session, *, force: bool = False) -> RollbackResult
         undo.append(JournalFile(f.path, f.new_blob, f.new_exec, f.old_blob, f.old_exec))
     if changed and not force:
         raise MergeConflict(
-            "These files changed after the commit: " + ", ".join(changed)
+            "These files changed after the commit: "
+            + ", ".join(changed)
             + ". Rolling back would overwrite those edits; nothing was changed. Pass "
             "--force to restore the pre-commit content anyway.",
             conflicts=[{"path": p, "regions": []} for p in changed],
@@ -509,21 +517,26 @@ def rollback_session(session: Session, *, force: bool = False) -> RollbackResult
             parent = row["git_parent"]
             paths = [f.path for f in files]
             if parent:
-                run_git(["update-ref", "-m", "briotui: rollback", "HEAD", parent, git_sha],
-                        manager.root)
+                run_git(
+                    ["update-ref", "-m", "briotui: rollback", "HEAD", parent, git_sha], manager.root
+                )
                 run_git(["reset", "-q", parent, "--", *paths], manager.root)
             else:
                 run_git(["update-ref", "-d", "HEAD", git_sha], manager.root)
-                run_git(["rm", "-q", "--cached", "--ignore-unmatch", "--", *paths],
-                        manager.root)
+                run_git(["rm", "-q", "--cached", "--ignore-unmatch", "--", *paths], manager.root)
             reverted = True
         else:
             notes.append(
                 f"The git commit {git_sha[:10]} was left in place because other commits "
                 "came after it; revert it with git if you want it gone from history."
             )
-    apply_journaled(manager, session.id, undo, message=f"rollback of commit {row['id']}",
-                    mark_session="rolled-back")
+    apply_journaled(
+        manager,
+        session.id,
+        undo,
+        message=f"rollback of commit {row['id']}",
+        mark_session="rolled-back",
+    )
     with manager.store.transaction() as conn:
         conn.execute("UPDATE commits SET state = 'rolled-back' WHERE id = ?", (row["id"],))
     session.reload_state()

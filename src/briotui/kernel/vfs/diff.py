@@ -254,15 +254,31 @@ def file_change(
         status: FileStatus = "added"
         lines = () if binary else tuple("+" + x for x in _split_lines(new))
         hunks.append(
-            Hunk(_hid(path, "file", "add", _digest(new)), path, "file",
-                 0, 0, 1 if lines else 0, len(lines), lines)
+            Hunk(
+                _hid(path, "file", "add", _digest(new)),
+                path,
+                "file",
+                0,
+                0,
+                1 if lines else 0,
+                len(lines),
+                lines,
+            )
         )
     elif new is None and old is not None:
         status = "deleted"
         lines = () if binary else tuple("-" + x for x in _split_lines(old))
         hunks.append(
-            Hunk(_hid(path, "file", "delete", _digest(old)), path, "file",
-                 1 if lines else 0, len(lines), 0, 0, lines)
+            Hunk(
+                _hid(path, "file", "delete", _digest(old)),
+                path,
+                "file",
+                1 if lines else 0,
+                len(lines),
+                0,
+                0,
+                lines,
+            )
         )
     elif old is not None and new is not None:
         status = "renamed" if old_path != path else "modified"
@@ -280,8 +296,15 @@ def file_change(
     else:
         return None
     return FileChange(
-        path=path, status=status, old_path=old_path, old=old, new=new,
-        old_exec=old_exec, new_exec=new_exec, binary=binary, hunks=tuple(hunks),
+        path=path,
+        status=status,
+        old_path=old_path,
+        old=old,
+        new=new,
+        old_exec=old_exec,
+        new_exec=new_exec,
+        binary=binary,
+        hunks=tuple(hunks),
     )
 
 
@@ -317,7 +340,8 @@ def apply_accepted(change: FileChange, accepted: Iterable[str]) -> FileOutcome:
         return FileOutcome(((change.path, change.new, change.new_exec),), (), {change.path: None})
     if change.status == "deleted":
         return FileOutcome((), (change.path,), {change.path: change.path})
-    assert change.old is not None and change.new is not None
+    assert change.old is not None
+    assert change.new is not None
     if "binary" in kinds:
         content = change.new
     elif "text" in kinds:

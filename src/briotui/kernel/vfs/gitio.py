@@ -45,11 +45,7 @@ def git_binary() -> str | None:
 
 def git_env() -> dict[str, str]:
     """A copy of the environment with git redirections and pagers removed."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(_SCRUB_PREFIX) or k in _KEEP
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIX) or k in _KEEP}
     env.update(
         GIT_TERMINAL_PROMPT="0",
         GIT_PAGER="cat",

@@ -111,9 +111,7 @@ def merge3(
         args += ["ours", "base", "theirs"]
         proc = run_git(args, d, check=False)
     if proc.returncode < 0 or proc.returncode > 127:
-        raise GitError(
-            "git merge-file failed: " + proc.stderr.decode("utf-8", "replace").strip()
-        )
+        raise GitError("git merge-file failed: " + proc.stderr.decode("utf-8", "replace").strip())
     merged = proc.stdout
     if proc.returncode == 0:
         return MergeOutcome(merged)

@@ -87,9 +87,7 @@ class PathPolicy:
         if "\\" in path:
             raise PathRefused(f"{shown} contains '\\'. Separate directories with '/'.")
         if path.startswith("/") or _DRIVE.match(path):
-            raise PathRefused(
-                f"{shown} is absolute. Give a path relative to the project root."
-            )
+            raise PathRefused(f"{shown} is absolute. Give a path relative to the project root.")
         parts: list[str] = []
         for part in path.split("/"):
             if part in ("", "."):

@@ -20,10 +20,11 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NewType
+from typing import TYPE_CHECKING, Literal, NewType
 
 from briotui.kernel.errors import (
     FileTooLarge,
+    MergeConflict,
     PathRefused,
     SessionNotFound,
     SessionStateError,
@@ -33,9 +34,14 @@ from briotui.kernel.paths import ProjectPaths
 from briotui.kernel.store import Store
 from briotui.kernel.vfs.blobs import BlobStore
 from briotui.kernel.vfs.diff import FileChange, SessionDiff, file_change
+from briotui.kernel.vfs.merge import Strategy, merge3
 from briotui.kernel.vfs.paths import DEFAULT_POLICY, PathPolicy
 from briotui.kernel.vfs.snapshot import BaseSnapshot
 from briotui.kernel.workspace import Entry
+
+if TYPE_CHECKING:
+    from briotui.kernel.vfs.commit import CommitResult, RollbackResult
+    from briotui.kernel.vfs.materialize import Materialized
 
 SessionId = NewType("SessionId", str)
 SessionState = Literal["open", "committed", "discarded", "rolled-back"]
@@ -172,9 +178,7 @@ class SessionManager:
 
     def create(self, *, label: str = "", task: str = "") -> Session:
         """A new session on the project's current state (HEAD plus working tree)."""
-        snap = BaseSnapshot.build(
-            self.root, self.store, self.blobs, self.policy, self.manifest_dir
-        )
+        snap = BaseSnapshot.build(self.root, self.store, self.blobs, self.policy, self.manifest_dir)
         with self._lock:
             self._bases[snap.id] = snap
         return self._insert(snap, parent=None, overlay={}, label=label, task=task)
@@ -207,8 +211,15 @@ class SessionManager:
                 rows,
             )
         session = Session(
-            self, sid, snap, parent_id=parent.id if parent else None, state="open",
-            label=label, task=task, created=now, overlay=dict(overlay),
+            self,
+            sid,
+            snap,
+            parent_id=parent.id if parent else None,
+            state="open",
+            label=label,
+            task=task,
+            created=now,
+            overlay=dict(overlay),
             fork_point=dict(overlay) if parent else None,
         )
         with self._lock:
@@ -233,8 +244,7 @@ class SessionManager:
         rows = exact or rows
         if not rows:
             raise SessionNotFound(
-                f"No session {session_id!r} in {self.root}. List them with "
-                "`briotui sessions list`."
+                f"No session {session_id!r} in {self.root}. List them with `briotui sessions list`."
             )
         if len(rows) > 1:
             raise SessionNotFound(
@@ -253,9 +263,15 @@ class SessionManager:
                 entry = OverlayEntry(f["blob"], bool(f["executable"]), f["size"], f["origin"])
                 (overlay if f["layer"] == "work" else fork)[f["path"]] = entry
             session = Session(
-                self, SessionId(row["id"]), self.base(row["base_id"]),
-                parent_id=row["parent_id"], state=row["state"], label=row["label"],
-                task=row["task"], created=row["created"], overlay=overlay,
+                self,
+                SessionId(row["id"]),
+                self.base(row["base_id"]),
+                parent_id=row["parent_id"],
+                state=row["state"],
+                label=row["label"],
+                task=row["task"],
+                created=row["created"],
+                overlay=overlay,
                 fork_point=fork if row["parent_id"] else None,
             )
             self._sessions[session.id] = session
@@ -269,8 +285,13 @@ class SessionManager:
         )
         return [
             SessionInfo(
-                SessionId(r["id"]), r["parent_id"], r["state"], r["label"], r["task"],
-                r["created"], r["n"],
+                SessionId(r["id"]),
+                r["parent_id"],
+                r["state"],
+                r["label"],
+                r["task"],
+                r["created"],
+                r["n"],
             )
             for r in rows
         ]
@@ -366,8 +387,8 @@ class Session:
             if e.blob is not None and p.startswith(prefix):
                 return True
         for p in self.base.paths_under(rel):
-            e = self._overlay.get(p)
-            if e is None or e.blob is not None:
+            found = self._overlay.get(p)
+            if found is None or found.blob is not None:
                 return True
         return False
 
@@ -408,8 +429,7 @@ class Session:
                 return Entry(rel, "file", entry.size, entry.executable)
             if entry is None and rel in self.base.files:
                 meta = self.base.files[rel]
-                return Entry(rel, "symlink" if meta.symlink else "file", meta.size,
-                             meta.executable)
+                return Entry(rel, "symlink" if meta.symlink else "file", meta.size, meta.executable)
             if self._dir_exists(rel):
                 return Entry(rel, "directory")
         return None
@@ -430,14 +450,15 @@ class Session:
                 if p in self._overlay:
                     continue
                 meta = self.base.files[p]
-                files[p] = Entry(p, "symlink" if meta.symlink else "file", meta.size,
-                                 meta.executable)
+                files[p] = Entry(
+                    p, "symlink" if meta.symlink else "file", meta.size, meta.executable
+                )
             for p, e in self._overlay.items():
                 if e.blob is not None and p.startswith(prefix):
                     files[p] = Entry(p, "file", e.size, e.executable)
         out: dict[str, Entry] = {}
         for p, entry in files.items():
-            rest = p[len(prefix):]
+            rest = p[len(prefix) :]
             parts = rest.split("/")
             for i in range(1, len(parts)):
                 d = prefix + "/".join(parts[:i])
@@ -559,7 +580,10 @@ class Session:
         with self._lock:
             overlay = dict(self._overlay)
         return self.manager._insert(
-            self.base, parent=self, overlay=overlay, label=label or f"fork of {self.id}",
+            self.base,
+            parent=self,
+            overlay=overlay,
+            label=label or f"fork of {self.id}",
             task=self.task,
         )
 
@@ -569,8 +593,9 @@ class Session:
 
     # -- diff and decisions ---------------------------------------------------------
 
-    def version(self, rel: str, overlay: dict[str, OverlayEntry] | None = None
-                ) -> tuple[bytes | None, bool]:
+    def version(
+        self, rel: str, overlay: dict[str, OverlayEntry] | None = None
+    ) -> tuple[bytes | None, bool]:
         """The bytes (None if absent) and executable bit of ``rel`` in ``overlay``.
 
         ``overlay`` defaults to the session's own; pass another layer (a fork point) to
@@ -601,8 +626,14 @@ class Session:
                 if rel in renamed_from or rel not in self.base.files:
                     continue
                 old = self.base.read(rel)
-                change = file_change(path=rel, old_path=rel, old=old, new=None,
-                                     old_exec=self.base.files[rel].executable, new_exec=False)
+                change = file_change(
+                    path=rel,
+                    old_path=rel,
+                    old=old,
+                    new=None,
+                    old_exec=self.base.files[rel].executable,
+                    new_exec=False,
+                )
             else:
                 new = blobs.get(entry.blob)
                 origin = entry.origin
@@ -621,8 +652,14 @@ class Session:
                     old_exec = self.base.files[old_path].executable
                 else:
                     old_b, old_exec = None, False
-                change = file_change(path=rel, old_path=old_path or rel, old=old_b, new=new,
-                                     old_exec=old_exec, new_exec=entry.executable)
+                change = file_change(
+                    path=rel,
+                    old_path=old_path or rel,
+                    old=old_b,
+                    new=new,
+                    old_exec=old_exec,
+                    new_exec=entry.executable,
+                )
             if change is not None:
                 changes.append(change)
         return SessionDiff(tuple(changes))
@@ -636,7 +673,11 @@ class Session:
         return {r["hunk_id"]: (r["decision"], r["reason"]) for r in rows}
 
     def decide(
-        self, hunk_ids: Iterable[str] | None, decision: Decision, *, reason: str = "",
+        self,
+        hunk_ids: Iterable[str] | None,
+        decision: Decision,
+        *,
+        reason: str = "",
         path: str | None = None,
     ) -> list[str]:
         """Record ``decision`` for hunks; returns the full ids decided.
@@ -688,13 +729,15 @@ class Session:
                     )
         return [h.id for h in chosen]
 
-    def accept(self, hunk_ids: Sequence[str] | None = None, *, path: str | None = None
-               ) -> list[str]:
+    def accept(
+        self, hunk_ids: Sequence[str] | None = None, *, path: str | None = None
+    ) -> list[str]:
         """Accept hunks (all of them, or of one file, when ``hunk_ids`` is None)."""
         return self.decide(hunk_ids, "accepted", path=path)
 
-    def reject(self, hunk_ids: Sequence[str] | None = None, *, reason: str = "",
-               path: str | None = None) -> list[str]:
+    def reject(
+        self, hunk_ids: Sequence[str] | None = None, *, reason: str = "", path: str | None = None
+    ) -> list[str]:
         """Reject hunks, with an optional reason handed back to the agent as feedback."""
         return self.decide(hunk_ids, "rejected", reason=reason, path=path)
 
@@ -725,3 +768,106 @@ class Session:
         with self._lock:
             self._require_open()
             self._set_state("discarded")
+
+    # -- commit, rollback, merge, materialize ---------------------------------------
+
+    def commit(
+        self,
+        *,
+        git: bool = False,
+        message: str | None = None,
+        include_staged: bool = False,
+        provenance: str | None = None,
+    ) -> CommitResult:
+        """Apply the accepted hunks to the working tree; see :func:`commit_session`."""
+        from briotui.kernel.vfs.commit import commit_session
+
+        with self._lock:
+            return commit_session(
+                self,
+                git=git,
+                message=message,
+                include_staged=include_staged,
+                provenance=provenance,
+            )
+
+    def rollback(self, *, force: bool = False) -> RollbackResult:
+        """Discard (open) or undo (committed); see :func:`rollback_session`."""
+        from briotui.kernel.vfs.commit import rollback_session
+
+        with self._lock:
+            return rollback_session(self, force=force)
+
+    def merge_from(self, other: Session, *, strategy: Strategy = "three-way") -> list[str]:
+        """Merge branch ``other`` into this session, file by file (3-way).
+
+        The merge base is ``other``'s fork point when it was forked from this session,
+        else the shared project base.
+
+        Returns:
+            The paths changed in this session.
+
+        Raises:
+            MergeConflict: Overlapping changes under ``three-way``; nothing changed.
+            SessionStateError: Different bases, or this session is not open.
+        """
+        if other.base.id != self.base.id:
+            raise SessionStateError(
+                f"Sessions {self.id} and {other.id} start from different project states; "
+                "only branches of the same session can be merged."
+            )
+        mb = other.fork_point() if other.parent_id == self.id else {}
+        assert mb is not None
+        with self._lock:
+            self._require_open()
+            theirs_overlay = other.overlay()
+            results: list[tuple[str, bytes | None, bool]] = []
+            conflicts: list[dict[str, object]] = []
+            for rel in sorted(set(theirs_overlay) | set(mb)):
+                b, b_x = self.version(rel, mb)
+                t, t_x = other.version(rel)
+                if (b, b_x) == (t, t_x):
+                    continue
+                o, o_x = self.version(rel)
+                out = merge3(b, o, t, strategy=strategy, labels=(self.id, "base", other.id))
+                if not out.clean:
+                    conflicts.append(
+                        {
+                            "path": rel,
+                            "regions": [
+                                {"base": r.base, "ours": r.ours, "theirs": r.theirs}
+                                for r in out.conflicts
+                            ],
+                        }
+                    )
+                    continue
+                ex = t_x if t_x != b_x else o_x
+                content = None if out.deleted else out.content
+                if (content, ex if content is not None else False) != (o, o_x):
+                    results.append((rel, content, ex))
+            if conflicts:
+                raise MergeConflict(
+                    f"Branch {other.id} conflicts with {self.id} in "
+                    + ", ".join(str(c["path"]) for c in conflicts)
+                    + ". Nothing was merged. Resolve them in one of the branches, or merge "
+                    "with strategy ours, theirs or union.",
+                    conflicts=conflicts,
+                )
+            for rel, content, ex in results:
+                if content is None:
+                    if self._file_exists(rel):
+                        self.delete(rel)
+                else:
+                    self.write(rel, content, ex)
+            return [r[0] for r in results]
+
+    def materialize(self, dest: Path) -> Materialized:
+        """A real directory with the session's files, for running processes (tests).
+
+        See :class:`~briotui.kernel.vfs.materialize.Materialized`.
+        """
+        from briotui.kernel.vfs.materialize import Materialized
+
+        m = Materialized(self, dest)
+        m.sync_out()
+        return m

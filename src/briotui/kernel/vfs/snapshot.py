@@ -54,9 +54,7 @@ class BaseFile:
 
     def matches(self, st: os.stat_result) -> bool:
         """Whether ``st`` (an lstat) is the same file version as at creation."""
-        return (
-            st.st_size == self.size and st.st_mtime_ns == self.mtime_ns and st.st_ino == self.ino
-        )
+        return st.st_size == self.size and st.st_mtime_ns == self.mtime_ns and st.st_ino == self.ino
 
 
 def _split_z(data: bytes) -> list[str]:
@@ -202,8 +200,13 @@ class BaseSnapshot:
             raise WorkspaceFileNotFound(f"The base {base_id} of a session is not recorded.")
         raw = json.loads((manifest_dir / f"{base_id}.json").read_text())
         files = {
-            p: BaseFile(size=v[0], mtime_ns=v[1], ino=v[2], executable=bool(v[3] & 1),
-                        symlink=bool(v[3] & 2))
+            p: BaseFile(
+                size=v[0],
+                mtime_ns=v[1],
+                ino=v[2],
+                executable=bool(v[3] & 1),
+                symlink=bool(v[3] & 2),
+            )
             for p, v in raw["files"].items()
         }
         is_git = bool(rows[0]["is_git"])
@@ -216,8 +219,16 @@ class BaseSnapshot:
             )
         }
         return cls(
-            base_id=base_id, root=root, head=head, is_git=is_git, files=files, clean=clean,
-            captured=captured, store=store, blobs=blobs, policy=policy,
+            base_id=base_id,
+            root=root,
+            head=head,
+            is_git=is_git,
+            files=files,
+            clean=clean,
+            captured=captured,
+            store=store,
+            blobs=blobs,
+            policy=policy,
         )
 
     # -- reading ----------------------------------------------------------------------

@@ -1,0 +1,154 @@
+"""Session benchmarks for ``briotui bench``: fork, diff + hunk split, commit.
+
+Each function builds its own temporary git project, measures, cleans up and returns
+result rows: ``{"name", "value", "unit", "target"}`` (target None when the design sets
+none). Timings are medians over several repetitions.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from briotui.kernel.vfs.gitio import run_git
+from briotui.kernel.vfs.session import SessionManager
+
+Row = dict[str, Any]
+
+
+def make_project(root: Path, n_files: int, *, git: bool = True) -> list[str]:
+    """Fill ``root`` with ``n_files`` small text files (100 per directory); returns them."""
+    paths: list[str] = []
+    for i in range(n_files):
+        rel = f"pkg{i // 100:04d}/mod{i % 100:02d}.py"
+        target = root / rel
+        if i % 100 == 0:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("".join(f"line {j} of file {i}\n" for j in range(40)))
+        paths.append(rel)
+    if git:
+        run_git(["init", "-q"], root)
+        run_git(["add", "-A"], root)
+        run_git(
+            [
+                "-c",
+                "user.name=bench",
+                "-c",
+                "user.email=bench@example.invalid",
+                "commit",
+                "-q",
+                "--no-verify",
+                "-m",
+                "bench",
+            ],
+            root,
+        )
+    return paths
+
+
+def _median_ms(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def _edit(session: Any, paths: list[str]) -> None:
+    for n, rel in enumerate(paths):
+        data = session.read(rel).decode()
+        lines = data.splitlines(keepends=True)
+        lines[5] = f"changed {n}\n"
+        lines[30] = f"changed again {n}\n"
+        session.write(rel, "".join(lines).encode(), False)
+
+
+def bench_fork(n_files: int = 50_000, repeat: int = 20) -> list[Row]:
+    """Create a session of an ``n_files`` git project, then time forks of it."""
+    tmp = Path(tempfile.mkdtemp(prefix="brio-bench-fork-"))
+    try:
+        paths = make_project(tmp, n_files)
+        manager = SessionManager.open(tmp)
+        t0 = time.perf_counter()
+        session = manager.create(label="bench")
+        create_ms = (time.perf_counter() - t0) * 1000
+        _edit(session, paths[:20])
+        fork_ms = _median_ms(session.fork, repeat)
+        manager.close()
+        return [
+            {
+                "name": f"session create ({n_files} files)",
+                "value": round(create_ms, 2),
+                "unit": "ms",
+                "target": None,
+            },
+            {
+                "name": f"session fork ({n_files} files)",
+                "value": round(fork_ms, 3),
+                "unit": "ms",
+                "target": 20.0,
+            },
+        ]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_diff(n_changed: int = 100, repeat: int = 10) -> list[Row]:
+    """Time the diff + hunk split of a session with ``n_changed`` changed files."""
+    tmp = Path(tempfile.mkdtemp(prefix="brio-bench-diff-"))
+    try:
+        paths = make_project(tmp, max(n_changed * 2, 200))
+        manager = SessionManager.open(tmp)
+        session = manager.create(label="bench")
+        _edit(session, paths[:n_changed])
+        hunks = len(session.diff().hunks())
+        ms = _median_ms(session.diff, repeat)
+        manager.close()
+        return [
+            {
+                "name": f"diff + hunk split ({n_changed} files, {hunks} hunks)",
+                "value": round(ms, 2),
+                "unit": "ms",
+                "target": 50.0,
+            }
+        ]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench_commit(n_changed: int = 100) -> list[Row]:
+    """Time a journaled, fsynced commit of ``n_changed`` files (no git commit)."""
+    tmp = Path(tempfile.mkdtemp(prefix="brio-bench-commit-"))
+    try:
+        paths = make_project(tmp, max(n_changed * 2, 200))
+        manager = SessionManager.open(tmp)
+        session = manager.create(label="bench")
+        _edit(session, paths[:n_changed])
+        session.accept()
+        t0 = time.perf_counter()
+        session.commit()
+        ms = (time.perf_counter() - t0) * 1000
+        manager.close()
+        return [
+            {
+                "name": f"commit ({n_changed} files, journaled, fsync)",
+                "value": round(ms, 2),
+                "unit": "ms",
+                "target": None,
+            }
+        ]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_all(*, fork_files: int = 50_000) -> list[Row]:
+    """Every session benchmark."""
+    os.environ.pop("BRIOTUI_FAILPOINT", None)
+    return [*bench_fork(fork_files), *bench_diff(), *bench_commit()]
