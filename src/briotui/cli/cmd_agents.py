@@ -1,0 +1,122 @@
+"""``briotui agents build|list``: build the agent components, and show what is there."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from briotui.cli.output import print_json, table
+from briotui.cli.progress import BuildProgress
+from briotui.kernel.kernel import Kernel
+
+
+def register(sub: Any) -> None:
+    """Add the ``agents`` subcommand tree."""
+    agents = sub.add_parser(
+        "agents",
+        help="build and list agent components",
+        description="Build and list the agents: built-ins and the project's .brio/agents.",
+    )
+    agents_sub = agents.add_subparsers(dest="agents_command", metavar="ACTION", required=True)
+
+    build = agents_sub.add_parser(
+        "build",
+        help="build and cache agent components",
+        description=(
+            "Build every agent (or the named ones) into a WebAssembly component and "
+            "compile it for this machine. Cached: a second build with nothing changed "
+            "does nothing."
+        ),
+    )
+    build.add_argument("names", nargs="*", metavar="NAME", help="only these agents")
+    build.add_argument("--force", action="store_true", help="rebuild even if cached")
+    build.add_argument("--json", action="store_true", help="print the results as JSON")
+    build.set_defaults(handler=run_build)
+
+    listing = agents_sub.add_parser(
+        "list", help="list agents", description="List the agents, their worlds and build state."
+    )
+    listing.add_argument("--json", action="store_true", help="print the list as JSON")
+    listing.set_defaults(handler=run_list)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    """Handle ``agents build``."""
+    return asyncio.run(_build(args))
+
+
+async def _build(args: argparse.Namespace) -> int:
+    kernel = Kernel(args.project)
+    try:
+        discovery = kernel.discovery(refresh=True)
+        progress = None if args.json else BuildProgress()
+        results = await kernel.build_agents(args.names or None, force=args.force, on_event=progress)
+    finally:
+        await kernel.close()
+    failed = [r for r in results if r.status == "failed"]
+    problems = [] if args.names else discovery.problems
+    if args.json:
+        print_json(
+            {
+                "status": "error" if failed or problems else "ok",
+                "agents": [r.to_dict() for r in results],
+                "problems": [p.to_dict() for p in problems],
+            }
+        )
+        return 1 if failed or problems else 0
+    for problem in problems:
+        print(f"{problem.agent:<16} SKIPPED\n    {problem.title}: {problem.message}", file=sys.stderr)
+    built = [r for r in results if r.status == "built"]
+    if results and all(r.status == "cached" for r in results):
+        print(f"All {len(results)} agents are up to date; nothing to build.")
+    else:
+        print(f"Built {len(built)}, up to date {len(results) - len(built) - len(failed)}, "
+              f"failed {len(failed)}.")
+    for result in failed:
+        assert result.error is not None
+        print(f"\n{result.agent}: {result.error.title}\n{result.error.message}", file=sys.stderr)
+    return 1 if failed or problems else 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Handle ``agents list``."""
+    kernel_loop = asyncio.new_event_loop()
+    try:
+        kernel = Kernel(args.project, loop=kernel_loop)
+        discovery = kernel.discovery()
+        rows = []
+        for spec in discovery.agents.values():
+            rows.append(
+                {
+                    "name": spec.name,
+                    "origin": spec.origin,
+                    "world": spec.world,
+                    "security": spec.security,
+                    "built": kernel.builder.is_built(spec),
+                    "description": spec.description,
+                    "directory": str(spec.directory),
+                }
+            )
+        kernel.ticker.stop()
+    finally:
+        kernel_loop.close()
+    if args.json:
+        print_json({"agents": rows, "problems": [p.to_dict() for p in discovery.problems]})
+        return 0
+    print(
+        table(
+            ["agent", "origin", "world", "security", "built", "description"],
+            [
+                [r["name"], r["origin"], r["world"], r["security"], "yes" if r["built"] else "no",
+                 r["description"]]
+                for r in rows
+            ],
+        )
+    )
+    for problem in discovery.problems:
+        print(f"\n{problem.agent}: {problem.title}\n  {problem.message}", file=sys.stderr)
+    if any(not r["built"] for r in rows):
+        print("\nBuild the missing ones with `briotui agents build`.", file=sys.stderr)
+    return 0

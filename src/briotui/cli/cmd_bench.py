@@ -1,0 +1,82 @@
+"""``briotui bench``: measure this machine against the targets, print a table, write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from briotui import __version__
+from briotui.cli.output import print_json, table
+from briotui.kernel.bench import Measure, bench_runtime
+from briotui.kernel.kernel import Kernel
+from briotui.kernel.paths import ProjectPaths
+from briotui.kernel.runtime.engine import wasmtime_version
+
+
+def register(sub: Any) -> None:
+    """Add the ``bench`` subcommand."""
+    bench = sub.add_parser(
+        "bench",
+        help="run the benchmark suite",
+        description=(
+            "Measure runtime figures on this machine (component load, instantiate, pool "
+            "hand-out, host calls, event-loop lag, timeout release) against the targets; "
+            "print a table and write JSON."
+        ),
+    )
+    bench.add_argument("--json", action="store_true", help="print the results as JSON")
+    bench.add_argument(
+        "--out",
+        metavar="FILE",
+        help="where to write the JSON results (default: .brio/bench.json in the project)",
+    )
+    bench.add_argument("--rounds", type=int, default=20, help="samples per figure (default 20)")
+    bench.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Handle ``bench``."""
+    measures = asyncio.run(_measure(args))
+    report = {
+        "briotui": __version__,
+        "wasmtime": wasmtime_version(),
+        "python": platform.python_version(),
+        "machine": f"{platform.system()} {platform.machine()}",
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "results": [m.to_dict() for m in measures],
+    }
+    out = Path(args.out) if args.out else ProjectPaths.at(args.project).brio / "bench.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if args.json:
+        print_json(report)
+    else:
+        print(render(measures))
+        print(f"\nWrote {out}", file=sys.stderr)
+    return 0
+
+
+async def _measure(args: argparse.Namespace) -> list[Measure]:
+    kernel = Kernel(args.project)
+    try:
+        return await bench_runtime(kernel, rounds=max(3, args.rounds))
+    finally:
+        await kernel.close()
+
+
+def render(measures: list[Measure]) -> str:
+    """The results as a text table."""
+    rows = []
+    for m in measures:
+        op = "<=" if m.better == "lower" else ">="
+        target = f"{op} {m.target:g} {m.unit}" if m.target is not None else "-"
+        verdict = {True: "ok", False: "MISSED", None: "-"}[m.ok]
+        ratio = f"{m.ratio:.2f}" if m.ratio is not None else "-"
+        rows.append([m.name, f"{m.value:.3f} {m.unit}", target, ratio, verdict])
+    return table(["figure", "measured", "target", "ratio", ""], rows)

@@ -1,0 +1,121 @@
+"""``briotui doctor``: check the toolchain, agents, project and state; say what to fix."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from briotui.cli.output import print_json, table
+from briotui.kernel.kernel import Kernel
+from briotui.kernel.paths import ProjectPaths, cache_dir
+from briotui.kernel.runtime.cache import componentize_py_version
+from briotui.kernel.runtime.engine import wasmtime_version
+
+Status = Literal["ok", "warn", "error"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One doctor check."""
+
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+def register(sub: Any) -> None:
+    """Add the ``doctor`` subcommand."""
+    doctor = sub.add_parser(
+        "doctor",
+        help="check the set-up and say what to fix",
+        description="Check Python, wasmtime, componentize-py, the build cache, agents and the project.",
+    )
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    doctor.set_defaults(handler=handle)
+
+
+def _toolchain() -> list[Check]:
+    checks = []
+    version = sys.version_info
+    checks.append(
+        Check("python", "ok", f"{version.major}.{version.minor}.{version.micro}")
+        if version >= (3, 11)
+        else Check("python", "error", f"{version.major}.{version.minor}", "Use Python 3.11 or newer.")
+    )
+    checks.append(Check("wasmtime", "ok", wasmtime_version()))
+    cpy = componentize_py_version()
+    checks.append(
+        Check("componentize-py", "ok", cpy)
+        if cpy != "missing"
+        else Check("componentize-py", "error", "not installed", "pip install componentize-py")
+    )
+    root = cache_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root):
+            pass
+        checks.append(Check("build cache", "ok", str(root)))
+    except OSError as exc:
+        checks.append(
+            Check("build cache", "error", f"{root}: {exc.strerror}",
+                  "Make it writable, or set BRIOTUI_CACHE_DIR to a writable directory.")
+        )
+    return checks
+
+
+def _agents(kernel: Kernel) -> list[Check]:
+    discovery = kernel.discovery()
+    checks = []
+    for spec in discovery.agents.values():
+        built = kernel.builder.is_built(spec)
+        checks.append(
+            Check(f"agent {spec.name}", "ok" if built else "warn",
+                  f"{spec.origin}, world {spec.world}, {'built' if built else 'not built'}",
+                  "" if built else "Run `briotui agents build`.")
+        )
+    for problem in discovery.problems:
+        checks.append(Check(f"agent {problem.agent}", "error", problem.message, "Fix the agent's files."))
+    return checks
+
+
+def _project(paths: ProjectPaths) -> list[Check]:
+    checks = []
+    if (paths.root / ".git").exists():
+        checks.append(Check("project", "ok", f"git repository at {paths.root}"))
+    else:
+        checks.append(
+            Check("project", "warn", f"{paths.root} is not a git repository",
+                  "Sessions still work; approving changes cannot make a git commit. "
+                  "Run `git init` to enable commits.")
+        )
+    if paths.brio.exists() and not os.access(paths.brio, os.W_OK):
+        checks.append(Check("state", "error", f"{paths.brio} is not writable", "Fix its permissions."))
+    else:
+        checks.append(Check("state", "ok", str(paths.brio)))
+    return checks
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Handle ``doctor``."""
+    return asyncio.run(_doctor(args))
+
+
+async def _doctor(args: argparse.Namespace) -> int:
+    kernel = Kernel(args.project)
+    try:
+        checks = _toolchain() + _agents(kernel) + _project(kernel.paths)
+    finally:
+        await kernel.close()
+    if args.json:
+        print_json({"checks": [asdict(c) for c in checks],
+                    "ok": not any(c.status == "error" for c in checks)})
+    else:
+        print(table(["check", "status", "detail", "fix"],
+                    [[c.name, c.status, c.detail, c.fix] for c in checks]))
+    return 1 if any(c.status == "error" for c in checks) else 0

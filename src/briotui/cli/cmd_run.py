@@ -1,0 +1,119 @@
+"""``briotui run "TASK" --agent NAME``: run one agent headless and print its result."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from briotui.cli.output import print_json
+from briotui.cli.progress import BuildProgress
+from briotui.kernel.errors import ConfigError
+from briotui.kernel.kernel import Kernel
+from briotui.kernel.llm.scripted import ScriptedProvider
+from briotui.kernel.llm.types import Provider
+from briotui.kernel.runtime.context import RunBindings
+from briotui.kernel.runtime.events import Event, LogLine
+from briotui.kernel.runtime.instance import RunFailed, outcome_json
+
+
+def register(sub: Any) -> None:
+    """Add the ``run`` subcommand."""
+    run = sub.add_parser(
+        "run",
+        help="run an agent on a task, headless",
+        description=(
+            "Run one agent on a task in the current project and print its result. "
+            "The agent is built first if needed."
+        ),
+    )
+    run.add_argument("task", metavar="TASK", help="what to do, in words")
+    run.add_argument("--agent", metavar="NAME", help="the agent to run (see `briotui agents list`)")
+    run.add_argument(
+        "--provider",
+        metavar="SPEC",
+        help="where model requests go: scripted:FILE (a JSON array of replies)",
+    )
+    run.add_argument("--json", action="store_true", help="print one JSON object as the result")
+    run.add_argument("-v", "--verbose", action="store_true", help="show the agent's log lines")
+    run.set_defaults(handler=handle)
+
+
+def parse_provider(spec: str | None) -> Provider | None:
+    """The provider named by ``--provider`` (None when not given).
+
+    Raises:
+        ConfigError: the spec is not understood.
+    """
+    if spec is None:
+        return None
+    kind, _, rest = spec.partition(":")
+    if kind == "scripted":
+        if not rest:
+            raise ConfigError(
+                "Use --provider scripted:FILE, where FILE is a JSON array of replies.",
+                title="Scripted provider needs a file",
+            )
+        return ScriptedProvider.from_file(rest)
+    raise ConfigError(
+        f"Unknown provider {spec!r}. Use scripted:FILE.",
+        title="Unknown provider",
+    )
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Handle ``run``."""
+    if not args.agent:
+        raise ConfigError(
+            "Name the agent to run with --agent NAME; `briotui agents list` shows them.",
+            title="Which agent?",
+        )
+    provider = parse_provider(args.provider)
+    return asyncio.run(_run(args, provider))
+
+
+async def _run(args: argparse.Namespace, provider: Provider | None) -> int:
+    kernel = Kernel(args.project)
+    if args.verbose and not args.json:
+
+        def show(event: Event) -> None:
+            if isinstance(event, LogLine):
+                print(f"  [{event.agent} {event.level}] {event.message}", file=sys.stderr)
+
+        kernel.events.subscribe(show)
+    try:
+        outcome = await kernel.run_agent(
+            args.agent,
+            args.task,
+            bindings=RunBindings(provider=provider),
+            on_build=None if args.json else BuildProgress(),
+        )
+    except RunFailed as failure:
+        if args.json:
+            print_json(
+                {
+                    "status": "error",
+                    "agent": args.agent,
+                    "error": failure.error.to_dict(),
+                    "usage": failure.usage.to_dict(),
+                }
+            )
+        else:
+            print(f"error: {failure.error.title}\n  {failure.error.message}", file=sys.stderr)
+        return 1
+    finally:
+        await kernel.close()
+    if args.json:
+        print_json(outcome_json(outcome))
+        return 0
+    print(outcome.summary)
+    usage = outcome.usage
+    models = ", ".join(f"{p}/{m}" for p, m in outcome.models) or "no model calls"
+    print(
+        f"\n[{outcome.agent}: {usage.wall_ms:.0f} ms, {usage.fuel:,} fuel, "
+        f"{usage.peak_memory_bytes / 2**20:.1f} MiB, "
+        f"{usage.tokens.input_tokens}+{usage.tokens.output_tokens} tokens, {models}]",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,52 @@
+"""Build progress for the terminal: a live block of lines on a TTY, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import TextIO
+
+from briotui.kernel.runtime.build import BuildEvent
+
+_LABELS = {
+    "cached": "up to date",
+    "building": "building (componentize-py)…",
+    "compiling": "compiling…",
+    "done": "done",
+    "failed": "FAILED",
+}
+
+
+class BuildProgress:
+    """Receives build events from worker threads and shows them."""
+
+    def __init__(self, stream: TextIO | None = None, *, live: bool | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty() if live is None else live
+        self._lines: dict[str, str] = {}
+        self._drawn = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, event: BuildEvent) -> None:
+        label = _LABELS[event.phase]
+        timing = f" ({event.elapsed_ms / 1000:.1f} s)" if event.phase in ("done", "failed") else ""
+        line = f"{event.agent:<16} {label}{timing}"
+        if event.error is not None:
+            line += f"\n    {event.error.title}: {event.error.message.splitlines()[0]}"
+        with self._lock:
+            if not self.live:
+                self.stream.write(line + "\n")
+                self.stream.flush()
+                return
+            self._lines[event.agent] = line
+            self._redraw()
+
+    def _redraw(self) -> None:
+        out = self.stream
+        if self._drawn:
+            out.write(f"\x1b[{self._drawn}F")
+        text = "\n".join(self._lines.values())
+        for row in text.split("\n"):
+            out.write("\x1b[2K" + row + "\n")
+        self._drawn = text.count("\n") + 1
+        out.flush()

@@ -1,0 +1,160 @@
+"""The benchmark suite behind ``briotui bench``: measured on this machine, against DESIGN.md.
+
+Each measurement is a :class:`Measure` with its target. Speed is measured here, never
+asserted in tests. Runtime figures use the built-in ``probe`` agent (built on demand).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from wasmtime import component as wc
+
+from briotui.kernel.kernel import Kernel
+from briotui.kernel.runtime.instance import AgentInstance, AgentTask, RunFailed
+
+PROBE = "probe"
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One measured figure.
+
+    Attributes:
+        name: What was measured.
+        value: The figure (median unless the name says otherwise).
+        unit: "ms", "us", "msg/s", ...
+        target: The DESIGN.md target, in the same unit.
+        better: "lower" or "higher": which side of the target is good.
+        detail: How it was measured.
+    """
+
+    name: str
+    value: float
+    unit: str
+    target: float | None
+    better: str = "lower"
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool | None:
+        """Whether the target is met (None without a target)."""
+        if self.target is None:
+            return None
+        return self.value <= self.target if self.better == "lower" else self.value >= self.target
+
+    @property
+    def ratio(self) -> float | None:
+        """value / target (below 1 is good for "lower", above 1 for "higher")."""
+        if not self.target:
+            return None
+        return self.value / self.target
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON-able data."""
+        return {
+            "name": self.name,
+            "value": round(self.value, 4),
+            "unit": self.unit,
+            "target": self.target,
+            "better": self.better,
+            "ratio": None if self.ratio is None else round(self.ratio, 4),
+            "ok": self.ok,
+            "detail": self.detail,
+        }
+
+
+def _median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+async def bench_runtime(kernel: Kernel, *, rounds: int = 20) -> list[Measure]:
+    """Component load, instantiate, pool hand-out, host calls, loop lag, timeout release."""
+    loaded = await kernel.load(PROBE, build=True)
+    entry = kernel.builder.entry_for(loaded.spec)
+    out: list[Measure] = []
+
+    loads = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        wc.Component.deserialize_file(kernel.engine, str(entry.compiled))
+        loads.append(time.perf_counter() - t)
+    out.append(Measure("load a built agent (cached, compiled)", _median_ms(loads), "ms", 10.0,
+                       detail=f"Component.deserialize_file, median of {rounds}"))
+
+    # time the instantiation itself on the agent's thread (excludes thread start-up)
+    inst_times = []
+    for _ in range(rounds):
+        instance = AgentInstance(loaded, loop=kernel.loop, events=kernel.events.publish)
+        await instance.start()
+        t = time.perf_counter()
+        await instance._submit(instance._instantiate)
+        inst_times.append(time.perf_counter() - t)
+        instance.discard()
+    out.append(Measure("instantiate an agent", _median_ms(inst_times), "ms", 2.0,
+                       detail=f"new Store + instantiate on the agent's thread, median of {rounds}"))
+
+    pool = await kernel.pool(PROBE, size=rounds)
+    await pool.fill()
+    takes = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        taken = pool.take()
+        takes.append(time.perf_counter() - t)
+        if taken is not None:
+            taken.discard()
+    out.append(Measure("hand out an agent from the warm pool", statistics.median(takes) * 1e6,
+                       "us", 50.0, detail=f"AgentPool.take, median of {rounds}"))
+
+    calls = 20_000
+    result = await kernel.run_agent(PROBE, f"calls {calls}")
+    ns = float(json.loads(result.data)["ns_per_call"])
+    out.append(Measure("guest -> host call, small arguments", ns / 1000, "us", 15.0,
+                       detail=f"clock.monotonic-ns from a Python guest, {calls} calls, mean"))
+
+    lag = await _loop_lag(kernel, lambda: asyncio.gather(
+        kernel.run_agent(PROBE, "spin 1500"), kernel.run_agent(PROBE, "spin 1500")))
+    out.append(Measure("event-loop lag while 2 agents compute", lag, "ms", 16.0,
+                       detail="max lateness of a 5 ms asyncio timer during two 1.5 s guest runs"))
+
+    spec = replace(loaded.spec, limits=replace(loaded.spec.limits, deadline_ms=300))
+    stuck = replace(loaded, spec=spec)
+    instance = AgentInstance(stuck, loop=kernel.loop, events=kernel.events.publish)
+    await instance.start()
+    t = time.perf_counter()
+    try:
+        await instance.run(AgentTask("bench-timeout", "loop"))
+    except RunFailed:
+        pass
+    late = (time.perf_counter() - t) * 1000 - 300
+    out.append(Measure("stopped agent (timeout) to free slot, past deadline", late, "ms", 50.0,
+                       detail="probe `loop` with a 300 ms deadline"))
+    return out
+
+
+async def _loop_lag(kernel: Kernel, work: Callable[[], Awaitable[Any]]) -> float:
+    worst = 0.0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal worst
+        while not done.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(0.005)
+            worst = max(worst, (time.perf_counter() - t - 0.005) * 1000)
+
+    task = asyncio.create_task(ticker())
+    try:
+        await work()
+    finally:
+        done.set()
+        await task
+    return worst
+
+

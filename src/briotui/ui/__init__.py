@@ -1,0 +1,1 @@
+"""The Textual UI: renders kernel state, sends commands to the kernel, never the reverse."""
