@@ -113,7 +113,8 @@ class AnthropicProvider(StreamingProvider):
         if isinstance(exc, anthropic.APITimeoutError):
             return "timeout"
         if isinstance(exc, anthropic.APIConnectionError):
-            return "connection"
+            # Once the reply has started, a broken connection means a cut-short stream.
+            return "malformed" if streaming else "connection"
         if isinstance(exc, anthropic.APIStatusError):
             # An error event inside a 200 stream carries its type only in the body.
             return cause_of_body(exc.body) or cause_of_status(exc.status_code)

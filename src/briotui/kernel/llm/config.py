@@ -16,8 +16,8 @@ under ``[llm]``::
     max_delay_s = 8.0
 
     [llm.roles]                # agent name -> target or chain; the fallback follows it
-    council = "anthropic/claude-opus-4-1"
-    coder = "anthropic/claude-sonnet-4-5"
+    council = "anthropic/claude-opus-4-6"
+    coder = "anthropic/claude-sonnet-4-6"
     reviewer = ["anthropic/claude-haiku-4-5", "ollama/llama3.2"]
 
     [[llm.providers]]          # add or override providers
@@ -168,9 +168,11 @@ class Price:
 DEFAULT_PRICES: Mapping[str, Price] = {
     # Anthropic (USD per million tokens). A dated id, e.g. claude-sonnet-4-5-20250929,
     # matches its longest listed prefix.
+    "claude-opus-4-6": Price(5.0, 25.0),
     "claude-opus-4-5": Price(5.0, 25.0),
     "claude-opus-4-1": Price(15.0, 75.0),
     "claude-opus-4": Price(15.0, 75.0),
+    "claude-sonnet-4-6": Price(3.0, 15.0),
     "claude-sonnet-4-5": Price(3.0, 15.0),
     "claude-sonnet-4": Price(3.0, 15.0),
     "claude-3-7-sonnet": Price(3.0, 15.0),
@@ -218,7 +220,7 @@ def default_providers() -> tuple[ProviderConfig, ...]:
     """The providers known without any configuration."""
     return (
         ProviderConfig(
-            "anthropic", "anthropic", "claude-sonnet-4-5", api_key_env="ANTHROPIC_API_KEY"
+            "anthropic", "anthropic", "claude-sonnet-4-6", api_key_env="ANTHROPIC_API_KEY"
         ),
         ProviderConfig("openai", "openai", "gpt-4o-mini", api_key_env="OPENAI_API_KEY"),
         ProviderConfig("ollama", "ollama", "llama3.2", free=True, read_timeout_s=300.0),
@@ -356,6 +358,8 @@ def apply_toml(base: ModelsConfig, data: Mapping[str, Any], source: str) -> Mode
                 providers = {n: replace(p, read_timeout_s=value) for n, p in providers.items()}
     for index, raw in enumerate(_list(llm.get("providers", []), f"{where} providers")):
         provider = _provider(raw, f"{source} [[llm.providers]] #{index + 1}", providers)
+        if provider.replies and not Path(provider.replies).is_absolute():
+            provider = replace(provider, replies=str(Path(source).parent / provider.replies))
         providers[provider.name] = provider
 
     fallback = base.fallback

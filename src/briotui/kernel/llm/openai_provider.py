@@ -97,11 +97,15 @@ class OpenAIProvider(StreamingProvider):
         if isinstance(exc, openai.APITimeoutError):
             return "timeout"
         if isinstance(exc, openai.APIConnectionError):
-            return "connection"
+            # Once the reply has started, a broken connection means a cut-short stream.
+            return "malformed" if streaming else "connection"
         if isinstance(exc, openai.APIStatusError):
             return cause_of_status(exc.status_code)
         if isinstance(exc, openai.APIError):
-            # An error object inside the stream (the SDK raises a plain APIError).
+            # An error object inside the stream (the SDK raises a plain APIError). OpenAI
+            # types overload as "server_error" and says so only in the message.
+            if "overloaded" in (message_of_body(exc.body) or exc.message).lower():
+                return "overloaded"
             return cause_of_body(exc.body) or "server"
         return None
 
