@@ -11,8 +11,9 @@ import pytest
 from briotui.kernel.vfs import SessionManager
 
 
-def make_repo(root: Path, files: dict[str, bytes | str], *, executable: tuple[str, ...] = ()
-              ) -> git.Repo:
+def make_repo(
+    root: Path, files: dict[str, bytes | str], *, executable: tuple[str, ...] = ()
+) -> git.Repo:
     """A git repo at ``root`` with ``files`` committed, and a local identity."""
     root.mkdir(parents=True, exist_ok=True)
     repo = git.Repo.init(root)

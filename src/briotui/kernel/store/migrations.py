@@ -14,9 +14,26 @@ from collections.abc import Callable
 Migration = Callable[[sqlite3.Connection], None]
 
 
+def run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run several statements inside the caller's transaction.
+
+    (:meth:`sqlite3.Connection.executescript` would commit first, breaking the
+    all-or-nothing migration.)
+    """
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            conn.execute(pending)
+            pending = ""
+    if pending.strip():
+        conn.execute(pending)
+
+
 def _v1_sessions(conn: sqlite3.Connection) -> None:
     """Sessions, their changed files, hunk decisions, feedback and the commit journal."""
-    conn.executescript(
+    run_script(
+        conn,
         """
         CREATE TABLE bases (
             id          TEXT PRIMARY KEY,
@@ -94,7 +111,7 @@ def _v1_sessions(conn: sqlite3.Connection) -> None:
             PRIMARY KEY (base_id, path)
         );
         CREATE INDEX commits_state ON commits(state);
-        """
+        """,
     )
 
 

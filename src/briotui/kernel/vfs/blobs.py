@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from briotui.kernel.errors import StoreError
+from briotui.kernel.vfs.failpoints import failpoint
 
 
 def blob_id(data: bytes) -> str:
@@ -60,6 +61,7 @@ class BlobStore:
             if durable:
                 fh.flush()
                 os.fsync(fh.fileno())
+        failpoint("blob-written")
         os.replace(tmp, target)
         if durable:
             fsync_dir(target.parent)

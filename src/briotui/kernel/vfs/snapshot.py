@@ -180,8 +180,7 @@ class BaseSnapshot:
                 (base_id, time.time(), head, int(is_git)),
             )
         if is_git:
-            for rel in sorted(files.keys() - clean):
-                snap.capture(rel)
+            snap.capture_many(sorted(files.keys() - clean))
         return snap
 
     @classmethod
@@ -286,22 +285,39 @@ class BaseSnapshot:
             ) from None
 
     def capture(self, rel: str) -> None:
-        """Keep the base bytes of ``rel`` in the blob store (before a session changes it)."""
+        """Keep the base bytes of ``rel`` in the blob store (before a session changes it).
+
+        Raises:
+            PathDenied: The file is a link out of the project or a hard link.
+        """
         if rel not in self.files or rel in self._captured:
             return
         if rel in self._clean and self.head:
             return  # recoverable from git at any time
-        data = self.read(rel)
-        bid = self._blobs.put(data)
-        with self._lock:
+        self.capture_many([rel], strict=True)
+
+    def capture_many(self, rels: list[str], *, strict: bool = False) -> None:
+        """Capture several files in one transaction; unreadable ones are skipped
+        unless ``strict`` (reading them later raises the reason)."""
+        kept: list[tuple[str, str, str]] = []
+        for rel in rels:
             if rel in self._captured:
-                return
-            self._captured[rel] = bid
-        with self._store.transaction() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO base_captures (base_id, path, blob) VALUES (?, ?, ?)",
-                (self.id, rel, bid),
-            )
+                continue
+            try:
+                bid = self._blobs.put(self.read(rel))
+            except (PathDenied, WorkspaceFileNotFound, IsADirectoryError):
+                if strict:
+                    raise
+                continue
+            with self._lock:
+                self._captured.setdefault(rel, bid)
+            kept.append((self.id, rel, bid))
+        if kept:
+            with self._store.transaction() as conn:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO base_captures (base_id, path, blob) VALUES (?, ?, ?)",
+                    kept,
+                )
 
     def current_bytes(self, rel: str) -> bytes | None:
         """The working tree's bytes of ``rel`` now, or None if it does not exist."""

@@ -1,0 +1,311 @@
+"""``briotui sessions ...``: list, show, diff, accept, reject, commit and roll back sessions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from typing import Any
+
+from briotui.cli.output import is_tty, print_json, table
+from briotui.kernel.vfs import Session, SessionDiff, SessionManager
+
+
+def register(sub: Any) -> None:
+    """Add the ``sessions`` subcommand tree."""
+    sessions = sub.add_parser(
+        "sessions",
+        help="review and apply agent sessions",
+        description=(
+            "Sessions hold an agent's changes apart from your files. Review their diff "
+            "hunk by hunk, accept or reject, then commit the accepted hunks."
+        ),
+    )
+    leaves = sessions.add_subparsers(dest="sessions_command", metavar="ACTION", required=True)
+
+    def leaf(name: str, help_text: str, handler: Any, *, with_id: bool = True) -> Any:
+        p = leaves.add_parser(name, help=help_text, description=help_text)
+        if with_id:
+            p.add_argument("session", metavar="ID", help="a session id (or unique prefix)")
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
+        p.set_defaults(handler=handler)
+        return p
+
+    leaf("list", "list the project's sessions", run_list, with_id=False)
+    leaf("show", "show a session and its files and hunks", run_show)
+    d = leaf("diff", "print a session's diff with hunk ids", run_diff)
+    d.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the diff (default: when printing to a terminal)",
+    )
+    for name, verb in (("accept", "accept"), ("reject", "reject")):
+        p = leaf(name, f"{verb} hunks (all hunks when none are named)", run_decide)
+        p.add_argument("hunks", nargs="*", metavar="HUNK", help="hunk ids (h-... or a prefix)")
+        p.add_argument("--file", metavar="PATH", help="only the hunks of this file")
+        if name == "reject":
+            p.add_argument("--reason", default="", help="why; handed back to the agent")
+        p.set_defaults(decision="accepted" if name == "accept" else "rejected")
+    c = leaf("commit", "apply the accepted hunks to your files", run_commit)
+    c.add_argument("--git", action="store_true", help="also make a git commit of those files")
+    c.add_argument("-m", "--message", help="the commit message (default: the task)")
+    c.add_argument(
+        "--include-staged",
+        action="store_true",
+        help="let changes already staged in the index into the git commit",
+    )
+    c.add_argument(
+        "--provenance",
+        metavar="TEXT",
+        help="add a Brio-Provenance trailer naming the agents and models",
+    )
+    r = leaf("rollback", "discard a session, or undo its commit", run_rollback)
+    r.add_argument(
+        "--force", action="store_true", help="restore the pre-commit content even over later edits"
+    )
+
+
+def _open(args: argparse.Namespace) -> SessionManager:
+    manager = SessionManager.open(getattr(args, "project", "."))
+    for notice in manager.store.notices + manager.recovery_notices:
+        print(f"note: {notice}", file=sys.stderr)
+    return manager
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def _summary(session: Session, diff: SessionDiff | None = None) -> dict[str, Any]:
+    d = diff or session.diff()
+    decisions = session.decisions()
+    return {
+        "id": session.id,
+        "parent": session.parent_id,
+        "state": session.state,
+        "label": session.label,
+        "task": session.task,
+        "created": session.created,
+        "files": [
+            {
+                "path": f.path,
+                "old_path": f.old_path,
+                "status": f.status,
+                "binary": f.binary,
+                "hunks": [
+                    {
+                        "id": h.id,
+                        "kind": h.kind,
+                        "header": h.header(),
+                        "decision": decisions.get(h.id, ("pending", ""))[0],
+                        "reason": decisions.get(h.id, ("pending", ""))[1],
+                    }
+                    for h in f.hunks
+                ],
+            }
+            for f in d.files
+        ],
+    }
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """``sessions list``."""
+    manager = _open(args)
+    try:
+        infos = manager.list()
+        if args.json:
+            print_json(
+                {
+                    "status": "ok",
+                    "git": manager.is_git,
+                    "sessions": [
+                        {
+                            "id": i.id,
+                            "parent": i.parent_id,
+                            "state": i.state,
+                            "label": i.label,
+                            "task": i.task,
+                            "created": i.created,
+                            "changed_files": i.changed_files,
+                        }
+                        for i in infos
+                    ],
+                }
+            )
+            return 0
+        if not manager.is_git:
+            print("note: not a git repository: sessions can be applied, but not git-committed.")
+        if not infos:
+            print('No sessions yet. `briotui run "TASK"` leaves its changes in one.')
+            return 0
+        print(
+            table(
+                ["ID", "STATE", "FILES", "CREATED", "PARENT", "TASK"],
+                [
+                    [
+                        i.id,
+                        i.state,
+                        i.changed_files,
+                        _when(i.created),
+                        i.parent_id or "",
+                        (i.task or i.label)[:50],
+                    ]
+                    for i in infos
+                ],
+            )
+        )
+        return 0
+    finally:
+        manager.close()
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """``sessions show ID``."""
+    manager = _open(args)
+    try:
+        session = manager.get(args.session)
+        data = _summary(session)
+        if args.json:
+            print_json({"status": "ok", "session": data})
+            return 0
+        print(f"session {data['id']}  ({data['state']})")
+        if data["parent"]:
+            print(f"forked from {data['parent']}")
+        if data["task"]:
+            print(f"task: {data['task']}")
+        if not manager.is_git:
+            print("note: not a git repository: no git commit step.")
+        for f in data["files"]:
+            path = f["path"] if f["old_path"] == f["path"] else f"{f['old_path']} -> {f['path']}"
+            print(f"  {f['status']:<9} {path}")
+            for h in f["hunks"]:
+                why = f"  ({h['reason']})" if h["reason"] else ""
+                print(f"      h-{h['id']}  {h['decision']:<8} {h['kind']}{why}")
+        if not data["files"]:
+            print("  (no changes)")
+        return 0
+    finally:
+        manager.close()
+
+
+def _colour(text: str) -> str:
+    from pygments import highlight  # type: ignore[import-untyped]
+    from pygments.formatters import TerminalFormatter  # type: ignore[import-untyped]
+    from pygments.lexers import DiffLexer  # type: ignore[import-untyped]
+
+    return str(highlight(text, DiffLexer(), TerminalFormatter()))
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    """``sessions diff ID``."""
+    manager = _open(args)
+    try:
+        session = manager.get(args.session)
+        diff = session.diff()
+        if args.json:
+            print_json(
+                {
+                    "status": "ok",
+                    "session": session.id,
+                    "diff": diff.text(),
+                    "hunks": [{"id": h.id, "path": h.path, "kind": h.kind} for h in diff.hunks()],
+                }
+            )
+            return 0
+        text = diff.text()
+        colour = args.color == "always" or (args.color == "auto" and is_tty())
+        sys.stdout.write(_colour(text) if colour and text else text)
+        return 0
+    finally:
+        manager.close()
+
+
+def run_decide(args: argparse.Namespace) -> int:
+    """``sessions accept|reject ID [HUNK...]``."""
+    manager = _open(args)
+    try:
+        session = manager.get(args.session)
+        ids = session.decide(
+            args.hunks or None,
+            args.decision,
+            reason=getattr(args, "reason", ""),
+            path=args.file,
+        )
+        if args.json:
+            print_json(
+                {"status": "ok", "session": session.id, "decision": args.decision, "hunks": ids}
+            )
+        else:
+            print(f"{args.decision} {len(ids)} hunk(s) of session {session.id}")
+        return 0
+    finally:
+        manager.close()
+
+
+def run_commit(args: argparse.Namespace) -> int:
+    """``sessions commit ID [--git] [-m MSG]``."""
+    manager = _open(args)
+    try:
+        session = manager.get(args.session)
+        result = session.commit(
+            git=args.git,
+            message=args.message,
+            include_staged=args.include_staged,
+            provenance=args.provenance,
+        )
+        if args.json:
+            print_json(
+                {
+                    "status": "ok",
+                    "session": session.id,
+                    "written": result.written,
+                    "deleted": result.deleted,
+                    "merged": result.merged,
+                    "git_commit": result.git_commit,
+                }
+            )
+            return 0
+        print(
+            f"Applied session {session.id}: {len(result.written)} written, "
+            f"{len(result.deleted)} deleted."
+        )
+        for path in result.merged:
+            print(f"  merged with your edits: {path}")
+        if result.git_commit:
+            print(f"git commit {result.git_commit[:12]}")
+        elif not manager.is_git:
+            print("note: not a git repository, so no git commit was made.")
+        return 0
+    finally:
+        manager.close()
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    """``sessions rollback ID``."""
+    manager = _open(args)
+    try:
+        session = manager.get(args.session)
+        result = session.rollback(force=args.force)
+        if args.json:
+            print_json(
+                {
+                    "status": "ok",
+                    "session": session.id,
+                    "state": session.state,
+                    "restored": result.restored,
+                    "git_reverted": result.git_reverted,
+                    "notes": result.notes,
+                }
+            )
+            return 0
+        print(f"Session {session.id} is now {session.state}.")
+        if result.restored:
+            print(f"  restored {len(result.restored)} file(s)")
+        if result.git_reverted:
+            print("  the git commit was undone")
+        for note in result.notes:
+            print(f"  {note}")
+        return 0
+    finally:
+        manager.close()
