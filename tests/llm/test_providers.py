@@ -60,7 +60,7 @@ async def test_streams_deltas_in_order_with_usage(serve: Any, protocol: str) -> 
         assert body["messages"][0] == {"role": "system", "content": "be brief"}
     if protocol == "openai":
         assert body["stream_options"] == {"include_usage": True}
-    await provider.aclose()  # type: ignore[attr-defined]
+    await provider.aclose()
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -358,6 +358,10 @@ def apply_toml(base: ModelsConfig, data: Mapping[str, Any], source: str) -> Mode
                 providers = {n: replace(p, read_timeout_s=value) for n, p in providers.items()}
     for index, raw in enumerate(_list(llm.get("providers", []), f"{where} providers")):
         provider = _provider(raw, f"{source} [[llm.providers]] #{index + 1}", providers)
+        if "timeout_s" in llm and "timeout_s" not in raw:
+            provider = replace(provider, timeout_s=_number(llm["timeout_s"], where))
+        if "read_timeout_s" in llm and "read_timeout_s" not in raw:
+            provider = replace(provider, read_timeout_s=_number(llm["read_timeout_s"], where))
         if provider.replies and not Path(provider.replies).is_absolute():
             provider = replace(provider, replies=str(Path(source).parent / provider.replies))
         providers[provider.name] = provider

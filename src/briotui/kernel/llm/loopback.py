@@ -889,23 +889,22 @@ class LoopbackServer:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def env_hint(protocol: WireProtocol, base_url: str, model: str = "loopback-model") -> list[str]:
+def env_hint(
+    protocol: WireProtocol, base_url: str, *, key: str = "fake-key", model: str = "fake-model"
+) -> list[str]:
     """Shell lines and a config snippet that point briotui at a loopback server.
 
     Args:
         protocol: The server's protocol.
         base_url: The server's :attr:`LoopbackServer.base_url`.
+        key: The key to export (the server accepts any unless it was given one).
         model: The model name to configure.
 
     Returns:
         Lines to print for the user.
     """
-    if protocol == "anthropic":
-        env = ["export ANTHROPIC_API_KEY=loopback-key"]
-    elif protocol == "openai":
-        env = ["export OPENAI_API_KEY=loopback-key"]
-    else:
-        env = [f"export OLLAMA_HOST={base_url}"]
+    key_env = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}.get(protocol, "")
+    env = [f"export {key_env}={key}"] if key_env else [f"export OLLAMA_HOST={base_url}"]
     config = [
         "[llm]",
         f'fallback = ["fake-{protocol}"]',
@@ -915,10 +914,9 @@ def env_hint(protocol: WireProtocol, base_url: str, model: str = "loopback-model
         f'kind = "{protocol}"',
         f'base_url = "{base_url}"',
         f'model = "{model}"',
+        f'api_key_env = "{key_env}"',
     ]
-    if protocol != "ollama":
-        config.append(f'api_key_env = "{env[0].split()[1].split("=")[0]}"')
-    return [*env, "", "# .brio/config.toml", *config]
+    return [*env, "", "# in .brio/config.toml:", *config]
 
 
 def parse_protocol(value: str) -> WireProtocol:

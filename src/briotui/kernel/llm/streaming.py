@@ -76,6 +76,10 @@ class StreamingProvider(ABC):
         """Values that must never appear in an error message."""
         return (self._api_key,) if self._api_key else ()
 
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close the SDK client's connections (the provider can be used again after)."""
+
     @property
     @abstractmethod
     def base_url(self) -> str:
@@ -122,12 +126,10 @@ class StreamingProvider(ABC):
         except json.JSONDecodeError as exc:
             raise self._error(model, "malformed", f"a stream event is not JSON ({exc})") from None
         except Exception as exc:
-            cause = self._sdk_cause(exc, streaming=state.started)
-            if cause is None:
-                cause = transport_cause(exc, streaming=state.started)
-            if cause is None:
+            error = self.failure(exc, model, state)
+            if error is None:
                 raise
-            raise self._error(model, cause, self._describe(exc, state)) from None
+            raise error from None
         if not state.finished:
             raise self._error(
                 model,
@@ -141,6 +143,26 @@ class StreamingProvider(ABC):
             usage=state.usage,
             stop_reason=state.stop_reason,
         )
+
+    def failure(
+        self, exc: Exception, model: str, state: StreamState | None = None
+    ) -> ProviderError | None:
+        """The ProviderError ``exc`` (raised by the SDK or transport) means, or None.
+
+        Args:
+            exc: What the SDK raised.
+            model: The model asked for.
+            state: The stream so far (None when no stream was started).
+        """
+        state = state or StreamState(parts=[], usage=Usage(), model=model)
+        cause = self._sdk_cause(exc, streaming=state.started)
+        if cause is None:
+            cause = transport_cause(exc, streaming=state.started)
+        if cause is None and isinstance(exc, ConnectionError):
+            cause = "connection"  # ollama re-raises connect failures as the builtin
+        if cause is None:
+            return None
+        return self._error(model, cause, self._describe(exc, state))
 
     @abstractmethod
     async def _stream(
