@@ -34,7 +34,9 @@ class Agent(exports.Agent):
         except Err as failure:
             error = failure.value
             log.emit(log.Level.ERROR, f"echo: the model call failed: {error.message}")
-            raise Err(types.Error(kind=error.kind, message=f"The model call failed: {error.message}"))
+            raise Err(
+                types.Error(kind=error.kind, message=f"The model call failed: {error.message}")
+            )
         elapsed_ms = (clock.monotonic_ns() - started) // 1_000_000
         details = {
             "provider": reply.provider,

@@ -67,13 +67,17 @@ async def _build(args: argparse.Namespace) -> int:
         )
         return 1 if failed or problems else 0
     for problem in problems:
-        print(f"{problem.agent:<16} SKIPPED\n    {problem.title}: {problem.message}", file=sys.stderr)
+        print(
+            f"{problem.agent:<16} SKIPPED\n    {problem.title}: {problem.message}", file=sys.stderr
+        )
     built = [r for r in results if r.status == "built"]
     if results and all(r.status == "cached" for r in results):
         print(f"All {len(results)} agents are up to date; nothing to build.")
     else:
-        print(f"Built {len(built)}, up to date {len(results) - len(built) - len(failed)}, "
-              f"failed {len(failed)}.")
+        print(
+            f"Built {len(built)}, up to date {len(results) - len(built) - len(failed)}, "
+            f"failed {len(failed)}."
+        )
     for result in failed:
         assert result.error is not None
         print(f"\n{result.agent}: {result.error.title}\n{result.error.message}", file=sys.stderr)
@@ -109,8 +113,14 @@ def run_list(args: argparse.Namespace) -> int:
         table(
             ["agent", "origin", "world", "security", "built", "description"],
             [
-                [r["name"], r["origin"], r["world"], r["security"], "yes" if r["built"] else "no",
-                 r["description"]]
+                [
+                    r["name"],
+                    r["origin"],
+                    r["world"],
+                    r["security"],
+                    "yes" if r["built"] else "no",
+                    r["description"],
+                ]
                 for r in rows
             ],
         )

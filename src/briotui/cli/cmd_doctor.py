@@ -34,7 +34,10 @@ def register(sub: Any) -> None:
     doctor = sub.add_parser(
         "doctor",
         help="check the set-up and say what to fix",
-        description="Check Python, wasmtime, componentize-py, the build cache, agents and the project.",
+        description=(
+            "Check Python, wasmtime, componentize-py, the build cache, agents, "
+            "model providers and the project."
+        ),
     )
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
     doctor.set_defaults(handler=handle)
@@ -46,7 +49,9 @@ def _toolchain() -> list[Check]:
     checks.append(
         Check("python", "ok", f"{version.major}.{version.minor}.{version.micro}")
         if version >= (3, 11)
-        else Check("python", "error", f"{version.major}.{version.minor}", "Use Python 3.11 or newer.")
+        else Check(
+            "python", "error", f"{version.major}.{version.minor}", "Use Python 3.11 or newer."
+        )
     )
     checks.append(Check("wasmtime", "ok", wasmtime_version()))
     cpy = componentize_py_version()
@@ -63,8 +68,12 @@ def _toolchain() -> list[Check]:
         checks.append(Check("build cache", "ok", str(root)))
     except OSError as exc:
         checks.append(
-            Check("build cache", "error", f"{root}: {exc.strerror}",
-                  "Make it writable, or set BRIOTUI_CACHE_DIR to a writable directory.")
+            Check(
+                "build cache",
+                "error",
+                f"{root}: {exc.strerror}",
+                "Make it writable, or set BRIOTUI_CACHE_DIR to a writable directory.",
+            )
         )
     return checks
 
@@ -75,12 +84,17 @@ def _agents(kernel: Kernel) -> list[Check]:
     for spec in discovery.agents.values():
         built = kernel.builder.is_built(spec)
         checks.append(
-            Check(f"agent {spec.name}", "ok" if built else "warn",
-                  f"{spec.origin}, world {spec.world}, {'built' if built else 'not built'}",
-                  "" if built else "Run `briotui agents build`.")
+            Check(
+                f"agent {spec.name}",
+                "ok" if built else "warn",
+                f"{spec.origin}, world {spec.world}, {'built' if built else 'not built'}",
+                "" if built else "Run `briotui agents build`.",
+            )
         )
     for problem in discovery.problems:
-        checks.append(Check(f"agent {problem.agent}", "error", problem.message, "Fix the agent's files."))
+        checks.append(
+            Check(f"agent {problem.agent}", "error", problem.message, "Fix the agent's files.")
+        )
     return checks
 
 
@@ -90,12 +104,18 @@ def _project(paths: ProjectPaths) -> list[Check]:
         checks.append(Check("project", "ok", f"git repository at {paths.root}"))
     else:
         checks.append(
-            Check("project", "warn", f"{paths.root} is not a git repository",
-                  "Sessions still work; approving changes cannot make a git commit. "
-                  "Run `git init` to enable commits.")
+            Check(
+                "project",
+                "warn",
+                f"{paths.root} is not a git repository",
+                "Sessions still work; approving changes cannot make a git commit. "
+                "Run `git init` to enable commits.",
+            )
         )
     if paths.brio.exists() and not os.access(paths.brio, os.W_OK):
-        checks.append(Check("state", "error", f"{paths.brio} is not writable", "Fix its permissions."))
+        checks.append(
+            Check("state", "error", f"{paths.brio} is not writable", "Fix its permissions.")
+        )
     else:
         checks.append(Check("state", "ok", str(paths.brio)))
     return checks
@@ -113,9 +133,17 @@ async def _doctor(args: argparse.Namespace) -> int:
     finally:
         await kernel.close()
     if args.json:
-        print_json({"checks": [asdict(c) for c in checks],
-                    "ok": not any(c.status == "error" for c in checks)})
+        print_json(
+            {
+                "checks": [asdict(c) for c in checks],
+                "ok": not any(c.status == "error" for c in checks),
+            }
+        )
     else:
-        print(table(["check", "status", "detail", "fix"],
-                    [[c.name, c.status, c.detail, c.fix] for c in checks]))
+        print(
+            table(
+                ["check", "status", "detail", "fix"],
+                [[c.name, c.status, c.detail, c.fix] for c in checks],
+            )
+        )
     return 1 if any(c.status == "error" for c in checks) else 0

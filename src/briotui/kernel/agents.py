@@ -107,9 +107,7 @@ def world_imports(wit: Path | None = None) -> dict[str, frozenset[str]]:
     directory = wit or wit_dir()
     text = (directory / "worlds.wit").read_text(encoding="utf-8")
     text = re.sub(r"//[^\n]*", "", text)
-    return {
-        name: frozenset(_IMPORT_RE.findall(body)) for name, body in _WORLD_RE.findall(text)
-    }
+    return {name: frozenset(_IMPORT_RE.findall(body)) for name, body in _WORLD_RE.findall(text)}
 
 
 def _load_spec(directory: Path, origin: Origin, worlds: dict[str, frozenset[str]]) -> AgentSpec:
@@ -138,9 +136,7 @@ def _load_spec(directory: Path, origin: Origin, worlds: dict[str, frozenset[str]
     security = data.get("security", "default")
     limits_table = data.get("limits", {})
     if not isinstance(limits_table, dict):
-        raise BuildError(
-            f"[limits] in {manifest} must be a table.", agent=name, file=str(manifest)
-        )
+        raise BuildError(f"[limits] in {manifest} must be a table.", agent=name, file=str(manifest))
     try:
         limits = limits_for(str(security), limits_table, source=str(manifest))
     except ConfigError as exc:
@@ -162,7 +158,7 @@ def _load_spec(directory: Path, origin: Origin, worlds: dict[str, frozenset[str]
     elif not (directory / "app.py").is_file():
         raise BuildError(
             f"{directory} has no app.py and its manifest names no component. Add app.py "
-            "(a class Agent with run(task)) or set component = \"file.wasm\" in agent.toml.",
+            '(a class Agent with run(task)) or set component = "file.wasm" in agent.toml.',
             agent=name,
             file=str(directory / "app.py"),
             title="Agent has no source",

@@ -7,6 +7,7 @@ asserted in tests. Runtime figures use the built-in ``probe`` agent (built on de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import time
@@ -85,8 +86,15 @@ async def bench_runtime(kernel: Kernel, *, rounds: int = 20) -> list[Measure]:
         t = time.perf_counter()
         wc.Component.deserialize_file(kernel.engine, str(entry.compiled))
         loads.append(time.perf_counter() - t)
-    out.append(Measure("load a built agent (cached, compiled)", _median_ms(loads), "ms", 10.0,
-                       detail=f"Component.deserialize_file, median of {rounds}"))
+    out.append(
+        Measure(
+            "load a built agent (cached, compiled)",
+            _median_ms(loads),
+            "ms",
+            10.0,
+            detail=f"Component.deserialize_file, median of {rounds}",
+        )
+    )
 
     # time the instantiation itself on the agent's thread (excludes thread start-up)
     inst_times = []
@@ -97,8 +105,15 @@ async def bench_runtime(kernel: Kernel, *, rounds: int = 20) -> list[Measure]:
         await instance._submit(instance._instantiate)
         inst_times.append(time.perf_counter() - t)
         instance.discard()
-    out.append(Measure("instantiate an agent", _median_ms(inst_times), "ms", 2.0,
-                       detail=f"new Store + instantiate on the agent's thread, median of {rounds}"))
+    out.append(
+        Measure(
+            "instantiate an agent",
+            _median_ms(inst_times),
+            "ms",
+            2.0,
+            detail=f"new Store + instantiate on the agent's thread, median of {rounds}",
+        )
+    )
 
     pool = await kernel.pool(PROBE, size=rounds)
     await pool.fill()
@@ -109,32 +124,62 @@ async def bench_runtime(kernel: Kernel, *, rounds: int = 20) -> list[Measure]:
         takes.append(time.perf_counter() - t)
         if taken is not None:
             taken.discard()
-    out.append(Measure("hand out an agent from the warm pool", statistics.median(takes) * 1e6,
-                       "us", 50.0, detail=f"AgentPool.take, median of {rounds}"))
+    out.append(
+        Measure(
+            "hand out an agent from the warm pool",
+            statistics.median(takes) * 1e6,
+            "us",
+            50.0,
+            detail=f"AgentPool.take, median of {rounds}",
+        )
+    )
 
     calls = 20_000
     result = await kernel.run_agent(PROBE, f"calls {calls}")
     ns = float(json.loads(result.data)["ns_per_call"])
-    out.append(Measure("guest -> host call, small arguments", ns / 1000, "us", 15.0,
-                       detail=f"clock.monotonic-ns from a Python guest, {calls} calls, mean"))
+    out.append(
+        Measure(
+            "guest -> host call, small arguments",
+            ns / 1000,
+            "us",
+            15.0,
+            detail=f"clock.monotonic-ns from a Python guest, {calls} calls, mean",
+        )
+    )
 
-    lag = await _loop_lag(kernel, lambda: asyncio.gather(
-        kernel.run_agent(PROBE, "spin 1500"), kernel.run_agent(PROBE, "spin 1500")))
-    out.append(Measure("event-loop lag while 2 agents compute", lag, "ms", 16.0,
-                       detail="max lateness of a 5 ms asyncio timer during two 1.5 s guest runs"))
+    lag = await _loop_lag(
+        kernel,
+        lambda: asyncio.gather(
+            kernel.run_agent(PROBE, "spin 1500"), kernel.run_agent(PROBE, "spin 1500")
+        ),
+    )
+    out.append(
+        Measure(
+            "event-loop lag while 2 agents compute",
+            lag,
+            "ms",
+            16.0,
+            detail="max lateness of a 5 ms asyncio timer during two 1.5 s guest runs",
+        )
+    )
 
     spec = replace(loaded.spec, limits=replace(loaded.spec.limits, deadline_ms=300))
     stuck = replace(loaded, spec=spec)
     instance = AgentInstance(stuck, loop=kernel.loop, events=kernel.events.publish)
     await instance.start()
     t = time.perf_counter()
-    try:
+    with contextlib.suppress(RunFailed):
         await instance.run(AgentTask("bench-timeout", "loop"))
-    except RunFailed:
-        pass
     late = (time.perf_counter() - t) * 1000 - 300
-    out.append(Measure("stopped agent (timeout) to free slot, past deadline", late, "ms", 50.0,
-                       detail="probe `loop` with a 300 ms deadline"))
+    out.append(
+        Measure(
+            "stopped agent (timeout) to free slot, past deadline",
+            late,
+            "ms",
+            50.0,
+            detail="probe `loop` with a 300 ms deadline",
+        )
+    )
     return out
 
 
@@ -156,5 +201,3 @@ async def _loop_lag(kernel: Kernel, work: Callable[[], Awaitable[Any]]) -> float
         done.set()
         await task
     return worst
-
-

@@ -14,7 +14,7 @@ from pathlib import Path
 from briotui.kernel.agents import AgentSpec, Discovery, discover
 from briotui.kernel.errors import AgentNotFound
 from briotui.kernel.paths import ProjectPaths
-from briotui.kernel.runtime.build import BuildEvent, Builder, BuildResult
+from briotui.kernel.runtime.build import Builder, BuildEvent, BuildResult
 from briotui.kernel.runtime.cache import BuildCache
 from briotui.kernel.runtime.context import RunBindings
 from briotui.kernel.runtime.engine import EngineSettings, EpochTicker, make_engine
@@ -76,18 +76,20 @@ class Kernel:
             AgentNotFound: a name in ``names`` is unknown.
         """
         found = self.discovery(refresh=True)
-        if names:
-            specs = [found.get(n) for n in names]
-        else:
-            specs = list(found.agents.values())
+        specs = [found.get(n) for n in names] if names else list(found.agents.values())
         results = await asyncio.to_thread(self.builder.build, specs, force=force, on_event=on_event)
         for result in results:
             if result.status == "built":
                 self._loaded.pop(result.agent, None)
         return results
 
-    async def load(self, name: str, *, build: bool = False,
-                   on_event: Callable[[BuildEvent], None] | None = None) -> LoadedAgent:
+    async def load(
+        self,
+        name: str,
+        *,
+        build: bool = False,
+        on_event: Callable[[BuildEvent], None] | None = None,
+    ) -> LoadedAgent:
         """The loaded (compiled, linked) agent ``name``, building it first if asked."""
         if name in self._loaded:
             return self._loaded[name]
@@ -131,7 +133,9 @@ class Kernel:
         await self.load(name, build=build, on_event=on_build)
         pool = await self.pool(name, size=1)
         instance = await pool.acquire()
-        tid = task_id or (bindings.task_id if bindings and bindings.task_id else uuid.uuid4().hex[:12])
+        tid = task_id or (
+            bindings.task_id if bindings and bindings.task_id else uuid.uuid4().hex[:12]
+        )
         run_bindings = bindings or RunBindings()
         run_bindings.task_id = tid
         self._running[tid] = instance

@@ -93,5 +93,5 @@ def limits_for(level: str, overrides: Mapping[str, Any] | None = None, *, source
             f"Unknown security level {level!r} in {source}; use strict, default or relaxed.",
             title="Unknown security level",
         )
-    base = LEVELS[level]  # type: ignore[index]
+    base = LEVELS[level]
     return base.with_overrides(overrides or {}, source=source)

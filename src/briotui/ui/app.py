@@ -8,10 +8,11 @@ build state, the project's git status — and builds missing agents in the backg
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from textual import work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -29,7 +30,7 @@ class BrioApp(App[int]):
     #agents { height: 1fr; margin: 0 2; }
     #status { padding: 0 2; height: 1; color: $text-muted; }
     """
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("b", "build", "Build agents", id="build", tooltip="Build missing agents"),
         Binding("q", "quit", "Quit", id="quit", tooltip="Quit briotui"),
     ]
@@ -48,7 +49,7 @@ class BrioApp(App[int]):
         yield Footer()
 
     async def on_mount(self) -> None:
-        self.sub_title = str(self.project)
+        self.sub_title = self.project.name
         self.kernel = Kernel(self.project)
         git = "a git repository" if (self.project / ".git").exists() else "not a git repository"
         self.query_one("#intro", Static).update(
@@ -77,7 +78,9 @@ class BrioApp(App[int]):
             state = (states or {}).get(spec.name) or (
                 "built" if self.kernel.builder.is_built(spec) else "not built"
             )
-            table.add_row(spec.name, spec.origin, spec.world, state, spec.description, key=spec.name)
+            table.add_row(
+                spec.name, spec.origin, spec.world, state, spec.description, key=spec.name
+            )
 
     def action_build(self) -> None:
         """Build missing agents in the background."""
@@ -92,8 +95,13 @@ class BrioApp(App[int]):
         status.update("Building agents in the background…")
 
         def on_event(event: BuildEvent) -> None:
-            label = {"cached": "built", "building": "building…", "compiling": "compiling…",
-                     "done": "built", "failed": "FAILED"}[event.phase]
+            label = {
+                "cached": "built",
+                "building": "building…",
+                "compiling": "compiling…",
+                "done": "built",
+                "failed": "FAILED",
+            }[event.phase]
             states[event.agent] = label
             self.call_from_thread(self.refresh_agents, dict(states))
 

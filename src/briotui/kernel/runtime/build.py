@@ -220,7 +220,9 @@ class Builder:
         if not specs:
             return []
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [pool.submit(self.build_one, spec, force=force, on_event=emit) for spec in specs]
+            futures = [
+                pool.submit(self.build_one, spec, force=force, on_event=emit) for spec in specs
+            ]
             return [f.result() for f in futures]
 
     def build_one(

@@ -13,7 +13,7 @@ import concurrent.futures
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -25,7 +25,7 @@ from briotui.kernel.workspace import WorkspaceView
 
 T = TypeVar("T")
 
-AskUser = Callable[[str, str], Awaitable[str]]
+AskUser = Callable[[str, str], Coroutine[Any, Any, str]]
 """Asks the user a question on behalf of an agent: ``(agent, question) -> answer``."""
 
 
@@ -134,7 +134,9 @@ class CallContext:
     def emit_log(self, level: str, message: str) -> None:
         """Record a log line and publish it."""
         self.log.add_line(f"[{level}] {message}")
-        self.events(LogLine(agent=self.agent, instance=self.instance_id, level=level, message=message))
+        self.events(
+            LogLine(agent=self.agent, instance=self.instance_id, level=level, message=message)
+        )
 
     def output(self, stream: str) -> Callable[[bytes], None]:
         """A WASI stdout/stderr callback feeding this instance's bounded log."""

@@ -32,9 +32,11 @@ _FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 _CONTINUE = 0
 
 
-@_FINALIZER
-def _finalize(_env: Any) -> None:
+def _no_finalizer(_env: Any) -> None:
     return None
+
+
+_finalize = _FINALIZER(_no_finalizer)
 
 
 class DeadlineGuard:

@@ -73,9 +73,7 @@ class EpochTicker:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._run, name="brio-epoch-ticker", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name="brio-epoch-ticker", daemon=True)
             self._thread.start()
 
     def ticks_for(self, ms: int) -> int:

@@ -27,7 +27,15 @@ from briotui.kernel.llm.types import CompletionRequest, Message
 from briotui.kernel.runtime import context as ctxmod
 from briotui.kernel.runtime.context import CallContext, HostTimeout
 from briotui.kernel.runtime.events import Milestone, ModelDelta, Progress
-from briotui.kernel.runtime.values import Err, FuncShape, Ok, component_exports, component_imports, export_shape, func_shape
+from briotui.kernel.runtime.values import (
+    Err,
+    FuncShape,
+    Ok,
+    component_exports,
+    component_imports,
+    export_shape,
+    func_shape,
+)
 from briotui.kernel.workspace import Entry
 
 log = logging.getLogger(__name__)
@@ -273,7 +281,9 @@ def tasks_progress(ctx: CallContext, percent: int, note: str) -> None:
 
 def tasks_milestone(ctx: CallContext, name: str) -> None:
     ctx.events(
-        Milestone(agent=ctx.agent, instance=ctx.instance_id, task=ctx.bindings.task_id, name=name[:200])
+        Milestone(
+            agent=ctx.agent, instance=ctx.instance_id, task=ctx.bindings.task_id, name=name[:200]
+        )
     )
 
 

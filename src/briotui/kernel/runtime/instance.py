@@ -229,7 +229,8 @@ class AgentInstance:
                 title="Agent failed to start",
             ) from None
         index = instance.get_export_index(store, AGENT_EXPORT)
-        func = instance.get_func(store, instance.get_export_index(store, "run", index))
+        run_index = instance.get_export_index(store, "run", index) if index else None
+        func = instance.get_func(store, run_index) if run_index else None
         if func is None:
             raise HostError(f"Agent {self.agent!r} lost its run export.", agent=self.agent)
         self._store = store
@@ -293,11 +294,14 @@ class AgentInstance:
 
     def _execute(self, task: AgentTask, bindings: RunBindings) -> RunOutcome:
         store, func, guard = self._store, self._run, self._guard
-        assert store is not None and func is not None and guard is not None
+        assert store is not None
+        assert func is not None
+        assert guard is not None
         limits = self.loaded.spec.limits
         ctx = self.ctx
         ctx.begin(bindings)
         started = time.perf_counter()
+        store.set_fuel(limits.fuel)  # instantiation used some; the run starts full
         size = len(task.goal) + sum(len(k) + len(v) for k, v in task.context)
         if size > limits.max_message_bytes:
             raise RunFailed(
@@ -308,7 +312,6 @@ class AgentInstance:
                 ),
                 self._usage(started),
             )
-        store.set_fuel(limits.fuel)
         guard.arm(store, ctx.deadline_at)
         arg = self.loaded.run_shape.params[0](
             {"id": task.id, "goal": task.goal, "context": list(task.context)}
@@ -360,7 +363,9 @@ class AgentInstance:
         if ctx.fatal is not None:
             return ctx.fatal
         if reason == "cancelled":
-            return AgentCancelled(f"{self.agent!r} was stopped: its task was cancelled.", agent=self.agent)
+            return AgentCancelled(
+                f"{self.agent!r} was stopped: its task was cancelled.", agent=self.agent
+            )
         if reason == "deadline":
             return AgentTimeout(
                 f"{self.agent!r} ran past its {limits.deadline_ms} ms deadline and was "

@@ -188,7 +188,8 @@ def lifter(ty: Any) -> Converter:
         tagged = _tagged(ty)
         by_tag = {name: conv for name, conv, _ in cases}
         by_class = [
-            (name, conv, tuple(_classes(cty)) if cty is not None else ()) for name, conv, cty in cases
+            (name, conv, tuple(_classes(cty)) if cty is not None else ())
+            for name, conv, cty in cases
         ]
 
         def lift_variant(value: Any) -> Any:

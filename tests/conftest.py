@@ -1,0 +1,78 @@
+"""Shared fixtures: one build cache per test session, built agents, temp projects.
+
+Agent components are built once per test session into a persistent cache
+(``$BRIOTUI_TEST_CACHE``, default ``~/.cache/briotui-test``), so a second run of the
+suite reuses them; CI starts empty and builds them once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+TEST_CACHE = Path(os.environ.get("BRIOTUI_TEST_CACHE", Path.home() / ".cache" / "briotui-test"))
+os.environ["BRIOTUI_CACHE_DIR"] = str(TEST_CACHE)
+os.environ.setdefault("BRIOTUI_CONFIG_DIR", str(TEST_CACHE / "config"))
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+def make_git_project(root: Path) -> Path:
+    """A small real git repository with one commit."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "README.md").write_text("# demo\n")
+    (root / "app.py").write_text("def add(a, b):\n    return a + b\n")
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_SYSTEM": "/dev/null"}
+    run = lambda *a: subprocess.run(["git", *a], cwd=root, check=True, capture_output=True, env=env)  # noqa: E731
+    run("init", "-q", "-b", "main")
+    run("-c", "user.name=Test", "-c", "user.email=test@example.com", "add", "-A")
+    run("-c", "user.name=Test", "-c", "user.email=test@example.com", "commit", "-qm", "init")
+    return root
+
+
+@pytest.fixture(scope="session")
+def built_agents() -> list[str]:
+    """Build every built-in agent once per session (cached across sessions)."""
+    from briotui.kernel.kernel import Kernel
+
+    async def build() -> list[str]:
+        kernel = Kernel(REPO)
+        try:
+            results = await kernel.build_agents()
+        finally:
+            await kernel.close()
+        failed = [r for r in results if r.status == "failed"]
+        assert not failed, [r.error.message for r in failed if r.error]
+        return [r.agent for r in results]
+
+    return asyncio.run(build())
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A fresh git project in a temp dir."""
+    return make_git_project(tmp_path / "proj")
+
+
+@pytest.fixture
+async def kernel(project: Path, built_agents: list[str]) -> AsyncIterator[object]:
+    """A kernel over a fresh project, with the built-in agents built."""
+    from briotui.kernel.kernel import Kernel
+
+    k = Kernel(project)
+    try:
+        yield k
+    finally:
+        await k.close()
+
+
+@pytest.fixture
+def repo_root() -> Iterator[Path]:
+    """The repository root."""
+    return REPO
