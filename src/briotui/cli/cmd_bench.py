@@ -15,8 +15,10 @@ from briotui import __version__
 from briotui.cli.output import print_json, table
 from briotui.kernel.bench import Measure, bench_runtime
 from briotui.kernel.kernel import Kernel
+from briotui.kernel.llm.bench import bench_llm
 from briotui.kernel.paths import ProjectPaths
 from briotui.kernel.runtime.engine import wasmtime_version
+from briotui.kernel.vfs.bench import run_all as run_sessions_bench
 
 
 def register(sub: Any) -> None:
@@ -25,9 +27,10 @@ def register(sub: Any) -> None:
         "bench",
         help="run the benchmark suite",
         description=(
-            "Measure runtime figures on this machine (component load, instantiate, pool "
-            "hand-out, host calls, event-loop lag, timeout release) against the targets; "
-            "print a table and write JSON."
+            "Measure this machine against the targets: the runtime (component load, "
+            "instantiate, pool hand-out, host calls, event-loop lag, timeout release), "
+            "sessions (fork of a 50k-file project, diff and commit of 100 files) and "
+            "model streaming overhead; print a table and write JSON."
         ),
     )
     bench.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -37,6 +40,9 @@ def register(sub: Any) -> None:
         help="where to write the JSON results (default: .brio/bench.json in the project)",
     )
     bench.add_argument("--rounds", type=int, default=20, help="samples per figure (default 20)")
+    bench.add_argument(
+        "--quick", action="store_true", help="runtime figures only (skip sessions and models)"
+    )
     bench.set_defaults(handler=handle)
 
 
@@ -65,9 +71,26 @@ def handle(args: argparse.Namespace) -> int:
 async def _measure(args: argparse.Namespace) -> list[Measure]:
     kernel = Kernel(args.project)
     try:
-        return await bench_runtime(kernel, rounds=max(3, args.rounds))
+        measures = await bench_runtime(kernel, rounds=max(3, args.rounds))
     finally:
         await kernel.close()
+    if args.quick:
+        return measures
+    sessions = await asyncio.to_thread(run_sessions_bench)
+    models = await bench_llm()
+    return measures + [_from_row(row) for row in [*sessions, *models]]
+
+
+def _from_row(row: dict[str, Any]) -> Measure:
+    target = row.get("target")
+    return Measure(
+        name=str(row["name"]),
+        value=float(row["value"]),
+        unit=str(row["unit"]),
+        target=float(target) if isinstance(target, int | float) else None,
+        better=str(row.get("better", "lower")),
+        detail=str(row.get("detail", "")),
+    )
 
 
 def render(measures: list[Measure]) -> str:

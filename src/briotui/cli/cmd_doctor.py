@@ -11,7 +11,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from briotui.cli.output import print_json, table
+from briotui.kernel.errors import ConfigError
 from briotui.kernel.kernel import Kernel
+from briotui.kernel.llm.config import load_models_config
+from briotui.kernel.llm.health import check_providers
 from briotui.kernel.paths import ProjectPaths, cache_dir
 from briotui.kernel.runtime.cache import componentize_py_version
 from briotui.kernel.runtime.engine import wasmtime_version
@@ -121,6 +124,14 @@ def _project(paths: ProjectPaths) -> list[Check]:
     return checks
 
 
+async def _providers(paths: ProjectPaths) -> list[Check]:
+    try:
+        statuses = await check_providers(load_models_config(paths))
+    except ConfigError as error:
+        return [Check("models config", "error", error.message, "Fix the file it names.")]
+    return [Check(f"provider {s.name}", s.severity, s.detail, s.fix) for s in statuses]
+
+
 def handle(args: argparse.Namespace) -> int:
     """Handle ``doctor``."""
     return asyncio.run(_doctor(args))
@@ -129,7 +140,9 @@ def handle(args: argparse.Namespace) -> int:
 async def _doctor(args: argparse.Namespace) -> int:
     kernel = Kernel(args.project)
     try:
-        checks = _toolchain() + _agents(kernel) + _project(kernel.paths)
+        checks = (
+            _toolchain() + _agents(kernel) + await _providers(kernel.paths) + _project(kernel.paths)
+        )
     finally:
         await kernel.close()
     if args.json:

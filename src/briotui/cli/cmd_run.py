@@ -5,17 +5,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from dataclasses import replace
 from typing import Any
 
 from briotui.cli.output import print_json
 from briotui.cli.progress import BuildProgress
 from briotui.kernel.errors import ConfigError
 from briotui.kernel.kernel import Kernel
+from briotui.kernel.llm.config import Target, load_models_config
+from briotui.kernel.llm.router import build_router, open_router
 from briotui.kernel.llm.scripted import ScriptedProvider
 from briotui.kernel.llm.types import Provider
 from briotui.kernel.runtime.context import RunBindings
 from briotui.kernel.runtime.events import Event, LogLine
 from briotui.kernel.runtime.instance import RunFailed, outcome_json
+from briotui.kernel.vfs import Session, SessionManager
 
 
 def register(sub: Any) -> None:
@@ -33,21 +37,25 @@ def register(sub: Any) -> None:
     run.add_argument(
         "--provider",
         metavar="SPEC",
-        help="where model requests go: scripted:FILE (a JSON array of replies)",
+        help=(
+            "where model requests go: scripted:FILE (a JSON array of replies), or a "
+            "provider from the config, NAME or NAME/MODEL (default: the configured "
+            "fallback chain)"
+        ),
     )
     run.add_argument("--json", action="store_true", help="print one JSON object as the result")
     run.add_argument("-v", "--verbose", action="store_true", help="show the agent's log lines")
     run.set_defaults(handler=handle)
 
 
-def parse_provider(spec: str | None) -> Provider | None:
-    """The provider named by ``--provider`` (None when not given).
+def parse_provider(spec: str | None, project: str = ".") -> Provider:
+    """The provider named by ``--provider``: scripted, one configured target, or the chain.
 
     Raises:
-        ConfigError: the spec is not understood.
+        ConfigError: the spec is not understood, or the config is wrong.
     """
     if spec is None:
-        return None
+        return open_router(project)
     kind, _, rest = spec.partition(":")
     if kind == "scripted":
         if not rest:
@@ -56,10 +64,15 @@ def parse_provider(spec: str | None) -> Provider | None:
                 title="Scripted provider needs a file",
             )
         return ScriptedProvider.from_file(rest)
-    raise ConfigError(
-        f"Unknown provider {spec!r}. Use scripted:FILE.",
-        title="Unknown provider",
-    )
+    if ":" in spec:
+        raise ConfigError(
+            f"Unknown provider {spec!r}. Use scripted:FILE, NAME or NAME/MODEL.",
+            title="Unknown provider",
+        )
+    config = load_models_config(project)
+    name, _, model = spec.partition("/")
+    config.provider(name)  # raises a ConfigError naming the known providers
+    return build_router(replace(config, fallback=(Target(name, model),), roles={}))
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -69,12 +82,14 @@ def handle(args: argparse.Namespace) -> int:
             "Name the agent to run with --agent NAME; `briotui agents list` shows them.",
             title="Which agent?",
         )
-    provider = parse_provider(args.provider)
+    provider = parse_provider(args.provider, args.project)
     return asyncio.run(_run(args, provider))
 
 
-async def _run(args: argparse.Namespace, provider: Provider | None) -> int:
+async def _run(args: argparse.Namespace, provider: Provider) -> int:
     kernel = Kernel(args.project)
+    manager = SessionManager.open(args.project)
+    session = manager.create(label=args.agent, task=args.task)
     if args.verbose and not args.json:
 
         def show(event: Event) -> None:
@@ -86,7 +101,7 @@ async def _run(args: argparse.Namespace, provider: Provider | None) -> int:
         outcome = await kernel.run_agent(
             args.agent,
             args.task,
-            bindings=RunBindings(provider=provider),
+            bindings=RunBindings(provider=provider, workspace=session),
             on_build=None if args.json else BuildProgress(),
         )
     except RunFailed as failure:
@@ -97,17 +112,24 @@ async def _run(args: argparse.Namespace, provider: Provider | None) -> int:
                     "agent": args.agent,
                     "error": failure.error.to_dict(),
                     "usage": failure.usage.to_dict(),
+                    "session": _session_json(session),
                 }
             )
         else:
             print(f"error: {failure.error.title}\n  {failure.error.message}", file=sys.stderr)
+            print(_session_line(session), file=sys.stderr)
         return 1
     finally:
         await kernel.close()
+        close = getattr(provider, "aclose", None)
+        if close is not None:
+            await close()
+        manager.close()
     if args.json:
-        print_json(outcome_json(outcome))
+        print_json({**outcome_json(outcome), "session": _session_json(session)})
         return 0
     print(outcome.summary)
+    print(_session_line(session), file=sys.stderr)
     usage = outcome.usage
     models = ", ".join(f"{p}/{m}" for p, m in outcome.models) or "no model calls"
     print(
@@ -117,3 +139,25 @@ async def _run(args: argparse.Namespace, provider: Provider | None) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _session_json(session: Session) -> dict[str, Any]:
+    diff = session.diff()
+    return {
+        "id": session.id,
+        "files": [
+            {"path": f.path, "status": f.status, "hunks": [h.id for h in f.hunks]}
+            for f in diff.files
+        ],
+    }
+
+
+def _session_line(session: Session) -> str:
+    diff = session.diff()
+    if not diff.files:
+        return f"Session {session.id}: no changes."
+    hunks = sum(len(f.hunks) for f in diff.files)
+    return (
+        f"Session {session.id}: {len(diff.files)} file(s), {hunks} hunk(s) to review. "
+        f"Nothing was applied. Review with `briotui sessions diff {session.id}`."
+    )

@@ -87,7 +87,7 @@ def bench_fork(n_files: int = 50_000, repeat: int = 20) -> list[Row]:
                 "name": f"session create ({n_files} files)",
                 "value": round(create_ms, 2),
                 "unit": "ms",
-                "target": None,
+                "target": 20.0,
             },
             {
                 "name": f"session fork ({n_files} files)",

@@ -1,0 +1,193 @@
+"""The Coder agent: asks the model for SEARCH/REPLACE edits and applies them to its session.
+
+The model answers with blocks like::
+
+    path/to/file.py
+    ```python
+    <<<<<<< SEARCH
+    the exact old lines
+    =======
+    the new lines
+    >>>>>>> REPLACE
+    ```
+
+An empty SEARCH creates (or replaces) the file. A block whose SEARCH text is not found
+exactly once is not applied; the model is told why and asked again, at most
+MAX_ROUNDS times. Edits land in the session, never in the user's files. Rejected hunks
+with reasons arrive in the task's "feedback" context and go into the prompt.
+"""
+
+import json
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.exports import agent
+from wit_world.imports import llm, log, tasks, types, workspace, workspace_write
+
+MAX_ROUNDS = 3
+MAX_FILE_BYTES = 60_000
+MAX_CONTEXT_BYTES = 200_000
+
+SYSTEM_PROMPT = """You are the Coder inside briotui. You change a project by answering
+with SEARCH/REPLACE blocks only. For each edit, write the file's path on its own line,
+then a fenced block:
+
+path/to/file.py
+```
+<<<<<<< SEARCH
+exact lines copied from the current file
+=======
+the lines that replace them
+>>>>>>> REPLACE
+```
+
+The SEARCH part must match the current file exactly, once. To create a file, leave
+SEARCH empty. Keep each block small. Explain nothing outside the blocks."""
+
+
+def parse_blocks(text):
+    """(path, search, replace) triples from a reply, in order."""
+    blocks = []
+    lines = text.splitlines()
+    i = 0
+    last_path = ""
+    while i < len(lines):
+        line = lines[i]
+        stripped = line.strip()
+        if stripped == "<<<<<<< SEARCH":
+            search, replace = [], []
+            i += 1
+            while i < len(lines) and lines[i].strip() != "=======":
+                search.append(lines[i])
+                i += 1
+            i += 1
+            while i < len(lines) and lines[i].strip() != ">>>>>>> REPLACE":
+                replace.append(lines[i])
+                i += 1
+            blocks.append((last_path, search, replace))
+        elif stripped and not stripped.startswith("```"):
+            last_path = stripped.strip("`*: ")
+        i += 1
+    return blocks
+
+
+def join(lines):
+    return "".join(line + "\n" for line in lines)
+
+
+def apply_block(path, search, replace):
+    """Apply one block; returns None on success or a sentence saying why it failed."""
+    if not path:
+        return "a block had no file path on the line before it"
+    new_text = join(replace)
+    if not search:
+        workspace_write.write(path, new_text.encode(), False)
+        return None
+    try:
+        current = workspace.read_text(path)
+    except Err as failure:
+        return f"{path}: cannot read it ({failure.value.message})"
+    old_text = join(search)
+    count = current.count(old_text)
+    if count == 0 and not current.endswith("\n") and current.endswith(old_text[:-1]):
+        old_text, new_text, count = old_text[:-1], new_text[:-1], 1
+    if count != 1:
+        where = "not found" if count == 0 else f"found {count} times"
+        return f"{path}: the SEARCH text was {where}; copy the lines exactly from the file"
+    entry = workspace.stat(path)
+    workspace_write.write(
+        path, current.replace(old_text, new_text).encode(), bool(entry and entry.executable)
+    )
+    return None
+
+
+def project_context(goal, context):
+    """The file list and the contents of the files in scope, within a budget."""
+    try:
+        entries = workspace.list_dir("", True)
+    except Err:
+        entries = []
+    files = [e.path for e in entries if e.kind == workspace.EntryKind.FILE]
+    scope = [p for p in context.get("files", "").split() if p] or [
+        p for p in files if p in goal or p.rsplit("/", 1)[-1] in goal
+    ]
+    parts = ["Files in the project:\n" + "\n".join(files[:500])]
+    budget = MAX_CONTEXT_BYTES
+    for path in scope:
+        try:
+            text = workspace.read_text(path)
+        except Err:
+            continue
+        if len(text) > min(MAX_FILE_BYTES, budget):
+            continue
+        budget -= len(text)
+        parts.append(f"{path}\n```\n{text}```")
+    return "\n\n".join(parts)
+
+
+class Agent(exports.Agent):
+    def run(self, task: agent.Task) -> agent.Outcome:
+        context = dict(task.context)
+        prompt = project_context(task.goal, context) + "\n\nRequest: " + task.goal
+        if context.get("feedback"):
+            prompt += "\n\nThe user rejected parts of your last attempt:\n" + context["feedback"]
+        messages = [
+            llm.Message(role=llm.Role.SYSTEM, content=SYSTEM_PROMPT),
+            llm.Message(role=llm.Role.USER, content=prompt),
+        ]
+        applied, failures = [], []
+        for round_no in range(1, MAX_ROUNDS + 1):
+            tasks.progress(min(90, round_no * 30), f"round {round_no}: asking for edits")
+            request = llm.CompletionRequest(
+                messages=messages,
+                max_tokens=None,
+                temperature=None,
+                stop=[],
+                purpose="write the edits",
+            )
+            try:
+                reply = llm.complete(request)
+            except Err as failure:
+                raise Err(
+                    types.Error(
+                        kind=failure.value.kind,
+                        message=f"The model call failed: {failure.value.message}",
+                    )
+                )
+            blocks = parse_blocks(reply.text)
+            if not blocks:
+                failures = ["the reply had no SEARCH/REPLACE blocks"]
+            else:
+                failures = []
+                for path, search, replace in blocks:
+                    problem = apply_block(path, search, replace)
+                    if problem is None:
+                        applied.append(path)
+                        log.emit(log.Level.INFO, f"coder: edited {path}")
+                    else:
+                        failures.append(problem)
+                        log.emit(log.Level.WARN, f"coder: {problem}")
+            if not failures:
+                break
+            messages.append(llm.Message(role=llm.Role.ASSISTANT, content=reply.text))
+            messages.append(
+                llm.Message(
+                    role=llm.Role.USER,
+                    content="These blocks were not applied:\n- "
+                    + "\n- ".join(failures)
+                    + "\nSend corrected blocks for those only.",
+                )
+            )
+        tasks.milestone("edits applied" if not failures else "edits partly applied")
+        edited = sorted(set(applied))
+        summary = (
+            f"Edited {len(edited)} file(s): {', '.join(edited)}."
+            if edited
+            else "No edits were applied."
+        )
+        if failures:
+            summary += " Not applied: " + "; ".join(failures)
+        return agent.Outcome(
+            summary=summary,
+            data=json.dumps({"edited": edited, "failed": failures, "rounds": round_no}),
+        )
