@@ -96,7 +96,10 @@ def test_run_json_error_when_replies_run_out(
             ["run", "x", "--agent", "echo", "--provider", "scripted:/nonexistent.json"],
             "does not exist",
         ),
-        (["run", "x", "--agent", "echo", "--provider", "martian"], "Unknown provider"),
+        (
+            ["run", "x", "--agent", "echo", "--provider", "martian"],
+            "No model provider named 'martian'",
+        ),
     ],
 )
 def test_bad_input_gets_a_clear_error_not_a_traceback(

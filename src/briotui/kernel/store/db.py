@@ -105,6 +105,9 @@ def _move_aside(path: Path) -> Path:
 
 def _open_checked(path: Path) -> tuple[sqlite3.Connection, list[str]]:
     path.parent.mkdir(parents=True, exist_ok=True)
+    ignore = path.parent / ".gitignore"
+    if not ignore.exists():  # .brio/ is local state: keep it out of the user's git status
+        ignore.write_text("# briotui's local state\n*\n", encoding="utf-8")
     notices: list[str] = []
     try:
         conn = _connect(path)
