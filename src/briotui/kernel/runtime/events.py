@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import time
+
+log = logging.getLogger(__name__)
 
 
 class AgentState(enum.Enum):
@@ -124,4 +127,4 @@ class EventBus:
             try:
                 sink(event)
             except Exception:  # a broken subscriber must not break the runtime
-                continue
+                log.exception("event subscriber %r failed on %s", sink, type(event).__name__)
