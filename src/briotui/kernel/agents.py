@@ -18,6 +18,7 @@ manifest does not hide the other agents: discovery reports it as a problem.
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -102,12 +103,19 @@ _IMPORT_RE = re.compile(r"^\s*import\s+([a-z][a-z0-9-]*)\s*;", re.M)
 def world_imports(wit: Path | None = None) -> dict[str, frozenset[str]]:
     """Each world of the brio package and the brio interfaces it imports.
 
-    Read from ``worlds.wit`` itself so the WIT stays the one source of truth.
+    Read from ``worlds.wit`` itself so the WIT stays the one source of truth (once per
+    process: the shipped contract does not change while briotui runs).
     """
-    directory = wit or wit_dir()
+    return dict(_parse_worlds(wit or wit_dir()))
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_worlds(directory: Path) -> tuple[tuple[str, frozenset[str]], ...]:
     text = (directory / "worlds.wit").read_text(encoding="utf-8")
     text = re.sub(r"//[^\n]*", "", text)
-    return {name: frozenset(_IMPORT_RE.findall(body)) for name, body in _WORLD_RE.findall(text)}
+    return tuple(
+        (name, frozenset(_IMPORT_RE.findall(body))) for name, body in _WORLD_RE.findall(text)
+    )
 
 
 def _load_spec(directory: Path, origin: Origin, worlds: dict[str, frozenset[str]]) -> AgentSpec:

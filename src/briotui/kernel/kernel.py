@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from briotui.kernel.agents import AgentSpec, Discovery, discover
@@ -133,11 +134,9 @@ class Kernel:
         await self.load(name, build=build, on_event=on_build)
         pool = await self.pool(name, size=1)
         instance = await pool.acquire()
-        tid = task_id or (
-            bindings.task_id if bindings and bindings.task_id else uuid.uuid4().hex[:12]
-        )
-        run_bindings = bindings or RunBindings()
-        run_bindings.task_id = tid
+        given = bindings or RunBindings()
+        tid = task_id or given.task_id or uuid.uuid4().hex[:12]
+        run_bindings = replace(given, task_id=tid)  # the caller's bindings stay untouched
         self._running[tid] = instance
         try:
             return await instance.run(AgentTask(tid, goal, tuple(context)), run_bindings)

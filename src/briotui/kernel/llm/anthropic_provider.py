@@ -16,7 +16,13 @@ from anthropic.types import (
 )
 
 from briotui.kernel.llm.config import ProviderConfig
-from briotui.kernel.llm.failures import Cause, cause_of_body, cause_of_status, message_of_body
+from briotui.kernel.llm.failures import (
+    Cause,
+    cause_of_body,
+    cause_of_status,
+    stainless_cause,
+    stainless_status_text,
+)
 from briotui.kernel.llm.streaming import StreamingProvider, StreamState
 from briotui.kernel.llm.types import CompletionRequest, StopReason, Usage
 
@@ -110,11 +116,8 @@ class AnthropicProvider(StreamingProvider):
                     state.finished = True
 
     def _sdk_cause(self, exc: Exception, *, streaming: bool) -> Cause | None:
-        if isinstance(exc, anthropic.APITimeoutError):
-            return "timeout"
-        if isinstance(exc, anthropic.APIConnectionError):
-            # Once the reply has started, a broken connection means a cut-short stream.
-            return "malformed" if streaming else "connection"
+        if (cause := stainless_cause(anthropic, exc, streaming=streaming)) is not None:
+            return cause
         if isinstance(exc, anthropic.APIStatusError):
             # An error event inside a 200 stream carries its type only in the body.
             return cause_of_body(exc.body) or cause_of_status(exc.status_code)
@@ -123,7 +126,4 @@ class AnthropicProvider(StreamingProvider):
         return None
 
     def _describe(self, exc: Exception, state: StreamState) -> str:
-        if isinstance(exc, anthropic.APIStatusError):
-            message = message_of_body(exc.body) or exc.message
-            return f"HTTP {exc.status_code}: {message}"
-        return super()._describe(exc, state)
+        return stainless_status_text(anthropic, exc) or super()._describe(exc, state)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from briotui.kernel.errors import ProviderError
 
@@ -224,3 +225,23 @@ _TITLES = {
     "timeout": "Model provider timed out",
     "malformed": "Model reply was cut short or garbled",
 }
+
+
+def stainless_cause(sdk: Any, exc: Exception, *, streaming: bool) -> Cause | None:
+    """The cause of a transport failure from a Stainless-generated SDK (anthropic, openai).
+
+    Both SDKs raise ``APITimeoutError`` and ``APIConnectionError`` from the module given
+    as ``sdk``; once a reply has started, a broken connection means a cut-short stream.
+    """
+    if isinstance(exc, sdk.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, sdk.APIConnectionError):
+        return "malformed" if streaming else "connection"
+    return None
+
+
+def stainless_status_text(sdk: Any, exc: Exception) -> str | None:
+    """``HTTP <status>: <message>`` for a Stainless SDK's ``APIStatusError``, else None."""
+    if isinstance(exc, sdk.APIStatusError):
+        return f"HTTP {exc.status_code}: {message_of_body(exc.body) or exc.message}"
+    return None

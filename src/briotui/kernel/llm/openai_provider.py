@@ -14,7 +14,14 @@ import openai
 from openai.types.chat import ChatCompletionMessageParam
 
 from briotui.kernel.llm.config import ProviderConfig
-from briotui.kernel.llm.failures import Cause, cause_of_body, cause_of_status, message_of_body
+from briotui.kernel.llm.failures import (
+    Cause,
+    cause_of_body,
+    cause_of_status,
+    message_of_body,
+    stainless_cause,
+    stainless_status_text,
+)
 from briotui.kernel.llm.streaming import StreamingProvider, StreamState
 from briotui.kernel.llm.types import CompletionRequest, StopReason, Usage
 
@@ -94,11 +101,8 @@ class OpenAIProvider(StreamingProvider):
                         state.stop_reason = _STOP_REASONS.get(choice.finish_reason, "end")
 
     def _sdk_cause(self, exc: Exception, *, streaming: bool) -> Cause | None:
-        if isinstance(exc, openai.APITimeoutError):
-            return "timeout"
-        if isinstance(exc, openai.APIConnectionError):
-            # Once the reply has started, a broken connection means a cut-short stream.
-            return "malformed" if streaming else "connection"
+        if (cause := stainless_cause(openai, exc, streaming=streaming)) is not None:
+            return cause
         if isinstance(exc, openai.APIStatusError):
             return cause_of_status(exc.status_code)
         if isinstance(exc, openai.APIError):
@@ -110,9 +114,8 @@ class OpenAIProvider(StreamingProvider):
         return None
 
     def _describe(self, exc: Exception, state: StreamState) -> str:
-        if isinstance(exc, openai.APIStatusError):
-            message = message_of_body(exc.body) or exc.message
-            return f"HTTP {exc.status_code}: {message}"
+        if (text := stainless_status_text(openai, exc)) is not None:
+            return text
         if isinstance(exc, openai.APIError):
             return message_of_body(exc.body) or exc.message
         return super()._describe(exc, state)

@@ -14,6 +14,7 @@ so a crashed build never leaves a half-written artifact behind.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ from briotui.kernel.paths import cache_dir, wit_dir
 _SKIP_DIRS = {"__pycache__", "wit_world", ".pytest_cache"}
 
 
+@functools.lru_cache(maxsize=1)
 def componentize_py_version() -> str:
     """The installed componentize-py version ("missing" if it is not installed)."""
     try:
@@ -52,11 +54,19 @@ def _hash_tree(digest: Any, root: Path, label: str) -> None:
         digest.update(b"\0")
 
 
+@functools.lru_cache(maxsize=4)
+def _wit_digest(directory: Path) -> bytes:
+    """The WIT package's hash, once per process (the shipped contract does not change)."""
+    digest = hashlib.sha256()
+    _hash_tree(digest, directory, "wit")
+    return digest.digest()
+
+
 def source_key(spec: AgentSpec, wit: Path | None = None) -> str:
     """The cache key of ``spec``'s component: sources, WIT, world, toolchain version."""
     digest = hashlib.sha256()
     digest.update(f"world={spec.world};componentize-py={componentize_py_version()}\0".encode())
-    _hash_tree(digest, wit or wit_dir(), "wit")
+    digest.update(_wit_digest(wit or wit_dir()))
     _hash_tree(digest, spec.directory, "agent")
     return digest.hexdigest()[:24]
 
