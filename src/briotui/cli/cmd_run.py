@@ -18,8 +18,8 @@ from briotui.kernel.llm.scripted import ScriptedProvider
 from briotui.kernel.llm.types import Provider
 from briotui.kernel.runtime.context import RunBindings
 from briotui.kernel.runtime.events import Event, LogLine
-from briotui.kernel.runtime.instance import RunFailed, outcome_json
-from briotui.kernel.vfs import Session, SessionManager
+from briotui.kernel.runtime.instance import RunFailed, RunOutcome, outcome_json
+from briotui.kernel.vfs import Session
 
 
 def register(sub: Any) -> None:
@@ -88,8 +88,6 @@ def handle(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace, provider: Provider) -> int:
     kernel = Kernel(args.project)
-    manager = SessionManager.open(args.project)
-    session = manager.create(label=args.agent, task=args.task)
     if args.verbose and not args.json:
 
         def show(event: Event) -> None:
@@ -98,36 +96,46 @@ async def _run(args: argparse.Namespace, provider: Provider) -> int:
 
         kernel.events.subscribe(show)
     try:
-        outcome = await kernel.run_agent(
-            args.agent,
-            args.task,
-            bindings=RunBindings(provider=provider, workspace=session),
-            on_build=None if args.json else BuildProgress(),
-        )
-    except RunFailed as failure:
-        if args.json:
-            print_json(
-                {
-                    "status": "error",
-                    "agent": args.agent,
-                    "error": failure.error.to_dict(),
-                    "usage": failure.usage.to_dict(),
-                    "session": _session_json(session),
-                }
+        session = kernel.sessions().create(label=args.agent, task=args.task)
+        try:
+            outcome = await kernel.run_agent(
+                args.agent,
+                args.task,
+                bindings=RunBindings(provider=provider, workspace=session),
+                on_build=None if args.json else BuildProgress(),
             )
-        else:
-            print(f"error: {failure.error.title}\n  {failure.error.message}", file=sys.stderr)
-            print(_session_line(session), file=sys.stderr)
-        return 1
+        except RunFailed as failure:
+            _report_failure(args, failure, session)
+            return 1
+        _report(args, outcome, session)
+        return 0
     finally:
         await kernel.close()
         close = getattr(provider, "aclose", None)
         if close is not None:
             await close()
-        manager.close()
+
+
+def _report_failure(args: argparse.Namespace, failure: RunFailed, session: Session) -> None:
+    if args.json:
+        print_json(
+            {
+                "status": "error",
+                "agent": args.agent,
+                "error": failure.error.to_dict(),
+                "usage": failure.usage.to_dict(),
+                "session": _session_json(session),
+            }
+        )
+        return
+    print(f"error: {failure.error.title}\n  {failure.error.message}", file=sys.stderr)
+    print(_session_line(session), file=sys.stderr)
+
+
+def _report(args: argparse.Namespace, outcome: RunOutcome, session: Session) -> None:
     if args.json:
         print_json({**outcome_json(outcome), "session": _session_json(session)})
-        return 0
+        return
     print(outcome.summary)
     print(_session_line(session), file=sys.stderr)
     usage = outcome.usage
@@ -138,7 +146,6 @@ async def _run(args: argparse.Namespace, provider: Provider) -> int:
         f"{usage.tokens.input_tokens}+{usage.tokens.output_tokens} tokens, {models}]",
         file=sys.stderr,
     )
-    return 0
 
 
 def _session_json(session: Session) -> dict[str, Any]:

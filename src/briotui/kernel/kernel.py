@@ -22,6 +22,7 @@ from briotui.kernel.runtime.engine import EngineSettings, EpochTicker, make_engi
 from briotui.kernel.runtime.events import EventBus
 from briotui.kernel.runtime.instance import AgentInstance, AgentTask, LoadedAgent, RunOutcome
 from briotui.kernel.runtime.pool import AgentPool
+from briotui.kernel.vfs import SessionManager
 
 
 class Kernel:
@@ -51,6 +52,7 @@ class Kernel:
         self._loaded: dict[str, LoadedAgent] = {}
         self._pools: dict[str, AgentPool] = {}
         self._running: dict[str, AgentInstance] = {}
+        self._sessions: SessionManager | None = None
 
     # -- agents ----------------------------------------------------------------------
 
@@ -112,6 +114,18 @@ class Kernel:
             await pool.fill()
         return self._pools[name]
 
+    # -- sessions --------------------------------------------------------------------
+
+    def sessions(self) -> SessionManager:
+        """The project's sessions (opened on first use; recovers interrupted commits)."""
+        if self._sessions is None:
+            self._sessions = SessionManager.open(self.paths.root)
+        return self._sessions
+
+    async def watch_project(self) -> None:
+        """Keep a live base while the kernel runs, so new sessions are O(changes)."""
+        await asyncio.to_thread(self.sessions().start_watching)
+
     # -- runs ------------------------------------------------------------------------
 
     async def run_agent(
@@ -159,6 +173,9 @@ class Kernel:
             await pool.close()
         self._pools.clear()
         self.ticker.stop()
+        if self._sessions is not None:
+            self._sessions.close()
+            self._sessions = None
 
 
 __all__ = ["AgentNotFound", "Kernel"]

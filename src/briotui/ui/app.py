@@ -61,6 +61,7 @@ class BrioApp(App[int]):
         table = self.query_one("#agents", DataTable)
         table.add_columns("agent", "origin", "world", "state", "description")
         self.refresh_agents()
+        self.watch_project()
         if self._missing():
             self.action_build()
 
@@ -113,6 +114,12 @@ class BrioApp(App[int]):
             else "All agents are built."
         )
         self.refresh_agents()
+
+    @work(exclusive=True, exit_on_error=False, group="watch", description="watch the project")
+    async def watch_project(self) -> None:
+        """Keep the project's live base current, so new sessions start in milliseconds."""
+        assert self.kernel is not None
+        await self.kernel.watch_project()
 
     async def on_unmount(self) -> None:
         if self.kernel is not None:

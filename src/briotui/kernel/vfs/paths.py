@@ -122,6 +122,13 @@ class PathPolicy:
 
     def is_protected(self, rel: str) -> bool:
         """Whether any component of the relative path ``rel`` is protected."""
+        folded: frozenset[str] = object.__getattribute__(self, "_folded")
+        whole = rel.casefold() if rel.isascii() else unicodedata.normalize("NFKC", rel).casefold()
+        # A protected component's folded name is a substring of the folded whole path,
+        # so most paths are cleared without splitting them (this runs once per file
+        # when a session's base is built).
+        if not any(name in whole for name in folded):
+            return False
         return any(self.is_protected_name(p) for p in rel.split("/") if p)
 
     def resolve(self, root: Path, rel: str, *, allow_hardlinks: bool = False) -> Path:

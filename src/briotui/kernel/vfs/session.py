@@ -14,6 +14,7 @@ creates, finds and lists sessions.
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -121,6 +122,10 @@ class SessionManager:
         self._bases: dict[str, BaseSnapshot] = {}
         self._sessions: dict[str, Session] = {}
         self._lock = threading.RLock()
+        self._live_base: BaseSnapshot | None = None
+        self._pending: set[str] = set()
+        self._watch_stop: threading.Event | None = None
+        self._watch_thread: threading.Thread | None = None
 
     @classmethod
     def open(
@@ -150,8 +155,102 @@ class SessionManager:
         return manager
 
     def close(self) -> None:
-        """Close the database."""
+        """Stop watching and close the database."""
+        self.stop_watching()
         self.store.close()
+
+    # -- a live base, kept current by watching the project ------------------------------
+
+    def start_watching(self) -> None:
+        """Watch the project so new sessions derive their base in O(changes).
+
+        A long-running kernel (the TUI) calls this once: the first :meth:`create`
+        builds a base from the whole project; later ones reuse it, re-reading only the
+        paths the watcher saw change. Without a watcher every create rebuilds (the
+        CLI's one-shot runs). A change that lands within the watcher's latency (tens of
+        ms) of a create is seen by the next one, and is merged at commit anyway.
+        """
+        with self._lock:
+            if self._watch_thread is not None:
+                return
+            self._watch_stop = threading.Event()
+            ready = threading.Event()
+            self._watch_thread = threading.Thread(
+                target=self._watch, args=(self._watch_stop, ready), name="brio-watch", daemon=True
+            )
+            self._watch_thread.start()
+        ready.wait(timeout=5)
+
+    def stop_watching(self) -> None:
+        """Stop the watcher; later creates rebuild their base."""
+        with self._lock:
+            stop, thread = self._watch_stop, self._watch_thread
+            self._watch_stop = self._watch_thread = None
+            self._live_base = None
+        if stop is not None:
+            stop.set()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def pending_changes(self) -> frozenset[str]:
+        """Paths the watcher saw change that the live base has not taken in yet."""
+        with self._lock:
+            return frozenset(self._pending)
+
+    @property
+    def watching(self) -> bool:
+        """Whether the project is being watched."""
+        return self._watch_thread is not None
+
+    def _watch(self, stop: threading.Event, ready: threading.Event) -> None:
+        import watchfiles
+
+        root = str(self.root)
+
+        def keep(_change: watchfiles.Change, path: str) -> bool:
+            rel = os.path.relpath(path, root)
+            return not rel.startswith("..") and not self.policy.is_protected(
+                rel.replace(os.sep, "/")
+            )
+
+        for changes in watchfiles.watch(
+            root,
+            watch_filter=keep,
+            stop_event=stop,
+            debounce=50,
+            step=10,
+            rust_timeout=100,
+            yield_on_timeout=True,
+        ):
+            ready.set()  # the first yield (a timeout, at the latest) means it is watching
+            if changes:
+                rels = {os.path.relpath(p, root).replace(os.sep, "/") for _, p in changes}
+                with self._lock:
+                    self._pending |= rels
+
+    def _current_base(self) -> BaseSnapshot:
+        """The base for a new session: the live one (derived if need be) or a new build."""
+        with self._lock:
+            live = self._live_base if self.watching else None
+            pending, self._pending = self._pending, set()
+        if live is not None and live.is_git:
+            from briotui.kernel.vfs.gitio import head_commit
+
+            if head_commit(self.root) != live.head:
+                live = None  # a commit or checkout: start from the new HEAD
+        if live is None:
+            snap = BaseSnapshot.build(
+                self.root, self.store, self.blobs, self.policy, self.manifest_dir
+            )
+        elif pending:
+            snap = live.derive(pending, self.manifest_dir)
+        else:
+            snap = live
+        with self._lock:
+            self._bases[snap.id] = snap
+            if self.watching:
+                self._live_base = snap
+        return snap
 
     @property
     def manifest_dir(self) -> Path:
@@ -178,10 +277,7 @@ class SessionManager:
 
     def create(self, *, label: str = "", task: str = "") -> Session:
         """A new session on the project's current state (HEAD plus working tree)."""
-        snap = BaseSnapshot.build(self.root, self.store, self.blobs, self.policy, self.manifest_dir)
-        with self._lock:
-            self._bases[snap.id] = snap
-        return self._insert(snap, parent=None, overlay={}, label=label, task=task)
+        return self._insert(self._current_base(), parent=None, overlay={}, label=label, task=task)
 
     def _insert(
         self,

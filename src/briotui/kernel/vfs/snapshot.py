@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from briotui.kernel.errors import PathDenied, WorkspaceFileNotFound
 from briotui.kernel.store import Store
@@ -55,6 +56,44 @@ class BaseFile:
     def matches(self, st: os.stat_result) -> bool:
         """Whether ``st`` (an lstat) is the same file version as at creation."""
         return st.st_size == self.size and st.st_mtime_ns == self.mtime_ns and st.st_ino == self.ino
+
+
+def _stat_file(root: Path, rel: str) -> BaseFile | None:
+    """The manifest entry of ``rel`` now: None if it is gone or not a file or symlink."""
+    try:
+        st = os.lstat(f"{root}/{rel}")
+    except OSError:
+        return None  # listed in the index but deleted in the working tree
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+        return None
+    return BaseFile(
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        ino=st.st_ino,
+        executable=bool(st.st_mode & stat.S_IXUSR),
+        symlink=stat.S_ISLNK(st.st_mode),
+    )
+
+
+def _manifest_files(raw: dict[str, Any], manifest_dir: Path) -> dict[str, BaseFile]:
+    """The files of a manifest; a derived base's manifest holds only its changes."""
+    files: dict[str, BaseFile] = {}
+    parent = raw.get("parent")
+    if parent:
+        files = _manifest_files(
+            json.loads((manifest_dir / f"{parent}.json").read_text()), manifest_dir
+        )
+        for rel in raw.get("removed", ()):
+            files.pop(rel, None)
+    for p, v in raw["files"].items():
+        files[p] = BaseFile(
+            size=v[0], mtime_ns=v[1], ino=v[2], executable=bool(v[3] & 1), symlink=bool(v[3] & 2)
+        )
+    return files
+
+
+def _manifest_row(f: BaseFile) -> list[int]:
+    return [f.size, f.mtime_ns, f.ino, int(f.executable) | (2 if f.symlink else 0)]
 
 
 def _split_z(data: bytes) -> list[str]:
@@ -134,20 +173,8 @@ class BaseSnapshot:
                     listed.append(rel)
         files: dict[str, BaseFile] = {}
         for rel in listed:
-            if policy.is_protected(rel):
-                continue
-            try:
-                st = os.lstat(root / rel)
-            except OSError:
-                continue  # listed in the index but deleted in the working tree
-            if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
-                files[rel] = BaseFile(
-                    size=st.st_size,
-                    mtime_ns=st.st_mtime_ns,
-                    ino=st.st_ino,
-                    executable=bool(st.st_mode & stat.S_IXUSR),
-                    symlink=stat.S_ISLNK(st.st_mode),
-                )
+            if not policy.is_protected(rel) and (meta := _stat_file(root, rel)) is not None:
+                files[rel] = meta
         base_id = "b-" + secrets.token_hex(6)
         captured: dict[str, str] = {}
         clean = frozenset(files.keys() - dirty) if is_git and head else frozenset()
@@ -165,10 +192,7 @@ class BaseSnapshot:
         )
         manifest_dir.mkdir(parents=True, exist_ok=True)
         manifest = {
-            "files": {
-                p: [f.size, f.mtime_ns, f.ino, int(f.executable) | (2 if f.symlink else 0)]
-                for p, f in files.items()
-            },
+            "files": {p: _manifest_row(f) for p, f in files.items()},
             "dirty": sorted(files.keys() - clean),
         }
         tmp = manifest_dir / f".{base_id}.tmp"
@@ -181,6 +205,70 @@ class BaseSnapshot:
             )
         if is_git:
             snap.capture_many(sorted(files.keys() - clean))
+        return snap
+
+    def derive(self, changed: set[str], manifest_dir: Path) -> BaseSnapshot:
+        """A new base: this one with ``changed`` paths re-read from the working tree.
+
+        O(len(changed)), not O(project): the kernel keeps a live base while it watches
+        the project and derives from it instead of rebuilding. Changed files count as
+        dirty: their bytes are captured now, like any dirty file at creation.
+        """
+        changed = {rel for rel in changed if not self._policy.is_protected(rel)}
+        new = sorted(rel for rel in changed if rel not in self.files)
+        if self.is_git and new:  # a new file the user's .gitignore excludes stays out
+            ignored = run_git(
+                ["check-ignore", "-z", "--stdin"],
+                self.root,
+                input=b"\0".join(os.fsencode(p) for p in new) + b"\0",
+                check=False,
+            ).stdout
+            changed -= set(_split_z(ignored))
+        files = dict(self.files)
+        delta: dict[str, BaseFile] = {}
+        removed: list[str] = []
+        for rel in sorted(changed):
+            meta = _stat_file(self.root, rel)
+            if meta is None:
+                if files.pop(rel, None) is not None:
+                    removed.append(rel)
+            else:
+                files[rel] = delta[rel] = meta
+        base_id = "b-" + secrets.token_hex(6)
+        with self._lock:
+            captured = {p: b for p, b in self._captured.items() if p not in changed}
+        snap = BaseSnapshot(
+            base_id=base_id,
+            root=self.root,
+            head=self.head,
+            is_git=self.is_git,
+            files=files,
+            clean=self._clean - changed,
+            captured=captured,
+            store=self._store,
+            blobs=self._blobs,
+            policy=self._policy,
+        )
+        manifest = {
+            "parent": self.id,
+            "files": {p: _manifest_row(f) for p, f in delta.items()},
+            "removed": removed,
+            "dirty": sorted(files.keys() - snap._clean),
+        }
+        tmp = manifest_dir / f".{base_id}.tmp"
+        tmp.write_text(json.dumps(manifest, separators=(",", ":")))
+        os.replace(tmp, manifest_dir / f"{base_id}.json")
+        with self._store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO bases (id, created, head, is_git) VALUES (?, ?, ?, ?)",
+                (base_id, time.time(), self.head, int(self.is_git)),
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO base_captures (base_id, path, blob) VALUES (?, ?, ?)",
+                [(base_id, p, b) for p, b in captured.items()],
+            )
+        if self.is_git:
+            snap.capture_many(sorted(set(delta)))
         return snap
 
     @classmethod
@@ -198,16 +286,7 @@ class BaseSnapshot:
         if not rows:
             raise WorkspaceFileNotFound(f"The base {base_id} of a session is not recorded.")
         raw = json.loads((manifest_dir / f"{base_id}.json").read_text())
-        files = {
-            p: BaseFile(
-                size=v[0],
-                mtime_ns=v[1],
-                ino=v[2],
-                executable=bool(v[3] & 1),
-                symlink=bool(v[3] & 2),
-            )
-            for p, v in raw["files"].items()
-        }
+        files = _manifest_files(raw, manifest_dir)
         is_git = bool(rows[0]["is_git"])
         head = rows[0]["head"]
         clean = frozenset(files.keys() - set(raw["dirty"])) if is_git and head else frozenset()

@@ -1,0 +1,84 @@
+"""A watched project keeps a live base: new sessions derive it in O(changes)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import git
+
+from briotui.kernel.vfs import SessionManager
+
+
+def wait_for_pending(manager: SessionManager, *paths: str, timeout: float = 5.0) -> None:
+    """Wait until the watcher has reported ``paths`` (no fixed sleeps)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if set(paths) <= manager.pending_changes():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the watcher never reported {paths}")
+
+
+def test_unchanged_project_reuses_the_base(manager: SessionManager) -> None:
+    manager.start_watching()
+    first = manager.create()
+    second = manager.create()
+    assert second.base is first.base
+    assert second.id != first.id
+
+
+def test_without_a_watcher_every_create_rebuilds(manager: SessionManager) -> None:
+    assert manager.create().base is not manager.create().base
+
+
+def test_user_edits_reach_the_next_session(manager: SessionManager, repo_dir: Path) -> None:
+    manager.start_watching()
+    before = manager.create()
+    (repo_dir / "src/util.py").write_text("def f():\n    return 2\n")
+    (repo_dir / "fresh.txt").write_text("new file\n")
+    (repo_dir / "debug.log").write_text("ignored by .gitignore\n")
+    (repo_dir / "notes.txt").unlink()
+    wait_for_pending(manager, "src/util.py", "fresh.txt", "notes.txt")
+    after = manager.create()
+    assert after.base is not before.base
+    assert after.read("src/util.py") == b"def f():\n    return 2\n"
+    assert after.read("fresh.txt") == b"new file\n"
+    assert after.stat("notes.txt") is None
+    assert after.stat("debug.log") is None
+    # the earlier session still sees the project as it was when it was created
+    assert before.read("src/util.py") == b"def f():\n    return 1\n"
+    assert before.read("notes.txt") == b"no trailing newline"
+    # a derived base reloads from the store as it was
+    manager.close()
+    reopened = SessionManager.open(repo_dir)
+    try:
+        again = reopened.get(after.id)
+        assert again.read("src/util.py") == b"def f():\n    return 2\n"
+        assert again.stat("notes.txt") is None
+        assert again.stat("fresh.txt") is not None
+    finally:
+        reopened.close()
+
+
+def test_derived_base_keeps_the_edit_after_the_user_reverts(
+    manager: SessionManager, repo_dir: Path
+) -> None:
+    manager.start_watching()
+    manager.create()
+    (repo_dir / "src/util.py").write_text("edited\n")
+    wait_for_pending(manager, "src/util.py")
+    session = manager.create()
+    (repo_dir / "src/util.py").write_text("def f():\n    return 1\n")
+    assert session.read("src/util.py") == b"edited\n"  # captured when derived
+
+
+def test_a_new_head_rebuilds_the_base(manager: SessionManager, repo_dir: Path) -> None:
+    manager.start_watching()
+    first = manager.create()
+    repo = git.Repo(repo_dir)
+    (repo_dir / "README.md").write_text("# Changed and committed\n")
+    repo.git.commit("-qam", "second", "--no-verify")
+    second = manager.create()
+    assert second.base.head != first.base.head
+    assert second.read("README.md") == b"# Changed and committed\n"
