@@ -426,3 +426,71 @@ class BudgetExceeded(BrioError):
         data = super().to_dict()
         data.update(scope=self.scope, key=self.key, action=self.action)
         return data
+
+
+# --- Mesh: messages between agents (briotui.kernel.mesh) ------------------------------
+#
+#   BrioError
+#   └── MeshError              a message could not be sent, answered or received
+#       ├── MeshPeerNotFound   no endpoint with that agent id (wit "not-found")
+#       ├── MeshDenied         the two agents are not allowed to talk (wit "denied")
+#       ├── MeshTimeout        no reply (or message) within the time limit (wit "timeout")
+#       ├── MeshQueueFull      the peer's inbox is full (wit "unavailable")
+#       ├── MeshMessageTooLarge  a body over the size limit (wit "too-large")
+#       └── MeshClosed         the endpoint was unregistered (wit "unavailable")
+
+
+class MeshError(BrioError):
+    """A mesh message could not be sent, answered or received."""
+
+    kind = "mesh"
+    default_title = "Agent message failed"
+    wit_kind = "invalid"
+
+
+class MeshPeerNotFound(MeshError):
+    """No agent with that id is on the mesh (never registered, or already gone)."""
+
+    kind = "mesh-not-found"
+    default_title = "No such agent on the mesh"
+    wit_kind = "not-found"
+
+
+class MeshDenied(MeshError):
+    """The sender and the recipient are not allowed to talk to each other."""
+
+    kind = "mesh-denied"
+    default_title = "Agents may not talk"
+    wit_kind = "denied"
+
+
+class MeshTimeout(MeshError):
+    """A request got no reply within its time limit."""
+
+    kind = "mesh-timeout"
+    default_title = "No reply in time"
+    wit_kind = "timeout"
+
+
+class MeshQueueFull(MeshError):
+    """The recipient's inbox is full; the message was not queued."""
+
+    kind = "mesh-queue-full"
+    default_title = "Agent inbox full"
+    wit_kind = "unavailable"
+
+
+class MeshMessageTooLarge(MeshError):
+    """A message body is over the sender's or the recipient's size limit."""
+
+    kind = "mesh-too-large"
+    default_title = "Message too large"
+    wit_kind = "too-large"
+
+
+class MeshClosed(MeshError):
+    """The endpoint was unregistered (its agent stopped) while in use."""
+
+    kind = "mesh-closed"
+    default_title = "Mesh endpoint closed"
+    wit_kind = "unavailable"
