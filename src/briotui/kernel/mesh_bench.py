@@ -1,0 +1,255 @@
+"""Measuring the mesh against its DESIGN.md targets, for ``briotui bench`` (never in tests).
+
+Targets: >= 300k messages/s one way between two host endpoints, and a request/reply
+round trip <= 30 us. Each figure is measured the way the kernel uses the mesh: agent
+worker threads, tasks on the event loop, and one of each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import threading
+import time
+from typing import Any
+
+from briotui.kernel.errors import MeshQueueFull
+from briotui.kernel.mesh import Endpoint, Mesh, anyone
+
+ONE_WAY_TARGET = 300_000.0
+"""Messages per second, one way, between two host endpoints."""
+
+ROUND_TRIP_TARGET = 30.0
+"""Microseconds for one request and its reply between two host endpoints."""
+
+
+def _row(
+    name: str, value: float, unit: str, target: float | None, better: str, detail: str
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "target": target,
+        "better": better,
+        "detail": detail,
+    }
+
+
+def _pair(queue_size: int = 1 << 16) -> tuple[Mesh, Endpoint, Endpoint]:
+    mesh = Mesh()
+    a = mesh.register("a", peers=anyone, queue_size=queue_size)
+    b = mesh.register("b", peers={"a"}, queue_size=queue_size)
+    return mesh, a, b
+
+
+def _best(runs: list[float]) -> float:
+    return statistics.median(runs)
+
+
+def _one_way_same_thread(n: int) -> float:
+    _, a, b = _pair()
+    batch = 1000
+    t0 = time.perf_counter()
+    for _ in range(n // batch):
+        for _i in range(batch):
+            a.send("b", "t", "x")
+        for _i in range(batch):
+            b.receive()
+    return (n // batch * batch) / (time.perf_counter() - t0)
+
+
+def _send_all(a: Endpoint, n: int) -> None:
+    send = a.send
+    i = 0
+    while i < n:
+        try:
+            send("b", "t", "x")
+            i += 1
+        except MeshQueueFull:
+            time.sleep(0)  # the consumer is behind: let it run
+
+
+def _one_way_threads(n: int) -> float:
+    _, a, b = _pair()
+    done = threading.Event()
+
+    def consume() -> None:
+        receive = b.receive
+        for _ in range(n):
+            receive(5.0)
+        done.set()
+
+    consumer = threading.Thread(target=consume)
+    t0 = time.perf_counter()
+    consumer.start()
+    _send_all(a, n)
+    done.wait(60)
+    elapsed = time.perf_counter() - t0
+    consumer.join()
+    return n / elapsed
+
+
+async def _one_way_to_loop(n: int) -> float:
+    _, a, b = _pair()
+    t0 = time.perf_counter()
+    producer = threading.Thread(target=_send_all, args=(a, n))
+    producer.start()
+    for _ in range(n):
+        await b.areceive(5.0)
+    elapsed = time.perf_counter() - t0
+    producer.join()
+    return n / elapsed
+
+
+def _serve_thread(b: Endpoint, stop: threading.Event) -> None:
+    while not stop.is_set():
+        msg = b.receive(0.05)
+        if msg is not None:
+            b.reply(msg, msg.body)
+
+
+def _round_trip_threads(n: int) -> float:
+    _, a, b = _pair()
+    stop = threading.Event()
+    server = threading.Thread(target=_serve_thread, args=(b, stop))
+    server.start()
+    samples: list[float] = []
+
+    def client() -> None:
+        for _ in range(50):
+            a.request("b", "ping", "x", 5.0)
+        for _ in range(n):
+            t0 = time.perf_counter()
+            a.request("b", "ping", "x", 5.0)
+            samples.append(time.perf_counter() - t0)
+
+    worker = threading.Thread(target=client)
+    worker.start()
+    worker.join()
+    stop.set()
+    server.join()
+    return statistics.median(samples) * 1e6
+
+
+async def _round_trip_loop(n: int) -> float:
+    _, a, b = _pair()
+
+    async def serve() -> None:
+        while True:
+            msg = await b.areceive(5.0)
+            if msg is not None:
+                b.reply(msg, msg.body)
+
+    server = asyncio.create_task(serve())
+    try:
+        for _ in range(50):
+            await a.arequest("b", "ping", "x", 5.0)
+        samples = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await a.arequest("b", "ping", "x", 5.0)
+            samples.append(time.perf_counter() - t0)
+    finally:
+        server.cancel()
+    return statistics.median(samples) * 1e6
+
+
+async def _round_trip_thread_to_loop(n: int) -> float:
+    _, a, b = _pair()
+
+    async def serve() -> None:
+        while True:
+            msg = await b.areceive(5.0)
+            if msg is not None:
+                b.reply(msg, msg.body)
+
+    server = asyncio.create_task(serve())
+    samples: list[float] = []
+
+    def client() -> None:
+        for _ in range(50):
+            a.request("b", "ping", "x", 5.0)
+        for _ in range(n):
+            t0 = time.perf_counter()
+            a.request("b", "ping", "x", 5.0)
+            samples.append(time.perf_counter() - t0)
+
+    try:
+        await asyncio.to_thread(client)
+    finally:
+        server.cancel()
+    return statistics.median(samples) * 1e6
+
+
+def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[dict[str, Any]]:
+    """Measure the mesh: one-way throughput and request/reply round trips.
+
+    Runs its own event loop, so call it from synchronous code (or a worker thread).
+
+    Args:
+        messages: Messages per one-way run.
+        round_trips: Requests per round-trip run.
+
+    Returns:
+        Rows ``{name, value, unit, target, better, detail}``, one per figure.
+    """
+    same = _best([_one_way_same_thread(messages) for _ in range(3)])
+    threads = _best([_one_way_threads(messages) for _ in range(3)])
+    to_loop = _best([asyncio.run(_one_way_to_loop(messages)) for _ in range(3)])
+    rt_threads = _round_trip_threads(round_trips)
+    rt_loop = asyncio.run(_round_trip_loop(round_trips))
+    rt_mixed = asyncio.run(_round_trip_thread_to_loop(round_trips))
+    return [
+        _row(
+            "mesh one-way, thread to thread",
+            threads,
+            "msg/s",
+            ONE_WAY_TARGET,
+            "higher",
+            f"median of 3 runs of {messages} sends in one thread, receive(timeout) in another",
+        ),
+        _row(
+            "mesh one-way, thread to loop",
+            to_loop,
+            "msg/s",
+            ONE_WAY_TARGET,
+            "higher",
+            f"median of 3 runs of {messages} sends in a thread, areceive() in a task",
+        ),
+        _row(
+            "mesh one-way, same thread",
+            same,
+            "msg/s",
+            ONE_WAY_TARGET,
+            "higher",
+            "send then receive(0) in batches of 1000: the cost of the mesh itself",
+        ),
+        _row(
+            "mesh round trip, thread to thread",
+            rt_threads,
+            "us",
+            ROUND_TRIP_TARGET,
+            "lower",
+            f"median of {round_trips} request()/reply() between two worker threads",
+        ),
+        _row(
+            "mesh round trip, task to task",
+            rt_loop,
+            "us",
+            ROUND_TRIP_TARGET,
+            "lower",
+            f"median of {round_trips} arequest()/areceive()+reply() on one loop",
+        ),
+        _row(
+            "mesh round trip, thread to task",
+            rt_mixed,
+            "us",
+            ROUND_TRIP_TARGET,
+            "lower",
+            f"median of {round_trips} request() from a thread answered by a task",
+        ),
+    ]
+
+
+__all__ = ["ONE_WAY_TARGET", "ROUND_TRIP_TARGET", "bench_mesh"]
