@@ -494,3 +494,137 @@ class MeshClosed(MeshError):
     kind = "mesh-closed"
     default_title = "Mesh endpoint closed"
     wit_kind = "unavailable"
+
+
+# --- SQL for agents (briotui.kernel.sqlpolicy) ----------------------------------------
+#
+#   BrioError
+#   └── SqlError               the agents database failed (wit "failed")
+#       ├── SqlInvalid         malformed, several statements, or SQLite rejected it (wit "invalid")
+#       ├── SqlDenied          outside the agent's tables, or a refused feature (wit "denied")
+#       ├── SqlTooLarge        a result, a value or the database over its limit (wit "too-large")
+#       └── SqlTimeout         past the step budget, or the database stayed locked (wit "timeout")
+
+
+class SqlError(BrioError):
+    """An agent's SQL statement failed."""
+
+    kind = "sql"
+    default_title = "SQL failed"
+    wit_kind = "failed"
+
+
+class SqlInvalid(SqlError):
+    """The statement is malformed, is more than one statement, or SQLite rejected it."""
+
+    kind = "sql-invalid"
+    default_title = "SQL statement rejected"
+    wit_kind = "invalid"
+
+
+class SqlDenied(SqlError):
+    """The statement touches a table outside the agent's prefix, or a refused feature."""
+
+    kind = "sql-denied"
+    default_title = "SQL not allowed"
+    wit_kind = "denied"
+
+
+class SqlTooLarge(SqlError):
+    """A result, a single value, or the agents database is over its size limit."""
+
+    kind = "sql-too-large"
+    default_title = "SQL result too large"
+    wit_kind = "too-large"
+
+
+class SqlTimeout(SqlError):
+    """The statement ran past its step or time budget, or the database stayed locked."""
+
+    kind = "sql-timeout"
+    default_title = "SQL statement took too long"
+    wit_kind = "timeout"
+
+
+# --- Commands for agents (briotui.kernel.shelltool) -----------------------------------
+#
+#   BrioError
+#   └── CommandError           a command could not be run (wit "failed")
+#       ├── CommandRefused     not on the allowlist, or a refused argument (wit "denied")
+#       ├── CommandNotFound    the program is not on the kernel's PATH (wit "not-found")
+#       └── CommandFailed      it could not be started or sandboxed (wit "failed")
+#           └── CommandTimeout past its time limit; its process group was killed (wit "timeout")
+
+
+class CommandError(BrioError):
+    """A command an agent asked for could not be run."""
+
+    kind = "command"
+    default_title = "Command failed"
+    wit_kind = "failed"
+
+
+class CommandRefused(CommandError):
+    """The command is not allowed by the shell policy.
+
+    Attributes:
+        reason: Why, specifically (shown in the capability prompt).
+        argv: The command as asked for.
+    """
+
+    kind = "command-refused"
+    default_title = "Command not allowed"
+    wit_kind = "denied"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "",
+        argv: list[str] | None = None,
+        title: str | None = None,
+    ) -> None:
+        super().__init__(message, title=title)
+        self.reason = reason or message
+        self.argv = list(argv or [])
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data.update(reason=self.reason, argv=self.argv)
+        return data
+
+
+class CommandNotFound(CommandError):
+    """The program is not on the kernel's PATH."""
+
+    kind = "command-not-found"
+    default_title = "Program not found"
+    wit_kind = "not-found"
+
+
+class CommandFailed(CommandError):
+    """The command could not be started, or its sandbox could not be set up."""
+
+    kind = "command-failed"
+    default_title = "Command could not run"
+    wit_kind = "failed"
+
+
+class CommandTimeout(CommandFailed):
+    """The command ran past its time limit; its whole process group was killed.
+
+    Attributes:
+        stdout: What it wrote to stdout before it was killed (bounded).
+        stderr: What it wrote to stderr before it was killed (bounded).
+    """
+
+    kind = "command-timeout"
+    default_title = "Command took too long"
+    wit_kind = "timeout"
+
+    def __init__(
+        self, message: str, *, stdout: str = "", stderr: str = "", title: str | None = None
+    ) -> None:
+        super().__init__(message, title=title)
+        self.stdout = stdout
+        self.stderr = stderr
