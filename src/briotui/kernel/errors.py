@@ -628,3 +628,34 @@ class CommandTimeout(CommandFailed):
         super().__init__(message, title=title)
         self.stdout = stdout
         self.stderr = stderr
+
+
+# --- Kernel state tree (briotui.kernel.state) -------------------------------------------
+#
+#   BrioError
+#   └── StateError             a state-tree mutation is malformed (wit "invalid")
+#       ├── StatePathError     the path does not exist or does not fit the tree
+#       └── TaskNotFound       no task with that id in the task tree (wit "not-found")
+
+
+class StateError(BrioError):
+    """A mutation of the kernel state tree is malformed (a non-JSON value, a bad path)."""
+
+    kind = "state"
+    default_title = "Kernel state error"
+    wit_kind = "invalid"
+
+
+class StatePathError(StateError):
+    """A state-tree path does not exist, or does not fit the tree (a key into a list)."""
+
+    kind = "state-path"
+    default_title = "No such state path"
+
+
+class TaskNotFound(StateError):
+    """No task with that id is in the task tree."""
+
+    kind = "task-not-found"
+    default_title = "No such task"
+    wit_kind = "not-found"
