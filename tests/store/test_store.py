@@ -60,7 +60,7 @@ def test_adding_a_migration_is_one_function(
     Store.open(path).close()
 
     def v_next(conn: sqlite3.Connection) -> None:
-        conn.execute("CREATE TABLE audit (id INTEGER PRIMARY KEY, what TEXT)")
+        conn.execute("CREATE TABLE added_later (id INTEGER PRIMARY KEY, what TEXT)")
 
     monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, v_next])
     import briotui.kernel.store.db as db
@@ -68,13 +68,14 @@ def test_adding_a_migration_is_one_function(
     monkeypatch.setattr(db, "MIGRATIONS", migrations.MIGRATIONS)
     store = Store.open(path)
     assert store.query("SELECT version FROM schema_version")[0][0] == latest_version()
-    store.execute("INSERT INTO audit (what) VALUES ('x')")
+    store.execute("INSERT INTO added_later (what) VALUES ('x')")
     store.close()
 
 
 def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "state.db"
     Store.open(path).close()
+    shipped = latest_version()
 
     def broken(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE half (x)")
@@ -87,7 +88,7 @@ def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(RuntimeError):
         Store.open(path)
     conn = sqlite3.connect(path)
-    assert schema_version(conn) == 1
+    assert schema_version(conn) == shipped
     assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name='half'").fetchone()
     conn.close()
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from briotui.cli.output import print_json
 from briotui.cli.progress import BuildProgress
+from briotui.cli.prompt import terminal_prompt
 from briotui.kernel.errors import ConfigError
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.config import Target, load_models_config
@@ -19,6 +20,7 @@ from briotui.kernel.llm.types import Provider
 from briotui.kernel.runtime.context import RunBindings
 from briotui.kernel.runtime.events import Event, LogLine
 from briotui.kernel.runtime.instance import RunFailed, RunOutcome, outcome_json
+from briotui.kernel.text import sanitize
 from briotui.kernel.vfs import Session
 
 
@@ -41,6 +43,15 @@ def register(sub: Any) -> None:
             "where model requests go: scripted:FILE (a JSON array of replies), or a "
             "provider from the config, NAME or NAME/MODEL (default: the configured "
             "fallback chain)"
+        ),
+    )
+    run.add_argument(
+        "--approve",
+        choices=("never", "ask", "all"),
+        default="never",
+        help=(
+            "what a call outside the agent's grants gets: never (deny, the default), ask "
+            "(prompt on the terminal), all (allow once; every decision is audited)"
         ),
     )
     run.add_argument("--json", action="store_true", help="print one JSON object as the result")
@@ -88,11 +99,12 @@ def handle(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace, provider: Provider) -> int:
     kernel = Kernel(args.project)
+    kernel.set_approvals(args.approve, terminal_prompt if args.approve == "ask" else None)
     if args.verbose and not args.json:
 
         def show(event: Event) -> None:
             if isinstance(event, LogLine):
-                print(f"  [{event.agent} {event.level}] {event.message}", file=sys.stderr)
+                print(f"  [{event.agent} {event.level}] {sanitize(event.message)}", file=sys.stderr)
 
         kernel.events.subscribe(show)
     try:
@@ -128,7 +140,7 @@ def _report_failure(args: argparse.Namespace, failure: RunFailed, session: Sessi
             }
         )
         return
-    print(f"error: {failure.error.title}\n  {failure.error.message}", file=sys.stderr)
+    print(f"error: {failure.error.title}\n  {sanitize(failure.error.message)}", file=sys.stderr)
     print(_session_line(session), file=sys.stderr)
 
 
@@ -136,7 +148,7 @@ def _report(args: argparse.Namespace, outcome: RunOutcome, session: Session) -> 
     if args.json:
         print_json({**outcome_json(outcome), "session": _session_json(session)})
         return
-    print(outcome.summary)
+    print(sanitize(outcome.summary))
     print(_session_line(session), file=sys.stderr)
     usage = outcome.usage
     models = ", ".join(f"{p}/{m}" for p, m in outcome.models) or "no model calls"

@@ -14,11 +14,20 @@ import traceback
 from collections.abc import Sequence
 
 from briotui import __version__
-from briotui.cli import cmd_agents, cmd_bench, cmd_dev, cmd_doctor, cmd_run, cmd_sessions, cmd_tui
+from briotui.cli import (
+    cmd_agents,
+    cmd_audit,
+    cmd_bench,
+    cmd_dev,
+    cmd_doctor,
+    cmd_run,
+    cmd_sessions,
+    cmd_tui,
+)
 from briotui.cli.output import print_error
 from briotui.kernel.errors import BrioError
 
-SUBCOMMANDS = (cmd_agents, cmd_run, cmd_sessions, cmd_doctor, cmd_bench, cmd_dev)
+SUBCOMMANDS = (cmd_agents, cmd_run, cmd_sessions, cmd_audit, cmd_doctor, cmd_bench, cmd_dev)
 
 
 def build_parser() -> argparse.ArgumentParser:

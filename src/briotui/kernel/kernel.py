@@ -13,6 +13,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from briotui.kernel.agents import AgentSpec, Discovery, discover
+from briotui.kernel.caps.audit import AuditLog
+from briotui.kernel.caps.checker import Capabilities, PromptFn
+from briotui.kernel.caps.model import ApproveMode
+from briotui.kernel.caps.profiles import load_profiles
 from briotui.kernel.errors import AgentNotFound
 from briotui.kernel.paths import ProjectPaths
 from briotui.kernel.runtime.build import Builder, BuildEvent, BuildResult
@@ -53,6 +57,10 @@ class Kernel:
         self._pools: dict[str, AgentPool] = {}
         self._running: dict[str, AgentInstance] = {}
         self._sessions: SessionManager | None = None
+        self._capabilities: Capabilities | None = None
+        self._audit: AuditLog | None = None
+        self.approve_mode: ApproveMode = "never"
+        self.prompt: PromptFn | None = None
 
     # -- agents ----------------------------------------------------------------------
 
@@ -126,6 +134,39 @@ class Kernel:
         """Keep a live base while the kernel runs, so new sessions are O(changes)."""
         await asyncio.to_thread(self.sessions().start_watching)
 
+    # -- capabilities ------------------------------------------------------------------
+
+    def set_approvals(self, mode: ApproveMode, prompt: PromptFn | None = None) -> None:
+        """What a call outside an agent's grants gets: denied, asked, or allowed once.
+
+        Args:
+            mode: ``never`` (the default), ``ask`` or ``all``.
+            prompt: Asks the user (needed for ``ask``; without it ``ask`` denies).
+        """
+        self.approve_mode = mode
+        self.prompt = prompt
+        if self._capabilities is not None:
+            self._capabilities.mode = mode
+            self._capabilities.prompt = prompt
+
+    def capabilities(self) -> Capabilities:
+        """The project's grants, checks and audit log (opened on first use).
+
+        Raises:
+            ConfigError: ``.brio/config.toml`` has invalid ``[agents]`` grants.
+        """
+        if self._capabilities is None:
+            self._audit = AuditLog(self.paths.database)
+            self._capabilities = Capabilities(
+                self.sessions().store,
+                self._audit,
+                load_profiles(self.paths.config_file),
+                mode=self.approve_mode,
+                prompt=self.prompt,
+                loop=self.loop,
+            )
+        return self._capabilities
+
     # -- runs ------------------------------------------------------------------------
 
     async def run_agent(
@@ -150,7 +191,12 @@ class Kernel:
         instance = await pool.acquire()
         given = bindings or RunBindings()
         tid = task_id or given.task_id or uuid.uuid4().hex[:12]
-        run_bindings = replace(given, task_id=tid)  # the caller's bindings stay untouched
+        run_bindings = replace(  # the caller's bindings stay untouched
+            given,
+            task_id=tid,
+            session_id=given.session_id or str(getattr(given.workspace, "id", "")),
+            capabilities=given.capabilities or self.capabilities(),
+        )
         self._running[tid] = instance
         try:
             return await instance.run(AgentTask(tid, goal, tuple(context)), run_bindings)
@@ -173,6 +219,10 @@ class Kernel:
             await pool.close()
         self._pools.clear()
         self.ticker.stop()
+        if self._audit is not None:
+            self._audit.close()
+            self._audit = None
+            self._capabilities = None
         if self._sessions is not None:
             self._sessions.close()
             self._sessions = None

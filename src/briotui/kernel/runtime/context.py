@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from briotui.kernel.caps.checker import Capabilities
 from briotui.kernel.errors import AgentError
 from briotui.kernel.limits import Limits
 from briotui.kernel.llm.types import Provider, Usage
@@ -39,9 +40,14 @@ class RunBindings:
         workspace: The session the ``workspace`` imports read and write; None answers
             ``unavailable``.
         ask_user: Answers ``tasks.ask-user``; None (headless) answers ``unavailable``.
+        session_id: The session's id, for session-scoped grants.
+        capabilities: The check every host call goes through; None only for trusted
+            internal runs (the kernel always binds one for agents it runs).
     """
 
     task_id: str = ""
+    session_id: str = ""
+    capabilities: Capabilities | None = None
     provider: Provider | None = None
     workspace: WorkspaceView | None = None
     ask_user: AskUser | None = None

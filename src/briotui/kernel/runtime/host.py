@@ -22,6 +22,7 @@ import wasmtime
 from wasmtime import component as wc
 
 from briotui.kernel.agents import WIT_PACKAGE, WIT_VERSION, AgentSpec, world_imports
+from briotui.kernel.caps.model import Capability, CapabilityRequest
 from briotui.kernel.errors import BrioError, CapabilityDenied, ComponentError, HostError
 from briotui.kernel.llm.types import CompletionRequest, Message
 from briotui.kernel.runtime import context as ctxmod
@@ -36,6 +37,7 @@ from briotui.kernel.runtime.values import (
     export_shape,
     func_shape,
 )
+from briotui.kernel.vfs.paths import DEFAULT_POLICY
 from briotui.kernel.workspace import Entry
 
 log = logging.getLogger(__name__)
@@ -168,12 +170,49 @@ def _entry(entry: Entry) -> dict[str, Any]:
     }
 
 
-def _workspace_call(ctx: CallContext, what: Callable[[Any], Any]) -> Any:
+def check_capability(
+    ctx: CallContext, capability: Capability, target: str, reason: str = ""
+) -> Err[dict[str, str]] | None:
+    """Check one capability for the calling agent; a WIT ``denied`` error if refused."""
+    caps = ctx.bindings.capabilities
+    if caps is None:
+        return None
+    verdict = caps.check(
+        CapabilityRequest(
+            agent=ctx.agent,
+            capability=capability,
+            target=target,
+            instance=ctx.instance_id,
+            task_id=ctx.bindings.task_id,
+            session_id=ctx.bindings.session_id,
+            reason=reason,
+        )
+    )
+    if verdict.allowed:
+        return None
+    why = f" ({verdict.reason})" if verdict.reason else ""
+    return _error("denied", f"{capability} {target!r} was denied{why}.")
+
+
+def _workspace_call(
+    ctx: CallContext,
+    capability: Capability,
+    paths: tuple[str, ...],
+    what: Callable[..., Any],
+    *,
+    allow_root: bool = False,
+) -> Any:
+    """Validate ``paths`` with the one path policy, check the capability on each, then
+    run ``what(view, *normalized_paths)`` against the session."""
     view = ctx.bindings.workspace
     if view is None:
         return _error("unavailable", _NO_SESSION)
     try:
-        return what(view)
+        rels = tuple(DEFAULT_POLICY.normalize(p, allow_root=allow_root) for p in paths)
+        for rel in rels or ("",):
+            if (denied := check_capability(ctx, capability, rel)) is not None:
+                return denied
+        return what(view, *rels)
     except BrioError as exc:
         return _error(_wit_kind(exc), exc.message)
     except FileNotFoundError as exc:
@@ -183,36 +222,42 @@ def _workspace_call(ctx: CallContext, what: Callable[[Any], Any]) -> Any:
 
 
 def ws_read(ctx: CallContext, path: str) -> Any:
-    def go(view: Any) -> Any:
-        data = view.read(path)
-        return _too_large(ctx, len(data), f"{path}") or Ok(data)
+    def go(view: Any, rel: str) -> Any:
+        data = view.read(rel)
+        return _too_large(ctx, len(data), rel) or Ok(data)
 
-    return _workspace_call(ctx, go)
+    return _workspace_call(ctx, "read", (path,), go)
 
 
 def ws_read_text(ctx: CallContext, path: str) -> Any:
-    def go(view: Any) -> Any:
-        data = view.read(path)
-        if (refused := _too_large(ctx, len(data), f"{path}")) is not None:
+    def go(view: Any, rel: str) -> Any:
+        data = view.read(rel)
+        if (refused := _too_large(ctx, len(data), rel)) is not None:
             return refused
         try:
             return Ok(data.decode("utf-8"))
         except UnicodeDecodeError:
-            return _error("invalid", f"{path} is not UTF-8 text; read it as bytes instead.")
+            return _error("invalid", f"{rel} is not UTF-8 text; read it as bytes instead.")
 
-    return _workspace_call(ctx, go)
+    return _workspace_call(ctx, "read", (path,), go)
 
 
 def ws_list_dir(ctx: CallContext, path: str, recursive: bool) -> Any:
-    return _workspace_call(ctx, lambda v: Ok([_entry(e) for e in v.list_dir(path, recursive)]))
+    return _workspace_call(
+        ctx,
+        "read",
+        (path,),
+        lambda v, rel: Ok([_entry(e) for e in v.list_dir(rel, recursive)]),
+        allow_root=True,
+    )
 
 
 def ws_stat(ctx: CallContext, path: str) -> Any:
-    def go(view: Any) -> Any:
-        entry = view.stat(path)
+    def go(view: Any, rel: str) -> Any:
+        entry = view.stat(rel)
         return Ok(None if entry is None else _entry(entry))
 
-    return _workspace_call(ctx, go)
+    return _workspace_call(ctx, "read", (path,), go)
 
 
 def ws_changes(ctx: CallContext) -> Any:
@@ -220,34 +265,34 @@ def ws_changes(ctx: CallContext) -> Any:
         diff = view.changes()
         return _too_large(ctx, len(diff), "The session's diff") or Ok(diff)
 
-    return _workspace_call(ctx, go)
+    return _workspace_call(ctx, "read", (), go)
 
 
 def ws_write(ctx: CallContext, path: str, contents: bytes, executable: bool) -> Any:
     if (refused := _too_large(ctx, len(contents), f"The write to {path}")) is not None:
         return refused
 
-    def go(view: Any) -> Any:
-        view.write(path, contents, executable)
+    def go(view: Any, rel: str) -> Any:
+        view.write(rel, contents, executable)
         return Ok(None)
 
-    return _workspace_call(ctx, go)
+    return _workspace_call(ctx, "write", (path,), go)
 
 
 def ws_delete(ctx: CallContext, path: str) -> Any:
-    def go(view: Any) -> Any:
-        view.delete(path)
+    def go(view: Any, rel: str) -> Any:
+        view.delete(rel)
         return Ok(None)
 
-    return _workspace_call(ctx, go)
+    return _workspace_call(ctx, "write", (path,), go)
 
 
 def ws_rename(ctx: CallContext, src: str, dst: str) -> Any:
-    def go(view: Any) -> Any:
-        view.rename(src, dst)
+    def go(view: Any, old: str, new: str) -> Any:
+        view.rename(old, new)
         return Ok(None)
 
-    return _workspace_call(ctx, go)
+    return _workspace_call(ctx, "write", (src, dst), go)
 
 
 # -- shell, sql, mesh (their kernel services arrive with later issues) ----------------

@@ -115,7 +115,82 @@ def _v1_sessions(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_sessions]
+def _v2_capabilities_tasks_usage(conn: sqlite3.Connection) -> None:
+    """Grants, the append-only audit log, tasks, conversations and usage."""
+    run_script(
+        conn,
+        """
+        CREATE TABLE grants (
+            id          TEXT PRIMARY KEY,
+            agent       TEXT NOT NULL,
+            capability  TEXT NOT NULL,   -- read | write | shell | sql | mesh
+            pattern     TEXT NOT NULL,   -- path glob, argv pattern, table prefix, peer glob
+            lifetime    TEXT NOT NULL,   -- once | task | session | project
+            scope_id    TEXT NOT NULL DEFAULT '',  -- the task or session it is bound to
+            source      TEXT NOT NULL,   -- user | policy | delegated
+            parent_id   TEXT REFERENCES grants(id),
+            created     REAL NOT NULL,
+            revoked     REAL,
+            used        INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX grants_agent ON grants(agent, capability);
+        CREATE TABLE audit (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            at          REAL NOT NULL,
+            agent       TEXT NOT NULL,
+            instance    TEXT NOT NULL DEFAULT '',
+            task_id     TEXT NOT NULL DEFAULT '',
+            capability  TEXT NOT NULL,
+            target      TEXT NOT NULL,
+            decision    TEXT NOT NULL,   -- allowed | denied
+            decided_by  TEXT NOT NULL,   -- <source>:<grant id> | user:<answer> | policy:<mode>
+            reason      TEXT NOT NULL DEFAULT ''
+        );
+        CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TABLE tasks (
+            id          TEXT PRIMARY KEY,
+            parent_id   TEXT REFERENCES tasks(id),
+            agent       TEXT NOT NULL,
+            goal        TEXT NOT NULL,
+            status      TEXT NOT NULL,   -- pending | running | waiting | done | failed | cancelled
+            session_id  TEXT,
+            created     REAL NOT NULL,
+            updated     REAL NOT NULL,
+            result      TEXT NOT NULL DEFAULT ''
+        );
+        CREATE TABLE messages (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            task_id     TEXT NOT NULL,
+            agent       TEXT NOT NULL,
+            role        TEXT NOT NULL,   -- system | user | assistant
+            content     TEXT NOT NULL,
+            provider    TEXT NOT NULL DEFAULT '',
+            model       TEXT NOT NULL DEFAULT '',
+            created     REAL NOT NULL
+        );
+        CREATE INDEX messages_task ON messages(task_id);
+        CREATE TABLE usage (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            task_id     TEXT NOT NULL DEFAULT '',
+            session_id  TEXT NOT NULL DEFAULT '',
+            agent       TEXT NOT NULL,
+            provider    TEXT NOT NULL DEFAULT '',
+            model       TEXT NOT NULL DEFAULT '',
+            input_tokens  INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd    REAL,
+            fuel        INTEGER NOT NULL DEFAULT 0,
+            wall_ms     REAL NOT NULL DEFAULT 0,
+            created     REAL NOT NULL
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1_sessions, _v2_capabilities_tasks_usage]
 """Every migration in order; version N is ``MIGRATIONS[N - 1]``."""
 
 

@@ -1,0 +1,290 @@
+"""The check at every host call: grants first, then the user (or the approve policy).
+
+:meth:`Capabilities.check` runs on an agent's worker thread. A call inside the agent's
+grants is allowed at once; outside them, the approve mode decides: ``never`` denies,
+``all`` allows once, ``ask`` suspends the agent and asks the user through the prompt
+callback on the event loop. Answers are remembered for their lifetime — once, this
+task, this session, this project — and identical prompts arriving together are asked
+once. Every decision goes to the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from briotui.kernel.caps.audit import AuditLog
+from briotui.kernel.caps.model import (
+    Answer,
+    ApproveMode,
+    Capability,
+    CapabilityRequest,
+    Grant,
+    Lifetime,
+    Source,
+    covers,
+    matches,
+)
+from briotui.kernel.errors import CapabilityDenied
+from briotui.kernel.store import Store
+
+log = logging.getLogger(__name__)
+
+PromptFn = Callable[[CapabilityRequest], Coroutine[Any, Any, Answer]]
+"""Asks the user about a request; returns their answer."""
+
+_LIFETIME: dict[Answer, Lifetime] = {"once": "once", "session": "session", "project": "project"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one check."""
+
+    allowed: bool
+    decided_by: str
+    reason: str = ""
+
+
+class Capabilities:
+    """Grants, prompts and audit for one project.
+
+    Args:
+        store: The project database (grants are rows in it).
+        audit: The audit log.
+        profiles: Each agent's profile grants (see :mod:`.profiles`).
+        mode: What a call outside the grants gets.
+        prompt: Asks the user (the TUI's modal, or a terminal prompt); needed for "ask".
+        loop: The event loop the prompt runs on.
+        prompt_timeout_s: An unanswered prompt is denied after this long.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        audit: AuditLog,
+        profiles: dict[str, list[Grant]],
+        *,
+        mode: ApproveMode = "never",
+        prompt: PromptFn | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        prompt_timeout_s: float = 300.0,
+    ) -> None:
+        self.store = store
+        self.audit = audit
+        self.profiles = profiles
+        self.mode = mode
+        self.prompt = prompt
+        self.loop = loop
+        self.prompt_timeout_s = prompt_timeout_s
+        self._lock = threading.Lock()
+        self._asking: dict[tuple[str, str, str], concurrent.futures.Future[Answer]] = {}
+        self._denied: set[tuple[str, str, str, str]] = set()
+
+    # -- grants ------------------------------------------------------------------------
+
+    def active_grants(self, agent: str, capability: Capability | None = None) -> list[Grant]:
+        """The agent's stored grants that are not revoked (any scope)."""
+        sql = "SELECT * FROM grants WHERE agent = ? AND revoked IS NULL"
+        params: list[Any] = [agent]
+        if capability:
+            sql += " AND capability = ?"
+            params.append(capability)
+        return [
+            Grant(
+                r["id"],
+                r["agent"],
+                r["capability"],
+                r["pattern"],
+                r["lifetime"],
+                r["scope_id"],
+                r["source"],
+                r["parent_id"],
+            )
+            for r in self.store.query(sql + " ORDER BY created", params)
+            if not (r["lifetime"] == "once" and r["used"])
+        ]
+
+    def grant(
+        self,
+        agent: str,
+        capability: Capability,
+        pattern: str,
+        *,
+        lifetime: Lifetime = "project",
+        scope_id: str = "",
+        source: Source = "user",
+        parent_id: str | None = None,
+    ) -> Grant:
+        """Store a new grant."""
+        grant = Grant(
+            "g-" + secrets.token_hex(5),
+            agent,
+            capability,
+            pattern,
+            lifetime,
+            scope_id,
+            source,
+            parent_id,
+        )
+        self.store.execute(
+            "INSERT INTO grants (id, agent, capability, pattern, lifetime, scope_id, source,"
+            " parent_id, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                grant.id,
+                agent,
+                capability,
+                pattern,
+                lifetime,
+                scope_id,
+                source,
+                parent_id,
+                time.time(),
+            ),
+        )
+        return grant
+
+    def revoke(self, grant_id: str) -> int:
+        """Revoke a grant and everything delegated from it; returns how many."""
+        with self.store.transaction() as conn:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "WITH RECURSIVE tree(id) AS (SELECT ? UNION"
+                    " SELECT g.id FROM grants g JOIN tree t ON g.parent_id = t.id)"
+                    " SELECT id FROM tree",
+                    (grant_id,),
+                )
+            ]
+            conn.executemany(
+                "UPDATE grants SET revoked = ? WHERE id = ? AND revoked IS NULL",
+                [(time.time(), i) for i in ids],
+            )
+        return len(ids)
+
+    def delegate(
+        self,
+        parent_agent: str,
+        child_agent: str,
+        wanted: Sequence[tuple[Capability, str]],
+        *,
+        task_id: str,
+    ) -> list[Grant]:
+        """Give ``child_agent`` a subset of ``parent_agent``'s grants for one task.
+
+        Raises:
+            CapabilityDenied: an asked grant is not covered by any of the parent's
+                stored grants (profile grants cannot be delegated: they are not
+                revocable).
+        """
+        parents = self.active_grants(parent_agent)
+        made: list[Grant] = []
+        for capability, pattern in wanted:
+            probe = Grant("?", child_agent, capability, pattern)
+            parent = next((g for g in parents if covers(g, probe)), None)
+            if parent is None:
+                raise CapabilityDenied(
+                    f"{parent_agent!r} cannot delegate {capability} {pattern!r} to "
+                    f"{child_agent!r}: it holds no grant that covers it.",
+                    agent=parent_agent,
+                )
+            made.append(
+                self.grant(
+                    child_agent,
+                    capability,
+                    pattern,
+                    lifetime="task",
+                    scope_id=task_id,
+                    source="delegated",
+                    parent_id=parent.id,
+                )
+            )
+        return made
+
+    # -- checks ------------------------------------------------------------------------
+
+    def _covering(self, request: CapabilityRequest) -> Grant | None:
+        for grant in self.profiles.get(request.agent, []):
+            if matches(grant, request.capability, request.target):
+                return grant
+        for grant in self.active_grants(request.agent, request.capability):
+            in_scope = (
+                grant.lifetime in ("project", "once")
+                or (grant.lifetime == "session" and grant.scope_id == request.session_id)
+                or (grant.lifetime == "task" and grant.scope_id == request.task_id)
+            )
+            if in_scope and matches(grant, request.capability, request.target):
+                if grant.lifetime == "once":
+                    self.store.execute("UPDATE grants SET used = 1 WHERE id = ?", (grant.id,))
+                return grant
+        return None
+
+    def check(self, request: CapabilityRequest) -> Verdict:
+        """Decide ``request``; blocks the calling worker thread while the user decides."""
+        verdict = self._decide(request)
+        self.audit.record(
+            request, "allowed" if verdict.allowed else "denied", verdict.decided_by, verdict.reason
+        )
+        return verdict
+
+    def _decide(self, request: CapabilityRequest) -> Verdict:
+        grant = self._covering(request)
+        if grant is not None:
+            return Verdict(True, f"{grant.source}:{grant.id}")
+        denied_key = (request.agent, request.capability, request.target, request.task_id)
+        if denied_key in self._denied:
+            return Verdict(False, "user:deny", "the user already said no to this in this task")
+        if self.mode == "never":
+            return Verdict(
+                False,
+                "policy:never",
+                f"outside {request.agent}'s grants; run with --approve ask to be asked",
+            )
+        if self.mode == "all":
+            return Verdict(True, "policy:all", "--approve all")
+        answer = self._ask(request)
+        if answer == "deny":
+            self._denied.add(denied_key)
+            return Verdict(False, "user:deny")
+        pattern = request.target if request.capability != "sql" else "*"
+        if answer != "once":
+            scope = request.session_id if answer == "session" else ""
+            self.grant(
+                request.agent,
+                request.capability,
+                pattern,
+                lifetime=_LIFETIME[answer],
+                scope_id=scope,
+                source="user",
+            )
+        return Verdict(True, f"user:{answer}")
+
+    def _ask(self, request: CapabilityRequest) -> Answer:
+        prompt, loop = self.prompt, self.loop
+        if prompt is None or loop is None:
+            return "deny"
+        key = (request.agent, request.capability, request.target)
+        with self._lock:
+            pending = self._asking.get(key)
+            owner = pending is None
+            if pending is None:
+                pending = asyncio.run_coroutine_threadsafe(prompt(request), loop)
+                self._asking[key] = pending
+        try:
+            return pending.result(timeout=self.prompt_timeout_s)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+            pending.cancel()
+            return "deny"
+        except Exception:  # a broken prompt must not allow anything
+            log.exception("the capability prompt failed; denying %s", request)
+            return "deny"
+        finally:
+            if owner:
+                with self._lock:
+                    self._asking.pop(key, None)

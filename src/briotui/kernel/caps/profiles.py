@@ -1,0 +1,103 @@
+"""Default grants per built-in agent, and the project's overrides from ``.brio/config.toml``.
+
+The config shape (each key optional; a listed agent's keys replace its defaults)::
+
+    [agents.coder]
+    read = ["**"]                 # path globs the agent may read in its session
+    write = ["src/**", "tests/**"]
+    shell = ["pytest *"]          # argv patterns
+    sql = true                    # a private SQL scratch space
+    mesh = ["foreman"]            # agents it may message
+
+A user agent without an entry has no grants: everything it asks for is prompted (or
+denied headless).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from briotui.kernel.caps.model import Capability, Grant, Source
+from briotui.kernel.errors import ConfigError
+
+_SHELL_DEFAULTS = [
+    "pytest *",
+    "python -m pytest *",
+    "python -m unittest *",
+    "ruff check *",
+    "ruff format --check *",
+    "git diff *",
+    "git status *",
+    "git log *",
+]
+
+DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
+    "echo": {},
+    "probe": {},
+    "council": {"read": ["**"], "mesh": ["*"]},
+    "foreman": {"read": ["**"], "mesh": ["*"], "sql": True},
+    "coder": {"read": ["**"], "write": ["**"], "mesh": ["foreman", "reviewer"]},
+    "reviewer": {"read": ["**"], "mesh": ["foreman"]},
+    "smart": {"read": ["**"], "write": ["**"], "shell": _SHELL_DEFAULTS, "sql": True},
+}
+"""What each built-in agent may do without asking."""
+
+
+def _grants(agent: str, table: Mapping[str, Any], source: Source, where: str) -> list[Grant]:
+    unknown = set(table) - {"read", "write", "shell", "mesh", "sql"}
+    if unknown:
+        raise ConfigError(
+            f"Unknown keys {sorted(unknown)} under [agents.{agent}] in {where}; use read, "
+            "write, shell, sql, mesh.",
+            title="Invalid agent grants",
+        )
+    grants: list[Grant] = []
+    caps: tuple[Capability, ...] = ("read", "write", "shell", "mesh")
+    for cap in caps:
+        value = table.get(cap, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(
+                f"agents.{agent}.{cap} in {where} must be a list of strings.",
+                title="Invalid agent grants",
+            )
+        grants += [
+            Grant(f"{source}:{agent}:{cap}:{n}", agent, cap, pattern, source=source)
+            for n, pattern in enumerate(value)
+        ]
+    sql = table.get("sql", False)
+    if not isinstance(sql, bool):
+        raise ConfigError(
+            f"agents.{agent}.sql in {where} must be true or false.", title="Invalid agent grants"
+        )
+    if sql:
+        grants.append(Grant(f"{source}:{agent}:sql", agent, "sql", "*", source=source))
+    return grants
+
+
+def load_profiles(config_file: Path | None) -> dict[str, list[Grant]]:
+    """Every agent's profile grants: the defaults, replaced per agent by the config.
+
+    Raises:
+        ConfigError: the config file or its ``[agents]`` tables are invalid.
+    """
+    profiles = {
+        name: _grants(name, table, "profile", "the built-in profiles")
+        for name, table in DEFAULT_PROFILES.items()
+    }
+    if config_file is None or not config_file.is_file():
+        return profiles
+    try:
+        data = tomllib.loads(config_file.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{config_file} is not valid TOML: {exc}") from None
+    agents = data.get("agents", {})
+    if not isinstance(agents, dict):
+        raise ConfigError(f"[agents] in {config_file} must be a table of agent tables.")
+    for name, table in agents.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"[agents.{name}] in {config_file} must be a table.")
+        profiles[name] = _grants(name, table, "config", str(config_file))
+    return profiles
