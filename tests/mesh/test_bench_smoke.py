@@ -10,7 +10,7 @@ KEYS = {"name", "value", "unit", "target", "better", "detail"}
 
 def test_bench_mesh_rows() -> None:
     rows = bench_mesh(messages=2000, round_trips=50)
-    assert len(rows) == 6
+    assert len(rows) == 7
     for row in rows:
         assert set(row) == KEYS
         assert row["value"] > 0

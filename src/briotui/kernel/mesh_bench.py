@@ -109,6 +109,29 @@ def _serve_thread(b: Endpoint, stop: threading.Event) -> None:
             b.reply(msg, msg.body)
 
 
+def _thread_floor(n: int) -> float:
+    """A bare Lock ping-pong between two threads: the wake-up cost any mesh pays."""
+    ping, pong = threading.Lock(), threading.Lock()
+    ping.acquire()
+    pong.acquire()
+
+    def serve() -> None:
+        for _ in range(n):
+            ping.acquire()
+            pong.release()
+
+    server = threading.Thread(target=serve)
+    server.start()
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        ping.release()
+        pong.acquire()
+        samples.append(time.perf_counter() - t0)
+    server.join()
+    return statistics.median(samples) * 1e6
+
+
 def _round_trip_threads(n: int) -> float:
     _, a, b = _pair()
     stop = threading.Event()
@@ -200,6 +223,7 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[dic
     rt_threads = _round_trip_threads(round_trips)
     rt_loop = asyncio.run(_round_trip_loop(round_trips))
     rt_mixed = asyncio.run(_round_trip_thread_to_loop(round_trips))
+    floor = _thread_floor(round_trips)
     return [
         _row(
             "mesh one-way, thread to thread",
@@ -248,6 +272,15 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[dic
             ROUND_TRIP_TARGET,
             "lower",
             f"median of {round_trips} request() from a thread answered by a task",
+        ),
+        _row(
+            "thread wake-up floor (bare Lock ping-pong)",
+            floor,
+            "us",
+            None,
+            "lower",
+            "two threads handing two threading.Locks back and forth, no mesh: the OS and "
+            "GIL cost under every cross-thread round trip on this machine",
         ),
     ]
 
