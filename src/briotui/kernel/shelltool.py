@@ -1,0 +1,838 @@
+"""The shell tool: run allowlisted programs for agents, as an argv, never through a shell.
+
+Three layers, used in this order by the host function:
+
+1. :class:`CommandPolicy` decides, purely, whether an argv is allowed
+   (:meth:`CommandPolicy.check` returns a :class:`Decision` with the rule that matched
+   or a specific reason, which the capability layer turns into a prompt).
+2. :func:`run_command` runs an argv: the program is resolved on the kernel's own
+   PATH (never the agent's), with a scrubbed environment, no stdin, a new session and
+   process group, a time limit that kills the whole group, and output read with a
+   bound. Where ``bwrap`` (bubblewrap) works, the process also runs in a sandbox with
+   no network, the system read-only, only the working directory writable and a
+   private ``/tmp``. It does not consult the policy: callers check first.
+3. :func:`run_in_session` materializes a session into a directory, runs there and
+   copies back what the process changed (see its docstring for the cache rule).
+
+Configuration (``[shell]`` in ``.brio/config.toml``), passed to
+:meth:`CommandPolicy.from_config` as the parsed mapping::
+
+    [shell]
+    defaults = true                      # keep the built-in rules (default true)
+    allow = [                            # more rules; "*" (last only) = any further args
+        ["make", "test"],
+        ["python", "-m", "mypy", "*"],
+    ]
+
+Every argument a ``*`` covers must pass the generic checks: no NUL; and anything
+path-like (containing ``/`` or ``\\``, starting with ``.``, or the value of
+``--opt=value`` / ``-oVALUE``) must be a relative path that stays in the working
+directory, by the one path validator (:data:`~briotui.kernel.vfs.paths.DEFAULT_POLICY`).
+Some things are refused even when configured: shells, ``env``, ``xargs``, privilege
+and process wrappers, pagers and editors, ``python -c``, ``find -exec/-execdir/-ok/-delete``,
+``git -c``/``--exec-path``/``--upload-pack``/``--ext-diff``/``--textconv``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from briotui.kernel.errors import (
+    CommandFailed,
+    CommandNotFound,
+    CommandRefused,
+    CommandTimeout,
+    ConfigError,
+    PathRefused,
+)
+from briotui.kernel.vfs.paths import DEFAULT_POLICY, PathPolicy
+
+if TYPE_CHECKING:
+    from briotui.kernel.vfs.materialize import Materialized
+    from briotui.kernel.vfs.session import Session
+
+WILDCARD: Final = "*"
+"""As the last element of a rule: any further arguments that pass the generic checks."""
+
+DEFAULT_RULES: Final[tuple[tuple[str, ...], ...]] = (
+    ("pytest", WILDCARD),
+    ("python", "-m", "pytest", WILDCARD),
+    ("python3", "-m", "pytest", WILDCARD),
+    ("python", "-m", "unittest", WILDCARD),
+    ("python3", "-m", "unittest", WILDCARD),
+    ("ruff", "check", WILDCARD),
+    ("ruff", "format", "--check", WILDCARD),
+    ("git", "diff", WILDCARD),
+    ("git", "status", WILDCARD),
+    ("git", "log", WILDCARD),
+    ("git", "show", WILDCARD),
+)
+"""The built-in allowlist: test runners, the linter, read-only git."""
+
+_SHELLS: Final[frozenset[str]] = frozenset(
+    {"sh", "bash", "dash", "zsh", "ksh", "mksh", "fish", "csh", "tcsh", "ash", "busybox",
+     "rbash", "pwsh", "powershell", "cmd", "cmd.exe", "nu", "xonsh", "elvish"}
+)  # fmt: skip
+_REFUSED_PROGRAMS: Final[dict[str, str]] = {
+    **{s: "is a shell; briotui never runs a shell. Give the program and its arguments "
+       "directly" for s in _SHELLS},
+    "env": "would set variables or run another program; the kernel sets the environment",
+    "xargs": "runs other programs from its input",
+    "sudo": "changes privileges", "su": "changes privileges", "doas": "changes privileges",
+    "pkexec": "changes privileges",
+    "nohup": "wraps another program", "setsid": "wraps another program",
+    "nice": "wraps another program", "ionice": "wraps another program",
+    "timeout": "wraps another program; the kernel applies the time limit",
+    "stdbuf": "wraps another program", "chroot": "wraps another program",
+    "unshare": "wraps another program", "nsenter": "wraps another program",
+    "strace": "wraps another program", "ltrace": "wraps another program",
+    "gdb": "runs arbitrary commands", "watch": "runs a shell command",
+    "script": "runs a shell", "expect": "runs scripts", "time": "wraps another program",
+    "command": "is a shell builtin", "exec": "is a shell builtin", "eval": "is a shell builtin",
+    "less": "is a pager (pagers run commands)", "more": "is a pager (pagers run commands)",
+    "most": "is a pager", "pg": "is a pager", "man": "runs a pager",
+    "vi": "is an editor that runs commands", "vim": "is an editor that runs commands",
+    "nvim": "is an editor that runs commands", "ed": "is an editor that runs commands",
+    "emacs": "is an editor that runs commands", "nano": "is an interactive editor",
+    "awk": "runs programs given as arguments (system())", "gawk": "runs programs (system())",
+    "mawk": "runs programs (system())", "nawk": "runs programs (system())",
+    "perl": "runs code given as arguments", "ruby": "runs code given as arguments",
+    "node": "runs code given as arguments", "ssh": "opens remote shells",
+}  # fmt: skip
+"""Programs refused always, even when configured, with why."""
+
+_PYTHONS: Final = re.compile(r"(python|pypy)(\d+(\.\d+)?)?")
+_FIND_REFUSED: Final[frozenset[str]] = frozenset(
+    {"-exec", "-execdir", "-ok", "-okdir", "-delete", "-fprint", "-fprint0", "-fprintf", "-fls"}
+)
+_GIT_GLOBAL_REFUSED: Final[tuple[str, ...]] = (
+    "-c", "--config-env", "--exec-path", "--git-dir", "--work-tree", "-C", "--namespace",
+    "-p", "--paginate", "--super-prefix", "--list-cmds",
+)  # fmt: skip
+"""git options refused before the subcommand."""
+_GIT_ANYWHERE_REFUSED: Final[tuple[str, ...]] = (
+    "--upload-pack", "--receive-pack", "--exec", "--ext-diff", "--textconv",
+    "--open-files-in-pager",
+)  # fmt: skip
+"""git options refused anywhere: they run programs."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether an argv may run.
+
+    Attributes:
+        allowed: True when a rule matched and every argument passed.
+        rule: The matching rule as text ("git diff *"), or "" when none matched.
+        reason: Why it was allowed or refused, specific enough to show the user.
+    """
+
+    allowed: bool
+    rule: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One allowlist entry: literal leading words, optionally ending in ``*``.
+
+    Attributes:
+        words: The literal words, e.g. ``("git", "diff")``.
+        rest: Whether further arguments (``*``) are allowed.
+    """
+
+    words: tuple[str, ...]
+    rest: bool
+
+    @classmethod
+    def parse(cls, pattern: Sequence[str]) -> Rule:
+        """A rule from ``["git", "diff", "*"]``.
+
+        Raises:
+            ConfigError: Empty, not strings, ``*`` not last, or a refused program.
+        """
+        if (
+            isinstance(pattern, (str, bytes))
+            or not pattern
+            or not all(isinstance(w, str) and w for w in pattern)
+        ):
+            raise ConfigError(
+                f"[shell] allow entry {pattern!r} must be a list of non-empty strings, "
+                'e.g. ["pytest", "*"].'
+            )
+        words = list(pattern)
+        rest = words[-1] == WILDCARD
+        if rest:
+            words.pop()
+        if not words or WILDCARD in words:
+            raise ConfigError(
+                f'[shell] allow entry {pattern!r}: "*" may only be the last element, after '
+                "the program."
+            )
+        program = words[0]
+        if "/" in program or "\\" in program:
+            raise ConfigError(
+                f"[shell] allow entry {pattern!r}: give the program's name, not a path; it "
+                "is looked up on the kernel's PATH."
+            )
+        if program in _REFUSED_PROGRAMS:
+            raise ConfigError(
+                f"[shell] allow entry {pattern!r}: {program!r} {_REFUSED_PROGRAMS[program]}, "
+                "so it cannot be allowed. Remove the entry."
+            )
+        return cls(tuple(words), rest)
+
+    def matches(self, argv: Sequence[str]) -> bool:
+        """Whether ``argv`` starts with the words (and has nothing more unless ``*``)."""
+        n = len(self.words)
+        if tuple(argv[:n]) != self.words:
+            return False
+        return self.rest or len(argv) == n
+
+    def __str__(self) -> str:
+        return " ".join([*self.words, WILDCARD] if self.rest else self.words)
+
+
+@dataclass(frozen=True)
+class CommandPolicy:
+    """Which argvs the shell tool runs without asking.
+
+    Attributes:
+        rules: The allowlist, checked in order.
+        paths: The path validator for path-like arguments.
+    """
+
+    rules: tuple[Rule, ...]
+    paths: PathPolicy = field(default=DEFAULT_POLICY)
+
+    @classmethod
+    def defaults(cls, *, paths: PathPolicy = DEFAULT_POLICY) -> CommandPolicy:
+        """The built-in rules (:data:`DEFAULT_RULES`)."""
+        return cls(tuple(Rule.parse(r) for r in DEFAULT_RULES), paths)
+
+    @classmethod
+    def from_config(
+        cls, section: Mapping[str, object] | None, *, paths: PathPolicy = DEFAULT_POLICY
+    ) -> CommandPolicy:
+        """The policy for a project, from its parsed ``[shell]`` table.
+
+        Args:
+            section: The ``[shell]`` mapping (``defaults``: bool, ``allow``: list of
+                lists of strings), or None for the defaults alone.
+            paths: The path validator.
+
+        Raises:
+            ConfigError: Unknown keys or malformed entries, with what to write instead.
+        """
+        section = section or {}
+        unknown = set(section) - {"defaults", "allow"}
+        if unknown:
+            raise ConfigError(
+                f"[shell] has unknown keys {sorted(unknown)}; use 'defaults' (true/false) "
+                "and 'allow' (a list of argv patterns)."
+            )
+        use_defaults = section.get("defaults", True)
+        if not isinstance(use_defaults, bool):
+            raise ConfigError("[shell] defaults must be true or false.")
+        allow = section.get("allow", [])
+        if not isinstance(allow, list):
+            raise ConfigError(
+                '[shell] allow must be a list of argv patterns, e.g. [["make", "test"]].'
+            )
+        rules = [Rule.parse(r) for r in DEFAULT_RULES] if use_defaults else []
+        rules += [Rule.parse(r) for r in allow]
+        return cls(tuple(dict.fromkeys(rules)), paths)
+
+    def check(self, argv: Sequence[str]) -> Decision:
+        """Decide whether ``argv`` may run. Pure: no side effects.
+
+        Args:
+            argv: Program and arguments, as the agent gave them.
+
+        Returns:
+            The decision, naming the rule that matched or the specific reason.
+        """
+        if isinstance(argv, (str, bytes)) or not argv:
+            return Decision(False, "", "The command is empty. Give a program and its arguments.")
+        if not all(isinstance(a, str) for a in argv):
+            return Decision(False, "", "Every argument must be text.")
+        program = argv[0]
+        if "/" in program or "\\" in program:
+            return Decision(
+                False,
+                "",
+                f"{program!r} is a path. Give the program's name (e.g. 'pytest'); briotui "
+                "looks it up on its own PATH.",
+            )
+        if program in _REFUSED_PROGRAMS:
+            return Decision(False, "", f"{program!r} {_REFUSED_PROGRAMS[program]}.")
+        hard = _hard_rules(argv)
+        if hard:
+            return Decision(False, "", hard)
+        for rule in self.rules:
+            if not rule.matches(argv):
+                continue
+            start = len(rule.words)
+            for index, arg in enumerate(argv[start:], start):
+                problem = self._arg_problem(arg)
+                if problem:
+                    return Decision(False, str(rule), f"Argument {index} {arg[:80]!r}: {problem}")
+            return Decision(True, str(rule), f"Allowed by the rule '{rule}'.")
+        near = [str(r) for r in self.rules if r.words[0] == program]
+        hint = (
+            f"Allowed forms of {program!r}: {', '.join(near)}."
+            if near
+            else f"{program!r} is not on the allowlist."
+        )
+        return Decision(
+            False,
+            "",
+            f"{' '.join(argv)[:120]!r} matches no rule. {hint} The user can allow it once, "
+            "or add it under [shell] allow in .brio/config.toml.",
+        )
+
+    def _arg_problem(self, arg: str) -> str:
+        if "\x00" in arg:
+            return "contains a NUL byte."
+        for candidate in _path_candidates(arg):
+            try:
+                self.paths.normalize(candidate, allow_root=True)
+            except PathRefused as exc:
+                return f"as a path, {exc.message}"
+        return ""
+
+
+def _path_candidates(arg: str) -> Iterable[str]:
+    """The parts of one argument that may be a path a program reads or writes."""
+    values = [arg]
+    if arg.startswith("--") and "=" in arg:
+        values.append(arg.split("=", 1)[1])
+    elif arg.startswith("-") and len(arg) > 2 and not arg.startswith("--"):
+        values.append(arg[2:])  # -o/tmp/x, -C..
+    for value in values:
+        if "/" in value or "\\" in value or value.startswith(".") or value.startswith("~"):
+            # pytest node ids: path::Class::test[param]; only the path part is a path.
+            yield value.split("::", 1)[0] if "::" in value else value
+
+
+def _hard_rules(argv: Sequence[str]) -> str:
+    """Refusals that no rule or configuration can lift."""
+    program, args = argv[0], list(argv[1:])
+    if _PYTHONS.fullmatch(program):
+        for arg in args:
+            if arg == "-m" or arg == "--" or not arg.startswith("-"):
+                break
+            if not arg.startswith("--") and "c" in arg[1:]:
+                return (
+                    "'python -c' runs code given as an argument. Write the code to a file "
+                    "in the session and run that, or use 'python -m pytest'."
+                )
+    if program == "find":
+        bad = sorted(_FIND_REFUSED.intersection(args))
+        if bad:
+            return f"'find {bad[0]}' runs or deletes; use find only to list files."
+    if program == "git":
+        global_opts = True
+        for arg in args:
+            if global_opts and not arg.startswith("-"):
+                global_opts = False  # the subcommand
+            name = arg.split("=", 1)[0]
+            if global_opts and (
+                name in _GIT_GLOBAL_REFUSED or (arg.startswith(("-c", "-C")) and len(arg) > 2)
+            ):
+                if arg.startswith(("-c", "--config")):
+                    return "'git -c' would change git's configuration; briotui fixes it."
+                return f"git option {name!r} before the subcommand is not allowed for agents."
+            if any(name == o or name.startswith(o) for o in _GIT_ANYWHERE_REFUSED):
+                return f"git option {name!r} runs other programs; it is not allowed for agents."
+    return ""
+
+
+# --- running -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandOutput:
+    """What a command did.
+
+    Attributes:
+        exit_code: Its exit status; negative for a signal.
+        stdout: Standard output, decoded as UTF-8 (bad bytes replaced), bounded.
+        stderr: Standard error, likewise.
+        truncated: Whether either stream was cut at the limit.
+        duration_ms: Wall-clock time it ran.
+        sandboxed: Whether it ran inside bubblewrap.
+    """
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    truncated: bool
+    duration_ms: int
+    sandboxed: bool = False
+
+
+_DROP_ENV: Final = re.compile(
+    r"^(LD_.*|DYLD_.*|BASH_ENV|ENV|BASH_FUNC_.*|SHELLOPTS|PS4|PROMPT_COMMAND|IFS|CDPATH|"
+    r"PYTHON.*|PERL5?LIB|PERL5OPT|RUBYOPT|RUBYLIB|NODE_OPTIONS|NODE_PATH|GIT_.*|"
+    r"SSH_.*|GPG_.*|.*_API_KEY|.*_KEY|.*_TOKEN|.*_SECRET|.*SECRET.*|.*PASSWORD.*|.*PASSWD.*|"
+    r".*CREDENTIAL.*|AWS_.*|AZURE_.*|GOOGLE_.*|GCP_.*|ANTHROPIC_.*|OPENAI_.*|HF_.*|"
+    r"HTTPS?_PROXY|ALL_PROXY|NO_PROXY|http_proxy|https_proxy|all_proxy|no_proxy)$",
+    re.IGNORECASE,
+)
+_PASS_ENV: Final[tuple[str, ...]] = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
+
+_GIT_CONFIG: Final[tuple[tuple[str, str], ...]] = (
+    ("core.hooksPath", "/dev/null"),
+    ("core.fsmonitor", "false"),
+    ("core.pager", "cat"),
+    ("core.editor", "false"),
+    ("core.askPass", "false"),
+    ("core.sshCommand", "false"),
+    ("sequence.editor", "false"),
+    ("diff.external", ""),
+    ("credential.helper", ""),
+    ("protocol.allow", "never"),
+    ("safe.directory", "*"),
+)
+"""Git settings forced through ``GIT_CONFIG_COUNT``: no hooks, fsmonitor, pager,
+editor, external diff, credentials or transports."""
+
+
+def default_safe_path() -> str:
+    """The kernel's PATH for commands: its own interpreter's directory, then the system's.
+
+    The interpreter's directory is the virtualenv's ``bin``, where ``pytest`` and
+    ``ruff`` live. Nothing comes from the agent or the caller's ``$PATH``.
+    """
+    return os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"])
+
+
+def scrubbed_env(
+    cwd: Path, *, home: str, path: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment a command gets: built from nothing, never copied wholesale.
+
+    Args:
+        cwd: Its working directory (git may not look above it).
+        home: ``$HOME`` (a private, empty directory).
+        path: ``$PATH``.
+        extra: Further variables from the kernel; any whose name looks like a loader,
+            interpreter, git or secret variable is dropped.
+
+    Returns:
+        ``LANG``/``LC_*``/``TZ`` from the kernel's environment if set, plus fixed
+        settings: no pagers or prompts, git without system/global config, hooks or
+        fsmonitor, Python without user site or bytecode files.
+    """
+    env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
+    for key, value in (extra or {}).items():
+        if not _DROP_ENV.match(key):
+            env[key] = value
+    env.update(
+        PATH=path,
+        HOME=home,
+        TMPDIR="/tmp",
+        TERM="dumb",
+        NO_COLOR="1",
+        PAGER="cat",
+        GIT_PAGER="cat",
+        GIT_EDITOR="false",
+        GIT_TERMINAL_PROMPT="0",
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL="/dev/null",
+        GIT_CEILING_DIRECTORIES=str(Path(cwd).parent),
+        GIT_OPTIONAL_LOCKS="0",
+        PYTHONDONTWRITEBYTECODE="1",
+        PYTHONNOUSERSITE="1",
+        PYTHONUNBUFFERED="1",
+    )
+    env["GIT_CONFIG_COUNT"] = str(len(_GIT_CONFIG))
+    for i, (key, value) in enumerate(_GIT_CONFIG):
+        env[f"GIT_CONFIG_KEY_{i}"] = key
+        env[f"GIT_CONFIG_VALUE_{i}"] = value
+    return env
+
+
+@functools.cache
+def _probe_bwrap() -> tuple[bool, str]:
+    exe = shutil.which("bwrap", path=os.pathsep.join(["/usr/local/bin", "/usr/bin", "/bin"]))
+    if exe is None:
+        return (
+            False,
+            "bubblewrap (bwrap) is not installed: commands run with a scrubbed "
+            "environment, a time limit and their own process group, but can reach the "
+            "network and write outside their directory. Install bubblewrap to sandbox them.",
+        )
+    try:
+        probe = subprocess.run(
+            [exe, *_bwrap_args(Path("/")), "--", "/bin/true"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"bwrap at {exe} could not start ({exc}); commands run unsandboxed."
+    if probe.returncode != 0:
+        why = probe.stderr.decode("utf-8", "replace").strip()[:200]
+        return (
+            False,
+            f"bwrap at {exe} does not work here ({why or probe.returncode}); user "
+            "namespaces may be disabled. Commands run unsandboxed.",
+        )
+    return (
+        True,
+        f"bwrap at {exe}: commands run with no network, the system read-only, only "
+        "their working directory writable and a private /tmp.",
+    )
+
+
+def shell_sandbox_status() -> tuple[bool, str]:
+    """Whether commands are sandboxed with bubblewrap, for ``briotui doctor``.
+
+    Returns:
+        ``(available, detail)``; the detail says what to do when it is not.
+    """
+    return _probe_bwrap()
+
+
+def _bwrap_args(cwd: Path) -> list[str]:
+    args = [
+        "--die-with-parent",
+        "--new-session",
+        "--unshare-net",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--ro-bind", "/", "/",
+        "--dev", "/dev",
+        "--proc", "/proc",
+        "--tmpfs", "/tmp",
+    ]  # fmt: skip
+    if str(cwd) != "/":
+        args += ["--bind", str(cwd), str(cwd)]
+    return [*args, "--chdir", str(cwd)]
+
+
+def run_command(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    timeout_s: float,
+    max_output_bytes: int,
+    sandbox: bool | None = None,
+    path: str | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> CommandOutput:
+    """Run ``argv`` (never through a shell) and collect its output.
+
+    The caller checks :meth:`CommandPolicy.check` (or a user's grant) first; this
+    function only runs.
+
+    Args:
+        argv: Program name and arguments. The program is looked up on ``path``.
+        cwd: The working directory; the only writable place when sandboxed.
+        timeout_s: Wall-clock limit; past it the whole process group is killed.
+        max_output_bytes: Most bytes kept from each of stdout and stderr; the rest is
+            read and dropped, so the process never blocks on a full pipe.
+        sandbox: True to require bubblewrap, False to never use it, None to use it
+            when it works here.
+        path: The PATH to resolve and run with; :func:`default_safe_path` if None.
+        extra_env: More variables for the command (scrubbed, see :func:`scrubbed_env`).
+
+    Returns:
+        Exit code, bounded stdout and stderr, whether they were cut, and duration.
+        When the program exits, anything it left running in its process group is
+        killed.
+
+    Raises:
+        CommandRefused: ``argv`` is empty, not text, or has a NUL byte.
+        CommandNotFound: The program is not on the kernel's PATH.
+        CommandFailed: It could not start, or ``sandbox=True`` without bubblewrap.
+        CommandTimeout: It ran past ``timeout_s`` (carries the output so far).
+    """
+    if isinstance(argv, (str, bytes)) or not argv or not all(isinstance(a, str) for a in argv):
+        raise CommandRefused("Give the command as a list: program, then arguments.", argv=[])
+    if any("\x00" in a for a in argv):
+        raise CommandRefused("An argument contains a NUL byte.", argv=list(argv))
+    program = argv[0]
+    if "/" in program or "\\" in program:
+        raise CommandRefused(f"{program!r} is a path; give the program's name.", argv=list(argv))
+    search = path if path is not None else default_safe_path()
+    exe = shutil.which(program, path=search)
+    if exe is None:
+        raise CommandNotFound(
+            f"{program!r} is not installed on the kernel's PATH ({search}). Install it in "
+            "the project's environment, or use another program."
+        )
+    cwd = Path(os.path.realpath(cwd))
+    if not cwd.is_dir():
+        raise CommandFailed(f"The working directory {cwd} does not exist.")
+    use_sandbox, detail = _probe_bwrap() if sandbox is not False else (False, "")
+    if sandbox and not use_sandbox:
+        raise CommandFailed(f"A sandbox was required but is unavailable: {detail}")
+    home_dir = None if use_sandbox else tempfile.mkdtemp(prefix="briotui-home-")
+    env = scrubbed_env(
+        cwd, home="/tmp" if use_sandbox else str(home_dir), path=search, extra=extra_env
+    )
+    full = [exe, *argv[1:]]
+    if use_sandbox:
+        bwrap = shutil.which("bwrap", path="/usr/local/bin:/usr/bin:/bin")
+        assert bwrap is not None
+        full = [bwrap, *_bwrap_args(cwd), "--", *full]
+    try:
+        return _run(full, cwd, env, timeout_s, max_output_bytes, use_sandbox)
+    finally:
+        if home_dir is not None:
+            shutil.rmtree(home_dir, ignore_errors=True)
+
+
+class _Capture:
+    """One bounded output stream."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.kept = 0
+        self.truncated = False
+
+    def add(self, data: bytes) -> None:
+        room = self.limit - self.kept
+        if len(data) > room:
+            self.truncated = True
+            data = data[: max(room, 0)]
+        if data:
+            self.chunks.append(data)
+            self.kept += len(data)
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode("utf-8", "replace")
+
+
+def _run(
+    full: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    timeout_s: float,
+    max_output_bytes: int,
+    sandboxed: bool,
+) -> CommandOutput:
+    start = time.monotonic()
+    deadline = start + timeout_s
+    try:
+        proc = subprocess.Popen(
+            full,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            shell=False,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        raise CommandFailed(f"{full[0]!r} could not be started: {exc.strerror or exc}.") from exc
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    captures = {
+        proc.stdout.fileno(): _Capture(max_output_bytes),
+        proc.stderr.fileno(): _Capture(max_output_bytes),
+    }
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    timed_out = False
+    with selectors.DefaultSelector() as sel:
+        sel.register(out_fd, selectors.EVENT_READ)
+        sel.register(err_fd, selectors.EVENT_READ)
+        while sel.get_map():
+            now = time.monotonic()
+            if now >= deadline:
+                timed_out = True
+                break
+            if proc.poll() is not None:
+                # The program is done; whatever it left behind in its group goes too,
+                # so a background child holding the pipes cannot keep us waiting.
+                _kill_group(proc.pid)
+            for key, _ in sel.select(timeout=min(0.1, deadline - now)):
+                fd = int(key.fd)
+                data = os.read(fd, 65536)
+                if data:
+                    captures[fd].add(data)
+                else:
+                    sel.unregister(fd)
+    if timed_out:
+        _kill_group(proc.pid)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    _kill_group(proc.pid)
+    proc.stdout.close()
+    proc.stderr.close()
+    duration_ms = int((time.monotonic() - start) * 1000)
+    out, err = captures[out_fd], captures[err_fd]
+    if timed_out:
+        raise CommandTimeout(
+            f"The command ran past its {timeout_s:g} s limit and was killed with all its "
+            "child processes. Run fewer tests at once, or ask for a longer limit.",
+            stdout=out.text(),
+            stderr=err.text(),
+        )
+    return CommandOutput(
+        exit_code=int(proc.returncode),
+        stdout=out.text(),
+        stderr=err.text(),
+        truncated=out.truncated or err.truncated,
+        duration_ms=duration_ms,
+        sandboxed=sandboxed,
+    )
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+# --- sessions --------------------------------------------------------------------------
+
+CACHE_DIRS: Final[frozenset[str]] = frozenset(
+    {"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
+)
+"""Directories whose contents a command's run never copies back into the session."""
+CACHE_SUFFIXES: Final[tuple[str, ...]] = (".pyc", ".pyo")
+"""File suffixes never copied back."""
+
+
+def is_cache_path(rel: str) -> bool:
+    """Whether ``rel`` is a tool cache: under a :data:`CACHE_DIRS` directory or a ``.pyc``."""
+    parts = rel.split("/")
+    return any(p in CACHE_DIRS for p in parts[:-1]) or rel.endswith(CACHE_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class SessionRun:
+    """A command run in a session.
+
+    Attributes:
+        output: What the command printed and how it exited.
+        changed: Session paths written or deleted from what the process changed,
+            sorted (caches excluded).
+    """
+
+    output: CommandOutput
+    changed: list[str]
+
+
+def run_in_session(
+    session: Session,
+    argv: Sequence[str],
+    *,
+    workdir: Path,
+    cwd: str = "",
+    timeout_s: float,
+    max_output_bytes: int,
+    sandbox: bool | None = None,
+    path: str | None = None,
+    materialized: Materialized | None = None,
+) -> SessionRun:
+    """Run ``argv`` over a session's files and bring its file changes into the session.
+
+    The session is materialized into ``workdir`` (:meth:`Materialized.sync_out`: copies,
+    never links), the command runs in ``workdir/cwd``, then
+    :meth:`Materialized.sync_back` copies what it created, changed or deleted into the
+    session through the session's path policy.
+
+    The cache rule: tool caches (:func:`is_cache_path`: ``__pycache__/``,
+    ``.pytest_cache/``, ``.ruff_cache/``, ``.mypy_cache/``, ``*.pyc``) are never copied
+    back. New cache files are removed from ``workdir`` before the sync; a cache file the
+    session already had keeps the session's content even if the process changed or
+    deleted it.
+
+    On a timeout nothing is copied back and :class:`CommandTimeout` propagates; the
+    caller should then drop ``workdir`` (a half-finished run's files are not trusted).
+
+    Args:
+        session: The session to run over.
+        argv: Program and arguments (already checked by the caller).
+        workdir: The directory to materialize into.
+        cwd: Working directory relative to the session root ("" for the root).
+        timeout_s: See :func:`run_command`.
+        max_output_bytes: See :func:`run_command`.
+        sandbox: See :func:`run_command`.
+        path: See :func:`run_command`.
+        materialized: A :class:`Materialized` from an earlier run over the same session
+            and ``workdir`` (sync is then incremental and the directory is kept); if
+            None, a new one is made and ``workdir`` is removed afterwards.
+
+    Returns:
+        The output and the changed session paths.
+
+    Raises:
+        PathRefused: ``cwd`` is not a valid session path.
+        CommandRefused, CommandNotFound, CommandFailed, CommandTimeout: as for
+            :func:`run_command`.
+    """
+    from briotui.kernel.vfs.materialize import Materialized
+
+    rel_cwd = session.manager.policy.normalize(cwd, allow_root=True)
+    own = materialized is None
+    mat = materialized if materialized is not None else Materialized(session, workdir)
+    try:
+        mat.sync_out()
+        run_dir = mat.dest / rel_cwd if rel_cwd else mat.dest
+        run_dir.mkdir(parents=True, exist_ok=True)
+        kept_caches = {
+            e.path: (session.read(e.path), e.executable)
+            for e in session.list_dir("", True)
+            if e.kind == "file" and is_cache_path(e.path)
+        }
+        output = run_command(
+            argv,
+            cwd=run_dir,
+            timeout_s=timeout_s,
+            max_output_bytes=max_output_bytes,
+            sandbox=sandbox,
+            path=path,
+        )
+        _drop_new_caches(mat.dest, set(kept_caches))
+        changed = []
+        for rel in mat.sync_back():
+            if rel in kept_caches:
+                data, executable = kept_caches[rel]
+                session.write(rel, data, executable)
+            elif not is_cache_path(rel):
+                changed.append(rel)
+        return SessionRun(output=output, changed=sorted(changed))
+    finally:
+        if own:
+            mat.remove()
+
+
+def _drop_new_caches(root: Path, keep: set[str]) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        base = Path(dirpath)
+        for name in filenames:
+            full = base / name
+            rel = full.relative_to(root).as_posix()
+            if is_cache_path(rel) and rel not in keep:
+                full.unlink(missing_ok=True)
+        for name in list(dirnames):
+            full = base / name
+            if full.is_symlink():
+                dirnames.remove(name)
