@@ -84,13 +84,13 @@ def test_run_json_error_when_replies_run_out(
     error = data["error"]
     assert isinstance(error, dict)
     assert {"kind", "title", "message"} <= set(error)
-    assert "used up" in str(error["message"])
+    assert "No scripted reply is left" in str(error["message"])
 
 
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["run", "x"], "--agent"),
+        (["run", "x", "--agent", "echo", "--provider", "scripted:"], "FILE is a JSON array"),
         (["run", "x", "--agent", "nobody"], "no agent called 'nobody'"),
         (
             ["run", "x", "--agent", "echo", "--provider", "scripted:/nonexistent.json"],

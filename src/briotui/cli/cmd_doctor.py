@@ -16,6 +16,7 @@ from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.config import load_models_config
 from briotui.kernel.llm.health import check_providers
 from briotui.kernel.paths import ProjectPaths, cache_dir
+from briotui.kernel.shelltool import shell_sandbox_status
 from briotui.kernel.runtime.cache import componentize_py_version
 from briotui.kernel.runtime.engine import wasmtime_version
 
@@ -115,6 +116,16 @@ def _project(paths: ProjectPaths) -> list[Check]:
                 "Run `git init` to enable commits.",
             )
         )
+    sandboxed, detail = shell_sandbox_status()
+    checks.append(
+        Check("shell sandbox", "ok", detail)
+        if sandboxed
+        else Check(
+            "shell sandbox", "warn", detail,
+            "Install bubblewrap (apt-get install bubblewrap) so agents' commands run with "
+            "no network and only their session writable.",
+        )
+    )
     if paths.brio.exists() and not os.access(paths.brio, os.W_OK):
         checks.append(
             Check("state", "error", f"{paths.brio} is not writable", "Fix its permissions.")

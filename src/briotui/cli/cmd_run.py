@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -20,6 +21,8 @@ from briotui.kernel.llm.types import Provider
 from briotui.kernel.runtime.context import RunBindings
 from briotui.kernel.runtime.events import Event, LogLine
 from briotui.kernel.runtime.instance import RunFailed, RunOutcome, outcome_json
+from briotui.kernel.state import StatePatch
+from briotui.kernel.supervisor import TaskResult
 from briotui.kernel.text import sanitize
 from briotui.kernel.vfs import Session
 
@@ -30,12 +33,18 @@ def register(sub: Any) -> None:
         "run",
         help="run an agent on a task, headless",
         description=(
-            "Run one agent on a task in the current project and print its result. "
-            "The agent is built first if needed."
+            "Run a task headless in the current project: the whole pipeline, or one agent "
+            "with --agent. Agents are built first if needed. The changes land in a new "
+            "session; nothing is applied to your files."
         ),
     )
     run.add_argument("task", metavar="TASK", help="what to do, in words")
-    run.add_argument("--agent", metavar="NAME", help="the agent to run (see `briotui agents list`)")
+    run.add_argument(
+        "--agent",
+        metavar="NAME",
+        help="run only this agent (see `briotui agents list`); without it the whole "
+        "pipeline runs: Council, Foreman with Coders in parallel branches, Reviewer, tests",
+    )
     run.add_argument(
         "--provider",
         metavar="SPEC",
@@ -88,13 +97,82 @@ def parse_provider(spec: str | None, project: str = ".") -> Provider:
 
 def handle(args: argparse.Namespace) -> int:
     """Handle ``run``."""
-    if not args.agent:
-        raise ConfigError(
-            "Name the agent to run with --agent NAME; `briotui agents list` shows them.",
-            title="Which agent?",
-        )
     provider = parse_provider(args.provider, args.project)
+    if not args.agent:
+        return asyncio.run(_pipeline(args, provider))
     return asyncio.run(_run(args, provider))
+
+
+async def _pipeline(args: argparse.Namespace, provider: Provider) -> int:
+    """The whole pipeline: progress lines on stderr, then the session and its review."""
+    kernel = Kernel(args.project)
+    kernel.set_approvals(args.approve, terminal_prompt if args.approve == "ask" else None)
+    if not args.json:
+        kernel.state.subscribe(_progress_printer(kernel))
+    try:
+        await kernel.build_agents(on_event=None if args.json else BuildProgress())
+        result = await kernel.wait(await kernel.submit(args.task, provider=provider))
+        session = kernel.sessions().get(result.session_id)
+        if args.json:
+            print_json(
+                {
+                    **result.to_dict(),
+                    "session": _session_json(session),
+                    "tasks": kernel.state.get(["tasks"]),
+                }
+            )
+        else:
+            _print_pipeline(result, session)
+    finally:
+        await kernel.close()
+        close = getattr(provider, "aclose", None)
+        if close is not None:
+            await close()
+    return 0 if result.status == "done" else 1
+
+
+def _progress_printer(kernel: Kernel) -> Callable[[StatePatch], None]:
+    def show(patch: StatePatch) -> None:
+        for op in patch.ops:
+            parts = op["path"].split("/")
+            if len(parts) < 3 or parts[1] != "tasks":
+                continue
+            if len(parts) == 3 and op["op"] == "add":
+                task = op["value"]
+                print(
+                    f"  {task['agent']:<9} {parts[2]}: {sanitize(task['title'])[:70]}",
+                    file=sys.stderr,
+                )
+            elif parts[3:] == ["status"] and op["value"] != "running":
+                print(f"  {parts[2]} {op['value']}", file=sys.stderr)
+            elif parts[3:4] == ["milestones"] and op["op"] == "add":
+                print(f"  {parts[2]} reached: {sanitize(op['value']['name'])}", file=sys.stderr)
+
+    return show
+
+
+def _print_pipeline(result: TaskResult, session: Session) -> None:
+    if result.error is None:
+        print(sanitize(result.summary))
+    for item in result.plan:
+        print(f"  - {sanitize(item.get('title', ''))}")
+    for conflict in result.merge.get("conflicts", []):
+        for file in conflict["files"]:
+            print(f"  conflict: {file['path']} (branch session {conflict['session']})")
+    review = result.review
+    if review:
+        print(f"Review: {review.get('verdict', 'none')}")
+        for finding in review.get("findings", []):
+            where = finding.get("hunk_id") or "general"
+            print(f"  [{finding['severity']}] {where}: {sanitize(finding['message'])}")
+    if result.verified is not None:
+        print("Tests: " + ("passed in the session (verified)" if result.verified else "failed"))
+    if result.error:
+        print(
+            f"error: {result.error['title']}\n  {sanitize(result.error['message'])}",
+            file=sys.stderr,
+        )
+    print(_session_line(session))
 
 
 async def _run(args: argparse.Namespace, provider: Provider) -> int:

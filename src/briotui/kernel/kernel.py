@@ -11,22 +11,35 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from briotui.kernel.agents import AgentSpec, Discovery, discover
 from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.checker import Capabilities, PromptFn
 from briotui.kernel.caps.model import ApproveMode
 from briotui.kernel.caps.profiles import load_profiles
-from briotui.kernel.errors import AgentNotFound
+from briotui.kernel.errors import AgentNotFound, BrioError
+from briotui.kernel.llm.types import Provider
+from briotui.kernel.mesh import Mesh
 from briotui.kernel.paths import ProjectPaths
+from briotui.kernel.records import Recorder
 from briotui.kernel.runtime.build import Builder, BuildEvent, BuildResult
 from briotui.kernel.runtime.cache import BuildCache
 from briotui.kernel.runtime.context import RunBindings
 from briotui.kernel.runtime.engine import EngineSettings, EpochTicker, make_engine
-from briotui.kernel.runtime.events import EventBus
-from briotui.kernel.runtime.instance import AgentInstance, AgentTask, LoadedAgent, RunOutcome
+from briotui.kernel.runtime.events import Event, EventBus
+from briotui.kernel.runtime.instance import (
+    AgentInstance,
+    AgentTask,
+    LoadedAgent,
+    RunFailed,
+    RunOutcome,
+)
 from briotui.kernel.runtime.pool import AgentPool
-from briotui.kernel.vfs import SessionManager
+from briotui.kernel.state import StateTree, TaskStatus
+from briotui.kernel.supervisor import Supervisor, TaskResult
+from briotui.kernel.tools import ShellService, SqlService
+from briotui.kernel.vfs import Session, SessionManager
 
 
 class Kernel:
@@ -61,6 +74,17 @@ class Kernel:
         self._audit: AuditLog | None = None
         self.approve_mode: ApproveMode = "never"
         self.prompt: PromptFn | None = None
+        self.state = StateTree(
+            {"agents": {}, "tasks": {}, "sessions": {}, "usage": {}, "provider": {}},
+            loop=self.loop,
+        )
+        self._recorder: Recorder | None = None
+        self.mesh = Mesh()
+        self._shell: ShellService | None = None
+        self._sql: SqlService | None = None
+        self._jobs: dict[str, asyncio.Task[TaskResult]] = {}
+        self._task_sessions: dict[str, Session] = {}
+        self.events.subscribe(self._on_event)
 
     # -- agents ----------------------------------------------------------------------
 
@@ -130,6 +154,136 @@ class Kernel:
             self._sessions = SessionManager.open(self.paths.root)
         return self._sessions
 
+    def shell(self) -> ShellService:
+        """Runs agents' allowed commands in sessions (the ``[shell]`` config applies).
+
+        Raises:
+            ConfigError: ``[shell]`` in ``.brio/config.toml`` is invalid.
+        """
+        if self._shell is None:
+            self._shell = ShellService(self.paths)
+        return self._shell
+
+    def sql(self) -> SqlService:
+        """Opens agent instances' private SQL tables in ``.brio/agents.db``."""
+        if self._sql is None:
+            self._sql = SqlService(self.paths)
+        return self._sql
+
+    @property
+    def recorder(self) -> Recorder:
+        """The task tree and the store's records of tasks, transcripts and reviews."""
+        if self._recorder is None:
+            self._recorder = Recorder(self.state, self.sessions().store)
+        return self._recorder
+
+    def _on_event(self, event: Event) -> None:
+        self.recorder.on_event(event)
+
+    def session_of(self, task_id: str) -> Session | None:
+        """The session a task (or, for a subtask, its nearest ancestor) works in."""
+        while task_id:
+            if task_id in self._task_sessions:
+                return self._task_sessions[task_id]
+            task_id = task_id.rpartition(".")[0]
+        return None
+
+    def new_session(self, *, label: str, task: str) -> Session:
+        """A new session on the project's current state, published in the state tree."""
+        session = self.sessions().create(label=label, task=task)
+        self.state.set(
+            ["sessions", session.id],
+            {"id": session.id, "task": task[:200], "label": label},
+            parents=True,
+        )
+        return session
+
+    def record_review(self, session_id: str, review: dict[str, Any]) -> None:
+        """Keep the Reviewer's verdict and findings for a session."""
+        self.recorder.record_review(session_id, review)
+
+    def review_of(self, session_id: str) -> dict[str, Any] | None:
+        """The latest review of a session, or None."""
+        return self.recorder.review_of(session_id)
+
+    def is_verified(self, session_id: str) -> bool:
+        """Whether the project's test command passed in the session (the kernel saw it)."""
+        from briotui.kernel.supervisor import test_command
+
+        command = test_command(self)
+        verified = command is not None and self.recorder.passed(session_id, command)
+        self.state.set(["sessions", session_id, "verified"], verified, parents=True)
+        return verified
+
+    def transcript(self, task_id: str) -> list[dict[str, Any]]:
+        """The stored messages of a task and its subtasks, with provider and model."""
+        return self.recorder.transcript(task_id)
+
+    # -- tasks -----------------------------------------------------------------------
+
+    async def submit(
+        self,
+        goal: str,
+        *,
+        agent: str | None = None,
+        provider: Provider | None = None,
+        concurrency: int = 2,
+    ) -> str:
+        """Start a task in the background; returns its id (see :meth:`wait`).
+
+        With ``agent`` None the whole pipeline runs (Council, Foreman with Coders in
+        branches, Reviewer, tests); otherwise that one agent. Either way the changes
+        land in one new session and nothing is applied.
+        """
+        task_id = "t-" + uuid.uuid4().hex[:8]
+        session = await asyncio.to_thread(self.new_session, label=agent or "pipeline", task=goal)
+        self._task_sessions[task_id] = session
+        self.recorder.task_started(
+            task_id, agent=agent or "pipeline", goal=goal, parent=None, session_id=session.id
+        )
+        supervisor = Supervisor(self, provider, concurrency=concurrency)
+        self._jobs[task_id] = self.loop.create_task(
+            self._drive(task_id, goal, agent, session, supervisor), name=f"task {task_id}"
+        )
+        return task_id
+
+    async def _drive(
+        self, task_id: str, goal: str, agent: str | None, session: Session, sup: Supervisor
+    ) -> TaskResult:
+        try:
+            if agent is None:
+                result = await sup.run_pipeline(task_id, goal, session)
+            else:
+                outcome = await self.run_agent(
+                    agent,
+                    goal,
+                    bindings=sup.bindings(session),
+                    task_id=f"{task_id}.{agent}",
+                    parent_task=task_id,
+                )
+                result = TaskResult(task_id, "done", outcome.summary, session.id)
+        except RunFailed as failure:
+            status: TaskStatus = "cancelled" if failure.error.kind == "cancelled" else "failed"
+            result = TaskResult(
+                task_id, status, failure.error.message, session.id, error=failure.error.to_dict()
+            )
+        except BrioError as error:
+            result = TaskResult(task_id, "failed", error.message, session.id, error=error.to_dict())
+        except asyncio.CancelledError:
+            result = TaskResult(task_id, "cancelled", "cancelled", session.id)
+        self.recorder.task_finished(
+            task_id,
+            result.status,
+            result.summary,
+            None,
+            session_id=session.id,
+        )
+        return result
+
+    async def wait(self, task_id: str) -> TaskResult:
+        """The result of a submitted task, once it ends."""
+        return await self._jobs[task_id]
+
     async def watch_project(self) -> None:
         """Keep a live base while the kernel runs, so new sessions are O(changes)."""
         await asyncio.to_thread(self.sessions().start_watching)
@@ -177,6 +331,7 @@ class Kernel:
         bindings: RunBindings | None = None,
         context: Sequence[tuple[str, str]] = (),
         task_id: str | None = None,
+        parent_task: str | None = None,
         build: bool = True,
         on_build: Callable[[BuildEvent], None] | None = None,
     ) -> RunOutcome:
@@ -196,25 +351,69 @@ class Kernel:
             task_id=tid,
             session_id=given.session_id or str(getattr(given.workspace, "id", "")),
             capabilities=given.capabilities or self.capabilities(),
+            shell=given.shell or (self.shell() if isinstance(given.workspace, Session) else None),
+            sql=given.sql or self.sql(),
+            mesh=given.mesh or self.mesh,
         )
         self._running[tid] = instance
+        if isinstance(run_bindings.workspace, Session):
+            self._task_sessions.setdefault(tid, run_bindings.workspace)
+        self.recorder.task_started(
+            tid,
+            agent=name,
+            goal=goal,
+            parent=parent_task,
+            session_id=run_bindings.session_id or None,
+        )
         try:
-            return await instance.run(AgentTask(tid, goal, tuple(context)), run_bindings)
+            outcome = await instance.run(AgentTask(tid, goal, tuple(context)), run_bindings)
+        except RunFailed as failure:
+            status: TaskStatus = "cancelled" if failure.error.kind == "cancelled" else "failed"
+            self.recorder.task_finished(
+                tid,
+                status,
+                failure.error.message,
+                failure.usage,
+                agent=name,
+                session_id=run_bindings.session_id,
+            )
+            raise
         finally:
             self._running.pop(tid, None)
+        self.recorder.task_finished(
+            tid,
+            "done",
+            outcome.summary,
+            outcome.usage,
+            agent=name,
+            session_id=run_bindings.session_id,
+        )
+        return outcome
 
     def cancel(self, task_id: str) -> bool:
-        """Cancel the run of ``task_id``; returns whether one was running."""
-        instance = self._running.get(task_id)
-        if instance is None:
-            return False
-        instance.cancel()
-        return True
+        """Cancel ``task_id`` and its whole subtree; returns whether anything was running.
+
+        Running agents are stopped by epoch interruption (their in-flight model requests
+        are cancelled with them); a submitted task's driver is cancelled too.
+        """
+        hit = False
+        for tid, instance in list(self._running.items()):
+            if tid == task_id or tid.startswith(task_id + "."):
+                instance.cancel()
+                hit = True
+        job = self._jobs.get(task_id)
+        if job is not None and not job.done():
+            job.cancel()
+            hit = True
+        return hit
 
     async def close(self) -> None:
         """Cancel runs, close pools and stop the epoch ticker."""
         for instance in list(self._running.values()):
             instance.cancel()
+        for job in self._jobs.values():
+            if not job.done():
+                job.cancel()
         for pool in self._pools.values():
             await pool.close()
         self._pools.clear()

@@ -31,6 +31,7 @@ from briotui.kernel.caps.model import (
     Source,
     covers,
     matches,
+    path_matches,
 )
 from briotui.kernel.errors import CapabilityDenied
 from briotui.kernel.store import Store
@@ -225,6 +226,12 @@ class Capabilities:
                 return grant
         return None
 
+    def refuse(self, request: CapabilityRequest, by: str, reason: str) -> Verdict:
+        """Deny ``request`` without asking (a hard rule said no), and audit it."""
+        verdict = Verdict(False, by, reason)
+        self.audit.record(request, "denied", by, reason)
+        return verdict
+
     def check(self, request: CapabilityRequest) -> Verdict:
         """Decide ``request``; blocks the calling worker thread while the user decides."""
         verdict = self._decide(request)
@@ -234,6 +241,17 @@ class Capabilities:
         return verdict
 
     def _decide(self, request: CapabilityRequest) -> Verdict:
+        if (
+            request.scope
+            and request.capability == "write"
+            and not any(path_matches(g, request.target) for g in request.scope)
+        ):
+            return Verdict(
+                False,
+                "scope",
+                f"outside this subtask's scope ({', '.join(request.scope)}), which its parent "
+                "delegated",
+            )
         grant = self._covering(request)
         if grant is not None:
             return Verdict(True, f"{grant.source}:{grant.id}")

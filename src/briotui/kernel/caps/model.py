@@ -75,6 +75,8 @@ class CapabilityRequest:
     task_id: str = ""
     session_id: str = ""
     reason: str = ""
+    scope: tuple[str, ...] = ()
+    """Path globs a subtask's writes are confined to (delegated by its parent)."""
 
     @property
     def risk(self) -> str:

@@ -5,9 +5,13 @@ wherever a reply's provenance shows. The file is a JSON array; each element answ
 one request, in order:
 
 - a string: the reply text;
-- an object: ``{"text": "...", "delay_ms": 0, "error": null, "model": "..."}`` where
-  ``delay_ms`` waits before answering (to test time limits) and ``error`` fails the
-  request with that message.
+- an object: ``{"text": "...", "delay_ms": 0, "error": null, "model": "...",
+  "agent": "coder", "match": "words"}`` where ``delay_ms`` waits before answering (to
+  test time limits), ``error`` fails the request with that message, and ``agent`` /
+  ``match`` make the reply answer only a request from that agent whose messages
+  contain those words (agents that run in parallel ask in no fixed order).
+
+A request gets the first unused reply that fits it.
 
 When the replies run out, the next request fails with a clear error.
 """
@@ -36,6 +40,16 @@ class ScriptedReply:
     delay_ms: int = 0
     error: str | None = None
     model: str = SCRIPTED_MODEL
+    agent: str | None = None
+    match: str | None = None
+
+    def fits(self, request: CompletionRequest) -> bool:
+        """Whether this reply may answer ``request``."""
+        if self.agent is not None and self.agent != request.agent:
+            return False
+        if self.match is not None:
+            return any(self.match in m.content for m in request.messages)
+        return True
 
 
 def _parse_reply(index: int, raw: Any, source: str) -> ScriptedReply:
@@ -46,13 +60,17 @@ def _parse_reply(index: int, raw: Any, source: str) -> ScriptedReply:
         delay = raw.get("delay_ms", 0)
         error = raw.get("error")
         model = raw.get("model", SCRIPTED_MODEL)
+        agent, match = raw.get("agent"), raw.get("match")
         if (
             isinstance(text, str)
             and isinstance(delay, int)
-            and (error is None or isinstance(error, str))
+            and all(v is None or isinstance(v, str) for v in (error, agent, match))
             and isinstance(model, str)
         ):
-            return ScriptedReply(text=text, delay_ms=max(0, delay), error=error, model=model)
+            return ScriptedReply(
+                text=text, delay_ms=max(0, delay), error=error, model=model, agent=agent,
+                match=match,
+            )
     raise ConfigError(
         f"Reply {index + 1} in {source} is neither a string nor an object like "
         '{"text": "...", "delay_ms": 0}. Fix that element of the JSON array.',
@@ -72,7 +90,7 @@ class ScriptedProvider:
 
     def __init__(self, replies: Sequence[ScriptedReply], *, source: str = "<memory>") -> None:
         self._replies = list(replies)
-        self._next = 0
+        self._used = [False] * len(self._replies)
         self._source = source
         self._lock = asyncio.Lock()
 
@@ -107,24 +125,30 @@ class ScriptedProvider:
     @property
     def remaining(self) -> int:
         """How many replies are left."""
-        return len(self._replies) - self._next
+        return self._used.count(False)
 
     async def complete(
         self, request: CompletionRequest, on_delta: DeltaCallback | None = None
     ) -> Completion:
         """Answer with the next scripted reply."""
         async with self._lock:
-            if self._next >= len(self._replies):
+            index = next(
+                (i for i, r in enumerate(self._replies) if not self._used[i] and r.fits(request)),
+                None,
+            )
+            if index is None:
+                left = self._used.count(False)
                 raise ProviderError(
-                    f"All {len(self._replies)} scripted replies in {self._source} are used up; "
-                    "add more replies to the file for this run.",
+                    f"No scripted reply is left for this request from {request.agent or 'an agent'}"
+                    f" ({left} of {len(self._replies)} unused in {self._source}, none fitting); "
+                    "add replies to the file for this run.",
                     provider=self.name,
                     model=SCRIPTED_MODEL,
                     cause="exhausted",
                     title="Scripted replies ran out",
                 )
-            reply = self._replies[self._next]
-            self._next += 1
+            self._used[index] = True
+            reply = self._replies[index]
         if reply.delay_ms:
             await asyncio.sleep(reply.delay_ms / 1000)
         if reply.error is not None:

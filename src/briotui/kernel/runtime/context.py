@@ -13,18 +13,40 @@ import concurrent.futures
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from briotui.kernel.caps.checker import Capabilities
 from briotui.kernel.errors import AgentError
 from briotui.kernel.limits import Limits
 from briotui.kernel.llm.types import Provider, Usage
+from briotui.kernel.mesh import Endpoint, Envelope, Mesh
 from briotui.kernel.runtime.events import EventSink, LogLine
+from briotui.kernel.sqlpolicy import AgentSql
 from briotui.kernel.workspace import WorkspaceView
 
+if TYPE_CHECKING:
+    from briotui.kernel.tools import ShellService, SqlService
+
 T = TypeVar("T")
+
+
+class TaskHost(Protocol):
+    """What the ``tasks`` subtask imports call (the supervisor implements it)."""
+
+    async def spawn(self, parent_task: str, parent_agent: str, subtask: dict[str, Any]) -> str:
+        """Start a subtask; returns its id."""
+        ...
+
+    async def wait(self, ids: Sequence[str], timeout_s: float) -> list[dict[str, Any]]:
+        """Wait for subtasks; their results."""
+        ...
+
+    async def merge(self, parent_task: str, ids: Sequence[str]) -> dict[str, Any]:
+        """Merge subtasks' branches into the parent's session; a report."""
+        ...
+
 
 AskUser = Callable[[str, str], Coroutine[Any, Any, str]]
 """Asks the user a question on behalf of an agent: ``(agent, question) -> answer``."""
@@ -43,11 +65,23 @@ class RunBindings:
         session_id: The session's id, for session-scoped grants.
         capabilities: The check every host call goes through; None only for trusted
             internal runs (the kernel always binds one for agents it runs).
+        tasks: Serves the ``tasks`` subtask imports (the supervisor); None answers
+            ``unavailable``.
+        scope: Path globs this run's writes are confined to (a subtask's files); empty
+            for no confinement beyond the agent's grants.
+        shell: Runs allowed commands over the session; None answers ``unavailable``.
+        sql: Opens the instance's private SQL tables; None answers ``unavailable``.
+        mesh: Carries messages between agents; None answers ``unavailable``.
     """
 
     task_id: str = ""
     session_id: str = ""
     capabilities: Capabilities | None = None
+    tasks: TaskHost | None = None
+    scope: tuple[str, ...] = ()
+    shell: ShellService | None = None
+    sql: SqlService | None = None
+    mesh: Mesh | None = None
     provider: Provider | None = None
     workspace: WorkspaceView | None = None
     ask_user: AskUser | None = None
@@ -121,6 +155,18 @@ class CallContext:
         self.host_seconds = 0.0
         self.usage = Usage()
         self.models: list[tuple[str, str]] = []
+        self.sql: AgentSql | None = None
+        self.endpoint: Endpoint | None = None
+        self.requests: dict[int, Envelope] = {}
+
+    def release(self) -> None:
+        """Close what the instance held (its SQL connection, its mesh endpoint)."""
+        if self.sql is not None:
+            self.sql.close()
+            self.sql = None
+        if self.endpoint is not None and self.bindings.mesh is not None:
+            self.bindings.mesh.unregister(self.instance_id)
+            self.endpoint = None
 
     def begin(self, bindings: RunBindings) -> None:
         """Reset per-run state for a new run."""

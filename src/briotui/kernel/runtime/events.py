@@ -79,6 +79,31 @@ class ModelDelta(Event):
     text: str = ""
 
 
+@dataclass(frozen=True)
+class ModelReply(Event):
+    """A complete model reply, with its provenance (for the transcript and accounting)."""
+
+    task: str = ""
+    purpose: str = ""
+    prompt: str = ""
+    text: str = ""
+    provider: str = ""
+    model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class CommandRan(Event):
+    """An agent's command finished in a session (the kernel ran it and saw the exit)."""
+
+    task: str = ""
+    session: str = ""
+    argv: tuple[str, ...] = ()
+    exit_code: int = 0
+
+
 EventSink = Callable[[Event], None]
 
 

@@ -13,7 +13,9 @@ function is wrapped so that:
 
 from __future__ import annotations
 
+import json
 import logging
+import shlex
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,10 +27,12 @@ from briotui.kernel.agents import WIT_PACKAGE, WIT_VERSION, AgentSpec, world_imp
 from briotui.kernel.caps.model import Capability, CapabilityRequest
 from briotui.kernel.errors import BrioError, CapabilityDenied, ComponentError, HostError
 from briotui.kernel.llm.types import CompletionRequest, Message
+from briotui.kernel.mesh import Endpoint, Envelope, anyone
 from briotui.kernel.runtime import context as ctxmod
-from briotui.kernel.runtime.context import CallContext, HostTimeout
-from briotui.kernel.runtime.events import Milestone, ModelDelta, Progress
+from briotui.kernel.runtime.context import CallContext, HostTimeout, TaskHost
+from briotui.kernel.runtime.events import CommandRan, Milestone, ModelDelta, ModelReply, Progress
 from briotui.kernel.runtime.values import (
+    Case,
     Err,
     FuncShape,
     Ok,
@@ -37,6 +41,8 @@ from briotui.kernel.runtime.values import (
     export_shape,
     func_shape,
 )
+from briotui.kernel.sqlpolicy import AgentSql
+from briotui.kernel.vfs import Session
 from briotui.kernel.vfs.paths import DEFAULT_POLICY
 from briotui.kernel.workspace import Entry
 
@@ -139,6 +145,21 @@ def llm_complete(ctx: CallContext, request: dict[str, Any]) -> Any:
         return refused
     ctx.usage = ctx.usage + completion.usage
     ctx.models.append((completion.provider, completion.model))
+    ctx.events(
+        ModelReply(
+            agent=ctx.agent,
+            instance=ctx.instance_id,
+            task=ctx.bindings.task_id,
+            purpose=req.purpose,
+            prompt=req.messages[-1].content if req.messages else "",
+            text=completion.text,
+            provider=completion.provider,
+            model=completion.model,
+            input_tokens=completion.usage.input_tokens,
+            output_tokens=completion.usage.output_tokens,
+            cost_usd=completion.cost_usd,
+        )
+    )
     return Ok(
         {
             "text": completion.text,
@@ -186,6 +207,7 @@ def check_capability(
             task_id=ctx.bindings.task_id,
             session_id=ctx.bindings.session_id,
             reason=reason,
+            scope=ctx.bindings.scope,
         )
     )
     if verdict.allowed:
@@ -295,18 +317,207 @@ def ws_rename(ctx: CallContext, src: str, dst: str) -> Any:
     return _workspace_call(ctx, "write", (src, dst), go)
 
 
-# -- shell, sql, mesh (their kernel services arrive with later issues) ----------------
+# -- shell, sql, mesh ----------------------------------------------------------------
 
 
-def _not_yet(service: str) -> HostImpl:
-    def impl(ctx: CallContext, *args: Any) -> Any:
-        return _error(
-            "unavailable",
-            f"The {service} service is not enabled in this version of the kernel; "
-            "the call was not run.",
+def _unavailable(service: str) -> Err[dict[str, str]]:
+    return _error(
+        "unavailable",
+        f"This run has no {service} service (it runs only inside a session the kernel "
+        "manages, e.g. `briotui run` or the TUI).",
+    )
+
+
+def _request(
+    ctx: CallContext, capability: Capability, target: str, reason: str
+) -> CapabilityRequest:
+    return CapabilityRequest(
+        agent=ctx.agent,
+        capability=capability,
+        target=target,
+        instance=ctx.instance_id,
+        task_id=ctx.bindings.task_id,
+        session_id=ctx.bindings.session_id,
+        reason=reason,
+    )
+
+
+def shell_run(ctx: CallContext, command: dict[str, Any]) -> Any:
+    service, session = ctx.bindings.shell, ctx.bindings.workspace
+    if service is None or not isinstance(session, Session):
+        return _unavailable("shell")
+    argv = [str(a) for a in command["argv"]]
+    if not argv:
+        return _error("invalid", "The command is empty: give a program and its arguments.")
+    line = shlex.join(argv)
+    decision = service.policy.check(argv)
+    if not decision.allowed:
+        caps = ctx.bindings.capabilities
+        if caps is not None:
+            caps.refuse(_request(ctx, "shell", line, command["reason"]), "rule", decision.reason)
+        return _error("denied", f"{line!r} is refused: {decision.reason}")
+    if (denied := check_capability(ctx, "shell", line, command["reason"])) is not None:
+        return denied
+    limit_s = min(ctx.limits.host_call_timeout_ms / 1000, max(1.0, ctx.remaining_seconds()))
+    asked = command["timeout_ms"]
+    timeout_s = min(limit_s, asked / 1000) if asked else limit_s
+    try:
+        run = service.run(session, argv, cwd=command["cwd"], timeout_s=timeout_s)
+    except BrioError as exc:
+        return _error(_wit_kind(exc), exc.message)
+    out = run.output
+    ctx.events(
+        CommandRan(
+            agent=ctx.agent,
+            instance=ctx.instance_id,
+            task=ctx.bindings.task_id,
+            session=session.id,
+            argv=tuple(argv),
+            exit_code=out.exit_code,
         )
+    )
+    limit = ctx.limits.max_message_bytes // 2
+    return Ok(
+        {
+            "exit_code": out.exit_code,
+            "stdout": out.stdout[-limit:],
+            "stderr": out.stderr[-limit:],
+            "truncated": out.truncated or len(out.stdout) > limit or len(out.stderr) > limit,
+            "duration_ms": out.duration_ms,
+        }
+    )
 
-    return impl
+
+def _sql(ctx: CallContext) -> AgentSql | Err[dict[str, str]]:
+    service = ctx.bindings.sql
+    if service is None:
+        return _unavailable("sql")
+    if ctx.sql is None:
+        if (denied := check_capability(ctx, "sql", "*", "a private SQL scratch space")) is not None:
+            return denied
+        try:
+            ctx.sql = service.open()
+        except BrioError as exc:
+            return _error(_wit_kind(exc), exc.message)
+    return ctx.sql
+
+
+def sql_prefix(ctx: CallContext) -> str:
+    conn = _sql(ctx)
+    return conn.prefix if isinstance(conn, AgentSql) else ""
+
+
+def _sql_value(value: Case) -> Any:
+    return None if value.tag == "null" else value.payload
+
+
+def _wit_value(value: Any) -> Case:
+    if value is None:
+        return Case("null")
+    if isinstance(value, bool | int):
+        return Case("integer", int(value))
+    if isinstance(value, float):
+        return Case("real", value)
+    if isinstance(value, bytes):
+        return Case("blob", value)
+    return Case("text", str(value))
+
+
+def sql_execute(ctx: CallContext, statement: str, params: list[Case]) -> Any:
+    conn = _sql(ctx)
+    if not isinstance(conn, AgentSql):
+        return conn
+    try:
+        rows = conn.execute(statement, [_sql_value(p) for p in params])
+    except BrioError as exc:
+        return _error(_wit_kind(exc), exc.message)
+    return Ok(
+        {
+            "columns": list(rows.columns),
+            "rows": [[_wit_value(v) for v in row] for row in rows.rows],
+            "changes": rows.changes,
+        }
+    )
+
+
+def _endpoint(ctx: CallContext) -> Endpoint | Err[dict[str, str]]:
+    mesh = ctx.bindings.mesh
+    if mesh is None:
+        return _unavailable("mesh")
+    if ctx.endpoint is None:
+        try:
+            ctx.endpoint = mesh.register(
+                ctx.instance_id, peers=anyone, max_message_bytes=ctx.limits.max_message_bytes
+            )
+        except BrioError as exc:
+            return _error(_wit_kind(exc), exc.message)
+    return ctx.endpoint
+
+
+def _peer(ctx: CallContext, to: str) -> str:
+    """An instance id for ``to``: itself, or a running instance of the agent so named."""
+    mesh = ctx.bindings.mesh
+    assert mesh is not None
+    if to in mesh:
+        return to
+    return next((i for i in mesh.ids() if i.partition("#")[0] == to), to)
+
+
+def _envelope(ctx: CallContext, env: Envelope) -> dict[str, Any]:
+    request_id = None
+    if env.wants_reply:
+        request_id = len(ctx.requests) + 1
+        ctx.requests[request_id] = env
+    return {
+        "sender": env.sender,
+        "topic": env.topic,
+        "body": str(env.body),
+        "request_id": request_id,
+    }
+
+
+def _mesh_call(ctx: CallContext, to: str | None, act: Callable[[Endpoint, str], Any]) -> Any:
+    endpoint = _endpoint(ctx)
+    if not isinstance(endpoint, Endpoint):
+        return endpoint
+    peer = ""
+    if to is not None:
+        peer = _peer(ctx, to)
+        name = peer.partition("#")[0]
+        if (denied := check_capability(ctx, "mesh", name, f"message {to}")) is not None:
+            return denied
+    try:
+        return act(endpoint, peer)
+    except BrioError as exc:
+        return _error(_wit_kind(exc), exc.message)
+
+
+def mesh_send(ctx: CallContext, to: str, topic: str, body: str) -> Any:
+    return _mesh_call(ctx, to, lambda ep, peer: Ok(ep.send(peer, topic, body) and None))
+
+
+def mesh_request(ctx: CallContext, to: str, topic: str, body: str, timeout_ms: int) -> Any:
+    wait = min(timeout_ms / 1000, max(0.0, ctx.remaining_seconds()))
+    return _mesh_call(
+        ctx, to, lambda ep, peer: Ok(_envelope(ctx, ep.request(peer, topic, body, wait)))
+    )
+
+
+def mesh_receive(ctx: CallContext, timeout_ms: int) -> Any:
+    wait = min(timeout_ms / 1000, max(0.0, ctx.remaining_seconds()))
+
+    def receive(ep: Endpoint, _peer: str) -> Any:
+        env = ep.receive(wait)
+        return Ok(None if env is None else _envelope(ctx, env))
+
+    return _mesh_call(ctx, None, receive)
+
+
+def mesh_reply(ctx: CallContext, request_id: int, body: str) -> Any:
+    request = ctx.requests.pop(request_id, None)
+    if request is None:
+        return _error("not-found", f"No request {request_id} is waiting for a reply.")
+    return _mesh_call(ctx, None, lambda ep, _peer: Ok(ep.reply(request, body) and None))
 
 
 # -- tasks ---------------------------------------------------------------------------
@@ -330,6 +541,60 @@ def tasks_milestone(ctx: CallContext, name: str) -> None:
             agent=ctx.agent, instance=ctx.instance_id, task=ctx.bindings.task_id, name=name[:200]
         )
     )
+
+
+def _tasks_call(ctx: CallContext, make: Callable[[TaskHost], Any]) -> Any:
+    host = ctx.bindings.tasks
+    if host is None:
+        return _error(
+            "unavailable",
+            "This run has no supervisor, so it cannot start subtasks. Run the whole "
+            "pipeline with `briotui run` (without --agent) or from the TUI.",
+        )
+    try:
+        return Ok(ctx.await_(make(host)))
+    except HostTimeout as exc:
+        return _error("timeout", f"The subtask call was cut off {exc}.")
+    except BrioError as exc:
+        return _error(_wit_kind(exc), exc.message)
+
+
+def _subtask_dict(task: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "agent": task["agent"],
+        "goal": task["goal"],
+        "scope": [DEFAULT_POLICY.normalize(p) if "*" not in p else p for p in task["scope"]],
+        "acceptance": list(task["acceptance"]),
+    }
+
+
+def tasks_spawn(ctx: CallContext, task: dict[str, Any]) -> Any:
+    parent = ctx.bindings.task_id
+    return _tasks_call(ctx, lambda h: h.spawn(parent, ctx.agent, _subtask_dict(task)))
+
+
+def tasks_await(ctx: CallContext, ids: list[str], timeout_ms: int) -> Any:
+    return _tasks_call(ctx, lambda h: h.wait(ids, timeout_ms / 1000))
+
+
+def tasks_merge(ctx: CallContext, ids: list[str]) -> Any:
+    parent = ctx.bindings.task_id
+
+    async def merge(host: TaskHost) -> str:
+        return json.dumps(await host.merge(parent, ids))
+
+    return _tasks_call(ctx, merge)
+
+
+def tasks_run_subtask(ctx: CallContext, task: dict[str, Any]) -> Any:
+    parent = ctx.bindings.task_id
+
+    async def run(host: TaskHost) -> dict[str, Any]:
+        sub_id = await host.spawn(parent, ctx.agent, _subtask_dict(task))
+        [result] = await host.wait([sub_id], ctx.remaining_seconds())
+        return result
+
+    return _tasks_call(ctx, run)
 
 
 def tasks_ask_user(ctx: CallContext, question: str) -> Any:
@@ -359,15 +624,19 @@ HOST_FUNCTIONS: dict[str, dict[str, HostImpl]] = {
         "changes": ws_changes,
     },
     "workspace-write": {"write": ws_write, "delete": ws_delete, "rename": ws_rename},
-    "shell": {"run": _not_yet("shell")},
-    "sql": {"prefix": lambda ctx: "", "execute": _not_yet("sql")},
+    "shell": {"run": shell_run},
+    "sql": {"prefix": sql_prefix, "execute": sql_execute},
     "mesh": {
-        "send": _not_yet("mesh"),
-        "request": _not_yet("mesh"),
-        "receive": _not_yet("mesh"),
+        "send": mesh_send,
+        "request": mesh_request,
+        "receive": mesh_receive,
+        "reply": mesh_reply,
     },
     "tasks": {
-        "run-subtask": _not_yet("subtask"),
+        "run-subtask": tasks_run_subtask,
+        "spawn-subtask": tasks_spawn,
+        "await-subtasks": tasks_await,
+        "merge-subtasks": tasks_merge,
         "progress": tasks_progress,
         "milestone": tasks_milestone,
         "ask-user": tasks_ask_user,

@@ -163,6 +163,7 @@ class AgentInstance:
             if job is None:
                 break
             job()
+        self.ctx.release()
         self._store = None
         self._run = None
         memory.release(self._reservations)

@@ -172,6 +172,23 @@ def _v2_capabilities_tasks_usage(conn: sqlite3.Connection) -> None:
             created     REAL NOT NULL
         );
         CREATE INDEX messages_task ON messages(task_id);
+        CREATE TABLE reviews (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            session_id  TEXT NOT NULL,
+            task_id     TEXT NOT NULL DEFAULT '',
+            verdict     TEXT NOT NULL,   -- approve | request-changes
+            findings    TEXT NOT NULL,   -- JSON list of {hunk_id, severity, message, suggestion}
+            created     REAL NOT NULL
+        );
+        CREATE TABLE command_runs (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            session_id  TEXT NOT NULL,
+            task_id     TEXT NOT NULL DEFAULT '',
+            agent       TEXT NOT NULL,
+            argv        TEXT NOT NULL,   -- JSON list
+            exit_code   INTEGER NOT NULL,
+            created     REAL NOT NULL
+        );
         CREATE TABLE usage (
             id          INTEGER PRIMARY KEY AUTOINCREMENT,
             task_id     TEXT NOT NULL DEFAULT '',

@@ -1,0 +1,215 @@
+"""What the kernel remembers of its work: the task tree in the state, and the store.
+
+:class:`Recorder` turns runtime events into state-tree patches (progress, milestones,
+agent lifecycle, usage) and rows in the project database (tasks, transcripts with the
+provider and model of every reply, usage, reviews, the commands agents ran), so a
+restart shows the same tasks and sessions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from briotui.kernel.runtime.events import (
+    AgentState,
+    CommandRan,
+    Event,
+    Milestone,
+    ModelReply,
+    Progress,
+    StateChanged,
+)
+from briotui.kernel.runtime.instance import RunUsage
+from briotui.kernel.state import StateTree, TaskStatus, TaskTree
+from briotui.kernel.store import Store
+
+_GONE = (AgentState.STOPPED, AgentState.FAILED)
+
+
+class Recorder:
+    """Keeps the state tree and the store up to date with the kernel's work."""
+
+    def __init__(self, state: StateTree, store: Store) -> None:
+        self.state = state
+        self.tasks = TaskTree(state)
+        self.store = store
+
+    # -- events (delivered on the kernel's loop) -------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        """Apply one runtime event."""
+        if isinstance(event, Progress) and self.state.exists(["tasks", event.task]):
+            self.tasks.set_progress(event.task, event.percent, event.note)
+        elif isinstance(event, Milestone) and self.state.exists(["tasks", event.task]):
+            self.tasks.add_milestone(event.task, event.name)
+        elif isinstance(event, StateChanged):
+            if event.state in _GONE:
+                if self.state.exists(["agents", event.instance]):
+                    self.state.remove(["agents", event.instance])
+            elif event.state is not AgentState.LOADED:
+                self.state.set(
+                    ["agents", event.instance],
+                    {"agent": event.agent, "state": event.state.value, "detail": event.detail},
+                    coalesce=True,
+                )
+        elif isinstance(event, ModelReply):
+            self._reply(event)
+        elif isinstance(event, CommandRan):
+            self.store.execute(
+                "INSERT INTO command_runs (session_id, task_id, agent, argv, exit_code, created)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    event.session,
+                    event.task,
+                    event.agent,
+                    json.dumps(list(event.argv)),
+                    event.exit_code,
+                    time.time(),
+                ),
+            )
+
+    def _reply(self, event: ModelReply) -> None:
+        now = time.time()
+        with self.store.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO messages (task_id, agent, role, content, provider, model, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (event.task, event.agent, "user", event.prompt, "", "", now),
+                    (
+                        event.task,
+                        event.agent,
+                        "assistant",
+                        event.text,
+                        event.provider,
+                        event.model,
+                        now,
+                    ),
+                ],
+            )
+        cost = event.cost_usd or 0.0
+        for field, value in (
+            ("input_tokens", event.input_tokens),
+            ("output_tokens", event.output_tokens),
+            ("cost_usd", cost),
+        ):
+            self.state.add_number(["usage", field], value, coalesce=True, parents=True)
+        self.state.set(
+            ["provider"],
+            {"name": event.provider, "model": event.model, "ok": True, "detail": ""},
+            coalesce=True,
+        )
+        if self.state.exists(["tasks", event.task]):
+            self.tasks.add_usage(
+                event.task,
+                input_tokens=event.input_tokens,
+                output_tokens=event.output_tokens,
+                cost_usd=cost,
+            )
+
+    # -- tasks -----------------------------------------------------------------------
+
+    def task_started(
+        self, task_id: str, *, agent: str, goal: str, parent: str | None, session_id: str | None
+    ) -> None:
+        """A task began running."""
+        now = time.time()
+        if not self.state.exists(["tasks", task_id]):
+            self.tasks.add_task(
+                task_id,
+                title=goal[:120],
+                agent=agent,
+                parent=parent,
+                session=session_id,
+                status="running",
+            )
+        else:
+            self.tasks.set_status(task_id, "running")
+        self.store.execute(
+            "INSERT OR REPLACE INTO tasks (id, parent_id, agent, goal, status, session_id,"
+            " created, updated) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+            (task_id, parent, agent, goal, session_id, now, now),
+        )
+
+    def task_finished(
+        self,
+        task_id: str,
+        status: TaskStatus,
+        summary: str,
+        usage: RunUsage | None,
+        *,
+        agent: str = "",
+        session_id: str = "",
+    ) -> None:
+        """A task ended (done, failed or cancelled)."""
+        if self.state.exists(["tasks", task_id]):
+            if usage is not None:
+                self.tasks.add_usage(
+                    task_id, fuel=usage.fuel, wall_ms=usage.wall_ms, coalesce=False
+                )
+            self.tasks.set_status(task_id, status)
+        self.store.execute(
+            "UPDATE tasks SET status = ?, result = ?, updated = ? WHERE id = ?",
+            (status, summary[:20_000], time.time(), task_id),
+        )
+        if usage is not None:
+            self.store.execute(
+                "INSERT INTO usage (task_id, session_id, agent, input_tokens, output_tokens,"
+                " fuel, wall_ms, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    task_id,
+                    session_id,
+                    agent,
+                    usage.tokens.input_tokens,
+                    usage.tokens.output_tokens,
+                    usage.fuel,
+                    usage.wall_ms,
+                    time.time(),
+                ),
+            )
+
+    def record_review(self, session_id: str, review: dict[str, Any], task_id: str = "") -> None:
+        """Keep the Reviewer's verdict and findings for a session."""
+        verdict = str(review.get("verdict", "none"))
+        findings = review.get("findings", [])
+        self.store.execute(
+            "INSERT INTO reviews (session_id, task_id, verdict, findings, created)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (session_id, task_id, verdict, json.dumps(findings), time.time()),
+        )
+        self.state.set(
+            ["sessions", session_id, "review"],
+            {"verdict": verdict, "findings": findings},
+            parents=True,
+        )
+
+    def review_of(self, session_id: str) -> dict[str, Any] | None:
+        """The latest review of a session, or None."""
+        rows = self.store.query(
+            "SELECT verdict, findings FROM reviews WHERE session_id = ? ORDER BY id DESC LIMIT 1",
+            (session_id,),
+        )
+        if not rows:
+            return None
+        return {"verdict": rows[0]["verdict"], "findings": json.loads(rows[0]["findings"])}
+
+    def passed(self, session_id: str, argv: Sequence[str]) -> bool:
+        """Whether ``argv`` last ran in the session and exited 0 (as the kernel saw it)."""
+        rows = self.store.query(
+            "SELECT exit_code FROM command_runs WHERE session_id = ? AND argv = ?"
+            " ORDER BY id DESC LIMIT 1",
+            (session_id, json.dumps(list(argv))),
+        )
+        return bool(rows) and rows[0]["exit_code"] == 0
+
+    def transcript(self, task_id: str) -> list[dict[str, Any]]:
+        """The messages of a task (and its subtasks), oldest first."""
+        rows = self.store.query(
+            "SELECT task_id, agent, role, content, provider, model, created FROM messages"
+            " WHERE task_id = ? OR task_id LIKE ? ESCAPE '\\' ORDER BY id",
+            (task_id, task_id.replace("%", "").replace("_", "\\_") + ".%"),
+        )
+        return [dict(r) for r in rows]

@@ -1,0 +1,275 @@
+"""The supervisor: runs tasks — one agent, or the whole pipeline — and their subtasks.
+
+The pipeline for a request, each step a real agent component in its own instance:
+
+1. **Council** reads the project and plans: a JSON list of subtasks (goal, files in
+   scope, acceptance checks); it may ask the user a clarifying question.
+2. **Foreman** runs the plan: it spawns a **Coder** per subtask through the ``tasks``
+   imports; each Coder works in its own branch session (a fork of the task's session)
+   with its writes confined to the subtask's scope, in parallel up to the concurrency
+   limit; the Foreman retries a failed subtask within its budget and merges the
+   branches back (3-way; conflicts are reported, never overwritten).
+3. **Reviewer** reads the merged session's diff and attaches findings to hunks, with a
+   verdict.
+4. **Smart Agent** runs the project's configured test command in the session; the
+   session is "verified" only when the kernel saw that command pass there.
+
+Everything the user reviews is one session; nothing reaches the working tree until the
+user accepts hunks and commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import tomllib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from briotui.kernel.errors import BrioError, ConfigError, MergeConflict
+from briotui.kernel.llm.types import Provider
+from briotui.kernel.runtime.context import RunBindings
+from briotui.kernel.runtime.instance import RunFailed, RunOutcome
+from briotui.kernel.state import TaskStatus
+from briotui.kernel.vfs import Session
+
+if TYPE_CHECKING:
+    from briotui.kernel.kernel import Kernel
+
+SUBTASK_AGENTS = frozenset({"coder", "smart", "reviewer"})
+"""Agents a Foreman may spawn for a subtask."""
+
+
+@dataclass
+class Subtask:
+    """A spawned subtask and its branch session."""
+
+    id: str
+    parent: str
+    agent: str
+    goal: str
+    scope: tuple[str, ...]
+    acceptance: tuple[str, ...]
+    session: Session
+    job: asyncio.Task[dict[str, Any]] | None = None
+
+
+@dataclass
+class TaskResult:
+    """How a submitted task ended."""
+
+    task_id: str
+    status: TaskStatus
+    summary: str = ""
+    session_id: str = ""
+    plan: list[dict[str, Any]] = field(default_factory=list)
+    merge: dict[str, Any] = field(default_factory=dict)
+    review: dict[str, Any] = field(default_factory=dict)
+    verified: bool | None = None
+    error: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON-able data."""
+        return dict(self.__dict__)
+
+
+def test_command(kernel: Kernel) -> list[str] | None:
+    """The project's test command from ``[tests] command`` in ``.brio/config.toml``."""
+    path = kernel.paths.config_file
+    if not path.is_file():
+        return None
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    command = data.get("tests", {}).get("command")
+    if command is None:
+        return None
+    argv = shlex.split(command) if isinstance(command, str) else command
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        raise ConfigError(
+            f'[tests] command in {path} must be a command line, e.g. command = "pytest -q".'
+        )
+    return argv
+
+
+class Supervisor:
+    """Runs one submitted task and the subtasks its agents spawn.
+
+    Args:
+        kernel: The kernel (agents, sessions, state).
+        provider: Where the agents' model requests go.
+        concurrency: How many subtasks run at once.
+    """
+
+    def __init__(self, kernel: Kernel, provider: Provider | None, *, concurrency: int = 2) -> None:
+        self.kernel = kernel
+        self.provider = provider
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self._subtasks: dict[str, Subtask] = {}
+
+    def bindings(self, session: Session | None, *, scope: Sequence[str] = ()) -> RunBindings:
+        """Bindings for an agent run under this supervisor."""
+        return RunBindings(
+            provider=self.provider,
+            workspace=session,
+            session_id=session.id if session is not None else "",
+            tasks=self,
+            scope=tuple(scope),
+        )
+
+    # -- the tasks imports (called from agents through the host) -------------------------
+
+    async def spawn(self, parent_task: str, parent_agent: str, subtask: dict[str, Any]) -> str:
+        """Start a subtask in a branch of the parent task's session; returns its id."""
+        agent = str(subtask["agent"])
+        if agent not in SUBTASK_AGENTS:
+            raise ConfigError(
+                f"{parent_agent!r} asked for a subtask by {agent!r}; subtasks may use "
+                f"{', '.join(sorted(SUBTASK_AGENTS))}.",
+                title="Unknown subtask agent",
+            )
+        parent_session = self.kernel.session_of(parent_task)
+        if parent_session is None:
+            raise ConfigError("The parent task has no session to branch from.")
+        sub_id = f"{parent_task}.{len(self._subtasks) + 1}"
+        branch = parent_session.fork(label=f"{agent}: {subtask['goal'][:40]}")
+        record = Subtask(
+            id=sub_id,
+            parent=parent_task,
+            agent=agent,
+            goal=str(subtask["goal"]),
+            scope=tuple(subtask.get("scope", ())),
+            acceptance=tuple(subtask.get("acceptance", ())),
+            session=branch,
+        )
+        self._subtasks[sub_id] = record
+        record.job = asyncio.create_task(self._run_subtask(record), name=f"subtask {sub_id}")
+        return sub_id
+
+    async def _run_subtask(self, record: Subtask) -> dict[str, Any]:
+        context = [("files", " ".join(record.scope))] if record.scope else []
+        if record.acceptance:
+            context.append(("acceptance", "\n".join(record.acceptance)))
+        async with self._slots:
+            try:
+                outcome = await self.kernel.run_agent(
+                    record.agent,
+                    record.goal,
+                    bindings=self.bindings(record.session, scope=record.scope),
+                    context=context,
+                    task_id=record.id,
+                    parent_task=record.parent,
+                )
+            except RunFailed as failure:
+                return {"id": record.id, "ok": False, "summary": failure.error.message}
+            except BrioError as error:
+                return {"id": record.id, "ok": False, "summary": error.message}
+        return {"id": record.id, "ok": True, "summary": outcome.summary}
+
+    async def wait(self, ids: Sequence[str], timeout_s: float) -> list[dict[str, Any]]:
+        """The results of subtasks ``ids``, waiting at most ``timeout_s`` for all."""
+        jobs = []
+        for sub_id in ids:
+            record = self._subtasks.get(sub_id)
+            if record is None or record.job is None:
+                raise ConfigError(f"There is no subtask {sub_id!r}.", title="Unknown subtask")
+            jobs.append(record.job)
+        done, _ = await asyncio.wait(jobs, timeout=timeout_s)
+        return [
+            job.result()
+            if job in done
+            else {"id": sub_id, "ok": False, "summary": "still running (timed out waiting)"}
+            for sub_id, job in zip(ids, jobs, strict=True)
+        ]
+
+    async def merge(self, parent_task: str, ids: Sequence[str]) -> dict[str, Any]:
+        """Merge finished subtasks' branches into the parent's session, in order."""
+        target = self.kernel.session_of(parent_task)
+        if target is None:
+            raise ConfigError("The parent task has no session to merge into.")
+        merged: list[dict[str, Any]] = []
+        conflicts: list[dict[str, Any]] = []
+        for sub_id in ids:
+            record = self._subtasks[sub_id]
+            try:
+                paths = await asyncio.to_thread(target.merge_from, record.session)
+                merged.append({"id": sub_id, "paths": paths})
+            except MergeConflict as conflict:
+                conflicts.append(
+                    {"id": sub_id, "session": record.session.id, "files": conflict.conflicts}
+                )
+        report = {"merged": merged, "conflicts": conflicts}
+        self.kernel.state.set(["sessions", target.id, "conflicts"], conflicts, parents=True)
+        return report
+
+    # -- the pipeline ----------------------------------------------------------------
+
+    async def run_pipeline(self, task_id: str, goal: str, session: Session) -> TaskResult:
+        """Council, Foreman (with Coders), Reviewer and, if configured, the tests."""
+        kernel = self.kernel
+        result = TaskResult(task_id, "running", session_id=session.id)
+        plan = await self._step("council", goal, session, task_id, [])
+        result.plan = _json(plan.data).get("subtasks", [])
+        if not result.plan:
+            raise ConfigError("The Council's plan has no subtasks.", title="Empty plan")
+        foreman = await self._step(
+            "foreman", goal, session, task_id, [("plan", json.dumps(result.plan))]
+        )
+        result.merge = _json(foreman.data).get("merge", {})
+        review = await self._step(
+            "reviewer", goal, session, task_id, [("plan", json.dumps(result.plan))]
+        )
+        result.review = _json(review.data)
+        kernel.record_review(session.id, result.review)
+        command = test_command(kernel)
+        if command is not None:
+            smart = await self._step(
+                "smart",
+                f"Run the project's tests: {shlex.join(command)}",
+                session,
+                task_id,
+                [("command", json.dumps(command))],
+            )
+            result.verified = kernel.is_verified(session.id)
+            _ = smart
+        conflicts = result.merge.get("conflicts", [])
+        result.status = "done"
+        result.summary = (
+            f"{len(result.plan)} subtask(s) planned and coded; "
+            f"{len(conflicts)} conflict(s); review: {result.review.get('verdict', 'none')}"
+            + (
+                ""
+                if result.verified is None
+                else f"; tests {'passed' if result.verified else 'failed'}"
+            )
+        )
+        return result
+
+    async def _step(
+        self,
+        agent: str,
+        goal: str,
+        session: Session,
+        parent: str,
+        context: list[tuple[str, str]],
+    ) -> RunOutcome:
+        return await self.kernel.run_agent(
+            agent,
+            goal,
+            bindings=self.bindings(session),
+            context=context,
+            task_id=f"{parent}.{agent}-{uuid.uuid4().hex[:4]}",
+            parent_task=parent,
+        )
+
+
+def _json(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
