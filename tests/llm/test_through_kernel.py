@@ -60,3 +60,24 @@ async def test_agent_falls_back_across_vendors(
         await router.aclose()
     assert outcome.summary == "The second vendor answered."
     assert outcome.models == (("openai", MODELS["openai"]),)
+
+
+async def test_no_secret_reaches_the_store_or_logs(
+    serve: Callable[..., object], project: Path, built_agents: list[str]
+) -> None:
+    server = await serve("anthropic", [FakeReply("Stored without keys.")])  # type: ignore[misc]
+    router = build_router(models_config([server]), env=ENV)  # type: ignore[list-item]
+    kernel = Kernel(project)
+    try:
+        session = kernel.new_session(label="echo", task="hello")
+        await kernel.run_agent(
+            "echo", "hello", bindings=RunBindings(provider=router, workspace=session)
+        )
+        assert [m["provider"] for m in kernel.transcript_all()] == ["", "anthropic"]
+    finally:
+        await kernel.close()
+        await router.aclose()
+    key = ENV["ANTHROPIC_API_KEY"].encode()
+    files = [p for p in (project / ".brio").rglob("*") if p.is_file()]
+    assert any(p.name == "state.db" for p in files)
+    assert not [p for p in files if key in p.read_bytes()]

@@ -37,7 +37,9 @@ def repo(root: Path, files: dict[str, str]) -> Path:
 
 
 def plan(*subtasks: dict[str, Any]) -> ScriptedReply:
-    return ScriptedReply(json.dumps({"question": None, "subtasks": list(subtasks)}), agent="council")
+    return ScriptedReply(
+        json.dumps({"question": None, "subtasks": list(subtasks)}), agent="council"
+    )
 
 
 def edit(path: str, old: str, new: str) -> str:
@@ -45,10 +47,24 @@ def edit(path: str, old: str, new: str) -> str:
 
 
 REVIEW = ScriptedReply(
-    json.dumps({"verdict": "approve", "findings": [
-        {"hunk": "", "severity": "info", "message": "Consider a test for sub.", "suggestion": "test_sub"},
-        {"hunk": "h-0000000000", "severity": "error", "message": "a hunk that does not exist"},
-    ]}),
+    json.dumps(
+        {
+            "verdict": "approve",
+            "findings": [
+                {
+                    "hunk": "",
+                    "severity": "info",
+                    "message": "Consider a test for sub.",
+                    "suggestion": "test_sub",
+                },
+                {
+                    "hunk": "h-0000000000",
+                    "severity": "error",
+                    "message": "a hunk that does not exist",
+                },
+            ],
+        }
+    ),
     agent="reviewer",
 )
 
@@ -61,18 +77,40 @@ def project(tmp_path: Path) -> Path:
 async def test_two_subtasks_planned_coded_in_parallel_merged_reviewed_and_verified(
     project: Path, built_agents: list[str]
 ) -> None:
-    provider = ScriptedProvider([
-        plan(
-            {"title": "add sub", "goal": "Add sub(a, b) to calc.py", "files": ["calc.py"],
-             "acceptance": ["sub(5, 3) == 2"]},
-            {"title": "add whisper", "goal": "Add whisper(s) to text.py", "files": ["text.py"]},
-        ),
-        ScriptedReply(edit("calc.py", "    return a + b", "    return a + b\n\n\ndef sub(a, b):\n    return a - b"),
-                      agent="coder", match="Add sub", delay_ms=300),
-        ScriptedReply(edit("text.py", "    return s.upper()", "    return s.upper()\n\n\ndef whisper(s):\n    return s.lower()"),
-                      agent="coder", match="Add whisper", delay_ms=300),
-        REVIEW,
-    ])
+    provider = ScriptedProvider(
+        [
+            plan(
+                {
+                    "title": "add sub",
+                    "goal": "Add sub(a, b) to calc.py",
+                    "files": ["calc.py"],
+                    "acceptance": ["sub(5, 3) == 2"],
+                },
+                {"title": "add whisper", "goal": "Add whisper(s) to text.py", "files": ["text.py"]},
+            ),
+            ScriptedReply(
+                edit(
+                    "calc.py",
+                    "    return a + b",
+                    "    return a + b\n\n\ndef sub(a, b):\n    return a - b",
+                ),
+                agent="coder",
+                match="Add sub",
+                delay_ms=300,
+            ),
+            ScriptedReply(
+                edit(
+                    "text.py",
+                    "    return s.upper()",
+                    "    return s.upper()\n\n\ndef whisper(s):\n    return s.lower()",
+                ),
+                agent="coder",
+                match="Add whisper",
+                delay_ms=300,
+            ),
+            REVIEW,
+        ]
+    )
     kernel = Kernel(project)
     running_coders: set[str] = set()
     most = 0
@@ -93,7 +131,9 @@ async def test_two_subtasks_planned_coded_in_parallel_merged_reviewed_and_verifi
 
     kernel.state.subscribe(watch)
     try:
-        task_id = await kernel.submit("Add sub to calc.py and whisper to text.py", provider=provider)
+        task_id = await kernel.submit(
+            "Add sub to calc.py and whisper to text.py", provider=provider
+        )
         result = await kernel.wait(task_id)
         assert result.status == "done", result
         assert len(result.plan) == 2
@@ -129,15 +169,25 @@ async def test_two_subtasks_planned_coded_in_parallel_merged_reviewed_and_verifi
 async def test_conflicting_branches_are_reported_not_overwritten(
     project: Path, built_agents: list[str]
 ) -> None:
-    provider = ScriptedProvider([
-        plan(
-            {"title": "double", "goal": "Make add double the sum", "files": ["calc.py"]},
-            {"title": "triple", "goal": "Make add triple the sum", "files": ["calc.py"]},
-        ),
-        ScriptedReply(edit("calc.py", "    return a + b", "    return 2 * (a + b)"), agent="coder", match="double"),
-        ScriptedReply(edit("calc.py", "    return a + b", "    return 3 * (a + b)"), agent="coder", match="triple"),
-        REVIEW,
-    ])
+    provider = ScriptedProvider(
+        [
+            plan(
+                {"title": "double", "goal": "Make add double the sum", "files": ["calc.py"]},
+                {"title": "triple", "goal": "Make add triple the sum", "files": ["calc.py"]},
+            ),
+            ScriptedReply(
+                edit("calc.py", "    return a + b", "    return 2 * (a + b)"),
+                agent="coder",
+                match="double",
+            ),
+            ScriptedReply(
+                edit("calc.py", "    return a + b", "    return 3 * (a + b)"),
+                agent="coder",
+                match="triple",
+            ),
+            REVIEW,
+        ]
+    )
     kernel = Kernel(project)
     try:
         result = await kernel.wait(await kernel.submit("Change add", provider=provider))

@@ -17,17 +17,51 @@ pytestmark = pytest.mark.slow
 def test_run_prints_progress_review_and_session(tmp_path: Path, built_agents: list[str]) -> None:
     project = repo(tmp_path / "proj", FILES)
     replies = tmp_path / "replies.json"
-    replies.write_text(json.dumps([
-        {"agent": "council", "text": json.dumps({"subtasks": [
-            {"title": "add sub", "goal": "Add sub(a, b) to calc.py", "files": ["calc.py"]}]})},
-        {"agent": "coder", "text": edit("calc.py", "    return a + b",
-                                        "    return a + b\n\n\ndef sub(a, b):\n    return a - b")},
-        {"agent": "reviewer", "text": json.dumps({"verdict": "approve", "findings": []})},
-    ]))
+    replies.write_text(
+        json.dumps(
+            [
+                {
+                    "agent": "council",
+                    "text": json.dumps(
+                        {
+                            "subtasks": [
+                                {
+                                    "title": "add sub",
+                                    "goal": "Add sub(a, b) to calc.py",
+                                    "files": ["calc.py"],
+                                }
+                            ]
+                        }
+                    ),
+                },
+                {
+                    "agent": "coder",
+                    "text": edit(
+                        "calc.py",
+                        "    return a + b",
+                        "    return a + b\n\n\ndef sub(a, b):\n    return a - b",
+                    ),
+                },
+                {"agent": "reviewer", "text": json.dumps({"verdict": "approve", "findings": []})},
+            ]
+        )
+    )
     proc = subprocess.run(
-        [sys.executable, "-m", "briotui", "-C", str(project), "run", "Add sub", "--provider",
-         f"scripted:{replies}"],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "briotui",
+            "-C",
+            str(project),
+            "run",
+            "Add sub",
+            "--provider",
+            f"scripted:{replies}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert "council" in proc.stderr and "reached: plan ready" in proc.stderr
@@ -36,9 +70,22 @@ def test_run_prints_progress_review_and_session(tmp_path: Path, built_agents: li
     assert "briotui sessions diff s-" in proc.stdout
     assert (project / "calc.py").read_text() == FILES["calc.py"]
     as_json = subprocess.run(
-        [sys.executable, "-m", "briotui", "-C", str(project), "run", "Add sub", "--provider",
-         f"scripted:{replies}", "--json"],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "briotui",
+            "-C",
+            str(project),
+            "run",
+            "Add sub",
+            "--provider",
+            f"scripted:{replies}",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     data = json.loads(as_json.stdout)
     assert data["status"] == "done"

@@ -16,8 +16,10 @@ from briotui.cli.output import print_json, table
 from briotui.kernel.bench import Measure, bench_runtime
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.bench import bench_llm
+from briotui.kernel.mesh_bench import bench_mesh
 from briotui.kernel.paths import ProjectPaths
 from briotui.kernel.runtime.engine import wasmtime_version
+from briotui.kernel.state_bench import bench_state
 from briotui.kernel.vfs.bench import run_all as run_sessions_bench
 
 
@@ -29,8 +31,8 @@ def register(sub: Any) -> None:
         description=(
             "Measure this machine against the targets: the runtime (component load, "
             "instantiate, pool hand-out, host calls, event-loop lag, timeout release), "
-            "sessions (fork of a 50k-file project, diff and commit of 100 files) and "
-            "model streaming overhead; print a table and write JSON."
+            "sessions (fork of a 50k-file project, diff and commit of 100 files), model "
+            "streaming overhead, the mesh and the state tree; print a table and write JSON."
         ),
     )
     bench.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -78,7 +80,9 @@ async def _measure(args: argparse.Namespace) -> list[Measure]:
         return measures
     sessions = await asyncio.to_thread(run_sessions_bench)
     models = await bench_llm()
-    return measures + [_from_row(row) for row in [*sessions, *models]]
+    mesh = await asyncio.to_thread(bench_mesh)
+    state = await asyncio.to_thread(bench_state)
+    return measures + [_from_row(row) for row in [*sessions, *models, *mesh, *state]]
 
 
 def _from_row(row: dict[str, Any]) -> Measure:

@@ -18,7 +18,7 @@ from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.checker import Capabilities, PromptFn
 from briotui.kernel.caps.model import ApproveMode
 from briotui.kernel.caps.profiles import load_profiles
-from briotui.kernel.errors import AgentNotFound, BrioError
+from briotui.kernel.errors import AgentCancelled, AgentNotFound, BrioError, TaskNotFound
 from briotui.kernel.llm.types import Provider
 from briotui.kernel.mesh import Mesh
 from briotui.kernel.paths import ProjectPaths
@@ -34,6 +34,7 @@ from briotui.kernel.runtime.instance import (
     LoadedAgent,
     RunFailed,
     RunOutcome,
+    RunUsage,
 )
 from briotui.kernel.runtime.pool import AgentPool
 from briotui.kernel.state import StateTree, TaskStatus
@@ -84,6 +85,7 @@ class Kernel:
         self._sql: SqlService | None = None
         self._jobs: dict[str, asyncio.Task[TaskResult]] = {}
         self._task_sessions: dict[str, Session] = {}
+        self._cancelled: set[str] = set()
         self.events.subscribe(self._on_event)
 
     # -- agents ----------------------------------------------------------------------
@@ -215,6 +217,10 @@ class Kernel:
         self.state.set(["sessions", session_id, "verified"], verified, parents=True)
         return verified
 
+    def transcript_all(self) -> list[dict[str, Any]]:
+        """Every stored message of the project, oldest first."""
+        return self.recorder.transcript("")
+
     def transcript(self, task_id: str) -> list[dict[str, Any]]:
         """The stored messages of a task and its subtasks, with provider and model."""
         return self.recorder.transcript(task_id)
@@ -271,6 +277,7 @@ class Kernel:
             result = TaskResult(task_id, "failed", error.message, session.id, error=error.to_dict())
         except asyncio.CancelledError:
             result = TaskResult(task_id, "cancelled", "cancelled", session.id)
+        await sup.settle()
         self.recorder.task_finished(
             task_id,
             result.status,
@@ -279,6 +286,41 @@ class Kernel:
             session_id=session.id,
         )
         return result
+
+    def restore(self) -> list[str]:
+        """Show the stored tasks and sessions again; returns the interrupted tasks' ids."""
+        return self.recorder.restore()
+
+    async def resume(self, task_id: str, *, provider: Provider | None = None) -> str:
+        """Run an interrupted (or finished) task's request again, as a new task.
+
+        Raises:
+            TaskNotFound: no such stored task.
+        """
+        stored = self.recorder.goal_of(task_id)
+        if stored is None:
+            raise TaskNotFound(f"No stored task {task_id!r}; `briotui` lists the tasks it knows.")
+        goal, agent, _ = stored
+        return await self.submit(
+            goal, agent=None if agent == "pipeline" else agent, provider=provider
+        )
+
+    def discard(self, task_id: str) -> None:
+        """Drop a task's session (rolled back: nothing of it reaches the working tree).
+
+        Raises:
+            TaskNotFound: no such stored task.
+        """
+        stored = self.recorder.goal_of(task_id)
+        if stored is None:
+            raise TaskNotFound(f"No stored task {task_id!r}.")
+        session_id = stored[2]
+        if session_id:
+            session = self.sessions().get(session_id)
+            if session.state == "open":
+                session.rollback()
+            if self.state.exists(["sessions", session_id]):
+                self.state.remove(["sessions", session_id])
 
     async def wait(self, task_id: str) -> TaskResult:
         """The result of a submitted task, once it ends."""
@@ -341,6 +383,11 @@ class Kernel:
             RunFailed: the run failed (``.error`` is the typed error, ``.usage`` the cost).
             BuildError / AgentNotFound: the agent cannot be built or does not exist.
         """
+        if task_id is not None and self.is_cancelled(task_id):
+            raise RunFailed(
+                AgentCancelled(f"{name!r} did not start: its task was cancelled.", agent=name),
+                RunUsage(),
+            )
         await self.load(name, build=build, on_event=on_build)
         pool = await self.pool(name, size=1)
         instance = await pool.acquire()
@@ -396,16 +443,22 @@ class Kernel:
         Running agents are stopped by epoch interruption (their in-flight model requests
         are cancelled with them); a submitted task's driver is cancelled too.
         """
+        self._cancelled.add(task_id)
         hit = False
         for tid, instance in list(self._running.items()):
             if tid == task_id or tid.startswith(task_id + "."):
                 instance.cancel()
                 hit = True
         job = self._jobs.get(task_id)
-        if job is not None and not job.done():
-            job.cancel()
-            hit = True
-        return hit
+        return hit or (job is not None and not job.done())
+
+    def is_cancelled(self, task_id: str) -> bool:
+        """Whether ``task_id`` or one of its ancestors was cancelled."""
+        while task_id:
+            if task_id in self._cancelled:
+                return True
+            task_id = task_id.rpartition(".")[0]
+        return False
 
     async def close(self) -> None:
         """Cancel runs, close pools and stop the epoch ticker."""

@@ -110,6 +110,60 @@ class Recorder:
                 cost_usd=cost,
             )
 
+    # -- restart ----------------------------------------------------------------------
+
+    def restore(self) -> list[str]:
+        """Load the stored tasks and sessions into the state tree after a start.
+
+        Tasks still marked running were interrupted (briotui quit or crashed): they are
+        marked cancelled here, and their ids returned so the user can resume (submit
+        again) or discard (roll back their session) them.
+        """
+        interrupted: list[str] = []
+        rows = self.store.query("SELECT * FROM tasks ORDER BY created")
+        with self.state.batch():
+            for row in self.store.query("SELECT id, task, label, state FROM sessions"):
+                if row["state"] == "open":
+                    self.state.set(
+                        ["sessions", row["id"]],
+                        {"id": row["id"], "task": row["task"], "label": row["label"]},
+                        parents=True,
+                    )
+            for row in rows:
+                status = row["status"]
+                if status in ("running", "pending", "waiting"):
+                    status = "cancelled"
+                    interrupted.append(row["id"])
+                if self.state.exists(["tasks", row["id"]]):
+                    continue
+                parent = (
+                    row["parent_id"]
+                    if self.state.exists(["tasks", row["parent_id"] or ""])
+                    else None
+                )
+                self.tasks.add_task(
+                    row["id"],
+                    title=row["goal"][:120],
+                    agent=row["agent"],
+                    parent=parent,
+                    session=row["session_id"],
+                    status=status,
+                )
+        if interrupted:
+            self.store.execute(
+                f"UPDATE tasks SET status = 'cancelled', result = 'interrupted by a restart'"
+                f" WHERE id IN ({', '.join('?' for _ in interrupted)})",
+                interrupted,
+            )
+        return interrupted
+
+    def goal_of(self, task_id: str) -> tuple[str, str, str | None] | None:
+        """A stored task's (goal, agent, session id), or None."""
+        rows = self.store.query(
+            "SELECT goal, agent, session_id FROM tasks WHERE id = ?", (task_id,)
+        )
+        return (rows[0]["goal"], rows[0]["agent"], rows[0]["session_id"]) if rows else None
+
     # -- tasks -----------------------------------------------------------------------
 
     def task_started(
@@ -206,7 +260,15 @@ class Recorder:
         return bool(rows) and rows[0]["exit_code"] == 0
 
     def transcript(self, task_id: str) -> list[dict[str, Any]]:
-        """The messages of a task (and its subtasks), oldest first."""
+        """The messages of a task (and its subtasks), oldest first; "" for all."""
+        if not task_id:
+            return [
+                dict(r)
+                for r in self.store.query(
+                    "SELECT task_id, agent, role, content, provider, model, created FROM messages"
+                    " ORDER BY id"
+                )
+            ]
         rows = self.store.query(
             "SELECT task_id, agent, role, content, provider, model, created FROM messages"
             " WHERE task_id = ? OR task_id LIKE ? ESCAPE '\\' ORDER BY id",

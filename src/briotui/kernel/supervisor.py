@@ -170,6 +170,11 @@ class Supervisor:
                 return {"id": record.id, "ok": False, "summary": error.message}
         return {"id": record.id, "ok": True, "summary": outcome.summary}
 
+    async def settle(self) -> None:
+        """Wait until every subtask has ended (a task ends when all its parts have)."""
+        jobs = [r.job for r in self._subtasks.values() if r.job is not None]
+        await asyncio.gather(*jobs, return_exceptions=True)
+
     async def wait(self, ids: Sequence[str], timeout_s: float) -> list[dict[str, Any]]:
         """The results of subtasks ``ids``, waiting at most ``timeout_s`` for all."""
         jobs = []

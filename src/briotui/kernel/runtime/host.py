@@ -25,7 +25,13 @@ from wasmtime import component as wc
 
 from briotui.kernel.agents import WIT_PACKAGE, WIT_VERSION, AgentSpec, world_imports
 from briotui.kernel.caps.model import Capability, CapabilityRequest
-from briotui.kernel.errors import BrioError, CapabilityDenied, ComponentError, HostError
+from briotui.kernel.errors import (
+    AgentCancelled,
+    BrioError,
+    CapabilityDenied,
+    ComponentError,
+    HostError,
+)
 from briotui.kernel.llm.types import CompletionRequest, Message
 from briotui.kernel.mesh import Endpoint, Envelope, anyone
 from briotui.kernel.runtime import context as ctxmod
@@ -656,7 +662,14 @@ def _wrap(iface: str, name: str, impl: HostImpl, shape: FuncShape) -> Callable[.
         ctx.host_calls += 1
         try:
             result = impl(ctx, *[conv(arg) for conv, arg in zip(params, args, strict=True)])
+            if ctx.cancelled.is_set():  # stop now, not at the guest's next epoch check
+                ctx.fatal = AgentCancelled(
+                    f"{ctx.agent!r} was stopped: its task was cancelled.", agent=ctx.agent
+                )
+                raise wasmtime.WasmtimeError("brio: cancelled")
             return None if lower is None else lower(result)
+        except wasmtime.WasmtimeError:
+            raise
         except Exception as exc:  # never let it escape into wasmtime
             log.exception("host function %s failed for agent %s", label, ctx.agent)
             if lower is not None:
