@@ -44,7 +44,9 @@ def req(agent: str, capability: str, target: str, **kw: str) -> CapabilityReques
 
 def audit_count(db: Path, decision: str) -> int:
     with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM audit WHERE decision = ?", (decision,)).fetchone()[0])
+        return int(
+            conn.execute("SELECT COUNT(*) FROM audit WHERE decision = ?", (decision,)).fetchone()[0]
+        )
 
 
 class Prompter:

@@ -17,22 +17,38 @@ REPLY = "README.md\n```\n<<<<<<< SEARCH\n# demo\n=======\n# demo, edited\n>>>>>>
 def briotui(project: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "briotui", "-C", str(project), *args],
-        input=stdin, capture_output=True, text=True, timeout=180, check=False,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
 
 
 @pytest.fixture
 def restricted(project: Path, built_agents: list[str]) -> Path:
     (project / ".brio").mkdir(exist_ok=True)
-    (project / ".brio" / "config.toml").write_text('[agents.coder]\nread = ["**"]\nwrite = ["src/**"]\n')
+    (project / ".brio" / "config.toml").write_text(
+        '[agents.coder]\nread = ["**"]\nwrite = ["src/**"]\n'
+    )
     (project / "replies.json").write_text(json.dumps([REPLY, REPLY, REPLY, REPLY]))
     return project
 
 
 def run_coder(project: Path, approve: str, stdin: str = "") -> dict[str, object]:
-    proc = briotui(project, "run", "edit the readme", "--agent", "coder", "--provider",
-                   f"scripted:{project / 'replies.json'}", "--approve", approve, "--json",
-                   stdin=stdin)
+    proc = briotui(
+        project,
+        "run",
+        "edit the readme",
+        "--agent",
+        "coder",
+        "--provider",
+        f"scripted:{project / 'replies.json'}",
+        "--approve",
+        approve,
+        "--json",
+        stdin=stdin,
+    )
     assert "Traceback" not in proc.stderr
     result: dict[str, object] = json.loads(proc.stdout)
     assert proc.returncode == (0 if result["status"] == "ok" else 1), proc.stderr
@@ -70,4 +86,6 @@ def test_always_for_this_project_is_not_asked_again(restricted: Path) -> None:
 def test_audit_text_output(restricted: Path) -> None:
     run_coder(restricted, "never")
     out = briotui(restricted, "audit").stdout
-    assert "coder" in out and "denied" in out and "README.md" in out
+    assert "coder" in out
+    assert "denied" in out
+    assert "README.md" in out

@@ -157,7 +157,8 @@ async def test_two_subtasks_planned_coded_in_parallel_merged_reviewed_and_verifi
         assert agents == ["coder", "coder", "council", "foreman", "pipeline", "reviewer", "smart"]
         assert all(t["status"] == "done" for t in tree.values())
         coder_sessions = {t["session"] for t in tree.values() if t["agent"] == "coder"}
-        assert len(coder_sessions) == 2 and session.id not in coder_sessions
+        assert len(coder_sessions) == 2
+        assert session.id not in coder_sessions
         # provenance of every reply, and nothing reached the working tree
         transcript = kernel.transcript(task_id)
         assert {m["provider"] for m in transcript if m["role"] == "assistant"} == {"scripted"}

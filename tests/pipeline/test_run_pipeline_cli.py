@@ -64,7 +64,8 @@ def test_run_prints_progress_review_and_session(tmp_path: Path, built_agents: li
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "council" in proc.stderr and "reached: plan ready" in proc.stderr
+    assert "council" in proc.stderr
+    assert "reached: plan ready" in proc.stderr
     assert "Review: approve" in proc.stdout
     assert "Tests: passed in the session (verified)" in proc.stdout
     assert "briotui sessions diff s-" in proc.stdout

@@ -16,9 +16,9 @@ from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.config import load_models_config
 from briotui.kernel.llm.health import check_providers
 from briotui.kernel.paths import ProjectPaths, cache_dir
-from briotui.kernel.shelltool import shell_sandbox_status
 from briotui.kernel.runtime.cache import componentize_py_version
 from briotui.kernel.runtime.engine import wasmtime_version
+from briotui.kernel.shelltool import shell_sandbox_status
 
 Status = Literal["ok", "warn", "error"]
 
@@ -121,7 +121,9 @@ def _project(paths: ProjectPaths) -> list[Check]:
         Check("shell sandbox", "ok", detail)
         if sandboxed
         else Check(
-            "shell sandbox", "warn", detail,
+            "shell sandbox",
+            "warn",
+            detail,
             "Install bubblewrap (apt-get install bubblewrap) so agents' commands run with "
             "no network and only their session writable.",
         )
