@@ -7,13 +7,29 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the bare ``briotui`` command (the TUI)."""
-    # The TUI has no options of its own yet; -C/--project selects the directory.
+    parser.add_argument(
+        "--provider",
+        metavar="SPEC",
+        help=(
+            "where model requests go: scripted:FILE (a JSON array of replies), or a "
+            "provider from the config, NAME or NAME/MODEL (default: the configured "
+            "fallback chain)"
+        ),
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="try briotui without a model: canned replies from the scripted demo (labelled DEMO)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Start the Textual app (imported here so the CLI starts fast without it)."""
+    from briotui.cli.cmd_run import parse_provider
     from briotui.ui.app import make_app
 
-    app = make_app(args.project)
+    spec = getattr(args, "provider", None)
+    provider = parse_provider(spec, args.project) if spec else None
+    app = make_app(args.project, provider=provider, demo=bool(getattr(args, "demo", False)))
     app.run()
     return int(app.return_code or 0)

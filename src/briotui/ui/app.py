@@ -1,131 +1,571 @@
-"""The briotui Textual app: for now, a home screen that says what is there.
+"""The briotui Textual app: bridges the kernel to the screens, once.
 
-The full workstation (task tree, conversations, hunk review, capability prompts) is a
-later step; this screen reads the kernel's view of the project — agents and their
-build state, the project's git status — and builds missing agents in the background.
+The app owns the kernel (through :class:`~briotui.ui.workbench.Workbench`), folds the
+state tree's patches into a mirror and streamed model text into per-task buffers, and
+hands both to the screens as coalesced messages at most once a frame. Capability
+prompts from agents arrive here and are shown one at a time. Widgets only render what
+they are given and post what the user did.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Final
 
+import jsonpatch
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.screen import Screen
 
-from briotui import __version__
+from briotui.kernel.caps.model import Answer, CapabilityRequest
+from briotui.kernel.errors import BrioError, ConfigError
 from briotui.kernel.kernel import Kernel
+from briotui.kernel.llm.types import Provider
+from briotui.kernel.paths import themes_dir, user_config_dir
 from briotui.kernel.runtime.build import BuildEvent
+from briotui.kernel.runtime.events import Event, ModelDelta
+from briotui.kernel.state import StatePatch, Subscription
+from briotui.kernel.text import sanitize
+from briotui.ui.config import UiConfig, load_ui_config, save_theme
+from briotui.ui.demo import demo_provider
+from briotui.ui.messages import (
+    BuildUpdated,
+    CapabilityDecided,
+    ModelText,
+    StateUpdated,
+    WorkingTreeChanged,
+)
+from briotui.ui.screens.capability import CapabilityPrompt
+from briotui.ui.screens.dialogs import ConfirmQuit
+from briotui.ui.screens.help import HelpScreen, key_rows
+from briotui.ui.screens.main import MainScreen
+from briotui.ui.screens.review import ReviewScreen
+from briotui.ui.screens.sessions import SessionsScreen
+from briotui.ui.themes import DEFAULT_THEME, load_themes
+from briotui.ui.workbench import Workbench, provider_info
+
+FRAME_S: Final = 1 / 30
+"""How often state changes and streamed text reach the screens, at most."""
+
+BUILD_LABEL: Final = {
+    "cached": "built",
+    "building": "building…",
+    "compiling": "compiling…",
+    "done": "built",
+    "failed": "FAILED",
+}
 
 
 class BrioApp(App[int]):
-    """The briotui application."""
+    """The briotui workstation.
+
+    Args:
+        project: The project directory.
+        provider: Where model requests go; None reads the configured providers.
+        demo: Use the labelled scripted demo provider.
+        config_dir: The user config dir (default ``$BRIOTUI_CONFIG_DIR`` or XDG).
+        build: Build missing agents in the background at start.
+    """
 
     TITLE = "briotui"
-    CSS = """
-    #intro { padding: 1 2; height: auto; }
-    #agents { height: 1fr; margin: 0 2; }
-    #status { padding: 0 2; height: 1; color: $text-muted; }
-    """
+    CSS_PATH = "app.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("b", "build", "Build agents", id="build", tooltip="Build missing agents"),
-        Binding("q", "quit", "Quit", id="quit", tooltip="Quit briotui"),
+        Binding(
+            "ctrl+q",
+            "quit",
+            "Quit",
+            id="quit",
+            tooltip="Quit (asks if tasks are running)",
+            priority=True,
+        ),
+        Binding("f1", "help", "Keys", id="help", tooltip="Show every key and its binding id"),
     ]
 
-    def __init__(self, project: Path | str) -> None:
+    def __init__(
+        self,
+        project: Path | str,
+        *,
+        provider: Provider | None = None,
+        demo: bool = False,
+        config_dir: Path | None = None,
+        build: bool = True,
+    ) -> None:
         super().__init__()
+        self.HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
         self.project = Path(project).resolve()
+        self.config_dir = config_dir or user_config_dir()
+        self.demo = demo
+        self._provider = demo_provider() if demo else provider
+        self._provider_given = provider is not None or demo
+        self._build_on_start = build
+        self.provider_problem = ""
+        """Why no provider can answer ("" when one can)."""
         self.kernel: Kernel | None = None
+        self._workbench: Workbench | None = None
+        self.mirror: dict[str, Any] = {"tasks": {}, "agents": {}, "sessions": {}, "usage": {}}
+        """The mirror of the kernel's state tree, kept by applying its patches."""
+        self._subscription: Subscription | None = None
+        self._seq = 0
+        self._state_dirty = False
+        self._text: dict[str, list[str]] = {}
+        self._pending_text: dict[str, list[str]] = {}
+        self._flush_scheduled = False
+        self._finished_seen: set[str] = set()
+        self._prompt_lock = asyncio.Lock()
+        self._asking: dict[tuple[str, str, str, str], asyncio.Future[Answer]] = {}
+        self.build_phases: dict[str, str] = {}
+        self.building = False
+        self.ui_config = UiConfig()
+        self._config_errors: list[ConfigError] = []
+        self._unsubscribe_events: Any = None
+        self._watching = False
+        self._tree_changed = 0
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        with Vertical():
-            yield Static(id="intro")
-            yield DataTable(id="agents", cursor_type="row", zebra_stripes=True)
-            yield Static(id="status")
-        yield Footer()
+    # -- start and stop ------------------------------------------------------------------
+
+    @property
+    def workbench(self) -> Workbench:
+        """The kernel as the UI uses it (set on mount)."""
+        assert self._workbench is not None, "the app is not mounted yet"
+        return self._workbench
+
+    def _load_settings(self) -> None:
+        themes, errors = load_themes([themes_dir(), self.config_dir / "themes"])
+        self._config_errors.extend(errors)
+        for theme in themes:
+            self.register_theme(theme)
+        try:
+            self.ui_config = load_ui_config(self.config_dir, self.project / ".brio" / "config.toml")
+        except ConfigError as exc:
+            self._config_errors.append(exc)
+        wanted = self.ui_config.theme or DEFAULT_THEME
+        self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
+        if self.ui_config.keymap:
+            self.set_keymap(self.ui_config.keymap)
+        self.theme_changed_signal.subscribe(self, self._persist_theme)
+
+    def _persist_theme(self, theme: Any) -> None:
+        try:
+            save_theme(self.config_dir, str(theme.name))
+        except OSError as exc:
+            self.notify(f"Could not save the theme choice: {exc}", severity="warning")
 
     async def on_mount(self) -> None:
+        self._load_settings()
         self.sub_title = self.project.name
         self.kernel = Kernel(self.project)
-        git = "a git repository" if (self.project / ".git").exists() else "not a git repository"
-        self.query_one("#intro", Static).update(
-            f"briotui {__version__} — project [b]{self.project.name}[/b] ({git}).\n"
-            "Agents run as sandboxed WebAssembly components. The task view, hunk review "
-            "and capability prompts arrive next; today you can build agents here and run "
-            "them with `briotui run`."
-        )
-        table = self.query_one("#agents", DataTable)
-        table.add_columns("agent", "origin", "world", "state", "description")
-        self.refresh_agents()
+        if self._provider is None:
+            try:
+                from briotui.kernel.llm.router import open_router
+
+                self._provider = open_router(self.project)
+            except ConfigError as exc:
+                self.provider_problem = f"{exc.title}: {exc.message}"
+        self._workbench = Workbench(self.kernel, self._provider)
+        if self.demo:
+            self.workbench.state.set("/provider", {**provider_info(self._provider), "name": "demo"})
+        info = provider_info(self._provider)
+        if not info["ok"] and not self.provider_problem:
+            self.provider_problem = str(info["detail"])
+        self.kernel.set_approvals("ask", self.ask_capability)
+        loop = asyncio.get_running_loop()
+        self._subscription = self.workbench.state.subscribe(self._on_patch, loop=loop)
+        self.mirror = self._subscription.snapshot.tree
+        self._seq = self._subscription.snapshot.seq
+        self._unsubscribe_events = self.kernel.events.subscribe(self._on_event)
+        await self.push_screen(MainScreen())
+        for error in self._config_errors:
+            self.notify(error.message, title=error.title, severity="warning", timeout=10)
         self.watch_project()
-        if self._missing():
-            self.action_build()
+        self.set_interval(1.0, self._check_working_tree, name="working tree")
+        if self._build_on_start and self._missing_agents():
+            self.build_agents()
+        if not self._provider_given and not self.provider_problem:
+            self.check_provider()
 
-    def _missing(self) -> list[str]:
-        assert self.kernel is not None
-        found = self.kernel.discovery()
-        return [s.name for s in found.agents.values() if not self.kernel.builder.is_built(s)]
+    async def on_unmount(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close()
+        if self._unsubscribe_events is not None:
+            self._unsubscribe_events()
+        if self._workbench is not None:
+            await self._workbench.close()
+        if self.kernel is not None:
+            await self.kernel.close()
+        close = getattr(self._provider, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
 
-    def refresh_agents(self, states: dict[str, str] | None = None) -> None:
-        """Redraw the agents table from the kernel's discovery."""
-        assert self.kernel is not None
-        table = self.query_one("#agents", DataTable)
-        table.clear()
-        for spec in self.kernel.discovery().agents.values():
-            state = (states or {}).get(spec.name) or (
-                "built" if self.kernel.builder.is_built(spec) else "not built"
+    # -- the bridge: state patches and events in, coalesced messages out -------------------
+
+    def _on_patch(self, patch: StatePatch) -> None:
+        if patch.seq <= self._seq:
+            return
+        jsonpatch.apply_patch(self.mirror, patch.ops, in_place=True)
+        self._seq = patch.seq
+        self._state_dirty = True
+        self._schedule_flush()
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, ModelDelta) and event.text:
+            self._add_text(event.task, sanitize(event.text))
+
+    def _add_text(self, task_id: str, text: str) -> None:
+        self._pending_text.setdefault(task_id, []).append(text)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        # Patches and events arrive in plain loop callbacks (outside the app's context),
+        # so the frame timer is the loop's, and delivery hops into the app's queue.
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_later(FRAME_S, self.call_later, self._deliver)
+
+    def _deliver(self) -> None:
+        self._flush_scheduled = False
+        if self._state_dirty:
+            self._state_dirty = False
+            self._note_finished_tasks()
+            self._broadcast(StateUpdated(self._seq))
+        pending, self._pending_text = self._pending_text, {}
+        for task_id, parts in pending.items():
+            text = "".join(parts)
+            self._text.setdefault(task_id, []).append(text)
+            self._broadcast(ModelText(task_id, text))
+
+    def _broadcast(
+        self, message: StateUpdated | ModelText | BuildUpdated | WorkingTreeChanged
+    ) -> None:
+        for screen in self.screen_stack:
+            screen.post_message(message)
+
+    def _note_finished_tasks(self) -> None:
+        """Put a task's outcome at the end of its conversation when it finishes."""
+        for task_id, node in (self.mirror.get("tasks") or {}).items():
+            status = node.get("status")
+            if status not in ("done", "failed", "cancelled") or task_id in self._finished_seen:
+                continue
+            if node.get("parent"):  # the root task reports for its subtasks
+                continue
+            self._finished_seen.add(task_id)
+            if status == "done":
+                summary = sanitize(str(node.get("summary") or "")).strip()
+                session = node.get("session")
+                files = len(
+                    ((self.mirror.get("sessions") or {}).get(session or "") or {}).get("files")
+                    or []
+                )
+                line = f"\n\n---\n\n**✔ Done.** {summary}"
+                if session:
+                    line += (
+                        f"\n\nSession `{session}`: {files} file(s) to review — press **ctrl+r**."
+                    )
+            elif status == "failed":
+                error = sanitize(str(node.get("error") or node.get("progress", {}).get("note", "")))
+                line = f"\n\n---\n\n**✘ Failed.** {error}"
+            else:
+                line = "\n\n---\n\n**⊘ Cancelled.**"
+            self._pending_text.setdefault(task_id, []).append(line)
+            self._schedule_flush()
+
+    def transcript(self, task_id: str) -> str:
+        """Everything shown so far for ``task_id`` (streamed text, or the kernel's transcript)."""
+        prefix = task_id + "."
+        text = "".join(
+            part
+            for tid, parts in self._text.items()
+            if tid == task_id or tid.startswith(prefix)
+            for part in parts
+        )
+        return text or self.workbench.transcript(task_id)
+
+    # -- commands ------------------------------------------------------------------------
+
+    @work(exit_on_error=False, group="submit", description="submit a request")
+    async def submit_request(self, goal: str, agent: str | None = None) -> None:
+        """Hand ``goal`` to the kernel and select the new task."""
+        if self.building:
+            self.notify("Agents are still building; the request waits for them.", timeout=4)
+        try:
+            task_id = await self.workbench.submit(goal, agent=agent)
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="error", timeout=10)
+            return
+        self._deliver()
+        screen = self._main_screen()
+        if screen is not None:
+            await screen.select_task(task_id)
+
+    def _main_screen(self) -> MainScreen | None:
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen):
+                return screen
+        return None
+
+    def _selected_session(self) -> str | None:
+        screen = self._main_screen()
+        if screen is None or screen.selected is None:
+            return None
+        node = (self.mirror.get("tasks") or {}).get(screen.selected) or {}
+        session = node.get("session")
+        return str(session) if session else None
+
+    def action_review(self, session_id: str | None = None) -> None:
+        """Open the review screen for the selected task's session."""
+        sid = session_id or self._selected_session()
+        if sid is None:
+            self.notify(
+                "Select a task with a session first (or open Sessions: ctrl+o).",
+                title="Nothing to review",
             )
-            table.add_row(
-                spec.name, spec.origin, spec.world, state, spec.description, key=spec.name
-            )
+            return
+        self.push_screen(ReviewScreen(sid))
+
+    def action_sessions(self) -> None:
+        """Open sessions and history."""
+
+        def opened(session_id: str | None) -> None:
+            if session_id:
+                self.push_screen(ReviewScreen(session_id))
+
+        self.push_screen(SessionsScreen(), opened)
+
+    def action_cancel_task(self) -> None:
+        """Cancel the selected task."""
+        screen = self._main_screen()
+        if screen is None or screen.selected is None:
+            self.notify("Select a running task first.", title="Nothing to cancel")
+            return
+        if self.workbench.cancel(screen.selected):
+            self.notify(f"Cancelling task {screen.selected}.")
+        else:
+            self.notify("That task is not running.", title="Nothing to cancel")
+
+    def action_help(self) -> None:
+        """Show the keys."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(key_rows(self.screen)))
+
+    def action_use_demo(self) -> None:
+        """Switch to the scripted demo provider (clearly labelled)."""
+        self.demo = True
+        self._provider = demo_provider()
+        self.workbench.provider = self._provider
+        self.provider_problem = ""
+        self.workbench.state.set("/provider", {**provider_info(self._provider), "name": "demo"})
+        self._broadcast(BuildUpdated(dict(self.build_phases), not self.building))
+        self.notify("Requests now get canned replies from the scripted demo.", title="Demo mode")
 
     def action_build(self) -> None:
         """Build missing agents in the background."""
         self.build_agents()
 
+    async def action_quit(self) -> None:
+        """Quit, asking first while tasks are running."""
+        running = self.workbench.running() if self._workbench is not None else []
+        if not running:
+            self.exit(0)
+            return
+
+        def answered(quit_now: bool | None) -> None:
+            if quit_now:
+                for task_id in running:
+                    self.workbench.cancel(task_id)
+                self.exit(0)
+
+        self.push_screen(ConfirmQuit(len(running)), answered)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand(
+            "Review session", "Review the selected task's session", self.action_review
+        )
+        yield SystemCommand("Sessions and history", "Past tasks and sessions", self.action_sessions)
+        yield SystemCommand("Cancel task", "Stop the selected task", self.action_cancel_task)
+        yield SystemCommand("New request", "Focus the request input", self._focus_request)
+        yield SystemCommand("Build agents", "Build missing agent components", self.action_build)
+        yield SystemCommand(
+            "Use the scripted demo",
+            "Canned replies instead of a model (labelled DEMO)",
+            self.action_use_demo,
+        )
+        yield SystemCommand("Help: keys", "Every key and its binding id", self.action_help)
+        for name in sorted(self.available_themes):
+            if name.startswith("brio-") or name == self.theme:
+                yield SystemCommand(
+                    f"Theme: {name}", f"Switch to the {name} theme", self._theme_setter(name)
+                )
+
+    def _theme_setter(self, name: str) -> Any:
+        def set_theme() -> None:
+            self.theme = name
+
+        return set_theme
+
+    def _focus_request(self) -> None:
+        screen = self._main_screen()
+        if screen is not None and self.screen is screen:
+            screen.action_focus_request()
+
+    # -- capability prompts ----------------------------------------------------------------
+
+    async def ask_capability(self, request: CapabilityRequest) -> Answer:
+        """The kernel's prompt: one modal at a time; identical requests share one answer."""
+        key = (request.agent, request.capability, request.target, request.session_id)
+        if key in self._asking:
+            return await asyncio.shield(self._asking[key])
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._asking[key] = future
+        try:
+            async with self._prompt_lock:
+                if not self.is_running:
+                    answer: Answer = "deny"
+                else:
+                    shown: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+
+                    def answered(result: Answer | None) -> None:
+                        if not shown.done():
+                            shown.set_result(result or "deny")
+
+                    queued = max(0, len(self._asking) - 1)
+                    prompt = CapabilityPrompt(request, queued=queued)
+                    self.call_later(self.push_screen, prompt, answered)
+                    answer = await shown
+            future.set_result(answer)
+            self._record_decision(request, answer)
+            return answer
+        finally:
+            self._asking.pop(key, None)
+
+    def _record_decision(self, request: CapabilityRequest, answer: Answer) -> None:
+        verdict = {
+            "once": "allowed once",
+            "session": "allowed for this session",
+            "project": "always allowed in this project",
+            "deny": "denied",
+        }[answer]
+        line = (
+            f"\n\n> 🔐 **{sanitize(request.agent)}** asked to {request.capability} "
+            f"`{sanitize(request.target)}`: {verdict}.\n\n"
+        )
+        if request.task_id:
+            self._add_text(request.task_id, line)
+        for screen in self.screen_stack:
+            screen.post_message(CapabilityDecided(request, answer))
+
+    # -- background work ---------------------------------------------------------------------
+
+    def _missing_agents(self) -> list[str]:
+        assert self.kernel is not None
+        found = self.kernel.discovery()
+        return [s.name for s in found.agents.values() if not self.kernel.builder.is_built(s)]
+
+    def banner_lines(self) -> list[str]:
+        """What the main screen's banner says (empty: no banner)."""
+        lines: list[str] = []
+        if self.building or any(p == "FAILED" for p in self.build_phases.values()):
+            done = sum(1 for p in self.build_phases.values() if p == "built")
+            parts = " · ".join(f"{n} {p}" for n, p in sorted(self.build_phases.items()))
+            head = "Building agents in the background" if self.building else "Agent build finished"
+            lines.append(f"⚙ {head} ({done}/{len(self.build_phases)}): {parts}")
+        if self.provider_problem and not self.demo:
+            lines.append("⚠ No model provider can answer: " + sanitize(self.provider_problem)[:200])
+            lines.append(
+                "  Set ANTHROPIC_API_KEY or OPENAI_API_KEY, or start Ollama (OLLAMA_HOST), "
+                "then restart — or open the palette (ctrl+p) → “Use the scripted demo”."
+            )
+        if self.demo:
+            lines.append(
+                "DEMO: model replies are canned by the scripted demo provider, not a real model."
+            )
+        return lines
+
     @work(exclusive=True, exit_on_error=False, group="build", description="build agents")
     async def build_agents(self) -> None:
-        """Build agents off the UI thread, showing progress per agent."""
+        """Build agents off the UI thread; progress goes to the banner."""
         assert self.kernel is not None
-        states: dict[str, str] = {}
-        status = self.query_one("#status", Static)
-        status.update("Building agents in the background…")
+        self.building = True
+        self.build_phases = {name: "waiting" for name in self._missing_agents()}
+        self._broadcast(BuildUpdated(dict(self.build_phases), False))
 
         def on_event(event: BuildEvent) -> None:
-            label = {
-                "cached": "built",
-                "building": "building…",
-                "compiling": "compiling…",
-                "done": "built",
-                "failed": "FAILED",
-            }[event.phase]
-            states[event.agent] = label
-            self.call_from_thread(self.refresh_agents, dict(states))
+            self.build_phases[event.agent] = BUILD_LABEL.get(event.phase, event.phase)
+            self.call_from_thread(self._broadcast, BuildUpdated(dict(self.build_phases), False))
 
-        results = await self.kernel.build_agents(on_event=on_event)
+        try:
+            results = await self.kernel.build_agents(on_event=on_event)
+        finally:
+            self.building = False
         failed = [r for r in results if r.status == "failed"]
-        status.update(
-            f"{len(failed)} agent(s) failed to build: " + ", ".join(r.agent for r in failed)
-            if failed
-            else "All agents are built."
-        )
-        self.refresh_agents()
+        for result in failed:
+            if result.error is not None:
+                self.notify(
+                    result.error.message,
+                    title=f"{result.agent}: {result.error.title}",
+                    severity="error",
+                )
+        if not failed:
+            self.build_phases = {}
+        self._broadcast(BuildUpdated(dict(self.build_phases), True))
 
     @work(exclusive=True, exit_on_error=False, group="watch", description="watch the project")
     async def watch_project(self) -> None:
         """Keep the project's live base current, so new sessions start in milliseconds."""
         assert self.kernel is not None
         await self.kernel.watch_project()
+        self._watching = True
 
-    async def on_unmount(self) -> None:
-        if self.kernel is not None:
-            await self.kernel.close()
+    @work(exclusive=True, exit_on_error=False, group="provider", description="check the provider")
+    async def check_provider(self) -> None:
+        """Probe the configured providers; say what to set when none answers."""
+        from briotui.kernel.llm.config import load_models_config
+        from briotui.kernel.llm.health import check_providers
+
+        try:
+            config = await asyncio.to_thread(load_models_config, self.project)
+            statuses = await check_providers(config, timeout_s=3.0)
+        except BrioError as exc:
+            self.provider_problem = f"{exc.title}: {exc.message}"
+        else:
+            chain = [s for s in statuses if s.in_chain]
+            if chain and not any(s.ok for s in chain):
+                self.provider_problem = "; ".join(f"{s.name}: {s.fix or s.detail}" for s in chain)
+                if not self.workbench.native:
+                    self.workbench.state.merge(
+                        "/provider", {"ok": False, "detail": self.provider_problem}
+                    )
+        self._broadcast(BuildUpdated(dict(self.build_phases), not self.building))
+
+    def _check_working_tree(self) -> None:
+        if self.kernel is None or not self._watching:
+            return
+        changed = len(self.kernel.sessions().pending_changes())
+        if changed != self._tree_changed:
+            self._tree_changed = changed
+            self._broadcast(WorkingTreeChanged(changed))
 
 
-def make_app(project: Path | str = ".") -> BrioApp:
-    """The app for ``project``: used by the CLI and the tests alike."""
-    return BrioApp(project)
+def make_app(
+    project: Path | str = ".",
+    *,
+    provider: Provider | None = None,
+    demo: bool = False,
+    config_dir: Path | None = None,
+    build: bool = True,
+) -> BrioApp:
+    """The app for ``project``: used by the CLI and the tests alike.
+
+    Args:
+        project: The project directory.
+        provider: Where model requests go (tests pass a ScriptedProvider); None reads
+            the configured providers.
+        demo: Use the clearly labelled scripted demo instead of a model.
+        config_dir: The user config dir (themes, keymap, the saved theme).
+        build: Build missing agents in the background at start.
+    """
+    return BrioApp(project, provider=provider, demo=demo, config_dir=config_dir, build=build)

@@ -1,0 +1,82 @@
+"""Small dialogs: a reason for a rejection, and confirming a quit with work in flight."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Static
+
+
+class RejectReason(ModalScreen[str | None]):
+    """Asks why a hunk (or file) is rejected; the reason goes back to the agent.
+
+    Dismisses with the reason ("" for none), or None when the user cancels.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "escape", "cancel", "Cancel", id="reason-cancel", tooltip="Keep the hunk undecided"
+        ),
+    ]
+
+    def __init__(self, what: str) -> None:
+        super().__init__()
+        self.what = what
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="reason-dialog", classes="dialog"):
+            yield Static(f"Reject {self.what}", classes="dialog-title")
+            yield Static("Why? (optional; the agent gets this as feedback)", classes="dim")
+            yield Input(placeholder="e.g. keep the old name, it is public API", id="reason")
+            yield Static("Enter rejects · Escape cancels", classes="dim")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        """Close without rejecting."""
+        self.dismiss(None)
+
+
+class ConfirmQuit(ModalScreen[bool]):
+    """Asks before quitting while tasks are running."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "quit_now", "Quit", id="quit-yes", tooltip="Stop the running tasks and quit"),
+        Binding("n,escape", "stay", "Stay", id="quit-no", tooltip="Keep working"),
+    ]
+
+    def __init__(self, running: int) -> None:
+        super().__init__()
+        self.running = running
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="quit-dialog", classes="dialog"):
+            yield Static("Quit briotui?", classes="dialog-title")
+            yield Static(
+                f"{self.running} task(s) are still running. Quitting stops them; their "
+                "sessions and everything done so far are kept and shown on the next start."
+            )
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("[u]Y[/u]es, quit", id="yes", variant="error", compact=True)
+                yield Button("[u]N[/u]o", id="no", variant="primary", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "yes")
+
+    def action_quit_now(self) -> None:
+        """Quit."""
+        self.dismiss(True)
+
+    def action_stay(self) -> None:
+        """Stay."""
+        self.dismiss(False)

@@ -1,0 +1,169 @@
+"""The main screen: request input, live task tree, conversation, status bar."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from briotui.kernel.text import sanitize
+from briotui.ui.messages import BuildUpdated, ModelText, StateUpdated, WorkingTreeChanged
+from briotui.ui.widgets.conversation import ConversationPane
+from briotui.ui.widgets.status_bar import StatusBar
+from briotui.ui.widgets.task_tree import TaskTreeView
+
+if TYPE_CHECKING:
+    from briotui.ui.app import BrioApp
+
+PLACEHOLDER = "Ask for a change (Enter runs it; “@coder …” runs one agent)"
+
+
+class MainScreen(Screen[None]):
+    """Where the user asks, watches, and picks a task to review."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "ctrl+r",
+            "app.review",
+            "Review",
+            id="review",
+            tooltip="Review the selected task's session (accept/reject hunks, commit)",
+        ),
+        Binding(
+            "ctrl+o",
+            "app.sessions",
+            "Sessions",
+            id="sessions",
+            tooltip="Sessions and history of this project",
+        ),
+        Binding(
+            "ctrl+t",
+            "app.cancel_task",
+            "Cancel task",
+            id="cancel-task",
+            tooltip="Stop the selected task and its subtasks",
+        ),
+        Binding(
+            "ctrl+j",
+            "focus_next_pane",
+            "Next pane",
+            show=False,
+            id="next-pane",
+            tooltip="Move between the request, tasks and conversation",
+        ),
+        Binding(
+            "i",
+            "focus_request",
+            "Request",
+            show=False,
+            id="focus-request",
+            tooltip="Type a new request",
+        ),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.selected: str | None = None
+        self.tree_changed = 0
+
+    @property
+    def brio(self) -> BrioApp:
+        """The app, typed."""
+        from briotui.ui.app import BrioApp
+
+        assert isinstance(self.app, BrioApp)
+        return self.app
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="banner")
+        with Horizontal(id="main-body"):
+            yield TaskTreeView(id="tasks")
+            yield ConversationPane(id="conversation")
+        yield Input(placeholder=PLACEHOLDER, id="request")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#tasks", TaskTreeView).border_title = "Tasks"
+        self.query_one("#conversation", ConversationPane).border_title = "Conversation"
+        self.query_one("#request", Input).focus()
+        self.refresh_banner()
+        self.redraw()
+
+    # -- drawing -----------------------------------------------------------------------
+
+    def redraw(self) -> None:
+        """Redraw the tree and the status bar from the mirrored state."""
+        tree = self.brio.mirror
+        tasks: dict[str, Any] = tree.get("tasks") or {}
+        self.query_one("#tasks", TaskTreeView).show_tasks(tasks)
+        session = (tasks.get(self.selected or "") or {}).get("session")
+        self.query_one("#status", StatusBar).show_state(
+            tree, session=session, tree_changed=self.tree_changed, demo=self.brio.demo
+        )
+
+    def refresh_banner(self) -> None:
+        """Show what needs the user's attention: build progress, a missing provider."""
+        banner = self.query_one("#banner", Static)
+        lines = self.brio.banner_lines()
+        banner.update("\n".join(lines))
+        banner.display = bool(lines)
+
+    def on_state_updated(self, message: StateUpdated) -> None:
+        self.redraw()
+
+    def on_build_updated(self, message: BuildUpdated) -> None:
+        self.refresh_banner()
+
+    def on_working_tree_changed(self, message: WorkingTreeChanged) -> None:
+        self.tree_changed = message.changed
+        self.redraw()
+
+    async def on_model_text(self, message: ModelText) -> None:
+        await self.query_one("#conversation", ConversationPane).append(message.task, message.text)
+
+    # -- the user's actions ------------------------------------------------------------
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        goal = event.value.strip()
+        if not goal:
+            return
+        event.input.clear()
+        agent: str | None = None
+        if goal.startswith("@"):  # "@coder fix the typo": one agent instead of the pipeline
+            name, _, rest = goal[1:].partition(" ")
+            if name and rest.strip():
+                agent, goal = name, rest.strip()
+        self.brio.submit_request(goal, agent)
+
+    async def on_task_tree_view_task_selected(self, message: TaskTreeView.TaskSelected) -> None:
+        if message.task_id != self.selected:
+            await self.select_task(message.task_id)
+
+    async def select_task(self, task_id: str) -> None:
+        """Show ``task_id``'s conversation."""
+        self.selected = task_id
+        task = (self.brio.mirror.get("tasks") or {}).get(task_id) or {}
+        title = sanitize(str(task.get("title", task_id))).replace("\n", " ")
+        agent = task.get("agent", "")
+        await self.query_one("#conversation", ConversationPane).show(
+            task_id,
+            Text.assemble((title, "bold"), (f"  · {agent} · {task_id}", "dim")),
+            self.brio.transcript(task_id),
+        )
+        self.query_one("#tasks", TaskTreeView).select_task(task_id)
+        self.redraw()
+
+    def action_focus_request(self) -> None:
+        """Focus the request input."""
+        self.query_one("#request", Input).focus()
+
+    def action_focus_next_pane(self) -> None:
+        """Cycle focus: request → tasks → conversation."""
+        self.focus_next()

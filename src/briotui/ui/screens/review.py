@@ -1,0 +1,411 @@
+"""The review screen: a session's files and hunks, Reviewer findings, accept/reject, commit."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, OptionList, Static
+from textual.widgets.option_list import Option
+
+from briotui.kernel.errors import BrioError
+from briotui.kernel.text import sanitize
+from briotui.kernel.vfs import Decision, FileChange, Hunk, Session, SessionDiff
+from briotui.ui.messages import StateUpdated
+from briotui.ui.screens.dialogs import RejectReason
+from briotui.ui.widgets.diff_view import ConflictView, HunkView
+from briotui.ui.widgets.task_tree import themed
+
+if TYPE_CHECKING:
+    from briotui.ui.app import BrioApp
+
+STATUS_LETTER = {"added": "A", "deleted": "D", "modified": "M", "renamed": "R"}
+
+
+def counts(change: FileChange) -> tuple[int, int]:
+    """Lines added and removed in a file change."""
+    plus = sum(1 for h in change.hunks for line in h.lines if line.startswith("+"))
+    minus = sum(1 for h in change.hunks for line in h.lines if line.startswith("-"))
+    return plus, minus
+
+
+class ReviewScreen(Screen[None]):
+    """Review one session hunk by hunk, then commit the accepted hunks or roll back."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j,down", "move(1)", "Next", show=False, id="review-next", tooltip="Next hunk"),
+        Binding("k,up", "move(-1)", "Prev", show=False, id="review-prev", tooltip="Previous hunk"),
+        Binding("a", "accept", "Accept", id="review-accept", tooltip="Accept this hunk"),
+        Binding(
+            "r", "reject", "Reject", id="review-reject", tooltip="Reject this hunk, with a reason"
+        ),
+        Binding(
+            "A",
+            "accept_file",
+            "Accept file",
+            show=False,
+            id="review-accept-file",
+            tooltip="Accept every hunk of this file",
+        ),
+        Binding(
+            "R",
+            "reject_file",
+            "Reject file",
+            show=False,
+            id="review-reject-file",
+            tooltip="Reject every hunk of this file",
+        ),
+        Binding(
+            "ctrl+a",
+            "accept_all",
+            "Accept all",
+            show=False,
+            id="review-accept-all",
+            tooltip="Accept every hunk of the session",
+        ),
+        Binding(
+            "c",
+            "commit",
+            "Commit",
+            id="review-commit",
+            tooltip="Apply the accepted hunks to your working tree and git-commit them",
+        ),
+        Binding(
+            "ctrl+z",
+            "rollback",
+            "Roll back",
+            id="review-rollback",
+            tooltip="Discard the session (or undo its commit)",
+        ),
+        Binding("escape", "close", "Back", id="review-back", tooltip="Back to the main screen"),
+    ]
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__()
+        self.session_id = session_id
+        self.session: Session | None = None
+        self.diff = SessionDiff(())
+        self.decisions: dict[str, tuple[Decision, str]] = {}
+        self.hunks: list[Hunk] = []
+        self.current = 0
+
+    @property
+    def brio(self) -> BrioApp:
+        """The app, typed."""
+        from briotui.ui.app import BrioApp
+
+        assert isinstance(self.app, BrioApp)
+        return self.app
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="review-title")
+        with Horizontal(id="review-body"):
+            with Vertical(id="review-side"):
+                yield OptionList(id="review-files")
+                yield Static(id="review-summary")
+            yield VerticalScroll(id="review-diff")
+        with Horizontal(id="review-actions"):
+            yield Button("Approve & commit", id="commit", variant="success", compact=True)
+            yield Button("Roll back", id="rollback", variant="error", compact=True)
+            yield Static(id="review-help")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#review-help", Static).update(
+            "j/k move · a accept · r reject · A/R whole file · ^a accept all · f1 keys"
+        )
+        self.load()
+
+    # -- loading -------------------------------------------------------------------------
+
+    def _summary(self) -> dict[str, Any]:
+        summary: dict[str, Any] = (self.brio.mirror.get("sessions") or {}).get(
+            self.session_id
+        ) or {}
+        return summary
+
+    @work(exclusive=True, exit_on_error=False, group="review-load", description="load the diff")
+    async def load(self) -> None:
+        """Read the session's diff and decisions off the loop, then draw them."""
+
+        def read() -> tuple[Session, SessionDiff, dict[str, tuple[Decision, str]]]:
+            session = self.brio.workbench.sessions().get(self.session_id)
+            return session, session.diff(), session.decisions()
+
+        try:
+            self.session, self.diff, self.decisions = await asyncio.to_thread(read)
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="error")
+            self.dismiss(None)
+            return
+        self.hunks = self.diff.hunks()
+        self.current = min(self.current, max(0, len(self.hunks) - 1))
+        await self._populate()
+
+    async def _populate(self) -> None:
+        pane = self.query_one("#review-diff", VerticalScroll)
+        await pane.remove_children()
+        summary = self._summary()
+        widgets: list[Static | HunkView] = [
+            ConflictView(conflict) for conflict in summary.get("conflicts") or []
+        ]
+        for change in self.diff.files:
+            plus, minus = counts(change)
+            head = Text()
+            head.append(f"{STATUS_LETTER[change.status]} {sanitize(change.path)}", style="bold")
+            if change.status == "renamed":
+                head.append(f" (from {sanitize(change.old_path)})", style="dim")
+            head.append(f"  +{plus} -{minus}", style="dim")
+            widgets.append(Static(head, classes="file-header"))
+            widgets.extend(HunkView(h) for h in change.hunks)
+        if not self.diff.files:
+            widgets.append(Static("This session has no changes.", classes="dim"))
+        await pane.mount_all(widgets)
+        self._redraw()
+        self._move_to(self.current)
+
+    def _redraw(self) -> None:
+        summary = self._summary()
+        review = summary.get("review") or {}
+        findings: dict[str, list[dict[str, Any]]] = {}
+        for finding in review.get("findings") or []:
+            findings.setdefault(str(finding.get("hunk_id", "")), []).append(finding)
+        authors = {
+            str(h.get("id")): " · ".join(x for x in (h.get("agent"), h.get("model")) if x)
+            for h in summary.get("hunks") or []
+            if isinstance(h, dict)
+        }
+        for view in self.query(HunkView):
+            view.show(
+                findings=findings.get(view.hunk.id, []),
+                decision=self.decisions.get(view.hunk.id),
+                author=authors.get(view.hunk.id, ""),
+            )
+        self._draw_files()
+        self._draw_title(summary, review)
+
+    def _draw_files(self) -> None:
+        files = self.query_one("#review-files", OptionList)
+        highlighted = files.highlighted
+        files.clear_options()
+        for change in self.diff.files:
+            decided = sum(
+                1
+                for h in change.hunks
+                if h.id in self.decisions and self.decisions[h.id][0] != "pending"
+            )
+            plus, minus = counts(change)
+            label = Text()
+            label.append(f"{STATUS_LETTER[change.status]} ", style="bold")
+            label.append(sanitize(change.path))
+            label.append(f" +{plus} -{minus} {decided}/{len(change.hunks)}", style="dim")
+            files.add_option(Option(label, id=change.path))
+        if highlighted is not None and highlighted < len(self.diff.files):
+            files.highlighted = highlighted
+        accepted = sum(1 for d, _ in self.decisions.values() if d == "accepted")
+        rejected = sum(1 for d, _ in self.decisions.values() if d == "rejected")
+        self.query_one("#review-summary", Static).update(
+            f"{len(self.hunks)} hunks\n{accepted} accepted\n{rejected} rejected\n"
+            f"{len(self.hunks) - accepted - rejected} to decide"
+        )
+
+    def _draw_title(self, summary: dict[str, Any], review: dict[str, Any]) -> None:
+        v = self.app.theme_variables
+        title = Text()
+        title.append(f"Review session {self.session_id}", style="bold")
+        task_id = summary.get("task")
+        task = (self.brio.mirror.get("tasks") or {}).get(task_id or "", {})
+        goal = task.get("title") or (self.session.task if self.session else "")
+        if goal:
+            title.append(f"  · {sanitize(str(goal))[:60]}")
+        verified = summary.get("verified")
+        if verified is True:
+            title.append("  ✔ verified ", style=themed("bold reverse $success", v))
+        elif verified is False:
+            title.append("  ✘ tests failed ", style=themed("bold reverse $error", v))
+        else:
+            title.append("  not verified", style="dim")
+        verdict = review.get("verdict")
+        if verdict:
+            colour = "$success" if verdict in ("approve", "approved", "ok") else "$warning"
+            title.append(f"  Reviewer: {sanitize(str(verdict))}", style=themed(colour, v))
+        elif review == {}:
+            title.append("  no Reviewer check", style="dim")
+        self.query_one("#review-title", Static).update(title)
+
+    def on_state_updated(self, message: StateUpdated) -> None:
+        self._redraw()
+
+    # -- moving ------------------------------------------------------------------------
+
+    def _move_to(self, index: int) -> None:
+        if not self.hunks:
+            return
+        index = max(0, min(len(self.hunks) - 1, index))
+        for view in self.query(HunkView):
+            view.remove_class("-current")
+        self.current = index
+        hunk = self.hunks[index]
+        try:
+            view = self.query_one(f"#hunk-{hunk.id}", HunkView)
+        except Exception:  # not mounted yet
+            return
+        view.add_class("-current")
+        self.query_one("#review-diff", VerticalScroll).scroll_to_widget(
+            view, animate=False, top=False
+        )
+        paths = [c.path for c in self.diff.files]
+        if hunk.path in paths:
+            self.query_one("#review-files", OptionList).highlighted = paths.index(hunk.path)
+
+    def action_move(self, step: int) -> None:
+        """Move to the next (1) or previous (-1) hunk."""
+        self._move_to(self.current + step)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        path = event.option.id
+        for i, hunk in enumerate(self.hunks):
+            if hunk.path == path:
+                self._move_to(i)
+                break
+
+    # -- deciding ----------------------------------------------------------------------
+
+    def _hunk(self) -> Hunk | None:
+        return self.hunks[self.current] if self.hunks else None
+
+    def action_accept(self) -> None:
+        """Accept the current hunk."""
+        if (hunk := self._hunk()) is not None:
+            self.decide([hunk.id], "accepted", advance=True)
+
+    def action_accept_file(self) -> None:
+        """Accept every hunk of the current file."""
+        if (hunk := self._hunk()) is not None:
+            self.decide(None, "accepted", path=hunk.path)
+
+    def action_accept_all(self) -> None:
+        """Accept every hunk."""
+        if self.hunks:
+            self.decide(None, "accepted")
+
+    def action_reject(self) -> None:
+        """Reject the current hunk, asking for a reason."""
+        if (hunk := self._hunk()) is not None:
+            self._ask_reason(f"hunk #h-{hunk.id}", [hunk.id], None)
+
+    def action_reject_file(self) -> None:
+        """Reject every hunk of the current file, asking for a reason."""
+        if (hunk := self._hunk()) is not None:
+            self._ask_reason(sanitize(hunk.path), None, hunk.path)
+
+    def _ask_reason(self, what: str, ids: list[str] | None, path: str | None) -> None:
+        def done(reason: str | None) -> None:
+            if reason is not None:
+                self.decide(ids, "rejected", reason=reason, path=path, advance=ids is not None)
+
+        self.app.push_screen(RejectReason(what), done)
+
+    @work(exit_on_error=False, group="review-decide", description="record a decision")
+    async def decide(
+        self,
+        ids: list[str] | None,
+        decision: Decision,
+        *,
+        reason: str = "",
+        path: str | None = None,
+        advance: bool = False,
+    ) -> None:
+        """Record a decision off the loop, then redraw."""
+        session = self.session
+        if session is None:
+            return
+
+        def record() -> dict[str, tuple[Decision, str]]:
+            session.decide(ids, decision, reason=reason, path=path)
+            return session.decisions()
+
+        try:
+            self.decisions = await asyncio.to_thread(record)
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="error")
+            return
+        self._redraw()
+        if advance:
+            self._move_to(self.current + 1)
+        self.brio.workbench.refresh_session(self.session_id)
+
+    # -- commit and rollback -------------------------------------------------------------
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "commit":
+            self.action_commit()
+        elif event.button.id == "rollback":
+            self.action_rollback()
+
+    def action_commit(self) -> None:
+        """Apply the accepted hunks and make a git commit."""
+        if not any(d == "accepted" for d, _ in self.decisions.values()):
+            self.notify(
+                "Accept at least one hunk first (a, A or ctrl+a).", title="Nothing to commit"
+            )
+            return
+        self.commit()
+
+    @work(exclusive=True, exit_on_error=False, group="review-commit", description="commit")
+    async def commit(self) -> None:
+        """Commit off the loop; report what was written."""
+        session = self.session
+        if session is None:
+            return
+        summary = self._summary()
+        task = (self.brio.mirror.get("tasks") or {}).get(summary.get("task") or "", {})
+        goal = str(task.get("title") or session.task or "changes")
+        message = f"{goal[:68]}\n\nApproved hunk by hunk in briotui (session {session.id})."
+        is_git = (self.brio.project / ".git").exists()
+        try:
+            result = await asyncio.to_thread(session.commit, git=is_git, message=message)
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="error", timeout=10)
+            return
+        files = len(result.written) + len(result.deleted)
+        sha = f" as {result.git_commit[:10]}" if result.git_commit else ""
+        self.notify(f"{files} file(s) written{sha}.", title="Committed")
+        self.brio.workbench.refresh_session(self.session_id)
+        self.dismiss(None)
+
+    def action_rollback(self) -> None:
+        """Discard the session (or undo its commit)."""
+        self.rollback()
+
+    @work(exclusive=True, exit_on_error=False, group="review-commit", description="roll back")
+    async def rollback(self) -> None:
+        """Roll back off the loop."""
+        session = self.session
+        if session is None:
+            return
+        try:
+            result = await asyncio.to_thread(session.rollback)
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="error", timeout=10)
+            return
+        detail = (
+            f"{len(result.restored)} file(s) restored."
+            if result.restored
+            else "Nothing was applied."
+        )
+        self.notify(detail + "".join(f" {n}" for n in result.notes), title="Rolled back")
+        self.brio.workbench.refresh_session(self.session_id)
+        self.dismiss(None)
+
+    def action_close(self) -> None:
+        """Back to the main screen."""
+        self.dismiss(None)

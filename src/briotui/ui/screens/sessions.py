@@ -1,0 +1,83 @@
+"""Sessions and history: past sessions from the store, open ones resumable in review."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from briotui.kernel.errors import BrioError
+from briotui.kernel.text import sanitize
+from briotui.kernel.vfs import SessionInfo
+
+if TYPE_CHECKING:
+    from briotui.ui.app import BrioApp
+
+
+class SessionsScreen(Screen[str | None]):
+    """Every session of the project; Enter reviews one (dismisses with its id)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "enter", "open", "Review", id="sessions-open", tooltip="Review the selected session"
+        ),
+        Binding("escape", "close", "Back", id="sessions-back", tooltip="Back to the main screen"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static("Sessions and history", id="sessions-title")
+        yield DataTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("session", "state", "agent", "files", "created", "task")
+        self.load()
+
+    @work(exclusive=True, exit_on_error=False, group="sessions", description="list sessions")
+    async def load(self) -> None:
+        """Read the session list off the loop."""
+        app: BrioApp = self.app  # type: ignore[assignment]
+        try:
+            infos: list[SessionInfo] = await asyncio.to_thread(app.workbench.sessions().list)
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="error")
+            return
+        table = self.query_one(DataTable)
+        table.clear()
+        for info in sorted(infos, key=lambda i: i.created, reverse=True):
+            created = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.created))
+            table.add_row(
+                info.id,
+                info.state,
+                sanitize(info.label),
+                str(info.changed_files),
+                created,
+                sanitize(info.task).replace("\n", " ")[:60],
+                key=info.id,
+            )
+        if not infos:
+            self.query_one("#sessions-title", Static).update(
+                "Sessions and history: none yet. Submit a request on the main screen."
+            )
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.dismiss(str(event.row_key.value))
+
+    def action_open(self) -> None:
+        """Review the highlighted session."""
+        table = self.query_one(DataTable)
+        if table.row_count:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+            self.dismiss(str(key.value))
+
+    def action_close(self) -> None:
+        """Back."""
+        self.dismiss(None)

@@ -1,0 +1,1 @@
+"""The workstation's widgets: each renders a piece of kernel state and posts messages."""

@@ -1,0 +1,177 @@
+"""Hunks rendered for review: syntax-highlighted lines, decision, author, Reviewer findings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.style import Style
+from rich.syntax import Syntax
+from rich.text import Span, Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Static
+
+from briotui.kernel.text import sanitize
+from briotui.kernel.vfs import Hunk
+from briotui.ui.widgets.task_tree import themed
+
+LINE_WIDTH = 200
+"""Rows are padded this far so a +/- tint spans the pane (the pane crops the rest)."""
+
+SEVERITY_ICON = {"error": "✘", "warning": "▲", "info": "●", "nit": "·"}
+
+
+def _foreground_only(line: Text) -> Text:
+    """``line`` with every background colour removed (colours and emphasis kept)."""
+    spans = []
+    for span in line.spans:
+        style = Style.parse(span.style) if isinstance(span.style, str) else span.style
+        bare = Style(color=style.color, bold=style.bold, italic=style.italic)
+        spans.append(Span(span.start, span.end, bare))
+    return Text(line.plain, spans=spans, no_wrap=True)
+
+
+def highlight_hunk(hunk: Hunk, *, dark: bool, variables: dict[str, str]) -> Text:
+    """The hunk's ``@@`` header and body, code highlighted by the file's language."""
+    signs = [line[:1] for line in hunk.lines]
+    code = "".join(
+        sanitize(line[1:]) if line.endswith("\n") else sanitize(line[1:]) + "\n"
+        for line in hunk.lines
+    )
+    lexer = Syntax.guess_lexer(hunk.path, code)
+    syntax = Syntax("", lexer, theme="monokai" if dark else "friendly", background_color="default")
+    highlighted = syntax.highlight(code).split("\n", allow_blank=True)
+    out = Text(no_wrap=True, overflow="crop")
+    out.append(hunk.header().rsplit(" #h-", 1)[0], style=themed("bold $primary", variables))
+    out.append(f"  #h-{hunk.id}\n", style="dim")
+    add = themed("$success", variables)
+    remove = themed("$error", variables)
+    add_bg = "on #1d3324" if dark else "on #dafbe1"
+    remove_bg = "on #3b1f24" if dark else "on #ffebe9"
+    for sign, line in zip(signs, highlighted, strict=False):
+        line = _foreground_only(line)  # the pane's background, not the Syntax theme's
+        line.pad_right(max(0, LINE_WIDTH - len(line)))  # tint the whole row
+        if sign == "+":
+            row = Text("+", style=f"bold {add}")
+            row.append_text(line)
+            row.stylize(add_bg)
+        elif sign == "-":
+            row = Text("-", style=f"bold {remove}")
+            row.append_text(line)
+            row.stylize(remove_bg)
+        else:
+            row = Text(" ")
+            row.append_text(line)
+            row.stylize("dim")
+        out.append_text(row)
+        out.append("\n")
+    if not hunk.lines:
+        out.append(f"({hunk.kind} change)\n", style="italic dim")
+    out.rstrip()
+    return out
+
+
+def findings_text(
+    findings: list[dict[str, Any]],
+    decision: tuple[str, str] | None,
+    author: str,
+    variables: dict[str, str],
+) -> Text:
+    """The side panel: decision, who wrote the hunk, and the Reviewer's findings."""
+    out = Text()
+    state, reason = decision or ("pending", "")
+    colour = {"accepted": "$success", "rejected": "$error"}.get(state, "$warning")
+    out.append(f"{state.upper()}\n", style=themed(f"bold {colour}", variables))
+    if reason:
+        out.append(f"“{sanitize(reason)}”\n", style="italic")
+    if author:
+        out.append(f"by {sanitize(author)}\n", style="dim")
+    if not findings:
+        out.append("Reviewer: no findings\n", style="dim")
+    for finding in findings:
+        severity = str(finding.get("severity", "info"))
+        style = {"error": "$error", "warning": "$warning"}.get(severity, "$secondary")
+        out.append(
+            f"{SEVERITY_ICON.get(severity, '●')} {severity}: ",
+            style=themed(f"bold {style}", variables),
+        )
+        out.append(sanitize(str(finding.get("message", ""))) + "\n")
+        suggestion = finding.get("suggestion")
+        if suggestion:
+            out.append(f"  → {sanitize(str(suggestion))}\n", style="italic dim")
+    out.rstrip()
+    return out
+
+
+class HunkView(Horizontal):
+    """One hunk: the highlighted diff beside its decision and findings."""
+
+    DEFAULT_CSS = """
+    HunkView { height: auto; margin: 0 0 1 0; border-left: outer $panel; }
+    HunkView.-current { border-left: outer $accent; background: $boost; }
+    HunkView.-accepted { border-left: outer $success; }
+    HunkView.-rejected { border-left: outer $error; }
+    HunkView.-current.-accepted, HunkView.-current.-rejected { border-left: thick $accent; }
+    HunkView > .hunk-code { width: 1fr; height: auto; }
+    HunkView > .hunk-findings { width: 36; height: auto; padding: 0 1; }
+    """
+
+    def __init__(self, hunk: Hunk) -> None:
+        super().__init__(id=f"hunk-{hunk.id}")
+        self.hunk = hunk
+
+    def compose(self) -> ComposeResult:
+        yield Static(classes="hunk-code")
+        yield Static(classes="hunk-findings")
+
+    def show(
+        self,
+        *,
+        findings: list[dict[str, Any]],
+        decision: tuple[str, str] | None,
+        author: str,
+    ) -> None:
+        """Draw the hunk with its current decision and findings."""
+        variables = self.app.theme_variables
+        dark = self.app.current_theme.dark
+        self.query_one(".hunk-code", Static).update(
+            highlight_hunk(self.hunk, dark=dark, variables=variables)
+        )
+        self.query_one(".hunk-findings", Static).update(
+            findings_text(findings, decision, author, variables)
+        )
+        state = (decision or ("pending", ""))[0]
+        self.set_class(state == "accepted", "-accepted")
+        self.set_class(state == "rejected", "-rejected")
+
+
+class ConflictView(Static):
+    """A 3-way merge conflict: base, ours (the working tree) and theirs (the session)."""
+
+    DEFAULT_CSS = """
+    ConflictView { height: auto; border: round $error; padding: 0 1; margin: 0 0 1 0; }
+    """
+
+    def __init__(self, conflict: dict[str, Any]) -> None:
+        super().__init__()
+        self.conflict = conflict
+
+    def on_mount(self) -> None:
+        v = self.app.theme_variables
+        text = Text()
+        text.append(f"Conflict in {sanitize(str(self.conflict.get('path', '?')))}\n", style="bold")
+        for region in self.conflict.get("regions", []):
+            for label, key, colour in (
+                ("base", "base", "$secondary"),
+                ("yours (working tree)", "ours", "$warning"),
+                ("session", "theirs", "$primary"),
+            ):
+                text.append(f"── {label}\n", style=themed(f"bold {colour}", v))
+                value = region.get(key) or ""
+                body = "".join(value) if isinstance(value, list) else str(value)
+                text.append(sanitize(body).rstrip("\n") + "\n")
+        text.append(
+            "Resolve it in your editor or roll the session back; nothing was overwritten.",
+            style="italic dim",
+        )
+        self.update(text)

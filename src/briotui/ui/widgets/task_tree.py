@@ -1,0 +1,119 @@
+"""The live task tree: one node per task, with status, agent, progress and usage."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from briotui.kernel.text import sanitize
+from briotui.ui.format import STATUS_ICONS, usage_line
+
+_STATUS_STYLE = {
+    "pending": "dim",
+    "running": "bold $accent",
+    "waiting": "$warning",
+    "done": "$success",
+    "failed": "bold $error",
+    "cancelled": "dim",
+}
+
+
+def themed(style: str, variables: dict[str, str]) -> str:
+    """A Rich style with Textual theme variables (``$accent``) replaced by their colours."""
+    return " ".join(
+        variables.get(word[1:], "default") if word.startswith("$") else word
+        for word in style.split()
+    )
+
+
+def task_label(node: dict[str, Any], variables: dict[str, str], *, width: int = 60) -> Text:
+    """The label of one task: icon, title, agent, progress, milestones and usage."""
+    status = str(node.get("status", "pending"))
+    title = sanitize(str(node.get("title", ""))).replace("\n", " ")
+    if len(title) > width:
+        title = title[: width - 1] + "…"
+    label = Text()
+    label.append(
+        STATUS_ICONS.get(status, "?") + " ", style=themed(_STATUS_STYLE.get(status, ""), variables)
+    )
+    label.append(title, style="bold" if status == "running" else "")
+    label.append(f"  {node.get('agent', '')}", style="italic dim")
+    progress = node.get("progress") or {}
+    percent = int(progress.get("percent", 0))
+    if status == "running" and percent:
+        label.append(f" {percent}%", style=themed("$accent", variables))
+    note = sanitize(str(progress.get("note", ""))).replace("\n", " ")
+    milestones = node.get("milestones") or []
+    if milestones:
+        label.append(
+            f" ◆ {sanitize(str(milestones[-1].get('name', '')))}",
+            style=themed("$secondary", variables),
+        )
+    elif note and status in ("running", "waiting", "failed"):
+        label.append(f" {note[:40]}", style="dim")
+    usage = usage_line(node.get("usage") or {})
+    if usage:
+        label.append(f"  {usage}", style="dim")
+    return label
+
+
+class TaskTreeView(Tree[str]):
+    """The task tree, redrawn from ``/tasks`` without losing the cursor or expansion."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "cursor_down", "Down", show=False, id="tree-down", tooltip="Next task"),
+        Binding("k", "cursor_up", "Up", show=False, id="tree-up", tooltip="Previous task"),
+    ]
+
+    class TaskSelected(Message):
+        """The user moved to a task."""
+
+        def __init__(self, task_id: str) -> None:
+            self.task_id = task_id
+            super().__init__()
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("tasks", id=id)
+        self.show_root = False
+        self.guide_depth = 2
+        self._task_nodes: dict[str, TreeNode[str]] = {}
+
+    def show_tasks(self, tasks: dict[str, Any]) -> None:
+        """Bring the tree in line with ``tasks`` (the ``/tasks`` map)."""
+        for task_id in [t for t in self._task_nodes if t not in tasks]:
+            node = self._task_nodes.pop(task_id)
+            if node.tree is self and node.parent is not None:
+                node.remove()
+        variables = self.app.theme_variables
+        ordered = sorted(tasks.values(), key=lambda n: (n.get("created_at", 0.0), n.get("id", "")))
+        for data in ordered:
+            task_id = str(data.get("id"))
+            label = task_label(data, variables)
+            existing = self._task_nodes.get(task_id)
+            if existing is not None:
+                existing.set_label(label)
+                continue
+            parent_id = data.get("parent")
+            parent = self._task_nodes.get(str(parent_id)) if parent_id else None
+            under = parent if parent is not None else self.root
+            node = under.add(label, data=task_id, expand=True)
+            node.allow_expand = True
+            self._task_nodes[task_id] = node
+        for node in self._task_nodes.values():
+            node.allow_expand = bool(node.children)
+
+    def select_task(self, task_id: str) -> None:
+        """Move the cursor to ``task_id``."""
+        node = self._task_nodes.get(task_id)
+        if node is not None:
+            self.move_cursor(node)
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[str]) -> None:
+        event.stop()
+        if event.node.data is not None:
+            self.post_message(self.TaskSelected(event.node.data))
