@@ -1,41 +1,322 @@
-"""The home screen: pilot tests on what the user sees, and a snapshot."""
+"""Pilot tests: each interaction against the real kernel, a scripted provider and a git repo."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.widgets import DataTable, Static
 
-from briotui.ui.app import make_app
+from briotui.kernel.caps.model import CapabilityRequest
+from briotui.kernel.llm.scripted import ScriptedProvider
+from briotui.ui.app import BrioApp, make_app
+from briotui.ui.screens.capability import CapabilityPrompt
+from briotui.ui.screens.dialogs import ConfirmQuit, RejectReason
+from briotui.ui.screens.help import HelpScreen
+from briotui.ui.screens.review import ReviewScreen
+from briotui.ui.screens.sessions import SessionsScreen
+from briotui.ui.widgets.conversation import ConversationPane
+
+from .helpers import EDIT_REPLY, README_REPLY, finished, tasks_of, wait_until
 
 pytestmark = pytest.mark.slow
 
+Scripted = Callable[..., ScriptedProvider]
 
-async def test_home_lists_agents_with_build_state(project: Path, built_agents: list[str]) -> None:
-    app = make_app(project)
+
+def git(project: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=project, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def app_for(project: Path, provider: ScriptedProvider, config_dir: Path) -> BrioApp:
+    return make_app(project, provider=provider, config_dir=config_dir, build=False)
+
+
+async def run_request(pilot: Any, text: str) -> str:
+    app: BrioApp = pilot.app
+    await pilot.click("#request")
+    await pilot.press(*text, "enter")
+    await app.workers.wait_for_complete()
+    await wait_until(pilot, lambda: finished(app))
+    roots = [t for t in tasks_of(app).values() if not t.get("parent")]
+    return str(sorted(roots, key=lambda t: t["created_at"])[-1]["id"])
+
+
+async def test_a_request_runs_and_streams_into_the_conversation(
+    project: Path, built_agents: list[str], scripted: Scripted, config_dir: Path
+) -> None:
+    app = app_for(project, scripted(EDIT_REPLY), config_dir)
     async with app.run_test(size=(100, 30)) as pilot:
+        task_id = await run_request(pilot, "@coder add a comment")
+        task = tasks_of(app)[task_id]
+        assert task["status"] == "done"
+        assert task["agent"] == "coder"
+        pane = app.screen.query_one(ConversationPane)
+        assert pane.task_id == task_id
+        assert "the sum" in app.transcript(task_id)
+        assert "Done" in app.transcript(task_id)
+        assert (project / "app.py").read_text() == "def add(a, b):\n    return a + b\n"
+
+
+async def test_navigating_the_tree_switches_the_conversation(
+    project: Path, built_agents: list[str], scripted: Scripted, config_dir: Path
+) -> None:
+    app = app_for(project, scripted(EDIT_REPLY, README_REPLY), config_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        first = await run_request(pilot, "@coder first")
+        second = await run_request(pilot, "@coder second")
+        pane = app.screen.query_one(ConversationPane)
+        assert pane.task_id == second
+        app.screen.query_one("#tasks").focus()
+        tree = app.screen.query_one("#tasks")
+        tree.select_task(second)  # type: ignore[attr-defined]
         await pilot.pause()
-        table = app.query_one("#agents", DataTable)
-        rows = {table.get_row_at(i)[0]: table.get_row_at(i) for i in range(table.row_count)}
-        assert {"echo", "probe"} <= set(rows)
-        assert rows["echo"][3] == "built"
-        intro = str(app.query_one("#intro", Static).render())
-        assert "a git repository" in intro
-        await pilot.press("q")
+        await pilot.press("k")  # up: the first task's last subtask, then the first task
+        await pilot.press("k")
+        await pilot.pause()
+        assert pane.task_id in (first, f"{first}.coder")
+        assert "the sum" in app.transcript(first)
+        assert "edited" in app.transcript(second)
+
+
+async def test_accept_and_reject_hunks_with_a_reason(
+    project: Path, built_agents: list[str], scripted: Scripted, config_dir: Path
+) -> None:
+    reply = EDIT_REPLY + "\n" + README_REPLY
+    app = app_for(project, scripted(reply), config_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        task_id = await run_request(pilot, "@coder two edits")
+        session_id = tasks_of(app)[task_id]["session"]
+        await pilot.press("ctrl+r")
+        await app.workers.wait_for_complete()
+        screen = app.screen
+        assert isinstance(screen, ReviewScreen)
+        assert [f.path for f in screen.diff.files] == ["README.md", "app.py"]
+        await pilot.press("a")  # README.md's hunk
+        await app.workers.wait_for_complete()
+        await pilot.press("r")  # app.py's hunk: asks why
+        assert isinstance(app.screen, RejectReason)
+        await pilot.press(*"keep it terse", "enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        session = app.workbench.sessions().get(session_id)
+        decisions = {session.diff().hunk(h).path: d for h, d in session.decisions().items()}  # type: ignore[union-attr]
+        assert decisions == {"README.md": ("accepted", ""), "app.py": ("rejected", "keep it terse")}
+        assert "keep it terse" in session.feedback(mark_delivered=False)
+
+
+async def test_approve_and_commit_writes_a_git_commit(
+    project: Path, built_agents: list[str], scripted: Scripted, config_dir: Path
+) -> None:
+    app = app_for(project, scripted(EDIT_REPLY), config_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await run_request(pilot, "@coder comment the sum")
+        await pilot.press("ctrl+r")
+        await app.workers.wait_for_complete()
+        await pilot.press("ctrl+a")
+        await app.workers.wait_for_complete()
+        await pilot.press("c")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert not isinstance(app.screen, ReviewScreen)
+    assert "# the sum" in (project / "app.py").read_text()
+    assert git(project, "log", "-1", "--format=%s").strip() == "comment the sum"
+
+
+async def test_commit_without_accepted_hunks_says_so(
+    project: Path, built_agents: list[str], scripted: Scripted, config_dir: Path
+) -> None:
+    app = app_for(project, scripted(EDIT_REPLY), config_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await run_request(pilot, "@coder comment")
+        await pilot.press("ctrl+r")
+        await app.workers.wait_for_complete()
+        await pilot.press("c")
+        await pilot.pause()
+        assert isinstance(app.screen, ReviewScreen)
+        assert any("Accept at least one hunk" in n.message for n in app._notifications)
+    assert git(project, "log", "--format=%s").split() == ["init"]
+
+
+async def test_roll_back_discards_the_session(
+    project: Path, built_agents: list[str], scripted: Scripted, config_dir: Path
+) -> None:
+    app = app_for(project, scripted(EDIT_REPLY), config_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        task_id = await run_request(pilot, "@coder comment")
+        session_id = tasks_of(app)[task_id]["session"]
+        await pilot.press("ctrl+r")
+        await app.workers.wait_for_complete()
+        await pilot.press("ctrl+z")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert not isinstance(app.screen, ReviewScreen)
+        assert app.workbench.sessions().get(session_id).state in ("discarded", "rolled-back")
+    assert (project / "app.py").read_text() == "def add(a, b):\n    return a + b\n"
+
+
+REQUEST = CapabilityRequest(
+    agent="coder", capability="write", target="README.md", task_id="t-1", reason="fix the title"
+)
+
+
+@pytest.mark.parametrize(
+    ("key", "answer"),
+    [("y", "once"), ("s", "session"), ("a", "project"), ("n", "deny"), ("escape", "deny")],
+)
+async def test_each_prompt_key_gives_its_answer(
+    project: Path, scripted: Scripted, config_dir: Path, key: str, answer: str
+) -> None:
+    app = app_for(project, scripted(), config_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        asked = asyncio.ensure_future(app.ask_capability(REQUEST))
+        await pilot.pause()
+        assert isinstance(app.screen, CapabilityPrompt)
+        await pilot.press(key)
+        assert await asked == answer
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, CapabilityPrompt)
+        assert "README.md" in app.transcript("t-1")
+
+
+async def test_prompt_bursts_queue_and_identical_requests_share_one_answer(
+    project: Path, scripted: Scripted, config_dir: Path
+) -> None:
+    app = app_for(project, scripted(), config_dir)
+    other = CapabilityRequest(agent="coder", capability="shell", target="make lint")
+    async with app.run_test(size=(100, 30)) as pilot:
+        first = asyncio.ensure_future(app.ask_capability(REQUEST))
+        same = asyncio.ensure_future(app.ask_capability(REQUEST))
+        second = asyncio.ensure_future(app.ask_capability(other))
+        await pilot.pause()
+        assert sum(isinstance(s, CapabilityPrompt) for s in app.screen_stack) == 1
+        assert app.screen.request == REQUEST  # type: ignore[attr-defined]
+        await pilot.press("y")
+        await pilot.pause()
+        assert app.screen.request == other  # type: ignore[attr-defined]
+        await pilot.press("n")
+        assert (await first, await same, await second) == ("once", "once", "deny")
+
+
+async def test_a_real_agent_waits_for_the_prompt(
+    project: Path, built_agents: list[str], scripted: Scripted, config_dir: Path
+) -> None:
+    (project / ".brio").mkdir(exist_ok=True)
+    (project / ".brio" / "config.toml").write_text(
+        '[agents.coder]\nread = ["**"]\nwrite = ["src/**"]\n'
+    )
+    app = app_for(project, scripted(README_REPLY), config_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.click("#request")
+        await pilot.press(*"@coder edit the readme", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, CapabilityPrompt))
+        prompt = app.screen
+        assert isinstance(prompt, CapabilityPrompt)
+        assert (prompt.request.capability, prompt.request.target) == ("write", "README.md")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: finished(app))
+        [root] = [t for t in tasks_of(app).values() if not t.get("parent")]
+        assert root["status"] == "done"
+        diff = app.workbench.sessions().get(root["session"]).diff()
+        assert [f.path for f in diff.files] == ["README.md"]
+
+
+async def test_quitting_with_work_in_flight_asks(
+    project: Path, built_agents: list[str], scripted: Scripted, config_dir: Path
+) -> None:
+    app = app_for(project, scripted({"text": EDIT_REPLY, "delay_ms": 20_000}), config_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.click("#request")
+        await pilot.press(*"@coder slow", "enter")
+        await wait_until(pilot, lambda: bool(app.workbench.running()))
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmQuit)
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.is_running
+        assert not isinstance(app.screen, ConfirmQuit)
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
     assert app.return_code == 0
 
 
-async def test_home_says_when_project_is_not_git(tmp_path: Path, built_agents: list[str]) -> None:
-    app = make_app(tmp_path)
+async def test_model_text_is_sanitized(
+    project: Path, built_agents: list[str], scripted: Scripted, config_dir: Path
+) -> None:
+    evil = "\x1b]0;pwned\x07\x1b[2J" + EDIT_REPLY + "\x1b]52;c;ZXZpbA==\x07"
+    app = app_for(project, scripted(evil), config_dir)
     async with app.run_test(size=(100, 30)) as pilot:
+        task_id = await run_request(pilot, "@coder x")
+        text = app.transcript(task_id)
+        assert "the sum" in text
+        assert "\x1b" not in text
+        assert "pwned" not in text
+
+
+async def test_theme_choice_persists_and_keymap_applies(
+    project: Path, scripted: Scripted, config_dir: Path
+) -> None:
+    (config_dir / "config.toml").write_text('# mine\n[ui.keymap]\nsessions = "f2"\n')
+    app = app_for(project, scripted(), config_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert app.theme == "brio-dark"
+        assert {"brio-dark", "brio-light", "brio-contrast"} <= set(app.available_themes)
+        app.theme = "brio-light"
         await pilot.pause()
-        assert "not a git repository" in str(app.query_one("#intro", Static).render())
+        await pilot.press("f2")
+        await pilot.pause()
+        assert isinstance(app.screen, SessionsScreen)
+    saved = (config_dir / "config.toml").read_text()
+    assert 'theme = "brio-light"' in saved
+    assert "# mine" in saved
+    assert 'sessions = "f2"' in saved
+    again = app_for(project, scripted(), config_dir)
+    async with again.run_test(size=(100, 30)):
+        assert again.theme == "brio-light"
 
 
-def test_home_snapshot(snap_compare: Any, built_agents: list[str], tmp_path: Path) -> None:
-    project = tmp_path / "demo"
-    project.mkdir()
-    (project / ".git").mkdir()
-    assert snap_compare(make_app(project), terminal_size=(100, 24))
+async def test_help_lists_keys_with_ids(
+    project: Path, scripted: Scripted, config_dir: Path
+) -> None:
+    app = app_for(project, scripted(), config_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f1")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        ids = {row[2] for row in app.screen.rows}
+        assert {"review", "sessions", "quit", "help"} <= ids
+
+
+async def test_demo_mode_is_labelled_and_works(
+    project: Path, built_agents: list[str], config_dir: Path
+) -> None:
+    app = make_app(project, demo=True, config_dir=config_dir, build=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert any("DEMO" in line for line in app.banner_lines())
+        task_id = await run_request(pilot, "@coder show me")
+        session = tasks_of(app)[task_id]["session"]
+        diff = app.workbench.sessions().get(session).diff()
+        assert [f.path for f in diff.files] == ["BRIOTUI_DEMO.md"]
+
+
+async def test_no_provider_says_what_to_set(
+    project: Path, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")
+    app = make_app(project, config_dir=config_dir, build=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        text = "\n".join(app.banner_lines())
+        assert "ANTHROPIC_API_KEY" in text
+        assert "scripted demo" in text

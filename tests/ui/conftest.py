@@ -1,0 +1,57 @@
+"""UI test fixtures: frozen cursors, deterministic ids, a scripted provider, and helpers."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.widgets import Input
+
+from briotui.kernel.llm.scripted import ScriptedProvider
+
+
+@pytest.fixture(autouse=True)
+def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No blinking cursors: screenshots are the same on every run."""
+    monkeypatch.setattr(Input, "cursor_blink", False)
+
+
+@pytest.fixture
+def fixed_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Task and session ids from counters instead of randomness (for snapshots)."""
+    counter = itertools.count(1)
+    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(int=next(counter) << 96))
+    sessions = itertools.count(1)
+    import briotui.kernel.vfs.session as session_module
+
+    class FixedSecrets:
+        @staticmethod
+        def token_hex(n: int = 4) -> str:
+            return f"{next(sessions):0{2 * n}x}"
+
+    monkeypatch.setattr(session_module, "secrets", FixedSecrets)
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    """A private user config dir (themes, keymap, the saved theme)."""
+    path = tmp_path / "config"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def scripted(tmp_path: Path) -> Callable[..., ScriptedProvider]:
+    """Makes a scripted provider from replies (strings or reply objects)."""
+
+    def make(*replies: Any) -> ScriptedProvider:
+        path = tmp_path / f"replies-{uuid.uuid1().hex}.json"
+        path.write_text(json.dumps(list(replies)))
+        return ScriptedProvider.from_file(path)
+
+    return make
