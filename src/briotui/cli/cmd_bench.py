@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 from briotui import __version__
 from briotui.cli.output import print_json, table
-from briotui.kernel.bench import Measure, bench_runtime
+from briotui.kernel.bench import Measure, bench_live_agents, bench_runtime
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.bench import bench_llm
 from briotui.kernel.mesh_bench import bench_mesh
@@ -44,6 +45,13 @@ def register(sub: Any) -> None:
     bench.add_argument("--rounds", type=int, default=20, help="samples per figure (default 20)")
     bench.add_argument(
         "--quick", action="store_true", help="runtime figures only (skip sessions and models)"
+    )
+    bench.add_argument(
+        "--live-agents",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="how many live agents to hold at once for the memory figure (default 1000)",
     )
     bench.set_defaults(handler=handle)
 
@@ -78,11 +86,59 @@ async def _measure(args: argparse.Namespace) -> list[Measure]:
         await kernel.close()
     if args.quick:
         return measures
+    kernel = Kernel(args.project)
+    try:
+        measures += await bench_live_agents(kernel, count=args.live_agents)
+    finally:
+        await kernel.close()
+    measures.append(await asyncio.to_thread(_tui_cold_start, args.project))
     sessions = await asyncio.to_thread(run_sessions_bench)
     models = await bench_llm()
     mesh = await asyncio.to_thread(bench_mesh)
     state = await asyncio.to_thread(bench_state)
     return measures + [_from_row(row) for row in [*sessions, *models, *mesh, *state]]
+
+
+_FIRST_FRAME = """
+import asyncio, sys
+from briotui.ui.app import make_app
+async def main():
+    app = make_app(sys.argv[1])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        print("first-frame", flush=True)
+asyncio.run(main())
+"""
+
+
+def _tui_cold_start(project: str) -> Measure:
+    """From starting a fresh interpreter to the TUI's first frame (agents already built)."""
+    samples = []
+    for _ in range(3):
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-c", _FIRST_FRAME, project],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if "first-frame" not in proc.stdout:
+            return Measure(
+                "cold start of the TUI to first frame",
+                float("nan"),
+                "s",
+                1.0,
+                detail="the app did not start: " + proc.stderr.strip()[-200:],
+            )
+        samples.append(time.perf_counter() - started)
+    return Measure(
+        "cold start of the TUI to first frame",
+        min(samples),
+        "s",
+        1.0,
+        detail="fresh interpreter to first frame, best of 3 (agents built)",
+    )
 
 
 def _from_row(row: dict[str, Any]) -> Measure:

@@ -201,3 +201,39 @@ async def _loop_lag(kernel: Kernel, work: Callable[[], Awaitable[Any]]) -> float
         done.set()
         await task
     return worst
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+async def bench_live_agents(kernel: Kernel, count: int = 1000) -> list[Measure]:
+    """Hold ``count`` live, used agent instances at once; the memory they take."""
+    loaded = await kernel.load(PROBE, build=True)
+    before = _rss_bytes()
+    held: list[AgentInstance] = []
+    try:
+        for _ in range(count):
+            instance = AgentInstance(loaded, loop=kernel.loop, events=lambda _e: None)
+            await instance.start()
+            held.append(instance)
+        grown = _rss_bytes() - before
+    finally:
+        for instance in held:
+            instance.discard()
+    return [
+        Measure(
+            f"live agents held at once ({count})",
+            grown / 2**30,
+            "GiB",
+            4.0 * count / 1000,
+            detail="process RSS growth with that many ready (instantiated) probe instances",
+        )
+    ]

@@ -11,7 +11,7 @@ import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from briotui.kernel.llm.config import ModelsConfig, ProviderConfig
 from briotui.kernel.llm.failures import redact
@@ -125,7 +125,8 @@ async def _check(
             f"export {pc.api_key_env}=... (your {pc.kind} key), or remove {pc.name!r} from "
             "[llm] fallback and [llm.roles] in .brio/config.toml.",
         )
-    provider = make_provider(pc, env)
+    # Importing a vendor SDK takes up to a second: never on the event loop.
+    provider = await asyncio.to_thread(make_provider, pc, env)
     assert isinstance(provider, StreamingProvider)
     secrets = provider.secrets
     try:
@@ -171,19 +172,20 @@ async def _check(
 
 
 async def _list_models(provider: StreamingProvider) -> list[str]:
-    """The model names the provider's server lists (a free call)."""
-    from briotui.kernel.llm.anthropic_provider import AnthropicProvider
-    from briotui.kernel.llm.ollama_provider import OllamaProvider
-    from briotui.kernel.llm.openai_provider import OpenAIProvider
+    """The model names the provider's server lists (a free call).
 
-    if isinstance(provider, OllamaProvider):
-        listing = await provider.client.list()
+    Dispatches on ``provider.kind`` rather than importing the provider classes: those
+    modules import their SDKs, which must not happen on the event loop.
+    """
+    client: Any = getattr(provider, "client")  # noqa: B009  # each provider class has one
+    if provider.kind == "ollama":
+        listing = await client.list()
         return [m.model for m in listing.models if m.model]
-    if isinstance(provider, AnthropicProvider):
-        page = await provider.client.models.list(limit=100)
+    if provider.kind == "anthropic":
+        page = await client.models.list(limit=100)
         return [m.id for m in page.data]
-    if isinstance(provider, OpenAIProvider):
-        openai_page = await provider.client.models.list()
+    if provider.kind == "openai":
+        openai_page = await client.models.list()
         return [m.id for m in openai_page.data]
     return []
 

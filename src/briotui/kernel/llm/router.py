@@ -26,7 +26,7 @@ import asyncio
 import os
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -92,6 +92,34 @@ def missing_key(config: ProviderConfig, env: Mapping[str, str]) -> str | None:
     return None
 
 
+class LazyProviders(Mapping[str, Provider]):
+    """Providers built on first use: importing a vendor SDK costs up to a second, and
+    most runs talk to one provider of the chain."""
+
+    def __init__(self, config: ModelsConfig, env: Mapping[str, str]) -> None:
+        self._configs = dict(config.providers)
+        self._env = env
+        self._built: dict[str, Provider] = {}
+
+    def __getitem__(self, name: str) -> Provider:
+        if name not in self._built:
+            self._built[name] = make_provider(self._configs[name], self._env)
+        return self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._configs)
+
+    def __len__(self) -> int:
+        return len(self._configs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._configs
+
+    def built(self) -> list[Provider]:
+        """The providers made so far (what there is to close)."""
+        return list(self._built.values())
+
+
 class Router:
     """Routes completions to providers, with retries, fallback, streaming and accounting.
 
@@ -119,7 +147,7 @@ class Router:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
-        self.providers = dict(providers)
+        self.providers = providers
         self.unconfigured = dict(unconfigured or {})
         self.ledger = ledger or UsageLedger()
         self.budget = budget or Budget(config.budget, self.ledger)
@@ -337,7 +365,12 @@ class Router:
 
     async def aclose(self) -> None:
         """Close every provider's connections."""
-        for provider in self.providers.values():
+        built = (
+            self.providers.built()
+            if isinstance(self.providers, LazyProviders)
+            else list(self.providers.values())
+        )
+        for provider in built:
             close = getattr(provider, "aclose", None)
             if close is not None:
                 await close()
@@ -362,7 +395,10 @@ def build_router(
         ConfigError: a provider's settings are unusable (e.g. a scripted replies file).
     """
     environ = os.environ if env is None else env
-    providers = {name: make_provider(pc, environ) for name, pc in config.providers.items()}
+    scripted = [pc for pc in config.providers.values() if pc.kind == "scripted"]
+    for pc in scripted:  # a bad replies file is reported now, not at the first request
+        make_provider(pc, environ)
+    providers = LazyProviders(config, environ)
     unconfigured = {
         name: reason
         for name, pc in config.providers.items()

@@ -68,7 +68,11 @@ def _parse_reply(index: int, raw: Any, source: str) -> ScriptedReply:
             and isinstance(model, str)
         ):
             return ScriptedReply(
-                text=text, delay_ms=max(0, delay), error=error, model=model, agent=agent,
+                text=text,
+                delay_ms=max(0, delay),
+                error=error,
+                model=model,
+                agent=agent,
                 match=match,
             )
     raise ConfigError(
