@@ -195,17 +195,26 @@ class BaseSnapshot:
             "files": {p: _manifest_row(f) for p, f in files.items()},
             "dirty": sorted(files.keys() - clean),
         }
-        tmp = manifest_dir / f".{base_id}.tmp"
-        tmp.write_text(json.dumps(manifest, separators=(",", ":")))
-        os.replace(tmp, manifest_dir / f"{base_id}.json")
-        with store.transaction() as conn:
-            conn.execute(
-                "INSERT INTO bases (id, created, head, is_git) VALUES (?, ?, ?, ?)",
-                (base_id, time.time(), head, int(is_git)),
-            )
+        snap._record(manifest, manifest_dir)
         if is_git:
             snap.capture_many(sorted(files.keys() - clean))
         return snap
+
+    def _record(self, manifest: dict[str, Any], manifest_dir: Path) -> None:
+        """Write this base's manifest (temp file, rename) and its row and captures."""
+        manifest_dir.mkdir(parents=True, exist_ok=True)
+        tmp = manifest_dir / f".{self.id}.tmp"
+        tmp.write_text(json.dumps(manifest, separators=(",", ":")))
+        os.replace(tmp, manifest_dir / f"{self.id}.json")
+        with self._store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO bases (id, created, head, is_git) VALUES (?, ?, ?, ?)",
+                (self.id, time.time(), self.head, int(self.is_git)),
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO base_captures (base_id, path, blob) VALUES (?, ?, ?)",
+                [(self.id, p, b) for p, b in self._captured.items()],
+            )
 
     def derive(self, changed: set[str], manifest_dir: Path) -> BaseSnapshot:
         """A new base: this one with ``changed`` paths re-read from the working tree.
@@ -255,18 +264,7 @@ class BaseSnapshot:
             "removed": removed,
             "dirty": sorted(files.keys() - snap._clean),
         }
-        tmp = manifest_dir / f".{base_id}.tmp"
-        tmp.write_text(json.dumps(manifest, separators=(",", ":")))
-        os.replace(tmp, manifest_dir / f"{base_id}.json")
-        with self._store.transaction() as conn:
-            conn.execute(
-                "INSERT INTO bases (id, created, head, is_git) VALUES (?, ?, ?, ?)",
-                (base_id, time.time(), self.head, int(self.is_git)),
-            )
-            conn.executemany(
-                "INSERT OR IGNORE INTO base_captures (base_id, path, blob) VALUES (?, ?, ?)",
-                [(base_id, p, b) for p, b in captured.items()],
-            )
+        snap._record(manifest, manifest_dir)
         if self.is_git:
             snap.capture_many(sorted(set(delta)))
         return snap
