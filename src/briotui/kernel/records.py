@@ -174,7 +174,7 @@ class Recorder:
         if not self.state.exists(["tasks", task_id]):
             self.tasks.add_task(
                 task_id,
-                title=goal[:120],
+                title=(goal.strip().splitlines() or [""])[0][:120],
                 agent=agent,
                 parent=parent,
                 session=session_id,

@@ -254,7 +254,8 @@ class Capabilities:
             )
         grant = self._covering(request)
         if grant is not None:
-            return Verdict(True, f"{grant.source}:{grant.id}")
+            by = grant.id if ":" in grant.id else f"{grant.source}:{grant.id}"
+            return Verdict(True, by)
         denied_key = (request.agent, request.capability, request.target, request.task_id)
         if denied_key in self._denied:
             return Verdict(False, "user:deny", "the user already said no to this in this task")
