@@ -38,7 +38,7 @@ from briotui.kernel.runtime.instance import (
 )
 from briotui.kernel.runtime.pool import AgentPool
 from briotui.kernel.state import StateTree, TaskStatus
-from briotui.kernel.supervisor import Supervisor, TaskResult
+from briotui.kernel.supervisor import Supervisor, TaskResult, pipeline_concurrency
 from briotui.kernel.tools import ShellService, SqlService
 from briotui.kernel.vfs import Session, SessionManager
 
@@ -233,7 +233,7 @@ class Kernel:
         *,
         agent: str | None = None,
         provider: Provider | None = None,
-        concurrency: int = 2,
+        concurrency: int | None = None,
     ) -> str:
         """Start a task in the background; returns its id (see :meth:`wait`).
 
@@ -247,7 +247,9 @@ class Kernel:
         self.recorder.task_started(
             task_id, agent=agent or "pipeline", goal=goal, parent=None, session_id=session.id
         )
-        supervisor = Supervisor(self, provider, concurrency=concurrency)
+        supervisor = Supervisor(
+            self, provider, concurrency=concurrency or pipeline_concurrency(self)
+        )
         self._jobs[task_id] = self.loop.create_task(
             self._drive(task_id, goal, agent, session, supervisor), name=f"task {task_id}"
         )
