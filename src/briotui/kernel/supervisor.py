@@ -247,15 +247,15 @@ class Supervisor:
         kernel.record_review(session.id, result.review)
         command = test_command(kernel)
         if command is not None:
-            smart = await self._step(
+            await self._step(
                 "smart",
                 f"Run the project's tests: {shlex.join(command)}",
                 session,
                 task_id,
                 [("command", json.dumps(command))],
             )
+            # the kernel's own record of the command decides, not the agent's summary
             result.verified = kernel.is_verified(session.id)
-            _ = smart
         conflicts = result.merge.get("conflicts", [])
         result.status = "done"
         result.summary = (
