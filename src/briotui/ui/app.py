@@ -60,6 +60,20 @@ BUILD_LABEL: Final = {
 }
 
 
+def outcome_text(status: str, summary: str, error: str = "", *, session: str | None = None) -> str:
+    """The Markdown closing a task's conversation: how it ended and what to do next."""
+    summary = summary.strip()
+    if status == "done":
+        line = f"\n\n---\n\n**✔ Done.** {summary}"
+        if session:
+            line += f"\n\nReview its changes (session `{session}`) with **ctrl+r**."
+        return line
+    if status == "failed":
+        head = f"**✘ Failed: {error}.**" if error else "**✘ Failed.**"
+        return f"\n\n---\n\n{head} {summary}"
+    return "\n\n---\n\n**⊘ Cancelled.**"
+
+
 class BrioApp(App[int]):
     """The briotui workstation.
 
@@ -115,6 +129,7 @@ class BrioApp(App[int]):
         self._pending_text: dict[str, list[str]] = {}
         self._flush_scheduled = False
         self._finished_seen: set[str] = set()
+        self._reported: set[str] = set()
         self._prompt_lock = asyncio.Lock()
         self._asking: dict[tuple[str, str, str, str], asyncio.Future[Answer]] = {}
         self.build_phases: dict[str, str] = {}
@@ -214,6 +229,14 @@ class BrioApp(App[int]):
     def _on_event(self, event: Event) -> None:
         if isinstance(event, ModelDelta) and event.text:
             self._add_text(event.task, sanitize(event.text))
+        elif type(event).__name__ == "ModelReply":  # one reply ended: keep the next apart
+            task = str(getattr(event, "task", ""))
+            model = "/".join(
+                sanitize(str(getattr(event, k, "")))
+                for k in ("provider", "model")
+                if getattr(event, k, "")
+            )
+            self._add_text(task, f"\n\n<sub>— {sanitize(event.agent)} · {model}</sub>\n\n")
 
     def _add_text(self, task_id: str, text: str) -> None:
         self._pending_text.setdefault(task_id, []).append(text)
@@ -245,33 +268,15 @@ class BrioApp(App[int]):
             screen.post_message(message)
 
     def _note_finished_tasks(self) -> None:
-        """Put a task's outcome at the end of its conversation when it finishes."""
+        """Put the outcome of tasks this app did not submit at the end of their conversation."""
         for task_id, node in (self.mirror.get("tasks") or {}).items():
-            status = node.get("status")
-            if status not in ("done", "failed", "cancelled") or task_id in self._finished_seen:
+            status = str(node.get("status"))
+            if status not in ("done", "failed", "cancelled") or node.get("parent"):
                 continue
-            if node.get("parent"):  # the root task reports for its subtasks
+            if task_id in self._reported or task_id in self._finished_seen:
                 continue
             self._finished_seen.add(task_id)
-            if status == "done":
-                summary = sanitize(str(node.get("summary") or "")).strip()
-                session = node.get("session")
-                files = len(
-                    ((self.mirror.get("sessions") or {}).get(session or "") or {}).get("files")
-                    or []
-                )
-                line = f"\n\n---\n\n**✔ Done.** {summary}"
-                if session:
-                    line += (
-                        f"\n\nSession `{session}`: {files} file(s) to review — press **ctrl+r**."
-                    )
-            elif status == "failed":
-                error = sanitize(str(node.get("error") or node.get("progress", {}).get("note", "")))
-                line = f"\n\n---\n\n**✘ Failed.** {error}"
-            else:
-                line = "\n\n---\n\n**⊘ Cancelled.**"
-            self._pending_text.setdefault(task_id, []).append(line)
-            self._schedule_flush()
+            self._add_text(task_id, outcome_text(status, "", session=node.get("session")))
 
     def transcript(self, task_id: str) -> str:
         """Everything shown so far for ``task_id`` (streamed text, or the kernel's transcript)."""
@@ -296,10 +301,21 @@ class BrioApp(App[int]):
         except BrioError as exc:
             self.notify(exc.message, title=exc.title, severity="error", timeout=10)
             return
+        self._reported.add(task_id)
         self._deliver()
         screen = self._main_screen()
         if screen is not None:
             await screen.select_task(task_id)
+        ended = await self.workbench.outcome(task_id)
+        if ended is not None:
+            self._add_text(task_id, outcome_text(*ended, session=self._session_of(task_id)))
+
+    def _session_of(self, task_id: str) -> str | None:
+        node = (self.mirror.get("tasks") or {}).get(task_id) or self.workbench.state.get(
+            ["tasks", task_id]
+        )
+        session = (node or {}).get("session")
+        return str(session) if session else None
 
     def _main_screen(self) -> MainScreen | None:
         for screen in self.screen_stack:

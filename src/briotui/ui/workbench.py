@@ -77,8 +77,10 @@ class Workbench:
         self._jobs: dict[str, asyncio.Task[None]] = {}
         self._instance_task: dict[str, str] = {}
         self._unsubscribe: Callable[[], None] | None = None
-        if not self.native:
+        if not self.native or not self.state.get("/provider"):
+            # Until the first reply says which model answered, show the configured one.
             self.state.set("/provider", provider_info(provider))
+        if not self.native:
             self._unsubscribe = kernel.events.subscribe(self._on_event)
 
     # -- commands ----------------------------------------------------------------------
@@ -96,6 +98,27 @@ class Workbench:
         self.state.set(["sessions", session.id], self._session_dict(session, task_id, name))
         self._jobs[task_id] = asyncio.create_task(self._run(task_id, name, goal, session))
         return task_id
+
+    async def outcome(self, task_id: str) -> tuple[str, str, str] | None:
+        """How ``task_id`` ended — (status, summary, error title) — once it ends.
+
+        None when the kernel cannot say (the task tree still shows the status).
+        """
+        wait = getattr(self.kernel, "wait", None)
+        if self.native and wait is not None:
+            result = await wait(task_id)
+            error = getattr(result, "error", None) or {}
+            title = str(error.get("title", "")) if isinstance(error, dict) else ""
+            return str(result.status), sanitize(str(result.summary or "")), sanitize(title)
+        job = self._jobs.get(task_id)
+        if job is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(job)
+        node = self.state.get(["tasks", task_id]) or {}
+        if not node:
+            return None
+        summary = str(node.get("summary") or node.get("error") or "")
+        return str(node.get("status", "")), sanitize(summary), ""
 
     def cancel(self, task_id: str) -> bool:
         """Stop ``task_id`` (and its subtasks); returns whether something was running."""
@@ -162,7 +185,15 @@ class Workbench:
         )
 
     async def close(self) -> None:
-        """Stop the fallback runs and the event subscription."""
+        """Stop running tasks (waiting briefly for them to record how they ended)."""
+        wait = getattr(self.kernel, "wait", None)
+        if self.native and wait is not None:
+            running = self.running()
+            for task_id in running:
+                self.cancel(task_id)
+            for task_id in running:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(wait(task_id), timeout=5)
         for job in self._jobs.values():
             job.cancel()
         for job in self._jobs.values():

@@ -149,7 +149,9 @@ class MainScreen(Screen[None]):
     async def select_task(self, task_id: str) -> None:
         """Show ``task_id``'s conversation."""
         self.selected = task_id
-        task = (self.brio.mirror.get("tasks") or {}).get(task_id) or {}
+        task = (self.brio.mirror.get("tasks") or {}).get(task_id) or (
+            self.brio.workbench.state.get(["tasks", task_id]) or {}  # patch not delivered yet
+        )
         title = sanitize(str(task.get("title", task_id))).replace("\n", " ")
         agent = task.get("agent", "")
         await self.query_one("#conversation", ConversationPane).show(

@@ -30,7 +30,7 @@ class ConversationPane(VerticalScroll):
         self._stream: MarkdownStream | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("Conversation", id="conv-title")
+        yield Static("", id="conv-title")
         yield Markdown(EMPTY, id="conv-body")
 
     @property

@@ -63,8 +63,8 @@ class StatusBar(Static):
             line.append(" │ idle", style="dim")
         if session and session in sessions:
             data = sessions[session]
-            state = data.get("state", "open")
-            line.append(f" │ session {session} {state}")
+            state = data.get("state")
+            line.append(f" │ session {session}" + (f" {state}" if state else ""))
             files = data.get("files")
             if files:
                 line.append(f": {len(files)} files {len(data.get('hunks') or [])} hunks")
