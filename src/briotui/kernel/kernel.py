@@ -242,6 +242,10 @@ class Kernel:
         land in one new session and nothing is applied.
         """
         task_id = "t-" + uuid.uuid4().hex[:8]
+        if provider is not None and not self.state.get(["provider", "name"]):
+            self.state.set(
+                ["provider"], {"name": provider.name, "model": "", "ok": True, "detail": ""}
+            )
         session = await asyncio.to_thread(self.new_session, label=agent or "pipeline", task=goal)
         self._task_sessions[task_id] = session
         self.recorder.task_started(
@@ -280,6 +284,10 @@ class Kernel:
         except asyncio.CancelledError:
             result = TaskResult(task_id, "cancelled", "cancelled", session.id)
         await sup.settle()
+        if result.error is not None and self.state.exists(["tasks", task_id]):
+            self.state.set(["tasks", task_id, "outcome", "error"], result.error, parents=True)
+        if session.state == "open":
+            await asyncio.to_thread(self.recorder.publish_session, session)
         self.recorder.task_finished(
             task_id,
             result.status,
@@ -466,9 +474,11 @@ class Kernel:
         """Cancel runs, close pools and stop the epoch ticker."""
         for instance in list(self._running.values()):
             instance.cancel()
-        for job in self._jobs.values():
+        for task_id, job in self._jobs.items():
             if not job.done():
-                job.cancel()
+                self.cancel(task_id)
+        if self._jobs:  # let cancelled tasks record how they ended before the store closes
+            await asyncio.wait(list(self._jobs.values()), timeout=10)
         for pool in self._pools.values():
             await pool.close()
         self._pools.clear()

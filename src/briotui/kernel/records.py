@@ -25,6 +25,7 @@ from briotui.kernel.runtime.events import (
 from briotui.kernel.runtime.instance import RunUsage
 from briotui.kernel.state import StateTree, TaskStatus, TaskTree
 from briotui.kernel.store import Store
+from briotui.kernel.vfs import Session
 
 _GONE = (AgentState.STOPPED, AgentState.FAILED)
 
@@ -200,11 +201,13 @@ class Recorder:
     ) -> None:
         """A task ended (done, failed or cancelled)."""
         if self.state.exists(["tasks", task_id]):
-            if usage is not None:
-                self.tasks.add_usage(
-                    task_id, fuel=usage.fuel, wall_ms=usage.wall_ms, coalesce=False
-                )
-            self.tasks.set_status(task_id, status)
+            with self.state.batch():
+                if usage is not None:
+                    self.tasks.add_usage(
+                        task_id, fuel=usage.fuel, wall_ms=usage.wall_ms, coalesce=False
+                    )
+                self.state.set(["tasks", task_id, "outcome"], {"summary": summary[:4000]})
+                self.tasks.set_status(task_id, status)
         self.store.execute(
             "UPDATE tasks SET status = ?, result = ?, updated = ? WHERE id = ?",
             (status, summary[:20_000], time.time(), task_id),
@@ -224,6 +227,22 @@ class Recorder:
                     time.time(),
                 ),
             )
+
+    def publish_session(self, session: Session) -> None:
+        """Publish a session's files, hunks and state for the front ends."""
+        diff = session.diff()
+        self.state.merge(
+            ["sessions", session.id],
+            {
+                "id": session.id,
+                "state": session.state,
+                "files": [
+                    {"path": f.path, "status": f.status, "hunks": [h.id for h in f.hunks]}
+                    for f in diff.files
+                ],
+                "hunks": sum(len(f.hunks) for f in diff.files),
+            },
+        )
 
     def record_review(self, session_id: str, review: dict[str, Any], task_id: str = "") -> None:
         """Keep the Reviewer's verdict and findings for a session."""
