@@ -240,7 +240,7 @@ class Recorder:
                     {"path": f.path, "status": f.status, "hunks": [h.id for h in f.hunks]}
                     for f in diff.files
                 ],
-                "hunks": sum(len(f.hunks) for f in diff.files),
+                "hunks": [{"id": h.id, "path": f.path} for f in diff.files for h in f.hunks],
             },
         )
 
