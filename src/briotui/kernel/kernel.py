@@ -384,6 +384,7 @@ class Kernel:
         context: Sequence[tuple[str, str]] = (),
         task_id: str | None = None,
         parent_task: str | None = None,
+        title: str | None = None,
         build: bool = True,
         on_build: Callable[[BuildEvent], None] | None = None,
     ) -> RunOutcome:
@@ -421,6 +422,7 @@ class Kernel:
             goal=goal,
             parent=parent_task,
             session_id=run_bindings.session_id or None,
+            title=title,
         )
         try:
             outcome = await instance.run(AgentTask(tid, goal, tuple(context)), run_bindings)

@@ -168,14 +168,21 @@ class Recorder:
     # -- tasks -----------------------------------------------------------------------
 
     def task_started(
-        self, task_id: str, *, agent: str, goal: str, parent: str | None, session_id: str | None
+        self,
+        task_id: str,
+        *,
+        agent: str,
+        goal: str,
+        parent: str | None,
+        session_id: str | None,
+        title: str | None = None,
     ) -> None:
-        """A task began running."""
+        """A task began running (``title``, if given, is shown instead of the goal)."""
         now = time.time()
         if not self.state.exists(["tasks", task_id]):
             self.tasks.add_task(
                 task_id,
-                title=(goal.strip().splitlines() or [""])[0][:120],
+                title=title or (goal.strip().splitlines() or [""])[0][:120],
                 agent=agent,
                 parent=parent,
                 session=session_id,

@@ -39,6 +39,14 @@ from briotui.kernel.vfs import Session
 if TYPE_CHECKING:
     from briotui.kernel.kernel import Kernel
 
+STEP_TITLES = {
+    "council": "Plan the change",
+    "foreman": "Run the plan",
+    "reviewer": "Review the diff",
+    "smart": "Run the tests",
+}
+"""What the task tree calls each pipeline step."""
+
 SUBTASK_AGENTS = frozenset({"coder", "smart", "reviewer"})
 """Agents a Foreman may spawn for a subtask."""
 
@@ -284,6 +292,7 @@ class Supervisor:
             context=context,
             task_id=f"{parent}.{agent}-{uuid.uuid4().hex[:4]}",
             parent_task=parent,
+            title=STEP_TITLES.get(agent),
         )
 
 
