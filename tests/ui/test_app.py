@@ -320,3 +320,26 @@ async def test_no_provider_says_what_to_set(
         text = "\n".join(app.banner_lines())
         assert "ANTHROPIC_API_KEY" in text
         assert "scripted demo" in text
+
+
+async def test_review_shows_findings_about_the_whole_change(
+    project: Path, built_agents: list[str], scripted: Scripted, config_dir: Path
+) -> None:
+    app = app_for(project, scripted(EDIT_REPLY), config_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await run_request(pilot, "@coder comment the sum")
+        session_id = next(iter(app.kernel.state.get(["sessions"])))  # type: ignore[union-attr]
+        app.kernel.record_review(  # type: ignore[union-attr]
+            session_id,
+            {
+                "verdict": "approve",
+                "findings": [
+                    {"hunk_id": "", "severity": "info", "message": "no test covers the sum"}
+                ],
+            },
+        )
+        await pilot.press("ctrl+r")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        title = str(app.screen.query_one("#review-title").render())
+        assert "no test covers the sum" in title

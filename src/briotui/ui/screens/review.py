@@ -237,6 +237,12 @@ class ReviewScreen(Screen[None]):
             title.append(f"  Reviewer: {sanitize(str(verdict))}", style=themed(colour, v))
         elif review == {}:
             title.append("  no Reviewer check", style="dim")
+        general = [f for f in review.get("findings") or [] if not f.get("hunk_id")]
+        for finding in general[:3]:  # findings about the change as a whole, not one hunk
+            title.append(
+                f"\n  [{sanitize(str(finding.get('severity', 'info')))}] "
+                f"{sanitize(str(finding.get('message', '')))[:100]}"
+            )
         self.query_one("#review-title", Static).update(title)
 
     def on_state_updated(self, message: StateUpdated) -> None:
