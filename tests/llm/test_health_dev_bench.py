@@ -119,3 +119,31 @@ def test_scripted_kind_in_config(tmp_path: Path) -> None:
     demo = config.providers["demo"]
     assert isinstance(demo, ProviderConfig)
     assert demo.replies == str(brio / "demo.json")
+
+
+async def test_the_fake_llm_default_model_passes_the_provider_check() -> None:
+    """Regression: `dev fake-llm` printed a model its server did not list, so doctor
+    and the TUI said the provider could not answer."""
+    for protocol in ("openai", "anthropic", "ollama"):
+        out = io.StringIO()
+        ready: asyncio.Future[LoopbackServer] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(
+            serve_fake_llm(protocol, [FakeReply("hi")], out=out, ready=ready)  # type: ignore[arg-type]
+        )
+        try:
+            await ready
+            snippet = "\n".join(
+                line
+                for line in out.getvalue().splitlines()
+                if line.startswith(
+                    ("[", "name", "kind", "base_url", "model", "api_key_env", "fallback")
+                )
+            )
+            config = apply_toml(ModelsConfig(), tomllib.loads(snippet), "fake-llm snippet")
+            env = {"OPENAI_API_KEY": "fake-key", "ANTHROPIC_API_KEY": "fake-key"}
+            [status] = [
+                s for s in await check_providers(config, env=env) if s.name == f"fake-{protocol}"
+            ]
+            assert status.ok, status.detail
+        finally:
+            task.cancel()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from briotui.kernel.llm.loopback import (
+    DEFAULT_FAKE_MODEL,
     PROTOCOLS,
     FakeReply,
     LoopbackServer,
@@ -120,7 +121,7 @@ async def serve_fake_llm(
     )
     await server.start()
     try:
-        model = models[0] if models else "fake-model"
+        model = models[0] if models else DEFAULT_FAKE_MODEL
         lines = [
             f"fake {protocol} server: {server.base_url}",
             f"{len(replies)} scripted replies" + (", repeating" if cycle else ", once each"),

@@ -456,6 +456,10 @@ def _prompt_text(protocol: WireProtocol, body: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+DEFAULT_FAKE_MODEL = "fake-model"
+"""The model name the fake servers list when they serve any model."""
+
+
 class LoopbackServer:
     """A fake model server for one wire protocol, on 127.0.0.1.
 
@@ -696,7 +700,9 @@ class LoopbackServer:
     async def _answer_probe(
         self, writer: asyncio.StreamWriter, path: str, key_ok: bool, keep_alive: bool
     ) -> bool:
-        names = sorted(self._models) if self._models is not None else ["loopback-model"]
+        # Any model is served when none is set; list the name `briotui dev fake-llm`
+        # prints, so a provider check over that config finds its model.
+        names = sorted(self._models) if self._models is not None else [DEFAULT_FAKE_MODEL]
         wire = _Wire(self.protocol, "", False)
         if self.protocol == "ollama" and path == "/api/version":
             await self._respond_json(writer, 200, {"version": "0.0.0-loopback"}, keep_alive)
