@@ -511,7 +511,25 @@ def shell_sandbox_status() -> tuple[bool, str]:
     return _probe_bwrap()
 
 
-def _bwrap_args(cwd: Path) -> list[str]:
+def _under_tmp(paths: Sequence[str]) -> list[str]:
+    """Of ``paths``, the existing directories inside /tmp (which the sandbox replaces)."""
+    found: list[str] = []
+    for entry in paths:
+        real = os.path.realpath(entry)
+        if (real == "/tmp" or real.startswith("/tmp/")) and os.path.isdir(real):
+            if real not in found:
+                found.append(real)
+    return found
+
+
+def _bwrap_args(cwd: Path, keep: Sequence[str] = ()) -> list[str]:
+    """Arguments for bubblewrap: no network, the system read-only, a private /tmp.
+
+    Args:
+        cwd: The working directory, the only writable place.
+        keep: Directories inside /tmp to keep visible, read-only (the interpreter's
+            environment and PATH entries when briotui itself lives under /tmp).
+    """
     args = [
         "--die-with-parent",
         "--new-session",
@@ -524,6 +542,8 @@ def _bwrap_args(cwd: Path) -> list[str]:
         "--proc", "/proc",
         "--tmpfs", "/tmp",
     ]  # fmt: skip
+    for directory in keep:
+        args += ["--ro-bind", directory, directory]
     if str(cwd) != "/":
         args += ["--bind", str(cwd), str(cwd)]
     return [*args, "--chdir", str(cwd)]
@@ -594,7 +614,8 @@ def run_command(
     if use_sandbox:
         bwrap = shutil.which("bwrap", path="/usr/local/bin:/usr/bin:/bin")
         assert bwrap is not None
-        full = [bwrap, *_bwrap_args(cwd), "--", *full]
+        keep = _under_tmp([sys.prefix, sys.base_prefix, *search.split(os.pathsep)])
+        full = [bwrap, *_bwrap_args(cwd, keep), "--", *full]
     try:
         return _run(full, cwd, env, timeout_s, max_output_bytes, use_sandbox)
     finally:
