@@ -516,9 +516,9 @@ def _under_tmp(paths: Sequence[str]) -> list[str]:
     found: list[str] = []
     for entry in paths:
         real = os.path.realpath(entry)
-        if (real == "/tmp" or real.startswith("/tmp/")) and os.path.isdir(real):
-            if real not in found:
-                found.append(real)
+        inside = real == "/tmp" or real.startswith("/tmp/")
+        if inside and os.path.isdir(real) and real not in found:
+            found.append(real)
     return found
 
 
