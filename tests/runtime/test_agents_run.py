@@ -77,7 +77,7 @@ async def test_stuck_agent_stops_at_its_deadline_while_another_keeps_working(
     kernel: Kernel,
 ) -> None:
     stuck = await probe_with(kernel, deadline_ms=400)
-    worker = await probe_with(kernel, deadline_ms=20_000)
+    worker = await probe_with(kernel, deadline_ms=20_000, fuel=10**15)
     started = time.perf_counter()
     results = await asyncio.gather(
         fail(stuck, "loop"), worker.run(AgentTask("w", "spin 800")), return_exceptions=False
