@@ -20,6 +20,7 @@ from briotui.kernel.llm.bench import bench_llm
 from briotui.kernel.mesh_bench import bench_mesh
 from briotui.kernel.paths import ProjectPaths
 from briotui.kernel.runtime.engine import wasmtime_version
+from briotui.kernel.runtime.instance import RunFailed
 from briotui.kernel.state_bench import bench_state
 from briotui.kernel.vfs.bench import run_all as run_sessions_bench
 
@@ -58,7 +59,10 @@ def register(sub: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Handle ``bench``."""
-    measures = asyncio.run(_measure(args))
+    try:
+        measures = asyncio.run(_measure(args))
+    except RunFailed as failure:  # a probe run failed: say which and why, not a traceback
+        raise failure.error from None
     report = {
         "briotui": __version__,
         "wasmtime": wasmtime_version(),
