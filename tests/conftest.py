@@ -20,7 +20,8 @@ os.environ["BRIOTUI_CACHE_DIR"] = str(TEST_CACHE)
 os.environ.setdefault("BRIOTUI_CONFIG_DIR", str(TEST_CACHE / "config"))
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+CORPORA = REPO / "tests" / "corpora"
+"""Adversarial payloads (one a line, MIT, see its README and LICENSE), shipped with the tests."""
 
 
 def make_git_project(root: Path) -> Path:

@@ -8,11 +8,10 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from tests.conftest import CORPORA
 
 from briotui.kernel.errors import PathDenied, PathRefused
 from briotui.kernel.vfs.paths import DEFAULT_POLICY, PathPolicy
-
-CORPORA = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpora"
 
 
 @pytest.mark.parametrize(
@@ -100,8 +99,6 @@ def _variants(line: str) -> set[str]:
 
 
 def test_traversal_corpus_never_escapes(tmp_path: Path) -> None:
-    if not CORPORA.is_dir():
-        pytest.skip(f"the shared corpora directory {CORPORA} is absent")
     files = sorted(CORPORA.glob("pat_*traversal*.txt"))
     assert files, f"no pat_*traversal*.txt in {CORPORA}"
     root = tmp_path / "proj"
