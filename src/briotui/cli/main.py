@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import traceback
 from collections.abc import Sequence
 
@@ -24,7 +23,7 @@ from briotui.cli import (
     cmd_sessions,
     cmd_tui,
 )
-from briotui.cli.output import print_error
+from briotui.cli.output import print_error, say
 from briotui.kernel.errors import BrioError
 
 SUBCOMMANDS = (cmd_agents, cmd_run, cmd_sessions, cmd_audit, cmd_doctor, cmd_bench, cmd_dev)
@@ -65,16 +64,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_error(error, as_json=bool(getattr(args, "json", False)))
         return 2
     except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
+        say("Interrupted.", err=True)
         return 130
     except Exception as exc:  # the last line of defence: never a bare traceback
         if os.environ.get("BRIOTUI_DEBUG"):
             traceback.print_exc()
-        print(
+        say(
             f"Internal error: {type(exc).__name__}: {exc}\n"
             "This is a bug in briotui. Run again with BRIOTUI_DEBUG=1 for the traceback "
             "and report it.",
-            file=sys.stderr,
+            err=True,
         )
         return 70
     return code
