@@ -223,3 +223,14 @@ def test_command_modules_print_only_through_the_output_module() -> None:
             ):
                 offenders.append(f"{module.name}:{node.lineno} {func.value.attr}.{func.attr}")
     assert not offenders
+
+
+def test_argument_errors_echo_what_was_typed_sanitized(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["-C", str(project), "sessions", "list", "\x1b]52;c;ZXZpbA==\x07\u202e"])
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    assert "unrecognized arguments: <U+202E>" in captured.err
+    assert not forbidden(captured.out + captured.err)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, Protocol, TextIO
 
 from briotui.kernel.errors import BrioError
 from briotui.kernel.text import reveal, sanitize
@@ -29,6 +29,7 @@ from briotui.kernel.text import reveal, sanitize
 __all__ = [
     "STYLES",
     "Style",
+    "Writer",
     "is_tty",
     "one_line",
     "paint",
@@ -39,6 +40,14 @@ __all__ = [
     "say",
     "table",
 ]
+
+
+class Writer(Protocol):
+    """Where text goes: a text stream, or anything with ``write(str)``."""
+
+    def write(self, text: str, /) -> object:
+        """Write ``text``."""
+
 
 Style = Literal["bold", "dim", "add", "remove", "hunk", "mark"]
 
@@ -56,16 +65,17 @@ _RESET = "\x1b[0m"
 _ERASE_LINE = "\x1b[2K"
 
 
-def _stream(err: bool, stream: TextIO | None) -> TextIO:
+def _stream(err: bool, stream: Writer | None) -> Writer:
     if stream is not None:
         return stream
     return sys.stderr if err else sys.stdout
 
 
-def _write(out: TextIO, text: str, *, flush: bool = False) -> None:
+def _write(out: Writer, text: str, *, flush: bool = False) -> None:
     out.write(text)
-    if flush:
-        out.flush()
+    flusher = getattr(out, "flush", None) if flush else None
+    if flusher is not None:
+        flusher()
 
 
 def say(
@@ -74,7 +84,7 @@ def say(
     end: str = "\n",
     sep: str = " ",
     flush: bool = False,
-    stream: TextIO | None = None,
+    stream: Writer | None = None,
 ) -> None:
     """Print ``parts`` like ``print``, sanitized; on stderr with ``err=True``."""
     text = sep.join(str(p) for p in parts) + end
@@ -86,7 +96,7 @@ def paint(
     *,
     colour: bool,
     err: bool = False,
-    stream: TextIO | None = None,
+    stream: Writer | None = None,
 ) -> None:
     """Print styled pieces: each sanitized, coloured with :data:`STYLES` when ``colour``."""
     chunks = []
@@ -100,7 +110,7 @@ def paint(
     _write(_stream(err, stream), "".join(chunks))
 
 
-def redraw(rows: Sequence[str], drawn: int, stream: TextIO) -> int:
+def redraw(rows: Sequence[str], drawn: int, stream: Writer) -> int:
     """Draw ``rows`` over the ``drawn`` lines last drawn on a terminal; returns the count.
 
     The cursor movement and line erasing are the only escapes; each row is one
@@ -111,7 +121,7 @@ def redraw(rows: Sequence[str], drawn: int, stream: TextIO) -> int:
     return len(rows)
 
 
-def print_json(data: Any, stream: TextIO | None = None) -> None:
+def print_json(data: Any, stream: Writer | None = None) -> None:
     """Print ``data`` as one JSON document (ASCII only: every control is escaped)."""
     text = json.dumps(data, indent=2, sort_keys=False, default=str, ensure_ascii=True)
     _write(stream or sys.stdout, text + "\n", flush=True)
