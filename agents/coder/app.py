@@ -13,12 +13,13 @@ The model answers with blocks like::
 
 An empty SEARCH creates (or replaces) the file. A block whose SEARCH text is not found
 exactly once is not applied; the model is told why and asked again, at most
-MAX_ROUNDS times. A block the session refuses (a protected path such as ``.git/config``,
-a malformed path, a file over the size limit) is refused alone: the other blocks are
-still applied, the refusal is final (the model is not asked again because of it, but a
-later round's request names it and says why) and the outcome reports it under
-"refused". Edits land in the session, never in the user's files. Rejected hunks with
-reasons arrive in the task's "feedback" context and go into the prompt.
+MAX_ROUNDS times (so is a block with a malformed path, such as an absolute one). A
+block the session refuses (a protected path such as ``.git/config``, a file over the
+size limit) is refused alone: the other blocks are still applied, the refusal is final
+(the model is not asked again because of it, but a later round's request names it and
+says why) and the outcome reports it under "refused". No single block ends the run.
+Edits land in the session, never in the user's files. Rejected hunks with reasons
+arrive in the task's "feedback" context and go into the prompt.
 """
 
 import json
@@ -88,18 +89,26 @@ class Refused(Exception):
         self.reason = reason
 
 
-FINAL_KINDS = (types.ErrorKind.DENIED, types.ErrorKind.INVALID, types.ErrorKind.TOO_LARGE)
-"""Error kinds that asking the model again would not change."""
+FINAL_KINDS = (types.ErrorKind.DENIED, types.ErrorKind.TOO_LARGE)
+"""Error kinds that sending the block again would not change: the block is refused."""
 
 
 def write(path, data, executable):
-    """Write one file of the session; raises Refused when the session will not take it."""
+    """Write one file of the session; None, or a sentence saying why it was not written.
+
+    Raises:
+        Refused: the session will not take this file (a protected path, too large).
+        Err: the workspace is not there at all; the run cannot go on.
+    """
     try:
         workspace_write.write(path, data, executable)
     except Err as failure:
         if failure.value.kind in FINAL_KINDS:
             raise Refused(path, failure.value.message) from None
-        raise
+        if failure.value.kind == types.ErrorKind.UNAVAILABLE:
+            raise
+        return f"{path}: cannot write it ({failure.value.message})"
+    return None
 
 
 def apply_block(path, search, replace):
@@ -113,8 +122,7 @@ def apply_block(path, search, replace):
         return "a block had no file path on the line before it"
     new_text = join(replace)
     if not search:
-        write(path, new_text.encode(), False)
-        return None
+        return write(path, new_text.encode(), False)
     try:
         current = workspace.read_text(path)
     except Err as failure:
@@ -129,8 +137,9 @@ def apply_block(path, search, replace):
         where = "not found" if count == 0 else f"found {count} times"
         return f"{path}: the SEARCH text was {where}; copy the lines exactly from the file"
     entry = workspace.stat(path)
-    write(path, current.replace(old_text, new_text).encode(), bool(entry and entry.executable))
-    return None
+    return write(
+        path, current.replace(old_text, new_text).encode(), bool(entry and entry.executable)
+    )
 
 
 def project_context(goal, context):

@@ -100,3 +100,16 @@ def test_the_model_is_told_which_block_was_refused_and_why(
     assert data["edited"] == ["README.md", "app.py"]
     assert data["failed"] == []
     assert [r["path"] for r in data["refused"]] == [".git/config"]
+
+
+def test_a_block_with_a_malformed_path_is_sent_back_not_fatal(
+    project: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    absolute = "/tmp/evil.py\n```\n<<<<<<< SEARCH\n=======\nx = 1\n>>>>>>> REPLACE\n```\n"
+    second = {"text": README_EDIT, "match": "/tmp/evil.py: cannot write it"}
+    code, ran = run_coder(project, capsys, [absolute + "\n" + APP_EDIT, second])
+    assert code == 0, ran
+    data = ran["result"]["data"]
+    assert data["rounds"] == 2
+    assert data["edited"] == ["README.md", "app.py"]
+    assert data["refused"] == []
