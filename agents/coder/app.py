@@ -17,9 +17,11 @@ MAX_ROUNDS times (so is a block with a malformed path, such as an absolute one).
 block the session refuses (a protected path such as ``.git/config``, a file over the
 size limit) is refused alone: the other blocks are still applied, the refusal is final
 (the model is not asked again because of it, but a later round's request names it and
-says why) and the outcome reports it under "refused". No single block ends the run.
-Edits land in the session, never in the user's files. Rejected hunks with reasons
-arrive in the task's "feedback" context and go into the prompt.
+says why) and the outcome reports it under "refused". No single block ends the run,
+but when every block was refused and nothing applied, the run fails with the session's
+reasons (there is nothing to review). Edits land in the session, never in the user's
+files. Rejected hunks with reasons arrive in the task's "feedback" context and go into
+the prompt.
 """
 
 import json
@@ -83,10 +85,11 @@ def join(lines):
 class Refused(Exception):
     """The session will not take this block (its path or its size), whatever the text."""
 
-    def __init__(self, path, reason):
-        super().__init__(f"{path}: {reason}")
+    def __init__(self, path, failure):
+        super().__init__(f"{path}: {failure.message}")
         self.path = path
-        self.reason = reason
+        self.reason = failure.message
+        self.kind = failure.kind
 
 
 FINAL_KINDS = (types.ErrorKind.DENIED, types.ErrorKind.TOO_LARGE)
@@ -104,7 +107,7 @@ def write(path, data, executable):
         workspace_write.write(path, data, executable)
     except Err as failure:
         if failure.value.kind in FINAL_KINDS:
-            raise Refused(path, failure.value.message) from None
+            raise Refused(path, failure.value) from None
         if failure.value.kind == types.ErrorKind.UNAVAILABLE:
             raise
         return f"{path}: cannot write it ({failure.value.message})"
@@ -127,7 +130,7 @@ def apply_block(path, search, replace):
         current = workspace.read_text(path)
     except Err as failure:
         if failure.value.kind in FINAL_KINDS:
-            raise Refused(path, failure.value.message) from None
+            raise Refused(path, failure.value) from None
         return f"{path}: cannot read it ({failure.value.message})"
     old_text = join(search)
     count = current.count(old_text)
@@ -170,7 +173,7 @@ def refusal_note(refused):
     """What the model is told about the blocks the session refused (none: nothing)."""
     if not refused:
         return ""
-    lines = [f"- refused: {r['path']}: {r['reason']}" for r in refused]
+    lines = [f"- refused: {r.path}: {r.reason}" for r in refused]
     return (
         "These blocks were refused and will not be applied; do not send them again:\n"
         + "\n".join(lines)
@@ -217,7 +220,7 @@ class Agent(exports.Agent):
                     try:
                         problem = apply_block(path, search, replace)
                     except Refused as refusal:
-                        new_refusals.append({"path": refusal.path, "reason": refusal.reason})
+                        new_refusals.append(refusal)
                         log.emit(log.Level.WARN, f"coder: refused {refusal}")
                         continue
                     if problem is None:
@@ -239,20 +242,36 @@ class Agent(exports.Agent):
                     + "\nSend corrected blocks for those only.",
                 )
             )
-        tasks.milestone("edits applied" if not failures and not refused else "edits partly applied")
         edited = sorted(set(applied))
+        if refused and not edited and not failures:
+            # nothing to review: the run fails with the session's own words
+            reasons = [r.reason for r in refused]
+            raise Err(
+                types.Error(
+                    kind=refused[0].kind,
+                    message=reasons[0]
+                    if len(reasons) == 1
+                    else "Every block was refused: " + " ".join(reasons),
+                )
+            )
+        tasks.milestone("edits applied" if not failures and not refused else "edits partly applied")
         summary = (
             f"Edited {len(edited)} file(s): {', '.join(edited)}."
             if edited
             else "No edits were applied."
         )
         if refused:
-            summary += " Refused: " + "; ".join(f"{r['path']} ({r['reason']})" for r in refused)
+            summary += " Refused: " + "; ".join(f"{r.path} ({r.reason})" for r in refused)
         if failures:
             summary += " Not applied: " + "; ".join(failures)
         return agent.Outcome(
             summary=summary,
             data=json.dumps(
-                {"edited": edited, "failed": failures, "refused": refused, "rounds": round_no}
+                {
+                    "edited": edited,
+                    "failed": failures,
+                    "refused": [{"path": r.path, "reason": r.reason} for r in refused],
+                    "rounds": round_no,
+                }
             ),
         )

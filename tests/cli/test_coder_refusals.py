@@ -113,3 +113,13 @@ def test_a_block_with_a_malformed_path_is_sent_back_not_fatal(
     assert data["rounds"] == 2
     assert data["edited"] == ["README.md", "app.py"]
     assert data["refused"] == []
+
+
+def test_a_reply_refused_entirely_fails_with_the_reason(
+    project: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, ran = run_coder(project, capsys, [GIT_CONFIG])
+    assert code == 1
+    assert ran["status"] == "error"
+    assert ".git" in ran["error"]["message"]
+    assert ran["session"]["files"] == []
