@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from typing import Any
 
-from briotui.cli.output import print_json, table
+from briotui.cli.output import print_json, say, table
 from briotui.cli.progress import BuildProgress
 from briotui.kernel.kernel import Kernel
 
@@ -67,20 +66,18 @@ async def _build(args: argparse.Namespace) -> int:
         )
         return 1 if failed or problems else 0
     for problem in problems:
-        print(
-            f"{problem.agent:<16} SKIPPED\n    {problem.title}: {problem.message}", file=sys.stderr
-        )
+        say(f"{problem.agent:<16} SKIPPED\n    {problem.title}: {problem.message}", err=True)
     built = [r for r in results if r.status == "built"]
     if results and all(r.status == "cached" for r in results):
-        print(f"All {len(results)} agents are up to date; nothing to build.")
+        say(f"All {len(results)} agents are up to date; nothing to build.")
     else:
-        print(
+        say(
             f"Built {len(built)}, up to date {len(results) - len(built) - len(failed)}, "
             f"failed {len(failed)}."
         )
     for result in failed:
         assert result.error is not None
-        print(f"\n{result.agent}: {result.error.title}\n{result.error.message}", file=sys.stderr)
+        say(f"\n{result.agent}: {result.error.title}\n{result.error.message}", err=True)
     return 1 if failed or problems else 0
 
 
@@ -109,7 +106,7 @@ def run_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"agents": rows, "problems": [p.to_dict() for p in discovery.problems]})
         return 0
-    print(
+    say(
         table(
             ["agent", "origin", "world", "security", "built", "description"],
             [
@@ -126,7 +123,7 @@ def run_list(args: argparse.Namespace) -> int:
         )
     )
     for problem in discovery.problems:
-        print(f"\n{problem.agent}: {problem.title}\n  {problem.message}", file=sys.stderr)
+        say(f"\n{problem.agent}: {problem.title}\n  {problem.message}", err=True)
     if any(not r["built"] for r in rows):
-        print("\nBuild the missing ones with `briotui agents build`.", file=sys.stderr)
+        say("\nBuild the missing ones with `briotui agents build`.", err=True)
     return 0

@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any
 
-from briotui.cli.output import print_json, table
+from briotui.cli.output import print_json, say, table
 from briotui.kernel.caps.audit import read_audit
 from briotui.kernel.paths import ProjectPaths
 from briotui.kernel.text import sanitize
@@ -37,7 +37,7 @@ def handle(args: argparse.Namespace) -> int:
         if args.json:
             print_json({"rows": []})
         else:
-            print("No audit log yet: no agent has run in this project.")
+            say("No audit log yet: no agent has run in this project.")
         return 0
     rows = asyncio.run(
         read_audit(
@@ -51,9 +51,9 @@ def handle(args: argparse.Namespace) -> int:
         print_json({"rows": [r.to_dict() for r in rows]})
         return 0
     if not rows:
-        print("No matching audit rows.")
+        say("No matching audit rows.")
         return 0
-    print(
+    say(
         table(
             ["when", "agent", "task", "capability", "target", "decision", "by", "reason"],
             [

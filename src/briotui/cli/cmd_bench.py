@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from briotui import __version__
-from briotui.cli.output import print_json, table
+from briotui.cli.output import print_json, say, table
 from briotui.kernel.bench import Measure, bench_live_agents, bench_runtime
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.bench import bench_llm
@@ -77,8 +77,8 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
     else:
-        print(render(measures))
-        print(f"\nWrote {out}", file=sys.stderr)
+        say(render(measures))
+        say(f"\nWrote {out}", err=True)
     return 0
 
 

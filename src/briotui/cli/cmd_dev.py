@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from briotui.cli.output import say
 from briotui.kernel.llm.loopback import (
     DEFAULT_FAKE_MODEL,
     PROTOCOLS,
@@ -88,7 +89,7 @@ def handle(args: argparse.Namespace) -> int:
             )
         )
     except KeyboardInterrupt:
-        print("\nstopped.", file=sys.stderr)
+        say("\nstopped.", err=True)
     return 0
 
 
@@ -130,8 +131,7 @@ async def serve_fake_llm(
             "",
             "Ctrl-C stops the server.",
         ]
-        stream.write("\n".join(lines) + "\n")
-        stream.flush()
+        say("\n".join(lines), stream=stream, flush=True)
         if ready is not None and not ready.done():
             ready.set_result(server)
         await asyncio.Event().wait()

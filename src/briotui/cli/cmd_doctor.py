@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from briotui.cli.output import print_json, table
+from briotui.cli.output import print_json, say, table
 from briotui.kernel.errors import ConfigError
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.config import load_models_config
@@ -166,7 +166,7 @@ async def _doctor(args: argparse.Namespace) -> int:
             }
         )
     else:
-        print(
+        say(
             table(
                 ["check", "status", "detail", "fix"],
                 [[c.name, c.status, c.detail, c.fix] for c in checks],

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from briotui.cli.output import print_json
+from briotui.cli.output import one_line, print_json, reveal, say
 from briotui.cli.progress import BuildProgress
 from briotui.cli.prompt import terminal_prompt
 from briotui.kernel.errors import ConfigError
@@ -23,7 +22,6 @@ from briotui.kernel.runtime.events import Event, LogLine
 from briotui.kernel.runtime.instance import RunFailed, RunOutcome, outcome_json
 from briotui.kernel.state import StatePatch
 from briotui.kernel.supervisor import TaskResult
-from briotui.kernel.text import sanitize
 from briotui.kernel.vfs import Session
 
 
@@ -139,40 +137,37 @@ def _progress_printer(kernel: Kernel) -> Callable[[StatePatch], None]:
                 continue
             if len(parts) == 3 and op["op"] == "add":
                 task = op["value"]
-                print(
-                    f"  {task['agent']:<9} {parts[2]}: {sanitize(task['title'])[:70]}",
-                    file=sys.stderr,
+                say(
+                    f"  {one_line(task['agent']):<9} {parts[2]}: {one_line(task['title'])[:70]}",
+                    err=True,
                 )
             elif parts[3:] == ["status"] and op["value"] != "running":
-                print(f"  {parts[2]} {op['value']}", file=sys.stderr)
+                say(f"  {one_line(parts[2])} {one_line(op['value'])}", err=True)
             elif parts[3:4] == ["milestones"] and op["op"] == "add":
-                print(f"  {parts[2]} reached: {sanitize(op['value']['name'])}", file=sys.stderr)
+                say(f"  {one_line(parts[2])} reached: {one_line(op['value']['name'])}", err=True)
 
     return show
 
 
 def _print_pipeline(result: TaskResult, session: Session) -> None:
     if result.error is None:
-        print(sanitize(result.summary))
+        say(result.summary)
     for item in result.plan:
-        print(f"  - {sanitize(item.get('title', ''))}")
+        say(f"  - {one_line(item.get('title', ''))}")
     for conflict in result.merge.get("conflicts", []):
         for file in conflict["files"]:
-            print(f"  conflict: {file['path']} (branch session {conflict['session']})")
+            say(f"  conflict: {reveal(file['path'])} (branch session {conflict['session']})")
     review = result.review
     if review:
-        print(f"Review: {review.get('verdict', 'none')}")
+        say(f"Review: {one_line(review.get('verdict', 'none'))}")
         for finding in review.get("findings", []):
             where = finding.get("hunk_id") or "general"
-            print(f"  [{finding['severity']}] {where}: {sanitize(finding['message'])}")
+            say(f"  [{one_line(finding['severity'])}] {one_line(where)}: {finding['message']}")
     if result.verified is not None:
-        print("Tests: " + ("passed in the session (verified)" if result.verified else "failed"))
+        say("Tests: " + ("passed in the session (verified)" if result.verified else "failed"))
     if result.error:
-        print(
-            f"error: {result.error['title']}\n  {sanitize(result.error['message'])}",
-            file=sys.stderr,
-        )
-    print(_session_line(session))
+        say(f"error: {result.error['title']}\n  {result.error['message']}", err=True)
+    say(_session_line(session))
 
 
 async def _run(args: argparse.Namespace, provider: Provider) -> int:
@@ -182,7 +177,7 @@ async def _run(args: argparse.Namespace, provider: Provider) -> int:
 
         def show(event: Event) -> None:
             if isinstance(event, LogLine):
-                print(f"  [{event.agent} {event.level}] {sanitize(event.message)}", file=sys.stderr)
+                say(f"  [{one_line(event.agent)} {event.level}] {event.message}", err=True)
 
         kernel.events.subscribe(show)
     try:
@@ -218,23 +213,23 @@ def _report_failure(args: argparse.Namespace, failure: RunFailed, session: Sessi
             }
         )
         return
-    print(f"error: {failure.error.title}\n  {sanitize(failure.error.message)}", file=sys.stderr)
-    print(_session_line(session), file=sys.stderr)
+    say(f"error: {failure.error.title}\n  {failure.error.message}", err=True)
+    say(_session_line(session), err=True)
 
 
 def _report(args: argparse.Namespace, outcome: RunOutcome, session: Session) -> None:
     if args.json:
         print_json({**outcome_json(outcome), "session": _session_json(session)})
         return
-    print(sanitize(outcome.summary))
-    print(_session_line(session), file=sys.stderr)
+    say(outcome.summary)
+    say(_session_line(session), err=True)
     usage = outcome.usage
     models = ", ".join(f"{p}/{m}" for p, m in outcome.models) or "no model calls"
-    print(
+    say(
         f"\n[{outcome.agent}: {usage.wall_ms:.0f} ms, {usage.fuel:,} fuel, "
         f"{usage.peak_memory_bytes / 2**20:.1f} MiB, "
         f"{usage.tokens.input_tokens}+{usage.tokens.output_tokens} tokens, {models}]",
-        file=sys.stderr,
+        err=True,
     )
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from briotui.cli.output import is_tty, print_json, table
+from briotui.cli.output import Style, is_tty, one_line, paint, print_json, reveal, say, table
+from briotui.kernel.text import reveal_segments
 from briotui.kernel.vfs import Session, SessionDiff, SessionManager
 
 
@@ -69,7 +70,7 @@ def register(sub: Any) -> None:
 def _open(args: argparse.Namespace) -> SessionManager:
     manager = SessionManager.open(getattr(args, "project", "."))
     for notice in manager.store.notices + manager.recovery_notices:
-        print(f"note: {notice}", file=sys.stderr)
+        say(f"note: {notice}", err=True)
     return manager
 
 
@@ -135,11 +136,11 @@ def run_list(args: argparse.Namespace) -> int:
             )
             return 0
         if not manager.is_git:
-            print("note: not a git repository: sessions can be applied, but not git-committed.")
+            say("note: not a git repository: sessions can be applied, but not git-committed.")
         if not infos:
-            print('No sessions yet. `briotui run "TASK"` leaves its changes in one.')
+            say('No sessions yet. `briotui run "TASK"` leaves its changes in one.')
             return 0
-        print(
+        say(
             table(
                 ["ID", "STATE", "FILES", "CREATED", "PARENT", "TASK"],
                 [
@@ -169,32 +170,56 @@ def run_show(args: argparse.Namespace) -> int:
         if args.json:
             print_json({"status": "ok", "session": data})
             return 0
-        print(f"session {data['id']}  ({data['state']})")
+        say(f"session {data['id']}  ({data['state']})")
         if data["parent"]:
-            print(f"forked from {data['parent']}")
+            say(f"forked from {data['parent']}")
         if data["task"]:
-            print(f"task: {data['task']}")
+            say(f"task: {one_line(data['task'])}")
         if not manager.is_git:
-            print("note: not a git repository: no git commit step.")
+            say("note: not a git repository: no git commit step.")
         for f in data["files"]:
-            path = f["path"] if f["old_path"] == f["path"] else f"{f['old_path']} -> {f['path']}"
-            print(f"  {f['status']:<9} {path}")
+            path = reveal(f["path"])
+            if f["old_path"] != f["path"]:
+                path = f"{reveal(f['old_path'])} -> {path}"
+            say(f"  {f['status']:<9} {path}")
             for h in f["hunks"]:
-                why = f"  ({h['reason']})" if h["reason"] else ""
-                print(f"      h-{h['id']}  {h['decision']:<8} {h['kind']}{why}")
+                why = f"  ({one_line(h['reason'])})" if h["reason"] else ""
+                say(f"      h-{h['id']}  {h['decision']:<8} {h['kind']}{why}")
         if not data["files"]:
-            print("  (no changes)")
+            say("  (no changes)")
         return 0
     finally:
         manager.close()
 
 
-def _colour(text: str) -> str:
-    from pygments import highlight  # type: ignore[import-untyped]
-    from pygments.formatters import TerminalFormatter  # type: ignore[import-untyped]
-    from pygments.lexers import DiffLexer  # type: ignore[import-untyped]
+def _line_style(line: str) -> Style | None:
+    if line.startswith(("diff --git ", "--- ", "+++ ")):
+        return "bold"
+    if line.startswith("@@"):
+        return "hunk"
+    if line.startswith("+"):
+        return "add"
+    if line.startswith("-"):
+        return "remove"
+    if line.startswith("\\"):
+        return "dim"
+    return None
 
-    return str(highlight(text, DiffLexer(), TerminalFormatter()))
+
+def diff_pieces(text: str) -> Iterator[tuple[str, Style | None]]:
+    """Unified-diff ``text`` as styled pieces, every control and invisible character a mark.
+
+    Lines are split on ``\\n`` only: a carriage return, NEL or U+2028 inside a line is
+    shown as ``<U+XXXX>``, never as a line break.
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    for line in lines:
+        style = _line_style(line)
+        for piece, is_mark in reveal_segments(line):
+            yield piece, "mark" if is_mark else style
+        yield "\n", None
 
 
 def run_diff(args: argparse.Namespace) -> int:
@@ -213,9 +238,8 @@ def run_diff(args: argparse.Namespace) -> int:
                 }
             )
             return 0
-        text = diff.text()
         colour = args.color == "always" or (args.color == "auto" and is_tty())
-        sys.stdout.write(_colour(text) if colour and text else text)
+        paint(diff_pieces(diff.text()), colour=colour)
         return 0
     finally:
         manager.close()
@@ -237,7 +261,7 @@ def run_decide(args: argparse.Namespace) -> int:
                 {"status": "ok", "session": session.id, "decision": args.decision, "hunks": ids}
             )
         else:
-            print(f"{args.decision} {len(ids)} hunk(s) of session {session.id}")
+            say(f"{args.decision} {len(ids)} hunk(s) of session {session.id}")
         return 0
     finally:
         manager.close()
@@ -266,16 +290,16 @@ def run_commit(args: argparse.Namespace) -> int:
                 }
             )
             return 0
-        print(
+        say(
             f"Applied session {session.id}: {len(result.written)} written, "
             f"{len(result.deleted)} deleted."
         )
         for path in result.merged:
-            print(f"  merged with your edits: {path}")
+            say(f"  merged with your edits: {reveal(path)}")
         if result.git_commit:
-            print(f"git commit {result.git_commit[:12]}")
+            say(f"git commit {result.git_commit[:12]}")
         elif not manager.is_git:
-            print("note: not a git repository, so no git commit was made.")
+            say("note: not a git repository, so no git commit was made.")
         return 0
     finally:
         manager.close()
@@ -299,13 +323,13 @@ def run_rollback(args: argparse.Namespace) -> int:
                 }
             )
             return 0
-        print(f"Session {session.id} is now {session.state}.")
+        say(f"Session {session.id} is now {session.state}.")
         if result.restored:
-            print(f"  restored {len(result.restored)} file(s)")
+            say(f"  restored {len(result.restored)} file(s)")
         if result.git_reverted:
-            print("  the git commit was undone")
+            say("  the git commit was undone")
         for note in result.notes:
-            print(f"  {note}")
+            say(f"  {note}")
         return 0
     finally:
         manager.close()

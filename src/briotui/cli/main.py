@@ -24,15 +24,27 @@ from briotui.cli import (
     cmd_sessions,
     cmd_tui,
 )
-from briotui.cli.output import print_error
+from briotui.cli.output import Writer, print_error, say
 from briotui.kernel.errors import BrioError
 
 SUBCOMMANDS = (cmd_agents, cmd_run, cmd_sessions, cmd_audit, cmd_doctor, cmd_bench, cmd_dev)
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage, help and errors are printed sanitized.
+
+    Its errors echo what was typed (``invalid choice: '...'``), which may be pasted
+    agent text; subcommand parsers are of this class too.
+    """
+
+    def _print_message(self, message: str, file: Writer | None = None) -> None:
+        if message:
+            say(message, end="", stream=file or sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used by the tests and ``--help``)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="briotui",
         description=(
             "A terminal workstation for supervised AI coding. With no subcommand, "
@@ -65,16 +77,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_error(error, as_json=bool(getattr(args, "json", False)))
         return 2
     except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
+        say("Interrupted.", err=True)
         return 130
     except Exception as exc:  # the last line of defence: never a bare traceback
         if os.environ.get("BRIOTUI_DEBUG"):
-            traceback.print_exc()
-        print(
+            say(traceback.format_exc(), err=True, end="")
+        say(
             f"Internal error: {type(exc).__name__}: {exc}\n"
             "This is a bug in briotui. Run again with BRIOTUI_DEBUG=1 for the traceback "
             "and report it.",
-            file=sys.stderr,
+            err=True,
         )
         return 70
     return code

@@ -6,6 +6,7 @@ import sys
 import threading
 from typing import TextIO
 
+from briotui.cli.output import redraw, say
 from briotui.kernel.runtime.build import BuildEvent
 
 _LABELS = {
@@ -32,21 +33,14 @@ class BuildProgress:
         timing = f" ({event.elapsed_ms / 1000:.1f} s)" if event.phase in ("done", "failed") else ""
         line = f"{event.agent:<16} {label}{timing}"
         if event.error is not None:
-            line += f"\n    {event.error.title}: {event.error.message.splitlines()[0]}"
+            line += f"\n    {event.error.title}: {(event.error.message.splitlines() or [''])[0]}"
         with self._lock:
             if not self.live:
-                self.stream.write(line + "\n")
-                self.stream.flush()
+                say(line, stream=self.stream, flush=True)
                 return
             self._lines[event.agent] = line
             self._redraw()
 
     def _redraw(self) -> None:
-        out = self.stream
-        if self._drawn:
-            out.write(f"\x1b[{self._drawn}F")
-        text = "\n".join(self._lines.values())
-        for row in text.split("\n"):
-            out.write("\x1b[2K" + row + "\n")
-        self._drawn = text.count("\n") + 1
-        out.flush()
+        rows = "\n".join(self._lines.values()).split("\n")
+        self._drawn = redraw(rows, self._drawn, self.stream)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from briotui.cli.output import say
 from briotui.kernel.caps.model import Answer, CapabilityRequest
 from briotui.kernel.text import sanitize
 
@@ -25,17 +26,17 @@ def describe(request: CapabilityRequest) -> str:
 
 async def terminal_prompt(request: CapabilityRequest) -> Answer:
     """Ask on stderr, read one answer line from stdin; end of input denies."""
-    print(describe(request), file=sys.stderr)
+    say(describe(request), err=True)
     while True:
-        print(
+        say(
             "  [y] allow once  [s] for this session  [a] always for this project  [n] deny: ",
             end="",
-            file=sys.stderr,
+            err=True,
             flush=True,
         )
         line = await asyncio.to_thread(sys.stdin.readline)
         if not line:
-            print("n (no input)", file=sys.stderr)
+            say("n (no input)", err=True)
             return "deny"
         key = line.strip().lower()[:1]
         if key in _KEYS:

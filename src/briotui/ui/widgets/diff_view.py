@@ -1,4 +1,10 @@
-"""Hunks rendered for review: syntax-highlighted lines, decision, author, Reviewer findings."""
+"""Hunks rendered for review: syntax-highlighted lines, decision, author, Reviewer findings.
+
+The code an agent wrote is shown exactly: control characters (but tab), invisible and
+bidi characters are not hidden or obeyed but shown as ``<U+XXXX>`` marks in a style of
+their own (:func:`~briotui.kernel.text.reveal_segments`), as code review sites do, so a
+right-to-left override or a zero-width space in a hunk is seen before it is accepted.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-from briotui.kernel.text import sanitize
+from briotui.kernel.text import reveal_segments, sanitize
 from briotui.kernel.vfs import Hunk
 from briotui.ui.widgets.task_tree import themed
 
@@ -19,6 +25,9 @@ LINE_WIDTH = 200
 """Rows are padded this far so a +/- tint spans the pane (the pane crops the rest)."""
 
 SEVERITY_ICON = {"error": "✘", "warning": "▲", "info": "●", "nit": "·"}
+
+MARK_STYLE = "bold reverse $warning"
+"""How a ``<U+XXXX>`` mark for a hidden character stands out from the code around it."""
 
 
 def _foreground_only(line: Text) -> Text:
@@ -31,13 +40,28 @@ def _foreground_only(line: Text) -> Text:
     return Text(line.plain, spans=spans, no_wrap=True)
 
 
+def reveal_line(body: str) -> tuple[str, list[tuple[int, int]]]:
+    """One line of code with hidden characters as marks, and the marks' offsets."""
+    pieces: list[str] = []
+    marks: list[tuple[int, int]] = []
+    at = 0
+    for piece, is_mark in reveal_segments(body):
+        if is_mark:
+            marks.append((at, at + len(piece)))
+        pieces.append(piece)
+        at += len(piece)
+    return "".join(pieces), marks
+
+
 def highlight_hunk(hunk: Hunk, *, dark: bool, variables: dict[str, str]) -> Text:
-    """The hunk's ``@@`` header and body, code highlighted by the file's language."""
+    """The hunk's ``@@`` header and body, code highlighted by the file's language.
+
+    Control, invisible and bidi characters in the code are shown as ``<U+XXXX>`` marks
+    styled with :data:`MARK_STYLE`.
+    """
     signs = [line[:1] for line in hunk.lines]
-    code = "".join(
-        sanitize(line[1:]) if line.endswith("\n") else sanitize(line[1:]) + "\n"
-        for line in hunk.lines
-    )
+    revealed = [reveal_line(line[1:].removesuffix("\n")) for line in hunk.lines]
+    code = "".join(text + "\n" for text, _ in revealed)
     lexer = Syntax.guess_lexer(hunk.path, code)
     syntax = Syntax("", lexer, theme="monokai" if dark else "friendly", background_color="default")
     highlighted = syntax.highlight(code).split("\n", allow_blank=True)
@@ -48,7 +72,8 @@ def highlight_hunk(hunk: Hunk, *, dark: bool, variables: dict[str, str]) -> Text
     remove = themed("$error", variables)
     add_bg = "on #1d3324" if dark else "on #dafbe1"
     remove_bg = "on #3b1f24" if dark else "on #ffebe9"
-    for sign, line in zip(signs, highlighted, strict=False):
+    mark_style = themed(MARK_STYLE, variables)
+    for sign, line, (_, marks) in zip(signs, highlighted, revealed, strict=False):
         line = _foreground_only(line)  # the pane's background, not the Syntax theme's
         line.pad_right(max(0, LINE_WIDTH - len(line)))  # tint the whole row
         if sign == "+":
@@ -63,6 +88,8 @@ def highlight_hunk(hunk: Hunk, *, dark: bool, variables: dict[str, str]) -> Text
             row = Text(" ")
             row.append_text(line)
             row.stylize("dim")
+        for start, end in marks:
+            row.stylize(mark_style, 1 + start, 1 + end)
         out.append_text(row)
         out.append("\n")
     if not hunk.lines:
