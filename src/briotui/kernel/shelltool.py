@@ -816,8 +816,7 @@ def run_in_session(
     mat = materialized if materialized is not None else Materialized(session, workdir)
     try:
         mat.sync_out()
-        run_dir = mat.dest / rel_cwd if rel_cwd else mat.dest
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = mat.ensure_dir(rel_cwd)  # never through a link a process planted
         kept_caches = {
             e.path: (session.read(e.path), e.executable)
             for e in session.list_dir("", True)
