@@ -93,6 +93,8 @@ def _summary(session: Session, diff: SessionDiff | None = None) -> dict[str, Any
                 "old_path": f.old_path,
                 "status": f.status,
                 "binary": f.binary,
+                "old_symlink": f.old_symlink,
+                "new_symlink": f.new_symlink,
                 "hunks": [
                     {
                         "id": h.id,
@@ -106,6 +108,7 @@ def _summary(session: Session, diff: SessionDiff | None = None) -> dict[str, Any
             }
             for f in d.files
         ],
+        "left_out": [{"path": p, "reason": why} for p, why in session.left_out()],
     }
 
 
@@ -178,12 +181,17 @@ def run_show(args: argparse.Namespace) -> int:
             print("note: not a git repository: no git commit step.")
         for f in data["files"]:
             path = f["path"] if f["old_path"] == f["path"] else f"{f['old_path']} -> {f['path']}"
-            print(f"  {f['status']:<9} {path}")
+            link = "  (symbolic link)" if f["old_symlink"] or f["new_symlink"] else ""
+            print(f"  {f['status']:<9} {path}{link}")
             for h in f["hunks"]:
                 why = f"  ({h['reason']})" if h["reason"] else ""
                 print(f"      h-{h['id']}  {h['decision']:<8} {h['kind']}{why}")
         if not data["files"]:
             print("  (no changes)")
+        if data["left_out"]:
+            print("left out of the session:")
+            for item in data["left_out"]:
+                print(f"  {item['path']}: {item['reason']}")
         return 0
     finally:
         manager.close()
