@@ -169,13 +169,14 @@ class Materialized:
                 if sig == self._synced.get(rel):
                     continue
                 why = self._take(fds, rel, st, limit)
-                if why is not None:
+                if isinstance(why, str):
                     left_out[rel] = why
                     self._synced.pop(rel, None)
                     continue
                 assert sig is not None
                 self._synced[rel] = sig
-                changed.append(rel)
+                if why:
+                    changed.append(rel)
         session.set_left_out(left_out)
         return changed
 
@@ -186,26 +187,43 @@ class Materialized:
             return False
         return entry is not None and entry.kind != "directory"
 
-    def _take(self, fds: safefs.DirFds, rel: str, st: os.stat_result, limit: int) -> str | None:
-        """Write ``rel`` from the directory into the session; the reason if not taken."""
+    def _take(self, fds: safefs.DirFds, rel: str, st: os.stat_result, limit: int) -> str | bool:
+        """Write ``rel`` from the directory into the session.
+
+        Returns:
+            Whether the session changed, or the reason (text) it was not taken.
+        """
         fd, name = fds.parent(rel)
         if fd is None:
             return "removed while it was being copied"
+        link = stat.S_ISLNK(st.st_mode)
+        executable = bool(st.st_mode & stat.S_IXUSR) and not link
         try:
-            if stat.S_ISLNK(st.st_mode):
-                self.session.write_symlink(rel, safefs.readlink_at(fd, name))
+            if link:
+                data = safefs.readlink_at(fd, name)
+            elif st.st_size > limit:
+                return safefs.too_large_reason(st.st_size, limit)
             else:
-                if st.st_size > limit:
-                    return safefs.too_large_reason(st.st_size, limit)
                 data = safefs.read_regular_at(fd, name, limit, shown=rel)
-                self.session.write(rel, data, bool(st.st_mode & stat.S_IXUSR))
+            if self._session_has(rel, data, executable, link):
+                return False  # touched, not changed
+            if link:
+                self.session.write_symlink(rel, data)
+            else:
+                self.session.write(rel, data, executable)
         except FileTooLarge:
             return safefs.too_large_reason(st.st_size, limit)
         except (PathRefused, WorkspaceFileNotFound) as exc:
             return f"refused: {exc.message}"
         except OSError as exc:
             return f"unreadable: {exc.strerror or exc}"
-        return None
+        return True
+
+    def _session_has(self, rel: str, data: bytes, executable: bool, link: bool) -> bool:
+        try:
+            return self.session.content(rel) == (data, executable, link)
+        except (PathRefused, WorkspaceFileNotFound, FileTooLarge):
+            return False
 
     def remove(self) -> None:
         """Delete the directory."""
