@@ -212,3 +212,64 @@ def test_huge_untracked_file_is_left_out_not_copied(
     assert [item["path"] for item in left] == ["dump.bin"]
     assert main(["-C", str(repo_dir), "sessions", "show", sid]) == 0
     assert "dump.bin: too large" in capsys.readouterr().out
+
+
+def test_live_base_leaves_out_big_and_special_files(
+    manager: SessionManager, repo_dir: Path
+) -> None:
+    from tests.vfs.test_live_base import wait_for_pending
+
+    manager.start_watching()
+    before = manager.create()
+    with open(repo_dir / "huge.bin", "wb") as fh:
+        fh.truncate(700 * 2**20)
+    os.remove(repo_dir / "README.md")
+    os.mkfifo(repo_dir / "README.md")
+    (repo_dir / "to_readme").symlink_to("README.md")
+    wait_for_pending(manager, "huge.bin", "README.md", "to_readme")
+    after = _within(manager.create)
+    assert after.base is not before.base
+    reasons = dict(after.left_out())
+    assert "too large" in reasons["huge.bin"]
+    assert "fifo" in reasons["README.md"]
+    assert after.content("to_readme") == (b"README.md", False, True)
+    assert before.read("README.md").startswith(b"# Project")  # from git, not the FIFO
+    manager.close()
+    reopened = SessionManager.open(repo_dir)
+    try:
+        assert dict(reopened.get(after.id).left_out()) == reasons
+    finally:
+        reopened.close()
+
+
+def test_a_link_change_is_one_hunk_taken_whole() -> None:
+    from briotui.kernel.vfs.diff import apply_accepted, file_change
+
+    change = file_change(
+        path="cfg",
+        old_path="cfg",
+        old=b"line 1\nline 2\n",
+        new=b"/etc/passwd",
+        old_exec=True,
+        new_exec=False,
+        new_symlink=True,
+    )
+    assert change is not None
+    assert [h.kind for h in change.hunks] == ["symlink"]
+    assert "old mode 100755\nnew mode 120000" in change.text()
+    assert "(symbolic link)" in change.hunks[0].header()
+    taken = apply_accepted(change, [change.hunks[0].id])
+    assert taken.writes == (("cfg", b"/etc/passwd", False),)
+    assert taken.links == frozenset({"cfg"})
+    assert apply_accepted(change, []).writes == ()
+    same = file_change(
+        path="l",
+        old_path="l",
+        old=b"t",
+        new=b"t",
+        old_exec=True,
+        new_exec=False,
+        old_symlink=True,
+        new_symlink=True,
+    )
+    assert same is None

@@ -790,7 +790,7 @@ class Session:
             return self.manager.blobs.get(entry.blob), entry.executable, entry.symlink
         meta = self.base.files.get(rel)
         if meta is not None:
-            return self.base.read(rel), meta.executable, meta.symlink
+            return self.base.read(rel), meta.executable and not meta.symlink, meta.symlink
         return None, False, False
 
     def left_out(self) -> list[tuple[str, str]]:

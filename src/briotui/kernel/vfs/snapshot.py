@@ -94,7 +94,7 @@ def _entry_of(st: os.stat_result, max_size: int) -> BaseFile | str | None:
         size=st.st_size,
         mtime_ns=st.st_mtime_ns,
         ino=st.st_ino,
-        executable=bool(st.st_mode & stat.S_IXUSR),
+        executable=bool(st.st_mode & stat.S_IXUSR) and not stat.S_ISLNK(st.st_mode),
         symlink=stat.S_ISLNK(st.st_mode),
     )
 
