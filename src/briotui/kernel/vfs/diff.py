@@ -80,7 +80,7 @@ class Hunk:
         lines: The rendered body (``" "``, ``"-"``, ``"+"`` prefixed, endings kept).
         ops: The changed ranges this hunk owns: ``(old_lo, old_hi, new_lo, new_hi)``
             0-based half-open line ranges.
-        note: Shown after the id in the header (``symbolic link`` for links).
+        note: Shown in the header, before the id (``symbolic link`` for links).
     """
 
     id: HunkId
@@ -99,10 +99,10 @@ class Hunk:
         note = f" ({self.note})" if self.note else ""
         if self.kind == "text":
             return (
-                f"@@ -{self.old_start},{self.old_count} +{self.new_start},{self.new_count} @@"
-                f" #h-{self.id}{note}"
+                f"@@ -{self.old_start},{self.old_count} +{self.new_start},{self.new_count}{note}"
+                f" @@ #h-{self.id}"
             )
-        return f"@@ {self.kind} @@ #h-{self.id}{note}"
+        return f"@@ {self.kind}{note} @@ #h-{self.id}"
 
     def text(self) -> str:
         """The hunk as unified-diff text (header and body)."""
