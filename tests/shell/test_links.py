@@ -159,3 +159,19 @@ def test_a_fifo_made_by_a_command_is_left_out_not_opened(
     assert link is not None
     assert link.new_symlink
     assert link.new == b"pipe"
+
+
+def test_many_directories_sync_both_ways(manager: SessionManager, tmp_path: Path) -> None:
+    """Directory fds are cached a few at a time, not one per directory of the tree."""
+    session = manager.create()
+    for i in range(150):
+        session.write(f"d{i:03}/sub/f.txt", f"{i}\n".encode(), False)
+    mat = session.materialize(tmp_path / "work")
+    for i in range(150):
+        assert (tmp_path / "work" / f"d{i:03}/sub/f.txt").read_text() == f"{i}\n"
+    (tmp_path / "work" / "d149/sub/f.txt").write_text("changed\n")
+    (tmp_path / "work" / "d000/sub/f.txt").unlink()
+    assert mat.sync_back() == ["d000/sub/f.txt", "d149/sub/f.txt"]
+    assert session.read("d149/sub/f.txt") == b"changed\n"
+    assert session.stat("d000/sub/f.txt") is None
+    mat.remove()

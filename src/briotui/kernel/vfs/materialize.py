@@ -144,8 +144,14 @@ class Materialized:
         left_out: dict[str, str] = {}
         changed: list[str] = []
         with self._open() as fds:
+            deep: list[str] = []
+
+            def too_deep(rel: str) -> None:
+                deep.append(rel + "/")
+                left_out[rel] = f"nested more than {safefs.MAX_DEPTH} directories deep"
+
             for item in safefs.walk(
-                self.dest, skip_dir=policy.is_protected_name, nofollow_root=True
+                self.dest, skip_dir=policy.is_protected_name, nofollow_root=True, too_deep=too_deep
             ):
                 if safefs.TMP_RE.match(item.name):
                     continue
@@ -159,7 +165,7 @@ class Materialized:
             # Deletions first: a directory the process replaced by a link (or a file
             # by a directory) must be gone from the session before the new entry lands.
             for rel in sorted(self._synced):
-                if rel not in found:
+                if rel not in found and not rel.startswith(tuple(deep)):
                     del self._synced[rel]
                     if self._exists_in_session(rel):
                         session.delete(rel)

@@ -39,6 +39,10 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
+MAX_DEPTH = 128
+"""Directories nested deeper than this are not entered by :func:`walk` (reported)."""
+_MAX_CACHED = 64
+
 TMP_RE = re.compile(r"^\.brio-[0-9a-f]{16}\.tmp$")
 """The names of this module's temp files (skipped when scanning a directory)."""
 
@@ -131,24 +135,35 @@ class DirFds:
                 the way is removed first (the caller wants a directory there).
 
         Returns:
-            The fd (owned by this object), or None when it does not exist as a real
-            directory (a symlink on the way counts as not existing) and ``create``
-            is false.
+            The fd (owned by this object, valid until the next call), or None when it
+            does not exist as a real directory (a symlink on the way counts as not
+            existing) and ``create`` is false.
         """
         fd = self._fds.get(rel_dir)
         if fd is not None:
             return fd
-        parent, name = split(rel_dir)
-        pfd = self.dir(parent, create=create)
-        if pfd is None:
-            return None
+        self._trim(rel_dir)
+        parts = rel_dir.split("/")
+        # the deepest cached ancestor, then one component at a time (no recursion)
+        i = len(parts) - 1
+        while i > 0 and "/".join(parts[:i]) not in self._fds:
+            i -= 1
+        pfd = self._fds["/".join(parts[:i])]
+        for j in range(i, len(parts)):
+            child = self._open_child(pfd, parts[j], create)
+            if child is None:
+                return None
+            pfd = self._fds["/".join(parts[: j + 1])] = child
+        return pfd
+
+    def _open_child(self, pfd: int, name: str, create: bool) -> int | None:
         try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+            return os.open(name, _DIR_FLAGS, dir_fd=pfd)
         except FileNotFoundError:
             if not create:
                 return None
             os.mkdir(name, 0o755, dir_fd=pfd)
-            fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+            return os.open(name, _DIR_FLAGS, dir_fd=pfd)
         except OSError as exc:
             if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                 raise
@@ -156,9 +171,16 @@ class DirFds:
                 return None  # a symlink or a file where a directory is expected
             remove_at(pfd, name)
             os.mkdir(name, 0o755, dir_fd=pfd)
-            fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
-        self._fds[rel_dir] = fd
-        return fd
+            return os.open(name, _DIR_FLAGS, dir_fd=pfd)
+
+    def _trim(self, rel_dir: str) -> None:
+        """Keep the cache small: close fds that are not ancestors of ``rel_dir``."""
+        if len(self._fds) < _MAX_CACHED:
+            return
+        for key in list(self._fds):
+            if key and not (rel_dir == key or rel_dir.startswith(key + "/")):
+                with contextlib.suppress(OSError):
+                    os.close(self._fds.pop(key))
 
     def parent(self, rel: str, *, create: bool = False) -> tuple[int | None, str]:
         """The fd of ``rel``'s directory (None if missing) and its last component."""
@@ -309,7 +331,11 @@ class Found:
 
 
 def walk(
-    root: Path, *, skip_dir: Callable[[str], bool], nofollow_root: bool = False
+    root: Path,
+    *,
+    skip_dir: Callable[[str], bool],
+    nofollow_root: bool = False,
+    too_deep: Callable[[str], None] | None = None,
 ) -> Iterator[Found]:
     """Every non-directory entry under ``root``, depth first; never follows a symlink.
 
@@ -317,16 +343,24 @@ def walk(
         root: The trusted root directory.
         skip_dir: Called with a directory's name; true means do not enter it.
         nofollow_root: Refuse a root that is itself a symlink.
+        too_deep: Called with each directory not entered because it is nested more
+            than :data:`MAX_DEPTH` levels deep.
     """
     flags = _DIR_FLAGS if nofollow_root else _DIR_FLAGS & ~os.O_NOFOLLOW
     fd = os.open(root, flags)
     try:
-        yield from _walk_fd(fd, "", skip_dir)
+        yield from _walk_fd(fd, "", skip_dir, too_deep, 0)
     finally:
         os.close(fd)
 
 
-def _walk_fd(fd: int, prefix: str, skip_dir: Callable[[str], bool]) -> Iterator[Found]:
+def _walk_fd(
+    fd: int,
+    prefix: str,
+    skip_dir: Callable[[str], bool],
+    too_deep: Callable[[str], None] | None,
+    depth: int,
+) -> Iterator[Found]:
     with os.scandir(fd) as it:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
@@ -338,12 +372,16 @@ def _walk_fd(fd: int, prefix: str, skip_dir: Callable[[str], bool]) -> Iterator[
         if stat.S_ISDIR(st.st_mode):
             if skip_dir(entry.name):
                 continue
+            if depth >= MAX_DEPTH:
+                if too_deep is not None:
+                    too_deep(rel)
+                continue
             try:
                 sub = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
             except OSError:
                 continue  # replaced since the listing
             try:
-                yield from _walk_fd(sub, rel + "/", skip_dir)
+                yield from _walk_fd(sub, rel + "/", skip_dir, too_deep, depth + 1)
             finally:
                 os.close(sub)
         else:

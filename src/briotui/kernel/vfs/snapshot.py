@@ -226,7 +226,11 @@ class BaseSnapshot:
                 elif meta is not None:
                     files[rel] = meta
         else:
-            for found in safefs.walk(root, skip_dir=policy.is_protected_name):
+
+            def too_deep(rel: str) -> None:
+                left_out[rel] = f"nested more than {safefs.MAX_DEPTH} directories deep"
+
+            for found in safefs.walk(root, skip_dir=policy.is_protected_name, too_deep=too_deep):
                 if policy.is_protected(found.rel):
                     continue
                 meta = _entry_of(found.st, max_file_size)
