@@ -19,6 +19,7 @@ paths) is listed by :meth:`Session.left_out` with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -110,7 +111,8 @@ class Materialized:
                     if fd is not None:
                         st = fds.lstat(rel)
                         if st is not None and not stat.S_ISDIR(st.st_mode):
-                            os.unlink(name, dir_fd=fd)
+                            with contextlib.suppress(FileNotFoundError):
+                                os.unlink(name, dir_fd=fd)
                     del self._synced[rel]
                     touched.append(rel)
         return touched
