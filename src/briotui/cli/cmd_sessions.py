@@ -94,6 +94,8 @@ def _summary(session: Session, diff: SessionDiff | None = None) -> dict[str, Any
                 "old_path": f.old_path,
                 "status": f.status,
                 "binary": f.binary,
+                "old_symlink": f.old_symlink,
+                "new_symlink": f.new_symlink,
                 "hunks": [
                     {
                         "id": h.id,
@@ -107,6 +109,7 @@ def _summary(session: Session, diff: SessionDiff | None = None) -> dict[str, Any
             }
             for f in d.files
         ],
+        "left_out": [{"path": p, "reason": why} for p, why in session.left_out()],
     }
 
 
@@ -181,12 +184,17 @@ def run_show(args: argparse.Namespace) -> int:
             path = reveal(f["path"])
             if f["old_path"] != f["path"]:
                 path = f"{reveal(f['old_path'])} -> {path}"
-            say(f"  {f['status']:<9} {path}")
+            link = "  (symbolic link)" if f["old_symlink"] or f["new_symlink"] else ""
+            say(f"  {f['status']:<9} {path}{link}")
             for h in f["hunks"]:
                 why = f"  ({one_line(h['reason'])})" if h["reason"] else ""
                 say(f"      h-{h['id']}  {h['decision']:<8} {h['kind']}{why}")
         if not data["files"]:
             say("  (no changes)")
+        if data["left_out"]:
+            say("left out of the session:")
+            for item in data["left_out"]:
+                say(f"  {reveal(item['path'])}: {one_line(item['reason'])}")
         return 0
     finally:
         manager.close()

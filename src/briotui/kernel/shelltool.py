@@ -816,8 +816,7 @@ def run_in_session(
     mat = materialized if materialized is not None else Materialized(session, workdir)
     try:
         mat.sync_out()
-        run_dir = mat.dest / rel_cwd if rel_cwd else mat.dest
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = mat.ensure_dir(rel_cwd)  # never through a link a process planted
         kept_caches = {
             e.path: (session.read(e.path), e.executable)
             for e in session.list_dir("", True)
@@ -846,14 +845,10 @@ def run_in_session(
 
 
 def _drop_new_caches(root: Path, keep: set[str]) -> None:
-    for dirpath, dirnames, filenames in os.walk(root):
-        base = Path(dirpath)
-        for name in filenames:
-            full = base / name
-            rel = full.relative_to(root).as_posix()
-            if is_cache_path(rel) and rel not in keep:
-                full.unlink(missing_ok=True)
-        for name in list(dirnames):
-            full = base / name
-            if full.is_symlink():
-                dirnames.remove(name)
+    from briotui.kernel.vfs import safefs
+
+    # Through directory fds: a link a process planted is removed, never followed.
+    for found in safefs.walk(root, skip_dir=lambda _name: False, nofollow_root=True):
+        if is_cache_path(found.rel) and found.rel not in keep:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(found.name, dir_fd=found.dir_fd)

@@ -207,7 +207,30 @@ def _v2_capabilities_tasks_usage(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_sessions, _v2_capabilities_tasks_usage]
+def _v3_session_symlinks_left_out(conn: sqlite3.Connection) -> None:
+    """Symlinks as session content, and what a session left out (and why)."""
+    run_script(
+        conn,
+        """
+        -- 1: the entry is a symlink; its blob holds the link's target bytes (git mode 120000)
+        ALTER TABLE session_files ADD COLUMN symlink INTEGER NOT NULL DEFAULT 0;
+        -- paths a command created in a session's work directory that the session did
+        -- not take (FIFOs, devices, files over the size limit, refused paths)
+        CREATE TABLE session_left_out (
+            session_id  TEXT NOT NULL REFERENCES sessions(id),
+            path        TEXT NOT NULL,
+            reason      TEXT NOT NULL,
+            PRIMARY KEY (session_id, path)
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    _v1_sessions,
+    _v2_capabilities_tasks_usage,
+    _v3_session_symlinks_left_out,
+]
 """Every migration in order; version N is ``MIGRATIONS[N - 1]``."""
 
 

@@ -15,7 +15,13 @@ Hunk kinds:
 * ``file``: the whole of an added or deleted file;
 * ``binary``: the new content of a modified binary file;
 * ``mode``: the executable bit changed;
-* ``rename``: the file moved (its content hunks are relative to the old path's base).
+* ``rename``: the file moved (its content hunks are relative to the old path's base);
+* ``symlink``: a symlink's target changed, or the path changed between a symlink and a
+  regular file (one hunk: the link and its target are taken or left together).
+
+A symlink is content, as in git: its "bytes" are the target path, rendered as one line
+with mode ``120000``, and it is never followed. Hunks of a symlink say so in their
+header (``symbolic link``).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Literal, NewType
 
 HunkId = NewType("HunkId", str)
-HunkKind = Literal["text", "file", "binary", "mode", "rename"]
+HunkKind = Literal["text", "file", "binary", "mode", "rename", "symlink"]
 FileStatus = Literal["added", "deleted", "modified", "renamed"]
 
 CONTEXT = 3
@@ -74,6 +80,7 @@ class Hunk:
         lines: The rendered body (``" "``, ``"-"``, ``"+"`` prefixed, endings kept).
         ops: The changed ranges this hunk owns: ``(old_lo, old_hi, new_lo, new_hi)``
             0-based half-open line ranges.
+        note: Shown in the header, before the id (``symbolic link`` for links).
     """
 
     id: HunkId
@@ -85,15 +92,17 @@ class Hunk:
     new_count: int = 0
     lines: tuple[str, ...] = ()
     ops: tuple[tuple[int, int, int, int], ...] = ()
+    note: str = ""
 
     def header(self) -> str:
         """The ``@@`` line (text hunks) or a short description, tagged ``#h-<id>``."""
+        note = f" ({self.note})" if self.note else ""
         if self.kind == "text":
             return (
-                f"@@ -{self.old_start},{self.old_count} +{self.new_start},{self.new_count} @@"
-                f" #h-{self.id}"
+                f"@@ -{self.old_start},{self.old_count} +{self.new_start},{self.new_count}{note}"
+                f" @@ #h-{self.id}"
             )
-        return f"@@ {self.kind} @@ #h-{self.id}"
+        return f"@@ {self.kind}{note} @@ #h-{self.id}"
 
     def text(self) -> str:
         """The hunk as unified-diff text (header and body)."""
@@ -114,12 +123,14 @@ class FileChange:
         path: The new path (the old one for a deletion).
         status: added, deleted, modified or renamed.
         old_path: The path in the base (differs from ``path`` for a rename).
-        old: The base bytes (None when added).
-        new: The session's bytes (None when deleted).
+        old: The base bytes (None when added); a symlink's target for a link.
+        new: The session's bytes (None when deleted); a symlink's target for a link.
         old_exec: Executable bit in the base.
         new_exec: Executable bit in the session.
         binary: Whether either side is binary.
         hunks: The hunks, in file order.
+        old_symlink: The base version is a symlink (mode 120000).
+        new_symlink: The session's version is a symlink.
     """
 
     path: str
@@ -131,30 +142,34 @@ class FileChange:
     new_exec: bool
     binary: bool
     hunks: tuple[Hunk, ...] = field(default=())
+    old_symlink: bool = False
+    new_symlink: bool = False
 
     def text(self) -> str:
         """The change as git-style unified diff text."""
         a = f"a/{self.old_path}"
         b = f"b/{self.path}"
         out = [f"diff --git {a} {b}\n"]
+        old_mode = _mode(self.old_exec, self.old_symlink)
+        new_mode = _mode(self.new_exec, self.new_symlink)
         if self.status == "added":
-            out.append(f"new file mode {_mode(self.new_exec)}\n")
+            out.append(f"new file mode {new_mode}\n")
         elif self.status == "deleted":
-            out.append(f"deleted file mode {_mode(self.old_exec)}\n")
+            out.append(f"deleted file mode {old_mode}\n")
         else:
-            if self.old_exec != self.new_exec:
-                out.append(f"old mode {_mode(self.old_exec)}\nnew mode {_mode(self.new_exec)}\n")
+            if old_mode != new_mode:
+                out.append(f"old mode {old_mode}\nnew mode {new_mode}\n")
             if self.status == "renamed":
                 out.append(f"rename from {self.old_path}\nrename to {self.path}\n")
         if self.binary:
             out.append(f"Binary files {a} and {b} differ\n")
             out.extend(f"{h.header()}\n" for h in self.hunks)
             return "".join(out)
-        if any(h.kind in ("text", "file") for h in self.hunks):
+        if any(h.kind in _CONTENT_KINDS for h in self.hunks):
             out.append(f"--- {a if self.old is not None else '/dev/null'}\n")
             out.append(f"+++ {b if self.new is not None else '/dev/null'}\n")
         for h in self.hunks:
-            if h.kind in ("text", "file") and h.lines:
+            if h.kind in _CONTENT_KINDS and h.lines:
                 out.append(h.text())
             elif h.kind == "file":
                 out.append(f"{h.header()} (empty file)\n")
@@ -163,7 +178,13 @@ class FileChange:
         return "".join(out)
 
 
-def _mode(executable: bool) -> str:
+_CONTENT_KINDS = ("text", "file", "symlink")
+LINK_NOTE = "symbolic link"
+
+
+def _mode(executable: bool, symlink: bool = False) -> str:
+    if symlink:
+        return "120000"
     return "100755" if executable else "100644"
 
 
@@ -246,8 +267,18 @@ def file_change(
     new: bytes | None,
     old_exec: bool,
     new_exec: bool,
+    old_symlink: bool = False,
+    new_symlink: bool = False,
 ) -> FileChange | None:
-    """The change from ``old`` to ``new`` with its hunks, or None if nothing changed."""
+    """The change from ``old`` to ``new`` with its hunks, or None if nothing changed.
+
+    ``old_symlink``/``new_symlink`` mark a side as a symlink whose bytes are its target;
+    a link's executable bit is meaningless and ignored.
+    """
+    if old_symlink:
+        old_exec = False
+    if new_symlink:
+        new_exec = False
     binary = (old is not None and is_binary(old)) or (new is not None and is_binary(new))
     hunks: list[Hunk] = []
     if old is None and new is not None:
@@ -255,7 +286,7 @@ def file_change(
         lines = () if binary else tuple("+" + x for x in _split_lines(new))
         hunks.append(
             Hunk(
-                _hid(path, "file", "add", _digest(new)),
+                _hid(path, "file", "add", _digest(new), *(("link",) if new_symlink else ())),
                 path,
                 "file",
                 0,
@@ -263,6 +294,7 @@ def file_change(
                 1 if lines else 0,
                 len(lines),
                 lines,
+                note=LINK_NOTE if new_symlink else "",
             )
         )
     elif new is None and old is not None:
@@ -270,7 +302,7 @@ def file_change(
         lines = () if binary else tuple("-" + x for x in _split_lines(old))
         hunks.append(
             Hunk(
-                _hid(path, "file", "delete", _digest(old)),
+                _hid(path, "file", "delete", _digest(old), *(("link",) if old_symlink else ())),
                 path,
                 "file",
                 1 if lines else 0,
@@ -278,8 +310,26 @@ def file_change(
                 0,
                 0,
                 lines,
+                note=LINK_NOTE if old_symlink else "",
             )
         )
+    elif old is not None and new is not None and (old_symlink or new_symlink):
+        status = "renamed" if old_path != path else "modified"
+        same = old == new and old_symlink == new_symlink
+        if same and status == "modified":
+            return None
+        if status == "renamed":
+            hunks.append(Hunk(_hid(path, "rename", old_path), path, "rename"))
+        if not same:
+            body: tuple[str, ...] = ()
+            if not binary:
+                body = tuple("-" + x for x in _split_lines(old)) + tuple(
+                    "+" + x for x in _split_lines(new)
+                )
+            key = (_digest(old), str(old_symlink), _digest(new), str(new_symlink))
+            hunks.append(
+                Hunk(_hid(path, "symlink", *key), path, "symlink", lines=body, note=LINK_NOTE)
+            )
     elif old is not None and new is not None:
         status = "renamed" if old_path != path else "modified"
         if old == new and old_exec == new_exec and status == "modified":
@@ -305,6 +355,8 @@ def file_change(
         new_exec=new_exec,
         binary=binary,
         hunks=tuple(hunks),
+        old_symlink=old_symlink,
+        new_symlink=new_symlink,
     )
 
 
@@ -321,11 +373,13 @@ class FileOutcome:
         deletes: Paths to delete.
         base_of: For each written or deleted path, the base path it derives from
             (None for a new file): the 3-way merge base when the user changed it.
+        links: The written paths that are symlinks (their bytes are the target).
     """
 
     writes: tuple[tuple[str, bytes, bool], ...]
     deletes: tuple[str, ...]
     base_of: dict[str, str | None]
+    links: frozenset[str] = frozenset()
 
 
 def apply_accepted(change: FileChange, accepted: Iterable[str]) -> FileOutcome:
@@ -337,26 +391,42 @@ def apply_accepted(change: FileChange, accepted: Iterable[str]) -> FileOutcome:
     kinds = {h.kind for h in taken}
     if change.status == "added":
         assert change.new is not None
-        return FileOutcome(((change.path, change.new, change.new_exec),), (), {change.path: None})
+        return FileOutcome(
+            ((change.path, change.new, change.new_exec),),
+            (),
+            {change.path: None},
+            frozenset({change.path}) if change.new_symlink else frozenset(),
+        )
     if change.status == "deleted":
         return FileOutcome((), (change.path,), {change.path: change.path})
     assert change.old is not None
     assert change.new is not None
-    if "binary" in kinds:
+    link = change.old_symlink
+    if "symlink" in kinds:
+        content, link = change.new, change.new_symlink
+    elif link:
+        content = change.old
+    elif "binary" in kinds:
         content = change.new
     elif "text" in kinds:
         content = _apply_text(change.old, change.new, [h for h in taken if h.kind == "text"])
     else:
         content = change.old
-    executable = change.new_exec if "mode" in kinds else change.old_exec
+    executable = change.new_exec if "mode" in kinds or "symlink" in kinds else change.old_exec
+    if link:
+        executable = False
     if "rename" in kinds:
         return FileOutcome(
             ((change.path, content, executable),),
             (change.old_path,),
             {change.path: change.old_path, change.old_path: change.old_path},
+            frozenset({change.path}) if link else frozenset(),
         )
     return FileOutcome(
-        ((change.old_path, content, executable),), (), {change.old_path: change.old_path}
+        ((change.old_path, content, executable),),
+        (),
+        {change.old_path: change.old_path},
+        frozenset({change.old_path}) if link else frozenset(),
     )
 
 

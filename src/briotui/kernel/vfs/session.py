@@ -10,6 +10,12 @@ runtime calls a session from agent worker threads.
 :class:`SessionManager` is the per-project entry point: it opens the store, finishes
 or undoes an interrupted commit (:func:`briotui.kernel.vfs.commit.recover`) and
 creates, finds and lists sessions.
+
+A symlink is content, as in git: an overlay entry flagged ``symlink`` whose blob is the
+link's target bytes. Sessions never follow a link: reading one is refused with its
+target named, and it is shown, reviewed and committed as a link. What a session left
+out (special files, files over the size limit, paths a command made that the session
+refused) is listed with the reason by :meth:`Session.left_out`.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import TYPE_CHECKING, Literal, NewType
 from briotui.kernel.errors import (
     FileTooLarge,
     MergeConflict,
+    PathDenied,
     PathRefused,
     SessionNotFound,
     SessionStateError,
@@ -61,12 +68,14 @@ class OverlayEntry:
         executable: The executable bit.
         size: Content size in bytes.
         origin: The base path this file was renamed from, if any.
+        symlink: It is a symlink; the blob holds its target (git mode 120000).
     """
 
     blob: str | None
     executable: bool = False
     size: int = 0
     origin: str | None = None
+    symlink: bool = False
 
 
 @dataclass(frozen=True)
@@ -240,7 +249,12 @@ class SessionManager:
                 live = None  # a commit or checkout: start from the new HEAD
         if live is None:
             snap = BaseSnapshot.build(
-                self.root, self.store, self.blobs, self.policy, self.manifest_dir
+                self.root,
+                self.store,
+                self.blobs,
+                self.policy,
+                self.manifest_dir,
+                max_file_size=self.max_file_size,
             )
         elif pending:
             snap = live.derive(pending, self.manifest_dir)
@@ -270,7 +284,13 @@ class SessionManager:
             snap = self._bases.get(base_id)
             if snap is None:
                 snap = BaseSnapshot.load(
-                    base_id, self.root, self.store, self.blobs, self.policy, self.manifest_dir
+                    base_id,
+                    self.root,
+                    self.store,
+                    self.blobs,
+                    self.policy,
+                    self.manifest_dir,
+                    max_file_size=self.max_file_size,
                 )
                 self._bases[base_id] = snap
             return snap
@@ -297,13 +317,13 @@ class SessionManager:
                 (sid, parent.id if parent else None, snap.id, label, task, now, now),
             )
             rows = [
-                (sid, layer, p, e.blob, int(e.executable), e.origin, e.size)
+                (sid, layer, p, e.blob, int(e.executable), e.origin, e.size, int(e.symlink))
                 for layer in (("work", "fork") if parent else ("work",))
                 for p, e in overlay.items()
             ]
             conn.executemany(
                 "INSERT INTO session_files (session_id, layer, path, blob, executable, origin,"
-                " size) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " size, symlink) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
         session = Session(
@@ -356,7 +376,9 @@ class SessionManager:
             for f in self.store.query(
                 "SELECT * FROM session_files WHERE session_id = ?", (row["id"],)
             ):
-                entry = OverlayEntry(f["blob"], bool(f["executable"]), f["size"], f["origin"])
+                entry = OverlayEntry(
+                    f["blob"], bool(f["executable"]), f["size"], f["origin"], bool(f["symlink"])
+                )
                 (overlay if f["layer"] == "work" else fork)[f["path"]] = entry
             session = Session(
                 self,
@@ -391,6 +413,14 @@ class SessionManager:
             )
             for r in rows
         ]
+
+
+def _link_refused(rel: str, target: bytes) -> PathDenied:
+    shown = os.fsdecode(target)[:200]
+    return PathDenied(
+        f"{rel!r} is a symbolic link to {shown!r}; sessions never follow links. Read the "
+        "file it points to, if that is inside the project."
+    )
 
 
 class Session:
@@ -502,12 +532,18 @@ class Session:
         with self._lock:
             entry = self._overlay.get(rel)
             if entry is None and rel not in self.base.files:
+                self._refuse_left_out(rel)
                 what = "a directory" if self._dir_exists(rel) else "not in the session"
                 raise WorkspaceFileNotFound(f"{rel!r} is {what}; there is no file to read.")
         if entry is not None:
             if entry.blob is None:
                 raise WorkspaceFileNotFound(f"{rel!r} was deleted in this session.")
-            return self.manager.blobs.get(entry.blob)
+            data = self.manager.blobs.get(entry.blob)
+            if entry.symlink:
+                raise _link_refused(rel, data)
+            return data
+        if self.base.files[rel].symlink:
+            raise _link_refused(rel, self.base.read(rel))
         size = self.base.files[rel].size
         if size > self.manager.max_file_size:
             raise FileTooLarge(
@@ -522,7 +558,9 @@ class Session:
         with self._lock:
             entry = self._overlay.get(rel)
             if entry is not None and entry.blob is not None:
-                return Entry(rel, "file", entry.size, entry.executable)
+                return Entry(
+                    rel, "symlink" if entry.symlink else "file", entry.size, entry.executable
+                )
             if entry is None and rel in self.base.files:
                 meta = self.base.files[rel]
                 return Entry(rel, "symlink" if meta.symlink else "file", meta.size, meta.executable)
@@ -551,7 +589,7 @@ class Session:
                 )
             for p, e in self._overlay.items():
                 if e.blob is not None and p.startswith(prefix):
-                    files[p] = Entry(p, "file", e.size, e.executable)
+                    files[p] = Entry(p, "symlink" if e.symlink else "file", e.size, e.executable)
         out: dict[str, Entry] = {}
         for p, entry in files.items():
             rest = p[len(prefix) :]
@@ -578,9 +616,35 @@ class Session:
                 f"{len(data)} bytes for {rel!r}; sessions take files up to "
                 f"{self.manager.max_file_size} bytes."
             )
-        bid = self.manager.blobs.put(bytes(data))
+        self._write_entry(rel, bytes(data), bool(executable), symlink=False)
+
+    def write_symlink(self, path: str, target: bytes) -> None:
+        """Create or replace ``path`` in the session with a symlink to ``target``.
+
+        The link is content (like git's mode 120000): it is never followed by the
+        session, and is reviewed and committed as a link.
+
+        Raises:
+            PathRefused: The path is malformed, denied or names a directory, or the
+                target is empty, too long or contains a NUL byte.
+            SessionStateError: The session is not open.
+        """
+        rel = self._norm(path)
+        if not target or b"\0" in target or len(target) > 4096:
+            raise PathRefused(
+                f"The symlink target for {rel!r} must be 1 to 4096 bytes without NUL."
+            )
+        self._write_entry(rel, bytes(target), False, symlink=True)
+
+    def _write_entry(self, rel: str, data: bytes, executable: bool, *, symlink: bool) -> None:
+        bid = self.manager.blobs.put(data)
         with self._lock:
             self._require_open()
+            if rel not in self._overlay and rel in self.base.left_out:
+                raise PathDenied(
+                    f"{rel!r} was left out of the session ({self.base.left_out[rel]}); "
+                    "the session cannot replace it."
+                )
             if self._dir_exists(rel):
                 raise PathRefused(f"{rel!r} is a directory in the session; cannot write it.")
             parts = rel.split("/")
@@ -592,7 +656,7 @@ class Session:
             old = self._overlay.get(rel)
             origin = old.origin if old is not None else None
             self._touch_base(rel)
-            self._put(rel, OverlayEntry(bid, bool(executable), len(data), origin))
+            self._put(rel, OverlayEntry(bid, executable, len(data), origin, symlink))
 
     def delete(self, path: str) -> None:
         """Delete a file in the session.
@@ -627,16 +691,18 @@ class Session:
                 raise WorkspaceFileNotFound(f"{s!r} is not a file in the session.")
             if s == d:
                 return
-            data = self.read(s)
-            entry = self.stat(s)
-            assert entry is not None
+            data, executable, link = self.content(s)
+            assert data is not None
             prior = self._overlay.get(s)
             origin = prior.origin if prior is not None else (s if s in self.base.files else None)
             if origin == d:
                 origin = None
-            self.write(d, data, entry.executable)
+            if link:
+                self.write_symlink(d, data)
+            else:
+                self.write(d, data, executable)
             moved = self._overlay[d]
-            self._put(d, OverlayEntry(moved.blob, moved.executable, moved.size, origin))
+            self._put(d, OverlayEntry(moved.blob, moved.executable, moved.size, origin, link))
             self.delete(s)
 
     def changes(self) -> str:
@@ -660,8 +726,16 @@ class Session:
             else:
                 conn.execute(
                     "INSERT OR REPLACE INTO session_files (session_id, layer, path, blob,"
-                    " executable, origin, size) VALUES (?, 'work', ?, ?, ?, ?, ?)",
-                    (self.id, rel, entry.blob, int(entry.executable), entry.origin, entry.size),
+                    " executable, origin, size, symlink) VALUES (?, 'work', ?, ?, ?, ?, ?, ?)",
+                    (
+                        self.id,
+                        rel,
+                        entry.blob,
+                        int(entry.executable),
+                        entry.origin,
+                        entry.size,
+                        int(entry.symlink),
+                    ),
                 )
             conn.execute("UPDATE sessions SET updated = ? WHERE id = ?", (time.time(), self.id))
         if entry is None:
@@ -697,15 +771,60 @@ class Session:
         ``overlay`` defaults to the session's own; pass another layer (a fork point) to
         read that state over the same base.
         """
+        data, executable, _link = self.content(rel, overlay)
+        return data, executable
+
+    def content(
+        self, rel: str, overlay: dict[str, OverlayEntry] | None = None
+    ) -> tuple[bytes | None, bool, bool]:
+        """The bytes (None if absent), executable bit and symlink flag of ``rel``.
+
+        A symlink's bytes are its target; nothing is followed. ``overlay`` is as for
+        :meth:`version`.
+        """
         layer = self._overlay if overlay is None else overlay
         entry = layer.get(rel)
         if entry is not None:
             if entry.blob is None:
-                return None, False
-            return self.manager.blobs.get(entry.blob), entry.executable
-        if rel in self.base.files:
-            return self.base.read(rel), self.base.files[rel].executable
-        return None, False
+                return None, False, False
+            return self.manager.blobs.get(entry.blob), entry.executable, entry.symlink
+        meta = self.base.files.get(rel)
+        if meta is not None:
+            return self.base.read(rel), meta.executable and not meta.symlink, meta.symlink
+        return None, False, False
+
+    def left_out(self) -> list[tuple[str, str]]:
+        """What the session left out, and why: ``(path, reason)`` sorted by path.
+
+        The project's special files and files over the size limit (left out of the
+        base), and what commands created in the session's work directory that the
+        session did not take.
+        """
+        with self._lock:
+            overlay = dict(self._overlay)
+        found = {p: why for p, why in self.base.left_out.items() if p not in overlay}
+        for r in self.manager.store.query(
+            "SELECT path, reason FROM session_left_out WHERE session_id = ?", (self.id,)
+        ):
+            found[r["path"]] = r["reason"]
+        return sorted(found.items())
+
+    def set_left_out(self, items: dict[str, str]) -> None:
+        """Replace the list of what commands made that the session did not take."""
+        with self.manager.store.transaction() as conn:
+            conn.execute("DELETE FROM session_left_out WHERE session_id = ?", (self.id,))
+            conn.executemany(
+                "INSERT INTO session_left_out (session_id, path, reason) VALUES (?, ?, ?)",
+                [(self.id, p, why) for p, why in sorted(items.items())],
+            )
+
+    def _refuse_left_out(self, rel: str) -> None:
+        why = self.base.left_out.get(rel)
+        if why is None:
+            return
+        if why.startswith("too large"):
+            raise FileTooLarge(f"{rel!r} was left out of the session: {why}.")
+        raise PathDenied(f"{rel!r} was left out of the session: {why}.")
 
     def diff(self) -> SessionDiff:
         """The session's changes against its base, split into hunks."""
@@ -729,6 +848,7 @@ class Session:
                     new=None,
                     old_exec=self.base.files[rel].executable,
                     new_exec=False,
+                    old_symlink=self.base.files[rel].symlink,
                 )
             else:
                 new = blobs.get(entry.blob)
@@ -746,8 +866,9 @@ class Session:
                 if old_path:
                     old_b: bytes | None = self.base.read(old_path)
                     old_exec = self.base.files[old_path].executable
+                    old_link = self.base.files[old_path].symlink
                 else:
-                    old_b, old_exec = None, False
+                    old_b, old_exec, old_link = None, False, False
                 change = file_change(
                     path=rel,
                     old_path=old_path or rel,
@@ -755,6 +876,8 @@ class Session:
                     new=new,
                     old_exec=old_exec,
                     new_exec=entry.executable,
+                    old_symlink=old_link,
+                    new_symlink=entry.symlink,
                 )
             if change is not None:
                 changes.append(change)
@@ -919,12 +1042,22 @@ class Session:
             theirs_overlay = other.overlay()
             results: list[tuple[str, bytes | None, bool]] = []
             conflicts: list[dict[str, object]] = []
+            links: dict[str, bytes] = {}
             for rel in sorted(set(theirs_overlay) | set(mb)):
-                b, b_x = self.version(rel, mb)
-                t, t_x = other.version(rel)
-                if (b, b_x) == (t, t_x):
+                b, b_x, b_l = self.content(rel, mb)
+                t, t_x, t_l = other.content(rel)
+                if (b, b_x, b_l) == (t, t_x, t_l):
                     continue
-                o, o_x = self.version(rel)
+                o, o_x, o_l = self.content(rel)
+                if b_l or t_l or o_l:  # a link is one value: no line merge
+                    if (o, o_x, o_l) == (b, b_x, b_l) or strategy == "theirs":
+                        if t is not None and t_l:
+                            links[rel] = t
+                        else:
+                            results.append((rel, t, t_x))
+                    elif (o, o_x, o_l) != (t, t_x, t_l) and strategy != "ours":
+                        conflicts.append({"path": rel, "regions": []})
+                    continue
                 out = merge3(b, o, t, strategy=strategy, labels=(self.id, "base", other.id))
                 if not out.clean:
                     conflicts.append(
@@ -955,7 +1088,9 @@ class Session:
                         self.delete(rel)
                 else:
                     self.write(rel, content, ex)
-            return [r[0] for r in results]
+            for rel, target in links.items():
+                self.write_symlink(rel, target)
+            return sorted([r[0] for r in results] + list(links))
 
     def materialize(self, dest: Path) -> Materialized:
         """A real directory with the session's files, for running processes (tests).

@@ -13,6 +13,13 @@ be found again:
   a session changes it (:meth:`BaseSnapshot.capture`).
 
 Snapshots are immutable apart from captures, and shared by a session and all its forks.
+
+What a base holds is bounded: files over the session size limit, FIFOs, devices and
+sockets are left out (never opened, never read) and listed in :attr:`BaseSnapshot.left_out`
+with the reason; git-ignored files are never listed (git's own ignore rules). A symlink
+is content, as in git: its bytes are its target, read with ``readlink``; it is never
+followed. Every read walks the path from the project root without following a
+symlinked parent (:mod:`briotui.kernel.vfs.safefs`).
 """
 
 from __future__ import annotations
@@ -28,11 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from briotui.kernel.errors import PathDenied, WorkspaceFileNotFound
+from briotui.kernel.errors import FileTooLarge, PathDenied, WorkspaceFileNotFound
 from briotui.kernel.store import Store
+from briotui.kernel.vfs import safefs
 from briotui.kernel.vfs.blobs import BlobStore
 from briotui.kernel.vfs.gitio import head_commit, is_git_worktree, run_git
 from briotui.kernel.vfs.paths import PathPolicy
+
+UNLIMITED = 1 << 62
 
 
 @dataclass(frozen=True)
@@ -44,7 +54,7 @@ class BaseFile:
         mtime_ns: Modification time at creation.
         ino: Inode at creation.
         executable: Whether the owner executable bit was set.
-        symlink: Whether it is a symlink (read through, if it stays inside).
+        symlink: Whether it is a symlink (its content is its target; never followed).
     """
 
     size: int
@@ -55,41 +65,64 @@ class BaseFile:
 
     def matches(self, st: os.stat_result) -> bool:
         """Whether ``st`` (an lstat) is the same file version as at creation."""
-        return st.st_size == self.size and st.st_mtime_ns == self.mtime_ns and st.st_ino == self.ino
+        return (
+            st.st_size == self.size
+            and st.st_mtime_ns == self.mtime_ns
+            and st.st_ino == self.ino
+            and stat.S_ISLNK(st.st_mode) == self.symlink
+        )
 
 
-def _stat_file(root: Path, rel: str) -> BaseFile | None:
-    """The manifest entry of ``rel`` now: None if it is gone or not a file or symlink."""
+def _stat_file(root: Path, rel: str, max_size: int) -> BaseFile | str | None:
+    """The manifest entry of ``rel`` now: None if it is gone or a directory, a reason
+    (text) if it is left out: a FIFO, device or socket, or a file over ``max_size``."""
     try:
         st = os.lstat(f"{root}/{rel}")
     except OSError:
         return None  # listed in the index but deleted in the working tree
-    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+    return _entry_of(st, max_size)
+
+
+def _entry_of(st: os.stat_result, max_size: int) -> BaseFile | str | None:
+    if stat.S_ISDIR(st.st_mode):
         return None
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+        return safefs.special_reason(safefs.kind_of(st.st_mode))
+    if st.st_size > max_size:
+        return safefs.too_large_reason(st.st_size, max_size)
     return BaseFile(
         size=st.st_size,
         mtime_ns=st.st_mtime_ns,
         ino=st.st_ino,
-        executable=bool(st.st_mode & stat.S_IXUSR),
+        executable=bool(st.st_mode & stat.S_IXUSR) and not stat.S_ISLNK(st.st_mode),
         symlink=stat.S_ISLNK(st.st_mode),
     )
 
 
-def _manifest_files(raw: dict[str, Any], manifest_dir: Path) -> dict[str, BaseFile]:
-    """The files of a manifest; a derived base's manifest holds only its changes."""
+def _manifest_files(
+    raw: dict[str, Any], manifest_dir: Path
+) -> tuple[dict[str, BaseFile], dict[str, str]]:
+    """The files and left-out paths of a manifest; a derived base's manifest holds only
+    its changes."""
     files: dict[str, BaseFile] = {}
+    left_out: dict[str, str] = {}
     parent = raw.get("parent")
     if parent:
-        files = _manifest_files(
+        files, left_out = _manifest_files(
             json.loads((manifest_dir / f"{parent}.json").read_text()), manifest_dir
         )
         for rel in raw.get("removed", ()):
             files.pop(rel, None)
+            left_out.pop(rel, None)
     for p, v in raw["files"].items():
         files[p] = BaseFile(
             size=v[0], mtime_ns=v[1], ino=v[2], executable=bool(v[3] & 1), symlink=bool(v[3] & 2)
         )
-    return files
+        left_out.pop(p, None)
+    for p, why in raw.get("left_out", {}).items():
+        files.pop(p, None)
+        left_out[p] = why
+    return files, left_out
 
 
 def _manifest_row(f: BaseFile) -> list[int]:
@@ -109,6 +142,9 @@ class BaseSnapshot:
         head: The git commit HEAD pointed at, or None.
         is_git: Whether the project is a git working tree.
         files: The manifest.
+        left_out: Paths of the project not in the base, with the reason (special
+            files, files over the size limit).
+        max_file_size: The size limit the base was built with.
     """
 
     def __init__(
@@ -124,12 +160,16 @@ class BaseSnapshot:
         store: Store,
         blobs: BlobStore,
         policy: PathPolicy,
+        left_out: dict[str, str] | None = None,
+        max_file_size: int = UNLIMITED,
     ) -> None:
         self.id = base_id
         self.root = root
         self.head = head
         self.is_git = is_git
         self.files = files
+        self.left_out = dict(left_out or {})
+        self.max_file_size = max_file_size
         self._clean = clean
         self._captured = captured
         self._store = store
@@ -142,9 +182,20 @@ class BaseSnapshot:
 
     @classmethod
     def build(
-        cls, root: Path, store: Store, blobs: BlobStore, policy: PathPolicy, manifest_dir: Path
+        cls,
+        root: Path,
+        store: Store,
+        blobs: BlobStore,
+        policy: PathPolicy,
+        manifest_dir: Path,
+        *,
+        max_file_size: int = UNLIMITED,
     ) -> BaseSnapshot:
-        """Snapshot the project at ``root`` now and record it in ``store``."""
+        """Snapshot the project at ``root`` now and record it in ``store``.
+
+        Files over ``max_file_size`` and special files are left out (stat only, never
+        opened) and listed in :attr:`left_out`.
+        """
         is_git = is_git_worktree(root)
         head: str | None = None
         dirty: set[str] = set()
@@ -163,18 +214,30 @@ class BaseSnapshot:
                 dirty.add(item[3:])
             if head is None:
                 dirty.update(listed)
-        else:
-            listed = []
-            for dirpath, dirnames, filenames in os.walk(root):
-                dirnames[:] = [d for d in dirnames if not policy.is_protected_name(d)]
-                rel_dir = os.path.relpath(dirpath, root)
-                for name in filenames:
-                    rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
-                    listed.append(rel)
         files: dict[str, BaseFile] = {}
-        for rel in listed:
-            if not policy.is_protected(rel) and (meta := _stat_file(root, rel)) is not None:
-                files[rel] = meta
+        left_out: dict[str, str] = {}
+        if is_git:
+            for rel in listed:
+                if policy.is_protected(rel):
+                    continue
+                meta = _stat_file(root, rel, max_file_size)
+                if isinstance(meta, str):
+                    left_out[rel] = meta
+                elif meta is not None:
+                    files[rel] = meta
+        else:
+
+            def too_deep(rel: str) -> None:
+                left_out[rel] = f"nested more than {safefs.MAX_DEPTH} directories deep"
+
+            for found in safefs.walk(root, skip_dir=policy.is_protected_name, too_deep=too_deep):
+                if policy.is_protected(found.rel):
+                    continue
+                meta = _entry_of(found.st, max_file_size)
+                if isinstance(meta, str):
+                    left_out[found.rel] = meta
+                elif meta is not None:
+                    files[found.rel] = meta
         base_id = "b-" + secrets.token_hex(6)
         captured: dict[str, str] = {}
         clean = frozenset(files.keys() - dirty) if is_git and head else frozenset()
@@ -189,11 +252,14 @@ class BaseSnapshot:
             store=store,
             blobs=blobs,
             policy=policy,
+            left_out=left_out,
+            max_file_size=max_file_size,
         )
         manifest_dir.mkdir(parents=True, exist_ok=True)
         manifest = {
             "files": {p: _manifest_row(f) for p, f in files.items()},
             "dirty": sorted(files.keys() - clean),
+            "left_out": left_out,
         }
         snap._record(manifest, manifest_dir)
         if is_git:
@@ -234,14 +300,21 @@ class BaseSnapshot:
             ).stdout
             changed -= set(_split_z(ignored))
         files = dict(self.files)
+        left_out = dict(self.left_out)
         delta: dict[str, BaseFile] = {}
+        delta_left: dict[str, str] = {}
         removed: list[str] = []
         for rel in sorted(changed):
-            meta = _stat_file(self.root, rel)
-            if meta is None:
-                if files.pop(rel, None) is not None:
+            meta = _stat_file(self.root, rel, self.max_file_size)
+            if isinstance(meta, str):
+                files.pop(rel, None)
+                left_out[rel] = delta_left[rel] = meta
+            elif meta is None:
+                was_file = files.pop(rel, None) is not None
+                if left_out.pop(rel, None) is not None or was_file:
                     removed.append(rel)
             else:
+                left_out.pop(rel, None)
                 files[rel] = delta[rel] = meta
         base_id = "b-" + secrets.token_hex(6)
         with self._lock:
@@ -257,12 +330,15 @@ class BaseSnapshot:
             store=self._store,
             blobs=self._blobs,
             policy=self._policy,
+            left_out=left_out,
+            max_file_size=self.max_file_size,
         )
         manifest = {
             "parent": self.id,
             "files": {p: _manifest_row(f) for p, f in delta.items()},
             "removed": removed,
             "dirty": sorted(files.keys() - snap._clean),
+            "left_out": delta_left,
         }
         snap._record(manifest, manifest_dir)
         if self.is_git:
@@ -278,13 +354,15 @@ class BaseSnapshot:
         blobs: BlobStore,
         policy: PathPolicy,
         manifest_dir: Path,
+        *,
+        max_file_size: int = UNLIMITED,
     ) -> BaseSnapshot:
         """Load a recorded base."""
         rows = store.query("SELECT head, is_git FROM bases WHERE id = ?", (base_id,))
         if not rows:
             raise WorkspaceFileNotFound(f"The base {base_id} of a session is not recorded.")
         raw = json.loads((manifest_dir / f"{base_id}.json").read_text())
-        files = _manifest_files(raw, manifest_dir)
+        files, left_out = _manifest_files(raw, manifest_dir)
         is_git = bool(rows[0]["is_git"])
         head = rows[0]["head"]
         clean = frozenset(files.keys() - set(raw["dirty"])) if is_git and head else frozenset()
@@ -305,6 +383,8 @@ class BaseSnapshot:
             store=store,
             blobs=blobs,
             policy=policy,
+            left_out=left_out,
+            max_file_size=max_file_size,
         )
 
     # -- reading ----------------------------------------------------------------------
@@ -326,11 +406,12 @@ class BaseSnapshot:
         return paths[lo:hi]
 
     def read(self, rel: str) -> bytes:
-        """The base bytes of ``rel``.
+        """The base bytes of ``rel`` (a symlink's target for a symlink; never followed).
 
         Raises:
             WorkspaceFileNotFound: ``rel`` is not in the base.
-            PathDenied: It is a symlink leading outside, or a hard link.
+            PathDenied: It is now something that cannot be read (a directory, a FIFO).
+            FileTooLarge: It grew over the size limit since.
         """
         meta = self.files.get(rel)
         if meta is None:
@@ -338,28 +419,41 @@ class BaseSnapshot:
         bid = self._captured.get(rel)
         if bid is not None:
             return self._blobs.get(bid)
-        real = self._policy.resolve(self.root, rel)
-        try:
-            st = os.lstat(real)
-            if meta.matches(st):
-                data = Path(real).read_bytes()
-                if meta.matches(os.lstat(real)):
+        with safefs.DirFds(self.root) as fds:
+            fd, name = fds.parent(rel)
+            st = None
+            if fd is not None:
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    st = None
+            if fd is not None and st is not None and meta.matches(st):
+                data = self._read_at(fd, name, rel, meta.symlink)
+                again = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if meta.matches(again):
                     return data
-        except FileNotFoundError:
-            pass
-        except IsADirectoryError:
-            raise PathDenied(f"{rel!r} is now a directory in the working tree.") from None
         if rel in self._clean and self.head:
             return run_git(["cat-file", "blob", f"{self.head}:{rel}"], self.root).stdout
         # Not recoverable: a non-git project's file the session never changed, edited
-        # since by the user. The session sees the user's version.
-        try:
-            return Path(real).read_bytes()
-        except FileNotFoundError:
+        # since by the user. The session sees the user's version, if it is still the
+        # same kind of thing.
+        current = self.current_entry(rel)
+        if current is None or current[1] != meta.symlink:
             raise WorkspaceFileNotFound(
-                f"{rel!r} was deleted from the working tree and its original content "
-                "was not kept (this project is not a git repository)."
-            ) from None
+                f"{rel!r} was deleted or replaced in the working tree and its original "
+                "content was not kept (this project is not a git repository)."
+            )
+        return current[0]
+
+    def _read_at(self, fd: int, name: str, rel: str, symlink: bool) -> bytes:
+        if symlink:
+            return safefs.readlink_at(fd, name)
+        try:
+            return safefs.read_regular_at(fd, name, self.max_file_size, shown=rel)
+        except WorkspaceFileNotFound:
+            raise
+        except PathDenied as exc:
+            raise PathDenied(f"{exc.message} briotui never opens special files.") from None
 
     def capture(self, rel: str) -> None:
         """Keep the base bytes of ``rel`` in the blob store (before a session changes it).
@@ -382,7 +476,7 @@ class BaseSnapshot:
                 continue
             try:
                 bid = self._blobs.put(self.read(rel))
-            except (PathDenied, WorkspaceFileNotFound, IsADirectoryError):
+            except (PathDenied, WorkspaceFileNotFound, FileTooLarge):
                 if strict:
                     raise
                 continue
@@ -396,21 +490,42 @@ class BaseSnapshot:
                     kept,
                 )
 
+    def current_entry(self, rel: str) -> tuple[bytes, bool] | None:
+        """The working tree's version of ``rel`` now: its bytes (a symlink's target) and
+        whether it is a symlink, or None if it does not exist. Nothing is followed.
+
+        Raises:
+            PathDenied: It is a directory or a special file (never opened).
+            FileTooLarge: It is over the size limit.
+        """
+        with safefs.DirFds(self.root) as fds:
+            fd, name = fds.parent(rel)
+            if fd is None:
+                return None
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return None
+            if stat.S_ISDIR(st.st_mode):
+                raise PathDenied(f"{rel!r} is a directory in the working tree.")
+            if stat.S_ISLNK(st.st_mode):
+                return safefs.readlink_at(fd, name), True
+            try:
+                return self._read_at(fd, name, rel, False), False
+            except WorkspaceFileNotFound:
+                return None
+
     def current_bytes(self, rel: str) -> bytes | None:
-        """The working tree's bytes of ``rel`` now, or None if it does not exist."""
-        real = self._policy.resolve(self.root, rel)
-        try:
-            return Path(real).read_bytes()
-        except FileNotFoundError:
-            return None
-        except IsADirectoryError:
-            raise PathDenied(f"{rel!r} is a directory in the working tree.") from None
+        """The working tree's bytes of ``rel`` now (a symlink's target for a symlink),
+        or None if it does not exist. See :meth:`current_entry`."""
+        found = self.current_entry(rel)
+        return None if found is None else found[0]
 
     def changed_since(self, rel: str) -> bool:
-        """Whether the working-tree file ``rel`` differs (by stat) from the manifest."""
+        """Whether the working-tree file ``rel`` differs (by lstat) from the manifest."""
         meta = self.files.get(rel)
-        try:
-            st = os.lstat(self.root / rel)
-        except FileNotFoundError:
+        with safefs.DirFds(self.root) as fds:
+            st = fds.lstat(rel)
+        if st is None:
             return meta is not None
         return meta is None or not meta.matches(st)
