@@ -26,6 +26,7 @@ network namespace).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -88,7 +89,7 @@ def landlock_abi() -> int:
 
 
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012 (ctypes layout)
+    _fields_ = [
         ("handled_access_fs", ctypes.c_uint64),
         ("handled_access_net", ctypes.c_uint64),
         ("scoped", ctypes.c_uint64),
@@ -97,7 +98,7 @@ class _RulesetAttr(ctypes.Structure):
 
 class _PathBeneath(ctypes.Structure):
     _pack_ = 1
-    _fields_ = [  # noqa: RUF012 (ctypes layout)
+    _fields_ = [
         ("allowed_access", ctypes.c_uint64),
         ("parent_fd", ctypes.c_int32),
     ]
@@ -141,10 +142,12 @@ def _landlock(abi: int, read: list[str], write: list[str], devices: list[str]) -
             rule = _PathBeneath(access & all_fs, fd)
             if (
                 _libc.syscall(
-                    ctypes.c_long(SYS_LANDLOCK_ADD_RULE), ctypes.c_int(ruleset),
-                    ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH), ctypes.byref(rule),
+                    ctypes.c_long(SYS_LANDLOCK_ADD_RULE),
+                    ctypes.c_int(ruleset),
+                    ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH),
+                    ctypes.byref(rule),
                     ctypes.c_uint32(0),
-                )  # fmt: skip
+                )
                 != 0
             ):
                 raise _fail(f"landlock_add_rule {path}")
@@ -164,19 +167,16 @@ def _drop_capabilities() -> None:
     """Empty the bounding, ambient, inheritable, permitted and effective sets."""
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     last = 40
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as fh:
-            last = int(fh.read())
-    except (OSError, ValueError):
-        pass
+    with contextlib.suppress(OSError, ValueError), open("/proc/sys/kernel/cap_last_cap") as fh:
+        last = int(fh.read())
     for cap in range(last + 1):
         _prctl(PR_CAPBSET_DROP, cap)  # fails harmlessly without CAP_SETPCAP
 
     class Header(ctypes.Structure):
-        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]  # noqa: RUF012
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
     class Data(ctypes.Structure):
-        _fields_ = [  # noqa: RUF012
+        _fields_ = [
             ("effective", ctypes.c_uint32),
             ("permitted", ctypes.c_uint32),
             ("inheritable", ctypes.c_uint32),
@@ -247,15 +247,11 @@ def _kill_descendants() -> None:
         if not found:
             break
         for pid in found:
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGSTOP)
-            except OSError:
-                pass
         for pid in _children_of({me}) | found:
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
         _reap()
     _reap()
 

@@ -30,8 +30,9 @@ Configuration (``[shell]`` in ``.brio/config.toml``), passed to
 
 Every argument a ``*`` covers must pass the generic checks: no NUL; and anything
 path-like (containing ``/`` or ``\\``, starting with ``.``, or the value of
-``--opt=value``, ``-o=value``, ``key=value`` or ``-oVALUE``) must be a relative path that stays in the working
-directory, by the one path validator (:data:`~briotui.kernel.vfs.paths.DEFAULT_POLICY`).
+``--opt=value``, ``-o=value``, ``key=value`` or ``-oVALUE``) must be a relative path
+that stays in the working directory, by the one path validator
+(:data:`~briotui.kernel.vfs.paths.DEFAULT_POLICY`).
 Some things are refused even when configured: shells, ``env``, ``xargs``, privilege
 and process wrappers, pagers and editors, ``python -c``, ``find -exec/-execdir/-ok/-delete``,
 ``git -c``/``--exec-path``/``--upload-pack``/``--ext-diff``/``--textconv``.
@@ -516,17 +517,15 @@ class ShellSettings:
         if unknown:
             raise ConfigError(
                 f"[shell] in {source} has unknown keys {sorted(unknown)}; the user config "
-                "takes 'sandbox' (\"auto\" or \"off\") and 'unsandboxed' (\"ask\", "
-                "\"allow\" or \"deny\"). Allowlist rules go in the project's .brio/config.toml."
+                'takes \'sandbox\' ("auto" or "off") and \'unsandboxed\' ("ask", '
+                '"allow" or "deny"). Allowlist rules go in the project\'s .brio/config.toml.'
             )
         sandbox = section.get("sandbox", "auto")
         if sandbox not in ("auto", "off"):
             raise ConfigError(f'[shell] sandbox in {source} must be "auto" or "off".')
         unsandboxed = section.get("unsandboxed", "ask")
         if unsandboxed not in ("ask", "allow", "deny"):
-            raise ConfigError(
-                f'[shell] unsandboxed in {source} must be "ask", "allow" or "deny".'
-            )
+            raise ConfigError(f'[shell] unsandboxed in {source} must be "ask", "allow" or "deny".')
         return cls(sandbox=sandbox, unsandboxed=unsandboxed)
 
 
@@ -696,9 +695,7 @@ _DEVICES: Final[tuple[str, ...]] = (
 def _etc_keep() -> list[str]:
     keep = [p for p in _ETC_KEEP if os.path.exists(p)]
     with contextlib.suppress(OSError):
-        keep += sorted(
-            f"/etc/{n}" for n in os.listdir("/etc") if re.fullmatch(r"python3\.\d+", n)
-        )
+        keep += sorted(f"/etc/{n}" for n in os.listdir("/etc") if re.fullmatch(r"python3\.\d+", n))
     return keep
 
 
@@ -773,9 +770,7 @@ def _safe_to_show(real: str) -> bool:
     return os.path.dirname(real) != "/home"
 
 
-def _bwrap_args(
-    cwd: Path, *, readonly: Sequence[str], passwd_dir: Path | None = None
-) -> list[str]:
+def _bwrap_args(cwd: Path, *, readonly: Sequence[str], passwd_dir: Path | None = None) -> list[str]:
     """Arguments for bubblewrap: only what the command needs is visible.
 
     No network or other namespaces shared, no capabilities, a new session, /usr and

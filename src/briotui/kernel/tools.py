@@ -4,8 +4,9 @@
 work directory under ``.brio/sessions/work``, changes copied back) with the project's
 command policy, in bubblewrap where it works; without an OS sandbox it runs a command
 only as the user's own ``[shell] unsandboxed`` setting says (``ask``: the caller must
-have asked the user first, see :meth:`ShellService.needs_confirmation`); :class:`SqlService` opens each agent instance's private SQL connection
-to ``.brio/agents.db``, fenced to its own table prefix. The capability checks happen in
+have asked the user first, see :meth:`ShellService.needs_confirmation`);
+:class:`SqlService` opens each agent instance's private SQL connection to
+``.brio/agents.db``, fenced to its own table prefix. The capability checks happen in
 the host functions before either is called.
 """
 
