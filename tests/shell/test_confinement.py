@@ -164,32 +164,44 @@ time.sleep(120)
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
+def _running_with(token: str) -> list[int]:
+    """Live processes whose command line mentions ``token`` (any pid namespace)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                cmdline = fh.read()
+            with open(f"/proc/{name}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if token.encode() in cmdline and state not in ("Z", "X"):
+            found.append(int(name))
+    return found
 
 
-def test_unsandboxed_timeout_kills_a_setsid_grandchild(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "sandbox", [False, pytest.param(True, marks=needs_bwrap)], ids=["no-bwrap", "bwrap"]
+)
+def test_timeout_kills_a_setsid_grandchild(tmp_path: Path, sandbox: bool) -> None:
     (tmp_path / "spawn.py").write_text(SPAWN)
-    marker = tmp_path / "marker"
+    marker = tmp_path / f"marker-{os.getpid()}-{sandbox}"
     with pytest.raises(CommandTimeout) as info:
         run_command(
             ["python", "spawn.py", str(marker)],
             cwd=tmp_path,
             timeout_s=3,
             max_output_bytes=1000,
-            sandbox=False,
+            sandbox=sandbox,
         )
     assert info.value.stdout == "spawned\n"
-    pid = int((tmp_path / "grandchild.pid").read_text())
-    alive = _alive(pid)
-    if alive:
+    assert (tmp_path / "grandchild.pid").is_file()
+    left = _running_with(str(marker))
+    for pid in left:
         os.kill(pid, 9)
-    assert not alive, "the setsid grandchild outlived the timeout"
+    assert not left, "the setsid grandchild outlived the timeout"
 
 
 NET = """\

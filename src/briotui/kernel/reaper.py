@@ -200,11 +200,19 @@ def confine(config: dict[str, Any]) -> list[str]:
     """
     applied: list[str] = []
     if config.get("netns"):
-        if os.getuid() == 0 or os.geteuid() == 0:
-            flags = CLONE_NEWNET
-        else:
-            flags = CLONE_NEWUSER | CLONE_NEWNET
-        if _libc.unshare(ctypes.c_int(flags)) == 0:
+        uid, gid = os.getuid(), os.getgid()
+        if os.geteuid() == 0:
+            if _libc.unshare(ctypes.c_int(CLONE_NEWNET)) == 0:
+                applied.append("netns")
+        elif _libc.unshare(ctypes.c_int(CLONE_NEWUSER | CLONE_NEWNET)) == 0:
+            # Map our own ids, or files we create could not be owned by anyone.
+            for name, text in (
+                ("setgroups", "deny"),
+                ("uid_map", f"{uid} {uid} 1"),
+                ("gid_map", f"{gid} {gid} 1"),
+            ):
+                with open(f"/proc/self/{name}", "w") as fh:
+                    fh.write(text)
             applied.append("netns")
     _drop_capabilities()
     applied.append("no-caps")

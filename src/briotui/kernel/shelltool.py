@@ -28,6 +28,14 @@ Configuration (``[shell]`` in ``.brio/config.toml``), passed to
         ["python", "-m", "mypy", "*"],
     ]
 
+Whether commands are sandboxed, and what agents' commands get without a sandbox, is
+the user's choice only, in the *user* config (``briotui doctor`` shows where); a
+project's ``[shell]`` that sets either is an error::
+
+    [shell]
+    sandbox = "auto"        # "auto": bubblewrap where it works; "off": never
+    unsandboxed = "ask"     # without a sandbox: "ask" each time, "allow", or "deny"
+
 Every argument a ``*`` covers must pass the generic checks: no NUL; and anything
 path-like (containing ``/`` or ``\\``, starting with ``.``, or the value of
 ``--opt=value``, ``-o=value``, ``key=value`` or ``-oVALUE``) must be a relative path
