@@ -145,3 +145,29 @@ def test_bad_config_says_what_to_write(section: dict[str, object], words: str) -
 def test_rule_text_round_trips() -> None:
     assert str(Rule.parse(["git", "diff", "*"])) == "git diff *"
     assert str(Rule.parse(["make", "test"])) == "make test"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pytest", "-o", "cache_dir=/abs/outside"],
+        ["pytest", "-o", "cache_dir=../outside"],
+        ["pytest", "--override-ini=cache_dir=/abs/outside"],
+        ["pytest", "-o=/abs/outside"],
+        ["pytest", "--basetemp=/tmp/x"],
+        ["ruff", "check", "--config", "cache-dir=/abs"],
+        ["git", "log", "--output=x=/abs"],
+    ],
+)
+def test_key_value_forms_get_the_path_check(argv: list[str]) -> None:
+    decision = CommandPolicy.from_config(None).check(argv)
+    assert not decision.allowed, argv
+    assert "as a path" in decision.reason
+
+
+def test_relative_key_values_stay_allowed() -> None:
+    for argv in (
+        ["pytest", "-o", "cache_dir=build/cache"],
+        ["pytest", "--cov=src/app", "-k", "a=b"],
+    ):
+        assert POLICY.check(argv).allowed, argv

@@ -1,7 +1,8 @@
 """The bubblewrap path: no network, read-only system, writable cwd, private /tmp.
 
-Skipped, with the reason, where bwrap is missing or does not work (CI installs no
-system packages); the unsandboxed path is covered by test_run.py either way.
+Skipped, with the reason, where bwrap is missing or does not work (scripts/test installs
+it when it can); the unsandboxed path is covered by test_run.py and
+test_confinement.py either way.
 """
 
 from __future__ import annotations

@@ -55,3 +55,14 @@ def scripted(tmp_path: Path) -> Callable[..., ScriptedProvider]:
         return ScriptedProvider.from_file(path)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def pinned_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel sees a working bubblewrap, so screenshots are the same on every machine
+    (tests of the "unsandboxed" badge turn the sandbox off in the user's config)."""
+    from briotui.kernel import shelltool
+
+    monkeypatch.setattr(
+        shelltool, "_probe_bwrap", lambda: (True, "bwrap (pinned for the UI tests)")
+    )

@@ -343,3 +343,28 @@ async def test_review_shows_findings_about_the_whole_change(
         await pilot.pause()
         title = str(app.screen.query_one("#review-title").render())
         assert "no test covers the sum" in title
+
+
+async def test_the_status_bar_says_unsandboxed_from_the_kernels_state(
+    project: Path, scripted: Scripted, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from briotui.ui.widgets.status_bar import StatusBar
+
+    user = project.parent / "user-config"
+    user.mkdir()
+    (user / "config.toml").write_text('[shell]\nsandbox = "off"\n')
+    monkeypatch.setenv("BRIOTUI_CONFIG_DIR", str(user))
+    app = app_for(project, scripted(), config_dir)
+    async with app.run_test(size=(110, 30)) as pilot:
+        await pilot.pause()
+        assert app.workbench.state.get("/sandbox")["sandboxed"] is False
+        bar = app.screen.query_one("#status", StatusBar)
+        await wait_until(pilot, lambda: "unsandboxed" in str(bar.render()))
+        assert "⚠ unsandboxed (ask)" in str(bar.render())
+    (user / "config.toml").write_text('[shell]\nsandbox = "auto"\n')
+    sandboxed = app_for(project, scripted(), config_dir)
+    async with sandboxed.run_test(size=(110, 30)) as pilot:
+        await pilot.pause()
+        assert sandboxed.workbench.state.get("/sandbox")["sandboxed"] is True
+        bar = sandboxed.screen.query_one("#status", StatusBar)
+        assert "unsandboxed" not in str(bar.render())

@@ -15,10 +15,15 @@ from briotui.kernel.errors import ConfigError
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.config import load_models_config
 from briotui.kernel.llm.health import check_providers
-from briotui.kernel.paths import ProjectPaths, cache_dir
+from briotui.kernel.paths import ProjectPaths, cache_dir, user_config_dir
 from briotui.kernel.runtime.cache import componentize_py_version
 from briotui.kernel.runtime.engine import wasmtime_version
-from briotui.kernel.shelltool import shell_sandbox_status
+from briotui.kernel.shelltool import (
+    INSTALL_HINT,
+    ShellSettings,
+    load_user_shell_settings,
+    sandbox_status,
+)
 
 Status = Literal["ok", "warn", "error"]
 
@@ -116,18 +121,32 @@ def _project(paths: ProjectPaths) -> list[Check]:
                 "Run `git init` to enable commits.",
             )
         )
-    sandboxed, detail = shell_sandbox_status()
-    checks.append(
-        Check("shell sandbox", "ok", detail)
-        if sandboxed
-        else Check(
-            "shell sandbox",
-            "warn",
-            detail,
-            "Install bubblewrap (apt-get install bubblewrap) so agents' commands run with "
-            "no network and only their session writable.",
+    try:
+        settings = load_user_shell_settings()
+        problem = ""
+    except ConfigError as exc:
+        settings, problem = ShellSettings(), exc.message
+    status = sandbox_status(settings)
+    if status.sandboxed:
+        checks.append(Check("shell sandbox", "ok", status.detail))
+    else:
+        rule = {
+            "ask": "agents' commands are run only after you confirm each one",
+            "allow": "agents' commands run WITHOUT asking (your setting)",
+            "deny": "agents' commands are refused (your setting)",
+        }[status.unsandboxed]
+        checks.append(
+            Check(
+                "shell sandbox",
+                "warn",
+                f"UNSANDBOXED: {status.detail} [shell] unsandboxed = "
+                f'"{status.unsandboxed}": {rule}. Confinement here: '
+                f"{', '.join(status.confinement) or 'none'}.",
+                INSTALL_HINT + f" Your user config: {user_config_dir() / 'config.toml'}.",
+            )
         )
-    )
+    if problem:
+        checks.append(Check("shell settings", "error", problem, "Fix your user config."))
     if paths.brio.exists() and not os.access(paths.brio, os.W_OK):
         checks.append(
             Check("state", "error", f"{paths.brio} is not writable", "Fix its permissions.")

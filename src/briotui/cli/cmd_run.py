@@ -106,6 +106,7 @@ async def _pipeline(args: argparse.Namespace, provider: Provider) -> int:
     kernel = Kernel(args.project)
     kernel.set_approvals(args.approve, terminal_prompt if args.approve == "ask" else None)
     if not args.json:
+        _warn_unsandboxed(kernel)
         kernel.state.subscribe(_progress_printer(kernel))
     try:
         await kernel.build_agents(on_event=None if args.json else BuildProgress())
@@ -117,6 +118,7 @@ async def _pipeline(args: argparse.Namespace, provider: Provider) -> int:
                     **result.to_dict(),
                     "session": _session_json(session),
                     "tasks": kernel.state.get(["tasks"]),
+                    "sandbox": kernel.state.get(["sandbox"]),
                 }
             )
         else:
@@ -173,6 +175,8 @@ def _print_pipeline(result: TaskResult, session: Session) -> None:
 async def _run(args: argparse.Namespace, provider: Provider) -> int:
     kernel = Kernel(args.project)
     kernel.set_approvals(args.approve, terminal_prompt if args.approve == "ask" else None)
+    if not args.json:
+        _warn_unsandboxed(kernel)
     if args.verbose and not args.json:
 
         def show(event: Event) -> None:
@@ -190,9 +194,9 @@ async def _run(args: argparse.Namespace, provider: Provider) -> int:
                 on_build=None if args.json else BuildProgress(),
             )
         except RunFailed as failure:
-            _report_failure(args, failure, session)
+            _report_failure(args, failure, session, kernel.state.get(["sandbox"]))
             return 1
-        _report(args, outcome, session)
+        _report(args, outcome, session, kernel.state.get(["sandbox"]))
         return 0
     finally:
         await kernel.close()
@@ -201,7 +205,22 @@ async def _run(args: argparse.Namespace, provider: Provider) -> int:
             await close()
 
 
-def _report_failure(args: argparse.Namespace, failure: RunFailed, session: Session) -> None:
+def _warn_unsandboxed(kernel: Kernel) -> None:
+    """One line on stderr when agents' commands have no OS sandbox (from kernel state)."""
+    sandbox = kernel.state.get(["sandbox"]) or {}
+    if sandbox.get("sandboxed", True):
+        return
+    rule = {
+        "ask": "each agent command needs your confirmation (--approve ask) or is refused",
+        "allow": "agent commands run without asking (your [shell] unsandboxed setting)",
+        "deny": "agent commands are refused (your [shell] unsandboxed setting)",
+    }.get(str(sandbox.get("unsandboxed")), "")
+    print(f"⚠ Shell: UNSANDBOXED (no bubblewrap): {rule}.", file=sys.stderr)
+
+
+def _report_failure(
+    args: argparse.Namespace, failure: RunFailed, session: Session, sandbox: Any
+) -> None:
     if args.json:
         print_json(
             {
@@ -210,6 +229,7 @@ def _report_failure(args: argparse.Namespace, failure: RunFailed, session: Sessi
                 "error": failure.error.to_dict(),
                 "usage": failure.usage.to_dict(),
                 "session": _session_json(session),
+                "sandbox": sandbox,
             }
         )
         return
@@ -217,9 +237,9 @@ def _report_failure(args: argparse.Namespace, failure: RunFailed, session: Sessi
     say(_session_line(session), err=True)
 
 
-def _report(args: argparse.Namespace, outcome: RunOutcome, session: Session) -> None:
+def _report(args: argparse.Namespace, outcome: RunOutcome, session: Session, sandbox: Any) -> None:
     if args.json:
-        print_json({**outcome_json(outcome), "session": _session_json(session)})
+        print_json({**outcome_json(outcome), "session": _session_json(session), "sandbox": sandbox})
         return
     say(outcome.summary)
     say(_session_line(session), err=True)

@@ -18,7 +18,13 @@ from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.checker import Capabilities, PromptFn
 from briotui.kernel.caps.model import ApproveMode
 from briotui.kernel.caps.profiles import load_profiles
-from briotui.kernel.errors import AgentCancelled, AgentNotFound, BrioError, TaskNotFound
+from briotui.kernel.errors import (
+    AgentCancelled,
+    AgentNotFound,
+    BrioError,
+    ConfigError,
+    TaskNotFound,
+)
 from briotui.kernel.llm.types import Provider
 from briotui.kernel.mesh import Mesh
 from briotui.kernel.paths import ProjectPaths
@@ -37,6 +43,7 @@ from briotui.kernel.runtime.instance import (
     RunUsage,
 )
 from briotui.kernel.runtime.pool import AgentPool
+from briotui.kernel.shelltool import ShellSettings, load_user_shell_settings, sandbox_status
 from briotui.kernel.state import StateTree, TaskStatus
 from briotui.kernel.supervisor import Supervisor, TaskResult, pipeline_concurrency
 from briotui.kernel.tools import ShellService, SqlService
@@ -75,8 +82,19 @@ class Kernel:
         self._audit: AuditLog | None = None
         self.approve_mode: ApproveMode = "never"
         self.prompt: PromptFn | None = None
+        self.shell_settings, settings_problem = _user_shell_settings()
+        sandbox = sandbox_status(self.shell_settings).to_dict()
+        if settings_problem:
+            sandbox["problem"] = settings_problem
         self.state = StateTree(
-            {"agents": {}, "tasks": {}, "sessions": {}, "usage": {}, "provider": {}},
+            {
+                "agents": {},
+                "tasks": {},
+                "sessions": {},
+                "usage": {},
+                "provider": {},
+                "sandbox": sandbox,
+            },
             loop=self.loop,
         )
         self._recorder: Recorder | None = None
@@ -163,7 +181,7 @@ class Kernel:
             ConfigError: ``[shell]`` in ``.brio/config.toml`` is invalid.
         """
         if self._shell is None:
-            self._shell = ShellService(self.paths)
+            self._shell = ShellService(self.paths, settings=self.shell_settings)
         return self._shell
 
     def sql(self) -> SqlService:
@@ -495,3 +513,11 @@ class Kernel:
 
 
 __all__ = ["AgentNotFound", "Kernel"]
+
+
+def _user_shell_settings() -> tuple[ShellSettings, str]:
+    """The user's ``[shell]`` settings; the safe defaults and why when they are broken."""
+    try:
+        return load_user_shell_settings(), ""
+    except ConfigError as exc:
+        return ShellSettings(), f"{exc.message} The defaults apply (ask before unsandboxed)."

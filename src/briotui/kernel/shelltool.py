@@ -6,11 +6,15 @@ Three layers, used in this order by the host function:
    (:meth:`CommandPolicy.check` returns a :class:`Decision` with the rule that matched
    or a specific reason, which the capability layer turns into a prompt).
 2. :func:`run_command` runs an argv: the program is resolved on the kernel's own
-   PATH (never the agent's), with a scrubbed environment, no stdin, a new session and
-   process group, a time limit that kills the whole group, and output read with a
-   bound. Where ``bwrap`` (bubblewrap) works, the process also runs in a sandbox with
-   no network, the system read-only, only the working directory writable and a
-   private ``/tmp``. It does not consult the policy: callers check first.
+   PATH (never the agent's), with a scrubbed environment, no stdin, a new session, a
+   time limit that kills every descendant, and output read with a bound. Where
+   ``bwrap`` (bubblewrap) works, the process runs in a sandbox that shows only the
+   toolchain (read-only) and the working directory (writable), with no network and a
+   private ``/tmp``. Without it the command runs under :mod:`briotui.kernel.reaper`
+   (best-effort confinement, see there), and whether an agent's command may run at
+   all is the user's ``[shell] unsandboxed`` setting (:class:`ShellSettings`), which
+   :class:`~briotui.kernel.tools.ShellService` enforces. It does not consult the
+   policy: callers check first.
 3. :func:`run_in_session` materializes a session into a directory, runs there and
    copies back what the process changed (see its docstring for the cache rule).
 
@@ -24,10 +28,19 @@ Configuration (``[shell]`` in ``.brio/config.toml``), passed to
         ["python", "-m", "mypy", "*"],
     ]
 
+Whether commands are sandboxed, and what agents' commands get without a sandbox, is
+the user's choice only, in the *user* config (``briotui doctor`` shows where); a
+project's ``[shell]`` that sets either is an error::
+
+    [shell]
+    sandbox = "auto"        # "auto": bubblewrap where it works; "off": never
+    unsandboxed = "ask"     # without a sandbox: "ask" each time, "allow", or "deny"
+
 Every argument a ``*`` covers must pass the generic checks: no NUL; and anything
 path-like (containing ``/`` or ``\\``, starting with ``.``, or the value of
-``--opt=value`` / ``-oVALUE``) must be a relative path that stays in the working
-directory, by the one path validator (:data:`~briotui.kernel.vfs.paths.DEFAULT_POLICY`).
+``--opt=value``, ``-o=value``, ``key=value`` or ``-oVALUE``) must be a relative path
+that stays in the working directory, by the one path validator
+(:data:`~briotui.kernel.vfs.paths.DEFAULT_POLICY`).
 Some things are refused even when configured: shells, ``env``, ``xargs``, privilege
 and process wrappers, pagers and editors, ``python -c``, ``find -exec/-execdir/-ok/-delete``,
 ``git -c``/``--exec-path``/``--upload-pack``/``--ext-diff``/``--textconv``.
@@ -37,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import re
 import selectors
@@ -46,10 +60,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
 from briotui.kernel.errors import (
     CommandFailed,
@@ -317,12 +332,19 @@ class CommandPolicy:
 
 
 def _path_candidates(arg: str) -> Iterable[str]:
-    """The parts of one argument that may be a path a program reads or writes."""
+    """The parts of one argument that may be a path a program reads or writes.
+
+    The whole argument; the value of ``--opt=value``, ``-o=value`` and ``key=value``
+    (``pytest -o cache_dir=/abs``), at every ``=`` (``-o key=/abs`` nests); and
+    ``-oVALUE`` (``-o/tmp/x``, ``-C..``).
+    """
     values = [arg]
-    if arg.startswith("--") and "=" in arg:
-        values.append(arg.split("=", 1)[1])
-    elif arg.startswith("-") and len(arg) > 2 and not arg.startswith("--"):
+    if arg.startswith("-") and len(arg) > 2 and not arg.startswith("--"):
         values.append(arg[2:])  # -o/tmp/x, -C..
+    rest = arg
+    while "=" in rest:
+        rest = rest.split("=", 1)[1]
+        values.append(rest)  # --opt=v, -o=v, key=v, --opt=key=v
     for value in values:
         if "/" in value or "\\" in value or value.startswith(".") or value.startswith("~"):
             # pytest node ids: path::Class::test[param]; only the path part is a path.
@@ -468,19 +490,96 @@ def scrubbed_env(
     return env
 
 
+SandboxMode = Literal["auto", "off"]
+"""``auto``: use bubblewrap where it works; ``off``: never (commands run unsandboxed)."""
+UnsandboxedMode = Literal["ask", "allow", "deny"]
+"""What an agent's command gets when no OS sandbox is available: the user is asked
+(through the capability prompt), it runs, or it is refused."""
+
+
+@dataclass(frozen=True)
+class ShellSettings:
+    """The user's own ``[shell]`` settings (never a project's: a project cannot opt in).
+
+    Attributes:
+        sandbox: Whether to use bubblewrap (``auto``) or never (``off``).
+        unsandboxed: What agents' commands get without an OS sandbox.
+    """
+
+    sandbox: SandboxMode = "auto"
+    unsandboxed: UnsandboxedMode = "ask"
+
+    @classmethod
+    def from_user_config(cls, data: Mapping[str, object], source: str) -> ShellSettings:
+        """The settings from a parsed user config document (its ``[shell]`` table).
+
+        Raises:
+            ConfigError: Unknown keys or values, naming the file.
+        """
+        section = data.get("shell")
+        if section is None:
+            return cls()
+        if not isinstance(section, dict):
+            raise ConfigError(f"[shell] in {source} must be a table.")
+        unknown = set(section) - {"sandbox", "unsandboxed"}
+        if unknown:
+            raise ConfigError(
+                f"[shell] in {source} has unknown keys {sorted(unknown)}; the user config "
+                'takes \'sandbox\' ("auto" or "off") and \'unsandboxed\' ("ask", '
+                '"allow" or "deny"). Allowlist rules go in the project\'s .brio/config.toml.'
+            )
+        sandbox = section.get("sandbox", "auto")
+        if sandbox not in ("auto", "off"):
+            raise ConfigError(f'[shell] sandbox in {source} must be "auto" or "off".')
+        unsandboxed = section.get("unsandboxed", "ask")
+        if unsandboxed not in ("ask", "allow", "deny"):
+            raise ConfigError(f'[shell] unsandboxed in {source} must be "ask", "allow" or "deny".')
+        return cls(sandbox=sandbox, unsandboxed=unsandboxed)
+
+
+def load_user_shell_settings(file: Path | None = None) -> ShellSettings:
+    """The ``[shell]`` settings from the user's config file (defaults if it has none).
+
+    Args:
+        file: The user's config file; ``user_config_dir()/config.toml`` by default.
+
+    Raises:
+        ConfigError: The file is not valid TOML or ``[shell]`` is wrong.
+    """
+    from briotui.kernel.paths import user_config_dir
+
+    path = file or user_config_dir() / "config.toml"
+    if not path.is_file():
+        return ShellSettings()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}. Fix the file.") from None
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read: {exc}.") from None
+    return ShellSettings.from_user_config(data, str(path))
+
+
+INSTALL_HINT: Final = (
+    "Install bubblewrap (e.g. `apt-get install bubblewrap`) so commands run sandboxed, or "
+    'opt in to unsandboxed commands with `unsandboxed = "allow"` (or "ask") under [shell] '
+    "in your user config (briotui doctor shows where it is)."
+)
+
+
 @functools.cache
 def _probe_bwrap() -> tuple[bool, str]:
-    exe = shutil.which("bwrap", path=os.pathsep.join(["/usr/local/bin", "/usr/bin", "/bin"]))
+    exe = _bwrap_exe()
     if exe is None:
         return (
             False,
-            "bubblewrap (bwrap) is not installed: commands run with a scrubbed "
-            "environment, a time limit and their own process group, but can reach the "
-            "network and write outside their directory. Install bubblewrap to sandbox them.",
+            "bubblewrap (bwrap) is not installed: agents' commands run with a scrubbed "
+            "environment, a time limit and best-effort confinement only "
+            f"({', '.join(fallback_confinement()) or 'none on this kernel'}).",
         )
     try:
         probe = subprocess.run(
-            [exe, *_bwrap_args(Path("/")), "--", "/bin/true"],
+            [exe, *_bwrap_args(Path("/"), readonly=_toolchain([])), "--", "/bin/true"],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=10,
@@ -497,9 +596,34 @@ def _probe_bwrap() -> tuple[bool, str]:
         )
     return (
         True,
-        f"bwrap at {exe}: commands run with no network, the system read-only, only "
-        "their working directory writable and a private /tmp.",
+        f"bwrap at {exe}: commands run with no network, only the toolchain visible "
+        "(read-only), only their working directory writable and a private /tmp.",
     )
+
+
+def _bwrap_exe() -> str | None:
+    return shutil.which("bwrap", path=os.pathsep.join(["/usr/local/bin", "/usr/bin", "/bin"]))
+
+
+@functools.cache
+def fallback_confinement() -> tuple[str, ...]:
+    """What confines an unsandboxed command on this machine (without bubblewrap).
+
+    Returns:
+        Names of the mechanisms: ``own-session-reaper`` (every descendant is killed at
+        the end), ``no-caps`` (no capabilities, ``no_new_privs``), ``landlock-N`` (file
+        access limited to the toolchain and the working directory; with N >= 4 no TCP),
+        ``netns`` when running as root (no network at all).
+    """
+    from briotui.kernel import reaper
+
+    found = ["own-session-reaper", "no-caps"]
+    abi = reaper.landlock_abi()
+    if abi:
+        found.append(f"landlock-{abi}")
+    if os.geteuid() == 0:
+        found.append("netns")
+    return tuple(found)
 
 
 def shell_sandbox_status() -> tuple[bool, str]:
@@ -511,42 +635,211 @@ def shell_sandbox_status() -> tuple[bool, str]:
     return _probe_bwrap()
 
 
-def _under_tmp(paths: Sequence[str]) -> list[str]:
-    """Of ``paths``, the existing directories inside /tmp (which the sandbox replaces)."""
+@dataclass(frozen=True)
+class SandboxStatus:
+    """How agents' commands run here, as the kernel publishes it at ``/sandbox``.
+
+    Attributes:
+        sandboxed: Whether commands run in bubblewrap.
+        detail: One line saying what applies, or why there is no sandbox.
+        unsandboxed: The user's setting for commands without a sandbox.
+        confinement: What still confines an unsandboxed command here.
+    """
+
+    sandboxed: bool
+    detail: str
+    unsandboxed: UnsandboxedMode
+    confinement: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON form (state tree, ``briotui run --json``)."""
+        return {
+            "sandboxed": self.sandboxed,
+            "kind": "bubblewrap" if self.sandboxed else "none",
+            "detail": self.detail,
+            "unsandboxed": self.unsandboxed,
+            "confinement": list(self.confinement),
+        }
+
+    def line(self) -> str:
+        """One line for the terminal."""
+        if self.sandboxed:
+            return "Shell sandbox: bubblewrap (no network, toolchain read-only)."
+        rule = {
+            "ask": "each agent command is asked about first",
+            "allow": "agent commands run without asking (your setting)",
+            "deny": "agent commands are refused (your setting)",
+        }[self.unsandboxed]
+        return f"Shell: UNSANDBOXED (no bubblewrap): {rule}."
+
+
+def sandbox_status(settings: ShellSettings) -> SandboxStatus:
+    """How commands run here under ``settings``."""
+    if settings.sandbox == "off":
+        ok, detail = False, 'the sandbox is turned off ([shell] sandbox = "off").'
+    else:
+        ok, detail = _probe_bwrap()
+    return SandboxStatus(
+        sandboxed=ok,
+        detail=detail,
+        unsandboxed=settings.unsandboxed,
+        confinement=() if ok else fallback_confinement(),
+    )
+
+
+_ETC_KEEP: Final[tuple[str, ...]] = (
+    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives",
+    "/etc/localtime", "/etc/ssl", "/etc/ca-certificates", "/etc/python3", "/etc/mime.types",
+)  # fmt: skip
+"""The few files of /etc that dynamic linking, Python and TLS read."""
+_SYSTEM_DIRS: Final[tuple[str, ...]] = (
+    "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+)  # fmt: skip
+_DEVICES: Final[tuple[str, ...]] = (
+    "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
+)  # fmt: skip
+
+
+def _etc_keep() -> list[str]:
+    keep = [p for p in _ETC_KEEP if os.path.exists(p)]
+    with contextlib.suppress(OSError):
+        keep += sorted(f"/etc/{n}" for n in os.listdir("/etc") if re.fullmatch(r"python3\.\d+", n))
+    return keep
+
+
+def _prefix_of(exe: str) -> str:
+    """The installation prefix of a program: ``/x/bin/python3`` -> ``/x``."""
+    parent = os.path.dirname(exe)
+    return os.path.dirname(parent) if os.path.basename(parent) == "bin" else parent
+
+
+def _dirs_of(exe: str) -> list[str]:
+    """A program's prefix, or only its own directory when the prefix may not be shown."""
+    prefix = _prefix_of(exe)
+    return [prefix] if _safe_to_show(os.path.realpath(prefix)) else [os.path.dirname(exe)]
+
+
+def _interpreter(exe: str) -> str | None:
+    """The interpreter named by a script's ``#!`` line, if any."""
+    try:
+        with open(exe, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    words = head[2:].split(b"\n", 1)[0].split()
+    return os.fsdecode(words[0]) if words else None
+
+
+def _toolchain(programs: Sequence[str], extra: Sequence[Path] = ()) -> list[str]:
+    """The directories a command's program and Python need, to show read-only.
+
+    The interpreter in use and its prefixes (virtualenv and base), each program's
+    installation prefix and that of its ``#!`` interpreter (symlinks resolved), and
+    ``extra`` (e.g. the project's ``.venv`` and its base interpreter). /usr and the
+    top-level system directories are added by the caller.
+    """
     found: list[str] = []
-    for entry in paths:
+    candidates = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
+    for program in [sys.executable, *programs]:
+        for path in (program, os.path.realpath(program)):
+            candidates += _dirs_of(path)
+            interpreter = _interpreter(path)
+            if interpreter:
+                candidates += _dirs_of(interpreter) + _dirs_of(os.path.realpath(interpreter))
+    for venv in extra:
+        candidates.append(str(venv))
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            for line in (venv / "pyvenv.cfg").read_text(encoding="utf-8").splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() == "home" and value.strip():
+                    home = value.strip()
+                    candidates += _dirs_of(home + "/python") + _dirs_of(
+                        os.path.realpath(home) + "/python"
+                    )
+    for entry in candidates:
         real = os.path.realpath(entry)
-        inside = real == "/tmp" or real.startswith("/tmp/")
-        if inside and os.path.isdir(real) and real not in found:
+        if not _safe_to_show(real) or not os.path.isdir(real):
+            continue
+        if real == "/usr" or real.startswith("/usr/"):
+            continue
+        if real not in found:
             found.append(real)
-    return found
+    found.sort()
+    return [p for i, p in enumerate(found) if not any(p.startswith(q + "/") for q in found[:i])]
 
 
-def _bwrap_args(cwd: Path, keep: Sequence[str] = ()) -> list[str]:
-    """Arguments for bubblewrap: no network, the system read-only, a private /tmp.
+def _safe_to_show(real: str) -> bool:
+    """Whether a toolchain directory may be shown whole (never /, /etc, /tmp or a home)."""
+    home = os.path.realpath(os.path.expanduser("~"))
+    if real in ("", "/", "/etc", "/home", "/root", "/tmp", "/var", "/proc", "/dev", home):
+        return False
+    return os.path.dirname(real) != "/home"
+
+
+def _bwrap_args(cwd: Path, *, readonly: Sequence[str], passwd_dir: Path | None = None) -> list[str]:
+    """Arguments for bubblewrap: only what the command needs is visible.
+
+    No network or other namespaces shared, no capabilities, a new session, /usr and
+    the system directories and ``readonly`` read-only, the linker's and Python's few
+    files of /etc, a synthetic /etc/passwd and /etc/group (from ``passwd_dir``), a
+    minimal /dev, a private /proc and /tmp, and ``cwd`` read-write.
 
     Args:
         cwd: The working directory, the only writable place.
-        keep: Directories inside /tmp to keep visible, read-only (the interpreter's
-            environment and PATH entries when briotui itself lives under /tmp).
+        readonly: Toolchain directories to show read-only (see :func:`_toolchain`).
+        passwd_dir: A directory holding ``passwd`` and ``group`` to show in /etc.
     """
     args = [
+        "--unshare-all",
         "--die-with-parent",
         "--new-session",
-        "--unshare-net",
-        "--unshare-pid",
-        "--unshare-ipc",
-        "--unshare-uts",
-        "--ro-bind", "/", "/",
-        "--dev", "/dev",
-        "--proc", "/proc",
-        "--tmpfs", "/tmp",
+        "--cap-drop", "ALL",
+        "--ro-bind", "/usr", "/usr",
     ]  # fmt: skip
-    for directory in keep:
+    for top in _SYSTEM_DIRS:
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    for keep in _etc_keep():
+        args += ["--ro-bind", keep, keep]
+    if passwd_dir is not None:
+        args += ["--ro-bind", str(passwd_dir / "passwd"), "/etc/passwd"]
+        args += ["--ro-bind", str(passwd_dir / "group"), "/etc/group"]
+    args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    for directory in readonly:
         args += ["--ro-bind", directory, directory]
     if str(cwd) != "/":
         args += ["--bind", str(cwd), str(cwd)]
     return [*args, "--chdir", str(cwd)]
+
+
+def _synthetic_users(directory: Path) -> None:
+    """A one-user ``passwd`` and ``group`` for the sandbox (names only, no real users)."""
+    uid, gid = os.getuid(), os.getgid()
+    (directory / "passwd").write_text(f"briotui:x:{uid}:{gid}:briotui:/tmp:/usr/sbin/nologin\n")
+    (directory / "group").write_text(f"briotui:x:{gid}:\n")
+
+
+_DUMPABLE_OFF = False
+
+
+def protect_kernel_process() -> None:
+    """Make this process's /proc files (environ, mem, ...) unreadable to its commands.
+
+    ``PR_SET_DUMPABLE`` 0: another process of the same user then needs
+    ``CAP_SYS_PTRACE`` to read them, which commands never have. Idempotent.
+    """
+    global _DUMPABLE_OFF
+    if _DUMPABLE_OFF or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(4, 0, 0, 0, 0) == 0:  # PR_SET_DUMPABLE
+        _DUMPABLE_OFF = True
 
 
 def run_command(
@@ -558,27 +851,41 @@ def run_command(
     sandbox: bool | None = None,
     path: str | None = None,
     extra_env: Mapping[str, str] | None = None,
+    readonly: Sequence[Path] = (),
 ) -> CommandOutput:
     """Run ``argv`` (never through a shell) and collect its output.
 
-    The caller checks :meth:`CommandPolicy.check` (or a user's grant) first; this
-    function only runs.
+    The caller checks :meth:`CommandPolicy.check` (or a user's grant) first, and, for
+    an unsandboxed run, the user's ``[shell] unsandboxed`` setting; this function only
+    runs.
+
+    With bubblewrap, the command sees only /usr, the system directories, the toolchain
+    (the interpreter's prefixes, the program's, ``readonly``), a few linker files of
+    /etc, a synthetic /etc/passwd, a private /tmp, /proc and /dev, and ``cwd``
+    (writable); no network, no capabilities. Without it (``sandbox=False`` or none
+    here), the command runs under :mod:`briotui.kernel.reaper`: its own session, every
+    descendant killed when it ends, no capabilities, and where the kernel allows a new
+    network namespace and Landlock (reads only the same toolchain, writes only ``cwd``
+    and a private home); this process is made non-dumpable so its environment cannot
+    be read through /proc.
 
     Args:
         argv: Program name and arguments. The program is looked up on ``path``.
-        cwd: The working directory; the only writable place when sandboxed.
-        timeout_s: Wall-clock limit; past it the whole process group is killed.
+        cwd: The working directory; the only writable place.
+        timeout_s: Wall-clock limit; past it the command and all its descendants are
+            killed.
         max_output_bytes: Most bytes kept from each of stdout and stderr; the rest is
             read and dropped, so the process never blocks on a full pipe.
         sandbox: True to require bubblewrap, False to never use it, None to use it
             when it works here.
         path: The PATH to resolve and run with; :func:`default_safe_path` if None.
         extra_env: More variables for the command (scrubbed, see :func:`scrubbed_env`).
+        readonly: More directories the command may read (e.g. the project's
+            ``.venv``); the interpreter of a virtualenv among them is added too.
 
     Returns:
         Exit code, bounded stdout and stderr, whether they were cut, and duration.
-        When the program exits, anything it left running in its process group is
-        killed.
+        When the program exits, anything it left running is killed.
 
     Raises:
         CommandRefused: ``argv`` is empty, not text, or has a NUL byte.
@@ -606,21 +913,52 @@ def run_command(
     use_sandbox, detail = _probe_bwrap() if sandbox is not False else (False, "")
     if sandbox and not use_sandbox:
         raise CommandFailed(f"A sandbox was required but is unavailable: {detail}")
-    home_dir = None if use_sandbox else tempfile.mkdtemp(prefix="briotui-home-")
-    env = scrubbed_env(
-        cwd, home="/tmp" if use_sandbox else str(home_dir), path=search, extra=extra_env
-    )
-    full = [exe, *argv[1:]]
-    if use_sandbox:
-        bwrap = shutil.which("bwrap", path="/usr/local/bin:/usr/bin:/bin")
-        assert bwrap is not None
-        keep = _under_tmp([sys.prefix, sys.base_prefix, *search.split(os.pathsep)])
-        full = [bwrap, *_bwrap_args(cwd, keep), "--", *full]
+    private = Path(tempfile.mkdtemp(prefix="briotui-run-"))
     try:
+        toolchain = _toolchain([exe], [Path(os.path.realpath(p)) for p in readonly])
+        if use_sandbox:
+            home = private / "home"
+            home.mkdir()
+            _synthetic_users(private)
+            env = scrubbed_env(cwd, home="/tmp", path=search, extra=extra_env)
+            bwrap = _bwrap_exe()
+            assert bwrap is not None
+            full = [
+                bwrap,
+                *_bwrap_args(cwd, readonly=toolchain, passwd_dir=private),
+                "--",
+                exe,
+                *argv[1:],
+            ]
+        else:
+            protect_kernel_process()
+            home = private / "home"
+            home.mkdir()
+            env = scrubbed_env(cwd, home=str(home), path=search, extra=extra_env)
+            env["TMPDIR"] = str(home)
+            config = {
+                "read": ["/usr", *_SYSTEM_DIRS, *_etc_keep(), *toolchain],
+                "write": [str(cwd), str(home)],
+                "devices": list(_DEVICES),
+                "landlock": True,
+                "netns": True,
+            }
+            from briotui.kernel import reaper
+
+            full = [
+                sys.executable,
+                "-I",
+                "-S",
+                "-B",
+                str(Path(reaper.__file__).resolve()),
+                json.dumps(config),
+                "--",
+                exe,
+                *argv[1:],
+            ]
         return _run(full, cwd, env, timeout_s, max_output_bytes, use_sandbox)
     finally:
-        if home_dir is not None:
-            shutil.rmtree(home_dir, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)
 
 
 class _Capture:
@@ -697,7 +1035,12 @@ def _run(
                 else:
                     sel.unregister(fd)
     if timed_out:
-        _kill_group(proc.pid)
+        if sandboxed:
+            _kill_group(proc.pid)  # bwrap's namespace dies with it
+        else:
+            # The reaper kills every descendant (setsid ones too), then exits.
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
@@ -771,6 +1114,7 @@ def run_in_session(
     sandbox: bool | None = None,
     path: str | None = None,
     materialized: Materialized | None = None,
+    readonly: Sequence[Path] = (),
 ) -> SessionRun:
     """Run ``argv`` over a session's files and bring its file changes into the session.
 
@@ -800,6 +1144,7 @@ def run_in_session(
         materialized: A :class:`Materialized` from an earlier run over the same session
             and ``workdir`` (sync is then incremental and the directory is kept); if
             None, a new one is made and ``workdir`` is removed afterwards.
+        readonly: See :func:`run_command`.
 
     Returns:
         The output and the changed session paths.
@@ -829,6 +1174,7 @@ def run_in_session(
             max_output_bytes=max_output_bytes,
             sandbox=sandbox,
             path=path,
+            readonly=readonly,
         )
         _drop_new_caches(mat.dest, set(kept_caches))
         changed = []

@@ -2,8 +2,11 @@
 
 :class:`ShellService` runs an allowed command over a session (materialized into a
 work directory under ``.brio/sessions/work``, changes copied back) with the project's
-command policy; :class:`SqlService` opens each agent instance's private SQL connection
-to ``.brio/agents.db``, fenced to its own table prefix. The capability checks happen in
+command policy, in bubblewrap where it works; without an OS sandbox it runs a command
+only as the user's own ``[shell] unsandboxed`` setting says (``ask``: the caller must
+have asked the user first, see :meth:`ShellService.needs_confirmation`);
+:class:`SqlService` opens each agent instance's private SQL connection to
+``.brio/agents.db``, fenced to its own table prefix. The capability checks happen in
 the host functions before either is called.
 """
 
@@ -16,9 +19,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from briotui.kernel.errors import CommandTimeout, ConfigError
+from briotui.kernel.errors import CommandRefused, CommandTimeout, ConfigError
 from briotui.kernel.paths import ProjectPaths
-from briotui.kernel.shelltool import CommandPolicy, SessionRun, run_in_session
+from briotui.kernel.shelltool import (
+    INSTALL_HINT,
+    CommandPolicy,
+    SandboxStatus,
+    SessionRun,
+    ShellSettings,
+    load_user_shell_settings,
+    run_in_session,
+    sandbox_status,
+)
 from briotui.kernel.sqlpolicy import AgentSql
 from briotui.kernel.vfs import Session
 from briotui.kernel.vfs.materialize import Materialized
@@ -34,16 +46,39 @@ def _section(paths: ProjectPaths, name: str) -> dict[str, Any] | None:
     section = data.get(name)
     if section is not None and not isinstance(section, dict):
         raise ConfigError(f"[{name}] in {paths.config_file} must be a table.")
+    if name == "shell" and section is not None:
+        own = {"sandbox", "unsandboxed"} & set(section)
+        if own:
+            raise ConfigError(
+                f"[shell] {sorted(own)[0]} in {paths.config_file} is a user setting: a "
+                "project cannot turn the sandbox off or opt itself in to unsandboxed "
+                "commands. Remove it there; set it in your user config if you mean it."
+            )
     return section
 
 
 class ShellService:
-    """Runs agents' allowed commands in their sessions."""
+    """Runs agents' allowed commands in their sessions.
 
-    def __init__(self, paths: ProjectPaths, *, max_output_bytes: int = 256 * 1024) -> None:
+    Args:
+        paths: The project.
+        max_output_bytes: Most bytes kept of each output stream.
+        settings: The user's ``[shell]`` settings; read from the user config if None
+            (never from the project's).
+    """
+
+    def __init__(
+        self,
+        paths: ProjectPaths,
+        *,
+        max_output_bytes: int = 256 * 1024,
+        settings: ShellSettings | None = None,
+    ) -> None:
         self.paths = paths
         self.policy = CommandPolicy.from_config(_section(paths, "shell"))
         self.max_output_bytes = max_output_bytes
+        self.settings = settings if settings is not None else load_user_shell_settings()
+        self.status: SandboxStatus = sandbox_status(self.settings)
         self._dirs: dict[str, Materialized] = {}
         self._lock = threading.Lock()
 
@@ -51,15 +86,52 @@ class ShellService:
         """Where ``session`` is materialized for commands."""
         return self.paths.sessions / "work" / session.id
 
+    def needs_confirmation(self) -> bool:
+        """Whether each command must be confirmed by the user first (unsandboxed, "ask")."""
+        return not self.status.sandboxed and self.settings.unsandboxed == "ask"
+
+    def _readonly(self) -> list[Path]:
+        venv = self.paths.root / ".venv"
+        return [venv] if (venv / "pyvenv.cfg").is_file() else []
+
     def run(
-        self, session: Session, argv: Sequence[str], *, cwd: str, timeout_s: float
+        self,
+        session: Session,
+        argv: Sequence[str],
+        *,
+        cwd: str,
+        timeout_s: float,
+        confirmed: bool = False,
     ) -> SessionRun:
         """Run ``argv`` over ``session``; its file changes come back into the session.
 
+        Args:
+            session: The session to run over.
+            argv: The command, already checked against the policy and capabilities.
+            cwd: Working directory relative to the session root.
+            timeout_s: Wall-clock limit.
+            confirmed: The user said yes to running it without a sandbox (needed when
+                :meth:`needs_confirmation`).
+
         Raises:
+            CommandRefused: No OS sandbox here and the user's setting refuses it
+                (``deny``, or ``ask`` without ``confirmed``); says how to fix it.
             CommandTimeout: it ran out of time (its work directory is dropped).
             CommandError: it could not be started.
         """
+        if not self.status.sandboxed:
+            mode = self.settings.unsandboxed
+            if mode == "deny" or (mode == "ask" and not confirmed):
+                why = (
+                    'your setting refuses them ([shell] unsandboxed = "deny")'
+                    if mode == "deny"
+                    else "nobody confirmed this one"
+                )
+                raise CommandRefused(
+                    f"No OS sandbox is available here ({self.status.detail}) and {why}. "
+                    + INSTALL_HINT,
+                    argv=list(argv),
+                )
         with self._lock:
             materialized = self._dirs.get(session.id)
             if materialized is None:
@@ -73,7 +145,9 @@ class ShellService:
                 cwd=cwd,
                 timeout_s=timeout_s,
                 max_output_bytes=self.max_output_bytes,
+                sandbox=self.status.sandboxed,
                 materialized=materialized,  # kept: the next run syncs only what changed
+                readonly=self._readonly(),
             )
         except CommandTimeout:
             with self._lock:

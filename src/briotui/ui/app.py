@@ -432,7 +432,8 @@ class BrioApp(App[int]):
 
     async def ask_capability(self, request: CapabilityRequest) -> Answer:
         """The kernel's prompt: one modal at a time; identical requests share one answer."""
-        key = (request.agent, request.capability, request.target, request.session_id)
+        kind = request.capability + (" unsandboxed" if request.unsandboxed else "")
+        key = (request.agent, kind, request.target, request.session_id)
         if key in self._asking:
             return await asyncio.shield(self._asking[key])
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()

@@ -87,6 +87,7 @@ class Capabilities:
         self._lock = threading.Lock()
         self._asking: dict[tuple[str, str, str], concurrent.futures.Future[Answer]] = {}
         self._denied: set[tuple[str, str, str, str]] = set()
+        self._confirmed: set[tuple[str, str, str]] = set()
 
     # -- grants ------------------------------------------------------------------------
 
@@ -240,6 +241,44 @@ class Capabilities:
         )
         return verdict
 
+    def confirm(self, request: CapabilityRequest, *, refusal: str) -> Verdict:
+        """Ask about something no grant can allow (a command without an OS sandbox).
+
+        Grants and profiles are not consulted: only the approve mode and the user.
+        ``never`` denies with ``refusal``; ``all`` allows once; ``ask`` prompts. An
+        answer "session" or "project" is remembered for this command line while this
+        kernel runs (never stored: it is asked again after a restart). Audited.
+
+        Args:
+            request: The request (``unsandboxed=True`` for the prompt's risk line).
+            refusal: Why it is denied without asking, and how to fix that.
+        """
+        verdict = self._confirm(request, refusal)
+        self.audit.record(
+            request, "allowed" if verdict.allowed else "denied", verdict.decided_by, verdict.reason
+        )
+        return verdict
+
+    def _confirm(self, request: CapabilityRequest, refusal: str) -> Verdict:
+        for scope in ("", request.session_id):
+            if (request.agent, request.target, scope) in self._confirmed:
+                return Verdict(True, "user:remembered")
+        denied_key = (request.agent, "unsandboxed", request.target, request.task_id)
+        if denied_key in self._denied:
+            return Verdict(False, "user:deny", "the user already said no to this in this task")
+        if self.mode == "never":
+            return Verdict(False, "policy:never", refusal)
+        if self.mode == "all":
+            return Verdict(True, "policy:all", "--approve all")
+        answer = self._ask(request)
+        if answer == "deny":
+            self._denied.add(denied_key)
+            return Verdict(False, "user:deny", "the user said no")
+        if answer != "once":
+            scope = request.session_id if answer == "session" else ""
+            self._confirmed.add((request.agent, request.target, scope))
+        return Verdict(True, f"user:{answer}")
+
     def _decide(self, request: CapabilityRequest) -> Verdict:
         if (
             request.scope
@@ -288,7 +327,11 @@ class Capabilities:
         prompt, loop = self.prompt, self.loop
         if prompt is None or loop is None:
             return "deny"
-        key = (request.agent, request.capability, request.target)
+        key = (
+            request.agent,
+            request.capability + ("!" if request.unsandboxed else ""),
+            request.target,
+        )
         with self._lock:
             pending = self._asking.get(key)
             owner = pending is None

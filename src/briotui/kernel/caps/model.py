@@ -77,10 +77,19 @@ class CapabilityRequest:
     reason: str = ""
     scope: tuple[str, ...] = ()
     """Path globs a subtask's writes are confined to (delegated by its parent)."""
+    unsandboxed: bool = False
+    """A ``shell`` request to run the command without an OS sandbox (no grant covers it;
+    see :meth:`~briotui.kernel.caps.checker.Capabilities.confirm`)."""
 
     @property
     def risk(self) -> str:
         """A one-line description of what allowing it risks, for the prompt."""
+        if self.unsandboxed:
+            return (
+                "NO SANDBOX (bubblewrap is not available): the command runs as you, outside "
+                "any container; only best-effort limits apply (its own copy of the session, "
+                "a scrubbed environment, Landlock where the kernel has it)"
+            )
         return {
             "read": "the agent reads this file of the session (nothing leaves the machine "
             "except through its model calls)",

@@ -18,6 +18,7 @@ import logging
 import shlex
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import wasmtime
@@ -47,6 +48,7 @@ from briotui.kernel.runtime.values import (
     export_shape,
     func_shape,
 )
+from briotui.kernel.shelltool import INSTALL_HINT
 from briotui.kernel.sqlpolicy import AgentSql
 from briotui.kernel.vfs import Session
 from briotui.kernel.vfs.paths import DEFAULT_POLICY
@@ -364,11 +366,28 @@ def shell_run(ctx: CallContext, command: dict[str, Any]) -> Any:
         return _error("denied", f"{line!r} is refused: {decision.reason}")
     if (denied := check_capability(ctx, "shell", line, command["reason"])) is not None:
         return denied
+    confirmed = False
+    caps = ctx.bindings.capabilities
+    if service.needs_confirmation() and caps is not None:
+        # No OS sandbox here: no grant covers that; the user (or --approve) decides.
+        verdict = caps.confirm(
+            replace(_request(ctx, "shell", line, command["reason"]), unsandboxed=True),
+            refusal=f"no OS sandbox here and nobody was asked (--approve never). {INSTALL_HINT}",
+        )
+        if not verdict.allowed:
+            return _error(
+                "denied",
+                f"{line!r} was not run: there is no OS sandbox (bubblewrap) here and it was "
+                f"not confirmed ({verdict.reason}).",
+            )
+        confirmed = True
     limit_s = min(ctx.limits.host_call_timeout_ms / 1000, max(1.0, ctx.remaining_seconds()))
     asked = command["timeout_ms"]
     timeout_s = min(limit_s, asked / 1000) if asked else limit_s
     try:
-        run = service.run(session, argv, cwd=command["cwd"], timeout_s=timeout_s)
+        run = service.run(
+            session, argv, cwd=command["cwd"], timeout_s=timeout_s, confirmed=confirmed
+        )
     except BrioError as exc:
         return _error(_wit_kind(exc), exc.message)
     out = run.output

@@ -1,4 +1,8 @@
-"""The status bar: provider and model, tokens and cost, running agents, session state."""
+"""The status bar: provider and model, tokens and cost, running agents, session state.
+
+It also shows an "unsandboxed" badge when the kernel publishes (at ``/sandbox``) that
+agents' commands run without an OS sandbox; the bar never probes for one itself.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +51,13 @@ class StatusBar(Static):
         line.append(f"{name}/{model}" if model and model != name else name, style="bold")
         if demo:
             line.append(" DEMO", style=themed("bold $warning", v))
+        sandbox = tree.get("sandbox") or {}
+        if sandbox and not sandbox.get("sandboxed"):
+            line.append(" │ ")
+            line.append("⚠ unsandboxed", style=themed("bold $error", v))
+            mode = sandbox.get("unsandboxed")
+            if mode in ("ask", "allow", "deny"):
+                line.append(f" ({mode})", style="dim")
         tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
         line.append(f" │ {si(tokens)} tok {cost(float(usage.get('cost_usd', 0.0)))}")
         running = [a for a in agents.values() if a.get("state") == "running"]
