@@ -148,6 +148,9 @@ class CallContext:
         self.bindings = RunBindings()
         self.log = BoundedLog(limits.log_bytes)
         self.cancelled = threading.Event()
+        self.abandoned = False
+        """Set (with ``cancelled``) when the run was given up on while this instance's
+        thread was blocked; nothing the thread does afterwards may reach the kernel."""
         self.deadline_at = float("inf")
         self.stop_reason: str | None = None
         self.fatal: AgentError | None = None
@@ -168,10 +171,20 @@ class CallContext:
             self.bindings.mesh.unregister(self.instance_id)
             self.endpoint = None
 
-    def begin(self, bindings: RunBindings) -> None:
-        """Reset per-run state for a new run."""
+    def begin(self, bindings: RunBindings, deadline_at: float | None = None) -> None:
+        """Reset per-run state for a new run that must end by ``deadline_at``.
+
+        Args:
+            bindings: What the run is bound to.
+            deadline_at: ``time.monotonic()`` value of the run's deadline; by default
+                ``deadline_ms`` from now.
+        """
         self.bindings = bindings
-        self.deadline_at = time.monotonic() + self.limits.deadline_ms / 1000
+        self.deadline_at = (
+            deadline_at
+            if deadline_at is not None
+            else time.monotonic() + self.limits.deadline_ms / 1000
+        )
         self.stop_reason = None
         self.fatal = None
         self.host_calls = 0
@@ -182,6 +195,14 @@ class CallContext:
     def remaining_seconds(self) -> float:
         """Time left before the run's deadline."""
         return self.deadline_at - time.monotonic()
+
+    def should_stop(self) -> bool:
+        """Whether a blocking host call must give up now: cancelled or past the deadline.
+
+        Every host call that waits checks this in short slices, so the deadline and a
+        cancel reach an agent blocked in the kernel as they reach one running code.
+        """
+        return self.cancelled.is_set() or time.monotonic() >= self.deadline_at
 
     def emit_log(self, level: str, message: str) -> None:
         """Record a log line and publish it."""
@@ -195,6 +216,8 @@ class CallContext:
         level = "info" if stream == "stdout" else "warn"
 
         def write(data: bytes) -> None:
+            if self.abandoned:  # a thread finishing after its run was given up on
+                return
             for line in self.log.feed(data):
                 self.events(
                     LogLine(agent=self.agent, instance=self.instance_id, level=level, message=line)
@@ -216,7 +239,7 @@ class CallContext:
         end = time.monotonic() + budget
         while True:
             left = end - time.monotonic()
-            if left <= 0 or self.cancelled.is_set():
+            if left <= 0 or self.should_stop():
                 future.cancel()
                 raise HostTimeout(
                     "cancelled" if self.cancelled.is_set() else f"after {budget * 1000:.0f} ms"

@@ -656,17 +656,24 @@ def _wrap(iface: str, name: str, impl: HostImpl, shape: FuncShape) -> Callable[.
     lower = shape.result
     label = f"{iface}.{name}"
 
+    def stop_if_cancelled(ctx: CallContext) -> None:
+        # An abandoned run's thread coming back (from a WASI sleep, say) stops here
+        # too: nothing it asks for after its run was given up on is done.
+        if ctx.cancelled.is_set():  # stop now, not at the guest's next epoch check
+            if ctx.fatal is None:
+                ctx.fatal = AgentCancelled(
+                    f"{ctx.agent!r} was stopped: its task was cancelled.", agent=ctx.agent
+                )
+            raise wasmtime.WasmtimeError("brio: cancelled")
+
     def host_function(_store: Any, *args: Any) -> Any:
         ctx = ctxmod.current()
         started = time.perf_counter()
         ctx.host_calls += 1
         try:
+            stop_if_cancelled(ctx)
             result = impl(ctx, *[conv(arg) for conv, arg in zip(params, args, strict=True)])
-            if ctx.cancelled.is_set():  # stop now, not at the guest's next epoch check
-                ctx.fatal = AgentCancelled(
-                    f"{ctx.agent!r} was stopped: its task was cancelled.", agent=ctx.agent
-                )
-                raise wasmtime.WasmtimeError("brio: cancelled")
+            stop_if_cancelled(ctx)
             return None if lower is None else lower(result)
         except wasmtime.WasmtimeError:
             raise
