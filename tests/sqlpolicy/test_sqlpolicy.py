@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -309,3 +310,35 @@ def test_secret_fixture_is_really_there(agents_db: Path) -> None:
     # Guards the battery: if the fixture stopped planting the secret, "never seen"
     # would prove nothing.
     assert SECRET in repr(fingerprint(agents_db))
+
+
+BOMB = "SELECT " + ", ".join(["printf('%.*c', 2000000000, 'x')"] * 5)
+"""Five calls of one SQLite function that runs for seconds each without returning to
+the virtual machine, where the step counter and ``sqlite3_interrupt`` are checked."""
+
+
+def test_a_statement_stuck_in_one_function_is_abandoned_at_its_budget(agents_db: Path) -> None:
+    sql = AgentSql.open(
+        agents_db, "a1", max_rows=10, max_result_bytes=4 << 20, max_steps=10**9, max_seconds=0.5
+    )
+    sql.execute("CREATE TABLE a1_t (a, b, c, d, e)")
+    started = time.perf_counter()
+    with pytest.raises(SqlTimeout, match="abandoned"):
+        sql.execute("INSERT INTO a1_t " + BOMB)
+    assert time.perf_counter() - started < 5  # not the half minute the function runs
+    with pytest.raises(SqlError, match="closed"):
+        sql.execute("SELECT 1")
+    sql.close()  # does not wait for the abandoned statement
+
+
+def test_a_statement_stops_when_its_run_is_stopped(attacker: AgentSql) -> None:
+    stop_at = time.monotonic() + 0.3
+    started = time.perf_counter()
+    with pytest.raises(SqlTimeout):
+        attacker.execute(
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r LIMIT 10000000000) "
+            "SELECT count(*) FROM r WHERE n % 7 = 0",
+            should_stop=lambda: time.monotonic() >= stop_at,
+        )
+    assert time.perf_counter() - started < 5
+    assert attacker.execute("SELECT v FROM a1_t").rows == [("mine",)]

@@ -55,10 +55,10 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from briotui.kernel.errors import SqlDenied, SqlError, SqlInvalid, SqlTimeout, SqlTooLarge
 
@@ -138,6 +138,12 @@ _NAMED_ERROR: Final = re.compile(
 )
 
 _STEP_GRANULARITY: Final = 1000
+
+_WATCH_SLICE_S: Final = 0.02
+"""How often the caller of a running statement looks at its budget and stop flag."""
+
+_INTERRUPT_GRACE_S: Final = 0.05
+"""How long an interrupted statement gets to stop before it is abandoned."""
 
 
 def validate_prefix(prefix: str) -> str:
@@ -318,6 +324,10 @@ class AgentSql:
         self._ticks = 0
         self._tick_budget = max(1, max_steps // _STEP_GRANULARITY)
         self._deadline: float | None = None
+        self._interrupted = False
+        """Set when the watchdog interrupted the running statement."""
+        self._abandoned = False
+        """Set when a statement was abandoned: the connection is closed for good."""
         self._schema_names: frozenset[str] = frozenset()
         """Tables and views in the schema (ASCII lower case) as of this statement."""
         self._modules: frozenset[str] = frozenset()
@@ -543,12 +553,24 @@ class AgentSql:
 
     # -- running -----------------------------------------------------------------------
 
-    def execute(self, statement: str, params: Sequence[SqlValue] = ()) -> SqlRows:
+    def execute(
+        self,
+        statement: str,
+        params: Sequence[SqlValue] = (),
+        *,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> SqlRows:
         """Run one statement with positional (``?``) parameters.
+
+        The statement runs on a thread of its own while the caller waits, at most its
+        time budget (``max_seconds``) and only while ``should_stop`` says go on; see
+        :meth:`_watch` for how it is stopped.
 
         Args:
             statement: Exactly one SQL statement (a trailing ``;`` is fine).
             params: One value per ``?``: None, int, float, str or bytes.
+            should_stop: Polled while the statement runs (the agent's deadline and
+                cancel); when it returns True the statement is stopped.
 
         Returns:
             The columns, rows and number of changed rows.
@@ -565,39 +587,118 @@ class AgentSql:
         if not isinstance(statement, str):
             raise SqlInvalid("The statement must be text.")
         checked = _check_params(params)
-        with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise SqlError(
-                    "This agent's SQL connection is closed. Start the agent again.",
-                    title="SQL connection closed",
-                )
-            scan = self._precheck(statement)
-            ddl = scan.words[0] in _DDL_WORDS
-            writes = ddl or scan.words[0] not in ("SELECT", "VALUES")
-            self._run_trusted(conn, "BEGIN IMMEDIATE" if writes else "BEGIN")
+        if self._abandoned:
+            raise self._closed_error()
+        box: list[tuple[bool, Any]] = []
+        done = threading.Event()
+        self._interrupted = False
+
+        def work() -> None:
             try:
-                self._schema_names = frozenset(
-                    _ascii_lower(str(n))
-                    for (n,) in conn.execute(
-                        "SELECT name FROM main.sqlite_schema WHERE type IN ('table', 'view')"
-                    )
-                )
-                before = self._foreign_schema(conn) if ddl else None
-                result = self._run(
-                    conn, statement, checked, ddl=ddl, create=scan.words[0] == "CREATE"
-                )
-                if before is not None:
-                    self._check_schema(conn, before)
-            except BaseException:
-                self._rollback(conn)
-                raise
-            try:
-                self._run_trusted(conn, "COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback(conn)
-                raise _translate(exc, self.prefix, "") from exc
+                box.append((True, self._execute(statement, checked)))
+            except BaseException as exc:  # handed to the calling thread
+                box.append((False, exc))
+            finally:
+                done.set()
+
+        runner = threading.Thread(target=work, name=f"brio-sql-{self.prefix}", daemon=True)
+        runner.start()
+        if not self._watch(done, should_stop):
+            raise SqlTimeout(
+                "The statement ran past its time budget (or the agent's run was stopped) "
+                "inside one SQLite function that cannot be interrupted, so it was abandoned "
+                "and this SQL connection closed. Build smaller values (printf widths, "
+                "zeroblob, replace) and start the agent again."
+            )
+        ok, value = box[0]
+        if ok:
+            result: SqlRows = value
             return result
+        raise value
+
+    def _watch(self, done: threading.Event, should_stop: Callable[[], bool] | None) -> bool:
+        """Wait for the statement; stop it past its time budget or when ``should_stop``.
+
+        A statement is stopped with ``sqlite3_interrupt``, which SQLite honours between
+        virtual machine instructions. One instruction can run for a long time (a
+        ``printf`` with a huge precision, say); if the statement has not ended
+        :data:`_INTERRUPT_GRACE_S` after the interrupt, it is abandoned: the connection
+        is marked closed, its thread rolls back and closes it when SQLite returns, and
+        nothing it did is committed.
+
+        Returns:
+            Whether the statement ended (with a result or an error); False if abandoned.
+        """
+        end = time.monotonic() + self._max_seconds if self._max_seconds is not None else None
+        while True:
+            left = _WATCH_SLICE_S if end is None else min(_WATCH_SLICE_S, end - time.monotonic())
+            if left > 0 and done.wait(left):
+                return True
+            if (end is not None and time.monotonic() >= end) or (
+                should_stop is not None and should_stop()
+            ):
+                break
+        self._interrupted = True
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.interrupt()
+        if done.wait(_INTERRUPT_GRACE_S):
+            return True
+        self._abandoned = True
+        return False
+
+    def _closed_error(self) -> SqlError:
+        return SqlError(
+            "This agent's SQL connection is closed. Start the agent again.",
+            title="SQL connection closed",
+        )
+
+    def _execute(self, statement: str, checked: tuple[SqlValue, ...]) -> SqlRows:
+        """Run one checked statement in its own transaction (on the statement's thread)."""
+        with self._lock:
+            try:
+                return self._execute_locked(statement, checked)
+            finally:
+                if self._abandoned and self._conn is not None:
+                    conn, self._conn = self._conn, None
+                    self._rollback(conn)
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.close()
+
+    def _execute_locked(self, statement: str, checked: tuple[SqlValue, ...]) -> SqlRows:
+        conn = self._conn
+        if conn is None:
+            raise self._closed_error()
+        scan = self._precheck(statement)
+        ddl = scan.words[0] in _DDL_WORDS
+        writes = ddl or scan.words[0] not in ("SELECT", "VALUES")
+        self._run_trusted(conn, "BEGIN IMMEDIATE" if writes else "BEGIN")
+        try:
+            self._schema_names = frozenset(
+                _ascii_lower(str(n))
+                for (n,) in conn.execute(
+                    "SELECT name FROM main.sqlite_schema WHERE type IN ('table', 'view')"
+                )
+            )
+            before = self._foreign_schema(conn) if ddl else None
+            result = self._run(
+                conn, statement, checked, ddl=ddl, create=scan.words[0] == "CREATE"
+            )
+            if before is not None:
+                self._check_schema(conn, before)
+        except BaseException:
+            self._rollback(conn)
+            raise
+        if self._abandoned or self._interrupted:  # given up on: apply nothing
+            self._rollback(conn)
+            raise _translate(sqlite3.OperationalError("interrupted"), self.prefix, "")
+        try:
+            self._run_trusted(conn, "COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback(conn)
+            raise _translate(exc, self.prefix, "") from exc
+        return result
 
     def _precheck(self, statement: str) -> _Scan:
         if "\x00" in statement:
@@ -766,9 +867,18 @@ class AgentSql:
                     )
 
     def close(self) -> None:
-        """Close the connection. Idempotent; later calls to :meth:`execute` fail."""
-        with self._lock:
+        """Close the connection. Idempotent; later calls to :meth:`execute` fail.
+
+        Never waits long: if a statement is still running (an abandoned one), its
+        thread closes the connection when SQLite returns.
+        """
+        if not self._lock.acquire(timeout=_INTERRUPT_GRACE_S):
+            self._abandoned = True
+            return
+        try:
             conn, self._conn = self._conn, None
+        finally:
+            self._lock.release()
         if conn is not None:
             conn.close()
 
@@ -871,8 +981,9 @@ def _translate(exc: sqlite3.Error, prefix: str, denial: str) -> SqlError:
         return SqlDenied(denial or f"That statement is not allowed. {rule}")
     if code == sqlite3.SQLITE_INTERRUPT or text == "interrupted":
         return SqlTimeout(
-            "The statement ran past its step budget and was stopped. Add a LIMIT, an "
-            "index, or a tighter WHERE clause."
+            "The statement ran past its step budget or its time budget (or the agent's "
+            "run was stopped) and was stopped. Add a LIMIT, an index, or a tighter WHERE "
+            "clause."
         )
     if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "database is locked" in text:
         return SqlTimeout(
