@@ -55,6 +55,24 @@ class Grant:
 
 
 @dataclass(frozen=True)
+class Delegator:
+    """An agent that started a subtask, for the grants it passes down.
+
+    A subtask's agent may do only what its own grants allow *and* what each agent
+    above it in the task tree may do (in that agent's task and session).
+
+    Attributes:
+        agent: The parent agent's name.
+        task_id: The task the parent was running.
+        session_id: The session the parent worked in.
+    """
+
+    agent: str
+    task_id: str = ""
+    session_id: str = ""
+
+
+@dataclass(frozen=True)
 class CapabilityRequest:
     """One host call that needs a capability.
 
@@ -77,6 +95,8 @@ class CapabilityRequest:
     reason: str = ""
     scope: tuple[str, ...] = ()
     """Path globs a subtask's writes are confined to (delegated by its parent)."""
+    ceiling: tuple[Delegator, ...] = ()
+    """The agents above a subtask, nearest last: its grants are cut down to theirs."""
 
     @property
     def risk(self) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from briotui.kernel.caps.checker import Capabilities
+from briotui.kernel.caps.model import Delegator
 from briotui.kernel.errors import AgentError
 from briotui.kernel.limits import Limits
 from briotui.kernel.llm.types import Provider, Usage
@@ -35,8 +36,15 @@ T = TypeVar("T")
 class TaskHost(Protocol):
     """What the ``tasks`` subtask imports call (the supervisor implements it)."""
 
-    async def spawn(self, parent_task: str, parent_agent: str, subtask: dict[str, Any]) -> str:
-        """Start a subtask; returns its id."""
+    async def spawn(
+        self,
+        parent_task: str,
+        parent_agent: str,
+        subtask: dict[str, Any],
+        *,
+        ceiling: tuple[Delegator, ...] = (),
+    ) -> str:
+        """Start a subtask whose grants are cut down to those of ``ceiling``; its id."""
         ...
 
     async def wait(self, ids: Sequence[str], timeout_s: float) -> list[dict[str, Any]]:
@@ -72,6 +80,8 @@ class RunBindings:
         shell: Runs allowed commands over the session; None answers ``unavailable``.
         sql: Opens the instance's private SQL tables; None answers ``unavailable``.
         mesh: Carries messages between agents; None answers ``unavailable``.
+        ceiling: For a subtask, the agents above it: what it may do is cut down to
+            what each of them may do (empty for a top-level run).
     """
 
     task_id: str = ""
@@ -85,6 +95,7 @@ class RunBindings:
     provider: Provider | None = None
     workspace: WorkspaceView | None = None
     ask_user: AskUser | None = None
+    ceiling: tuple[Delegator, ...] = ()
 
 
 class HostTimeout(Exception):

@@ -24,7 +24,7 @@ import wasmtime
 from wasmtime import component as wc
 
 from briotui.kernel.agents import WIT_PACKAGE, WIT_VERSION, AgentSpec, world_imports
-from briotui.kernel.caps.model import Capability, CapabilityRequest
+from briotui.kernel.caps.model import Capability, CapabilityRequest, Delegator
 from briotui.kernel.errors import (
     AgentCancelled,
     BrioError,
@@ -214,7 +214,9 @@ def check_capability(
             session_id=ctx.bindings.session_id,
             reason=reason,
             scope=ctx.bindings.scope,
-        )
+            ceiling=ctx.bindings.ceiling,
+        ),
+        should_stop=ctx.should_stop,
     )
     if verdict.allowed:
         return None
@@ -345,6 +347,7 @@ def _request(
         task_id=ctx.bindings.task_id,
         session_id=ctx.bindings.session_id,
         reason=reason,
+        ceiling=ctx.bindings.ceiling,
     )
 
 
@@ -576,9 +579,18 @@ def _subtask_dict(task: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _child_ceiling(ctx: CallContext) -> tuple[Delegator, ...]:
+    """The agents a subtask of the caller answers to: the caller's own, then the caller."""
+    b = ctx.bindings
+    return (*b.ceiling, Delegator(ctx.agent, b.task_id, b.session_id))
+
+
 def tasks_spawn(ctx: CallContext, task: dict[str, Any]) -> Any:
     parent = ctx.bindings.task_id
-    return _tasks_call(ctx, lambda h: h.spawn(parent, ctx.agent, _subtask_dict(task)))
+    return _tasks_call(
+        ctx,
+        lambda h: h.spawn(parent, ctx.agent, _subtask_dict(task), ceiling=_child_ceiling(ctx)),
+    )
 
 
 def tasks_await(ctx: CallContext, ids: list[str], timeout_ms: int) -> Any:
@@ -598,7 +610,9 @@ def tasks_run_subtask(ctx: CallContext, task: dict[str, Any]) -> Any:
     parent = ctx.bindings.task_id
 
     async def run(host: TaskHost) -> dict[str, Any]:
-        sub_id = await host.spawn(parent, ctx.agent, _subtask_dict(task))
+        sub_id = await host.spawn(
+            parent, ctx.agent, _subtask_dict(task), ceiling=_child_ceiling(ctx)
+        )
         [result] = await host.wait([sub_id], ctx.remaining_seconds())
         return result
 

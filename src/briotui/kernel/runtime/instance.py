@@ -204,13 +204,19 @@ class AgentInstance:
             else:
                 future.set_exception(value)
 
+        def deliver(ok: bool, value: Any) -> None:
+            try:
+                self._loop.call_soon_threadsafe(settle, ok, value)
+            except RuntimeError:  # the loop is gone (an abandoned run came back late)
+                pass
+
         def job() -> None:
             try:
                 result = fn()
             except BaseException as exc:  # delivered to the awaiting coroutine
-                self._loop.call_soon_threadsafe(settle, False, exc)
+                deliver(False, exc)
             else:
-                self._loop.call_soon_threadsafe(settle, True, result)
+                deliver(True, result)
 
         self._jobs.put(job)
         return future
