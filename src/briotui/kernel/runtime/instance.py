@@ -33,7 +33,7 @@ from typing import Any
 import wasmtime
 from wasmtime import component as wc
 
-from briotui.kernel.agents import AgentSpec
+from briotui.kernel.agents import AgentSpec, user_config_file
 from briotui.kernel.errors import (
     AgentBusy,
     AgentCancelled,
@@ -354,7 +354,7 @@ class AgentInstance:
             error = AgentTimeout(
                 f"{self.agent!r} ran past its {limits.deadline_ms} ms deadline and was "
                 "stopped (it was blocked in a system call, e.g. a sleep, and was abandoned). "
-                "Raise deadline_ms if the work needs longer.",
+                f"{self._raise_hint('deadline_ms')}",
                 agent=self.agent,
                 stderr_tail=ctx.log.tail(),
             )
@@ -412,7 +412,7 @@ class AgentInstance:
             raise RunFailed(
                 MessageTooLarge(
                     f"The task for {self.agent!r} is {size} bytes; the limit is "
-                    f"{limits.max_message_bytes} (max_message_bytes in agent.toml).",
+                    f"{limits.max_message_bytes}. {self._raise_hint('max_message_bytes')}",
                     agent=self.agent,
                 ),
                 self._usage(started),
@@ -445,7 +445,7 @@ class AgentInstance:
             raise RunFailed(
                 MessageTooLarge(
                     f"{self.agent!r} returned {len(summary) + len(data)} bytes; the limit is "
-                    f"{limits.max_message_bytes} (max_message_bytes in agent.toml).",
+                    f"{limits.max_message_bytes}. {self._raise_hint('max_message_bytes')}",
                     agent=self.agent,
                 ),
                 usage,
@@ -457,6 +457,13 @@ class AgentInstance:
             usage=usage,
             models=tuple(ctx.models),
             log_tail=ctx.log.tail(),
+        )
+
+    def _raise_hint(self, limit: str) -> str:
+        """Where the user raises ``limit`` for this agent (never its own manifest)."""
+        return (
+            f"If the work needs more, raise {limit} under [agents.{self.agent}] in "
+            f"{user_config_file()}."
         )
 
     def _classify(self, exc: wasmtime.WasmtimeError, reason: str | None) -> AgentError:
@@ -474,14 +481,14 @@ class AgentInstance:
         if reason == "deadline":
             return AgentTimeout(
                 f"{self.agent!r} ran past its {limits.deadline_ms} ms deadline and was "
-                "stopped. Raise deadline_ms in its agent.toml if the work needs longer.",
+                f"stopped. {self._raise_hint('deadline_ms')}",
                 agent=self.agent,
                 stderr_tail=tail,
             )
         if "all fuel consumed" in text:
             return FuelExhausted(
                 f"{self.agent!r} used all of its {limits.fuel:,} fuel and was stopped. "
-                "Raise fuel in its agent.toml if the work needs more.",
+                f"{self._raise_hint('fuel')}",
                 agent=self.agent,
                 stderr_tail=tail,
             )
@@ -489,7 +496,7 @@ class AgentInstance:
         if "MemoryError" in tail or resident >= 0.8 * limits.memory_bytes:
             return MemoryLimit(
                 f"{self.agent!r} tried to use more than its {limits.memory_bytes // (1 << 20)} MiB "
-                "of memory and was stopped. Raise memory_bytes in its agent.toml if needed.",
+                f"of memory and was stopped. {self._raise_hint('memory_bytes')}",
                 agent=self.agent,
                 stderr_tail=tail,
             )
