@@ -14,9 +14,12 @@ authorizer, deny by default, plus a few checks around it:
   of table-valued functions (``json_each``, ``pragma_*``) and of any database but
   ``main`` are refused with :class:`~briotui.kernel.errors.SqlDenied`. The authorizer
   answers ``SQLITE_DENY``, never ``SQLITE_IGNORE`` (which would read as NULL), so a
-  refused read is an error, never an empty or NULL result. "No such table" and
-  "already exists" errors that name a table outside the prefix are reported as the
-  same refusal, so an agent cannot probe which tables others have.
+  refused read is an error, never an empty or NULL result. A table or index outside
+  the prefix is refused with one error whose text names nothing (:func:`_not_yours`),
+  whether it exists or not: "no such table", "already exists" and "there is already
+  another table" errors about such a name are reported as that same refusal, and a
+  rename to such a name is refused before SQLite sees it, so an agent cannot probe
+  which tables others have (not even through the case SQLite reports a name in).
 * **Writes**: INSERT, UPDATE, DELETE (with RETURNING, UPSERT, ``UPDATE … FROM``),
   CREATE TABLE, CREATE [UNIQUE] INDEX, DROP TABLE, DROP INDEX and ALTER TABLE (rename,
   add, rename or drop a column) on owned names only. DDL runs in its own transaction,
@@ -135,6 +138,10 @@ _NAMED_ERROR: Final = re.compile(
     r"(?:no such (?:table|index|view|trigger)|(?:table|index|view|trigger) )"
     r":?\s*(?:(?:main|temp)\.)?(?P<name>[^\s:]+)"
     r"(?: already exists)?"
+)
+
+_ALREADY_ERROR: Final = re.compile(
+    r"there is already another table or index with this name:\s*(?P<name>\S+)"
 )
 
 _STEP_GRANULARITY: Final = 1000
@@ -432,10 +439,10 @@ class AgentSql:
             self._denial = reason
         return sqlite3.SQLITE_DENY
 
-    def _owned_or_deny(self, name: str | None, what: str) -> int:
+    def _owned_or_deny(self, name: str | None) -> int:
         if prefix_owns(self.prefix, name):
             return sqlite3.SQLITE_OK
-        return self._deny(f"{what} {name!r} is not yours. {self._rule()}")
+        return self._deny(_not_yours(self.prefix))
 
     def _rule(self) -> str:
         return (
@@ -487,37 +494,39 @@ class AgentSql:
                     f"Only the main database is available, not {db!r}. {self._rule()}"
                 )
             if (arg1 or "").lower().startswith("sqlite_"):
+                if _ascii_lower(arg1 or "") not in _SCHEMA_TABLES:
+                    return self._deny(_not_yours(self.prefix))  # exists or not: the same
                 return self._deny(
                     f"The schema table {arg1} (and table-valued functions such as "
                     f"json_each and pragma_*) are not available. {self._rule()}"
                 )
-            return self._owned_or_deny(arg1, "Table")
+            return self._owned_or_deny(arg1)
         if action == sqlite3.SQLITE_CREATE_TABLE:
             if db != "main":
                 return self._deny("Only the main database is available.")
             if schema_access and arg1 == "sqlite_sequence":
                 return sqlite3.SQLITE_OK
-            return self._owned_or_deny(arg1, "Table")
+            return self._owned_or_deny(arg1)
         if action in (sqlite3.SQLITE_CREATE_INDEX, sqlite3.SQLITE_DROP_INDEX):
             if db != "main":
                 return self._deny("Only the main database is available.")
-            if self._owned_or_deny(arg2, "Table") != sqlite3.SQLITE_OK:
+            if self._owned_or_deny(arg2) != sqlite3.SQLITE_OK:
                 return sqlite3.SQLITE_DENY
             if (arg1 or "").startswith("sqlite_autoindex_"):
                 return sqlite3.SQLITE_OK  # a UNIQUE or PRIMARY KEY constraint's index
-            return self._owned_or_deny(arg1, "Index")
+            return self._owned_or_deny(arg1)
         if action == sqlite3.SQLITE_DROP_TABLE:
             if db != "main":
                 return self._deny("Only the main database is available.")
-            return self._owned_or_deny(arg1, "Table")
+            return self._owned_or_deny(arg1)
         if action == sqlite3.SQLITE_REINDEX and ddl:
             # CREATE INDEX asks for this on the new index.
-            return self._owned_or_deny(arg1, "Index")
+            return self._owned_or_deny(arg1)
         if action == sqlite3.SQLITE_ALTER_TABLE:
             # arg1 is the database, arg2 the table.
             if arg1 != "main":
                 return self._deny("Only the main database is available.")
-            return self._owned_or_deny(arg2, "Table")
+            return self._owned_or_deny(arg2)
         return self._deny(_ACTION_REFUSALS.get(action, "That operation is not available."))
 
     def _authorize_unqualified_read(self, name: str | None) -> int:
@@ -538,7 +547,7 @@ class AgentSql:
             or folded in self._modules
             or folded.startswith(("sqlite_", "pragma_"))
         ):
-            return self._deny(f"Table {name!r} is not yours. {self._rule()}")
+            return self._deny(_not_yours(self.prefix))
         return sqlite3.SQLITE_OK
 
     def _progress(self) -> int:
@@ -731,6 +740,8 @@ class AgentSql:
                 )
             if first == "DROP":
                 self._check_drop(scan)
+            if first == "ALTER":
+                self._check_rename(scan)
         elif first not in _DML_WORDS:
             raise SqlInvalid(
                 f"Statements starting with {first} are not available. Use SELECT, "
@@ -762,7 +773,27 @@ class AgentSql:
         if _ascii_lower(schema) != "main":
             raise SqlDenied(f"Only the main database is available. {self._rule()}")
         if not prefix_owns(self.prefix, name):
-            raise SqlDenied(f"{name!r} is not yours. {self._rule()}")
+            raise SqlDenied(_not_yours(self.prefix))
+
+    def _check_rename(self, scan: _Scan) -> None:
+        """Refuse ``ALTER TABLE … RENAME TO <name>`` to a name outside the prefix.
+
+        SQLite would answer "there is already another table" for a name that exists
+        and rename (then be rolled back) for one that does not: two answers that tell
+        which tables others have. Both get the one refusal before SQLite runs it.
+        """
+        toks = [(k, t) for k, t in scan.tokens if k != "punct" or t != ";"]
+        for i in range(len(toks) - 2):
+            kind, text = toks[i]
+            if kind == "word" and text.upper() == "RENAME":
+                after = toks[i + 1]
+                if after[0] == "word" and after[1].upper() == "TO":
+                    rest = toks[i + 2 :]
+                    if len(rest) == 3 and rest[1][0] == ".":
+                        rest = rest[2:]
+                    if len(rest) == 1 and not prefix_owns(self.prefix, rest[0][1]):
+                        raise SqlDenied(_not_yours(self.prefix))
+                return
 
     def _run(
         self,
@@ -846,11 +877,7 @@ class AgentSql:
     ) -> None:
         after = self._foreign_schema(conn)
         if after != before:
-            names = sorted({row[1] for row in after ^ before})
-            raise SqlDenied(
-                f"That would create, rename or change {', '.join(names)}, outside your "
-                f"tables; it was rolled back. {self._rule()}"
-            )
+            raise SqlDenied(_not_yours(self.prefix))
         owned = [
             str(name)
             for (name,) in conn.execute("SELECT name FROM main.sqlite_schema WHERE type='table'")
@@ -972,6 +999,19 @@ def _check_params(params: Sequence[SqlValue]) -> tuple[SqlValue, ...]:
     return tuple(out)
 
 
+def _not_yours(prefix: str) -> str:
+    """The one refusal for a table or index outside ``prefix``, existing or not.
+
+    It names no table on purpose: SQLite reports an existing table's name as it is
+    stored and a missing one's as it was written, so naming it would tell them apart.
+    """
+    return (
+        "That statement uses a table or index that is not yours (or that does not "
+        f"exist). Agents may only use tables named {prefix}_… (for example "
+        f"{prefix}_notes)."
+    )
+
+
 def _translate(exc: sqlite3.Error, prefix: str, denial: str) -> SqlError:
     """The agent-facing error for a SQLite error."""
     text = str(exc)
@@ -996,9 +1036,9 @@ def _translate(exc: sqlite3.Error, prefix: str, denial: str) -> SqlError:
         return SqlTooLarge(
             "The agents database is at its size limit. Drop tables or rows you no longer need."
         )
-    match = _NAMED_ERROR.search(text)
+    match = _NAMED_ERROR.search(text) or _ALREADY_ERROR.search(text)
     if match and not prefix_owns(prefix, match.group("name").strip("'\"`[]")):
-        return SqlDenied(f"That statement is not allowed. {rule}")
+        return SqlDenied(_not_yours(prefix))
     if isinstance(exc, sqlite3.ProgrammingError) and "one statement" in text:
         return SqlInvalid("Send one statement per call.")
     if isinstance(
