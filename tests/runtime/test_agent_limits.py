@@ -74,7 +74,10 @@ def test_the_user_config_raises_a_project_agents_limits(project: Path, user_conf
     write_agent(
         project,
         "greedy",
-        {"app.py": APP, "agent.toml": 'security = "relaxed"\n[limits]\nmemory_bytes = 4294967296\n'},
+        {
+            "app.py": APP,
+            "agent.toml": 'security = "relaxed"\n[limits]\nmemory_bytes = 4294967296\n',
+        },
     )
     user_config.write_text('[agents.greedy]\nsecurity = "relaxed"\nmemory_bytes = 4294967296\n')
     spec = discover(ProjectPaths.at(project)).agents["greedy"]

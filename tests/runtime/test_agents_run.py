@@ -214,10 +214,15 @@ async def test_an_agent_sleeping_in_wasi_stops_at_its_deadline(kernel: Kernel) -
 
 
 async def test_cancel_stops_an_agent_sleeping_in_wasi(kernel: Kernel) -> None:
+    running = asyncio.Event()
+    kernel.events.subscribe(
+        lambda e: (
+            running.set() if isinstance(e, StateChanged) and e.state is AgentState.RUNNING else None
+        )
+    )
     task = asyncio.create_task(kernel.run_agent("probe", "sleep 30", task_id="s1"))
-    while "s1" not in kernel._running:  # the instance is running (or about to)
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.2)
+    await asyncio.wait_for(running.wait(), 20)
+    await asyncio.sleep(0.3)  # into its sleep
     started = time.perf_counter()
     assert kernel.cancel("s1")
     with pytest.raises(RunFailed) as caught:

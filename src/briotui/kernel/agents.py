@@ -208,7 +208,9 @@ def _load_spec(
         raise BuildError(f"[limits] in {manifest} must be a table.", agent=name, file=str(manifest))
     allowed = dict((trusted or {}).get(name, {}))
     try:
-        security, limits = _limits(name, origin, data.get("security"), limits_table, allowed, manifest)
+        security, limits = _limits(
+            name, origin, data.get("security"), limits_table, allowed, manifest
+        )
     except ConfigError as exc:
         raise BuildError(exc.message, agent=name, file=str(manifest), title=exc.title) from None
     component = data.get("component")
@@ -254,7 +256,7 @@ def _level(value: object, where: str) -> SecurityLevel:
             f"Unknown security level {value!r} in {where}; use strict, default or relaxed.",
             title="Unknown security level",
         )
-    level: SecurityLevel = value  # type: ignore[assignment]  # checked just above
+    level: SecurityLevel = value
     return level
 
 

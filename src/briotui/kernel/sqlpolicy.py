@@ -691,9 +691,7 @@ class AgentSql:
                 )
             )
             before = self._foreign_schema(conn) if ddl else None
-            result = self._run(
-                conn, statement, checked, ddl=ddl, create=scan.words[0] == "CREATE"
-            )
+            result = self._run(conn, statement, checked, ddl=ddl, create=scan.words[0] == "CREATE")
             if before is not None:
                 self._check_schema(conn, before)
         except BaseException:

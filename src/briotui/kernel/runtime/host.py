@@ -437,9 +437,7 @@ def sql_execute(ctx: CallContext, statement: str, params: list[Case]) -> Any:
     if not isinstance(conn, AgentSql):
         return conn
     try:
-        rows = conn.execute(
-            statement, [_sql_value(p) for p in params], should_stop=ctx.should_stop
-        )
+        rows = conn.execute(statement, [_sql_value(p) for p in params], should_stop=ctx.should_stop)
     except BrioError as exc:
         return _error(_wit_kind(exc), exc.message)
     return Ok(

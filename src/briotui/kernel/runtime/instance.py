@@ -21,6 +21,7 @@ does later reaches the kernel, and it releases what it holds when it ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import queue
@@ -205,10 +206,8 @@ class AgentInstance:
                 future.set_exception(value)
 
         def deliver(ok: bool, value: Any) -> None:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop is gone (a late thread)
                 self._loop.call_soon_threadsafe(settle, ok, value)
-            except RuntimeError:  # the loop is gone (an abandoned run came back late)
-                pass
 
         def job() -> None:
             try:
@@ -371,10 +370,8 @@ class AgentInstance:
             if not signal.done():
                 signal.set_result(None)
 
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody watches
             self._loop.call_soon_threadsafe(wake)
-        except RuntimeError:  # the loop is closed: nobody is watching the run
-            pass
 
     def discard(self) -> None:
         """Release an instance that will not run (e.g. when a pool shuts down)."""
