@@ -7,11 +7,14 @@
 - ``bigout N``: return a summary of N bytes (the message limit must refuse a large one);
 - ``ask``: one model call, returning the reply (a slow provider shows the watchdog);
 - ``print N``: write N lines to stdout (the log must stay bounded);
+- ``sleep S``: sleep S seconds in WASI (a blocking poll; the deadline and a cancel
+  must still stop it on time);
 - ``panic``: raise an exception the agent does not handle;
 - ``fail``: return an error value on purpose.
 """
 
 import json
+import time
 
 from componentize_py_types import Err
 from wit_world import exports
@@ -75,6 +78,10 @@ class Agent(exports.Agent):
             except Err as failure:
                 raise Err(types.Error(kind=failure.value.kind, message=failure.value.message))
             return agent.Outcome(summary=reply.text, data=json.dumps({"model": reply.model}))
+        if action == "sleep":
+            seconds = _arg(words, 60)
+            time.sleep(seconds)
+            return agent.Outcome(summary=f"slept {seconds} s", data="")
         if action == "panic":
             raise RuntimeError("probe was asked to panic")
         if action == "fail":

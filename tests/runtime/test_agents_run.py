@@ -198,3 +198,39 @@ async def test_many_host_calls_cross_correctly(kernel: Kernel) -> None:
     outcome = await kernel.run_agent("probe", "calls 5000")
     assert '"calls": 5000' in outcome.data
     assert outcome.usage.host_calls == 5002
+
+
+async def test_an_agent_sleeping_in_wasi_stops_at_its_deadline(kernel: Kernel) -> None:
+    # time.sleep in the guest is a WASI poll, served in Rust where epochs cannot reach.
+    instance = await probe_with(kernel, deadline_ms=2000)
+    started = time.perf_counter()
+    failure = await fail(instance, "sleep 30")
+    elapsed = time.perf_counter() - started
+    assert isinstance(failure.error, AgentTimeout), failure.error
+    assert "2000 ms deadline" in failure.error.message
+    assert elapsed < 10  # it stopped at its deadline, not when the sleep ended
+    print(f"\nsleeping agent: deadline 2.000 s, failed after {elapsed:.3f} s")
+    assert instance.state is AgentState.FAILED
+
+
+async def test_cancel_stops_an_agent_sleeping_in_wasi(kernel: Kernel) -> None:
+    running = asyncio.Event()
+    kernel.events.subscribe(
+        lambda e: (
+            running.set() if isinstance(e, StateChanged) and e.state is AgentState.RUNNING else None
+        )
+    )
+    task = asyncio.create_task(kernel.run_agent("probe", "sleep 30", task_id="s1"))
+    await asyncio.wait_for(running.wait(), 20)
+    await asyncio.sleep(0.3)  # into its sleep
+    started = time.perf_counter()
+    assert kernel.cancel("s1")
+    with pytest.raises(RunFailed) as caught:
+        await asyncio.wait_for(task, 20)
+    elapsed = time.perf_counter() - started
+    assert isinstance(caught.value.error, AgentCancelled), caught.value.error
+    assert elapsed < 10
+    print(f"\nsleeping agent: cancel to failure {elapsed:.3f} s")
+    # the next run of the same agent is not held up by the abandoned one
+    outcome = await kernel.run_agent("probe", "spin 1")
+    assert outcome.summary == "spun 1 ms"

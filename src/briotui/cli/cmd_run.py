@@ -215,7 +215,7 @@ def _warn_unsandboxed(kernel: Kernel) -> None:
         "allow": "agent commands run without asking (your [shell] unsandboxed setting)",
         "deny": "agent commands are refused (your [shell] unsandboxed setting)",
     }.get(str(sandbox.get("unsandboxed")), "")
-    print(f"⚠ Shell: UNSANDBOXED (no bubblewrap): {rule}.", file=sys.stderr)
+    say(f"⚠ Shell: UNSANDBOXED (no bubblewrap): {rule}.", err=True)
 
 
 def _report_failure(

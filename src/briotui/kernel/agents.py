@@ -12,8 +12,20 @@ the WIT contract, not the toolchain, is the API). ``agent.toml`` is optional::
     [limits]                    # optional overrides of single limits
     deadline_ms = 60000
 
-A user agent with the same name as a built-in replaces it for that project. A broken
-manifest does not hide the other agents: discovery reports it as a problem.
+A project's agents (``.brio/agents/``) come with the project, which may be someone
+else's: their manifests may only *lower* what they get. ``security`` may be made
+stricter than ``default`` and each limit lower than its default, never the other way.
+Raising them is the user's decision, made in the user's own config
+(``config.toml`` in :func:`~briotui.kernel.paths.user_config_dir`)::
+
+    [agents.NAME]
+    security = "relaxed"        # the most this agent's manifest may ask for
+    memory_bytes = 2147483648   # any limit: the agent's new ceiling (and default)
+
+A built-in's manifest ships with briotui and is trusted; the user's config may change
+its limits too. A project agent with the name of a built-in is refused (the built-in
+stays): it would otherwise inherit the built-in's grants. A broken manifest does not
+hide the other agents: discovery reports it as a problem.
 """
 
 from __future__ import annotations
@@ -21,13 +33,14 @@ from __future__ import annotations
 import functools
 import re
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from briotui.kernel.errors import AgentNotFound, BuildError, ConfigError
-from briotui.kernel.limits import Limits, SecurityLevel, limits_for
-from briotui.kernel.paths import ProjectPaths, builtin_agents_dir, wit_dir
+from briotui.kernel.limits import LEVELS, Limits, SecurityLevel, limits_for
+from briotui.kernel.paths import ProjectPaths, builtin_agents_dir, user_config_dir, wit_dir
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 """Agent names: lowercase, start with a letter, then letters, digits, ``-`` or ``_``."""
@@ -36,6 +49,50 @@ WIT_PACKAGE = "brio:agent"
 WIT_VERSION = "0.1.0"
 
 Origin = Literal["builtin", "user"]
+
+_STRICTNESS: dict[str, int] = {"strict": 0, "default": 1, "relaxed": 2}
+_LIMIT_NAMES = frozenset(f.name for f in fields(Limits))
+
+TrustedSettings = Mapping[str, Mapping[str, Any]]
+"""Per agent name, what the user allowed it in their own config: ``security`` and
+single limits."""
+
+
+def user_config_file() -> Path:
+    """The user's own config file, where raising an agent's limits is allowed."""
+    return user_config_dir() / "config.toml"
+
+
+def trusted_agent_settings(path: Path | None = None) -> TrustedSettings:
+    """The ``[agents.NAME]`` limit settings of the user's own config.
+
+    Only ``security`` and limit names are read here; other keys of those tables
+    (grants, say) are someone else's business and are left alone.
+
+    Raises:
+        ConfigError: the file is not valid TOML.
+    """
+    path = path or user_config_file()
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    agents = data.get("agents", {})
+    if not isinstance(agents, dict):
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for name, table in agents.items():
+        if isinstance(table, dict):
+            picked = {
+                k.replace("-", "_"): v
+                for k, v in table.items()
+                if k == "security" or k.replace("-", "_") in _LIMIT_NAMES
+            }
+            if picked:
+                out[str(name)] = picked
+    return out
 
 
 @dataclass(frozen=True)
@@ -118,7 +175,12 @@ def _parse_worlds(directory: Path) -> tuple[tuple[str, frozenset[str]], ...]:
     )
 
 
-def _load_spec(directory: Path, origin: Origin, worlds: dict[str, frozenset[str]]) -> AgentSpec:
+def _load_spec(
+    directory: Path,
+    origin: Origin,
+    worlds: dict[str, frozenset[str]],
+    trusted: TrustedSettings | None = None,
+) -> AgentSpec:
     name = directory.name
     manifest = directory / "agent.toml"
     data: dict[str, object] = {}
@@ -141,12 +203,14 @@ def _load_spec(directory: Path, origin: Origin, worlds: dict[str, frozenset[str]
             file=str(manifest),
             title="Unknown agent world",
         )
-    security = data.get("security", "default")
     limits_table = data.get("limits", {})
     if not isinstance(limits_table, dict):
         raise BuildError(f"[limits] in {manifest} must be a table.", agent=name, file=str(manifest))
+    allowed = dict((trusted or {}).get(name, {}))
     try:
-        limits = limits_for(str(security), limits_table, source=str(manifest))
+        security, limits = _limits(
+            name, origin, data.get("security"), limits_table, allowed, manifest
+        )
     except ConfigError as exc:
         raise BuildError(exc.message, agent=name, file=str(manifest), title=exc.title) from None
     component = data.get("component")
@@ -179,18 +243,103 @@ def _load_spec(directory: Path, origin: Origin, worlds: dict[str, frozenset[str]
         origin=origin,
         world=world,
         description=str(description),
-        security=security,  # type: ignore[arg-type]  # validated by limits_for
+        security=security,
         limits=limits,
         component_file=component_file,
         extra_wit=extra if extra.is_dir() else None,
     )
 
 
-def discover(project: ProjectPaths | None, *, builtin: Path | None = None) -> Discovery:
-    """Find the built-in agents and, if ``project`` is given, the project's own."""
+def _level(value: object, where: str) -> SecurityLevel:
+    if value not in LEVELS:
+        raise ConfigError(
+            f"Unknown security level {value!r} in {where}; use strict, default or relaxed.",
+            title="Unknown security level",
+        )
+    level: SecurityLevel = value
+    return level
+
+
+def _limits(
+    name: str,
+    origin: Origin,
+    asked_level: object,
+    asked: Mapping[str, Any],
+    allowed: Mapping[str, Any],
+    manifest: Path,
+) -> tuple[SecurityLevel, Limits]:
+    """An agent's security level and limits: its manifest's, within what it may ask.
+
+    A built-in's manifest is trusted; a project agent's may only lower the defaults
+    (or what the user allowed it in their own config).
+
+    Raises:
+        ConfigError: a value is invalid, or a project agent asks for more than it may.
+    """
+    config = user_config_file()
+    user_level = allowed.get("security")
+    user_limits = {k: v for k, v in allowed.items() if k != "security"}
+    if origin == "builtin":
+        level = _level(user_level or asked_level or "default", str(manifest))
+        base = limits_for(level, asked, source=str(manifest))
+        return level, base.with_overrides(user_limits, source=str(config))
+    ceiling_level = _level(user_level or "default", str(config))
+    level = _level(asked_level or ceiling_level, str(manifest))
+    how = f"add it to {config} under [agents.{name}]"
+    if _STRICTNESS[level] > _STRICTNESS[ceiling_level]:
+        raise ConfigError(
+            f'security = "{level}" in {manifest} is less strict than {ceiling_level!r}, '
+            "the most a project's own agent may ask for: its manifest may only make it "
+            f'stricter. If you trust this agent, {how}: security = "{level}".',
+            title="Agent asks for more than it may",
+        )
+    ceiling = LEVELS[ceiling_level].with_overrides(user_limits, source=str(config))
+    limits = LEVELS[level].with_overrides(user_limits, source=str(config))
+    limits = limits.with_overrides(asked, source=str(manifest))
+    for key in asked:
+        field_name = key.replace("-", "_")
+        value, most = getattr(limits, field_name), getattr(ceiling, field_name)
+        if value > most:
+            raise ConfigError(
+                f"{key} = {value} in {manifest} is above {most}, the most this project "
+                "agent may have: an agent's own manifest may only lower its limits. If "
+                f"you trust this agent, {how}: {field_name} = {value}.",
+                title="Agent asks for more than it may",
+            )
+    return level, limits
+
+
+def discover(
+    project: ProjectPaths | None,
+    *,
+    builtin: Path | None = None,
+    trusted: TrustedSettings | None = None,
+) -> Discovery:
+    """Find the built-in agents and, if ``project`` is given, the project's own.
+
+    Args:
+        project: The project whose ``.brio/agents`` to look in (None for built-ins only).
+        builtin: Where the built-in agents are (default: the shipped ones).
+        trusted: What the user allowed each agent in their own config (default: read
+            from :func:`user_config_file`).
+    """
     worlds = world_imports()
     agents: dict[str, AgentSpec] = {}
     problems: list[BuildError] = []
+    if trusted is None:
+        try:
+            trusted = trusted_agent_settings()
+        except ConfigError as exc:
+            trusted = {}
+            problems.append(
+                BuildError(
+                    exc.message + " Agents run with their default limits until it is fixed.",
+                    agent="*",
+                    file=str(user_config_file()),
+                    title="User config does not parse",
+                )
+            )
+    builtin_names: set[str] = set()
     roots: list[tuple[Path, Origin]] = [(builtin or builtin_agents_dir(), "builtin")]
     if project is not None:
         roots.append((project.user_agents, "user"))
@@ -211,10 +360,24 @@ def discover(project: ProjectPaths | None, *, builtin: Path | None = None) -> Di
                     )
                 )
                 continue
+            if origin == "builtin":
+                builtin_names.add(directory.name)  # even if its manifest is broken
+            elif directory.name in builtin_names:
+                problems.append(
+                    BuildError(
+                        f"{directory} has the name of the built-in agent {directory.name!r}; "
+                        "it was ignored and the built-in kept (a project agent must not "
+                        "take over a built-in and its grants). Rename the directory, e.g. "
+                        f"to {directory.parent / ('my-' + directory.name)}.",
+                        agent=directory.name,
+                        file=str(directory),
+                        title="Agent name taken by a built-in",
+                    )
+                )
+                continue
             try:
-                spec = _load_spec(directory, origin, worlds)
+                spec = _load_spec(directory, origin, worlds, trusted)
             except BuildError as problem:
-                agents.pop(directory.name, None)
                 problems.append(problem)
                 continue
             agents[spec.name] = spec

@@ -1,8 +1,9 @@
 """Resource limits for one agent instance, and the named security levels that preset them.
 
 A level (``strict``, ``default``, ``relaxed``) is a named set of limits; an agent's
-``agent.toml`` picks a level and may override single limits. Every limit has a sane
-default so a user agent with no manifest still runs bounded.
+``agent.toml`` picks a level and may override single limits (a project's own agent
+only downwards: see :mod:`briotui.kernel.agents`). Every limit has a sane default so a
+user agent with no manifest still runs bounded.
 """
 
 from __future__ import annotations

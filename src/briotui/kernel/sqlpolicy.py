@@ -14,9 +14,12 @@ authorizer, deny by default, plus a few checks around it:
   of table-valued functions (``json_each``, ``pragma_*``) and of any database but
   ``main`` are refused with :class:`~briotui.kernel.errors.SqlDenied`. The authorizer
   answers ``SQLITE_DENY``, never ``SQLITE_IGNORE`` (which would read as NULL), so a
-  refused read is an error, never an empty or NULL result. "No such table" and
-  "already exists" errors that name a table outside the prefix are reported as the
-  same refusal, so an agent cannot probe which tables others have.
+  refused read is an error, never an empty or NULL result. A table or index outside
+  the prefix is refused with one error whose text names nothing (:func:`_not_yours`),
+  whether it exists or not: "no such table", "already exists" and "there is already
+  another table" errors about such a name are reported as that same refusal, and a
+  rename to such a name is refused before SQLite sees it, so an agent cannot probe
+  which tables others have (not even through the case SQLite reports a name in).
 * **Writes**: INSERT, UPDATE, DELETE (with RETURNING, UPSERT, ``UPDATE … FROM``),
   CREATE TABLE, CREATE [UNIQUE] INDEX, DROP TABLE, DROP INDEX and ALTER TABLE (rename,
   add, rename or drop a column) on owned names only. DDL runs in its own transaction,
@@ -55,10 +58,10 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from briotui.kernel.errors import SqlDenied, SqlError, SqlInvalid, SqlTimeout, SqlTooLarge
 
@@ -137,7 +140,17 @@ _NAMED_ERROR: Final = re.compile(
     r"(?: already exists)?"
 )
 
+_ALREADY_ERROR: Final = re.compile(
+    r"there is already another table or index with this name:\s*(?P<name>\S+)"
+)
+
 _STEP_GRANULARITY: Final = 1000
+
+_WATCH_SLICE_S: Final = 0.02
+"""How often the caller of a running statement looks at its budget and stop flag."""
+
+_INTERRUPT_GRACE_S: Final = 0.05
+"""How long an interrupted statement gets to stop before it is abandoned."""
 
 
 def validate_prefix(prefix: str) -> str:
@@ -318,6 +331,10 @@ class AgentSql:
         self._ticks = 0
         self._tick_budget = max(1, max_steps // _STEP_GRANULARITY)
         self._deadline: float | None = None
+        self._interrupted = False
+        """Set when the watchdog interrupted the running statement."""
+        self._abandoned = False
+        """Set when a statement was abandoned: the connection is closed for good."""
         self._schema_names: frozenset[str] = frozenset()
         """Tables and views in the schema (ASCII lower case) as of this statement."""
         self._modules: frozenset[str] = frozenset()
@@ -422,10 +439,10 @@ class AgentSql:
             self._denial = reason
         return sqlite3.SQLITE_DENY
 
-    def _owned_or_deny(self, name: str | None, what: str) -> int:
+    def _owned_or_deny(self, name: str | None) -> int:
         if prefix_owns(self.prefix, name):
             return sqlite3.SQLITE_OK
-        return self._deny(f"{what} {name!r} is not yours. {self._rule()}")
+        return self._deny(_not_yours(self.prefix))
 
     def _rule(self) -> str:
         return (
@@ -477,37 +494,39 @@ class AgentSql:
                     f"Only the main database is available, not {db!r}. {self._rule()}"
                 )
             if (arg1 or "").lower().startswith("sqlite_"):
+                if _ascii_lower(arg1 or "") not in _SCHEMA_TABLES:
+                    return self._deny(_not_yours(self.prefix))  # exists or not: the same
                 return self._deny(
                     f"The schema table {arg1} (and table-valued functions such as "
                     f"json_each and pragma_*) are not available. {self._rule()}"
                 )
-            return self._owned_or_deny(arg1, "Table")
+            return self._owned_or_deny(arg1)
         if action == sqlite3.SQLITE_CREATE_TABLE:
             if db != "main":
                 return self._deny("Only the main database is available.")
             if schema_access and arg1 == "sqlite_sequence":
                 return sqlite3.SQLITE_OK
-            return self._owned_or_deny(arg1, "Table")
+            return self._owned_or_deny(arg1)
         if action in (sqlite3.SQLITE_CREATE_INDEX, sqlite3.SQLITE_DROP_INDEX):
             if db != "main":
                 return self._deny("Only the main database is available.")
-            if self._owned_or_deny(arg2, "Table") != sqlite3.SQLITE_OK:
+            if self._owned_or_deny(arg2) != sqlite3.SQLITE_OK:
                 return sqlite3.SQLITE_DENY
             if (arg1 or "").startswith("sqlite_autoindex_"):
                 return sqlite3.SQLITE_OK  # a UNIQUE or PRIMARY KEY constraint's index
-            return self._owned_or_deny(arg1, "Index")
+            return self._owned_or_deny(arg1)
         if action == sqlite3.SQLITE_DROP_TABLE:
             if db != "main":
                 return self._deny("Only the main database is available.")
-            return self._owned_or_deny(arg1, "Table")
+            return self._owned_or_deny(arg1)
         if action == sqlite3.SQLITE_REINDEX and ddl:
             # CREATE INDEX asks for this on the new index.
-            return self._owned_or_deny(arg1, "Index")
+            return self._owned_or_deny(arg1)
         if action == sqlite3.SQLITE_ALTER_TABLE:
             # arg1 is the database, arg2 the table.
             if arg1 != "main":
                 return self._deny("Only the main database is available.")
-            return self._owned_or_deny(arg2, "Table")
+            return self._owned_or_deny(arg2)
         return self._deny(_ACTION_REFUSALS.get(action, "That operation is not available."))
 
     def _authorize_unqualified_read(self, name: str | None) -> int:
@@ -528,7 +547,7 @@ class AgentSql:
             or folded in self._modules
             or folded.startswith(("sqlite_", "pragma_"))
         ):
-            return self._deny(f"Table {name!r} is not yours. {self._rule()}")
+            return self._deny(_not_yours(self.prefix))
         return sqlite3.SQLITE_OK
 
     def _progress(self) -> int:
@@ -543,12 +562,24 @@ class AgentSql:
 
     # -- running -----------------------------------------------------------------------
 
-    def execute(self, statement: str, params: Sequence[SqlValue] = ()) -> SqlRows:
+    def execute(
+        self,
+        statement: str,
+        params: Sequence[SqlValue] = (),
+        *,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> SqlRows:
         """Run one statement with positional (``?``) parameters.
+
+        The statement runs on a thread of its own while the caller waits, at most its
+        time budget (``max_seconds``) and only while ``should_stop`` says go on; see
+        :meth:`_watch` for how it is stopped.
 
         Args:
             statement: Exactly one SQL statement (a trailing ``;`` is fine).
             params: One value per ``?``: None, int, float, str or bytes.
+            should_stop: Polled while the statement runs (the agent's deadline and
+                cancel); when it returns True the statement is stopped.
 
         Returns:
             The columns, rows and number of changed rows.
@@ -565,39 +596,116 @@ class AgentSql:
         if not isinstance(statement, str):
             raise SqlInvalid("The statement must be text.")
         checked = _check_params(params)
-        with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise SqlError(
-                    "This agent's SQL connection is closed. Start the agent again.",
-                    title="SQL connection closed",
-                )
-            scan = self._precheck(statement)
-            ddl = scan.words[0] in _DDL_WORDS
-            writes = ddl or scan.words[0] not in ("SELECT", "VALUES")
-            self._run_trusted(conn, "BEGIN IMMEDIATE" if writes else "BEGIN")
+        if self._abandoned:
+            raise self._closed_error()
+        box: list[tuple[bool, Any]] = []
+        done = threading.Event()
+        self._interrupted = False
+
+        def work() -> None:
             try:
-                self._schema_names = frozenset(
-                    _ascii_lower(str(n))
-                    for (n,) in conn.execute(
-                        "SELECT name FROM main.sqlite_schema WHERE type IN ('table', 'view')"
-                    )
-                )
-                before = self._foreign_schema(conn) if ddl else None
-                result = self._run(
-                    conn, statement, checked, ddl=ddl, create=scan.words[0] == "CREATE"
-                )
-                if before is not None:
-                    self._check_schema(conn, before)
-            except BaseException:
-                self._rollback(conn)
-                raise
-            try:
-                self._run_trusted(conn, "COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback(conn)
-                raise _translate(exc, self.prefix, "") from exc
+                box.append((True, self._execute(statement, checked)))
+            except BaseException as exc:  # handed to the calling thread
+                box.append((False, exc))
+            finally:
+                done.set()
+
+        runner = threading.Thread(target=work, name=f"brio-sql-{self.prefix}", daemon=True)
+        runner.start()
+        if not self._watch(done, should_stop):
+            raise SqlTimeout(
+                "The statement ran past its time budget (or the agent's run was stopped) "
+                "inside one SQLite function that cannot be interrupted, so it was abandoned "
+                "and this SQL connection closed. Build smaller values (printf widths, "
+                "zeroblob, replace) and start the agent again."
+            )
+        ok, value = box[0]
+        if ok:
+            result: SqlRows = value
             return result
+        raise value
+
+    def _watch(self, done: threading.Event, should_stop: Callable[[], bool] | None) -> bool:
+        """Wait for the statement; stop it past its time budget or when ``should_stop``.
+
+        A statement is stopped with ``sqlite3_interrupt``, which SQLite honours between
+        virtual machine instructions. One instruction can run for a long time (a
+        ``printf`` with a huge precision, say); if the statement has not ended
+        :data:`_INTERRUPT_GRACE_S` after the interrupt, it is abandoned: the connection
+        is marked closed, its thread rolls back and closes it when SQLite returns, and
+        nothing it did is committed.
+
+        Returns:
+            Whether the statement ended (with a result or an error); False if abandoned.
+        """
+        end = time.monotonic() + self._max_seconds if self._max_seconds is not None else None
+        while True:
+            left = _WATCH_SLICE_S if end is None else min(_WATCH_SLICE_S, end - time.monotonic())
+            if left > 0 and done.wait(left):
+                return True
+            if (end is not None and time.monotonic() >= end) or (
+                should_stop is not None and should_stop()
+            ):
+                break
+        self._interrupted = True
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.interrupt()
+        if done.wait(_INTERRUPT_GRACE_S):
+            return True
+        self._abandoned = True
+        return False
+
+    def _closed_error(self) -> SqlError:
+        return SqlError(
+            "This agent's SQL connection is closed. Start the agent again.",
+            title="SQL connection closed",
+        )
+
+    def _execute(self, statement: str, checked: tuple[SqlValue, ...]) -> SqlRows:
+        """Run one checked statement in its own transaction (on the statement's thread)."""
+        with self._lock:
+            try:
+                return self._execute_locked(statement, checked)
+            finally:
+                if self._abandoned and self._conn is not None:
+                    conn, self._conn = self._conn, None
+                    self._rollback(conn)
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.close()
+
+    def _execute_locked(self, statement: str, checked: tuple[SqlValue, ...]) -> SqlRows:
+        conn = self._conn
+        if conn is None:
+            raise self._closed_error()
+        scan = self._precheck(statement)
+        ddl = scan.words[0] in _DDL_WORDS
+        writes = ddl or scan.words[0] not in ("SELECT", "VALUES")
+        self._run_trusted(conn, "BEGIN IMMEDIATE" if writes else "BEGIN")
+        try:
+            self._schema_names = frozenset(
+                _ascii_lower(str(n))
+                for (n,) in conn.execute(
+                    "SELECT name FROM main.sqlite_schema WHERE type IN ('table', 'view')"
+                )
+            )
+            before = self._foreign_schema(conn) if ddl else None
+            result = self._run(conn, statement, checked, ddl=ddl, create=scan.words[0] == "CREATE")
+            if before is not None:
+                self._check_schema(conn, before)
+        except BaseException:
+            self._rollback(conn)
+            raise
+        if self._abandoned or self._interrupted:  # given up on: apply nothing
+            self._rollback(conn)
+            raise _translate(sqlite3.OperationalError("interrupted"), self.prefix, "")
+        try:
+            self._run_trusted(conn, "COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback(conn)
+            raise _translate(exc, self.prefix, "") from exc
+        return result
 
     def _precheck(self, statement: str) -> _Scan:
         if "\x00" in statement:
@@ -630,6 +738,8 @@ class AgentSql:
                 )
             if first == "DROP":
                 self._check_drop(scan)
+            if first == "ALTER":
+                self._check_rename(scan)
         elif first not in _DML_WORDS:
             raise SqlInvalid(
                 f"Statements starting with {first} are not available. Use SELECT, "
@@ -661,7 +771,27 @@ class AgentSql:
         if _ascii_lower(schema) != "main":
             raise SqlDenied(f"Only the main database is available. {self._rule()}")
         if not prefix_owns(self.prefix, name):
-            raise SqlDenied(f"{name!r} is not yours. {self._rule()}")
+            raise SqlDenied(_not_yours(self.prefix))
+
+    def _check_rename(self, scan: _Scan) -> None:
+        """Refuse ``ALTER TABLE … RENAME TO <name>`` to a name outside the prefix.
+
+        SQLite would answer "there is already another table" for a name that exists
+        and rename (then be rolled back) for one that does not: two answers that tell
+        which tables others have. Both get the one refusal before SQLite runs it.
+        """
+        toks = [(k, t) for k, t in scan.tokens if k != "punct" or t != ";"]
+        for i in range(len(toks) - 2):
+            kind, text = toks[i]
+            if kind == "word" and text.upper() == "RENAME":
+                after = toks[i + 1]
+                if after[0] == "word" and after[1].upper() == "TO":
+                    rest = toks[i + 2 :]
+                    if len(rest) == 3 and rest[1][0] == ".":
+                        rest = rest[2:]
+                    if len(rest) == 1 and not prefix_owns(self.prefix, rest[0][1]):
+                        raise SqlDenied(_not_yours(self.prefix))
+                return
 
     def _run(
         self,
@@ -745,11 +875,7 @@ class AgentSql:
     ) -> None:
         after = self._foreign_schema(conn)
         if after != before:
-            names = sorted({row[1] for row in after ^ before})
-            raise SqlDenied(
-                f"That would create, rename or change {', '.join(names)}, outside your "
-                f"tables; it was rolled back. {self._rule()}"
-            )
+            raise SqlDenied(_not_yours(self.prefix))
         owned = [
             str(name)
             for (name,) in conn.execute("SELECT name FROM main.sqlite_schema WHERE type='table'")
@@ -766,9 +892,18 @@ class AgentSql:
                     )
 
     def close(self) -> None:
-        """Close the connection. Idempotent; later calls to :meth:`execute` fail."""
-        with self._lock:
+        """Close the connection. Idempotent; later calls to :meth:`execute` fail.
+
+        Never waits long: if a statement is still running (an abandoned one), its
+        thread closes the connection when SQLite returns.
+        """
+        if not self._lock.acquire(timeout=_INTERRUPT_GRACE_S):
+            self._abandoned = True
+            return
+        try:
             conn, self._conn = self._conn, None
+        finally:
+            self._lock.release()
         if conn is not None:
             conn.close()
 
@@ -862,6 +997,19 @@ def _check_params(params: Sequence[SqlValue]) -> tuple[SqlValue, ...]:
     return tuple(out)
 
 
+def _not_yours(prefix: str) -> str:
+    """The one refusal for a table or index outside ``prefix``, existing or not.
+
+    It names no table on purpose: SQLite reports an existing table's name as it is
+    stored and a missing one's as it was written, so naming it would tell them apart.
+    """
+    return (
+        "That statement uses a table or index that is not yours (or that does not "
+        f"exist). Agents may only use tables named {prefix}_… (for example "
+        f"{prefix}_notes)."
+    )
+
+
 def _translate(exc: sqlite3.Error, prefix: str, denial: str) -> SqlError:
     """The agent-facing error for a SQLite error."""
     text = str(exc)
@@ -871,8 +1019,9 @@ def _translate(exc: sqlite3.Error, prefix: str, denial: str) -> SqlError:
         return SqlDenied(denial or f"That statement is not allowed. {rule}")
     if code == sqlite3.SQLITE_INTERRUPT or text == "interrupted":
         return SqlTimeout(
-            "The statement ran past its step budget and was stopped. Add a LIMIT, an "
-            "index, or a tighter WHERE clause."
+            "The statement ran past its step budget or its time budget (or the agent's "
+            "run was stopped) and was stopped. Add a LIMIT, an index, or a tighter WHERE "
+            "clause."
         )
     if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "database is locked" in text:
         return SqlTimeout(
@@ -885,9 +1034,9 @@ def _translate(exc: sqlite3.Error, prefix: str, denial: str) -> SqlError:
         return SqlTooLarge(
             "The agents database is at its size limit. Drop tables or rows you no longer need."
         )
-    match = _NAMED_ERROR.search(text)
+    match = _NAMED_ERROR.search(text) or _ALREADY_ERROR.search(text)
     if match and not prefix_owns(prefix, match.group("name").strip("'\"`[]")):
-        return SqlDenied(f"That statement is not allowed. {rule}")
+        return SqlDenied(_not_yours(prefix))
     if isinstance(exc, sqlite3.ProgrammingError) and "one statement" in text:
         return SqlInvalid("Send one statement per call.")
     if isinstance(

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from briotui.kernel.caps.model import Delegator
 from briotui.kernel.errors import BrioError, ConfigError, MergeConflict
 from briotui.kernel.llm.types import Provider
 from briotui.kernel.runtime.context import RunBindings
@@ -62,6 +63,7 @@ class Subtask:
     scope: tuple[str, ...]
     acceptance: tuple[str, ...]
     session: Session
+    ceiling: tuple[Delegator, ...] = ()
     job: asyncio.Task[dict[str, Any]] | None = None
 
 
@@ -134,9 +136,17 @@ class Supervisor:
         self._slots = asyncio.Semaphore(max(1, concurrency))
         self._subtasks: dict[str, Subtask] = {}
 
-    def bindings(self, session: Session | None, *, scope: Sequence[str] = ()) -> RunBindings:
-        """Bindings for an agent run under this supervisor."""
+    def bindings(
+        self,
+        session: Session | None,
+        *,
+        scope: Sequence[str] = (),
+        ceiling: tuple[Delegator, ...] = (),
+    ) -> RunBindings:
+        """Bindings for an agent run under this supervisor (a subtask's are cut down
+        to the grants of the agents in ``ceiling``)."""
         return RunBindings(
+            ceiling=ceiling,
             provider=self.provider,
             workspace=session,
             session_id=session.id if session is not None else "",
@@ -146,8 +156,19 @@ class Supervisor:
 
     # -- the tasks imports (called from agents through the host) -------------------------
 
-    async def spawn(self, parent_task: str, parent_agent: str, subtask: dict[str, Any]) -> str:
-        """Start a subtask in a branch of the parent task's session; returns its id."""
+    async def spawn(
+        self,
+        parent_task: str,
+        parent_agent: str,
+        subtask: dict[str, Any],
+        *,
+        ceiling: tuple[Delegator, ...] = (),
+    ) -> str:
+        """Start a subtask in a branch of the parent task's session; returns its id.
+
+        The subtask's agent may do only what its own grants allow and every agent in
+        ``ceiling`` (its parent, and theirs) may do too.
+        """
         agent = str(subtask["agent"])
         if agent not in SUBTASK_AGENTS:
             raise ConfigError(
@@ -168,6 +189,7 @@ class Supervisor:
             scope=tuple(subtask.get("scope", ())),
             acceptance=tuple(subtask.get("acceptance", ())),
             session=branch,
+            ceiling=ceiling or (Delegator(parent_agent, parent_task, parent_session.id),),
         )
         self._subtasks[sub_id] = record
         record.job = asyncio.create_task(self._run_subtask(record), name=f"subtask {sub_id}")
@@ -182,7 +204,9 @@ class Supervisor:
                 outcome = await self.kernel.run_agent(
                     record.agent,
                     record.goal,
-                    bindings=self.bindings(record.session, scope=record.scope),
+                    bindings=self.bindings(
+                        record.session, scope=record.scope, ceiling=record.ceiling
+                    ),
                     context=context,
                     task_id=record.id,
                     parent_task=record.parent,

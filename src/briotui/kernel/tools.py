@@ -159,8 +159,10 @@ class ShellService:
 class SqlService:
     """Opens agent instances' private SQL connections."""
 
-    def __init__(self, paths: ProjectPaths) -> None:
+    def __init__(self, paths: ProjectPaths, *, max_seconds: float = 10.0) -> None:
         self.path = paths.brio / "agents.db"
+        self.max_seconds = max_seconds
+        """Wall-clock budget of one statement (stopped, or abandoned, past it)."""
 
     def open(self) -> AgentSql:
         """A connection with a fresh prefix for one agent instance."""
@@ -171,4 +173,5 @@ class SqlService:
             max_rows=10_000,
             max_result_bytes=4 * 1024 * 1024,
             max_steps=50_000_000,
+            max_seconds=self.max_seconds,
         )

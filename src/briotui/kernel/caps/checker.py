@@ -17,8 +17,8 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.model import (
@@ -26,6 +26,7 @@ from briotui.kernel.caps.model import (
     ApproveMode,
     Capability,
     CapabilityRequest,
+    Delegator,
     Grant,
     Lifetime,
     Source,
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 PromptFn = Callable[[CapabilityRequest], Coroutine[Any, Any, Answer]]
 """Asks the user about a request; returns their answer."""
+
+_STOP_POLL_S = 0.05
+"""How often a waiting prompt looks whether the asking agent's run was stopped."""
 
 _LIFETIME: dict[Answer, Lifetime] = {"once": "once", "session": "session", "project": "project"}
 
@@ -211,7 +215,9 @@ class Capabilities:
 
     # -- checks ------------------------------------------------------------------------
 
-    def _covering(self, request: CapabilityRequest) -> Grant | None:
+    def _covering(self, request: CapabilityRequest, *, use: bool = True) -> Grant | None:
+        """The agent's own grant that covers ``request`` (a "once" grant is used up
+        unless ``use`` is False)."""
         for grant in self.profiles.get(request.agent, []):
             if matches(grant, request.capability, request.target):
                 return grant
@@ -222,9 +228,29 @@ class Capabilities:
                 or (grant.lifetime == "task" and grant.scope_id == request.task_id)
             )
             if in_scope and matches(grant, request.capability, request.target):
-                if grant.lifetime == "once":
+                if grant.lifetime == "once" and use:
                     self.store.execute("UPDATE grants SET used = 1 WHERE id = ?", (grant.id,))
                 return grant
+        return None
+
+    def _uncovered_delegator(self, request: CapabilityRequest) -> Delegator | None:
+        """The first agent above a subtask whose grants do not cover ``request``.
+
+        This is how ``tasks.spawn-subtask`` keeps its promise that the child gets a
+        subset of its parent's grants: the child's grants count only where every
+        agent above it (in that agent's own task and session) holds one too.
+        """
+        for above in request.ceiling:
+            as_parent = replace(
+                request,
+                agent=above.agent,
+                task_id=above.task_id,
+                session_id=above.session_id,
+                scope=(),
+                ceiling=(),
+            )
+            if self._covering(as_parent, use=False) is None:
+                return above
         return None
 
     def refuse(self, request: CapabilityRequest, by: str, reason: str) -> Verdict:
@@ -233,15 +259,30 @@ class Capabilities:
         self.audit.record(request, "denied", by, reason)
         return verdict
 
-    def check(self, request: CapabilityRequest) -> Verdict:
-        """Decide ``request``; blocks the calling worker thread while the user decides."""
-        verdict = self._decide(request)
+    def check(
+        self, request: CapabilityRequest, *, should_stop: Callable[[], bool] | None = None
+    ) -> Verdict:
+        """Decide ``request``; blocks the calling worker thread while the user decides.
+
+        Args:
+            request: The call to decide.
+            should_stop: Polled while the user is being asked (the agent's deadline
+                and cancel); when it returns True the question is withdrawn and the
+                request denied.
+        """
+        verdict = self._decide(request, should_stop)
         self.audit.record(
             request, "allowed" if verdict.allowed else "denied", verdict.decided_by, verdict.reason
         )
         return verdict
 
-    def confirm(self, request: CapabilityRequest, *, refusal: str) -> Verdict:
+    def confirm(
+        self,
+        request: CapabilityRequest,
+        *,
+        refusal: str,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Verdict:
         """Ask about something no grant can allow (a command without an OS sandbox).
 
         Grants and profiles are not consulted: only the approve mode and the user.
@@ -252,14 +293,20 @@ class Capabilities:
         Args:
             request: The request (``unsandboxed=True`` for the prompt's risk line).
             refusal: Why it is denied without asking, and how to fix that.
+            should_stop: Whether the asking run was stopped (the prompt is withdrawn).
         """
-        verdict = self._confirm(request, refusal)
+        verdict = self._confirm(request, refusal, should_stop)
         self.audit.record(
             request, "allowed" if verdict.allowed else "denied", verdict.decided_by, verdict.reason
         )
         return verdict
 
-    def _confirm(self, request: CapabilityRequest, refusal: str) -> Verdict:
+    def _confirm(
+        self,
+        request: CapabilityRequest,
+        refusal: str,
+        should_stop: Callable[[], bool] | None,
+    ) -> Verdict:
         for scope in ("", request.session_id):
             if (request.agent, request.target, scope) in self._confirmed:
                 return Verdict(True, "user:remembered")
@@ -270,7 +317,9 @@ class Capabilities:
             return Verdict(False, "policy:never", refusal)
         if self.mode == "all":
             return Verdict(True, "policy:all", "--approve all")
-        answer = self._ask(request)
+        answer = self._ask(request, should_stop)
+        if answer == "stopped":
+            return Verdict(False, "stopped", "the agent's run was stopped while asking")
         if answer == "deny":
             self._denied.add(denied_key)
             return Verdict(False, "user:deny", "the user said no")
@@ -279,7 +328,9 @@ class Capabilities:
             self._confirmed.add((request.agent, request.target, scope))
         return Verdict(True, f"user:{answer}")
 
-    def _decide(self, request: CapabilityRequest) -> Verdict:
+    def _decide(
+        self, request: CapabilityRequest, should_stop: Callable[[], bool] | None = None
+    ) -> Verdict:
         if (
             request.scope
             and request.capability == "write"
@@ -292,6 +343,13 @@ class Capabilities:
                 "delegated",
             )
         grant = self._covering(request)
+        outside = f"outside {request.agent}'s grants"
+        if grant is not None and (above := self._uncovered_delegator(request)) is not None:
+            grant = None
+            outside = (
+                f"outside the grants of {above.agent!r}, which started this subtask: a "
+                "subtask may only do what its parent may"
+            )
         if grant is not None:
             by = grant.id if ":" in grant.id else f"{grant.source}:{grant.id}"
             return Verdict(True, by)
@@ -302,11 +360,13 @@ class Capabilities:
             return Verdict(
                 False,
                 "policy:never",
-                f"outside {request.agent}'s grants; run with --approve ask to be asked",
+                f"{outside}; run with --approve ask to be asked",
             )
         if self.mode == "all":
             return Verdict(True, "policy:all", "--approve all")
-        answer = self._ask(request)
+        answer = self._ask(request, should_stop)
+        if answer == "stopped":
+            return Verdict(False, "stopped", "the agent's run was stopped while asking")
         if answer == "deny":
             self._denied.add(denied_key)
             return Verdict(False, "user:deny")
@@ -323,7 +383,9 @@ class Capabilities:
             )
         return Verdict(True, f"user:{answer}")
 
-    def _ask(self, request: CapabilityRequest) -> Answer:
+    def _ask(
+        self, request: CapabilityRequest, should_stop: Callable[[], bool] | None = None
+    ) -> Answer | Literal["stopped"]:
         prompt, loop = self.prompt, self.loop
         if prompt is None or loop is None:
             return "deny"
@@ -338,8 +400,19 @@ class Capabilities:
             if pending is None:
                 pending = asyncio.run_coroutine_threadsafe(prompt(request), loop)
                 self._asking[key] = pending
+        end = time.monotonic() + self.prompt_timeout_s
         try:
-            return pending.result(timeout=self.prompt_timeout_s)
+            while True:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise concurrent.futures.TimeoutError
+                try:
+                    return pending.result(timeout=min(left, _STOP_POLL_S))
+                except concurrent.futures.TimeoutError:
+                    if should_stop is not None and should_stop():
+                        if owner:
+                            pending.cancel()
+                        return "stopped"
         except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
             pending.cancel()
             return "deny"

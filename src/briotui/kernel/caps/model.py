@@ -55,6 +55,24 @@ class Grant:
 
 
 @dataclass(frozen=True)
+class Delegator:
+    """An agent that started a subtask, for the grants it passes down.
+
+    A subtask's agent may do only what its own grants allow *and* what each agent
+    above it in the task tree may do (in that agent's task and session).
+
+    Attributes:
+        agent: The parent agent's name.
+        task_id: The task the parent was running.
+        session_id: The session the parent worked in.
+    """
+
+    agent: str
+    task_id: str = ""
+    session_id: str = ""
+
+
+@dataclass(frozen=True)
 class CapabilityRequest:
     """One host call that needs a capability.
 
@@ -80,6 +98,8 @@ class CapabilityRequest:
     unsandboxed: bool = False
     """A ``shell`` request to run the command without an OS sandbox (no grant covers it;
     see :meth:`~briotui.kernel.caps.checker.Capabilities.confirm`)."""
+    ceiling: tuple[Delegator, ...] = ()
+    """The agents above a subtask, nearest last: its grants are cut down to theirs."""
 
     @property
     def risk(self) -> str:

@@ -38,7 +38,9 @@ DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
     "echo": {},
     "probe": {},
     "council": {"read": ["**"], "mesh": ["*"]},
-    "foreman": {"read": ["**"], "mesh": ["*"], "sql": True},
+    # write: the Foreman's world cannot write; it holds the grant to pass it down to
+    # its Coders (a subtask may only do what its parent may).
+    "foreman": {"read": ["**"], "write": ["**"], "mesh": ["*"], "sql": True},
     "coder": {"read": ["**"], "write": ["**"], "mesh": ["foreman", "reviewer"]},
     "reviewer": {"read": ["**"], "mesh": ["foreman"]},
     "smart": {"read": ["**"], "write": ["**"], "shell": _SHELL_DEFAULTS, "sql": True},

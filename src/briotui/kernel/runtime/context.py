@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from briotui.kernel.caps.checker import Capabilities
+from briotui.kernel.caps.model import Delegator
 from briotui.kernel.errors import AgentError
 from briotui.kernel.limits import Limits
 from briotui.kernel.llm.types import Provider, Usage
@@ -35,8 +36,15 @@ T = TypeVar("T")
 class TaskHost(Protocol):
     """What the ``tasks`` subtask imports call (the supervisor implements it)."""
 
-    async def spawn(self, parent_task: str, parent_agent: str, subtask: dict[str, Any]) -> str:
-        """Start a subtask; returns its id."""
+    async def spawn(
+        self,
+        parent_task: str,
+        parent_agent: str,
+        subtask: dict[str, Any],
+        *,
+        ceiling: tuple[Delegator, ...] = (),
+    ) -> str:
+        """Start a subtask whose grants are cut down to those of ``ceiling``; its id."""
         ...
 
     async def wait(self, ids: Sequence[str], timeout_s: float) -> list[dict[str, Any]]:
@@ -72,6 +80,8 @@ class RunBindings:
         shell: Runs allowed commands over the session; None answers ``unavailable``.
         sql: Opens the instance's private SQL tables; None answers ``unavailable``.
         mesh: Carries messages between agents; None answers ``unavailable``.
+        ceiling: For a subtask, the agents above it: what it may do is cut down to
+            what each of them may do (empty for a top-level run).
     """
 
     task_id: str = ""
@@ -85,6 +95,7 @@ class RunBindings:
     provider: Provider | None = None
     workspace: WorkspaceView | None = None
     ask_user: AskUser | None = None
+    ceiling: tuple[Delegator, ...] = ()
 
 
 class HostTimeout(Exception):
@@ -148,6 +159,9 @@ class CallContext:
         self.bindings = RunBindings()
         self.log = BoundedLog(limits.log_bytes)
         self.cancelled = threading.Event()
+        self.abandoned = False
+        """Set (with ``cancelled``) when the run was given up on while this instance's
+        thread was blocked; nothing the thread does afterwards may reach the kernel."""
         self.deadline_at = float("inf")
         self.stop_reason: str | None = None
         self.fatal: AgentError | None = None
@@ -168,10 +182,20 @@ class CallContext:
             self.bindings.mesh.unregister(self.instance_id)
             self.endpoint = None
 
-    def begin(self, bindings: RunBindings) -> None:
-        """Reset per-run state for a new run."""
+    def begin(self, bindings: RunBindings, deadline_at: float | None = None) -> None:
+        """Reset per-run state for a new run that must end by ``deadline_at``.
+
+        Args:
+            bindings: What the run is bound to.
+            deadline_at: ``time.monotonic()`` value of the run's deadline; by default
+                ``deadline_ms`` from now.
+        """
         self.bindings = bindings
-        self.deadline_at = time.monotonic() + self.limits.deadline_ms / 1000
+        self.deadline_at = (
+            deadline_at
+            if deadline_at is not None
+            else time.monotonic() + self.limits.deadline_ms / 1000
+        )
         self.stop_reason = None
         self.fatal = None
         self.host_calls = 0
@@ -182,6 +206,14 @@ class CallContext:
     def remaining_seconds(self) -> float:
         """Time left before the run's deadline."""
         return self.deadline_at - time.monotonic()
+
+    def should_stop(self) -> bool:
+        """Whether a blocking host call must give up now: cancelled or past the deadline.
+
+        Every host call that waits checks this in short slices, so the deadline and a
+        cancel reach an agent blocked in the kernel as they reach one running code.
+        """
+        return self.cancelled.is_set() or time.monotonic() >= self.deadline_at
 
     def emit_log(self, level: str, message: str) -> None:
         """Record a log line and publish it."""
@@ -195,6 +227,8 @@ class CallContext:
         level = "info" if stream == "stdout" else "warn"
 
         def write(data: bytes) -> None:
+            if self.abandoned:  # a thread finishing after its run was given up on
+                return
             for line in self.log.feed(data):
                 self.events(
                     LogLine(agent=self.agent, instance=self.instance_id, level=level, message=line)
@@ -216,7 +250,7 @@ class CallContext:
         end = time.monotonic() + budget
         while True:
             left = end - time.monotonic()
-            if left <= 0 or self.cancelled.is_set():
+            if left <= 0 or self.should_stop():
                 future.cancel()
                 raise HostTimeout(
                     "cancelled" if self.cancelled.is_set() else f"after {budget * 1000:.0f} ms"

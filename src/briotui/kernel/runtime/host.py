@@ -25,7 +25,7 @@ import wasmtime
 from wasmtime import component as wc
 
 from briotui.kernel.agents import WIT_PACKAGE, WIT_VERSION, AgentSpec, world_imports
-from briotui.kernel.caps.model import Capability, CapabilityRequest
+from briotui.kernel.caps.model import Capability, CapabilityRequest, Delegator
 from briotui.kernel.errors import (
     AgentCancelled,
     BrioError,
@@ -216,7 +216,9 @@ def check_capability(
             session_id=ctx.bindings.session_id,
             reason=reason,
             scope=ctx.bindings.scope,
-        )
+            ceiling=ctx.bindings.ceiling,
+        ),
+        should_stop=ctx.should_stop,
     )
     if verdict.allowed:
         return None
@@ -347,6 +349,7 @@ def _request(
         task_id=ctx.bindings.task_id,
         session_id=ctx.bindings.session_id,
         reason=reason,
+        ceiling=ctx.bindings.ceiling,
     )
 
 
@@ -373,6 +376,7 @@ def shell_run(ctx: CallContext, command: dict[str, Any]) -> Any:
         verdict = caps.confirm(
             replace(_request(ctx, "shell", line, command["reason"]), unsandboxed=True),
             refusal=f"no OS sandbox here and nobody was asked (--approve never). {INSTALL_HINT}",
+            should_stop=ctx.should_stop,
         )
         if not verdict.allowed:
             return _error(
@@ -453,7 +457,7 @@ def sql_execute(ctx: CallContext, statement: str, params: list[Case]) -> Any:
     if not isinstance(conn, AgentSql):
         return conn
     try:
-        rows = conn.execute(statement, [_sql_value(p) for p in params])
+        rows = conn.execute(statement, [_sql_value(p) for p in params], should_stop=ctx.should_stop)
     except BrioError as exc:
         return _error(_wit_kind(exc), exc.message)
     return Ok(
@@ -593,9 +597,18 @@ def _subtask_dict(task: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _child_ceiling(ctx: CallContext) -> tuple[Delegator, ...]:
+    """The agents a subtask of the caller answers to: the caller's own, then the caller."""
+    b = ctx.bindings
+    return (*b.ceiling, Delegator(ctx.agent, b.task_id, b.session_id))
+
+
 def tasks_spawn(ctx: CallContext, task: dict[str, Any]) -> Any:
     parent = ctx.bindings.task_id
-    return _tasks_call(ctx, lambda h: h.spawn(parent, ctx.agent, _subtask_dict(task)))
+    return _tasks_call(
+        ctx,
+        lambda h: h.spawn(parent, ctx.agent, _subtask_dict(task), ceiling=_child_ceiling(ctx)),
+    )
 
 
 def tasks_await(ctx: CallContext, ids: list[str], timeout_ms: int) -> Any:
@@ -615,7 +628,9 @@ def tasks_run_subtask(ctx: CallContext, task: dict[str, Any]) -> Any:
     parent = ctx.bindings.task_id
 
     async def run(host: TaskHost) -> dict[str, Any]:
-        sub_id = await host.spawn(parent, ctx.agent, _subtask_dict(task))
+        sub_id = await host.spawn(
+            parent, ctx.agent, _subtask_dict(task), ceiling=_child_ceiling(ctx)
+        )
         [result] = await host.wait([sub_id], ctx.remaining_seconds())
         return result
 
@@ -675,17 +690,24 @@ def _wrap(iface: str, name: str, impl: HostImpl, shape: FuncShape) -> Callable[.
     lower = shape.result
     label = f"{iface}.{name}"
 
+    def stop_if_cancelled(ctx: CallContext) -> None:
+        # An abandoned run's thread coming back (from a WASI sleep, say) stops here
+        # too: nothing it asks for after its run was given up on is done.
+        if ctx.cancelled.is_set():  # stop now, not at the guest's next epoch check
+            if ctx.fatal is None:
+                ctx.fatal = AgentCancelled(
+                    f"{ctx.agent!r} was stopped: its task was cancelled.", agent=ctx.agent
+                )
+            raise wasmtime.WasmtimeError("brio: cancelled")
+
     def host_function(_store: Any, *args: Any) -> Any:
         ctx = ctxmod.current()
         started = time.perf_counter()
         ctx.host_calls += 1
         try:
+            stop_if_cancelled(ctx)
             result = impl(ctx, *[conv(arg) for conv, arg in zip(params, args, strict=True)])
-            if ctx.cancelled.is_set():  # stop now, not at the guest's next epoch check
-                ctx.fatal = AgentCancelled(
-                    f"{ctx.agent!r} was stopped: its task was cancelled.", agent=ctx.agent
-                )
-                raise wasmtime.WasmtimeError("brio: cancelled")
+            stop_if_cancelled(ctx)
             return None if lower is None else lower(result)
         except wasmtime.WasmtimeError:
             raise

@@ -7,11 +7,21 @@ pool serves the next), so no state leaks between tasks; after a trap it is dead.
 
 Lifecycle: Unloaded -> Loaded -> Ready -> Running -> Stopped, or -> Failed on a trap;
 Draining while a cancel is in progress. Every change is published as an event.
+
+The deadline and a cancel stop a guest running wasm code through epoch interruption
+(:mod:`.deadline`). A guest blocked outside wasm code — in a WASI sleep or poll, which
+wasmtime serves in Rust where epochs cannot reach, or in a host call that waits — is
+stopped by a watchdog on the event loop instead: :data:`ABANDON_GRACE_S` after the
+deadline (or the cancel) the run fails with the same typed error and the instance is
+*abandoned*. Its thread is left to come back on its own; the context is marked so that
+every host call it then makes traps at once and its output is dropped, so nothing it
+does later reaches the kernel, and it releases what it holds when it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import queue
@@ -24,7 +34,7 @@ from typing import Any
 import wasmtime
 from wasmtime import component as wc
 
-from briotui.kernel.agents import AgentSpec
+from briotui.kernel.agents import AgentSpec, user_config_file
 from briotui.kernel.errors import (
     AgentBusy,
     AgentCancelled,
@@ -47,6 +57,19 @@ from briotui.kernel.runtime.host import AGENT_EXPORT
 from briotui.kernel.runtime.values import Err, FuncShape, Ok
 
 _ids = itertools.count(1)
+
+ABANDON_GRACE_S = 0.025
+"""How long past its deadline (or its cancel) a run gets to stop by itself before the
+watchdog gives up on it. A guest running wasm code traps within a few epoch ticks."""
+
+_abandoned_lock = threading.Lock()
+_abandoned: set[str] = set()
+
+
+def abandoned_instances() -> list[str]:
+    """Ids of abandoned instances whose threads have not come back yet (diagnostics)."""
+    with _abandoned_lock:
+        return sorted(_abandoned)
 
 
 @dataclass(frozen=True)
@@ -143,6 +166,7 @@ class AgentInstance:
         self._run: wc.Func | None = None
         self._guard: DeadlineGuard | None = None
         self._reservations: tuple[tuple[int, int], ...] = ()
+        self._stop_signal: asyncio.Future[None] = loop.create_future()
         self._set_state(AgentState.LOADED)
 
     @property
@@ -167,6 +191,8 @@ class AgentInstance:
         self._store = None
         self._run = None
         memory.release(self._reservations)
+        with _abandoned_lock:
+            _abandoned.discard(self.id)
 
     def _submit(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = self._loop.create_future()
@@ -179,13 +205,17 @@ class AgentInstance:
             else:
                 future.set_exception(value)
 
+        def deliver(ok: bool, value: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone (a late thread)
+                self._loop.call_soon_threadsafe(settle, ok, value)
+
         def job() -> None:
             try:
                 result = fn()
             except BaseException as exc:  # delivered to the awaiting coroutine
-                self._loop.call_soon_threadsafe(settle, False, exc)
+                deliver(False, exc)
             else:
-                self._loop.call_soon_threadsafe(settle, True, result)
+                deliver(True, result)
 
         self._jobs.put(job)
         return future
@@ -254,10 +284,13 @@ class AgentInstance:
         if self.state is not AgentState.READY:
             await self.start()
         self._set_state(AgentState.RUNNING, task.goal[:80])
+        deadline_at = time.monotonic() + self.loaded.spec.limits.deadline_ms / 1000
+        started = time.perf_counter()
+        future: asyncio.Future[RunOutcome] = self._submit(
+            lambda: self._execute(task, bindings or RunBindings(task_id=task.id), deadline_at)
+        )
         try:
-            outcome: RunOutcome = await self._submit(
-                lambda: self._execute(task, bindings or RunBindings(task_id=task.id))
-            )
+            outcome = await self._watch(future, deadline_at, started)
         except RunFailed as failure:
             self._set_state(AgentState.FAILED, failure.error.title)
             raise
@@ -266,11 +299,79 @@ class AgentInstance:
         self._set_state(AgentState.STOPPED, "done")
         return outcome
 
+    async def _watch(
+        self, future: asyncio.Future[RunOutcome], deadline_at: float, started: float
+    ) -> RunOutcome:
+        """Wait for the run; give up on it shortly after its deadline or a cancel."""
+        stop_at: float | None = None
+        while not future.done():
+            now = time.monotonic()
+            if stop_at is None and (self.ctx.cancelled.is_set() or now >= deadline_at):
+                stop_at = now + ABANDON_GRACE_S
+                self._unblock()
+            limit = stop_at if stop_at is not None else deadline_at
+            if now >= limit:
+                raise self._abandon(future, started)
+            waits: set[asyncio.Future[Any]] = {future}
+            if stop_at is None:
+                waits.add(self._stop_signal)
+            await asyncio.wait(waits, timeout=limit - now, return_when=asyncio.FIRST_COMPLETED)
+        return future.result()
+
+    def _unblock(self) -> None:
+        """Wake what the instance's thread may be waiting on in the kernel."""
+        mesh, endpoint = self.ctx.bindings.mesh, self.ctx.endpoint
+        if mesh is not None and endpoint is not None:
+            mesh.unregister(self.id)  # a parked receive wakes with "closed"
+
+    def _abandon(self, future: asyncio.Future[RunOutcome], started: float) -> RunFailed:
+        """Give up on a run whose thread is blocked outside wasm code."""
+        ctx = self.ctx
+        cancelled = ctx.cancelled.is_set()
+        ctx.abandoned = True
+        ctx.cancelled.set()
+        future.cancel()  # whatever the thread delivers later is dropped
+        with _abandoned_lock:
+            _abandoned.add(self.id)
+        limits = self.loaded.spec.limits
+        usage = RunUsage(
+            wall_ms=(time.perf_counter() - started) * 1000,
+            host_calls=ctx.host_calls,
+            host_ms=ctx.host_seconds * 1000,
+            tokens=ctx.usage,
+        )
+        error: AgentError
+        if ctx.fatal is not None and not isinstance(ctx.fatal, AgentCancelled):
+            error = ctx.fatal
+        elif cancelled:
+            error = AgentCancelled(
+                f"{self.agent!r} was stopped: its task was cancelled (it was blocked in a "
+                "system call and was abandoned).",
+                agent=self.agent,
+            )
+        else:
+            error = AgentTimeout(
+                f"{self.agent!r} ran past its {limits.deadline_ms} ms deadline and was "
+                "stopped (it was blocked in a system call, e.g. a sleep, and was abandoned). "
+                f"{self._raise_hint('deadline_ms')}",
+                agent=self.agent,
+                stderr_tail=ctx.log.tail(),
+            )
+        return RunFailed(error, usage)
+
     def cancel(self) -> None:
         """Stop the run in progress (within a few epoch ticks); safe from any thread."""
         if self.state is AgentState.RUNNING:
             self._set_state(AgentState.DRAINING, "cancel requested")
         self.ctx.cancelled.set()
+        signal = self._stop_signal
+
+        def wake() -> None:
+            if not signal.done():
+                signal.set_result(None)
+
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody watches
+            self._loop.call_soon_threadsafe(wake)
 
     def discard(self) -> None:
         """Release an instance that will not run (e.g. when a pool shuts down)."""
@@ -293,14 +394,14 @@ class AgentInstance:
             tokens=self.ctx.usage,
         )
 
-    def _execute(self, task: AgentTask, bindings: RunBindings) -> RunOutcome:
+    def _execute(self, task: AgentTask, bindings: RunBindings, deadline_at: float) -> RunOutcome:
         store, func, guard = self._store, self._run, self._guard
         assert store is not None
         assert func is not None
         assert guard is not None
         limits = self.loaded.spec.limits
         ctx = self.ctx
-        ctx.begin(bindings)
+        ctx.begin(bindings, deadline_at)
         started = time.perf_counter()
         store.set_fuel(limits.fuel)  # instantiation used some; the run starts full
         size = len(task.goal) + sum(len(k) + len(v) for k, v in task.context)
@@ -308,7 +409,7 @@ class AgentInstance:
             raise RunFailed(
                 MessageTooLarge(
                     f"The task for {self.agent!r} is {size} bytes; the limit is "
-                    f"{limits.max_message_bytes} (max_message_bytes in agent.toml).",
+                    f"{limits.max_message_bytes}. {self._raise_hint('max_message_bytes')}",
                     agent=self.agent,
                 ),
                 self._usage(started),
@@ -341,7 +442,7 @@ class AgentInstance:
             raise RunFailed(
                 MessageTooLarge(
                     f"{self.agent!r} returned {len(summary) + len(data)} bytes; the limit is "
-                    f"{limits.max_message_bytes} (max_message_bytes in agent.toml).",
+                    f"{limits.max_message_bytes}. {self._raise_hint('max_message_bytes')}",
                     agent=self.agent,
                 ),
                 usage,
@@ -353,6 +454,13 @@ class AgentInstance:
             usage=usage,
             models=tuple(ctx.models),
             log_tail=ctx.log.tail(),
+        )
+
+    def _raise_hint(self, limit: str) -> str:
+        """Where the user raises ``limit`` for this agent (never its own manifest)."""
+        return (
+            f"If the work needs more, raise {limit} under [agents.{self.agent}] in "
+            f"{user_config_file()}."
         )
 
     def _classify(self, exc: wasmtime.WasmtimeError, reason: str | None) -> AgentError:
@@ -370,14 +478,14 @@ class AgentInstance:
         if reason == "deadline":
             return AgentTimeout(
                 f"{self.agent!r} ran past its {limits.deadline_ms} ms deadline and was "
-                "stopped. Raise deadline_ms in its agent.toml if the work needs longer.",
+                f"stopped. {self._raise_hint('deadline_ms')}",
                 agent=self.agent,
                 stderr_tail=tail,
             )
         if "all fuel consumed" in text:
             return FuelExhausted(
                 f"{self.agent!r} used all of its {limits.fuel:,} fuel and was stopped. "
-                "Raise fuel in its agent.toml if the work needs more.",
+                f"{self._raise_hint('fuel')}",
                 agent=self.agent,
                 stderr_tail=tail,
             )
@@ -385,7 +493,7 @@ class AgentInstance:
         if "MemoryError" in tail or resident >= 0.8 * limits.memory_bytes:
             return MemoryLimit(
                 f"{self.agent!r} tried to use more than its {limits.memory_bytes // (1 << 20)} MiB "
-                "of memory and was stopped. Raise memory_bytes in its agent.toml if needed.",
+                f"of memory and was stopped. {self._raise_hint('memory_bytes')}",
                 agent=self.agent,
                 stderr_tail=tail,
             )
