@@ -630,6 +630,14 @@ class CommandTimeout(CommandFailed):
         self.stderr = stderr
 
 
+class CommandStopped(CommandTimeout):
+    """The command's agent run was stopped (cancelled, or past its deadline); the command
+    and all its child processes were killed and none of its file changes were kept."""
+
+    kind = "command-stopped"
+    default_title = "Command stopped"
+
+
 # --- Kernel state tree (briotui.kernel.state) -------------------------------------------
 #
 #   BrioError

@@ -61,7 +61,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
@@ -70,6 +70,7 @@ from briotui.kernel.errors import (
     CommandFailed,
     CommandNotFound,
     CommandRefused,
+    CommandStopped,
     CommandTimeout,
     ConfigError,
     PathRefused,
@@ -852,6 +853,7 @@ def run_command(
     path: str | None = None,
     extra_env: Mapping[str, str] | None = None,
     readonly: Sequence[Path] = (),
+    should_stop: Callable[[], bool] | None = None,
 ) -> CommandOutput:
     """Run ``argv`` (never through a shell) and collect its output.
 
@@ -882,6 +884,9 @@ def run_command(
         extra_env: More variables for the command (scrubbed, see :func:`scrubbed_env`).
         readonly: More directories the command may read (e.g. the project's
             ``.venv``); the interpreter of a virtualenv among them is added too.
+        should_stop: Polled about every 100 ms; once it says True the command and
+            all its descendants are killed as at a timeout (a cancelled agent's command
+            does not run on).
 
     Returns:
         Exit code, bounded stdout and stderr, whether they were cut, and duration.
@@ -892,6 +897,7 @@ def run_command(
         CommandNotFound: The program is not on the kernel's PATH.
         CommandFailed: It could not start, or ``sandbox=True`` without bubblewrap.
         CommandTimeout: It ran past ``timeout_s`` (carries the output so far).
+        CommandStopped: ``should_stop`` said so first (a CommandTimeout too).
     """
     if isinstance(argv, (str, bytes)) or not argv or not all(isinstance(a, str) for a in argv):
         raise CommandRefused("Give the command as a list: program, then arguments.", argv=[])
@@ -956,7 +962,7 @@ def run_command(
                 exe,
                 *argv[1:],
             ]
-        return _run(full, cwd, env, timeout_s, max_output_bytes, use_sandbox)
+        return _run(full, cwd, env, timeout_s, max_output_bytes, use_sandbox, should_stop)
     finally:
         shutil.rmtree(private, ignore_errors=True)
 
@@ -990,6 +996,7 @@ def _run(
     timeout_s: float,
     max_output_bytes: int,
     sandboxed: bool,
+    should_stop: Callable[[], bool] | None = None,
 ) -> CommandOutput:
     start = time.monotonic()
     deadline = start + timeout_s
@@ -1014,7 +1021,7 @@ def _run(
         proc.stderr.fileno(): _Capture(max_output_bytes),
     }
     out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
-    timed_out = False
+    timed_out = stopped = False
     with selectors.DefaultSelector() as sel:
         sel.register(out_fd, selectors.EVENT_READ)
         sel.register(err_fd, selectors.EVENT_READ)
@@ -1022,6 +1029,9 @@ def _run(
             now = time.monotonic()
             if now >= deadline:
                 timed_out = True
+                break
+            if should_stop is not None and should_stop():
+                timed_out = stopped = True
                 break
             if proc.poll() is not None:
                 # The program is done; whatever it left behind in its group goes too,
@@ -1051,6 +1061,13 @@ def _run(
     proc.stderr.close()
     duration_ms = int((time.monotonic() - start) * 1000)
     out, err = captures[out_fd], captures[err_fd]
+    if stopped:
+        raise CommandStopped(
+            "The command was stopped with its agent's run (cancelled or out of time) and "
+            "killed with all its child processes; none of its file changes were kept.",
+            stdout=out.text(),
+            stderr=err.text(),
+        )
     if timed_out:
         raise CommandTimeout(
             f"The command ran past its {timeout_s:g} s limit and was killed with all its "
@@ -1115,6 +1132,7 @@ def run_in_session(
     path: str | None = None,
     materialized: Materialized | None = None,
     readonly: Sequence[Path] = (),
+    should_stop: Callable[[], bool] | None = None,
 ) -> SessionRun:
     """Run ``argv`` over a session's files and bring its file changes into the session.
 
@@ -1145,6 +1163,7 @@ def run_in_session(
             and ``workdir`` (sync is then incremental and the directory is kept); if
             None, a new one is made and ``workdir`` is removed afterwards.
         readonly: See :func:`run_command`.
+        should_stop: See :func:`run_command`.
 
     Returns:
         The output and the changed session paths.
@@ -1175,6 +1194,7 @@ def run_in_session(
             sandbox=sandbox,
             path=path,
             readonly=readonly,
+            should_stop=should_stop,
         )
         _drop_new_caches(mat.dest, set(kept_caches))
         changed = []

@@ -15,7 +15,7 @@ from __future__ import annotations
 import secrets
 import threading
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,7 @@ class ShellService:
         cwd: str,
         timeout_s: float,
         confirmed: bool = False,
+        should_stop: Callable[[], bool] | None = None,
     ) -> SessionRun:
         """Run ``argv`` over ``session``; its file changes come back into the session.
 
@@ -112,6 +113,8 @@ class ShellService:
             timeout_s: Wall-clock limit.
             confirmed: The user said yes to running it without a sandbox (needed when
                 :meth:`needs_confirmation`).
+            should_stop: Whether the agent's run was stopped; the command is then
+                killed and its changes dropped (CommandStopped).
 
         Raises:
             CommandRefused: No OS sandbox here and the user's setting refuses it
@@ -148,6 +151,7 @@ class ShellService:
                 sandbox=self.status.sandboxed,
                 materialized=materialized,  # kept: the next run syncs only what changed
                 readonly=self._readonly(),
+                should_stop=should_stop,
             )
         except CommandTimeout:
             with self._lock:

@@ -390,7 +390,12 @@ def shell_run(ctx: CallContext, command: dict[str, Any]) -> Any:
     timeout_s = min(limit_s, asked / 1000) if asked else limit_s
     try:
         run = service.run(
-            session, argv, cwd=command["cwd"], timeout_s=timeout_s, confirmed=confirmed
+            session,
+            argv,
+            cwd=command["cwd"],
+            timeout_s=timeout_s,
+            confirmed=confirmed,
+            should_stop=ctx.should_stop,
         )
     except BrioError as exc:
         return _error(_wit_kind(exc), exc.message)
