@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 import uuid
 from pathlib import Path
 
@@ -67,8 +66,9 @@ async def test_cancel_kills_the_agents_running_command(kernel: Kernel) -> None:
     with pytest.raises(RunFailed) as caught:
         await asyncio.wait_for(run, 30)
     assert isinstance(caught.value.error, AgentCancelled), caught.value.error
-    deadline = time.monotonic() + 5
-    while _alive_with(token) and time.monotonic() < deadline:
+    for _ in range(100):  # killed at once, not at its own timeout
+        if not _alive_with(token):
+            break
         await asyncio.sleep(0.05)
     assert not _alive_with(token), "the cancelled agent's command is still running"
     await asyncio.sleep(0.5)  # nothing comes back into the session later
