@@ -21,6 +21,7 @@ from briotui.kernel.llm.types import Provider
 from briotui.kernel.runtime.context import RunBindings
 from briotui.kernel.runtime.events import Event, LogLine
 from briotui.kernel.runtime.instance import RunFailed, RunOutcome, outcome_json
+from briotui.kernel.settings import Settings, load_settings
 from briotui.kernel.state import StatePatch
 from briotui.kernel.supervisor import TaskResult
 from briotui.kernel.text import sanitize
@@ -68,8 +69,12 @@ def register(sub: Any) -> None:
     run.set_defaults(handler=handle)
 
 
-def parse_provider(spec: str | None, project: str = ".") -> Provider:
+def parse_provider(spec: str | None, project: str | Settings = ".") -> Provider:
     """The provider named by ``--provider``: scripted, one configured target, or the chain.
+
+    Args:
+        spec: The ``--provider`` value, or None for the configured chain.
+        project: The project directory, or its loaded settings.
 
     Raises:
         ConfigError: the spec is not understood, or the config is wrong.
@@ -95,17 +100,32 @@ def parse_provider(spec: str | None, project: str = ".") -> Provider:
     return build_router(replace(config, fallback=(Target(name, model),), roles={}))
 
 
+def untrusted_notice(settings: Settings) -> str:
+    """What to tell the user about project settings ignored until trusted ("" if none)."""
+    if not settings.ignored:
+        return ""
+    lines = "\n".join(f"  - {sanitize(line)}" for line in settings.ignored)
+    return (
+        "note: this project's .brio/config.toml asks for settings that are ignored until you "
+        f"trust the project:\n{lines}\nRun `briotui trust` to review and trust them."
+    )
+
+
 def handle(args: argparse.Namespace) -> int:
     """Handle ``run``."""
-    provider = parse_provider(args.provider, args.project)
+    settings = load_settings(args.project)
+    notice = untrusted_notice(settings)
+    if notice and not args.json:
+        print(notice, file=sys.stderr)
+    provider = parse_provider(args.provider, settings)
     if not args.agent:
-        return asyncio.run(_pipeline(args, provider))
-    return asyncio.run(_run(args, provider))
+        return asyncio.run(_pipeline(args, provider, settings))
+    return asyncio.run(_run(args, provider, settings))
 
 
-async def _pipeline(args: argparse.Namespace, provider: Provider) -> int:
+async def _pipeline(args: argparse.Namespace, provider: Provider, settings: Settings) -> int:
     """The whole pipeline: progress lines on stderr, then the session and its review."""
-    kernel = Kernel(args.project)
+    kernel = Kernel(args.project, config=settings)
     kernel.set_approvals(args.approve, terminal_prompt if args.approve == "ask" else None)
     if not args.json:
         kernel.state.subscribe(_progress_printer(kernel))
@@ -119,6 +139,7 @@ async def _pipeline(args: argparse.Namespace, provider: Provider) -> int:
                     **result.to_dict(),
                     "session": _session_json(session),
                     "tasks": kernel.state.get(["tasks"]),
+                    "untrusted_settings": settings.ignored,
                 }
             )
         else:
@@ -175,8 +196,8 @@ def _print_pipeline(result: TaskResult, session: Session) -> None:
     print(_session_line(session))
 
 
-async def _run(args: argparse.Namespace, provider: Provider) -> int:
-    kernel = Kernel(args.project)
+async def _run(args: argparse.Namespace, provider: Provider, settings: Settings) -> int:
+    kernel = Kernel(args.project, config=settings)
     kernel.set_approvals(args.approve, terminal_prompt if args.approve == "ask" else None)
     if args.verbose and not args.json:
 
@@ -195,9 +216,9 @@ async def _run(args: argparse.Namespace, provider: Provider) -> int:
                 on_build=None if args.json else BuildProgress(),
             )
         except RunFailed as failure:
-            _report_failure(args, failure, session)
+            _report_failure(args, failure, session, settings)
             return 1
-        _report(args, outcome, session)
+        _report(args, outcome, session, settings)
         return 0
     finally:
         await kernel.close()
@@ -206,7 +227,9 @@ async def _run(args: argparse.Namespace, provider: Provider) -> int:
             await close()
 
 
-def _report_failure(args: argparse.Namespace, failure: RunFailed, session: Session) -> None:
+def _report_failure(
+    args: argparse.Namespace, failure: RunFailed, session: Session, settings: Settings
+) -> None:
     if args.json:
         print_json(
             {
@@ -215,6 +238,7 @@ def _report_failure(args: argparse.Namespace, failure: RunFailed, session: Sessi
                 "error": failure.error.to_dict(),
                 "usage": failure.usage.to_dict(),
                 "session": _session_json(session),
+                "untrusted_settings": settings.ignored,
             }
         )
         return
@@ -222,9 +246,17 @@ def _report_failure(args: argparse.Namespace, failure: RunFailed, session: Sessi
     print(_session_line(session), file=sys.stderr)
 
 
-def _report(args: argparse.Namespace, outcome: RunOutcome, session: Session) -> None:
+def _report(
+    args: argparse.Namespace, outcome: RunOutcome, session: Session, settings: Settings
+) -> None:
     if args.json:
-        print_json({**outcome_json(outcome), "session": _session_json(session)})
+        print_json(
+            {
+                **outcome_json(outcome),
+                "session": _session_json(session),
+                "untrusted_settings": settings.ignored,
+            }
+        )
         return
     print(sanitize(outcome.summary))
     print(_session_line(session), file=sys.stderr)

@@ -17,7 +17,7 @@ from briotui.kernel.agents import AgentSpec, Discovery, discover
 from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.checker import Capabilities, PromptFn
 from briotui.kernel.caps.model import ApproveMode
-from briotui.kernel.caps.profiles import load_profiles
+from briotui.kernel.caps.profiles import profiles_from_settings
 from briotui.kernel.errors import AgentCancelled, AgentNotFound, BrioError, TaskNotFound
 from briotui.kernel.llm.types import Provider
 from briotui.kernel.mesh import Mesh
@@ -37,6 +37,7 @@ from briotui.kernel.runtime.instance import (
     RunUsage,
 )
 from briotui.kernel.runtime.pool import AgentPool
+from briotui.kernel.settings import Settings, load_settings
 from briotui.kernel.state import StateTree, TaskStatus
 from briotui.kernel.supervisor import Supervisor, TaskResult, pipeline_concurrency
 from briotui.kernel.tools import ShellService, SqlService
@@ -50,6 +51,7 @@ class Kernel:
         project: The project directory.
         cache: The build cache (default: the user's cache dir, or $BRIOTUI_CACHE_DIR).
         loop: The event loop the kernel serves (default: the running loop).
+        config: The configuration, already loaded (default: read on first use).
     """
 
     def __init__(
@@ -58,8 +60,10 @@ class Kernel:
         *,
         cache: BuildCache | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        config: Settings | None = None,
     ) -> None:
         self.paths = ProjectPaths.at(project)
+        self._config = config
         self.loop = loop or asyncio.get_event_loop()
         self.events = EventBus(self.loop)
         self.settings = EngineSettings()
@@ -88,12 +92,38 @@ class Kernel:
         self._cancelled: set[str] = set()
         self.events.subscribe(self._on_event)
 
+    # -- configuration -----------------------------------------------------------------
+
+    @property
+    def config(self) -> Settings:
+        """The user's and the project's settings, read once (the trust gate applied).
+
+        Raises:
+            ConfigFileError: a config file cannot be read or is not valid TOML.
+        """
+        if self._config is None:
+            self._config = load_settings(self.paths)
+        return self._config
+
+    def reload_config(self, config: Settings | None = None) -> Settings:
+        """Use ``config`` (or read the files again), e.g. after the user trusted the project.
+
+        The shell policy, the agents' grants and the agents found follow the new settings.
+        """
+        self._config = config or load_settings(self.paths)
+        self._shell = None
+        self._discovery = None
+        if self._capabilities is not None:
+            self._capabilities.profiles = profiles_from_settings(self._config)
+        return self._config
+
     # -- agents ----------------------------------------------------------------------
 
     def discovery(self, *, refresh: bool = False) -> Discovery:
-        """The agents of this project (built-ins and ``.brio/agents``)."""
+        """The agents of this project: built-ins, and ``.brio/agents`` once trusted."""
         if self._discovery is None or refresh:
-            self._discovery = discover(self.paths)
+            trusted = self.config.user_agents_allowed()
+            self._discovery = discover(self.paths if trusted else None)
         return self._discovery
 
     def agent(self, name: str) -> AgentSpec:
@@ -163,7 +193,7 @@ class Kernel:
             ConfigError: ``[shell]`` in ``.brio/config.toml`` is invalid.
         """
         if self._shell is None:
-            self._shell = ShellService(self.paths)
+            self._shell = ShellService(self.paths, shell=self.config.shell())
         return self._shell
 
     def sql(self) -> SqlService:
@@ -366,7 +396,7 @@ class Kernel:
             self._capabilities = Capabilities(
                 self.sessions().store,
                 self._audit,
-                load_profiles(self.paths.config_file),
+                profiles_from_settings(self.config),
                 mode=self.approve_mode,
                 prompt=self.prompt,
                 loop=self.loop,

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import secrets
 import threading
-import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from briotui.kernel.errors import CommandTimeout, ConfigError
+from briotui.kernel.errors import CommandTimeout
 from briotui.kernel.paths import ProjectPaths
 from briotui.kernel.shelltool import CommandPolicy, SessionRun, run_in_session
 from briotui.kernel.sqlpolicy import AgentSql
@@ -24,25 +22,25 @@ from briotui.kernel.vfs import Session
 from briotui.kernel.vfs.materialize import Materialized
 
 
-def _section(paths: ProjectPaths, name: str) -> dict[str, Any] | None:
-    if not paths.config_file.is_file():
-        return None
-    try:
-        data = tomllib.loads(paths.config_file.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{paths.config_file} is not valid TOML: {exc}") from None
-    section = data.get(name)
-    if section is not None and not isinstance(section, dict):
-        raise ConfigError(f"[{name}] in {paths.config_file} must be a table.")
-    return section
-
-
 class ShellService:
-    """Runs agents' allowed commands in their sessions."""
+    """Runs agents' allowed commands in their sessions.
 
-    def __init__(self, paths: ProjectPaths, *, max_output_bytes: int = 256 * 1024) -> None:
+    Args:
+        paths: The project's paths.
+        shell: The ``[shell]`` table (see :meth:`briotui.kernel.settings.Settings.shell`,
+            which applies the trust gate), or None for the defaults.
+        max_output_bytes: Upper bound on a command's captured output.
+    """
+
+    def __init__(
+        self,
+        paths: ProjectPaths,
+        *,
+        shell: Mapping[str, object] | None = None,
+        max_output_bytes: int = 256 * 1024,
+    ) -> None:
         self.paths = paths
-        self.policy = CommandPolicy.from_config(_section(paths, "shell"))
+        self.policy = CommandPolicy.from_config(shell)
         self.max_output_bytes = max_output_bytes
         self._dirs: dict[str, Materialized] = {}
         self._lock = threading.Lock()
