@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.trust_helpers import trust_project
+
 pytestmark = pytest.mark.slow
 
 REPLY = "README.md\n```\n<<<<<<< SEARCH\n# demo\n=======\n# demo, edited\n>>>>>>> REPLACE\n```\n"
@@ -31,6 +33,7 @@ def restricted(project: Path, built_agents: list[str]) -> Path:
     (project / ".brio" / "config.toml").write_text(
         '[agents.coder]\nread = ["**"]\nwrite = ["src/**"]\n'
     )
+    trust_project(project)  # [agents.*] grants apply in a trusted project
     (project / "replies.json").write_text(json.dumps([REPLY, REPLY, REPLY, REPLY]))
     return project
 

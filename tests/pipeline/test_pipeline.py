@@ -13,6 +13,7 @@ import pytest
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
 from briotui.kernel.state import StatePatch
+from tests.trust_helpers import trust_project
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +34,7 @@ def repo(root: Path, files: dict[str, str]) -> Path:
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     subprocess.run([*run, "add", "calc.py", "text.py", "tests"], cwd=root, check=True)
     subprocess.run([*run, "commit", "-qm", "init"], cwd=root, check=True)
+    trust_project(root)  # its [tests] command applies only in a trusted project
     return root
 
 

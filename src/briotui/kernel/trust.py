@@ -262,6 +262,10 @@ def build_request(
                     )
                 )
         gated = gated_chains(llm, known_providers)
+        if raw_providers is not None:
+            # hashed whatever the user's config defines: the digest depends on the project
+            for where, targets in _all_chains(llm).items():
+                hashed[f"llm.{where}"] = targets
         for where, targets in sorted(gated.items()):
             hashed[f"llm.{where}"] = targets
             chains.append((where, tuple(str(_target_text(t)) for t in targets)))

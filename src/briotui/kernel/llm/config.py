@@ -333,10 +333,16 @@ def models_config(settings: Settings) -> ModelsConfig:
             continue
         user_level = config
         config = apply_toml(config, data, source, project=True)
-        refused = refused_keys(user_level, config, str(settings.user_file))
+        refused = refused_keys(user_level, config)
         if refused:
             name, reason = next(iter(refused.items()))
-            raise KeyNotSent(f"{source} [[llm.providers]] {name!r}: {reason}")
+            raise KeyNotSent(
+                f"{source} [[llm.providers]] {name!r}: {reason}. A project's config may not "
+                "send your keys to a URL it chooses, trusted or not. If you trust that "
+                f"server, declare the provider in your user config ({settings.user_file}) "
+                "with that base_url and api_key_env; for a server that needs no key, set "
+                'api_key_env = "" in the project.'
+            )
     return config
 
 
@@ -357,7 +363,7 @@ def project_key_refusals(settings: Settings) -> dict[str, str]:
         merged = apply_toml(user_level, {"llm": llm}, str(settings.project_file), project=True)
     except ConfigError as error:
         return {p.name: f"the config is invalid: {error.message}" for p in settings.request.providers}
-    return refused_keys(user_level, merged, str(settings.user_file))
+    return refused_keys(user_level, merged)
 
 
 def _endpoint(pc: ProviderConfig) -> str:
@@ -368,7 +374,7 @@ def _endpoint(pc: ProviderConfig) -> str:
     return url.strip().rstrip("/").lower()
 
 
-def refused_keys(user_level: ModelsConfig, merged: ModelsConfig, user_file: str) -> dict[str, str]:
+def refused_keys(user_level: ModelsConfig, merged: ModelsConfig) -> dict[str, str]:
     """Providers whose key the project's layer would send somewhere it may not.
 
     A key may go to its vendor's own URL, or to a URL the user's config (``user_level``:
@@ -377,7 +383,6 @@ def refused_keys(user_level: ModelsConfig, merged: ModelsConfig, user_file: str)
     Args:
         user_level: The config before the project's layer.
         merged: The config with the project's layer applied.
-        user_file: The user's config file, for the message.
 
     Returns:
         Provider name -> why its key is not sent (empty when all are fine).
@@ -394,10 +399,7 @@ def refused_keys(user_level: ModelsConfig, merged: ModelsConfig, user_file: str)
         if (pc.api_key_env, endpoint) in pairs:
             continue
         refused[name] = (
-            f"a project config may not send ${pc.api_key_env} to {pc.base_url or endpoint}. "
-            f"If you trust that server, declare the provider in your user config "
-            f"({user_file}) with that base_url and api_key_env; a server that needs no key "
-            'takes api_key_env = "" in the project.'
+            f"${pc.api_key_env} would go to {pc.base_url or endpoint}, a URL the project chose"
         )
     return refused
 

@@ -30,6 +30,7 @@ def describe(request: TrustRequest, refused: Mapping[str, str]) -> Text:
     for line in request.lines(refused):
         text.append("• ", style="bold")
         text.append(sanitize(line) + "\n")
+    text.rstrip()
     return text
 
 
