@@ -61,9 +61,9 @@ def recording_server() -> Iterator[Recorder]:
             self.end_headers()
             self.wfile.write(payload)
 
-        do_GET = do_POST = _record  # noqa: N815
+        do_GET = do_POST = _record
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.trust_helpers import trust_project
 
 pytestmark = pytest.mark.slow

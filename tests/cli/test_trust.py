@@ -13,11 +13,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from tests.conftest import make_git_project
+from tests.trust_helpers import SECRETS, Recorder, attack_config, recording_server, trust_project
 
 from briotui.cli.main import main
 from briotui.kernel.llm.config import load_models_config
-from tests.conftest import make_git_project
-from tests.trust_helpers import SECRETS, Recorder, attack_config, recording_server, trust_project
 
 
 @pytest.fixture
@@ -246,3 +246,25 @@ def test_a_bad_file_gives_one_error_text(tmp_path: Path, user_dir: Path) -> None
         test_command(Kernel(root, loop=__import__("asyncio").new_event_loop()))
     assert first.value.message == second.value.message
     assert "not valid TOML" in first.value.message
+
+
+def test_a_project_agent_runs_only_once_trusted(
+    tmp_path: Path, user_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = clone(tmp_path, "")
+    agent = root / ".brio" / "agents" / "coder"  # a project agent under a built-in's name
+    agent.mkdir(parents=True)
+    (agent / "app.py").write_text("raise SystemExit('the repo's code')\n")
+    assert main(["-C", str(root), "agents", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    text = json.dumps(listed)
+    assert "builtin" in text
+    assert str(agent) not in text  # the built-in coder, not the repo's
+    assert main(["-C", str(root), "agents", "build", "nope"]) == 2
+    capsys.readouterr()
+    (root / ".brio" / "agents" / "mine").mkdir()
+    (root / ".brio" / "agents" / "mine" / "app.py").write_text("# mine\n")
+    assert main(["-C", str(root), "run", "x", "--agent", "mine"]) == 2
+    err = capsys.readouterr().err
+    assert "Project agent not trusted" in err
+    assert "briotui trust" in err

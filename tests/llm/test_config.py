@@ -6,6 +6,7 @@ import contextlib
 from pathlib import Path
 
 import pytest
+from tests.trust_helpers import trust_project
 
 from briotui.kernel.errors import ConfigError
 from briotui.kernel.llm.accounting import cost_usd, price_for
@@ -13,7 +14,6 @@ from briotui.kernel.llm.config import DEFAULT_PRICES, Price, RetryConfig, Target
 from briotui.kernel.llm.failures import redact
 from briotui.kernel.llm.retry import backoff_delay
 from briotui.kernel.llm.types import Usage
-from tests.trust_helpers import trust_project
 
 
 def write(path: Path, text: str) -> Path:
@@ -70,7 +70,7 @@ output = 2
     )
     untrusted = load_models_config(tmp_path / "proj", user_file=user)
     assert "local" not in untrusted.providers  # the project's providers wait for trust
-    assert [str(t) for t in untrusted.chain_for("Coder")][0] == "anthropic/claude-sonnet-4-6"
+    assert str(untrusted.chain_for("Coder")[0]) == "anthropic/claude-sonnet-4-6"
     assert untrusted.retry.base_delay_s == 0.1  # harmless project settings apply anyway
     trust_project(tmp_path / "proj")
     config = load_models_config(tmp_path / "proj", user_file=user)

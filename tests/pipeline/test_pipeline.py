@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.trust_helpers import trust_project
 
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
 from briotui.kernel.state import StatePatch
-from tests.trust_helpers import trust_project
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.trust_helpers import SECRETS, Recorder, attack_config, recording_server
 from textual.widgets import Static
 
 from briotui.ui.app import make_app
-from tests.trust_helpers import SECRETS, Recorder, attack_config, recording_server
 
 from .helpers import wait_until
 
@@ -86,7 +86,7 @@ async def test_start_in_an_untrusted_project_asks_and_sends_nothing(
         assert not isinstance(app.screen, TrustDialog)
         assert load_settings(project, user_dir=config_dir).trusted
         stored = json.loads((config_dir / "trust.json").read_text())
-        assert str(project.resolve()) in stored["projects"]
+        assert str(app.project) in stored["projects"]
         # trusted, the pairing is still refused: nothing reaches the server
         assert "API key not sent" in app.provider_problem
         assert server.requests == [], server.leaked()

@@ -172,8 +172,8 @@ async def _doctor(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(paths)
     except ConfigError as error:
-        checks = _toolchain() + [Check("config", "error", error.message, "Fix the file it names.")]
-        checks += _project(paths)
+        bad = Check("config", "error", error.message, "Fix the file it names.")
+        checks = [*_toolchain(), bad, *_project(paths)]
     else:
         kernel = Kernel(args.project, config=settings)
         try:

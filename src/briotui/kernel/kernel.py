@@ -38,6 +38,7 @@ from briotui.kernel.runtime.instance import (
 )
 from briotui.kernel.runtime.pool import AgentPool
 from briotui.kernel.settings import Settings, load_settings
+from briotui.kernel.shelltool import CommandPolicy
 from briotui.kernel.state import StateTree, TaskStatus
 from briotui.kernel.supervisor import Supervisor, TaskResult, pipeline_concurrency
 from briotui.kernel.tools import ShellService, SqlService
@@ -111,7 +112,8 @@ class Kernel:
         The shell policy, the agents' grants and the agents found follow the new settings.
         """
         self._config = config or load_settings(self.paths)
-        self._shell = None
+        if self._shell is not None:  # keep its materialized work dirs; change the rules
+            self._shell.policy = CommandPolicy.from_config(self._config.shell())
         self._discovery = None
         if self._capabilities is not None:
             self._capabilities.profiles = profiles_from_settings(self._config)
@@ -128,7 +130,17 @@ class Kernel:
 
     def agent(self, name: str) -> AgentSpec:
         """The spec of agent ``name`` (raises AgentNotFound or its manifest's BuildError)."""
-        return self.discovery().get(name)
+        try:
+            return self.discovery().get(name)
+        except AgentNotFound:
+            if name in self.config.request.agents and not self.config.applies:
+                raise AgentNotFound(
+                    f"{name!r} is a project agent (.brio/agents/{name}); project agents run "
+                    "only once you trust the project. Run `briotui trust` to review what the "
+                    "project asks for and trust it.",
+                    title="Project agent not trusted",
+                ) from None
+            raise
 
     async def build_agents(
         self,
@@ -143,7 +155,7 @@ class Kernel:
             AgentNotFound: a name in ``names`` is unknown.
         """
         found = self.discovery(refresh=True)
-        specs = [found.get(n) for n in names] if names else list(found.agents.values())
+        specs = [self.agent(n) for n in names] if names else list(found.agents.values())
         results = await asyncio.to_thread(self.builder.build, specs, force=force, on_event=on_event)
         for result in results:
             if result.status == "built":

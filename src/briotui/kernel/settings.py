@@ -222,9 +222,7 @@ def load_settings(
     )
 
 
-def trust_project(
-    project: ProjectPaths | Path | str, *, user_dir: Path | None = None
-) -> Settings:
+def trust_project(project: ProjectPaths | Path | str, *, user_dir: Path | None = None) -> Settings:
     """Trust ``project`` with the settings its config asks for now.
 
     Returns:

@@ -89,8 +89,7 @@ def pipeline_concurrency(kernel: Kernel) -> int:
     value = table.get("concurrency", 2)
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 32:
         raise ConfigError(
-            f"[pipeline] concurrency in {path} must be a whole number from 1 to 32, "
-            f"not {value!r}."
+            f"[pipeline] concurrency in {path} must be a whole number from 1 to 32, not {value!r}."
         )
     return value
 

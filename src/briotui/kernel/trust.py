@@ -186,7 +186,9 @@ def gated_chains(llm: Mapping[str, Any], known: set[str]) -> dict[str, list[obje
     return {
         where: targets
         for where, targets in _all_chains(llm).items()
-        if any(_target_provider(t) not in known or _target_provider(t) in redefined for t in targets)
+        if any(
+            _target_provider(t) not in known or _target_provider(t) in redefined for t in targets
+        )
     }
 
 

@@ -138,7 +138,9 @@ class BrioApp(App[int]):
         self.build_phases: dict[str, str] = {}
         self.building = False
         self.ui_config = UiConfig()
-        self.settings = Settings(user_file=self.config_dir / "config.toml", user_dir=self.config_dir)
+        self.settings = Settings(
+            user_file=self.config_dir / "config.toml", user_dir=self.config_dir
+        )
         """The user's and the project's settings (the project's sensitive ones once trusted)."""
         self._config_errors: list[ConfigError] = []
         self._unsubscribe_events: Any = None

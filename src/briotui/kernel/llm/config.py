@@ -362,7 +362,9 @@ def project_key_refusals(settings: Settings) -> dict[str, str]:
         llm = settings.project.get("llm", {})
         merged = apply_toml(user_level, {"llm": llm}, str(settings.project_file), project=True)
     except ConfigError as error:
-        return {p.name: f"the config is invalid: {error.message}" for p in settings.request.providers}
+        return {
+            p.name: f"the config is invalid: {error.message}" for p in settings.request.providers
+        }
     return refused_keys(user_level, merged)
 
 
