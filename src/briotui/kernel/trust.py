@@ -209,7 +209,7 @@ def _agents_tree(directory: Path) -> tuple[list[str], str]:
     names = sorted(
         p.name
         for p in directory.iterdir()
-        if p.is_dir() and not p.is_symlink() and not p.name.startswith((".", "_"))
+        if p.is_dir() and not p.name.startswith((".", "_"))  # as agent discovery sees them
     )
     for root, dirs, files in os.walk(directory, followlinks=False):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
