@@ -8,8 +8,11 @@ suite reuses them; CI starts empty and builds them once.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,7 +20,11 @@ import pytest
 
 TEST_CACHE = Path(os.environ.get("BRIOTUI_TEST_CACHE", Path.home() / ".cache" / "briotui-test"))
 os.environ["BRIOTUI_CACHE_DIR"] = str(TEST_CACHE)
-os.environ.setdefault("BRIOTUI_CONFIG_DIR", str(TEST_CACHE / "config"))
+# A fresh user config dir per test session: trust decisions (trust.json) written by the
+# tests do not pile up across runs or leak between parallel runs.
+_CONFIG_DIR = tempfile.mkdtemp(prefix="briotui-test-config-")
+atexit.register(shutil.rmtree, _CONFIG_DIR, True)
+os.environ.setdefault("BRIOTUI_CONFIG_DIR", _CONFIG_DIR)
 
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = REPO / "tests" / "corpora"

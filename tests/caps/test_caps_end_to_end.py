@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.trust_helpers import trust_project
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +32,7 @@ def restricted(project: Path, built_agents: list[str]) -> Path:
     (project / ".brio" / "config.toml").write_text(
         '[agents.coder]\nread = ["**"]\nwrite = ["src/**"]\n'
     )
+    trust_project(project)  # [agents.*] grants apply in a trusted project
     (project / "replies.json").write_text(json.dumps([REPLY, REPLY, REPLY, REPLY]))
     return project
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
+from tests.trust_helpers import trust_project
 
 from briotui.kernel.errors import ConfigError
 from briotui.kernel.llm.accounting import cost_usd, price_for
@@ -66,6 +68,11 @@ input = 1.5
 output = 2
 """,
     )
+    untrusted = load_models_config(tmp_path / "proj", user_file=user)
+    assert "local" not in untrusted.providers  # the project's providers wait for trust
+    assert str(untrusted.chain_for("Coder")[0]) == "anthropic/claude-sonnet-4-6"
+    assert untrusted.retry.base_delay_s == 0.1  # harmless project settings apply anyway
+    trust_project(tmp_path / "proj")
     config = load_models_config(tmp_path / "proj", user_file=user)
     assert config.retry.max_attempts == 5
     assert config.retry.base_delay_s == 0.1
@@ -98,6 +105,8 @@ output = 2
 )
 def test_bad_settings_name_the_file_and_the_fix(tmp_path: Path, text: str, words: str) -> None:
     file = write(tmp_path / ".brio" / "config.toml", text)
+    with contextlib.suppress(ConfigError):
+        trust_project(tmp_path)
     with pytest.raises(ConfigError) as info:
         load_models_config(tmp_path, user_file=tmp_path / "none.toml")
     assert words in info.value.message

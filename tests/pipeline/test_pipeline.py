@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.trust_helpers import trust_project
 
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
@@ -33,6 +34,7 @@ def repo(root: Path, files: dict[str, str]) -> Path:
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     subprocess.run([*run, "add", "calc.py", "text.py", "tests"], cwd=root, check=True)
     subprocess.run([*run, "commit", "-qm", "init"], cwd=root, check=True)
+    trust_project(root)  # its [tests] command applies only in a trusted project
     return root
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.trust_helpers import trust_project
 
 from briotui.kernel.agents import discover
 from briotui.kernel.errors import BuildError, ComponentError, WitError
@@ -56,6 +57,7 @@ def write_agent(project: Path, name: str, files: dict[str, str | bytes]) -> Path
             path.write_bytes(content)
         else:
             path.write_text(content)
+    trust_project(project)  # .brio/agents/ runs only in a trusted project
     return directory
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.trust_helpers import trust_project
 
 from briotui.kernel.caps.model import CapabilityRequest
 from briotui.kernel.llm.scripted import ScriptedProvider
@@ -210,6 +211,7 @@ async def test_a_real_agent_waits_for_the_prompt(
     (project / ".brio" / "config.toml").write_text(
         '[agents.coder]\nread = ["**"]\nwrite = ["src/**"]\n'
     )
+    trust_project(project, config_dir)  # [agents.*] grants apply in a trusted project
     app = app_for(project, scripted(README_REPLY), config_dir)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.click("#request")

@@ -13,17 +13,14 @@ from typing import Any, Literal
 from briotui.cli.output import print_json, say, table
 from briotui.kernel.errors import ConfigError
 from briotui.kernel.kernel import Kernel
-from briotui.kernel.llm.config import load_models_config
+from briotui.kernel.llm.config import models_config
 from briotui.kernel.llm.health import check_providers
 from briotui.kernel.paths import ProjectPaths, cache_dir, user_config_dir
 from briotui.kernel.runtime.cache import componentize_py_version
 from briotui.kernel.runtime.engine import wasmtime_version
-from briotui.kernel.shelltool import (
-    INSTALL_HINT,
-    ShellSettings,
-    load_user_shell_settings,
-    sandbox_status,
-)
+from briotui.kernel.settings import Settings, load_settings
+from briotui.kernel.shelltool import INSTALL_HINT, ShellSettings, sandbox_status
+from briotui.kernel.text import sanitize
 
 Status = Literal["ok", "warn", "error"]
 
@@ -107,7 +104,7 @@ def _agents(kernel: Kernel) -> list[Check]:
     return checks
 
 
-def _project(paths: ProjectPaths) -> list[Check]:
+def _project(paths: ProjectPaths, shell: tuple[ShellSettings, str]) -> list[Check]:
     checks = []
     if (paths.root / ".git").exists():
         checks.append(Check("project", "ok", f"git repository at {paths.root}"))
@@ -121,11 +118,7 @@ def _project(paths: ProjectPaths) -> list[Check]:
                 "Run `git init` to enable commits.",
             )
         )
-    try:
-        settings = load_user_shell_settings()
-        problem = ""
-    except ConfigError as exc:
-        settings, problem = ShellSettings(), exc.message
+    settings, problem = shell
     status = sandbox_status(settings)
     if status.sandboxed:
         checks.append(Check("shell sandbox", "ok", status.detail))
@@ -156,12 +149,27 @@ def _project(paths: ProjectPaths) -> list[Check]:
     return checks
 
 
-async def _providers(paths: ProjectPaths) -> list[Check]:
+async def _providers(settings: Settings) -> list[Check]:
     try:
-        statuses = await check_providers(load_models_config(paths))
+        statuses = await check_providers(models_config(settings))
     except ConfigError as error:
         return [Check("models config", "error", error.message, "Fix the file it names.")]
     return [Check(f"provider {s.name}", s.severity, s.detail, s.fix) for s in statuses]
+
+
+def _trust(settings: Settings) -> Check:
+    if settings.request.empty:
+        return Check("project trust", "ok", "the project config asks for nothing that needs trust")
+    if settings.trusted:
+        asked = "; ".join(sanitize(line) for line in settings.request.lines())
+        return Check("project trust", "ok", "trusted: " + asked)
+    ignored = "; ".join(sanitize(line) for line in settings.ignored)
+    return Check(
+        "project trust",
+        "warn",
+        "not trusted, so these project settings are ignored: " + ignored,
+        "Run `briotui trust` to review and trust them.",
+    )
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -170,13 +178,30 @@ def handle(args: argparse.Namespace) -> int:
 
 
 async def _doctor(args: argparse.Namespace) -> int:
-    kernel = Kernel(args.project)
+    paths = ProjectPaths.at(args.project)
     try:
-        checks = (
-            _toolchain() + _agents(kernel) + await _providers(kernel.paths) + _project(kernel.paths)
-        )
-    finally:
-        await kernel.close()
+        settings = load_settings(paths)
+    except ConfigError as error:
+        bad = Check("config", "error", error.message, "Fix the file it names.")
+        checks = [*_toolchain(), bad, *_project(paths, (ShellSettings(), ""))]
+    else:
+        kernel = Kernel(args.project, config=settings)
+        try:
+            checks = (
+                _toolchain()
+                + _agents(kernel)
+                + [_trust(settings)]
+                + await _providers(settings)
+                + _project(
+                    kernel.paths,
+                    (
+                        kernel.shell_settings,
+                        (kernel.state.get(["sandbox"]) or {}).get("problem", ""),
+                    ),
+                )
+            )
+        finally:
+            await kernel.close()
     if args.json:
         print_json(
             {

@@ -20,6 +20,7 @@ from briotui.kernel.llm.types import Provider
 from briotui.kernel.runtime.context import RunBindings
 from briotui.kernel.runtime.events import Event, LogLine
 from briotui.kernel.runtime.instance import RunFailed, RunOutcome, outcome_json
+from briotui.kernel.settings import Settings, load_settings
 from briotui.kernel.state import StatePatch
 from briotui.kernel.supervisor import TaskResult
 from briotui.kernel.vfs import Session
@@ -66,8 +67,12 @@ def register(sub: Any) -> None:
     run.set_defaults(handler=handle)
 
 
-def parse_provider(spec: str | None, project: str = ".") -> Provider:
+def parse_provider(spec: str | None, project: str | Settings = ".") -> Provider:
     """The provider named by ``--provider``: scripted, one configured target, or the chain.
+
+    Args:
+        spec: The ``--provider`` value, or None for the configured chain.
+        project: The project directory, or its loaded settings.
 
     Raises:
         ConfigError: the spec is not understood, or the config is wrong.
@@ -93,17 +98,32 @@ def parse_provider(spec: str | None, project: str = ".") -> Provider:
     return build_router(replace(config, fallback=(Target(name, model),), roles={}))
 
 
+def untrusted_notice(settings: Settings) -> str:
+    """What to tell the user about project settings ignored until trusted ("" if none)."""
+    if not settings.ignored:
+        return ""
+    lines = "\n".join(f"  - {one_line(line)}" for line in settings.ignored)
+    return (
+        "note: this project's .brio/config.toml asks for settings that are ignored until you "
+        f"trust the project:\n{lines}\nRun `briotui trust` to review and trust them."
+    )
+
+
 def handle(args: argparse.Namespace) -> int:
     """Handle ``run``."""
-    provider = parse_provider(args.provider, args.project)
+    settings = load_settings(args.project)
+    notice = untrusted_notice(settings)
+    if notice and not args.json:
+        say(notice, err=True)
+    provider = parse_provider(args.provider, settings)
     if not args.agent:
-        return asyncio.run(_pipeline(args, provider))
-    return asyncio.run(_run(args, provider))
+        return asyncio.run(_pipeline(args, provider, settings))
+    return asyncio.run(_run(args, provider, settings))
 
 
-async def _pipeline(args: argparse.Namespace, provider: Provider) -> int:
+async def _pipeline(args: argparse.Namespace, provider: Provider, settings: Settings) -> int:
     """The whole pipeline: progress lines on stderr, then the session and its review."""
-    kernel = Kernel(args.project)
+    kernel = Kernel(args.project, config=settings)
     kernel.set_approvals(args.approve, terminal_prompt if args.approve == "ask" else None)
     if not args.json:
         _warn_unsandboxed(kernel)
@@ -119,6 +139,7 @@ async def _pipeline(args: argparse.Namespace, provider: Provider) -> int:
                     "session": _session_json(session),
                     "tasks": kernel.state.get(["tasks"]),
                     "sandbox": kernel.state.get(["sandbox"]),
+                    "untrusted_settings": settings.ignored,
                 }
             )
         else:
@@ -172,8 +193,8 @@ def _print_pipeline(result: TaskResult, session: Session) -> None:
     say(_session_line(session))
 
 
-async def _run(args: argparse.Namespace, provider: Provider) -> int:
-    kernel = Kernel(args.project)
+async def _run(args: argparse.Namespace, provider: Provider, settings: Settings) -> int:
+    kernel = Kernel(args.project, config=settings)
     kernel.set_approvals(args.approve, terminal_prompt if args.approve == "ask" else None)
     if not args.json:
         _warn_unsandboxed(kernel)
@@ -194,9 +215,9 @@ async def _run(args: argparse.Namespace, provider: Provider) -> int:
                 on_build=None if args.json else BuildProgress(),
             )
         except RunFailed as failure:
-            _report_failure(args, failure, session, kernel.state.get(["sandbox"]))
+            _report_failure(args, failure, session, _extra(kernel, settings))
             return 1
-        _report(args, outcome, session, kernel.state.get(["sandbox"]))
+        _report(args, outcome, session, _extra(kernel, settings))
         return 0
     finally:
         await kernel.close()
@@ -218,8 +239,13 @@ def _warn_unsandboxed(kernel: Kernel) -> None:
     say(f"⚠ Shell: UNSANDBOXED (no bubblewrap): {rule}.", err=True)
 
 
+def _extra(kernel: Kernel, settings: Settings) -> dict[str, Any]:
+    """What every ``--json`` result adds: the sandbox state and ignored settings."""
+    return {"sandbox": kernel.state.get(["sandbox"]), "untrusted_settings": settings.ignored}
+
+
 def _report_failure(
-    args: argparse.Namespace, failure: RunFailed, session: Session, sandbox: Any
+    args: argparse.Namespace, failure: RunFailed, session: Session, extra: dict[str, Any]
 ) -> None:
     if args.json:
         print_json(
@@ -229,7 +255,7 @@ def _report_failure(
                 "error": failure.error.to_dict(),
                 "usage": failure.usage.to_dict(),
                 "session": _session_json(session),
-                "sandbox": sandbox,
+                **extra,
             }
         )
         return
@@ -237,9 +263,11 @@ def _report_failure(
     say(_session_line(session), err=True)
 
 
-def _report(args: argparse.Namespace, outcome: RunOutcome, session: Session, sandbox: Any) -> None:
+def _report(
+    args: argparse.Namespace, outcome: RunOutcome, session: Session, extra: dict[str, Any]
+) -> None:
     if args.json:
-        print_json({**outcome_json(outcome), "session": _session_json(session), "sandbox": sandbox})
+        print_json({**outcome_json(outcome), "session": _session_json(session), **extra})
         return
     say(outcome.summary)
     say(_session_line(session), err=True)

@@ -22,12 +22,22 @@ from briotui.cli import (
     cmd_doctor,
     cmd_run,
     cmd_sessions,
+    cmd_trust,
     cmd_tui,
 )
 from briotui.cli.output import Writer, print_error, say
 from briotui.kernel.errors import BrioError
 
-SUBCOMMANDS = (cmd_agents, cmd_run, cmd_sessions, cmd_audit, cmd_doctor, cmd_bench, cmd_dev)
+SUBCOMMANDS = (
+    cmd_agents,
+    cmd_run,
+    cmd_sessions,
+    cmd_audit,
+    cmd_doctor,
+    cmd_trust,
+    cmd_bench,
+    cmd_dev,
+)
 
 
 class Parser(argparse.ArgumentParser):

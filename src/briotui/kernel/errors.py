@@ -667,3 +667,37 @@ class TaskNotFound(StateError):
     kind = "task-not-found"
     default_title = "No such task"
     wit_kind = "not-found"
+
+
+# --- Configuration files and trust (briotui.kernel.settings, briotui.kernel.trust) ------
+#
+#   ConfigError
+#   ├── ConfigFileError        a config file cannot be read or is not valid TOML
+#   ├── KeyNotSent             a project config pairs an API key with a URL of its choosing
+#   └── TrustRefused           `briotui trust` cannot ask (no terminal) or the user said no
+
+
+class ConfigFileError(ConfigError):
+    """A config file cannot be read or is not valid TOML (one text for every file)."""
+
+    kind = "config-file"
+    default_title = "Config file is invalid"
+
+    @classmethod
+    def of(cls, path: object, detail: str) -> ConfigFileError:
+        """The error for ``path``, with the parser's or the OS's ``detail``."""
+        return cls(f"{path} is not valid TOML or cannot be read ({detail}). Fix or remove it.")
+
+
+class KeyNotSent(ConfigError):
+    """A project's config would send an API key to a URL the user never paired it with."""
+
+    kind = "key-not-sent"
+    default_title = "API key not sent to a project-chosen URL"
+
+
+class TrustRefused(ConfigError):
+    """The project is not trusted: no terminal to ask on, or the user declined."""
+
+    kind = "untrusted"
+    default_title = "Project not trusted"

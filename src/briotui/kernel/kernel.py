@@ -17,7 +17,7 @@ from briotui.kernel.agents import AgentSpec, Discovery, discover
 from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.checker import Capabilities, PromptFn
 from briotui.kernel.caps.model import ApproveMode
-from briotui.kernel.caps.profiles import load_profiles
+from briotui.kernel.caps.profiles import profiles_from_settings
 from briotui.kernel.errors import (
     AgentCancelled,
     AgentNotFound,
@@ -43,7 +43,8 @@ from briotui.kernel.runtime.instance import (
     RunUsage,
 )
 from briotui.kernel.runtime.pool import AgentPool
-from briotui.kernel.shelltool import ShellSettings, load_user_shell_settings, sandbox_status
+from briotui.kernel.settings import Settings, load_settings
+from briotui.kernel.shelltool import CommandPolicy, ShellSettings, sandbox_status
 from briotui.kernel.state import StateTree, TaskStatus
 from briotui.kernel.supervisor import Supervisor, TaskResult, pipeline_concurrency
 from briotui.kernel.tools import ShellService, SqlService
@@ -57,6 +58,7 @@ class Kernel:
         project: The project directory.
         cache: The build cache (default: the user's cache dir, or $BRIOTUI_CACHE_DIR).
         loop: The event loop the kernel serves (default: the running loop).
+        config: The configuration, already loaded (default: read on first use).
     """
 
     def __init__(
@@ -65,8 +67,10 @@ class Kernel:
         *,
         cache: BuildCache | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        config: Settings | None = None,
     ) -> None:
         self.paths = ProjectPaths.at(project)
+        self._config = config
         self.loop = loop or asyncio.get_event_loop()
         self.events = EventBus(self.loop)
         self.settings = EngineSettings()
@@ -82,7 +86,7 @@ class Kernel:
         self._audit: AuditLog | None = None
         self.approve_mode: ApproveMode = "never"
         self.prompt: PromptFn | None = None
-        self.shell_settings, settings_problem = _user_shell_settings()
+        self.shell_settings, settings_problem = self._user_shell_settings()
         sandbox = sandbox_status(self.shell_settings).to_dict()
         if settings_problem:
             sandbox["problem"] = settings_problem
@@ -106,17 +110,61 @@ class Kernel:
         self._cancelled: set[str] = set()
         self.events.subscribe(self._on_event)
 
+    # -- configuration -----------------------------------------------------------------
+
+    def _user_shell_settings(self) -> tuple[ShellSettings, str]:
+        """The user's ``[shell]`` sandbox settings; the safe defaults and why when broken."""
+        try:
+            return self.config.shell_settings(), ""
+        except ConfigError as exc:
+            return ShellSettings(), f"{exc.message} The defaults apply (ask before unsandboxed)."
+
+    @property
+    def config(self) -> Settings:
+        """The user's and the project's settings, read once (the trust gate applied).
+
+        Raises:
+            ConfigFileError: a config file cannot be read or is not valid TOML.
+        """
+        if self._config is None:
+            self._config = load_settings(self.paths)
+        return self._config
+
+    def reload_config(self, config: Settings | None = None) -> Settings:
+        """Use ``config`` (or read the files again), e.g. after the user trusted the project.
+
+        The shell policy, the agents' grants and the agents found follow the new settings.
+        """
+        self._config = config or load_settings(self.paths)
+        if self._shell is not None:  # keep its materialized work dirs; change the rules
+            self._shell.policy = CommandPolicy.from_config(self._config.shell())
+        self._discovery = None
+        if self._capabilities is not None:
+            self._capabilities.profiles = profiles_from_settings(self._config)
+        return self._config
+
     # -- agents ----------------------------------------------------------------------
 
     def discovery(self, *, refresh: bool = False) -> Discovery:
-        """The agents of this project (built-ins and ``.brio/agents``)."""
+        """The agents of this project: built-ins, and ``.brio/agents`` once trusted."""
         if self._discovery is None or refresh:
-            self._discovery = discover(self.paths)
+            trusted = self.config.user_agents_allowed()
+            self._discovery = discover(self.paths if trusted else None)
         return self._discovery
 
     def agent(self, name: str) -> AgentSpec:
         """The spec of agent ``name`` (raises AgentNotFound or its manifest's BuildError)."""
-        return self.discovery().get(name)
+        try:
+            return self.discovery().get(name)
+        except AgentNotFound:
+            if name in self.config.request.agents and not self.config.applies:
+                raise AgentNotFound(
+                    f"{name!r} is a project agent (.brio/agents/{name}); project agents run "
+                    "only once you trust the project. Run `briotui trust` to review what the "
+                    "project asks for and trust it.",
+                    title="Project agent not trusted",
+                ) from None
+            raise
 
     async def build_agents(
         self,
@@ -131,7 +179,7 @@ class Kernel:
             AgentNotFound: a name in ``names`` is unknown.
         """
         found = self.discovery(refresh=True)
-        specs = [found.get(n) for n in names] if names else list(found.agents.values())
+        specs = [self.agent(n) for n in names] if names else list(found.agents.values())
         results = await asyncio.to_thread(self.builder.build, specs, force=force, on_event=on_event)
         for result in results:
             if result.status == "built":
@@ -181,7 +229,9 @@ class Kernel:
             ConfigError: ``[shell]`` in ``.brio/config.toml`` is invalid.
         """
         if self._shell is None:
-            self._shell = ShellService(self.paths, settings=self.shell_settings)
+            self._shell = ShellService(
+                self.paths, shell=self.config.shell(), settings=self.shell_settings
+            )
         return self._shell
 
     def sql(self) -> SqlService:
@@ -384,7 +434,7 @@ class Kernel:
             self._capabilities = Capabilities(
                 self.sessions().store,
                 self._audit,
-                load_profiles(self.paths.config_file),
+                profiles_from_settings(self.config),
                 mode=self.approve_mode,
                 prompt=self.prompt,
                 loop=self.loop,
@@ -513,11 +563,3 @@ class Kernel:
 
 
 __all__ = ["AgentNotFound", "Kernel"]
-
-
-def _user_shell_settings() -> tuple[ShellSettings, str]:
-    """The user's ``[shell]`` settings; the safe defaults and why when they are broken."""
-    try:
-        return load_user_shell_settings(), ""
-    except ConfigError as exc:
-        return ShellSettings(), f"{exc.message} The defaults apply (ask before unsandboxed)."

@@ -522,12 +522,12 @@ class ShellSettings:
             return cls()
         if not isinstance(section, dict):
             raise ConfigError(f"[shell] in {source} must be a table.")
-        unknown = set(section) - {"sandbox", "unsandboxed"}
+        unknown = set(section) - {"sandbox", "unsandboxed", "allow", "defaults"}
         if unknown:
             raise ConfigError(
                 f"[shell] in {source} has unknown keys {sorted(unknown)}; the user config "
-                'takes \'sandbox\' ("auto" or "off") and \'unsandboxed\' ("ask", '
-                '"allow" or "deny"). Allowlist rules go in the project\'s .brio/config.toml.'
+                'takes \'sandbox\' ("auto" or "off"), \'unsandboxed\' ("ask", "allow" or '
+                "\"deny\"), 'allow' (argv patterns) and 'defaults' (true/false)."
             )
         sandbox = section.get("sandbox", "auto")
         if sandbox not in ("auto", "off"):

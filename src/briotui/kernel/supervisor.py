@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
-import tomllib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -86,31 +85,24 @@ class TaskResult:
         return dict(self.__dict__)
 
 
-def _project_config(kernel: Kernel) -> dict[str, Any]:
-    path = kernel.paths.config_file
-    if not path.is_file():
-        return {}
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-
-
 def pipeline_concurrency(kernel: Kernel) -> int:
     """How many subtasks run at once: ``[pipeline] concurrency`` (default 2)."""
-    value = _project_config(kernel).get("pipeline", {}).get("concurrency", 2)
+    table, path = kernel.config.pipeline()
+    value = table.get("concurrency", 2)
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 32:
         raise ConfigError(
-            f"[pipeline] concurrency in {kernel.paths.config_file} must be a whole number "
-            f"from 1 to 32, not {value!r}."
+            f"[pipeline] concurrency in {path} must be a whole number from 1 to 32, not {value!r}."
         )
     return value
 
 
 def test_command(kernel: Kernel) -> list[str] | None:
-    """The project's test command from ``[tests] command`` in ``.brio/config.toml``."""
-    path = kernel.paths.config_file
-    command = _project_config(kernel).get("tests", {}).get("command")
+    """The project's test command from ``[tests] command`` in ``.brio/config.toml``.
+
+    None when unset, or while the project is not trusted (it is a command the
+    pipeline would run).
+    """
+    command, path = kernel.config.tests_command()
     if command is None:
         return None
     argv = shlex.split(command) if isinstance(command, str) else command

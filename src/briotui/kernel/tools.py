@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import secrets
 import threading
-import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from briotui.kernel.errors import CommandRefused, CommandTimeout, ConfigError
+from briotui.kernel.errors import CommandRefused, CommandTimeout
 from briotui.kernel.paths import ProjectPaths
 from briotui.kernel.shelltool import (
     INSTALL_HINT,
@@ -36,46 +34,29 @@ from briotui.kernel.vfs import Session
 from briotui.kernel.vfs.materialize import Materialized
 
 
-def _section(paths: ProjectPaths, name: str) -> dict[str, Any] | None:
-    if not paths.config_file.is_file():
-        return None
-    try:
-        data = tomllib.loads(paths.config_file.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{paths.config_file} is not valid TOML: {exc}") from None
-    section = data.get(name)
-    if section is not None and not isinstance(section, dict):
-        raise ConfigError(f"[{name}] in {paths.config_file} must be a table.")
-    if name == "shell" and section is not None:
-        own = {"sandbox", "unsandboxed"} & set(section)
-        if own:
-            raise ConfigError(
-                f"[shell] {sorted(own)[0]} in {paths.config_file} is a user setting: a "
-                "project cannot turn the sandbox off or opt itself in to unsandboxed "
-                "commands. Remove it there; set it in your user config if you mean it."
-            )
-    return section
-
-
 class ShellService:
     """Runs agents' allowed commands in their sessions.
 
     Args:
-        paths: The project.
-        max_output_bytes: Most bytes kept of each output stream.
-        settings: The user's ``[shell]`` settings; read from the user config if None
-            (never from the project's).
+        paths: The project's paths.
+        shell: The ``[shell]`` table (see :meth:`briotui.kernel.settings.Settings.shell`,
+            which applies the trust gate), or None for the defaults.
+        max_output_bytes: Upper bound on a command's captured output.
+        settings: The user's sandbox settings (see
+            :meth:`briotui.kernel.settings.Settings.shell_settings`; never the project's);
+            read from the user config if None.
     """
 
     def __init__(
         self,
         paths: ProjectPaths,
         *,
+        shell: Mapping[str, object] | None = None,
         max_output_bytes: int = 256 * 1024,
         settings: ShellSettings | None = None,
     ) -> None:
         self.paths = paths
-        self.policy = CommandPolicy.from_config(_section(paths, "shell"))
+        self.policy = CommandPolicy.from_config(shell)
         self.max_output_bytes = max_output_bytes
         self.settings = settings if settings is not None else load_user_shell_settings()
         self.status: SandboxStatus = sandbox_status(self.settings)

@@ -28,9 +28,11 @@ from briotui.kernel.llm.types import Provider
 from briotui.kernel.paths import themes_dir, user_config_dir
 from briotui.kernel.runtime.build import BuildEvent
 from briotui.kernel.runtime.events import Event, ModelDelta
+from briotui.kernel.settings import Settings, load_settings
 from briotui.kernel.state import StatePatch, Subscription
 from briotui.kernel.text import sanitize
-from briotui.ui.config import UiConfig, load_ui_config, save_theme
+from briotui.kernel.trust import TrustStore
+from briotui.ui.config import UiConfig, save_theme, ui_config
 from briotui.ui.demo import demo_provider
 from briotui.ui.messages import (
     BuildUpdated,
@@ -45,6 +47,7 @@ from briotui.ui.screens.help import HelpScreen, key_rows
 from briotui.ui.screens.main import MainScreen
 from briotui.ui.screens.review import ReviewScreen
 from briotui.ui.screens.sessions import SessionsScreen
+from briotui.ui.screens.trust import TrustDecision, TrustDialog
 from briotui.ui.themes import DEFAULT_THEME, load_themes
 from briotui.ui.workbench import Workbench, provider_info
 
@@ -135,6 +138,10 @@ class BrioApp(App[int]):
         self.build_phases: dict[str, str] = {}
         self.building = False
         self.ui_config = UiConfig()
+        self.settings = Settings(
+            user_file=self.config_dir / "config.toml", user_dir=self.config_dir
+        )
+        """The user's and the project's settings (the project's sensitive ones once trusted)."""
         self._config_errors: list[ConfigError] = []
         self._unsubscribe_events: Any = None
         self._watching = False
@@ -154,7 +161,8 @@ class BrioApp(App[int]):
         for theme in themes:
             self.register_theme(theme)
         try:
-            self.ui_config = load_ui_config(self.config_dir, self.project / ".brio" / "config.toml")
+            self.settings = load_settings(self.project, user_dir=self.config_dir)
+            self.ui_config = ui_config(self.settings)
         except ConfigError as exc:
             self._config_errors.append(exc)
         wanted = self.ui_config.theme or DEFAULT_THEME
@@ -172,14 +180,9 @@ class BrioApp(App[int]):
     async def on_mount(self) -> None:
         self._load_settings()
         self.sub_title = self.project.name
-        self.kernel = Kernel(self.project)
+        self.kernel = Kernel(self.project, config=self.settings)
         if self._provider is None:
-            try:
-                from briotui.kernel.llm.router import open_router
-
-                self._provider = open_router(self.project)
-            except ConfigError as exc:
-                self.provider_problem = f"{exc.title}: {exc.message}"
+            self._open_router()
         self._workbench = Workbench(self.kernel, self._provider)
         if self.demo:
             self.workbench.state.set("/provider", {**provider_info(self._provider), "name": "demo"})
@@ -201,6 +204,8 @@ class BrioApp(App[int]):
             self.build_agents()
         if not self._provider_given and not self.provider_problem:
             self.check_provider()
+        if self.settings.ignored:
+            self.action_trust_project()
 
     async def on_unmount(self) -> None:
         if self._subscription is not None:
@@ -381,6 +386,71 @@ class BrioApp(App[int]):
         """Build missing agents in the background."""
         self.build_agents()
 
+    def _open_router(self) -> None:
+        """Route model requests by the current settings (only the user's until trusted)."""
+        from briotui.kernel.llm.router import open_router
+
+        try:
+            self._provider = open_router(self.settings)
+            self.provider_problem = ""
+        except ConfigError as exc:
+            self._provider = None
+            self.provider_problem = f"{exc.title}: {exc.message}"
+
+    def action_trust_project(self) -> None:
+        """Show what the project's config asks for; trusting it applies those settings."""
+        from briotui.kernel.llm.config import project_key_refusals
+
+        try:
+            settings = load_settings(self.project, user_dir=self.config_dir)
+        except ConfigError as exc:
+            self.notify(exc.message, title=exc.title, severity="error", timeout=10)
+            return
+        if settings.request.empty:
+            self.notify("This project's config asks for nothing that needs trust.")
+            return
+        store = TrustStore(self.config_dir)
+        changed = not settings.trusted and store.digest(self.project) is not None
+        dialog = TrustDialog(
+            self.project.name, settings.request, project_key_refusals(settings), changed=changed
+        )
+
+        def decided(decision: TrustDecision | None) -> None:
+            if decision != "trust":
+                if not settings.trusted:
+                    self.notify(
+                        "The project's providers, shell rules, grants, test command and "
+                        "agents stay ignored. Palette (ctrl+p) → “Trust this project” asks "
+                        "again.",
+                        title="Not trusted",
+                        timeout=6,
+                    )
+                return
+            store.trust(self.project, settings.request)  # exactly what the dialog showed
+            self.apply_settings(load_settings(self.project, user_dir=self.config_dir))
+            self.notify("The project's settings now apply.", title="Project trusted")
+
+        self.push_screen(dialog, decided)
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Use new settings (e.g. after trusting): kernel, provider chain, provider check."""
+        self.settings = settings
+        if self.kernel is not None:
+            self.kernel.reload_config(settings)
+        if not self._provider_given and self._workbench is not None:
+            old = self._provider
+            self._open_router()
+            self.workbench.provider = self._provider
+            self.workbench.state.set("/provider", provider_info(self._provider))
+            close = getattr(old, "aclose", None)
+            if close is not None:
+                self.run_worker(close(), exit_on_error=False)
+            if not self.provider_problem:
+                self.check_provider()
+        if self._build_on_start and self._missing_agents():
+            self.build_agents()
+        self._broadcast(BuildUpdated(dict(self.build_phases), not self.building))
+
     async def action_quit(self) -> None:
         """Quit, asking first while tasks are running."""
         running = self.workbench.running() if self._workbench is not None else []
@@ -409,6 +479,11 @@ class BrioApp(App[int]):
             "Use the scripted demo",
             "Canned replies instead of a model (labelled DEMO)",
             self.action_use_demo,
+        )
+        yield SystemCommand(
+            "Trust this project",
+            "Review what the project's config asks for (providers, shell, grants) and trust it",
+            self.action_trust_project,
         )
         yield SystemCommand("Help: keys", "Every key and its binding id", self.action_help)
         for name in sorted(self.available_themes):
@@ -540,11 +615,11 @@ class BrioApp(App[int]):
     @work(exclusive=True, exit_on_error=False, group="provider", description="check the provider")
     async def check_provider(self) -> None:
         """Probe the configured providers; say what to set when none answers."""
-        from briotui.kernel.llm.config import load_models_config
+        from briotui.kernel.llm.config import models_config
         from briotui.kernel.llm.health import check_providers
 
         try:
-            config = await asyncio.to_thread(load_models_config, self.project)
+            config = models_config(self.settings)  # the project's providers only once trusted
             statuses = await check_providers(config, timeout_s=3.0)
         except BrioError as exc:
             self.provider_problem = f"{exc.title}: {exc.message}"

@@ -17,12 +17,13 @@ changes; the rest of the file is kept as it is).
 from __future__ import annotations
 
 import re
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from briotui.kernel.errors import ConfigError
+from briotui.kernel.settings import Settings, read_config_file
 
 
 @dataclass(frozen=True)
@@ -35,18 +36,7 @@ class UiConfig:
     """Binding id -> key string (comma-separated alternatives)."""
 
 
-def _read(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(
-            f"{path} is not valid TOML ({exc}); fix or remove it.", title="Invalid config"
-        ) from None
-
-
-def _ui_table(data: dict[str, Any], source: Path) -> UiConfig:
+def _ui_table(data: Mapping[str, Any], source: Path | None) -> UiConfig:
     ui = data.get("ui", {})
     if not isinstance(ui, dict):
         raise ConfigError(f"{source}: [ui] must be a table.", title="Invalid config")
@@ -71,10 +61,21 @@ def load_ui_config(user_dir: Path, project_config: Path | None = None) -> UiConf
         ConfigError: a file is not valid TOML or its ``[ui]`` table has wrong types.
     """
     user_file = user_dir / "config.toml"
-    user = _ui_table(_read(user_file), user_file)
+    user = _ui_table(read_config_file(user_file), user_file)
     if project_config is None:
         return user
-    project = _ui_table(_read(project_config), project_config)
+    project = _ui_table(read_config_file(project_config), project_config)
+    return UiConfig(theme=project.theme or user.theme, keymap={**user.keymap, **project.keymap})
+
+
+def ui_config(settings: Settings) -> UiConfig:
+    """The UI settings from loaded settings: the user's, then the project's on top.
+
+    Raises:
+        ConfigError: a ``[ui]`` table has wrong types.
+    """
+    user = _ui_table(settings.user, settings.user_file)
+    project = _ui_table(settings.project, settings.project_file)
     return UiConfig(theme=project.theme or user.theme, keymap={**user.keymap, **project.keymap})
 
 

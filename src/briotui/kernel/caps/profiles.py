@@ -10,18 +10,21 @@ The config shape (each key optional; a listed agent's keys replace its defaults)
     mesh = ["foreman"]            # agents it may message
 
 A user agent without an entry has no grants: everything it asks for is prompted (or
-denied headless).
+denied headless). The user's config may hold ``[agents.*]`` too; the project's apply only
+once the user trusts the project (see :mod:`briotui.kernel.settings`).
 """
 
 from __future__ import annotations
 
-import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from briotui.kernel.caps.model import Capability, Grant, Source
 from briotui.kernel.errors import ConfigError
+
+if TYPE_CHECKING:
+    from briotui.kernel.settings import Settings
 
 _SHELL_DEFAULTS = [
     "pytest *",
@@ -79,27 +82,50 @@ def _grants(agent: str, table: Mapping[str, Any], source: Source, where: str) ->
     return grants
 
 
-def load_profiles(config_file: Path | None) -> dict[str, list[Grant]]:
-    """Every agent's profile grants: the defaults, replaced per agent by the config.
+def build_profiles(layers: Sequence[tuple[Mapping[str, Any], str]]) -> dict[str, list[Grant]]:
+    """Every agent's profile grants: the defaults, replaced per agent by each layer.
+
+    Args:
+        layers: ``[agents]`` tables and their sources, applied in order.
 
     Raises:
-        ConfigError: the config file or its ``[agents]`` tables are invalid.
+        ConfigError: an ``[agents]`` table is invalid.
     """
     profiles = {
         name: _grants(name, table, "profile", "the built-in profiles")
         for name, table in DEFAULT_PROFILES.items()
     }
-    if config_file is None or not config_file.is_file():
-        return profiles
-    try:
-        data = tomllib.loads(config_file.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{config_file} is not valid TOML: {exc}") from None
-    agents = data.get("agents", {})
-    if not isinstance(agents, dict):
-        raise ConfigError(f"[agents] in {config_file} must be a table of agent tables.")
-    for name, table in agents.items():
-        if not isinstance(table, dict):
-            raise ConfigError(f"[agents.{name}] in {config_file} must be a table.")
-        profiles[name] = _grants(name, table, "config", str(config_file))
+    for agents, source in layers:
+        if not isinstance(agents, Mapping):
+            raise ConfigError(f"[agents] in {source} must be a table of agent tables.")
+        for name, table in agents.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"[agents.{name}] in {source} must be a table.")
+            profiles[name] = _grants(name, table, "config", source)
     return profiles
+
+
+def profiles_from_settings(settings: Settings) -> dict[str, list[Grant]]:
+    """The grants the loaded settings give (the project's only once it is trusted).
+
+    Raises:
+        ConfigError: an ``[agents]`` table is invalid.
+    """
+    return build_profiles(settings.agents())
+
+
+def load_profiles(config_file: Path | None) -> dict[str, list[Grant]]:
+    """The grants of the built-in profiles replaced by the ``[agents]`` of ``config_file``.
+
+    The file is taken as given (no trust gate): the kernel uses
+    :func:`profiles_from_settings`.
+
+    Raises:
+        ConfigError: the config file or its ``[agents]`` tables are invalid.
+    """
+    if config_file is None:
+        return build_profiles([])
+    from briotui.kernel.settings import read_config_file
+
+    data = read_config_file(config_file)
+    return build_profiles([(data.get("agents", {}), str(config_file))])

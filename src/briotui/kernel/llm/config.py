@@ -1,8 +1,9 @@
 """Which model providers exist, which model each agent role uses, the fallback chain and prices.
 
 Read from ``~/.config/briotui/config.toml`` (the user's) and ``.brio/config.toml`` (the
-project's, which overrides the user's) with :func:`load_models_config`. Everything lives
-under ``[llm]``::
+project's, which overrides the user's) with :func:`load_models_config`, through the one
+loader :mod:`briotui.kernel.settings` (the project's providers apply only once the user
+trusts the project). Everything lives under ``[llm]``::
 
     [llm]
     fallback = ["anthropic", "openai/gpt-4o-mini", "ollama"]   # tried in order
@@ -41,18 +42,24 @@ A target is ``"provider"`` (its default model) or ``"provider/model"`` (the mode
 itself contain ``/``). Keys are never stored here: a provider names the environment
 variable that holds its key (``ANTHROPIC_API_KEY``, ``OPENAI_API_KEY``), read only when
 a client is built. Ollama's address comes from ``base_url``, else ``OLLAMA_HOST``.
+
+A key is sent only where it belongs: to its vendor's own URL (``ANTHROPIC_API_KEY`` to
+Anthropic, ``OPENAI_API_KEY`` to OpenAI) or to a base URL the *user's* config pairs with
+that variable. A project config that pairs a key variable with another URL is refused
+(:class:`~briotui.kernel.errors.KeyNotSent`), trusted or not; a project provider that
+needs no key is fine once the project is trusted.
 """
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from briotui.kernel.errors import ConfigError
-from briotui.kernel.paths import ProjectPaths, user_config_dir
+from briotui.kernel.errors import ConfigError, KeyNotSent
+from briotui.kernel.paths import ProjectPaths
+from briotui.kernel.settings import Settings, load_settings
 
 ProviderKind = Literal["anthropic", "ollama", "openai", "scripted"]
 """The kinds of provider briotui can talk to."""
@@ -62,6 +69,12 @@ PROVIDER_KINDS: tuple[ProviderKind, ...] = get_args(ProviderKind)
 BudgetAction = Literal["stop", "pause"]
 
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+
+VENDOR_URLS: Mapping[str, tuple[ProviderKind, str]] = {
+    "ANTHROPIC_API_KEY": ("anthropic", "https://api.anthropic.com"),
+    "OPENAI_API_KEY": ("openai", "https://api.openai.com/v1"),
+}
+"""Each vendor key variable, the kind of provider it is for, and its vendor's URL."""
 
 _DEFAULT_KEY_ENV: dict[ProviderKind, str] = {
     "anthropic": "ANTHROPIC_API_KEY",
@@ -88,6 +101,8 @@ class ProviderConfig:
         max_tokens: The reply bound used when a request gives none (Anthropic needs one).
         free: Whether its replies cost nothing (local servers); else priced by model.
         replies: For ``kind = "scripted"``: the JSON replies file.
+        project_endpoint: Whether the project's config chose ``base_url``: no ambient
+            credential (e.g. ``OLLAMA_API_KEY``) is sent there.
     """
 
     name: str
@@ -101,6 +116,7 @@ class ProviderConfig:
     max_tokens: int = 4096
     free: bool = False
     replies: str | None = None
+    project_endpoint: bool = False
 
     @property
     def needs_key(self) -> bool:
@@ -283,47 +299,123 @@ class ModelsConfig:
 
 
 def load_models_config(
-    project: ProjectPaths | Path | str | None = None,
+    project: ProjectPaths | Path | str | Settings | None = None,
     *,
     user_file: Path | None = None,
 ) -> ModelsConfig:
     """Read the models config: defaults, then the user's file, then the project's.
 
     Args:
-        project: The project (its ``.brio/config.toml`` is read), or None.
+        project: The project (its ``.brio/config.toml`` is read), its already loaded
+            :class:`~briotui.kernel.settings.Settings`, or None.
         user_file: The user's config file; ``user_config_dir()/config.toml`` by default.
 
     Raises:
         ConfigError: a file is not valid TOML or a setting is wrong (names the file).
+        KeyNotSent: the project pairs an API key variable with a URL of its choosing.
     """
-    files: list[Path] = [user_file or user_config_dir() / "config.toml"]
-    if project is not None:
-        paths = project if isinstance(project, ProjectPaths) else ProjectPaths.at(project)
-        files.append(paths.config_file)
+    if isinstance(project, Settings):
+        return models_config(project)
+    return models_config(load_settings(project, user_file=user_file))
+
+
+def models_config(settings: Settings) -> ModelsConfig:
+    """The models config from loaded settings (the project's layer only as far as trusted).
+
+    Raises:
+        ConfigError: a setting is wrong (names the file).
+        KeyNotSent: the project pairs an API key variable with a URL of its choosing.
+    """
     config = ModelsConfig()
-    for file in files:
-        if file.is_file():
-            config = apply_toml(config, _read_toml(file), str(file))
+    for data, source, is_project in settings.llm_layers():
+        if not is_project:
+            config = apply_toml(config, data, source)
+            continue
+        user_level = config
+        config = apply_toml(config, data, source, project=True)
+        refused = refused_keys(user_level, config)
+        if refused:
+            name, reason = next(iter(refused.items()))
+            raise KeyNotSent(
+                f"{source} [[llm.providers]] {name!r}: {reason}. A project's config may not "
+                "send your keys to a URL it chooses, trusted or not. If you trust that "
+                f"server, declare the provider in your user config ({settings.user_file}) "
+                "with that base_url and api_key_env; for a server that needs no key, set "
+                'api_key_env = "" in the project.'
+            )
     return config
 
 
-def _read_toml(file: Path) -> dict[str, Any]:
+def project_key_refusals(settings: Settings) -> dict[str, str]:
+    """The project's providers whose key would not be sent even once trusted, and why.
+
+    For showing what a project asks for before it is trusted (``briotui trust``, the
+    TUI's dialog); :func:`models_config` refuses the same pairings.
+    """
+    if not settings.request.providers:
+        return {}
     try:
-        with file.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file} is not valid TOML: {exc}. Fix the file.") from None
-    except OSError as exc:
-        raise ConfigError(f"{file} cannot be read: {exc}.") from None
+        user_level = ModelsConfig()
+        for data, source, is_project in settings.llm_layers():
+            if not is_project:
+                user_level = apply_toml(user_level, data, source)
+        llm = settings.project.get("llm", {})
+        merged = apply_toml(user_level, {"llm": llm}, str(settings.project_file), project=True)
+    except ConfigError as error:
+        return {
+            p.name: f"the config is invalid: {error.message}" for p in settings.request.providers
+        }
+    return refused_keys(user_level, merged)
 
 
-def apply_toml(base: ModelsConfig, data: Mapping[str, Any], source: str) -> ModelsConfig:
+def _endpoint(pc: ProviderConfig) -> str:
+    url = pc.base_url or ""
+    if not url:
+        defaults = {kind: u for kind, u in VENDOR_URLS.values()}
+        url = defaults.get(pc.kind, "")
+    return url.strip().rstrip("/").lower()
+
+
+def refused_keys(user_level: ModelsConfig, merged: ModelsConfig) -> dict[str, str]:
+    """Providers whose key the project's layer would send somewhere it may not.
+
+    A key may go to its vendor's own URL, or to a URL the user's config (``user_level``:
+    defaults and the user's file) pairs with that same variable.
+
+    Args:
+        user_level: The config before the project's layer.
+        merged: The config with the project's layer applied.
+
+    Returns:
+        Provider name -> why its key is not sent (empty when all are fine).
+    """
+    pairs = {(p.api_key_env, _endpoint(p)) for p in user_level.providers.values() if p.needs_key}
+    refused: dict[str, str] = {}
+    for name, pc in merged.providers.items():
+        if not pc.needs_key or user_level.providers.get(name) == pc:
+            continue
+        endpoint = _endpoint(pc)
+        vendor = VENDOR_URLS.get(pc.api_key_env)
+        if vendor is not None and pc.kind == vendor[0] and endpoint == vendor[1].lower():
+            continue
+        if (pc.api_key_env, endpoint) in pairs:
+            continue
+        refused[name] = (
+            f"${pc.api_key_env} would go to {pc.base_url or endpoint}, a URL the project chose"
+        )
+    return refused
+
+
+def apply_toml(
+    base: ModelsConfig, data: Mapping[str, Any], source: str, *, project: bool = False
+) -> ModelsConfig:
     """``base`` overridden by the ``[llm]`` table of a parsed TOML document.
 
     Args:
         base: The config so far.
         data: The whole parsed document (only ``llm`` is read).
         source: The file name, for error messages.
+        project: Whether it is the project's file (its base URLs are marked as such).
 
     Raises:
         ConfigError: a setting has the wrong type or value.
@@ -364,6 +456,8 @@ def apply_toml(base: ModelsConfig, data: Mapping[str, Any], source: str) -> Mode
             provider = replace(provider, read_timeout_s=_number(llm["read_timeout_s"], where))
         if provider.replies and not Path(provider.replies).is_absolute():
             provider = replace(provider, replies=str(Path(source).parent / provider.replies))
+        if project and isinstance(raw, dict) and "base_url" in raw:
+            provider = replace(provider, project_endpoint=True)
         providers[provider.name] = provider
 
     fallback = base.fallback
@@ -452,7 +546,7 @@ def _provider(raw: object, where: str, existing: Mapping[str, ProviderConfig]) -
     kind = raw.get("kind", base.kind if base else None)
     if kind not in PROVIDER_KINDS:
         raise ConfigError(f"{where}: kind must be one of {', '.join(PROVIDER_KINDS)}.")
-    known = set(ProviderConfig.__dataclass_fields__)
+    known = set(ProviderConfig.__dataclass_fields__) - {"project_endpoint"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{where} has unknown keys {sorted(unknown)}; known: {sorted(known)}.")

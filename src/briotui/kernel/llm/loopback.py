@@ -41,6 +41,7 @@ from types import TracebackType
 from typing import Any, Literal, get_args
 
 from briotui.kernel.errors import ConfigError
+from briotui.kernel.paths import user_config_dir
 
 WireProtocol = Literal["anthropic", "ollama", "openai"]
 """The wire protocols a loopback server can speak."""
@@ -922,7 +923,13 @@ def env_hint(
         f'model = "{model}"',
         f'api_key_env = "{key_env}"',
     ]
-    return [*env, "", "# in .brio/config.toml:", *config]
+    return [
+        *env,
+        "",
+        f"# in your user config, {user_config_dir() / 'config.toml'}",
+        "# (a project's .brio/config.toml may not send a key to a URL it chooses):",
+        *config,
+    ]
 
 
 def parse_protocol(value: str) -> WireProtocol:

@@ -49,6 +49,10 @@ class OllamaProvider(StreamingProvider):
             self._client = ollama.AsyncClient(
                 host=self._host, timeout=self.config.read_timeout_s or None
             )
+            if self.config.project_endpoint:
+                # The SDK adds $OLLAMA_API_KEY to every request; never to a URL the
+                # project's config chose.
+                self._client._client.headers.pop("authorization", None)
         return self._client
 
     async def aclose(self) -> None:

@@ -49,6 +49,7 @@ from briotui.kernel.llm.events import (
 from briotui.kernel.llm.retry import backoff_delay
 from briotui.kernel.llm.types import Completion, CompletionRequest, DeltaCallback, Provider
 from briotui.kernel.paths import ProjectPaths
+from briotui.kernel.settings import Settings
 
 ResetCallback = Callable[[], None]
 """Called when the deltas streamed so far belong to a failed attempt and must be dropped."""
@@ -408,7 +409,7 @@ def build_router(
 
 
 def open_router(
-    project: ProjectPaths | Path | str | None,
+    project: ProjectPaths | Path | str | Settings | None,
     *,
     env: Mapping[str, str] | None = None,
     ledger: UsageLedger | None = None,
@@ -416,7 +417,8 @@ def open_router(
     """Load the config for ``project`` (user file, then ``.brio/config.toml``) and route.
 
     Args:
-        project: The project directory or its paths; None for the user config only.
+        project: The project directory, its paths or its loaded settings; None for the
+            user config only.
         env: Where keys are read; ``os.environ`` by default.
         ledger: A ledger to record into.
 
