@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
+from tests.trust_helpers import trust_project
 
 from briotui.cli.main import main
 from briotui.kernel.vfs import SessionManager
@@ -154,6 +155,7 @@ def test_agents_list_and_doctor_sanitize_project_agents(
         'description = "\\u001b]52;c;ZXZpbA==\\u0007 tidy \\u202e \\u001b[2J\\u009b1m"\n'
     )
     (agents / "ev\u202eil\x1b[2J").mkdir()
+    trust_project(project)  # project agents are listed only once trusted
     code, out = run(capsys, "-C", str(project), "agents", "list")
     assert code == 0
     assert "tidy <U+202E>" in out

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -199,6 +200,11 @@ def test_timeout_kills_a_setsid_grandchild(tmp_path: Path, sandbox: bool) -> Non
     assert info.value.stdout == "spawned\n"
     assert (tmp_path / "grandchild.pid").is_file()
     left = _running_with(str(marker))
+    for _ in range(100):  # a pid namespace's processes die just after its init (bwrap)
+        if not left:
+            break
+        time.sleep(0.05)
+        left = _running_with(str(marker))
     for pid in left:
         os.kill(pid, 9)
     assert not left, "the setsid grandchild outlived the timeout"

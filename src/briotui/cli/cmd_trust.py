@@ -13,12 +13,11 @@ import argparse
 import sys
 from typing import Any
 
-from briotui.cli.output import print_json
+from briotui.cli.output import print_json, say
 from briotui.kernel.errors import TrustRefused
 from briotui.kernel.llm.config import project_key_refusals
 from briotui.kernel.paths import ProjectPaths
 from briotui.kernel.settings import Settings, load_settings, revoke_trust
-from briotui.kernel.text import sanitize
 from briotui.kernel.trust import TrustStore
 
 
@@ -60,9 +59,8 @@ def handle(args: argparse.Namespace) -> int:
     paths = ProjectPaths.at(args.project)
     if args.revoke:
         was = revoke_trust(paths)
-        print(
-            f"{paths.root}: trust withdrawn." if was else f"{paths.root} was not trusted.",
-            file=sys.stderr,
+        say(
+            f"{paths.root}: trust withdrawn." if was else f"{paths.root} was not trusted.", err=True
         )
         return 0
     settings = load_settings(paths)
@@ -80,24 +78,24 @@ def handle(args: argparse.Namespace) -> int:
         )
         return 0
     if state == "none":
-        print(f"{paths.root}: its config asks for nothing that needs trust.")
+        say(f"{paths.root}: its config asks for nothing that needs trust.")
         return 0
     head = {
         "trusted": "is trusted with these settings",
         "changed": "changed since you trusted it; it now asks for",
         "untrusted": "is not trusted; its config asks for",
     }[state]
-    print(f"{paths.root} {head}:")
+    say(f"{paths.root} {head}:")
     for line in lines:
-        print(f"  - {sanitize(line)}")
+        say(f"  - {line}")
     if why:
-        print(
+        say(
             "Keys marked REFUSED are never sent to a URL a project chooses, trusted or not; "
             "briotui stops with an error while they are configured."
         )
     if args.show or state == "trusted":
         if state != "trusted":
-            print("Run `briotui trust` to trust them.")
+            say("Run `briotui trust` to trust them.")
         return 0
     if not args.yes:
         if not (sys.stdin.isatty() and sys.stderr.isatty()):
@@ -106,11 +104,11 @@ def handle(args: argparse.Namespace) -> int:
                 "on. Read them, then run `briotui trust --yes` in the project to trust them "
                 "(or `briotui trust --show` to only see them).",
             )
-        print("Trust this project with these settings? [y/N] ", end="", file=sys.stderr, flush=True)
+        say("Trust this project with these settings? [y/N] ", end="", err=True, flush=True)
         answer = sys.stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
-            print("Not trusted; briotui keeps ignoring these settings.", file=sys.stderr)
+            say("Not trusted; briotui keeps ignoring these settings.", err=True)
             return 1
     TrustStore(settings.user_dir).trust(paths.root, settings.request)  # exactly what was shown
-    print(f"Trusted {paths.root} with these settings.", file=sys.stderr)
+    say(f"Trusted {paths.root} with these settings.", err=True)
     return 0
