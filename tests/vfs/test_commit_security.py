@@ -88,7 +88,8 @@ def test_symlinked_parent_directory_is_refused(
     capsys.readouterr()
     assert _cli(repo_dir, "commit", sid) != 0
     err = capsys.readouterr().err
-    assert "symlink" in err and "lib" in err
+    assert "symlink" in err
+    assert "lib" in err
     assert "Traceback" not in err
     assert not (repo_dir / "src/new.py").exists()
     assert (repo_dir / "src/util.py").read_bytes() == b"def f():\n    return 1\n"
@@ -148,10 +149,12 @@ def test_symlink_entries_are_applied_as_links(manager: SessionManager, repo_dir:
     data = manager.blobs.put(b"not a link\n")
     files = [
         JournalFile("link", None, False, target, False, new_symlink=True),
-        JournalFile("trap", manager.blobs.put(os.fsencode(outside)), False, data, False,
-                    old_symlink=True),
-        JournalFile("README.md", manager.blobs.put(old_readme), False, target, False,
-                    new_symlink=True),
+        JournalFile(
+            "trap", manager.blobs.put(os.fsencode(outside)), False, data, False, old_symlink=True
+        ),
+        JournalFile(
+            "README.md", manager.blobs.put(old_readme), False, target, False, new_symlink=True
+        ),
     ]
     s = manager.create()
     apply_journaled(manager, s.id, files, message="links", mark_session=None)
@@ -302,7 +305,9 @@ def test_names_git_refuses_elsewhere_are_refused(manager: SessionManager, name: 
         s.write(name, b"x", False)
 
 
-@pytest.mark.parametrize("name", ["gitmodules.txt", "git~1x", "note:1.txt", ".gitignore", "emoji\u200d"])
+@pytest.mark.parametrize(
+    "name", ["gitmodules.txt", "git~1x", "note:1.txt", ".gitignore", "emoji\u200d"]
+)
 def test_harmless_neighbours_are_accepted(manager: SessionManager, name: str) -> None:
     s = manager.create()
     s.write(name, b"x", False)

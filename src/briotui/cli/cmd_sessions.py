@@ -263,13 +263,17 @@ def run_commit(args: argparse.Namespace) -> int:
                     "deleted": result.deleted,
                     "merged": result.merged,
                     "git_commit": result.git_commit,
+                    "git_only": result.git_only,
                 }
             )
             return 0
-        print(
-            f"Applied session {session.id}: {len(result.written)} written, "
-            f"{len(result.deleted)} deleted."
-        )
+        if result.git_only:
+            print(f"Session {session.id}'s files were already applied; made their git commit.")
+        else:
+            print(
+                f"Applied session {session.id}: {len(result.written)} written, "
+                f"{len(result.deleted)} deleted."
+            )
         for path in result.merged:
             print(f"  merged with your edits: {path}")
         if result.git_commit:
