@@ -321,3 +321,37 @@ def test_symlink_named_like_git_metadata_is_refused(manager: SessionManager, nam
     with pytest.raises(PathDenied):
         manager.policy.normalize(f"sub/{name}", symlink=True)
     assert manager.policy.normalize(f"sub/{name}") == f"sub/{name}"
+
+
+def test_commit_git_after_a_plain_commit_makes_the_git_commit(
+    repo_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head = _git(repo_dir, "rev-parse", "HEAD").strip()
+    sid = _prepared(repo_dir)
+    assert _cli(repo_dir, "commit", sid) == 0
+    assert _git(repo_dir, "rev-parse", "HEAD").strip() == head
+    (repo_dir / "added.txt").write_text("edited since\n")
+    capsys.readouterr()
+    assert _cli(repo_dir, "commit", sid, "--git") != 0  # not the session's content any more
+    assert "added.txt" in capsys.readouterr().err
+    (repo_dir / "added.txt").write_text("added\n")
+    assert _cli(repo_dir, "commit", sid, "--git", "-m", "later") == 0
+    assert _git(repo_dir, "rev-parse", "HEAD^").strip() == head
+    assert _git(repo_dir, "log", "-1", "--format=%s") == "later\n"
+    assert _git(repo_dir, "show", "HEAD:src/util.py").encode() == NEW_UTIL
+
+
+def test_a_link_replaced_by_a_file_comes_back_as_a_link_on_rollback(
+    repo_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (repo_dir / "link").symlink_to("README.md")
+    readme = (repo_dir / "README.md").read_bytes()
+    sid = _session(repo_dir, {"link": b"a file now\n"})
+    assert _cli(repo_dir, "accept", sid) == 0
+    assert _cli(repo_dir, "commit", sid) == 0
+    assert not (repo_dir / "link").is_symlink()
+    assert (repo_dir / "link").read_bytes() == b"a file now\n"
+    assert (repo_dir / "README.md").read_bytes() == readme
+    assert _cli(repo_dir, "rollback", sid) == 0
+    assert os.readlink(repo_dir / "link") == "README.md"
+    assert (repo_dir / "README.md").read_bytes() == readme

@@ -151,9 +151,12 @@ def _new_symlink(change: object) -> bool:
     return bool(getattr(change, "new_symlink", False))
 
 
-def _base_symlink(session: Session, path: str) -> bool:
+def _same_base_link(session: Session, path: str, cur: Current) -> bool:
+    """Whether ``cur`` is the very symlink the session's base had (same lstat)."""
     meta = session.base.files.get(path)
-    return bool(meta is not None and meta.symlink)
+    if not cur.symlink or cur.lstat is None or meta is None or not meta.symlink:
+        return False
+    return meta.matches(cur.lstat)
 
 
 def plan_commit(session: Session) -> _Plan:
@@ -195,8 +198,9 @@ def plan_commit(session: Session) -> _Plan:
                 if base_path is not None and base_path != path:
                     base_bytes = None  # a rename target did not exist in the base
                 current = cur.data
-                # A link the base had is not a user edit (its bytes are its target).
-                unchanged = current == base_bytes or (cur.symlink and _base_symlink(session, rel))
+                # The base's own link, untouched, is not a user edit (however the base
+                # represents a link's bytes).
+                unchanged = current == base_bytes or _same_base_link(session, rel, cur)
                 if not unchanged:
                     result = (
                         merge3(base_bytes, current, new, labels=("yours", "base", "session"))
@@ -307,7 +311,13 @@ def _switch(
                 raise
             notices.append(f"{f.path} could not be deleted ({_reason(exc)}).")
     for seq, f in staged:
-        tree.rename(_tmp_name(token, seq), f.path)
+        try:
+            tree.rename(_tmp_name(token, seq), f.path)
+        except (BrioError, OSError) as exc:
+            if notices is None:
+                raise
+            tree.remove_temp(f.path, _tmp_name(token, seq))
+            notices.append(f"{f.path} could not be replaced ({_reason(exc)}).")
     tree.sync()
 
 

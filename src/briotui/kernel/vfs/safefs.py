@@ -50,11 +50,13 @@ class Current:
         data: The file's bytes, or a symlink's target path; None if nothing is there.
         executable: A regular file with the owner's executable bit.
         symlink: It is a symlink (``data`` is its target, never followed).
+        lstat: Its ``lstat`` (None when nothing is there).
     """
 
     data: bytes | None
     executable: bool = False
     symlink: bool = False
+    lstat: os.stat_result | None = None
 
     def same(self, data: bytes | None, *, executable: bool, symlink: bool) -> bool:
         """Whether this is exactly ``data`` of that kind (and executable bit)."""
@@ -188,7 +190,7 @@ class WorkTree:
         except FileNotFoundError:
             return Current(None)
         if stat.S_ISLNK(st.st_mode):
-            return Current(os.fsencode(os.readlink(name, dir_fd=dfd)), symlink=True)
+            return Current(os.fsencode(os.readlink(name, dir_fd=dfd)), symlink=True, lstat=st)
         if stat.S_ISDIR(st.st_mode):
             raise PathDenied(f"{rel!r} is a directory in your working tree, not a file.")
         if not stat.S_ISREG(st.st_mode):
@@ -203,7 +205,7 @@ class WorkTree:
                 chunks.append(chunk)
         finally:
             os.close(fd)
-        return Current(b"".join(chunks), bool(st.st_mode & stat.S_IXUSR))
+        return Current(b"".join(chunks), bool(st.st_mode & stat.S_IXUSR), lstat=st)
 
     def _mode_for(self, dfd: int, name: str, executable: bool) -> int:
         try:
