@@ -355,3 +355,43 @@ def test_a_link_replaced_by_a_file_comes_back_as_a_link_on_rollback(
     assert _cli(repo_dir, "rollback", sid) == 0
     assert os.readlink(repo_dir / "link") == "README.md"
     assert (repo_dir / "README.md").read_bytes() == readme
+
+
+def test_commit_interrupted_under_an_older_schema_is_recovered_after_upgrade(
+    repo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal written before the symlink/token/git columns existed (schema v2, the
+    old predictable temp names) is migrated, rolled forward and its temp file removed."""
+    import briotui.kernel.store.db as db
+    from briotui.kernel.store import latest_version, migrations
+
+    old_util = (repo_dir / "src/util.py").read_bytes()
+    with monkeypatch.context() as mp:
+        v2 = migrations.MIGRATIONS[:2]
+        mp.setattr(db, "MIGRATIONS", v2)
+        mp.setattr(migrations, "MIGRATIONS", v2)
+        m = SessionManager.open(repo_dir)
+        s = m.create(task="old briotui")
+        with m.store.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO commits (session_id, state, message, created)"
+                " VALUES (?, 'applying', 'old', 0)",
+                (s.id,),
+            )
+            cid = int(cur.lastrowid or 0)
+            conn.execute(
+                "INSERT INTO commit_files (commit_id, seq, path, old_blob, old_exec, new_blob,"
+                " new_exec) VALUES (?, 0, 'src/util.py', ?, 0, ?, 0)",
+                (cid, m.blobs.put(old_util), m.blobs.put(NEW_UTIL)),
+            )
+        m.close()
+    legacy = repo_dir / "src" / f".util.py.brio-{cid}-0.tmp"
+    legacy.write_bytes(b"half wri")
+    m = SessionManager.open(repo_dir)
+    try:
+        assert m.store.query("SELECT version FROM schema_version")[0][0] == latest_version()
+        assert (repo_dir / "src/util.py").read_bytes() == NEW_UTIL
+        assert not legacy.exists()
+        assert m.get(s.id).state == "committed"
+    finally:
+        m.close()

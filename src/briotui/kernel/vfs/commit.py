@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 ZERO_SHA = "0" * 40
+_GIT_INDEX_PREFIX = "git-index-"
 
 
 @dataclass(frozen=True)
@@ -491,9 +492,24 @@ def _git_plan_of(row: sqlite3.Row) -> GitPlan | None:
     )
 
 
+STALE_GIT_INDEX_S = 3600.0
+"""A temporary index older than this was left by a crashed commit."""
+
+
+def _remove_stale_git_indexes(manager: SessionManager) -> None:
+    cutoff = time.time() - STALE_GIT_INDEX_S
+    for d in manager.paths.sessions.glob(f"{_GIT_INDEX_PREFIX}*"):
+        try:
+            if d.lstat().st_mtime < cutoff:
+                shutil.rmtree(d)
+        except OSError:
+            continue
+
+
 def recover(manager: SessionManager) -> list[str]:
     """Finish every commit a crash interrupted; returns notices for the user."""
     notices: list[str] = []
+    _remove_stale_git_indexes(manager)
     rows = manager.store.query("SELECT * FROM commits WHERE state = 'applying' ORDER BY id")
     for row in rows:
         commit_id = int(row["id"])
@@ -618,7 +634,7 @@ def plan_git(
     root = manager.root
     info = _index_info(manager, files)
     manager.paths.sessions.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="git-index-", dir=manager.paths.sessions) as tmp:
+    with tempfile.TemporaryDirectory(prefix=_GIT_INDEX_PREFIX, dir=manager.paths.sessions) as tmp:
         index = Path(tmp) / "index"
         real = _index_path(root)
         if real.is_file():
