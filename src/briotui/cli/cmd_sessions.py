@@ -295,13 +295,17 @@ def run_commit(args: argparse.Namespace) -> int:
                     "deleted": result.deleted,
                     "merged": result.merged,
                     "git_commit": result.git_commit,
+                    "git_only": result.git_only,
                 }
             )
             return 0
-        say(
-            f"Applied session {session.id}: {len(result.written)} written, "
-            f"{len(result.deleted)} deleted."
-        )
+        if result.git_only:
+            say(f"Session {session.id}'s files were already applied; made their git commit.")
+        else:
+            say(
+                f"Applied session {session.id}: {len(result.written)} written, "
+                f"{len(result.deleted)} deleted."
+            )
         for path in result.merged:
             say(f"  merged with your edits: {reveal(path)}")
         if result.git_commit:

@@ -226,10 +226,33 @@ def _v3_session_symlinks_left_out(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v4_commit_journal_links_and_git(conn: sqlite3.Connection) -> None:
+    """The commit journal records symlink entries, its temp-name token and the git step."""
+    run_script(
+        conn,
+        """
+        -- a symlink entry: its blob is the link's target path (git mode 120000)
+        ALTER TABLE commit_files ADD COLUMN old_symlink INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE commit_files ADD COLUMN new_symlink INTEGER NOT NULL DEFAULT 0;
+        -- the random part of this commit's temp file names (NULL: an older briotui's)
+        ALTER TABLE commits ADD COLUMN tmp_token TEXT;
+        -- NULL: no git commit wanted | wanted | done
+        ALTER TABLE commits ADD COLUMN git_state TEXT;
+        ALTER TABLE commits ADD COLUMN git_message TEXT;
+        -- the commit object made before the files were touched, its tree, and the
+        -- update-index --index-info lines of the committed paths
+        ALTER TABLE commits ADD COLUMN git_planned TEXT;
+        ALTER TABLE commits ADD COLUMN git_tree TEXT;
+        ALTER TABLE commits ADD COLUMN git_index TEXT;
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _v1_sessions,
     _v2_capabilities_tasks_usage,
     _v3_session_symlinks_left_out,
+    _v4_commit_journal_links_and_git,
 ]
 """Every migration in order; version N is ``MIGRATIONS[N - 1]``."""
 

@@ -5,48 +5,68 @@ The protocol (each step durable before the next):
 1. Plan: the final bytes of every target file. A file the user changed since the
    session's base is rebased with a 3-way merge (:func:`~briotui.kernel.vfs.merge.merge3`);
    a real conflict raises :class:`~briotui.kernel.errors.MergeConflict` and nothing
-   is written.
-2. Keep the old and new bytes of every target file in the blob store (fsynced).
+   is written. A parent directory that is a symlink is refused here.
+2. Keep the old and new bytes of every target file in the blob store (fsynced). With
+   ``--git``, also build the git commit now (blobs, a tree from a copy of the index,
+   the commit object), touching neither the index nor HEAD.
 3. Journal: one SQLite transaction (WAL, ``synchronous=FULL``) records the commit as
-   ``applying`` with every file's old and new blob.
-4. Per file: write a temp file in the same directory, fsync it, rename it over the
-   target, fsync the directory (deletions: unlink, fsync the directory).
-5. Mark the journal ``done`` and the session ``committed``.
+   ``applying`` with every file's old and new blob, a random token for its temp file
+   names and, with ``--git``, the git step wanted (message, expected HEAD, tree,
+   commit object, index entries).
+4. Files, through :class:`~briotui.kernel.vfs.worktree.WorkTree` (no symlink is ever
+   followed): write every new file to a temp file ``.brio-<token>-<n>.tmp`` created
+   with ``O_EXCL | O_NOFOLLOW`` next to its target and fsync it; then delete, rename
+   every temp over its target, and fsync each changed directory once. A failure while
+   writing the temp files removes them and changes nothing.
+5. Git: update the index entries of exactly those paths, then move HEAD from the
+   expected commit to the new one (``update-ref`` with the old value as a guard).
+6. Mark the journal ``done`` and the session ``committed``.
 
 :func:`recover` runs whenever a :class:`~briotui.kernel.vfs.session.SessionManager`
 opens: a journal still ``applying`` is rolled forward (its new bytes are durable since
-step 2), leaving alone any file that has since become neither old nor new, and stray
-temp files are removed. So after a crash every file is entirely old or entirely new,
-and the set is all-old (crash before step 3) or all-new.
+step 2), leaving alone any file that has since become neither old nor new; its temp
+files are removed; a wanted git step is finished, or, when it cannot be (HEAD moved,
+the index is locked), the user is told so and ``briotui sessions commit ID --git``
+makes it later. So after a crash every file is entirely old or entirely new, the set
+is all-old (crash before step 3) or all-new, and the git commit matches the files.
 
-The optional git commit (:func:`git_commit_paths`) builds the commit with plumbing:
-``hash-object --no-filters``, ``update-index --index-info`` for exactly the applied
-paths, ``write-tree``, ``commit-tree``, ``update-ref`` with the old HEAD as a guard.
-No hook, filter, pager or signing program runs.
+Git runs through :func:`~briotui.kernel.vfs.gitio.run_git`: ``hash-object
+--no-filters``, ``update-index --index-info``, ``write-tree``, ``commit-tree``,
+``update-ref``. No hook, filter, pager or signing program runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import stat
+import secrets
+import shutil
+import sqlite3
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from briotui.kernel.errors import CommitRefused, MergeConflict, SessionStateError
-from briotui.kernel.vfs.blobs import fsync_dir
+from briotui.kernel.errors import (
+    BrioError,
+    CommitRefused,
+    GitError,
+    MergeConflict,
+    SessionStateError,
+)
 from briotui.kernel.vfs.diff import apply_accepted
 from briotui.kernel.vfs.failpoints import failpoint
 from briotui.kernel.vfs.gitio import head_commit, is_git_worktree, run_git
 from briotui.kernel.vfs.merge import merge3
+from briotui.kernel.vfs.safefs import split
+from briotui.kernel.vfs.worktree import Current, WorkTree
 
 if TYPE_CHECKING:
     from briotui.kernel.vfs.session import Session, SessionManager
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 ZERO_SHA = "0" * 40
+_GIT_INDEX_PREFIX = "git-index-"
 
 
 @dataclass(frozen=True)
@@ -59,6 +79,8 @@ class JournalFile:
         old_exec: Executable before.
         new_blob: Its bytes after (None: the commit deletes it).
         new_exec: Executable after.
+        old_symlink: It was a symlink (``old_blob`` is the link's target path).
+        new_symlink: It becomes a symlink (``new_blob`` is the target path).
     """
 
     path: str
@@ -66,6 +88,8 @@ class JournalFile:
     old_exec: bool
     new_blob: str | None
     new_exec: bool
+    old_symlink: bool = False
+    new_symlink: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +102,7 @@ class CommitResult:
         deleted: Paths deleted.
         merged: Paths rebased with a 3-way merge onto the user's edits.
         git_commit: The git commit made, if any.
+        git_only: The files had been applied before; only the git commit was made now.
     """
 
     commit_id: int
@@ -85,6 +110,26 @@ class CommitResult:
     deleted: tuple[str, ...]
     merged: tuple[str, ...] = ()
     git_commit: str | None = None
+    git_only: bool = False
+
+
+@dataclass(frozen=True)
+class GitPlan:
+    """A git commit prepared before the files are touched (journaled with them).
+
+    Attributes:
+        parent: The HEAD it goes on (None: an unborn branch).
+        tree: Its tree.
+        commit: The commit object (written, not referenced yet).
+        message: Its message.
+        index_info: ``update-index --index-info`` lines for the committed paths.
+    """
+
+    parent: str | None
+    tree: str
+    commit: str
+    message: str
+    index_info: str
 
 
 @dataclass
@@ -93,19 +138,32 @@ class _Plan:
     merged: list[str] = field(default_factory=list)
 
 
-def _exec_of(path: Path) -> bool:
-    try:
-        return bool(os.stat(path).st_mode & stat.S_IXUSR)
-    except FileNotFoundError:
+def _tmp_name(token: str, seq: int) -> str:
+    return f".brio-{token}-{seq}.tmp"
+
+
+def _legacy_tmp_name(path: str, commit_id: int, seq: int) -> str:
+    """The temp name an older briotui used (cleaned up after its crash, if a file)."""
+    return f".{split(path)[1]}.brio-{commit_id}-{seq}.tmp"
+
+
+def _same_base_link(session: Session, path: str, cur: Current) -> bool:
+    """Whether ``cur`` is the very symlink the session's base had (same lstat)."""
+    meta = session.base.files.get(path)
+    if not cur.symlink or cur.lstat is None or meta is None or not meta.symlink:
         return False
+    return meta.matches(cur.lstat)
 
 
 def plan_commit(session: Session) -> _Plan:
     """The journal entries for the session's accepted hunks, rebased on user edits.
 
     Raises:
-        CommitRefused: Nothing is accepted.
+        CommitRefused: Nothing is accepted; a symlink entry has an unusable target.
         MergeConflict: The user changed a target file and the changes conflict.
+        PathDenied: A target's parent directory is a symlink, or the target is a
+            directory or a special file.
+        PathRefused: A target's parent is a file.
     """
     manager = session.manager
     base = session.base
@@ -113,43 +171,65 @@ def plan_commit(session: Session) -> _Plan:
     diff = session.diff()
     plan = _Plan()
     conflicts: list[dict[str, object]] = []
-    for change in diff.files:
-        outcome = apply_accepted(change, accepted)
-        targets: list[tuple[str, bytes | None, bool]] = [
-            (p, data, ex) for p, data, ex in outcome.writes
-        ]
-        targets += [(p, None, False) for p in outcome.deletes]
-        for path, new, new_exec in targets:
-            real = manager.policy.resolve(
-                manager.root, manager.policy.normalize(path), allow_hardlinks=True
-            )
-            base_path = outcome.base_of.get(path)
-            base_bytes = (
-                base.read(base_path) if base_path is not None and base_path == path else None
-            )
-            if base_path is not None and base_path != path:
-                base_bytes = None  # a rename target did not exist in the base
-            current = base.current_bytes(path)
-            if current != base_bytes:
-                result = merge3(base_bytes, current, new, labels=("yours", "base", "session"))
-                if not result.clean:
-                    conflicts.append(
-                        {
-                            "path": path,
-                            "regions": [
+    with WorkTree(manager.root) as tree:
+        for change in diff.files:
+            outcome = apply_accepted(change, accepted)
+            targets: list[tuple[str, bytes | None, bool, bool]] = [
+                (p, data, ex, p in outcome.links) for p, data, ex in outcome.writes
+            ]
+            targets += [(p, None, False, False) for p in outcome.deletes]
+            for path, new, new_exec, new_link in targets:
+                rel = manager.policy.normalize(path, symlink=new_link)
+                if new_link and (not new or b"\0" in new):
+                    raise CommitRefused(
+                        f"The session makes {rel!r} a symlink with an empty or invalid "
+                        "target. Nothing was written; fix or reject that change."
+                    )
+                cur = tree.read(rel)
+                base_path = outcome.base_of.get(path)
+                base_bytes = (
+                    base.read(base_path) if base_path is not None and base_path == path else None
+                )
+                if base_path is not None and base_path != path:
+                    base_bytes = None  # a rename target did not exist in the base
+                current = cur.data
+                # The base's own link, untouched, is not a user edit (however the base
+                # represents a link's bytes).
+                unchanged = current == base_bytes or _same_base_link(session, rel, cur)
+                if not unchanged:
+                    result = (
+                        merge3(base_bytes, current, new, labels=("yours", "base", "session"))
+                        if not (cur.symlink or new_link)
+                        else None
+                    )
+                    if result is None or not result.clean:
+                        regions = (
+                            [
                                 {"base": r.base, "ours": r.ours, "theirs": r.theirs}
                                 for r in result.conflicts
-                            ],
-                        }
-                    )
+                            ]
+                            if result is not None
+                            else [{"base": "<symlink>", "ours": "<yours>", "theirs": "<session>"}]
+                        )
+                        conflicts.append({"path": rel, "regions": regions})
+                        continue
+                    new = None if result.deleted else result.content
+                    plan.merged.append(rel)
+                if current is None and new is None:
                     continue
-                new = None if result.deleted else result.content
-                plan.merged.append(path)
-            if current is None and new is None:
-                continue
-            old_blob = manager.blobs.put(current) if current is not None else None
-            new_blob = manager.blobs.put(new) if new is not None else None
-            plan.files.append(JournalFile(path, old_blob, _exec_of(real), new_blob, new_exec))
+                old_blob = manager.blobs.put(current) if current is not None else None
+                new_blob = manager.blobs.put(new) if new is not None else None
+                plan.files.append(
+                    JournalFile(
+                        rel,
+                        old_blob,
+                        cur.executable,
+                        new_blob,
+                        new_exec and not new_link,
+                        old_symlink=cur.symlink,
+                        new_symlink=new_link and new is not None,
+                    )
+                )
     if conflicts:
         names = ", ".join(str(c["path"]) for c in conflicts)
         raise MergeConflict(
@@ -166,57 +246,82 @@ def plan_commit(session: Session) -> _Plan:
     return plan
 
 
-def _tmp_path(target: Path, commit_id: int, seq: int) -> Path:
-    return target.with_name(f".{target.name}.brio-{commit_id}-{seq}.tmp")
+# -- the file update ------------------------------------------------------------------
 
 
-def _mkdirs(directory: Path, root: Path) -> None:
-    missing: list[Path] = []
-    d = directory
-    while not d.exists() and d != root:
-        missing.append(d)
-        d = d.parent
-    for m in reversed(missing):
-        m.mkdir()
-        fsync_dir(m.parent)
+def _stage(
+    manager: SessionManager,
+    tree: WorkTree,
+    token: str,
+    items: list[tuple[int, JournalFile]],
+    notices: list[str] | None = None,
+) -> list[tuple[int, JournalFile]]:
+    """Write the temp file of every new file; returns those written.
 
-
-def _apply_one(manager: SessionManager, f: JournalFile, commit_id: int, seq: int) -> None:
-    target = manager.policy.resolve(manager.root, f.path, allow_hardlinks=True)
-    if f.new_blob is None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(target)
-        failpoint("file-deleted")
-        fsync_dir(target.parent)
-        return
-    data = manager.blobs.get(f.new_blob)
-    _mkdirs(target.parent, manager.root)
-    tmp = _tmp_path(target, commit_id, seq)
+    A failure removes the temp files written so far and raises, unless ``notices`` is
+    given (recovery): then the file is reported there and skipped.
+    """
+    staged: list[tuple[int, JournalFile]] = []
     try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)
-    except FileNotFoundError:
-        mode = 0o644
-    if f.new_exec:
-        mode |= (mode & 0o444) >> 2 | stat.S_IXUSR
-    else:
-        mode &= ~0o111
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        half = len(data) // 2
-        os.write(fd, data[:half])
-        failpoint("tmp-partial")
-        view = memoryview(data)[half:]
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fchmod(fd, mode)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    failpoint("tmp-synced")
-    os.replace(tmp, target)
-    failpoint("renamed")
-    fsync_dir(target.parent)
+        for seq, f in items:
+            if f.new_blob is None:
+                continue
+            data = manager.blobs.get(f.new_blob)
+            try:
+                tree.create_temp(
+                    f.path,
+                    _tmp_name(token, seq),
+                    data,
+                    executable=f.new_exec,
+                    symlink=f.new_symlink,
+                )
+            except (BrioError, OSError) as exc:
+                if notices is None:
+                    raise
+                notices.append(f"{f.path} could not be written ({_reason(exc)}).")
+                continue
+            staged.append((seq, f))
+    except BaseException:
+        for seq, f in staged:
+            tree.remove_temp(f.path, _tmp_name(token, seq))
+        raise
+    return staged
+
+
+def _switch(
+    tree: WorkTree,
+    token: str,
+    items: list[tuple[int, JournalFile]],
+    staged: list[tuple[int, JournalFile]],
+    notices: list[str] | None = None,
+) -> None:
+    """Delete, rename every staged temp over its target, fsync the directories."""
+    for _seq, f in items:
+        if f.new_blob is not None:
+            continue
+        try:
+            tree.unlink(f.path)
+        except (BrioError, OSError) as exc:
+            if notices is None:
+                raise
+            notices.append(f"{f.path} could not be deleted ({_reason(exc)}).")
+    for seq, f in staged:
+        try:
+            tree.rename(_tmp_name(token, seq), f.path)
+        except (BrioError, OSError) as exc:
+            if notices is None:
+                raise
+            tree.remove_temp(f.path, _tmp_name(token, seq))
+            notices.append(f"{f.path} could not be replaced ({_reason(exc)}).")
+    tree.sync()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, BrioError):
+        return exc.message
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
 
 
 def apply_journaled(
@@ -226,47 +331,133 @@ def apply_journaled(
     *,
     message: str,
     mark_session: str | None = "committed",
+    git: GitPlan | None = None,
 ) -> int:
-    """Journal ``files``, apply them, mark the journal done; returns the journal id."""
+    """Journal ``files`` (and the git step), apply them, mark the journal done.
+
+    Args:
+        manager: The project.
+        session_id: The session the commit belongs to.
+        files: The entries to apply.
+        message: The journal's message (``rollback...`` for a rollback).
+        mark_session: The session's state once done (None: leave it).
+        git: The git commit to make once the files are applied.
+
+    Returns:
+        The journal id.
+
+    Raises:
+        CommitRefused: A new file could not be written; nothing was changed.
+        GitError: The files were applied but the git step failed; the message says
+            how to finish it.
+    """
     now = time.time()
+    token = secrets.token_hex(8)
     failpoint("before-journal")
     with manager.store.transaction() as conn:
         cur = conn.execute(
-            "INSERT INTO commits (session_id, state, message, created) VALUES (?, 'applying',"
-            " ?, ?)",
-            (session_id, message, now),
+            "INSERT INTO commits (session_id, state, message, created, tmp_token, git_state,"
+            " git_message, git_planned, git_tree, git_parent, git_index) VALUES"
+            " (?, 'applying', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                session_id,
+                message,
+                now,
+                token,
+                "wanted" if git else None,
+                git.message if git else None,
+                git.commit if git else None,
+                git.tree if git else None,
+                git.parent if git else None,
+                git.index_info if git else None,
+            ),
         )
         commit_id = int(cur.lastrowid or 0)
         conn.executemany(
             "INSERT INTO commit_files (commit_id, seq, path, old_blob, old_exec, new_blob,"
-            " new_exec) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " new_exec, old_symlink, new_symlink) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (commit_id, seq, f.path, f.old_blob, int(f.old_exec), f.new_blob, int(f.new_exec))
+                (
+                    commit_id,
+                    seq,
+                    f.path,
+                    f.old_blob,
+                    int(f.old_exec),
+                    f.new_blob,
+                    int(f.new_exec),
+                    int(f.old_symlink),
+                    int(f.new_symlink),
+                )
                 for seq, f in enumerate(files)
             ],
         )
     failpoint("after-journal")
-    for seq, f in enumerate(files):
-        _apply_one(manager, f, commit_id, seq)
+    items = list(enumerate(files))
+    with WorkTree(manager.root) as tree:
+        try:
+            staged = _stage(manager, tree, token, items)
+        except BaseException as exc:
+            # Nothing was renamed or deleted yet: the commit did not happen.
+            with manager.store.transaction() as conn:
+                conn.execute(
+                    "UPDATE commits SET state = 'failed', finished = ? WHERE id = ?",
+                    (time.time(), commit_id),
+                )
+            if isinstance(exc, OSError):
+                raise CommitRefused(
+                    f"The new files could not be written ({_reason(exc)}). Nothing was "
+                    "changed; fix that and commit again."
+                ) from exc
+            raise
+        _switch(tree, token, items, staged)
     failpoint("before-done")
-    _finish(manager, commit_id, session_id, mark_session)
+    git_sha: str | None = None
+    git_failure: BrioError | None = None
+    if git is not None:
+        try:
+            git_sha = _git_complete(manager, commit_id, files, git, move=False)
+        except BrioError as exc:
+            git_failure = exc
+    _finish(manager, commit_id, session_id, mark_session, git_sha, git.parent if git else None)
     failpoint("after-done")
+    if git_failure is not None:
+        raise GitError(
+            f"The files of session {session_id} were applied, but the git commit could "
+            f"not be made: {git_failure.message} Once that is fixed, run "
+            f"`briotui sessions commit {session_id} --git` to make the git commit."
+        ) from git_failure
     return commit_id
 
 
 def _finish(
-    manager: SessionManager, commit_id: int, session_id: str, mark_session: str | None
+    manager: SessionManager,
+    commit_id: int,
+    session_id: str,
+    mark_session: str | None,
+    git_commit: str | None = None,
+    git_parent: str | None = None,
 ) -> None:
     with manager.store.transaction() as conn:
         conn.execute(
             "UPDATE commits SET state = 'done', finished = ? WHERE id = ?",
             (time.time(), commit_id),
         )
+        if git_commit is not None:
+            _record_git(conn, commit_id, git_commit, git_parent)
         if mark_session is not None:
             conn.execute(
                 "UPDATE sessions SET state = ?, commit_id = ?, updated = ? WHERE id = ?",
                 (mark_session, commit_id, time.time(), session_id),
             )
+
+
+def _record_git(
+    conn: sqlite3.Connection, commit_id: int, git_commit: str, git_parent: str | None
+) -> None:
+    conn.execute(
+        "UPDATE commits SET git_state = 'done', git_commit = ?, git_parent = ? WHERE id = ?",
+        (git_commit, git_parent, commit_id),
+    )
 
 
 def _journal_files(manager: SessionManager, commit_id: int) -> list[JournalFile]:
@@ -275,48 +466,114 @@ def _journal_files(manager: SessionManager, commit_id: int) -> list[JournalFile]
     )
     return [
         JournalFile(
-            r["path"], r["old_blob"], bool(r["old_exec"]), r["new_blob"], bool(r["new_exec"])
+            r["path"],
+            r["old_blob"],
+            bool(r["old_exec"]),
+            r["new_blob"],
+            bool(r["new_exec"]),
+            old_symlink=bool(r["old_symlink"]),
+            new_symlink=bool(r["new_symlink"]),
         )
         for r in rows
     ]
 
 
+def _git_plan_of(row: sqlite3.Row) -> GitPlan | None:
+    if row["git_state"] != "wanted" or not row["git_planned"]:
+        return None
+    return GitPlan(
+        row["git_parent"], row["git_tree"], row["git_planned"], row["git_message"], row["git_index"]
+    )
+
+
+STALE_GIT_INDEX_S = 3600.0
+"""A temporary index older than this was left by a crashed commit."""
+
+
+def _remove_stale_git_indexes(manager: SessionManager) -> None:
+    cutoff = time.time() - STALE_GIT_INDEX_S
+    for d in manager.paths.sessions.glob(f"{_GIT_INDEX_PREFIX}*"):
+        try:
+            if d.lstat().st_mtime < cutoff:
+                shutil.rmtree(d)
+        except OSError:
+            continue
+
+
 def recover(manager: SessionManager) -> list[str]:
     """Finish every commit a crash interrupted; returns notices for the user."""
     notices: list[str] = []
-    rows = manager.store.query(
-        "SELECT id, session_id, message FROM commits WHERE state = 'applying' ORDER BY id"
-    )
+    _remove_stale_git_indexes(manager)
+    rows = manager.store.query("SELECT * FROM commits WHERE state = 'applying' ORDER BY id")
     for row in rows:
         commit_id = int(row["id"])
+        session_id = str(row["session_id"])
         files = _journal_files(manager, commit_id)
-        for seq, f in enumerate(files):
-            target = manager.policy.resolve(manager.root, f.path, allow_hardlinks=True)
-            current = manager.root.joinpath(f.path)
-            try:
-                now = current.read_bytes()
-            except FileNotFoundError:
-                now = None
-            old = manager.blobs.get(f.old_blob) if f.old_blob else None
-            new = manager.blobs.get(f.new_blob) if f.new_blob else None
-            if now == new and (new is None or _exec_of(target) == f.new_exec):
-                pass
-            elif now in (old, new):
-                _apply_one(manager, f, commit_id, seq)
-            else:
-                notices.append(
-                    f"{f.path} changed after an interrupted commit; it was left as it is."
+        token: str | None = row["tmp_token"]
+        todo: list[tuple[int, JournalFile]] = []
+        with WorkTree(manager.root) as tree:
+            for seq, f in enumerate(files):
+                try:
+                    if token is not None:
+                        tree.remove_temp(f.path, _tmp_name(token, seq))
+                    else:
+                        tree.remove_temp(
+                            f.path, _legacy_tmp_name(f.path, commit_id, seq), only_regular=True
+                        )
+                    cur = tree.read(f.path)
+                except (BrioError, OSError) as exc:
+                    notices.append(
+                        f"{f.path} was left as it is after an interrupted commit: {_reason(exc)}"
+                    )
+                    continue
+                old = manager.blobs.get(f.old_blob) if f.old_blob else None
+                new = manager.blobs.get(f.new_blob) if f.new_blob else None
+                if cur.same(new, executable=f.new_exec, symlink=f.new_symlink):
+                    continue
+                if cur.content_is(old, symlink=f.old_symlink) or cur.content_is(
+                    new, symlink=f.new_symlink
+                ):
+                    todo.append((seq, f))
+                else:
+                    notices.append(
+                        f"{f.path} changed after an interrupted commit; it was left as it is."
+                    )
+        if todo:
+            if token is None:
+                token = secrets.token_hex(8)
+                manager.store.execute(
+                    "UPDATE commits SET tmp_token = ? WHERE id = ?", (token, commit_id)
                 )
-            _tmp_path(target, commit_id, seq).unlink(missing_ok=True)
-        is_rollback = row["message"].startswith("rollback")
+            with WorkTree(manager.root) as tree:
+                staged = _stage(manager, tree, token, todo, notices)
+                _switch(tree, token, todo, staged, notices)
+        git_sha: str | None = None
+        plan = _git_plan_of(row)
+        if plan is not None:
+            try:
+                git_sha = _git_complete(manager, commit_id, files, plan, move=False)
+            except BrioError as exc:
+                notices.append(
+                    f"The git commit of session {session_id} could not be made after an "
+                    f"interrupted commit: {exc.message} Its files were applied. Run "
+                    f"`briotui sessions commit {session_id} --git` to make the git commit."
+                )
+        is_rollback = str(row["message"]).startswith("rollback")
         _finish(
-            manager, commit_id, row["session_id"], "rolled-back" if is_rollback else "committed"
+            manager,
+            commit_id,
+            session_id,
+            "rolled-back" if is_rollback else "committed",
+            git_sha,
+            plan.parent if plan else None,
         )
         notices.append(
-            f"An interrupted commit of session {row['session_id']} was finished "
-            f"({len(files)} files)."
+            f"An interrupted commit of session {session_id} was finished ({len(files)} files)."
         )
     return notices
+
+
+# -- git ------------------------------------------------------------------------------
 
 
 def _unrelated_staged(root: Path, paths: set[str]) -> list[str]:
@@ -329,53 +586,216 @@ def _unrelated_staged(root: Path, paths: set[str]) -> list[str]:
     return sorted(p for p in staged if p not in paths)
 
 
-def git_commit_paths(
-    root: Path,
-    files: list[JournalFile],
-    message: str,
-    *,
-    provenance: str | None = None,
-) -> str:
-    """Commit exactly ``files`` (as they now are in the working tree) on HEAD.
-
-    Args:
-        root: The working tree.
-        files: The applied files (deleted where ``new_blob`` is None).
-        message: The commit message.
-        provenance: An optional trailer value, added as ``Brio-Provenance: ...``.
-
-    Returns:
-        The new commit's id.
-    """
-    head = head_commit(root)
+def _index_info(manager: SessionManager, files: list[JournalFile]) -> str:
+    """``update-index --index-info`` lines: the session's bytes, hashed without filters."""
+    root = manager.root
     written = [f for f in files if f.new_blob is not None]
     shas: list[str] = []
     if written:
+        blob_paths = "".join(
+            os.path.relpath(manager.blobs.path_of(f.new_blob or ""), root) + "\n" for f in written
+        )
         out = run_git(
             ["hash-object", "-w", "--no-filters", "--stdin-paths"],
             root,
-            input="".join(f.path + "\n" for f in written).encode(),
+            input=blob_paths.encode(),
+            durable=True,
         ).stdout
         shas = out.decode().split()
-    info = []
+    info: list[str] = []
     for f, sha in zip(written, shas, strict=True):
-        info.append(f"{'100755' if f.new_exec else '100644'} {sha}\t{f.path}\n")
+        mode = "120000" if f.new_symlink else "100755" if f.new_exec else "100644"
+        info.append(f"{mode} {sha}\t{f.path}\n")
     for f in files:
         if f.new_blob is None:
             info.append(f"0 {ZERO_SHA}\t{f.path}\n")
+    return "".join(info)
+
+
+def _index_path(root: Path) -> Path:
+    out = run_git(["rev-parse", "--git-path", "index"], root).stdout.decode().strip()
+    return root / out
+
+
+def plan_git(
+    manager: SessionManager, files: list[JournalFile], message: str, parent: str | None
+) -> GitPlan:
+    """Build the git commit of ``files`` on ``parent`` without touching index or HEAD.
+
+    The tree is the current index with the paths of ``files`` replaced, written from
+    a copy of the index.
+    """
+    root = manager.root
+    info = _index_info(manager, files)
+    manager.paths.sessions.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=_GIT_INDEX_PREFIX, dir=manager.paths.sessions) as tmp:
+        index = Path(tmp) / "index"
+        real = _index_path(root)
+        if real.is_file():
+            shutil.copyfile(real, index)
+        run_git(
+            ["update-index", "--add", "--remove", "--index-info"],
+            root,
+            input=info.encode(),
+            index_file=index,
+        )
+        tree = run_git(["write-tree"], root, index_file=index, durable=True).stdout
+    tree_sha = tree.decode().strip()
+    args = ["commit-tree", tree_sha, "-F", "-"]
+    if parent:
+        args += ["-p", parent]
+    commit = run_git(args, root, input=(message + "\n").encode(), durable=True).stdout
+    return GitPlan(parent, tree_sha, commit.decode().strip(), message, info)
+
+
+def _has_commit(root: Path, sha: str) -> bool:
+    return run_git(["cat-file", "-e", f"{sha}^{{commit}}"], root, check=False).returncode == 0
+
+
+def _is_ancestor(root: Path, sha: str, head: str) -> bool:
+    proc = run_git(["merge-base", "--is-ancestor", sha, head], root, check=False)
+    return proc.returncode == 0
+
+
+def _short(sha: str | None) -> str:
+    return sha[:10] if sha else "(no commit yet)"
+
+
+def _git_complete(
+    manager: SessionManager,
+    commit_id: int,
+    files: list[JournalFile],
+    plan: GitPlan | None,
+    *,
+    move: bool,
+    message: str | None = None,
+) -> str:
+    """Make the journaled git commit HEAD; returns its id.
+
+    Already done (HEAD is it, or has it in its history): nothing to do. HEAD still the
+    expected parent: update the index entries, then move HEAD with the old value as a
+    guard. Otherwise (HEAD moved, or the commit object was lost) the commit is built
+    again on the current HEAD, only when ``move``, and journaled before it is used.
+    Without a ``plan`` (none was journaled) it is built with ``message``.
+
+    Raises:
+        GitError: HEAD moved (and not ``move``), or git failed (e.g. a locked index).
+    """
+    root = manager.root
+    head = head_commit(root)
+    if (
+        plan is not None
+        and head is not None
+        and (head == plan.commit or _is_ancestor(root, plan.commit, head))
+    ):
+        return plan.commit
+    if plan is not None and head != plan.parent and not move:
+        raise GitError(
+            f"HEAD moved from {_short(plan.parent)} to {_short(head)} since the commit "
+            "started, so the git commit was not put on top of someone else's work."
+        )
+    if plan is None or head != plan.parent or not _has_commit(root, plan.commit):
+        text = message if message is not None else plan.message if plan else ""
+        plan = plan_git(manager, files, text, head)
+        manager.store.execute(
+            "UPDATE commits SET git_state = 'wanted', git_message = ?, git_planned = ?,"
+            " git_tree = ?, git_parent = ?, git_index = ? WHERE id = ?",
+            (plan.message, plan.commit, plan.tree, plan.parent, plan.index_info, commit_id),
+        )
     run_git(
-        ["update-index", "--add", "--remove", "--index-info"], root, input="".join(info).encode()
+        ["update-index", "--add", "--remove", "--index-info"],
+        root,
+        input=plan.index_info.encode(),
+        durable=True,
     )
-    tree = run_git(["write-tree"], root).stdout.decode().strip()
-    text = message.strip() or "Changes from briotui"
+    failpoint("git-index")
+    run_git(
+        ["update-ref", "-m", "briotui: commit session", "HEAD", plan.commit, head or ZERO_SHA],
+        root,
+        durable=True,
+    )
+    failpoint("git-ref")
+    return plan.commit
+
+
+def _message(text: str, provenance: str | None) -> str:
+    out = text.strip() or "Changes from briotui"
     if provenance:
-        text += f"\n\nBrio-Provenance: {provenance}"
-    args = ["commit-tree", tree, "-F", "-"]
-    if head:
-        args += ["-p", head]
-    commit = run_git(args, root, input=(text + "\n").encode()).stdout.decode().strip()
-    run_git(["update-ref", "-m", "briotui: commit session", "HEAD", commit, head or ZERO_SHA], root)
-    return commit
+        out += f"\n\nBrio-Provenance: {provenance}"
+    return out
+
+
+def _git_again(
+    session: Session,
+    *,
+    message: str | None,
+    include_staged: bool,
+    provenance: str | None,
+) -> CommitResult:
+    """Make the git commit of a committed session whose git step did not happen."""
+    manager = session.manager
+    rows = manager.store.query(
+        "SELECT * FROM commits WHERE session_id = ? AND state = 'done' AND message NOT LIKE"
+        " 'rollback%' ORDER BY id DESC LIMIT 1",
+        (session.id,),
+    )
+    if not rows:
+        raise SessionStateError(f"Session {session.id} has no finished commit to git-commit.")
+    row = rows[0]
+    commit_id = int(row["id"])
+    if row["git_commit"]:
+        raise SessionStateError(
+            f"Session {session.id} is already committed, with git commit "
+            f"{str(row['git_commit'])[:12]}; there is nothing left to do."
+        )
+    files = _journal_files(manager, commit_id)
+    changed: list[str] = []
+    with WorkTree(manager.root) as tree:
+        for f in files:
+            new = manager.blobs.get(f.new_blob) if f.new_blob else None
+            try:
+                same = tree.read(f.path).same(new, executable=f.new_exec, symlink=f.new_symlink)
+            except (BrioError, OSError):
+                same = False
+            if not same:
+                changed.append(f.path)
+    if changed:
+        raise CommitRefused(
+            "These files changed since session "
+            f"{session.id} was applied: {', '.join(changed[:10])}. briotui only git-commits "
+            "the session's own content; commit them with git yourself."
+        )
+    paths = {f.path for f in files}
+    if not include_staged and (unrelated := _unrelated_staged(manager.root, paths)):
+        raise CommitRefused(
+            "The git index has staged changes unrelated to this session: "
+            + ", ".join(unrelated[:10])
+            + ". Commit or unstage them first, or pass --include-staged to commit them "
+            "together. Nothing was changed."
+        )
+    planned = _git_plan_of(row)
+    if message is not None or provenance is not None:
+        text = _message(message if message is not None else str(row["message"]), provenance)
+    else:
+        text = planned.message if planned else _message(str(row["message"]), None)
+    if planned is not None and planned.message != text:
+        planned = None  # a different message: a new commit
+    sha = _git_complete(manager, commit_id, files, planned, move=True, message=text)
+    parent = (
+        run_git(["rev-parse", "-q", "--verify", f"{sha}^"], manager.root, check=False)
+        .stdout.decode()
+        .strip()
+        or None
+    )
+    with manager.store.transaction() as conn:
+        _record_git(conn, commit_id, sha, parent)
+    return CommitResult(
+        commit_id=commit_id,
+        written=tuple(f.path for f in files if f.new_blob is not None),
+        deleted=tuple(f.path for f in files if f.new_blob is None),
+        git_commit=sha,
+        git_only=True,
+    )
 
 
 def commit_session(
@@ -388,6 +808,10 @@ def commit_session(
 ) -> CommitResult:
     """Apply the session's accepted hunks to the working tree; optionally git-commit them.
 
+    With ``git`` on a session already committed whose git step did not happen (a
+    crash recovery could not finish it, git failed, or it was committed without
+    ``git``), only the git commit is made, of the applied files.
+
     Args:
         session: An open session with accepted hunks.
         git: Also make a git commit of exactly the applied files.
@@ -396,20 +820,28 @@ def commit_session(
         provenance: Opt-in trailer text naming the agents and models.
 
     Raises:
-        SessionStateError: The session is not open.
+        SessionStateError: The session is not open (nor committed without its git
+            commit, with ``git``).
         CommitRefused: Nothing accepted; ``git`` outside a repository; unrelated
-            staged changes.
+            staged changes; a new file could not be written (nothing was).
         MergeConflict: The user's edits conflict; nothing was written.
+        PathRefused: A target's parent is a symlink or a file; nothing was written.
+        GitError: The files were applied but git failed; the message says how to
+            make the git commit later.
     """
     manager = session.manager
     session.reload_state()
-    if session.state != "open":
-        raise SessionStateError(f"Session {session.id} is {session.state}; commit refused.")
     if git and not is_git_worktree(manager.root):
         raise CommitRefused(
             f"{manager.root} is not a git repository, so there is no git commit to make. "
             "Commit without --git to apply the changes to the files only."
         )
+    if git and session.state == "committed":
+        return _git_again(
+            session, message=message, include_staged=include_staged, provenance=provenance
+        )
+    if session.state != "open":
+        raise SessionStateError(f"Session {session.id} is {session.state}; commit refused.")
     plan = plan_commit(session)
     paths = {f.path for f in plan.files}
     if git and not include_staged:
@@ -422,21 +854,19 @@ def commit_session(
                 "together. Nothing was written."
             )
     text = message if message is not None else (session.task or f"briotui session {session.id}")
-    commit_id = apply_journaled(manager, session.id, plan.files, message=text)
+    git_plan = (
+        plan_git(manager, plan.files, _message(text, provenance), head_commit(manager.root))
+        if git
+        else None
+    )
+    try:
+        commit_id = apply_journaled(manager, session.id, plan.files, message=text, git=git_plan)
+    finally:
+        session.reload_state()
     git_sha: str | None = None
     if git:
-        git_sha = git_commit_paths(manager.root, plan.files, text, provenance=provenance)
-        parent = (
-            run_git(["rev-parse", "-q", "--verify", f"{git_sha}^"], manager.root, check=False)
-            .stdout.decode()
-            .strip()
-            or None
-        )
-        manager.store.execute(
-            "UPDATE commits SET git_commit = ?, git_parent = ? WHERE id = ?",
-            (git_sha, parent, commit_id),
-        )
-    session.reload_state()
+        rows = manager.store.query("SELECT git_commit FROM commits WHERE id = ?", (commit_id,))
+        git_sha = rows[0]["git_commit"] if rows else None
     return CommitResult(
         commit_id=commit_id,
         written=tuple(f.path for f in plan.files if f.new_blob is not None),
@@ -490,16 +920,26 @@ def rollback_session(session: Session, *, force: bool = False) -> RollbackResult
     files = _journal_files(manager, int(row["id"]))
     changed: list[str] = []
     undo: list[JournalFile] = []
-    for f in files:
-        now = manager.root.joinpath(f.path)
-        try:
-            data: bytes | None = now.read_bytes()
-        except FileNotFoundError:
-            data = None
-        new = manager.blobs.get(f.new_blob) if f.new_blob else None
-        if data != new:
-            changed.append(f.path)
-        undo.append(JournalFile(f.path, f.new_blob, f.new_exec, f.old_blob, f.old_exec))
+    with WorkTree(manager.root) as tree:
+        for f in files:
+            try:
+                now: Current | None = tree.read(f.path)
+            except (BrioError, OSError):
+                now = None
+            new = manager.blobs.get(f.new_blob) if f.new_blob else None
+            if now is None or not now.content_is(new, symlink=f.new_symlink):
+                changed.append(f.path)
+            undo.append(
+                JournalFile(
+                    f.path,
+                    f.new_blob,
+                    f.new_exec,
+                    f.old_blob,
+                    f.old_exec,
+                    old_symlink=f.new_symlink,
+                    new_symlink=f.old_symlink,
+                )
+            )
     if changed and not force:
         raise MergeConflict(
             "These files changed after the commit: "

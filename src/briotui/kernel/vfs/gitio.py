@@ -5,6 +5,13 @@ runs no program the repository or the user configured (hooks, fsmonitor, pager,
 external diff, textconv, clean/smudge/process filters, gpg signing) and scrubs the
 environment of variables that redirect git (``GIT_DIR``, ``GIT_INDEX_FILE``...). The
 user's identity (``user.name``/``user.email``) is still read from their config.
+
+Filters: every filter driver configured for the repository (``filter.<name>.*``, e.g.
+git-lfs) gets empty ``clean``/``smudge``/``process`` commands and ``required=false``,
+so git reads and stores the bytes as they are instead of running the program, and a
+*required* filter whose command fails or is missing does not make git die ("clean
+filter 'lfs' failed"). Content briotui writes into git is hashed with
+``hash-object --no-filters``.
 """
 
 from __future__ import annotations
@@ -57,20 +64,30 @@ def git_env() -> dict[str, str]:
     return env
 
 
+_DURABLE_CONFIG = ("core.fsync=added", "core.fsyncMethod=fsync")
+"""For the commit step: objects, refs and the index reach the disk before git exits."""
+
+
 @lru_cache(maxsize=64)
 def _filter_overrides(cwd: str) -> tuple[str, ...]:
     """``-c filter.X.clean=`` etc. for every filter driver configured for ``cwd``."""
     proc = subprocess.run(
-        [_need_git(), "config", "--get-regexp", r"^filter\..*\.(clean|smudge|process)$"],
+        [_need_git(), "config", "--name-only", "--get-regexp", r"^filter\."],
         cwd=cwd,
         env=git_env(),
         capture_output=True,
         check=False,
     )
+    names: dict[str, None] = {}
+    for line in proc.stdout.decode("utf-8", "surrogateescape").splitlines():
+        key = line.strip()
+        name, dot, _var = key[len("filter.") :].rpartition(".")
+        if dot and name:
+            names[name] = None
     out: list[str] = []
-    for line in proc.stdout.decode("utf-8", "replace").splitlines():
-        key = line.split(" ", 1)[0]
-        out += ["-c", f"{key}="]
+    for name in names:
+        for var in ("clean=", "smudge=", "process=", "required=false"):
+            out += ["-c", f"filter.{name}.{var}"]
     return tuple(out)
 
 
@@ -87,20 +104,31 @@ def run_git(
     *,
     input: bytes | None = None,
     check: bool = True,
+    index_file: Path | None = None,
+    durable: bool = False,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``git ARGS`` in ``cwd`` with the safe config; returns the completed process.
+
+    Args:
+        args: The git command and its arguments.
+        cwd: Where to run it (the working tree).
+        input: Bytes for git's stdin.
+        check: Raise on a non-zero exit.
+        index_file: Use this index file instead of the repository's (``GIT_INDEX_FILE``).
+        durable: fsync the objects, refs and index git writes.
 
     Raises:
         GitError: git is missing, or it exited non-zero and ``check`` is true.
     """
     cmd = [_need_git()]
-    for item in _SAFE_CONFIG:
+    for item in (*_SAFE_CONFIG, *(_DURABLE_CONFIG if durable else ())):
         cmd += ["-c", item]
     cmd += list(_filter_overrides(str(cwd)))
     cmd += list(args)
-    proc = subprocess.run(
-        cmd, cwd=str(cwd), env=git_env(), input=input, capture_output=True, check=False
-    )
+    env = git_env()
+    if index_file is not None:
+        env["GIT_INDEX_FILE"] = str(index_file)
+    proc = subprocess.run(cmd, cwd=str(cwd), env=env, input=input, capture_output=True, check=False)
     if check and proc.returncode != 0:
         words = proc.stderr.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
         raise GitError(f"git {' '.join(args[:2])} failed in {cwd}: {words}")

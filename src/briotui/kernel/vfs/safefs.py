@@ -35,9 +35,9 @@ from types import TracebackType
 
 from briotui.kernel.errors import FileTooLarge, PathDenied, WorkspaceFileNotFound
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 MAX_DEPTH = 128
 """Directories nested deeper than this are not entered by :func:`walk` (reported)."""
@@ -98,7 +98,7 @@ class DirFds:
 
     def __init__(self, root: Path, *, nofollow_root: bool = False) -> None:
         self.root = Path(root)
-        flags = _DIR_FLAGS if nofollow_root else _DIR_FLAGS & ~os.O_NOFOLLOW
+        flags = DIR_FLAGS if nofollow_root else DIR_FLAGS & ~os.O_NOFOLLOW
         self._fds: dict[str, int] = {"": os.open(self.root, flags)}
 
     def __enter__(self) -> DirFds:
@@ -158,12 +158,12 @@ class DirFds:
 
     def _open_child(self, pfd: int, name: str, create: bool) -> int | None:
         try:
-            return os.open(name, _DIR_FLAGS, dir_fd=pfd)
+            return os.open(name, DIR_FLAGS, dir_fd=pfd)
         except FileNotFoundError:
             if not create:
                 return None
             os.mkdir(name, 0o755, dir_fd=pfd)
-            return os.open(name, _DIR_FLAGS, dir_fd=pfd)
+            return os.open(name, DIR_FLAGS, dir_fd=pfd)
         except OSError as exc:
             if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                 raise
@@ -171,7 +171,7 @@ class DirFds:
                 return None  # a symlink or a file where a directory is expected
             remove_at(pfd, name)
             os.mkdir(name, 0o755, dir_fd=pfd)
-            return os.open(name, _DIR_FLAGS, dir_fd=pfd)
+            return os.open(name, DIR_FLAGS, dir_fd=pfd)
 
     def _trim(self, rel_dir: str) -> None:
         """Keep the cache small: close fds that are not ancestors of ``rel_dir``."""
@@ -216,7 +216,7 @@ def read_regular_at(dir_fd: int, name: str, max_size: int, *, shown: str = "") -
     if st.st_size > max_size:
         raise FileTooLarge(f"{shown!r} is {st.st_size} bytes; the limit is {max_size} bytes.")
     try:
-        fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+        fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
         raise WorkspaceFileNotFound(f"{shown!r} does not exist.") from None
     except OSError as exc:  # ELOOP: replaced by a symlink since the lstat
@@ -274,7 +274,7 @@ def write_file_at(dir_fd: int, name: str, data: bytes, mode: int, *, durable: bo
     whatever was at ``name`` (a symlink there is replaced, not followed).
     """
     tmp = tmp_name()
-    fd = os.open(tmp, _CREATE_FLAGS, 0o600, dir_fd=dir_fd)
+    fd = os.open(tmp, CREATE_FLAGS, 0o600, dir_fd=dir_fd)
     try:
         _write_fd(fd, data)
         os.fchmod(fd, mode)
@@ -346,7 +346,7 @@ def walk(
         too_deep: Called with each directory not entered because it is nested more
             than :data:`MAX_DEPTH` levels deep.
     """
-    flags = _DIR_FLAGS if nofollow_root else _DIR_FLAGS & ~os.O_NOFOLLOW
+    flags = DIR_FLAGS if nofollow_root else DIR_FLAGS & ~os.O_NOFOLLOW
     fd = os.open(root, flags)
     try:
         yield from _walk_fd(fd, "", skip_dir, too_deep, 0)
@@ -377,7 +377,7 @@ def _walk_fd(
                     too_deep(rel)
                 continue
             try:
-                sub = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+                sub = os.open(entry.name, DIR_FLAGS, dir_fd=fd)
             except OSError:
                 continue  # replaced since the listing
             try:
