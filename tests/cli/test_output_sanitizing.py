@@ -34,7 +34,9 @@ PAYLOAD = (
     "hidden = 'a\u200bb\u200cc\u200dd\u200ee\u200ff\u2060g\u2061h\u2062i\u2063j\u2064k\ufeffl'\n"
     "tags = '\U000e0041\U000e0042'\n"
 )
-EVIL_NAME = "invoice\u202etxt.py"
+EVIL_NAME = "invoice\u200btxt.py"
+"""A name with an invisible character (bidi controls are refused in names outright)."""
+BIDI_NAME = "invoice\u202etxt.py"
 FORBIDDEN = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e"
     "\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f]"
@@ -86,7 +88,7 @@ def test_sessions_diff_shows_escapes_and_invisibles_as_marks(
         "a<U+200B>b<U+200C>c<U+200D>d<U+200E>e<U+200F>f<U+2060>g",
         "<U+FEFF>l",
         "<U+E0041><U+E0042>",
-        "invoice<U+202E>txt.py",
+        "invoice<U+200B>txt.py",
     ):
         assert mark in out, mark
     assert "\t" not in PAYLOAD or "\t" in out
@@ -122,7 +124,7 @@ def test_every_text_command_is_sanitized(
     assert "fix it" in out
     code, out = run(capsys, *c, "sessions", "show", evil_session)
     assert code == 0
-    assert "invoice<U+202E>txt.py" in out
+    assert "invoice<U+200B>txt.py" in out
     assert "<U+202E>eulav" in out
     code, out = run(capsys, *c, "sessions", "accept", evil_session, "--file", EVIL_NAME)
     assert code == 0
@@ -180,9 +182,9 @@ def test_run_summary_marks_a_bidi_file_name(
     project: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     replies = project.parent / "replies.json"
-    reply = f"{EVIL_NAME}\n```\n<<<<<<< SEARCH\n=======\nprint('\x1b[2J')\n>>>>>>> REPLACE\n```\n"
-    replies.write_text(json.dumps([reply]))
-    code, out = run(
+    reply = f"{BIDI_NAME}\n```\n<<<<<<< SEARCH\n=======\nprint('\x1b[2J')\n>>>>>>> REPLACE\n```\n"
+    replies.write_text(json.dumps([reply, reply, reply]))
+    _, out = run(
         capsys,
         "-C",
         str(project),
@@ -193,11 +195,10 @@ def test_run_summary_marks_a_bidi_file_name(
         "--provider",
         f"scripted:{replies}",
     )
-    assert code == 0
+    # The name is refused (a bidi control makes it display as another name); the
+    # refusal names it with the control marked, never raw.
     assert "invoice<U+202E>txt.py" in out
-    code, out = run(capsys, "-C", str(project), "audit")
-    assert code == 0
-    assert "invoice<U+202E>txt.py" in out
+    assert not (project / BIDI_NAME).exists()
 
 
 def test_command_modules_print_only_through_the_output_module() -> None:

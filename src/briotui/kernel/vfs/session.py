@@ -321,11 +321,12 @@ class SessionManager:
                 for layer in (("work", "fork") if parent else ("work",))
                 for p, e in overlay.items()
             ]
-            conn.executemany(
-                "INSERT INTO session_files (session_id, layer, path, blob, executable, origin,"
-                " size, symlink) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            if rows:
+                conn.executemany(
+                    "INSERT INTO session_files (session_id, layer, path, blob, executable,"
+                    " origin, size, symlink) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
         session = Session(
             self,
             sid,
