@@ -348,14 +348,13 @@ async def test_review_shows_findings_about_the_whole_change(
 
 
 async def test_the_status_bar_says_unsandboxed_from_the_kernels_state(
-    project: Path, scripted: Scripted, config_dir: Path, monkeypatch: pytest.MonkeyPatch
+    project: Path, scripted: Scripted, config_dir: Path
 ) -> None:
     from briotui.ui.widgets.status_bar import StatusBar
 
-    user = project.parent / "user-config"
-    user.mkdir()
+    user = config_dir  # the user's config dir the app reads (one loader for all settings)
+    user.mkdir(parents=True, exist_ok=True)
     (user / "config.toml").write_text('[shell]\nsandbox = "off"\n')
-    monkeypatch.setenv("BRIOTUI_CONFIG_DIR", str(user))
     app = app_for(project, scripted(), config_dir)
     async with app.run_test(size=(110, 30)) as pilot:
         await pilot.pause()
