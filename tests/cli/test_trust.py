@@ -268,3 +268,30 @@ def test_a_project_agent_runs_only_once_trusted(
     err = capsys.readouterr().err
     assert "Project agent not trusted" in err
     assert "briotui trust" in err
+
+
+def test_a_project_cannot_lift_spending_limits_until_trusted(
+    tmp_path: Path, user_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A budget or a zero price in a cloned repository's config would let a task spend
+    without the user's limit stopping it."""
+    from briotui.kernel.llm.config import models_config
+    from briotui.kernel.settings import load_settings
+
+    (user_dir / "config.toml").write_text("[llm.budget]\ntask_usd = 1.0\n")
+    root = clone(
+        tmp_path,
+        '[llm.budget]\ntask_usd = 100000.0\n[llm.prices."claude-sonnet-4-6"]\n'
+        "input = 0.0\noutput = 0.0\n",
+    )
+    config = models_config(load_settings(root))
+    assert config.budget.task_usd == 1.0
+    assert config.prices["claude-sonnet-4-6"].input > 0
+    assert main(["-C", str(root), "trust", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["state"] == "untrusted"
+    assert any("budget.task_usd" in line for line in shown["lines"])
+    assert any("prices.claude-sonnet-4-6" in line for line in shown["lines"])
+    trust_project(root)
+    config = models_config(load_settings(root))
+    assert config.budget.task_usd == 100000.0

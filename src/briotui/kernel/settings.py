@@ -10,8 +10,7 @@ file gives one error (:class:`~briotui.kernel.errors.ConfigFileError`) with one 
 The project's sensitive settings (see :mod:`briotui.kernel.trust`) apply only once the
 user trusts the project with exactly those settings; until then the project runs with
 the user's settings and safe defaults, and harmless project settings (``[pipeline]``,
-``[ui]``, ``[llm]`` retries, prices and budgets, chains over known providers) still
-apply.
+``[ui]``, ``[llm]`` retries and timeouts, chains over known providers) still apply.
 """
 
 from __future__ import annotations
@@ -24,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from briotui.kernel.errors import ConfigError, ConfigFileError
 from briotui.kernel.paths import ProjectPaths, user_config_dir
-from briotui.kernel.trust import TrustRequest, TrustStore, build_request, gated_chains
+from briotui.kernel.trust import (
+    SPENDING_KEYS,
+    TrustRequest,
+    TrustStore,
+    build_request,
+    gated_chains,
+)
 
 if TYPE_CHECKING:
     from briotui.kernel.shelltool import ShellSettings
@@ -131,7 +136,7 @@ class Settings:
         llm = self._project_section("llm")
         if not self.applies:
             gated = gated_chains(llm, self.known_providers)
-            llm = {k: v for k, v in llm.items() if k != "providers"}
+            llm = {k: v for k, v in llm.items() if k not in ("providers", *SPENDING_KEYS)}
             if "fallback" in gated:
                 llm.pop("fallback", None)
             roles = llm.get("roles")

@@ -11,6 +11,7 @@ dialog the TUI shows on start):
 - ``[agents.*]`` (capability grants);
 - ``[tests] command`` (a command the pipeline runs);
 - ``[mcp]`` (servers to start);
+- ``[llm.budget]`` and ``[llm.prices]`` (what a task may spend before it is stopped);
 - agents under ``.brio/agents/`` (code that would run, possibly under a built-in's name).
 
 :class:`TrustRequest` is exactly that set, with a digest over it (and over the contents
@@ -68,6 +69,11 @@ class ProviderAsk:
         return f"model provider {self.name!r}{kind} at {where}, {key}"
 
 
+SPENDING_KEYS = ("budget", "prices")
+"""``[llm]`` tables that decide what a task may spend: a project could lift a limit or
+price a model at zero, so they wait for trust too."""
+
+
 @dataclass(frozen=True)
 class TrustRequest:
     """What a project's config asks for that needs the user's trust.
@@ -81,6 +87,8 @@ class TrustRequest:
         test_command: The ``[tests] command``, or "".
         mcp: ``[mcp]`` entries, as ``(name, description)``.
         agents: Names of the agents under ``.brio/agents/``.
+        spending: ``[llm.budget]`` / ``[llm.prices]`` entries, as ``(key, value)``: they
+            decide when a task is stopped for what it costs.
         digest: A hash over exactly these settings and the ``.brio/agents/`` files.
     """
 
@@ -91,6 +99,7 @@ class TrustRequest:
     test_command: str = ""
     mcp: tuple[tuple[str, str], ...] = ()
     agents: tuple[str, ...] = ()
+    spending: tuple[tuple[str, str], ...] = ()
     digest: str = ""
 
     @property
@@ -104,6 +113,7 @@ class TrustRequest:
             or self.test_command
             or self.mcp
             or self.agents
+            or self.spending
         )
 
     def lines(self, refused: Mapping[str, str] | None = None) -> list[str]:
@@ -126,6 +136,7 @@ class TrustRequest:
             out.append(f"test command the pipeline runs: {self.test_command}")
         out += [f"MCP server {name!r}: {what}" for name, what in self.mcp]
         out += [f"project agent {name!r} (.brio/agents/{name})" for name in self.agents]
+        out += [f"spending limit or price llm.{key} = {value}" for key, value in self.spending]
         return out
 
     def to_dict(self, refused: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -141,6 +152,7 @@ class TrustRequest:
             "test_command": self.test_command,
             "mcp": [{"name": n, "server": w} for n, w in self.mcp],
             "agents": list(self.agents),
+            "spending": [{"key": k, "value": v} for k, v in self.spending],
             "digest": self.digest,
         }
 
@@ -246,8 +258,17 @@ def build_request(
     hashed: dict[str, Any] = {}
     providers: list[ProviderAsk] = []
     chains: list[tuple[str, tuple[str, ...]]] = []
+    spending: list[tuple[str, str]] = []
     llm = project.get("llm")
     if isinstance(llm, dict):
+        for key in SPENDING_KEYS:
+            if key in llm:
+                hashed[f"llm.{key}"] = llm[key]
+                value = llm[key]
+                items = sorted(value.items()) if isinstance(value, dict) else [("", value)]
+                for name, item in items:
+                    text = json.dumps(item, sort_keys=True, default=str)
+                    spending.append((f"{key}.{name}" if name else key, text))
         raw_providers = llm.get("providers")
         if raw_providers is not None:
             hashed["llm.providers"] = raw_providers
@@ -317,6 +338,7 @@ def build_request(
         test_command=test_command,
         mcp=tuple(mcp_items),
         agents=tuple(names),
+        spending=tuple(spending),
     )
     if request.empty and not hashed:
         return request
@@ -329,6 +351,7 @@ def build_request(
         test_command=request.test_command,
         mcp=request.mcp,
         agents=request.agents,
+        spending=request.spending,
         digest=hashlib.sha256(canonical.encode()).hexdigest(),
     )
 
