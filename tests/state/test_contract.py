@@ -210,3 +210,18 @@ def test_sub_paths_and_list_items_have_shapes() -> None:
         contract.validate("/tasks/t-1/status", "exploded")
     with pytest.raises(StateShapeError):
         contract.validate("/usage/input_tokens", True)
+
+
+def test_a_finding_names_the_hunk_by_the_id_the_session_publishes() -> None:
+    """The Reviewer reads hunks tagged ``#h-<id>`` in the diff; the UI looks findings up by
+    the hunk's id, so the ``h-`` tag is not part of the published ``hunk_id``."""
+    review = contract.review_view(
+        {
+            "verdict": "approve",
+            "findings": [
+                {"hunk_id": "h-03bec36cc5", "severity": "warning", "message": "m"},
+                {"hunk": "", "severity": "info", "message": "whole change"},
+            ],
+        }
+    )
+    assert [f["hunk_id"] for f in review["findings"]] == ["03bec36cc5", ""]

@@ -160,7 +160,8 @@ class ConflictView(TypedDict):
 
 
 class FindingView(TypedDict):
-    """One Reviewer finding, on a hunk (``hunk_id``) or on the whole change ("")."""
+    """One Reviewer finding, on a hunk (``hunk_id``, a :class:`HunkView` id) or on the whole
+    change ("")."""
 
     hunk_id: str
     severity: str
@@ -323,8 +324,10 @@ def review_view(review: Mapping[str, Any]) -> ReviewView:
     for raw in review.get("findings") or ():
         if not isinstance(raw, Mapping):
             continue
+        hunk = str(raw.get("hunk_id", raw.get("hunk", "")) or "")
         finding = FindingView(
-            hunk_id=str(raw.get("hunk_id", raw.get("hunk", "")) or ""),
+            # the Reviewer names hunks as the diff tags them (``#h-<id>``); the id is <id>
+            hunk_id=hunk.removeprefix("#").removeprefix("h-"),
             severity=str(raw.get("severity", "info")),
             message=str(raw.get("message", "")),
         )
