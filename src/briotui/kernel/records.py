@@ -3,7 +3,8 @@
 :class:`Recorder` turns runtime events into state-tree patches (progress, milestones,
 agent lifecycle, usage) and rows in the project database (tasks, transcripts with the
 provider and model of every reply, usage, reviews, the commands agents ran), so a
-restart shows the same tasks and sessions.
+restart shows the same tasks and sessions. Every value it puts in the state tree is
+built by :mod:`briotui.kernel.contract`'s constructors, in the shapes front ends read.
 """
 
 from __future__ import annotations
