@@ -669,6 +669,23 @@ class TaskNotFound(StateError):
     wit_kind = "not-found"
 
 
+class StateShapeError(StateError):
+    """A value published in the state tree does not fit the state contract's shape.
+
+    Attributes:
+        path: The JSON Pointer of the field that does not fit.
+    """
+
+    kind = "state-shape"
+    default_title = "State does not fit the contract"
+
+    def __init__(self, message: str, *, path: str = "", title: str | None = None) -> None:
+        super().__init__(
+            message + " Publish it through briotui.kernel.contract's constructors.", title=title
+        )
+        self.path = path
+
+
 # --- Configuration files and trust (briotui.kernel.settings, briotui.kernel.trust) ------
 #
 #   ConfigError

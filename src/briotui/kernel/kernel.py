@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from briotui.kernel import contract
 from briotui.kernel.agents import AgentSpec, Discovery, discover
 from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.checker import Capabilities, PromptFn
@@ -87,20 +88,10 @@ class Kernel:
         self.approve_mode: ApproveMode = "never"
         self.prompt: PromptFn | None = None
         self.shell_settings, settings_problem = self._user_shell_settings()
-        sandbox = sandbox_status(self.shell_settings).to_dict()
-        if settings_problem:
-            sandbox["problem"] = settings_problem
-        self.state = StateTree(
-            {
-                "agents": {},
-                "tasks": {},
-                "sessions": {},
-                "usage": {},
-                "provider": {},
-                "sandbox": sandbox,
-            },
-            loop=self.loop,
+        sandbox = contract.sandbox_view(
+            sandbox_status(self.shell_settings).to_dict(), problem=settings_problem
         )
+        self.state = StateTree(dict(contract.initial_tree(sandbox)), loop=self.loop)
         self._recorder: Recorder | None = None
         self.mesh = Mesh()
         self._shell: ShellService | None = None
@@ -263,7 +254,7 @@ class Kernel:
         session = self.sessions().create(label=label, task=task)
         self.state.set(
             ["sessions", session.id],
-            {"id": session.id, "task": task[:200], "label": label},
+            contract.session_view(session.id, task=task, label=label, state=session.state),
             parents=True,
         )
         return session
@@ -282,7 +273,8 @@ class Kernel:
 
         command = test_command(self)
         verified = command is not None and self.recorder.passed(session_id, command)
-        self.state.set(["sessions", session_id, "verified"], verified, parents=True)
+        if self.state.exists(["sessions", session_id]):
+            self.state.set(["sessions", session_id, "verified"], verified)
         return verified
 
     def transcript_all(self) -> list[dict[str, Any]]:
@@ -311,9 +303,7 @@ class Kernel:
         """
         task_id = "t-" + uuid.uuid4().hex[:8]
         if provider is not None and not self.state.get(["provider", "name"]):
-            self.state.set(
-                ["provider"], {"name": provider.name, "model": "", "ok": True, "detail": ""}
-            )
+            self.state.set(["provider"], contract.provider_view(provider.name))
         session = await asyncio.to_thread(self.new_session, label=agent or "pipeline", task=goal)
         self._task_sessions[task_id] = session
         self.recorder.task_started(
@@ -353,7 +343,11 @@ class Kernel:
             result = TaskResult(task_id, "cancelled", "cancelled", session.id)
         await sup.settle()
         if result.error is not None and self.state.exists(["tasks", task_id]):
-            self.state.set(["tasks", task_id, "outcome", "error"], result.error, parents=True)
+            self.state.set(
+                ["tasks", task_id, "outcome", "error"],
+                contract.error_view(result.error),
+                parents=True,
+            )
         if session.state == "open":
             await asyncio.to_thread(self.recorder.publish_session, session)
         self.recorder.task_finished(

@@ -3,7 +3,8 @@
 :class:`Recorder` turns runtime events into state-tree patches (progress, milestones,
 agent lifecycle, usage) and rows in the project database (tasks, transcripts with the
 provider and model of every reply, usage, reviews, the commands agents ran), so a
-restart shows the same tasks and sessions.
+restart shows the same tasks and sessions. Every value it puts in the state tree is
+built by :mod:`briotui.kernel.contract`'s constructors, in the shapes front ends read.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from briotui.kernel import contract
 from briotui.kernel.runtime.events import (
     AgentState,
     CommandRan,
@@ -51,9 +53,20 @@ class Recorder:
                 if self.state.exists(["agents", event.instance]):
                     self.state.remove(["agents", event.instance])
             elif event.state is not AgentState.LOADED:
+                current = self.state.get(["agents", event.instance]) or {}
                 self.state.set(
                     ["agents", event.instance],
-                    {"agent": event.agent, "state": event.state.value, "detail": event.detail},
+                    contract.agent_view(
+                        event.agent,
+                        task=str(current.get("task", "")),
+                        state=event.state.value,
+                        detail=event.detail,
+                        fuel_used=int(current.get("fuel_used", 0)),
+                        fuel_limit=int(current.get("fuel_limit", 0)),
+                        memory_bytes=int(current.get("memory_bytes", 0)),
+                        memory_limit=int(current.get("memory_limit", 0)),
+                        peak_memory_bytes=int(current.get("peak_memory_bytes", 0)),
+                    ),
                     coalesce=True,
                 )
         elif isinstance(event, ModelReply):
@@ -98,9 +111,24 @@ class Recorder:
             ("cost_usd", cost),
         ):
             self.state.add_number(["usage", field], value, coalesce=True, parents=True)
+
+        def add(current: Any) -> contract.TokenUsageView:
+            return contract.TokenUsageView(
+                input_tokens=int(current.get("input_tokens", 0)) + event.input_tokens,
+                output_tokens=int(current.get("output_tokens", 0)) + event.output_tokens,
+                cost_usd=float(current.get("cost_usd", 0.0)) + cost,
+            )
+
+        self.state.update(
+            ["usage", "by_provider", event.provider or "unknown"],
+            add,
+            default={},
+            coalesce=True,
+            parents=True,
+        )
         self.state.set(
             ["provider"],
-            {"name": event.provider, "model": event.model, "ok": True, "detail": ""},
+            contract.provider_view(event.provider, model=event.model),
             coalesce=True,
         )
         if self.state.exists(["tasks", event.task]):
@@ -127,7 +155,12 @@ class Recorder:
                 if row["state"] == "open":
                     self.state.set(
                         ["sessions", row["id"]],
-                        {"id": row["id"], "task": row["task"], "label": row["label"]},
+                        contract.session_view(
+                            row["id"],
+                            task=row["task"] or "",
+                            label=row["label"] or "",
+                            review=self._review_view(row["id"]),
+                        ),
                         parents=True,
                     )
             for row in rows:
@@ -213,7 +246,7 @@ class Recorder:
                     self.tasks.add_usage(
                         task_id, fuel=usage.fuel, wall_ms=usage.wall_ms, coalesce=False
                     )
-                self.state.set(["tasks", task_id, "outcome"], {"summary": summary[:4000]})
+                self.state.set(["tasks", task_id, "outcome"], self._outcome(task_id, summary))
                 self.tasks.set_status(task_id, status)
         self.store.execute(
             "UPDATE tasks SET status = ?, result = ?, updated = ? WHERE id = ?",
@@ -235,20 +268,57 @@ class Recorder:
                 ),
             )
 
+    def _outcome(self, task_id: str, summary: str) -> contract.OutcomeView:
+        outcome = contract.OutcomeView(summary=summary[:4000])
+        error = self.state.get(["tasks", task_id, "outcome", "error"])
+        if error:
+            outcome["error"] = contract.error_view(error)
+        return outcome
+
+    def _review_view(self, session_id: str) -> contract.ReviewView | None:
+        stored = self.review_of(session_id)
+        return contract.review_view(stored) if stored is not None else None
+
     def publish_session(self, session: Session) -> None:
-        """Publish a session's files, hunks and state for the front ends."""
+        """Publish a session's files, hunks (with decisions) and state for the front ends.
+
+        What other steps published (the task, label, verification, review, conflicts)
+        is kept.
+        """
         diff = session.diff()
-        self.state.merge(
-            ["sessions", session.id],
-            {
-                "id": session.id,
-                "state": session.state,
-                "files": [
-                    {"path": f.path, "status": f.status, "hunks": [h.id for h in f.hunks]}
-                    for f in diff.files
+        decisions = session.decisions()
+        current: dict[str, Any] = self.state.get(["sessions", session.id]) or {}
+        files = [
+            contract.file_view(
+                f.path,
+                old_path=f.old_path,
+                status=f.status,
+                hunks=[
+                    contract.hunk_view(
+                        h.id,
+                        kind=h.kind,
+                        header=h.header(),
+                        decision=decisions.get(h.id, ("pending", ""))[0],
+                        reason=decisions.get(h.id, ("pending", ""))[1],
+                    )
+                    for h in f.hunks
                 ],
-                "hunks": [{"id": h.id, "path": f.path} for f in diff.files for h in f.hunks],
-            },
+            )
+            for f in diff.files
+        ]
+        self.state.set(
+            ["sessions", session.id],
+            contract.session_view(
+                session.id,
+                task=str(current.get("task") or session.task or ""),
+                label=str(current.get("label") or session.label or ""),
+                state=session.state,
+                verified=current.get("verified"),
+                files=files,
+                conflicts=current.get("conflicts") or (),
+                review=current.get("review"),
+            ),
+            parents=True,
         )
 
     def record_review(self, session_id: str, review: dict[str, Any], task_id: str = "") -> None:
@@ -260,11 +330,11 @@ class Recorder:
             " VALUES (?, ?, ?, ?, ?)",
             (session_id, task_id, verdict, json.dumps(findings), time.time()),
         )
-        self.state.set(
-            ["sessions", session_id, "review"],
-            {"verdict": verdict, "findings": findings},
-            parents=True,
-        )
+        if self.state.exists(["sessions", session_id]):
+            self.state.set(
+                ["sessions", session_id, "review"],
+                contract.review_view({"verdict": verdict, "findings": findings}),
+            )
 
     def review_of(self, session_id: str) -> dict[str, Any] | None:
         """The latest review of a session, or None."""

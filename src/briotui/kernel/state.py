@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from time import time
 from typing import Any, Final, Literal, get_args
 
+from briotui.kernel.contract import MilestoneView, ProgressView, TaskUsageView, TaskView
 from briotui.kernel.errors import StateError, StatePathError, TaskNotFound
 
 log = logging.getLogger(__name__)
@@ -643,21 +644,28 @@ class TaskNode:
     children: tuple[str, ...] = ()
     created_at: float = 0.0
 
-    def to_dict(self) -> dict[str, Json]:
-        """As the JSON object stored in the tree."""
-        return {
-            "id": self.id,
-            "title": self.title,
-            "agent": self.agent,
-            "parent": self.parent,
-            "status": self.status,
-            "session": self.session,
-            "progress": {"percent": self.percent, "note": self.note},
-            "milestones": [{"name": m.name, "at": m.at} for m in self.milestones],
-            "usage": self.usage.to_dict(),
-            "children": list(self.children),
-            "created_at": self.created_at,
-        }
+    def to_dict(self) -> TaskView:
+        """As the JSON object stored in the tree (its shape is the contract's ``TaskView``)."""
+        usage = self.usage
+        return TaskView(
+            id=self.id,
+            title=self.title,
+            agent=self.agent,
+            parent=self.parent,
+            status=self.status,
+            session=self.session,
+            progress=ProgressView(percent=self.percent, note=self.note),
+            milestones=[MilestoneView(name=m.name, at=m.at) for m in self.milestones],
+            usage=TaskUsageView(
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost_usd=usage.cost_usd,
+                fuel=usage.fuel,
+                wall_ms=usage.wall_ms,
+            ),
+            children=list(self.children),
+            created_at=self.created_at,
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Json]) -> TaskNode:
@@ -811,7 +819,7 @@ class TaskTree:
         try:
             self.state.set(
                 self._path(task_id, "progress"),
-                {"percent": percent, "note": note},
+                ProgressView(percent=percent, note=note),
                 coalesce=coalesce,
             )
         except StatePathError:
@@ -826,7 +834,7 @@ class TaskTree:
         with self.state.batch():
             self._require(task_id)
             self.state.add_to_list(
-                self._path(task_id, "milestones"), {"name": name, "at": self._clock()}
+                self._path(task_id, "milestones"), MilestoneView(name=name, at=self._clock())
             )
 
     def add_usage(

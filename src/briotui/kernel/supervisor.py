@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from briotui.kernel import contract
 from briotui.kernel.caps.model import Delegator
 from briotui.kernel.errors import BrioError, ConfigError, MergeConflict
 from briotui.kernel.llm.types import Provider
@@ -247,7 +248,15 @@ class Supervisor:
                     {"id": sub_id, "session": record.session.id, "files": conflict.conflicts}
                 )
         report = {"merged": merged, "conflicts": conflicts}
-        self.kernel.state.set(["sessions", target.id, "conflicts"], conflicts, parents=True)
+        if self.kernel.state.exists(["sessions", target.id]):
+            self.kernel.state.set(
+                ["sessions", target.id, "conflicts"],
+                [
+                    view
+                    for c in conflicts
+                    for view in contract.conflict_views(c["session"], c["files"])
+                ],
+            )
         return report
 
     # -- the pipeline ----------------------------------------------------------------

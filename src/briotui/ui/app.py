@@ -21,6 +21,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
+from briotui.kernel import contract
 from briotui.kernel.caps.model import Answer, CapabilityRequest
 from briotui.kernel.errors import BrioError, ConfigError
 from briotui.kernel.kernel import Kernel
@@ -185,7 +186,7 @@ class BrioApp(App[int]):
             self._open_router()
         self._workbench = Workbench(self.kernel, self._provider)
         if self.demo:
-            self.workbench.state.set("/provider", {**provider_info(self._provider), "name": "demo"})
+            self.workbench.use_provider(self._provider, demo=True)
         info = provider_info(self._provider)
         if not info["ok"] and not self.provider_problem:
             self.provider_problem = str(info["detail"])
@@ -274,14 +275,14 @@ class BrioApp(App[int]):
 
     def _note_finished_tasks(self) -> None:
         """Put the outcome of tasks this app did not submit at the end of their conversation."""
-        for task_id, node in (self.mirror.get("tasks") or {}).items():
-            status = str(node.get("status"))
-            if status not in ("done", "failed", "cancelled") or node.get("parent"):
+        for task_id, node in contract.tasks(self.mirror).items():
+            status = node["status"]
+            if status not in ("done", "failed", "cancelled") or node["parent"]:
                 continue
             if task_id in self._reported or task_id in self._finished_seen:
                 continue
             self._finished_seen.add(task_id)
-            self._add_text(task_id, outcome_text(status, "", session=node.get("session")))
+            self._add_text(task_id, outcome_text(status, "", session=node["session"]))
 
     def transcript(self, task_id: str) -> str:
         """Everything shown so far for ``task_id`` (streamed text, or the kernel's transcript)."""
@@ -312,15 +313,13 @@ class BrioApp(App[int]):
         if screen is not None:
             await screen.select_task(task_id)
         ended = await self.workbench.outcome(task_id)
-        if ended is not None:
-            self._add_text(task_id, outcome_text(*ended, session=self._session_of(task_id)))
+        self._add_text(task_id, outcome_text(*ended, session=self._session_of(task_id)))
 
     def _session_of(self, task_id: str) -> str | None:
-        node = (self.mirror.get("tasks") or {}).get(task_id) or self.workbench.state.get(
-            ["tasks", task_id]
+        node = contract.task(self.mirror, task_id) or contract.task(
+            self.workbench.state.get(""), task_id
         )
-        session = (node or {}).get("session")
-        return str(session) if session else None
+        return node["session"] if node else None
 
     def _main_screen(self) -> MainScreen | None:
         for screen in self.screen_stack:
@@ -332,9 +331,8 @@ class BrioApp(App[int]):
         screen = self._main_screen()
         if screen is None or screen.selected is None:
             return None
-        node = (self.mirror.get("tasks") or {}).get(screen.selected) or {}
-        session = node.get("session")
-        return str(session) if session else None
+        node = contract.task(self.mirror, screen.selected)
+        return node["session"] if node else None
 
     def action_review(self, session_id: str | None = None) -> None:
         """Open the review screen for the selected task's session."""
@@ -376,9 +374,8 @@ class BrioApp(App[int]):
         """Switch to the scripted demo provider (clearly labelled)."""
         self.demo = True
         self._provider = demo_provider()
-        self.workbench.provider = self._provider
         self.provider_problem = ""
-        self.workbench.state.set("/provider", {**provider_info(self._provider), "name": "demo"})
+        self.workbench.use_provider(self._provider, demo=True)
         self._broadcast(BuildUpdated(dict(self.build_phases), not self.building))
         self.notify("Requests now get canned replies from the scripted demo.", title="Demo mode")
 
@@ -440,8 +437,7 @@ class BrioApp(App[int]):
         if not self._provider_given and self._workbench is not None:
             old = self._provider
             self._open_router()
-            self.workbench.provider = self._provider
-            self.workbench.state.set("/provider", provider_info(self._provider))
+            self.workbench.use_provider(self._provider)
             close = getattr(old, "aclose", None)
             if close is not None:
                 self.run_worker(close(), exit_on_error=False)
@@ -627,10 +623,6 @@ class BrioApp(App[int]):
             chain = [s for s in statuses if s.in_chain]
             if chain and not any(s.ok for s in chain):
                 self.provider_problem = "; ".join(f"{s.name}: {s.fix or s.detail}" for s in chain)
-                if not self.workbench.native:
-                    self.workbench.state.merge(
-                        "/provider", {"ok": False, "detail": self.provider_problem}
-                    )
         self._broadcast(BuildUpdated(dict(self.build_phases), not self.building))
 
     def _check_working_tree(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -11,6 +11,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from briotui.kernel import contract
 from briotui.kernel.text import sanitize
 from briotui.ui.messages import BuildUpdated, ModelText, StateUpdated, WorkingTreeChanged
 from briotui.ui.widgets.conversation import ConversationPane
@@ -100,9 +101,9 @@ class MainScreen(Screen[None]):
     def redraw(self) -> None:
         """Redraw the tree and the status bar from the mirrored state."""
         tree = self.brio.mirror
-        tasks: dict[str, Any] = tree.get("tasks") or {}
-        self.query_one("#tasks", TaskTreeView).show_tasks(tasks)
-        session = (tasks.get(self.selected or "") or {}).get("session")
+        self.query_one("#tasks", TaskTreeView).show_tasks(contract.tasks(tree))
+        selected = contract.task(tree, self.selected)
+        session = selected["session"] if selected else None
         self.query_one("#status", StatusBar).show_state(
             tree, session=session, tree_changed=self.tree_changed, demo=self.brio.demo
         )
@@ -149,11 +150,11 @@ class MainScreen(Screen[None]):
     async def select_task(self, task_id: str) -> None:
         """Show ``task_id``'s conversation."""
         self.selected = task_id
-        task = (self.brio.mirror.get("tasks") or {}).get(task_id) or (
-            self.brio.workbench.state.get(["tasks", task_id]) or {}  # patch not delivered yet
-        )
-        title = sanitize(str(task.get("title", task_id))).replace("\n", " ")
-        agent = task.get("agent", "")
+        task = contract.task(self.brio.mirror, task_id) or contract.task(
+            {"tasks": self.brio.workbench.state.get("/tasks", {})}, task_id
+        )  # the patch may not be delivered yet
+        title = sanitize(task["title"] if task else task_id).replace("\n", " ")
+        agent = sanitize(task["agent"]) if task else ""
         await self.query_one("#conversation", ConversationPane).show(
             task_id,
             Text.assemble((title, "bold"), (f"  · {agent} · {task_id}", "dim")),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import work
@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
+from briotui.kernel import contract
 from briotui.kernel.errors import BrioError
 from briotui.kernel.text import sanitize
 from briotui.kernel.vfs import Decision, FileChange, Hunk, Session, SessionDiff
@@ -124,11 +125,9 @@ class ReviewScreen(Screen[None]):
 
     # -- loading -------------------------------------------------------------------------
 
-    def _summary(self) -> dict[str, Any]:
-        summary: dict[str, Any] = (self.brio.mirror.get("sessions") or {}).get(
-            self.session_id
-        ) or {}
-        return summary
+    def _summary(self) -> contract.SessionView:
+        view = contract.session(self.brio.mirror, self.session_id)
+        return view if view is not None else contract.session_view(self.session_id)
 
     @work(exclusive=True, exit_on_error=False, group="review-load", description="load the diff")
     async def load(self) -> None:
@@ -153,7 +152,7 @@ class ReviewScreen(Screen[None]):
         await pane.remove_children()
         summary = self._summary()
         widgets: list[Static | HunkView] = [
-            ConflictView(conflict) for conflict in summary.get("conflicts") or []
+            ConflictView(conflict) for conflict in summary["conflicts"]
         ]
         for change in self.diff.files:
             plus, minus = counts(change)
@@ -172,14 +171,13 @@ class ReviewScreen(Screen[None]):
 
     def _redraw(self) -> None:
         summary = self._summary()
-        review = summary.get("review") or {}
-        findings: dict[str, list[dict[str, Any]]] = {}
-        for finding in review.get("findings") or []:
-            findings.setdefault(str(finding.get("hunk_id", "")), []).append(finding)
+        review = summary["review"]
+        findings: dict[str, list[contract.FindingView]] = {}
+        for finding in review["findings"] if review else ():
+            findings.setdefault(finding["hunk_id"], []).append(finding)
         authors = {
-            str(h.get("id")): " · ".join(x for x in (h.get("agent"), h.get("model")) if x)
-            for h in summary.get("hunks") or []
-            if isinstance(h, dict)
+            h["id"]: " · ".join(x for x in (h["agent"], h["model"]) if x)
+            for h in contract.hunks(summary)
         }
         for view in self.query(HunkView):
             view.show(
@@ -215,33 +213,33 @@ class ReviewScreen(Screen[None]):
             f"{len(self.hunks) - accepted - rejected} to decide"
         )
 
-    def _draw_title(self, summary: dict[str, Any], review: dict[str, Any]) -> None:
+    def _draw_title(
+        self, summary: contract.SessionView, review: contract.ReviewView | None
+    ) -> None:
         v = self.app.theme_variables
         title = Text()
         title.append(f"Review session {self.session_id}", style="bold")
-        task_id = summary.get("task")
-        task = (self.brio.mirror.get("tasks") or {}).get(task_id or "", {})
-        goal = task.get("title") or (self.session.task if self.session else "")
+        task = contract.task(self.brio.mirror, summary["task"])
+        goal = (task["title"] if task else "") or (self.session.task if self.session else "")
         if goal:
             title.append(f"  · {sanitize(str(goal))[:60]}")
-        verified = summary.get("verified")
+        verified = summary["verified"]
         if verified is True:
             title.append("  ✔ verified ", style=themed("bold reverse $success", v))
         elif verified is False:
             title.append("  ✘ tests failed ", style=themed("bold reverse $error", v))
         else:
             title.append("  not verified", style="dim")
-        verdict = review.get("verdict")
+        verdict = review["verdict"] if review else ""
         if verdict:
             colour = "$success" if verdict in ("approve", "approved", "ok") else "$warning"
             title.append(f"  Reviewer: {sanitize(str(verdict))}", style=themed(colour, v))
-        elif review == {}:
+        elif review is None:
             title.append("  no Reviewer check", style="dim")
-        general = [f for f in review.get("findings") or [] if not f.get("hunk_id")]
+        general = [f for f in (review["findings"] if review else ()) if not f["hunk_id"]]
         for finding in general[:3]:  # findings about the change as a whole, not one hunk
             title.append(
-                f"\n  [{sanitize(str(finding.get('severity', 'info')))}] "
-                f"{sanitize(str(finding.get('message', '')))[:100]}"
+                f"\n  [{sanitize(finding['severity'])}] {sanitize(finding['message'])[:100]}"
             )
         self.query_one("#review-title", Static).update(title)
 
@@ -373,8 +371,8 @@ class ReviewScreen(Screen[None]):
         if session is None:
             return
         summary = self._summary()
-        task = (self.brio.mirror.get("tasks") or {}).get(summary.get("task") or "", {})
-        goal = str(task.get("title") or session.task or "changes")
+        task = contract.task(self.brio.mirror, summary["task"])
+        goal = (task["title"] if task else "") or session.task or "changes"
         message = f"{goal[:68]}\n\nApproved hunk by hunk in briotui (session {session.id})."
         is_git = (self.brio.project / ".git").exists()
         try:

@@ -28,6 +28,8 @@ class ConversationPane(VerticalScroll):
         super().__init__(id=id)
         self.task_id: str | None = None
         self._stream: MarkdownStream | None = None
+        self._fresh = False
+        """Whether the placeholder is shown (the first streamed text replaces it)."""
 
     def compose(self) -> ComposeResult:
         yield Static("", id="conv-title")
@@ -54,7 +56,7 @@ class ConversationPane(VerticalScroll):
         shown = self.task_id
         if shown is None or not text or not (task_id == shown or task_id.startswith(shown + ".")):
             return
-        if getattr(self, "_fresh", False):
+        if self._fresh:
             self._fresh = False
             await self.body.update("")
         if self._stream is None:

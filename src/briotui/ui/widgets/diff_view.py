@@ -8,8 +8,6 @@ right-to-left override or a zero-width space in a hunk is seen before it is acce
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.style import Style
 from rich.syntax import Syntax
 from rich.text import Span, Text
@@ -17,6 +15,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
+from briotui.kernel import contract
 from briotui.kernel.text import reveal_segments, sanitize
 from briotui.kernel.vfs import Hunk
 from briotui.ui.widgets.task_tree import themed
@@ -99,7 +98,7 @@ def highlight_hunk(hunk: Hunk, *, dark: bool, variables: dict[str, str]) -> Text
 
 
 def findings_text(
-    findings: list[dict[str, Any]],
+    findings: list[contract.FindingView],
     decision: tuple[str, str] | None,
     author: str,
     variables: dict[str, str],
@@ -116,16 +115,16 @@ def findings_text(
     if not findings:
         out.append("Reviewer: no findings\n", style="dim")
     for finding in findings:
-        severity = str(finding.get("severity", "info"))
+        severity = finding["severity"]
         style = {"error": "$error", "warning": "$warning"}.get(severity, "$secondary")
         out.append(
             f"{SEVERITY_ICON.get(severity, '●')} {severity}: ",
             style=themed(f"bold {style}", variables),
         )
-        out.append(sanitize(str(finding.get("message", ""))) + "\n")
-        suggestion = finding.get("suggestion")
+        out.append(sanitize(finding["message"]) + "\n")
+        suggestion = finding.get("suggestion", "")
         if suggestion:
-            out.append(f"  → {sanitize(str(suggestion))}\n", style="italic dim")
+            out.append(f"  → {sanitize(suggestion)}\n", style="italic dim")
     out.rstrip()
     return out
 
@@ -154,7 +153,7 @@ class HunkView(Horizontal):
     def show(
         self,
         *,
-        findings: list[dict[str, Any]],
+        findings: list[contract.FindingView],
         decision: tuple[str, str] | None,
         author: str,
     ) -> None:
@@ -173,29 +172,29 @@ class HunkView(Horizontal):
 
 
 class ConflictView(Static):
-    """A 3-way merge conflict: base, ours (the working tree) and theirs (the session)."""
+    """A branch that did not merge into the session: base, this session's side, the branch's."""
 
     DEFAULT_CSS = """
     ConflictView { height: auto; border: round $error; padding: 0 1; margin: 0 0 1 0; }
     """
 
-    def __init__(self, conflict: dict[str, Any]) -> None:
+    def __init__(self, conflict: contract.ConflictView) -> None:
         super().__init__()
         self.conflict = conflict
 
     def on_mount(self) -> None:
         v = self.app.theme_variables
         text = Text()
-        text.append(f"Conflict in {sanitize(str(self.conflict.get('path', '?')))}\n", style="bold")
-        for region in self.conflict.get("regions", []):
-            for label, key, colour in (
-                ("base", "base", "$secondary"),
-                ("yours (working tree)", "ours", "$warning"),
-                ("session", "theirs", "$primary"),
+        branch = sanitize(self.conflict["session"])
+        text.append(f"Conflict in {sanitize(self.conflict['path'])}", style="bold")
+        text.append(f" (branch {branch} did not merge)\n", style="dim")
+        for region in self.conflict["regions"]:
+            for label, body, colour in (
+                ("base", region["base"], "$secondary"),
+                ("this session", region["ours"], "$warning"),
+                (f"branch {branch}", region["theirs"], "$primary"),
             ):
                 text.append(f"── {label}\n", style=themed(f"bold {colour}", v))
-                value = region.get(key) or ""
-                body = "".join(value) if isinstance(value, list) else str(value)
                 text.append(sanitize(body).rstrip("\n") + "\n")
         text.append(
             "Resolve it in your editor or roll the session back; nothing was overwritten.",

@@ -6,19 +6,19 @@ agents' commands run without an OS sandbox; the bar never probes for one itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rich.text import Text
 from textual.widgets import Static
 
+from briotui.kernel import contract
 from briotui.kernel.text import sanitize
 from briotui.ui.format import cost, mib, si
 from briotui.ui.widgets.task_tree import themed
 
 FUEL_LIMIT = 20_000_000_000
-"""The default fuel per run (the meter's full scale)."""
-MEMORY_LIMIT = 512 * 2**20
-"""The default memory cap per instance (the meter's full scale)."""
+"""The meter's full scale while the kernel has not published an agent's fuel limit."""
 
 
 def meter(value: float, limit: float, width: int = 5) -> str:
@@ -35,51 +35,50 @@ class StatusBar(Static):
     """
 
     def show_state(
-        self, tree: dict[str, Any], *, session: str | None, tree_changed: int, demo: bool
+        self, tree: Mapping[str, Any], *, session: str | None, tree_changed: int, demo: bool
     ) -> None:
-        """Redraw from the mirrored state tree."""
+        """Redraw from the mirrored state tree (read through the state contract)."""
         v = self.app.theme_variables
-        provider = tree.get("provider") or {}
-        usage = tree.get("usage") or {}
-        agents: dict[str, Any] = tree.get("agents") or {}
-        sessions: dict[str, Any] = tree.get("sessions") or {}
+        provider = contract.provider(tree)
+        usage = contract.usage(tree)
         line = Text(no_wrap=True, overflow="ellipsis")
-        ok = bool(provider.get("ok"))
-        name = sanitize(str(provider.get("name", "none")))
-        model = sanitize(str(provider.get("model", "")))
+        ok = provider["ok"]
+        name = sanitize(provider["name"] or "none")
+        model = sanitize(provider["model"])
         line.append("● " if ok else "○ ", style=themed("$success" if ok else "$error", v))
         line.append(f"{name}/{model}" if model and model != name else name, style="bold")
+        if provider["fallback_from"]:
+            line.append(f" (fell back from {sanitize(provider['fallback_from'])})", style="dim")
         if demo:
             line.append(" DEMO", style=themed("bold $warning", v))
-        sandbox = tree.get("sandbox") or {}
-        if sandbox and not sandbox.get("sandboxed"):
+        sandbox = contract.sandbox(tree)
+        if sandbox is not None and not sandbox["sandboxed"]:
             line.append(" │ ")
             line.append("⚠ unsandboxed", style=themed("bold $error", v))
-            mode = sandbox.get("unsandboxed")
+            mode = sandbox["unsandboxed"]
             if mode in ("ask", "allow", "deny"):
                 line.append(f" ({mode})", style="dim")
-        tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
-        line.append(f" │ {si(tokens)} tok {cost(float(usage.get('cost_usd', 0.0)))}")
-        running = [a for a in agents.values() if a.get("state") == "running"]
+        tokens = usage["input_tokens"] + usage["output_tokens"]
+        line.append(f" │ {si(tokens)} tok {cost(usage['cost_usd'])}")
+        running = [a for a in contract.agents(tree).values() if a["state"] == "running"]
         if running:
             for agent in running[:3]:
-                line.append(f" │ {agent.get('agent', '?')} ", style=themed("$accent", v))
-                fuel = float(agent.get("fuel", 0))
-                memory = float(agent.get("memory", 0))
-                line.append(f"fuel {meter(fuel, FUEL_LIMIT)} ", style="dim")
+                line.append(f" │ {sanitize(agent['agent'])} ", style=themed("$accent", v))
+                fuel_limit = agent["fuel_limit"] or FUEL_LIMIT
+                memory = agent["memory_bytes"]
+                line.append(f"fuel {meter(agent['fuel_used'], fuel_limit)} ", style="dim")
                 line.append(f"{mib(memory)}" if memory else "", style="dim")
             if len(running) > 3:
                 line.append(f" +{len(running) - 3}")
         else:
             line.append(" │ idle", style="dim")
-        if session and session in sessions:
-            data = sessions[session]
-            state = data.get("state")
-            line.append(f" │ session {session}" + (f" {state}" if state else ""))
-            files = data.get("files")
+        view = contract.session(tree, session)
+        if session and view is not None:
+            line.append(f" │ session {session}" + (f" {view['state']}" if view["state"] else ""))
+            files = view["files"]
             if files:
-                line.append(f": {len(files)} files {len(data.get('hunks') or [])} hunks")
-            if data.get("verified"):
+                line.append(f": {len(files)} files {len(contract.hunks(view))} hunks")
+            if view["verified"]:
                 line.append(" ✔ verified", style=themed("$success", v))
         if tree_changed:
             line.append(f" │ working tree changed ({tree_changed})", style=themed("$warning", v))

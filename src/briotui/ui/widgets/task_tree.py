@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import ClassVar
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
@@ -10,6 +11,7 @@ from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from briotui.kernel.contract import TaskView
 from briotui.kernel.text import sanitize
 from briotui.ui.format import STATUS_ICONS, usage_line
 
@@ -31,10 +33,10 @@ def themed(style: str, variables: dict[str, str]) -> str:
     )
 
 
-def task_label(node: dict[str, Any], variables: dict[str, str], *, width: int = 60) -> Text:
+def task_label(node: TaskView, variables: dict[str, str], *, width: int = 60) -> Text:
     """The label of one task: icon, title, agent, progress, milestones and usage."""
-    status = str(node.get("status", "pending"))
-    title = sanitize(str(node.get("title", ""))).replace("\n", " ")
+    status = node["status"]
+    title = sanitize(node["title"]).replace("\n", " ")
     if len(title) > width:
         title = title[: width - 1] + "…"
     label = Text()
@@ -42,21 +44,21 @@ def task_label(node: dict[str, Any], variables: dict[str, str], *, width: int = 
         STATUS_ICONS.get(status, "?") + " ", style=themed(_STATUS_STYLE.get(status, ""), variables)
     )
     label.append(title, style="bold" if status == "running" else "")
-    label.append(f"  {node.get('agent', '')}", style="italic dim")
-    progress = node.get("progress") or {}
-    percent = int(progress.get("percent", 0))
+    label.append(f"  {sanitize(node['agent'])}", style="italic dim")
+    progress = node["progress"]
+    percent = progress["percent"]
     if status == "running" and percent:
         label.append(f" {percent}%", style=themed("$accent", variables))
-    note = sanitize(str(progress.get("note", ""))).replace("\n", " ")
-    milestones = node.get("milestones") or []
+    note = sanitize(progress["note"]).replace("\n", " ")
+    milestones = node["milestones"]
     if milestones:
         label.append(
-            f" ◆ {sanitize(str(milestones[-1].get('name', '')))}",
+            f" ◆ {sanitize(milestones[-1]['name'])}",
             style=themed("$secondary", variables),
         )
     elif note and status in ("running", "waiting", "failed"):
         label.append(f" {note[:40]}", style="dim")
-    usage = usage_line(node.get("usage") or {})
+    usage = usage_line(dict(node["usage"]))
     if usage:
         label.append(f"  {usage}", style="dim")
     return label
@@ -83,23 +85,23 @@ class TaskTreeView(Tree[str]):
         self.guide_depth = 2
         self._task_nodes: dict[str, TreeNode[str]] = {}
 
-    def show_tasks(self, tasks: dict[str, Any]) -> None:
+    def show_tasks(self, tasks: Mapping[str, TaskView]) -> None:
         """Bring the tree in line with ``tasks`` (the ``/tasks`` map)."""
         for task_id in [t for t in self._task_nodes if t not in tasks]:
             node = self._task_nodes.pop(task_id)
             if node.tree is self and node.parent is not None:
                 node.remove()
         variables = self.app.theme_variables
-        ordered = sorted(tasks.values(), key=lambda n: (n.get("created_at", 0.0), n.get("id", "")))
+        ordered = sorted(tasks.values(), key=lambda n: (n["created_at"], n["id"]))
         for data in ordered:
-            task_id = str(data.get("id"))
+            task_id = data["id"]
             label = task_label(data, variables)
             existing = self._task_nodes.get(task_id)
             if existing is not None:
                 existing.set_label(label)
                 continue
-            parent_id = data.get("parent")
-            parent = self._task_nodes.get(str(parent_id)) if parent_id else None
+            parent_id = data["parent"]
+            parent = self._task_nodes.get(parent_id) if parent_id else None
             under = parent if parent is not None else self.root
             node = under.add(label, data=task_id, expand=True)
             node.allow_expand = True
