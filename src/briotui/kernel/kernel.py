@@ -312,7 +312,8 @@ class Kernel:
         task_id = "t-" + uuid.uuid4().hex[:8]
         if provider is not None and not self.state.get(["provider", "name"]):
             self.state.set(
-                ["provider"], {"name": provider.name, "model": "", "ok": True, "detail": ""}
+                ["provider"],
+                {"name": provider.name, "model": "", "ok": True, "detail": "", "fallback_from": ""},
             )
         session = await asyncio.to_thread(self.new_session, label=agent or "pipeline", task=goal)
         self._task_sessions[task_id] = session
