@@ -81,6 +81,7 @@ async def test_half_reply_of_the_failed_attempt_is_dropped(
 ) -> None:
     kernel, seen, summary = await _run_with_fallback(serve, project)
     try:
+        assert summary == SECOND
         assert any(isinstance(e, ModelReset) for e in seen)
         shown, mark = "", 0
         for event in seen:  # what a front end shows after honouring the resets

@@ -80,11 +80,21 @@ def seed_run(app: BrioApp) -> None:
     state.set("/usage", {"input_tokens": 2642, "output_tokens": 710, "cost_usd": 0.0186})
     state.set(
         ["agents", "coder#3"],
-        {"agent": "coder", "state": "running", "fuel": 6_000_000_000, "memory": 48 * 2**20},
+        {
+            "agent": "coder",
+            "state": "running",
+            "fuel_used": 6_000_000_000,
+            "memory_bytes": 48 * 2**20,
+        },
     )
     state.set(
         ["agents", "foreman#1"],
-        {"agent": "foreman", "state": "running", "fuel": 1_000_000_000, "memory": 31 * 2**20},
+        {
+            "agent": "foreman",
+            "state": "running",
+            "fuel_used": 1_000_000_000,
+            "memory_bytes": 31 * 2**20,
+        },
     )
 
 

@@ -58,7 +58,8 @@ class Meter:
         self._store = store
         self._task = task
         self.fuel_used = 0
-        self.sample(force=True)
+        self.sample(force=True)  # the memory at once; fuel from the first check or call on
+        self._next = 0.0
 
     def sample(self, *, force: bool = False, final: bool = False) -> None:
         """Measure and publish, unless the last sample is younger than :data:`PERIOD_S`."""

@@ -64,9 +64,10 @@ class StatusBar(Static):
         if running:
             for agent in running[:3]:
                 line.append(f" │ {agent.get('agent', '?')} ", style=themed("$accent", v))
-                fuel = float(agent.get("fuel", 0))
-                memory = float(agent.get("memory", 0))
-                line.append(f"fuel {meter(fuel, FUEL_LIMIT)} ", style="dim")
+                fuel = float(agent.get("fuel_used", 0))
+                memory = float(agent.get("memory_bytes", 0))
+                fuel_limit = float(agent.get("fuel_limit") or FUEL_LIMIT)
+                line.append(f"fuel {meter(fuel, fuel_limit)} ", style="dim")
                 line.append(f"{mib(memory)}" if memory else "", style="dim")
             if len(running) > 3:
                 line.append(f" +{len(running) - 3}")
