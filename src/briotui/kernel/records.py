@@ -1,10 +1,14 @@
 """What the kernel remembers of its work: the task tree in the state, and the store.
 
 :class:`Recorder` turns runtime events into state-tree patches (progress, milestones,
-agent lifecycle, usage) and rows in the project database (tasks, transcripts with the
-provider and model of every reply, usage, reviews, the commands agents ran), so a
-restart shows the same tasks and sessions. Every value it puts in the state tree is
-built by :mod:`briotui.kernel.contract`'s constructors, in the shapes front ends read.
+agent lifecycle and meters, usage per provider, the provider and any fallback) and rows
+in the project database (tasks, transcripts with the provider and model of every reply,
+usage, failed model attempts, reviews, the commands agents ran), so a restart shows the
+same tasks and sessions. Every value it puts in the state tree is built by
+:mod:`briotui.kernel.contract`'s constructors, in the shapes front ends read.
+
+The ``usage`` table holds one row per model reply (provider, model, tokens, cost) and
+one per run (fuel and wall time, with the provider and model of the run's last reply).
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from briotui.kernel.runtime.events import (
     AgentState,
     CommandRan,
     Event,
+    Metrics,
     Milestone,
+    ModelAttemptFailed,
     ModelReply,
     Progress,
     StateChanged,
@@ -32,6 +38,11 @@ from briotui.kernel.vfs import Session
 _GONE = (AgentState.STOPPED, AgentState.FAILED)
 
 
+def _agent_node(agent: str) -> contract.AgentView:
+    """A fresh ``/agents/<instance>`` value: no task yet, meters at zero."""
+    return contract.agent_view(agent, state="")
+
+
 class Recorder:
     """Keeps the state tree and the store up to date with the kernel's work."""
 
@@ -39,6 +50,10 @@ class Recorder:
         self.state = state
         self.tasks = TaskTree(state)
         self.store = store
+        self._agents: dict[str, contract.AgentView] = {}
+        """What is published at ``/agents/<instance>``, per live instance."""
+        self._last_model: dict[str, tuple[str, str]] = {}
+        """The provider and model of each running task's last reply."""
 
     # -- events (delivered on the kernel's loop) -------------------------------------
 
@@ -50,27 +65,41 @@ class Recorder:
             self.tasks.add_milestone(event.task, event.name)
         elif isinstance(event, StateChanged):
             if event.state in _GONE:
+                self._agents.pop(event.instance, None)
                 if self.state.exists(["agents", event.instance]):
                     self.state.remove(["agents", event.instance])
             elif event.state is not AgentState.LOADED:
-                current = self.state.get(["agents", event.instance]) or {}
-                self.state.set(
-                    ["agents", event.instance],
-                    contract.agent_view(
-                        event.agent,
-                        task=str(current.get("task", "")),
-                        state=event.state.value,
-                        detail=event.detail,
-                        fuel_used=int(current.get("fuel_used", 0)),
-                        fuel_limit=int(current.get("fuel_limit", 0)),
-                        memory_bytes=int(current.get("memory_bytes", 0)),
-                        memory_limit=int(current.get("memory_limit", 0)),
-                        peak_memory_bytes=int(current.get("peak_memory_bytes", 0)),
-                    ),
-                    coalesce=True,
-                )
+                node = self._agents.setdefault(event.instance, _agent_node(event.agent))
+                node["state"] = event.state.value
+                node["detail"] = event.detail
+                self.state.set(["agents", event.instance], dict(node), coalesce=True)
+        elif isinstance(event, Metrics):
+            live = self._agents.get(event.instance)
+            if live is not None:
+                live["task"] = event.task
+                live["fuel_used"] = event.fuel_used
+                live["fuel_limit"] = event.fuel_limit
+                live["memory_bytes"] = event.memory_bytes
+                live["memory_limit"] = event.memory_limit
+                live["peak_memory_bytes"] = event.peak_memory_bytes
+                self.state.set(["agents", event.instance], dict(live), coalesce=True)
         elif isinstance(event, ModelReply):
             self._reply(event)
+        elif isinstance(event, ModelAttemptFailed):
+            self.store.execute(
+                "INSERT INTO provider_failures (task_id, session_id, agent, provider, model,"
+                " error_kind, message, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.task,
+                    event.session,
+                    event.agent,
+                    event.provider,
+                    event.model,
+                    event.cause,
+                    event.message[:2000],
+                    time.time(),
+                ),
+            )
         elif isinstance(event, CommandRan):
             self.store.execute(
                 "INSERT INTO command_runs (session_id, task_id, agent, argv, exit_code, created)"
@@ -104,6 +133,21 @@ class Recorder:
                     ),
                 ],
             )
+            conn.execute(
+                "INSERT INTO usage (task_id, agent, provider, model, input_tokens,"
+                " output_tokens, cost_usd, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.task,
+                    event.agent,
+                    event.provider,
+                    event.model,
+                    event.input_tokens,
+                    event.output_tokens,
+                    event.cost_usd,
+                    now,
+                ),
+            )
+        self._last_model[event.task] = (event.provider, event.model)
         cost = event.cost_usd or 0.0
         for field, value in (
             ("input_tokens", event.input_tokens),
@@ -128,7 +172,12 @@ class Recorder:
         )
         self.state.set(
             ["provider"],
-            contract.provider_view(event.provider, model=event.model),
+            contract.provider_view(
+                event.provider,
+                model=event.model,
+                detail=f"fell back from {event.fallback_from}" if event.fallback_from else "",
+                fallback_from=event.fallback_from,
+            ),
             coalesce=True,
         )
         if self.state.exists(["tasks", event.task]):
@@ -252,16 +301,17 @@ class Recorder:
             "UPDATE tasks SET status = ?, result = ?, updated = ? WHERE id = ?",
             (status, summary[:20_000], time.time(), task_id),
         )
-        if usage is not None:
+        provider, model = self._last_model.pop(task_id, ("", ""))
+        if usage is not None:  # the tokens are in the rows of the run's replies
             self.store.execute(
-                "INSERT INTO usage (task_id, session_id, agent, input_tokens, output_tokens,"
-                " fuel, wall_ms, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO usage (task_id, session_id, agent, provider, model, fuel, wall_ms,"
+                " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     task_id,
                     session_id,
                     agent,
-                    usage.tokens.input_tokens,
-                    usage.tokens.output_tokens,
+                    provider,
+                    model,
                     usage.fuel,
                     usage.wall_ms,
                     time.time(),

@@ -28,7 +28,7 @@ from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.types import Provider
 from briotui.kernel.paths import themes_dir, user_config_dir
 from briotui.kernel.runtime.build import BuildEvent
-from briotui.kernel.runtime.events import Event, ModelDelta
+from briotui.kernel.runtime.events import Event, ModelDelta, ModelFallback, ModelReply, ModelReset
 from briotui.kernel.settings import Settings, load_settings
 from briotui.kernel.state import StatePatch, Subscription
 from briotui.kernel.text import sanitize
@@ -131,6 +131,8 @@ class BrioApp(App[int]):
         self._state_dirty = False
         self._text: dict[str, list[str]] = {}
         self._pending_text: dict[str, list[str]] = {}
+        self._reply_start: dict[str, int] = {}
+        """Per task with a reply streaming: how long its text was when the reply began."""
         self._flush_scheduled = False
         self._finished_seen: set[str] = set()
         self._reported: set[str] = set()
@@ -234,15 +236,36 @@ class BrioApp(App[int]):
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, ModelDelta) and event.text:
+            if event.task not in self._reply_start:
+                self._reply_start[event.task] = len(self._task_text(event.task))
             self._add_text(event.task, sanitize(event.text))
-        elif type(event).__name__ == "ModelReply":  # one reply ended: keep the next apart
-            task = str(getattr(event, "task", ""))
-            model = "/".join(
-                sanitize(str(getattr(event, k, "")))
-                for k in ("provider", "model")
-                if getattr(event, k, "")
+        elif isinstance(event, ModelReset):  # the reply so far came from a failed provider
+            self._drop_reply(event.task)
+        elif isinstance(event, ModelFallback):
+            self._add_text(
+                event.task,
+                f"\n\n<sub>{sanitize(event.from_provider)} failed ({sanitize(event.cause)});"
+                f" answered by {sanitize(event.to_provider)}</sub>\n\n",
             )
-            self._add_text(task, f"\n\n<sub>— {sanitize(event.agent)} · {model}</sub>\n\n")
+        elif isinstance(event, ModelReply):  # one reply ended: keep the next apart
+            self._reply_start.pop(event.task, None)
+            model = "/".join(sanitize(v) for v in (event.provider, event.model) if v)
+            self._add_text(event.task, f"\n\n<sub>— {sanitize(event.agent)} · {model}</sub>\n\n")
+
+    def _task_text(self, task_id: str) -> str:
+        """Everything received for ``task_id`` itself (shown and pending)."""
+        return "".join(self._text.get(task_id, ())) + "".join(self._pending_text.get(task_id, ()))
+
+    def _drop_reply(self, task_id: str) -> None:
+        """Forget the text of ``task_id``'s reply in progress and redraw its conversation."""
+        start = self._reply_start.pop(task_id, None)
+        if start is None:
+            return
+        kept = self._task_text(task_id)[:start]
+        self._pending_text.pop(task_id, None)
+        self._text[task_id] = [kept] if kept else []
+        kept_all = tuple((tid, "".join(parts)) for tid, parts in self._text.items())
+        self._broadcast(ModelText(task_id, "", reset=True, kept=kept_all))
 
     def _add_text(self, task_id: str, text: str) -> None:
         self._pending_text.setdefault(task_id, []).append(text)

@@ -28,10 +28,17 @@ class StateUpdated(Message):
 
 @dataclass
 class ModelText(Message):
-    """More streamed (sanitized) model text for a task, batched over a frame."""
+    """More streamed (sanitized) model text for a task, batched over a frame.
+
+    With ``reset``, the reply in progress was dropped (its provider failed mid-stream
+    and another one answers): redraw the conversation from ``kept``, the text of every
+    task as it stands after the drop (task id, text), in arrival order.
+    """
 
     task: str
     text: str
+    reset: bool = False
+    kept: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass

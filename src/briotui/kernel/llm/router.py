@@ -47,12 +47,21 @@ from briotui.kernel.llm.events import (
     ReplyStarted,
 )
 from briotui.kernel.llm.retry import backoff_delay
-from briotui.kernel.llm.types import Completion, CompletionRequest, DeltaCallback, Provider
+from briotui.kernel.llm.types import (
+    Completion,
+    CompletionRequest,
+    DeltaCallback,
+    FailedAttempt,
+    Provider,
+)
 from briotui.kernel.paths import ProjectPaths
 from briotui.kernel.settings import Settings
 
 ResetCallback = Callable[[], None]
 """Called when the deltas streamed so far belong to a failed attempt and must be dropped."""
+
+FailureCallback = Callable[[FailedAttempt], None]
+"""Called with each attempt that failed (before the router retries or falls back)."""
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -181,6 +190,7 @@ class Router:
         on_delta: DeltaCallback | None = None,
         *,
         on_reset: ResetCallback | None = None,
+        on_failure: FailureCallback | None = None,
     ) -> Completion:
         """Answer ``request`` from the first provider in its chain that can.
 
@@ -190,6 +200,8 @@ class Router:
             on_delta: Receives text deltas live, from the attempt in progress.
             on_reset: Called when an attempt fails after streaming: drop what
                 ``on_delta`` received since the attempt started.
+            on_failure: Called with every attempt that fails (after ``on_reset``),
+                so the caller can record it and announce a fallback.
 
         Returns:
             The complete reply of the attempt that succeeded, with its provider,
@@ -262,6 +274,16 @@ class Router:
                                 )
                             if on_reset is not None:
                                 on_reset()
+                        if on_failure is not None:
+                            on_failure(
+                                FailedAttempt(
+                                    target.provider,
+                                    target.model,
+                                    error.cause,
+                                    error.message,
+                                    streamed,
+                                )
+                            )
                         if not error.retryable:
                             raise self._final_error(error, failures[:-1]) from None
                         continue

@@ -52,6 +52,25 @@ class CompletionRequest:
 
 
 @dataclass(frozen=True)
+class FailedAttempt:
+    """One attempt at a request that failed (the router then retried or fell back).
+
+    Attributes:
+        provider: The provider asked.
+        model: The model asked for.
+        cause: The failure's kind (a ProviderError cause: "overloaded", "timeout", ...).
+        message: What went wrong, for the user.
+        streamed: Whether the attempt had streamed text before it failed.
+    """
+
+    provider: str
+    model: str
+    cause: str
+    message: str
+    streamed: bool = False
+
+
+@dataclass(frozen=True)
 class Usage:
     """Tokens as counted by the provider that answered."""
 

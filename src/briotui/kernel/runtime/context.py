@@ -167,6 +167,8 @@ class CallContext:
         self.fatal: AgentError | None = None
         self.host_calls = 0
         self.host_seconds = 0.0
+        self.on_host_call: Callable[[], None] | None = None
+        """Called (on the instance's thread) at each host call: the live meters' sampler."""
         self.usage = Usage()
         self.models: list[tuple[str, str]] = []
         self.sql: AgentSql | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import wasmtime
@@ -50,6 +51,8 @@ class DeadlineGuard:
     def __init__(self, store: wasmtime.Store, cancelled: threading.Event) -> None:
         self.deadline_at = float("inf")
         self.reason: str | None = None
+        self.on_check: Callable[[], None] | None = None
+        """Called at each check the guest passes (on its thread): the meters' sampler."""
         self._cancelled = cancelled
         self._callback = _CALLBACK(self._check)
         ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), self._callback, None, _finalize)
@@ -72,6 +75,8 @@ class DeadlineGuard:
                 return int(ctypes.cast(error, ctypes.c_void_p).value or 0)
             delta[0] = CHECK_TICKS
             kind[0] = _CONTINUE
+            if self.on_check is not None:
+                self.on_check()
             return 0
         except BaseException:  # never unwind through the C frame
             delta[0] = 1

@@ -1,4 +1,4 @@
-"""Events the runtime publishes: lifecycle changes, logs, progress, streamed model text.
+"""Events the runtime publishes: lifecycle changes, meters, logs, progress, streamed model text.
 
 Events are frozen dataclasses delivered to a sink callable. Sinks may be called from
 agent worker threads; :class:`EventBus` hands them to subscribers on the event loop.
@@ -47,6 +47,29 @@ class StateChanged(Event):
 
 
 @dataclass(frozen=True)
+class Metrics(Event):
+    """What a running instance uses now, sampled from its store (at most ~10 a second).
+
+    Attributes:
+        task: The task the instance runs.
+        fuel_used: Fuel spent by the run so far.
+        fuel_limit: The run's fuel budget.
+        memory_bytes: The size of the instance's linear memories now.
+        memory_limit: The most its memories may grow to.
+        peak_memory_bytes: The largest ``memory_bytes`` seen (memories never shrink).
+        final: The last sample of a run.
+    """
+
+    task: str = ""
+    fuel_used: int = 0
+    fuel_limit: int = 0
+    memory_bytes: int = 0
+    memory_limit: int = 0
+    peak_memory_bytes: int = 0
+    final: bool = False
+
+
+@dataclass(frozen=True)
 class LogLine(Event):
     """The agent logged a line (through ``log.emit`` or its stdout/stderr)."""
 
@@ -92,6 +115,42 @@ class ModelReply(Event):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None
+    fallback_from: str = ""
+
+
+@dataclass(frozen=True)
+class ModelReset(Event):
+    """The model request in progress failed after streaming: drop the text it streamed.
+
+    Front ends discard the deltas since the instance's last :class:`ModelReply` (the
+    reply in progress); another provider's reply follows.
+    """
+
+    task: str = ""
+
+
+@dataclass(frozen=True)
+class ModelAttemptFailed(Event):
+    """One attempt at a model request failed (the router retries or falls back)."""
+
+    task: str = ""
+    session: str = ""
+    provider: str = ""
+    model: str = ""
+    cause: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ModelFallback(Event):
+    """A reply came from another provider than the one asked first, which failed."""
+
+    task: str = ""
+    from_provider: str = ""
+    from_model: str = ""
+    to_provider: str = ""
+    to_model: str = ""
+    cause: str = ""
 
 
 @dataclass(frozen=True)

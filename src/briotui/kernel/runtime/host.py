@@ -33,11 +33,21 @@ from briotui.kernel.errors import (
     ComponentError,
     HostError,
 )
-from briotui.kernel.llm.types import CompletionRequest, Message
+from briotui.kernel.llm.router import Router
+from briotui.kernel.llm.types import CompletionRequest, FailedAttempt, Message
 from briotui.kernel.mesh import Endpoint, Envelope, anyone
 from briotui.kernel.runtime import context as ctxmod
 from briotui.kernel.runtime.context import CallContext, HostTimeout, TaskHost
-from briotui.kernel.runtime.events import CommandRan, Milestone, ModelDelta, ModelReply, Progress
+from briotui.kernel.runtime.events import (
+    CommandRan,
+    Milestone,
+    ModelAttemptFailed,
+    ModelDelta,
+    ModelFallback,
+    ModelReply,
+    ModelReset,
+    Progress,
+)
 from briotui.kernel.runtime.values import (
     Case,
     Err,
@@ -136,15 +146,37 @@ def llm_complete(ctx: CallContext, request: dict[str, Any]) -> Any:
     if (refused := _too_large(ctx, size, "The completion request")) is not None:
         return refused
 
+    task_id = ctx.bindings.task_id
+    failures: list[FailedAttempt] = []
+
     def on_delta(text: str) -> None:
+        ctx.events(ModelDelta(agent=ctx.agent, instance=ctx.instance_id, task=task_id, text=text))
+
+    def on_reset() -> None:  # the text streamed so far came from a failed attempt
+        ctx.events(ModelReset(agent=ctx.agent, instance=ctx.instance_id, task=task_id))
+
+    def on_failure(attempt: FailedAttempt) -> None:
+        failures.append(attempt)
         ctx.events(
-            ModelDelta(
-                agent=ctx.agent, instance=ctx.instance_id, task=ctx.bindings.task_id, text=text
+            ModelAttemptFailed(
+                agent=ctx.agent,
+                instance=ctx.instance_id,
+                task=task_id,
+                session=ctx.bindings.session_id,
+                provider=attempt.provider,
+                model=attempt.model,
+                cause=attempt.cause,
+                message=attempt.message,
             )
         )
 
     try:
-        completion = ctx.await_(provider.complete(req, on_delta))
+        if isinstance(provider, Router):
+            completion = ctx.await_(
+                provider.complete(req, on_delta, on_reset=on_reset, on_failure=on_failure)
+            )
+        else:
+            completion = ctx.await_(provider.complete(req, on_delta))
     except HostTimeout as exc:
         return _error("timeout", f"The model request was cut off {exc}.")
     except BrioError as exc:
@@ -153,6 +185,22 @@ def llm_complete(ctx: CallContext, request: dict[str, Any]) -> Any:
         return refused
     ctx.usage = ctx.usage + completion.usage
     ctx.models.append((completion.provider, completion.model))
+    first = failures[0] if failures else None
+    fallback_from = ""
+    if first is not None and first.provider != completion.provider:
+        fallback_from = first.provider
+        ctx.events(
+            ModelFallback(
+                agent=ctx.agent,
+                instance=ctx.instance_id,
+                task=task_id,
+                from_provider=first.provider,
+                from_model=first.model,
+                to_provider=completion.provider,
+                to_model=completion.model,
+                cause=first.cause,
+            )
+        )
     ctx.events(
         ModelReply(
             agent=ctx.agent,
@@ -166,6 +214,7 @@ def llm_complete(ctx: CallContext, request: dict[str, Any]) -> Any:
             input_tokens=completion.usage.input_tokens,
             output_tokens=completion.usage.output_tokens,
             cost_usd=completion.cost_usd,
+            fallback_from=fallback_from,
         )
     )
     return Ok(
@@ -711,6 +760,8 @@ def _wrap(iface: str, name: str, impl: HostImpl, shape: FuncShape) -> Callable[.
         ctx.host_calls += 1
         try:
             stop_if_cancelled(ctx)
+            if ctx.on_host_call is not None:
+                ctx.on_host_call()
             result = impl(ctx, *[conv(arg) for conv, arg in zip(params, args, strict=True)])
             stop_if_cancelled(ctx)
             return None if lower is None else lower(result)

@@ -54,6 +54,7 @@ from briotui.kernel.runtime.deadline import DeadlineGuard
 from briotui.kernel.runtime.engine import EpochTicker
 from briotui.kernel.runtime.events import AgentState, EventSink, StateChanged
 from briotui.kernel.runtime.host import AGENT_EXPORT
+from briotui.kernel.runtime.meter import Meter
 from briotui.kernel.runtime.values import Err, FuncShape, Ok
 
 _ids = itertools.count(1)
@@ -166,6 +167,14 @@ class AgentInstance:
         self._run: wc.Func | None = None
         self._guard: DeadlineGuard | None = None
         self._reservations: tuple[tuple[int, int], ...] = ()
+        self._meter = Meter(
+            agent=loaded.spec.name,
+            instance=self.id,
+            limits=loaded.spec.limits,
+            events=events,
+            reservations=lambda: self._reservations,
+        )
+        self.ctx.on_host_call = self._meter.sample
         self._stop_signal: asyncio.Future[None] = loop.create_future()
         self._set_state(AgentState.LOADED)
 
@@ -247,6 +256,7 @@ class AgentInstance:
         store.set_limits(memory_size=limits.memory_bytes)
         store.set_fuel(limits.fuel)
         self._guard = DeadlineGuard(store, self.ctx.cancelled)
+        self._guard.on_check = self._meter.sample
         self._guard.arm(store, time.monotonic() + limits.deadline_ms / 1000)
         loaded.ticker.ensure_started()
         try:
@@ -382,13 +392,12 @@ class AgentInstance:
     # -- one run, on the worker thread -----------------------------------------------
 
     def _usage(self, started: float) -> RunUsage:
-        store = self._store
-        limits = self.loaded.spec.limits
-        fuel = limits.fuel - store.get_fuel() if store is not None else 0
+        meter = self._meter
+        meter.finish()  # the final meters: fuel used and the memories' high-water mark
         return RunUsage(
-            fuel=fuel,
+            fuel=meter.fuel_used,
             wall_ms=(time.perf_counter() - started) * 1000,
-            peak_memory_bytes=memory.resident_bytes(self._reservations),
+            peak_memory_bytes=meter.peak_memory_bytes,
             host_calls=self.ctx.host_calls,
             host_ms=self.ctx.host_seconds * 1000,
             tokens=self.ctx.usage,
@@ -404,6 +413,7 @@ class AgentInstance:
         ctx.begin(bindings, deadline_at)
         started = time.perf_counter()
         store.set_fuel(limits.fuel)  # instantiation used some; the run starts full
+        self._meter.begin(store, task.id)
         size = len(task.goal) + sum(len(k) + len(v) for k, v in task.context)
         if size > limits.max_message_bytes:
             raise RunFailed(
@@ -489,8 +499,8 @@ class AgentInstance:
                 agent=self.agent,
                 stderr_tail=tail,
             )
-        resident = memory.resident_bytes(self._reservations)
-        if "MemoryError" in tail or resident >= 0.8 * limits.memory_bytes:
+        size = memory.linear_bytes(self._reservations)
+        if "MemoryError" in tail or size >= 0.8 * limits.memory_bytes:
             return MemoryLimit(
                 f"{self.agent!r} tried to use more than its {limits.memory_bytes // (1 << 20)} MiB "
                 f"of memory and was stopped. {self._raise_hint('memory_bytes')}",

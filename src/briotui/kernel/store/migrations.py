@@ -248,11 +248,33 @@ def _v4_commit_journal_links_and_git(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v5_provider_failures(conn: sqlite3.Connection) -> None:
+    """Every failed attempt at a model request (the router retried or fell back)."""
+    run_script(
+        conn,
+        """
+        CREATE TABLE provider_failures (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            task_id     TEXT NOT NULL DEFAULT '',
+            session_id  TEXT NOT NULL DEFAULT '',
+            agent       TEXT NOT NULL,
+            provider    TEXT NOT NULL,
+            model       TEXT NOT NULL DEFAULT '',
+            error_kind  TEXT NOT NULL,   -- a ProviderError cause: overloaded, timeout, ...
+            message     TEXT NOT NULL DEFAULT '',
+            created     REAL NOT NULL
+        );
+        CREATE INDEX provider_failures_task ON provider_failures(task_id);
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _v1_sessions,
     _v2_capabilities_tasks_usage,
     _v3_session_symlinks_left_out,
     _v4_commit_journal_links_and_git,
+    _v5_provider_failures,
 ]
 """Every migration in order; version N is ``MIGRATIONS[N - 1]``."""
 

@@ -126,7 +126,15 @@ class MainScreen(Screen[None]):
         self.redraw()
 
     async def on_model_text(self, message: ModelText) -> None:
-        await self.query_one("#conversation", ConversationPane).append(message.task, message.text)
+        pane = self.query_one("#conversation", ConversationPane)
+        if message.reset:
+            shown = pane.task_id or message.task
+            text = "".join(
+                t for tid, t in message.kept if tid == shown or tid.startswith(shown + ".")
+            )
+            await pane.replace(message.task, text)
+            return
+        await pane.append(message.task, message.text)
 
     # -- the user's actions ------------------------------------------------------------
 

@@ -64,6 +64,18 @@ class ConversationPane(VerticalScroll):
         await self._stream.write(text)
         self.scroll_end(animate=False)
 
+    async def replace(self, task_id: str, text: str) -> None:
+        """Redraw with ``text`` if ``task_id`` is shown (a reply in progress was dropped)."""
+        shown = self.task_id
+        if shown is None or not (task_id == shown or task_id.startswith(shown + ".")):
+            return
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        self._fresh = not text
+        await self.body.update(text or "_Waiting for the first words from the model…_")
+        self.scroll_end(animate=False)
+
     async def on_unmount(self) -> None:
         if self._stream is not None:
             await self._stream.stop()
