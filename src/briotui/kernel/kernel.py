@@ -43,12 +43,14 @@ from briotui.kernel.runtime.instance import (
     RunUsage,
 )
 from briotui.kernel.runtime.pool import AgentPool
+from briotui.kernel.session_commands import SessionCommands, feedback_of
 from briotui.kernel.settings import Settings, load_settings
 from briotui.kernel.shelltool import CommandPolicy, ShellSettings, sandbox_status
 from briotui.kernel.state import StateTree, TaskStatus
 from briotui.kernel.supervisor import Supervisor, TaskResult, pipeline_concurrency
 from briotui.kernel.tools import ShellService, SqlService
-from briotui.kernel.vfs import Session, SessionManager
+from briotui.kernel.vfs import Decision, Session, SessionManager
+from briotui.kernel.vfs.commit import CommitResult, RollbackResult
 
 
 class Kernel:
@@ -108,6 +110,7 @@ class Kernel:
         self._jobs: dict[str, asyncio.Task[TaskResult]] = {}
         self._task_sessions: dict[str, Session] = {}
         self._cancelled: set[str] = set()
+        self._commands = SessionCommands(self)
         self.events.subscribe(self._on_event)
 
     # -- configuration -----------------------------------------------------------------
@@ -293,6 +296,100 @@ class Kernel:
         """The stored messages of a task and its subtasks, with provider and model."""
         return self.recorder.transcript(task_id)
 
+    # -- session commands (each republishes the session) -------------------------------
+
+    async def refresh_session(self, session_id: str) -> None:
+        """Publish a session again in the state tree."""
+        await self._commands.publish(session_id)
+
+    async def decide(
+        self,
+        session_id: str,
+        hunk_ids: Sequence[str] | None,
+        decision: Decision,
+        *,
+        reason: str = "",
+        path: str | None = None,
+    ) -> list[str]:
+        """Accept or reject hunks (all, or all of ``path``, when ``hunk_ids`` is None).
+
+        A reject's ``reason`` is what :meth:`revise` hands back to the Coder.
+
+        Raises:
+            SessionNotFound / SessionStateError / HunkNotFound: as the session says.
+        """
+        return await self._commands.decide(session_id, hunk_ids, decision, reason=reason, path=path)
+
+    async def commit(
+        self,
+        session_id: str,
+        *,
+        git: bool = False,
+        message: str | None = None,
+        include_staged: bool = False,
+        provenance: str | None = None,
+    ) -> CommitResult:
+        """Apply a session's accepted hunks to the working tree (and git-commit them)."""
+        return await self._commands.commit(
+            session_id,
+            git=git,
+            message=message,
+            include_staged=include_staged,
+            provenance=provenance,
+        )
+
+    async def rollback(self, session_id: str, *, force: bool = False) -> RollbackResult:
+        """Discard an open session, or undo a committed one."""
+        return await self._commands.rollback(session_id, force=force)
+
+    async def discard_session(self, session_id: str) -> None:
+        """Discard an open session; nothing of it is applied."""
+        await self._commands.discard(session_id)
+
+    async def revise(
+        self, session_id: str, instruction: str = "", *, provider: Provider | None = None
+    ) -> str:
+        """Run the Coder again in the same session with the rejected hunks as feedback.
+
+        The Coder gets each rejected hunk with its reason (and ``instruction``, if
+        given) in its ``feedback`` context; its new edits become new hunks of the same
+        session. Returns the new task's id (see :meth:`wait`).
+
+        Raises:
+            SessionNotFound: no such session.
+            SessionStateError: the session is closed, or nothing to revise.
+        """
+        session = await asyncio.to_thread(self.sessions().get, session_id)
+        revision = await asyncio.to_thread(feedback_of, session, instruction)
+        before = {h.id for h in (await asyncio.to_thread(session.diff)).hunks()}
+        context: list[tuple[str, str]] = [("feedback", revision.feedback)]
+        if revision.files and not any(" " in p for p in revision.files):
+            context.append(("files", " ".join(revision.files)))
+        task_id = "t-" + uuid.uuid4().hex[:8]
+        self._task_sessions[task_id] = session
+        self.recorder.task_started(
+            task_id,
+            agent="coder",
+            goal=revision.goal,
+            parent=None,
+            session_id=session.id,
+            title=f"Revise session {session.id}",
+        )
+        supervisor = Supervisor(self, provider, concurrency=1)
+
+        async def job() -> TaskResult:
+            result = await self._drive(
+                task_id, revision.goal, "coder", session, supervisor, context=context
+            )
+            after = {h.id for h in (await asyncio.to_thread(session.diff)).hunks()}
+            self.recorder.note_authors(session.id, sorted(after - before), f"{task_id}.coder")
+            if session.state == "open":
+                await asyncio.to_thread(self.recorder.publish_session, session)
+            return result
+
+        self._jobs[task_id] = self.loop.create_task(job(), name=f"revise {task_id}")
+        return task_id
+
     # -- tasks -----------------------------------------------------------------------
 
     async def submit(
@@ -328,7 +425,14 @@ class Kernel:
         return task_id
 
     async def _drive(
-        self, task_id: str, goal: str, agent: str | None, session: Session, sup: Supervisor
+        self,
+        task_id: str,
+        goal: str,
+        agent: str | None,
+        session: Session,
+        sup: Supervisor,
+        *,
+        context: Sequence[tuple[str, str]] = (),
     ) -> TaskResult:
         try:
             if agent is None:
@@ -338,6 +442,7 @@ class Kernel:
                     agent,
                     goal,
                     bindings=sup.bindings(session),
+                    context=context,
                     task_id=f"{task_id}.{agent}",
                     parent_task=task_id,
                 )

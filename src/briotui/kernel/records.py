@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from briotui.kernel.errors import BrioError
 from briotui.kernel.runtime.events import (
     AgentState,
     CommandRan,
@@ -29,6 +30,9 @@ from briotui.kernel.vfs import Session
 
 _GONE = (AgentState.STOPPED, AgentState.FAILED)
 
+NOT_WRITERS = frozenset({"pipeline", "council", "foreman", "reviewer", "smart"})
+"""Agents that plan, review or test: a session's changes are never credited to them."""
+
 
 class Recorder:
     """Keeps the state tree and the store up to date with the kernel's work."""
@@ -37,6 +41,7 @@ class Recorder:
         self.state = state
         self.tasks = TaskTree(state)
         self.store = store
+        self._hunk_authors: dict[str, dict[str, str]] = {}
 
     # -- events (delivered on the kernel's loop) -------------------------------------
 
@@ -236,20 +241,111 @@ class Recorder:
             )
 
     def publish_session(self, session: Session) -> None:
-        """Publish a session's files, hunks and state for the front ends."""
+        """Publish a session's state, files, hunks (decisions, reasons, provenance).
+
+        Blocking (it reads the session's diff and the store): call it off the loop.
+        """
         diff = session.diff()
+        decisions = session.decisions()
+        authors = self.authors(session)
+        files: list[dict[str, Any]] = []
+        for change in diff.files:
+            hunks = []
+            for hunk in change.hunks:
+                decision, reason = decisions.get(hunk.id, ("pending", ""))
+                agent, model = authors.get(hunk.id) or authors.get(change.path) or ("", "")
+                hunks.append(
+                    {
+                        "id": hunk.id,
+                        "kind": hunk.kind,
+                        "header": hunk.header(),
+                        "decision": decision,
+                        "reason": reason,
+                        "agent": agent,
+                        "model": model,
+                    }
+                )
+            files.append(
+                {
+                    "path": change.path,
+                    "old_path": change.old_path,
+                    "status": change.status,
+                    "hunks": hunks,
+                }
+            )
         self.state.merge(
             ["sessions", session.id],
             {
                 "id": session.id,
+                "label": session.label,
                 "state": session.state,
-                "files": [
-                    {"path": f.path, "status": f.status, "hunks": [h.id for h in f.hunks]}
-                    for f in diff.files
-                ],
-                "hunks": [{"id": h.id, "path": f.path} for f in diff.files for h in f.hunks],
+                "files": files,
             },
         )
+
+    def note_authors(self, session_id: str, hunk_ids: Sequence[str], task_id: str) -> None:
+        """Remember that ``task_id`` wrote these hunks (e.g. a revise run's new hunks)."""
+        known = self._hunk_authors.setdefault(session_id, {})
+        for hunk_id in hunk_ids:
+            known[hunk_id] = task_id
+
+    def _model_of(self, task_id: str) -> str:
+        rows = self.store.query(
+            "SELECT provider, model FROM messages WHERE task_id = ? AND role = 'assistant'"
+            " ORDER BY id DESC LIMIT 1",
+            (task_id,),
+        )
+        if not rows:
+            return ""
+        return "/".join(str(rows[0][k]) for k in ("provider", "model") if rows[0][k])
+
+    def authors(self, session: Session) -> dict[str, tuple[str, str]]:
+        """Who wrote what in a session: path or hunk id -> (agent, model).
+
+        A path is credited to the writing agent that changed it: the agent run in a
+        branch forked from the session (a Coder of the pipeline), else the latest
+        writing agent that ran in the session itself; hunk ids noted by
+        :meth:`note_authors` (a revise run) override both. The model is that task's
+        last reply's provider/model from the transcript.
+        """
+        found: dict[str, tuple[str, str]] = {}
+
+        def writer(session_id: str) -> tuple[str, str] | None:
+            rows = self.store.query(
+                "SELECT id, agent FROM tasks WHERE session_id = ? ORDER BY created DESC",
+                (session_id,),
+            )
+            for row in rows:
+                if row["agent"] not in NOT_WRITERS:
+                    return str(row["id"]), str(row["agent"])
+            return None
+
+        own = writer(session.id)
+        if own is not None:
+            for path in session.overlay():
+                found[path] = (own[1], self._model_of(own[0]))
+        children = self.store.query(
+            "SELECT id FROM sessions WHERE parent_id = ? ORDER BY created", (session.id,)
+        )
+        for child in children:
+            who = writer(str(child["id"]))
+            if who is None:
+                continue
+            try:
+                paths = session.manager.get(str(child["id"])).overlay()
+            except BrioError:
+                continue
+            for path in paths:
+                found.setdefault(path, (who[1], self._model_of(who[0])))
+        agents = {
+            str(r["id"]): str(r["agent"])
+            for r in self.store.query(
+                "SELECT id, agent FROM tasks WHERE session_id = ?", (session.id,)
+            )
+        }
+        for hunk_id, task_id in self._hunk_authors.get(session.id, {}).items():
+            found[hunk_id] = (agents.get(task_id, "coder"), self._model_of(task_id))
+        return found
 
     def record_review(self, session_id: str, review: dict[str, Any], task_id: str = "") -> None:
         """Keep the Reviewer's verdict and findings for a session."""

@@ -247,7 +247,10 @@ class Supervisor:
                     {"id": sub_id, "session": record.session.id, "files": conflict.conflicts}
                 )
         report = {"merged": merged, "conflicts": conflicts}
-        self.kernel.state.set(["sessions", target.id, "conflicts"], conflicts, parents=True)
+        if conflicts:  # the review screen's shape: one entry per file, with its regions
+            shown = list(self.kernel.state.get(["sessions", target.id, "conflicts"]) or [])
+            shown += conflict_entries(conflicts)
+            self.kernel.state.set(["sessions", target.id, "conflicts"], shown, parents=True)
         return report
 
     # -- the pipeline ----------------------------------------------------------------
@@ -310,6 +313,35 @@ class Supervisor:
             parent_task=parent,
             title=STEP_TITLES.get(agent),
         )
+
+
+def conflict_entries(conflicts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A merge report's conflicts as the state tree shows them.
+
+    Returns:
+        One ``{path, session, regions: [{base, ours, theirs}]}`` per conflicting file,
+        ``session`` being the branch whose change could not be merged.
+    """
+    return [
+        {
+            "path": str(file.get("path", "")),
+            "session": str(conflict.get("session", "")),
+            "regions": [
+                {k: _text(region.get(k)) for k in ("base", "ours", "theirs")}
+                for region in file.get("regions") or []
+                if isinstance(region, dict)
+            ],
+        }
+        for conflict in conflicts
+        for file in conflict.get("files") or []
+        if isinstance(file, dict)
+    ]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "".join(str(v) for v in value)
+    return "" if value is None else str(value)
 
 
 def _json(text: str) -> dict[str, Any]:
