@@ -129,8 +129,14 @@ def review_session(app: BrioApp) -> str:
         },
     )
     state.set(
-        ["sessions", session.id, "hunks"],
-        [{"id": h.id, "agent": "coder", "model": "anthropic/claude-sonnet-4"} for h in hunks],
+        ["sessions", session.id, "files"],
+        [
+            {
+                "path": h.path,
+                "hunks": [{"id": h.id, "agent": "coder", "model": "anthropic/claude-sonnet-4"}],
+            }
+            for h in hunks
+        ],
     )
     session.accept([hunks[1].id])
     return session.id

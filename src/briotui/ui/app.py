@@ -472,6 +472,12 @@ class BrioApp(App[int]):
             "Review session", "Review the selected task's session", self.action_review
         )
         yield SystemCommand("Sessions and history", "Past tasks and sessions", self.action_sessions)
+        if isinstance(screen, ReviewScreen):
+            yield SystemCommand(
+                "Revise session",
+                "Run the Coder again with the rejected hunks and their reasons",
+                screen.action_revise,
+            )
         yield SystemCommand("Cancel task", "Stop the selected task", self.action_cancel_task)
         yield SystemCommand("New request", "Focus the request input", self._focus_request)
         yield SystemCommand("Build agents", "Build missing agent components", self.action_build)

@@ -164,26 +164,6 @@ class Workbench:
             parts.append(f"{head}\n\n{text}")
         return "\n\n---\n\n".join(parts)
 
-    def refresh_session(self, session_id: str) -> None:
-        """Re-publish a session's summary after a decision, commit or rollback."""
-        if self.native:
-            refresh = getattr(self.kernel, "refresh_session", None)
-            if refresh is not None:
-                refresh(session_id)
-            return
-        current = self.state.get(["sessions", session_id])
-        if current is None:
-            return
-        session = self.sessions().get(session_id)
-        self.state.set(
-            ["sessions", session_id],
-            {
-                **current,
-                **self._session_dict(session, current.get("task", ""), ""),
-                "hunks": current.get("hunks", []),
-            },
-        )
-
     async def close(self) -> None:
         """Stop running tasks (waiting briefly for them to record how they ended)."""
         wait = getattr(self.kernel, "wait", None)

@@ -1,4 +1,4 @@
-"""Small dialogs: a reason for a rejection, and confirming a quit with work in flight."""
+"""Small dialogs: a reason for a rejection, an instruction for a revision, confirming a quit."""
 
 from __future__ import annotations
 
@@ -40,6 +40,40 @@ class RejectReason(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         """Close without rejecting."""
+        self.dismiss(None)
+
+
+class ReviseInstruction(ModalScreen[str | None]):
+    """Asks for an optional extra instruction before the Coder revises a session.
+
+    Dismisses with the instruction ("" for none), or None when the user cancels.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="revise-cancel", tooltip="Do not revise"),
+    ]
+
+    def __init__(self, rejected: int) -> None:
+        super().__init__()
+        self.rejected = rejected
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="revise-dialog", classes="dialog"):
+            yield Static("Revise with the Coder", classes="dialog-title")
+            yield Static(
+                f"The Coder gets the {self.rejected} rejected hunk(s) with their reasons and "
+                "redoes them in this session. Anything else it should know? (optional)",
+                classes="dim",
+            )
+            yield Input(placeholder="e.g. keep the public names", id="instruction")
+            yield Static("Enter revises · Escape cancels", classes="dim")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        """Close without revising."""
         self.dismiss(None)
 
 
