@@ -273,6 +273,12 @@ class Recorder:
                     "hunks": hunks,
                 }
             )
+        if not self.state.exists(["sessions", session.id]):
+            self.state.set(
+                ["sessions", session.id],
+                {"id": session.id, "task": session.task[:200], "label": session.label},
+                parents=True,
+            )
         self.state.merge(
             ["sessions", session.id],
             {
