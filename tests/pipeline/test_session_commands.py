@@ -44,14 +44,15 @@ async def test_commit_through_the_kernel_republishes_the_session(
         # provenance: the agent that wrote it and the model of its reply
         assert hunk["agent"] == "coder"
         assert hunk["model"] == "scripted/scripted"
-        assert hunk["kind"] == "text" and hunk["header"].startswith("@@ ")
+        assert hunk["kind"] == "text"
+        assert hunk["header"].startswith("@@ ")
         assert hunk["decision"] == "pending"
         await kernel.decide(sid, None, "accepted")
         assert hunks_of(kernel, sid)[0]["decision"] == "accepted"
         await kernel.commit(sid, git=True, message="safe add")
         assert kernel.state.get(["sessions", sid, "state"]) == "committed"
         assert "# safe" in (project / "calc.py").read_text()
-        log = subprocess.run(
+        log = subprocess.run(  # noqa: ASYNC221 - a test reading git once
             ["git", "log", "-1", "--format=%s"], cwd=project, capture_output=True, text=True
         )
         assert log.stdout.strip() == "safe add"
@@ -97,7 +98,8 @@ async def test_revise_hands_rejected_hunks_and_reasons_to_the_coder(
         session = kernel.sessions().get(sid)
         assert b"return a + b  # adds" in session.read("calc.py")
         [new] = hunks_of(kernel, sid)
-        assert new["id"] != first["id"] and new["decision"] == "pending"
+        assert new["id"] != first["id"]
+        assert new["decision"] == "pending"
         assert (new["agent"], new["model"]) == ("coder", "scripted/scripted")
         prompts = [m["content"] for m in kernel.transcript(task) if m["role"] == "user"]
         assert any("keep a comment" in p and "return a - b" in p for p in prompts)
@@ -133,14 +135,17 @@ async def test_a_merge_conflict_is_published_with_its_regions(
         result = await kernel.wait(await kernel.submit("Change add", provider=provider))
         [conflict] = kernel.state.get(["sessions", result.session_id, "conflicts"])
         assert conflict["path"] == "calc.py"
-        assert conflict["session"] != result.session_id and conflict["session"]
+        assert conflict["session"] != result.session_id
+        assert conflict["session"]
         [region] = conflict["regions"]
         assert set(region) == {"base", "ours", "theirs"}
         assert "a + b" in region["base"]
         sides = region["ours"] + region["theirs"]
-        assert "2 * (a + b)" in sides and "3 * (a + b)" in sides
+        assert "2 * (a + b)" in sides
+        assert "3 * (a + b)" in sides
         # the merged hunk is credited to the Coder that wrote it
         [hunk] = hunks_of(kernel, result.session_id)
-        assert hunk["agent"] == "coder" and hunk["model"] == "scripted/scripted"
+        assert hunk["agent"] == "coder"
+        assert hunk["model"] == "scripted/scripted"
     finally:
         await kernel.close()

@@ -46,7 +46,8 @@ async def test_a_commit_in_the_review_screen_shows_in_the_state_tree(
         # provenance: the hunk says which agent and model wrote it
         [view] = app.screen.query(HunkView)
         findings = str(view.query_one(".hunk-findings", Static).content)
-        assert "coder" in findings and "scripted/scripted" in findings
+        assert "coder" in findings
+        assert "scripted/scripted" in findings
         await pilot.press("ctrl+a")
         await app.workers.wait_for_complete()
         await pilot.press("c")
@@ -86,7 +87,8 @@ async def test_revise_runs_the_coder_with_the_rejected_hunks_and_reasons(
         session = app.workbench.kernel.sessions().get(session_id)
         assert b"# total" in session.read("app.py")
         [hunk] = [h for f in app.mirror["sessions"][session_id]["files"] for h in f["hunks"]]
-        assert hunk["decision"] == "pending" and hunk["agent"] == "coder"
+        assert hunk["decision"] == "pending"
+        assert hunk["agent"] == "coder"
 
 
 async def test_a_real_merge_conflict_is_drawn_with_its_regions(
@@ -121,4 +123,5 @@ async def test_a_real_merge_conflict_is_drawn_with_its_regions(
         [conflict] = app.screen.query(ConflictView)
         text = str(conflict.content)
         assert "Conflict in app.py" in text
-        assert "2 * (a + b)" in text and "3 * (a + b)" in text
+        assert "2 * (a + b)" in text
+        assert "3 * (a + b)" in text
