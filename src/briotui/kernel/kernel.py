@@ -23,6 +23,7 @@ from briotui.kernel.errors import (
     AgentNotFound,
     BrioError,
     ConfigError,
+    GrantNotFound,
     TaskNotFound,
 )
 from briotui.kernel.llm.types import Provider
@@ -111,6 +112,8 @@ class Kernel:
         self._task_sessions: dict[str, Session] = {}
         self._cancelled: set[str] = set()
         self._commands = SessionCommands(self)
+        self.interrupted: list[str] = []
+        """Tasks a previous run left unfinished (found by :meth:`restore`)."""
         self.events.subscribe(self._on_event)
 
     # -- configuration -----------------------------------------------------------------
@@ -471,8 +474,48 @@ class Kernel:
         return result
 
     def restore(self) -> list[str]:
-        """Show the stored tasks and sessions again; returns the interrupted tasks' ids."""
-        return self.recorder.restore()
+        """Show the stored tasks and sessions again; returns the interrupted tasks' ids.
+
+        Interrupted tasks (running when briotui went away) are marked cancelled, kept
+        in :attr:`interrupted` and offered for :meth:`resume` or :meth:`discard_task`.
+        """
+        self.interrupted = self.recorder.restore()
+        for task_id in self.interrupted:
+            if self.state.exists(["tasks", task_id]):
+                self.state.set(
+                    ["tasks", task_id, "outcome"],
+                    {"summary": "Interrupted when briotui quit: resume or discard it."},
+                )
+        return list(self.interrupted)
+
+    def stored_tasks(self) -> list[dict[str, Any]]:
+        """The project's stored top-level tasks, oldest first.
+
+        Each has ``interrupted``: it was running when briotui went away (or still runs
+        in another briotui of this project).
+        """
+        return self.recorder.stored_tasks()
+
+    def task_of_session(self, session_id: str) -> str | None:
+        """The top-level task that made a session, or None."""
+        return self.recorder.task_of_session(session_id)
+
+    async def discard_task(self, task_id: str) -> None:
+        """Drop a task's session (off the loop); see :meth:`discard`."""
+        stored = await asyncio.to_thread(self.recorder.goal_of, task_id)
+        if stored is None:
+            raise TaskNotFound(f"No stored task {task_id!r}; `briotui tasks list` lists them.")
+        session_id = stored[2]
+        if session_id:
+            session = await asyncio.to_thread(self.sessions().get, session_id)
+            if session.state == "open":
+                await asyncio.to_thread(session.rollback)
+            if self.state.exists(["sessions", session_id]):
+                self.state.remove(["sessions", session_id])
+        if task_id in self.interrupted:
+            self.interrupted.remove(task_id)
+        if self.state.exists(["tasks", task_id]):
+            self.state.set(["tasks", task_id, "outcome"], {"summary": "Discarded."})
 
     async def resume(self, task_id: str, *, provider: Provider | None = None) -> str:
         """Run an interrupted (or finished) task's request again, as a new task.
@@ -484,6 +527,8 @@ class Kernel:
         if stored is None:
             raise TaskNotFound(f"No stored task {task_id!r}; `briotui` lists the tasks it knows.")
         goal, agent, _ = stored
+        if task_id in self.interrupted:
+            self.interrupted.remove(task_id)
         return await self.submit(
             goal, agent=None if agent == "pipeline" else agent, provider=provider
         )
@@ -545,6 +590,33 @@ class Kernel:
                 loop=self.loop,
             )
         return self._capabilities
+
+    def grants(self) -> list[dict[str, Any]]:
+        """The project's stored grants that are not revoked, oldest first."""
+        rows = self.sessions().store.query(
+            "SELECT id, agent, capability, pattern, lifetime, scope_id, source, parent_id,"
+            " created, used FROM grants WHERE revoked IS NULL ORDER BY created"
+        )
+        return [dict(r) for r in rows]
+
+    async def revoke_grant(self, grant_id: str) -> int:
+        """Revoke a stored grant and every grant delegated from it; returns how many.
+
+        Raises:
+            GrantNotFound: no active grant has that id.
+        """
+
+        def work() -> int:
+            known = self.sessions().store.query(
+                "SELECT id FROM grants WHERE id = ? AND revoked IS NULL", (grant_id,)
+            )
+            if not known:
+                raise GrantNotFound(
+                    f"No active grant {grant_id!r}; `briotui grants list` shows them."
+                )
+            return self.capabilities().revoke(grant_id)
+
+        return await asyncio.to_thread(work)
 
     # -- runs ------------------------------------------------------------------------
 

@@ -30,6 +30,9 @@ from briotui.kernel.vfs import Session
 
 _GONE = (AgentState.STOPPED, AgentState.FAILED)
 
+INTERRUPTED = "interrupted by a restart"
+"""The stored result of a task that was running when briotui went away."""
+
 NOT_WRITERS = frozenset({"pipeline", "council", "foreman", "reviewer", "smart"})
 """Agents that plan, review or test: a session's changes are never credited to them."""
 
@@ -157,11 +160,36 @@ class Recorder:
                 )
         if interrupted:
             self.store.execute(
-                f"UPDATE tasks SET status = 'cancelled', result = 'interrupted by a restart'"
+                "UPDATE tasks SET status = 'cancelled', result = ?"
                 f" WHERE id IN ({', '.join('?' for _ in interrupted)})",
-                interrupted,
+                [INTERRUPTED, *interrupted],
             )
         return interrupted
+
+    def stored_tasks(self, *, roots_only: bool = True) -> list[dict[str, Any]]:
+        """The stored tasks, oldest first: id, agent, goal, status, session, result."""
+        where = " WHERE parent_id IS NULL" if roots_only else ""
+        rows = self.store.query(
+            "SELECT id, parent_id, agent, goal, status, session_id, result, created, updated"
+            f" FROM tasks{where} ORDER BY created"
+        )
+        return [
+            {
+                **dict(r),
+                "interrupted": r["status"] in ("running", "pending", "waiting")
+                or r["result"] == INTERRUPTED,
+            }
+            for r in rows
+        ]
+
+    def task_of_session(self, session_id: str) -> str | None:
+        """The top-level task that made a session, or None."""
+        rows = self.store.query(
+            "SELECT id FROM tasks WHERE session_id = ? AND parent_id IS NULL"
+            " ORDER BY created LIMIT 1",
+            (session_id,),
+        )
+        return str(rows[0]["id"]) if rows else None
 
     def goal_of(self, task_id: str) -> tuple[str, str, str | None] | None:
         """A stored task's (goal, agent, session id), or None."""

@@ -100,6 +100,20 @@ class BrioApp(App[int]):
             priority=True,
         ),
         Binding("f1", "help", "Keys", id="help", tooltip="Show every key and its binding id"),
+        Binding(
+            "f5",
+            "resume_task",
+            "Resume",
+            id="resume-task",
+            tooltip="Run the selected (interrupted) task's request again",
+        ),
+        Binding(
+            "f8",
+            "discard_task",
+            "Discard",
+            id="discard-task",
+            tooltip="Drop the selected task's session (roll it back)",
+        ),
     ]
 
     def __init__(
@@ -190,12 +204,21 @@ class BrioApp(App[int]):
         if not info["ok"] and not self.provider_problem:
             self.provider_problem = str(info["detail"])
         self.kernel.set_approvals("ask", self.ask_capability)
+        interrupted = self._restore()
         loop = asyncio.get_running_loop()
         self._subscription = self.workbench.state.subscribe(self._on_patch, loop=loop)
         self.mirror = self._subscription.snapshot.tree
         self._seq = self._subscription.snapshot.seq
         self._unsubscribe_events = self.kernel.events.subscribe(self._on_event)
         await self.push_screen(MainScreen())
+        if interrupted:
+            self.notify(
+                f"{len(interrupted)} task(s) were interrupted when briotui last quit: "
+                f"{', '.join(interrupted[:3])}. Select one and press f5 to resume it or f8 to "
+                "discard it (or use the palette).",
+                title="Interrupted tasks",
+                timeout=15,
+            )
         for error in self._config_errors:
             self.notify(error.message, title=error.title, severity="warning", timeout=10)
         self.watch_project()
@@ -367,6 +390,57 @@ class BrioApp(App[int]):
         else:
             self.notify("That task is not running.", title="Nothing to cancel")
 
+    def _restore(self) -> list[str]:
+        """Show the stored tasks and sessions again; the interrupted tasks' ids."""
+        assert self.kernel is not None
+        try:
+            return self.kernel.restore()
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="warning", timeout=10)
+            return []
+
+    def _selected_root(self) -> str | None:
+        screen = self._main_screen()
+        if screen is None or screen.selected is None:
+            return None
+        return screen.selected.split(".", 1)[0]
+
+    def action_resume_task(self, task_id: str | None = None) -> None:
+        """Run the selected (interrupted) task's request again, as a new task."""
+        tid = task_id or self._selected_root()
+        if tid is None:
+            self.notify("Select a task first.", title="Nothing to resume")
+            return
+        self.resume_task(tid)
+
+    @work(exit_on_error=False, group="tasks", description="resume a task")
+    async def resume_task(self, task_id: str) -> None:
+        """Resume ``task_id`` through the kernel."""
+        try:
+            new_id = await self.workbench.kernel.resume(task_id, provider=self.workbench.provider)
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="error")
+            return
+        self.notify(f"Resumed task {task_id} as {new_id}.", title="Resumed")
+
+    def action_discard_task(self, task_id: str | None = None) -> None:
+        """Drop the selected task's session (nothing of it reaches your files)."""
+        tid = task_id or self._selected_root()
+        if tid is None:
+            self.notify("Select a task first.", title="Nothing to discard")
+            return
+        self.discard_task(tid)
+
+    @work(exit_on_error=False, group="tasks", description="discard a task")
+    async def discard_task(self, task_id: str) -> None:
+        """Discard ``task_id`` through the kernel."""
+        try:
+            await self.workbench.kernel.discard_task(task_id)
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="error")
+            return
+        self.notify(f"Task {task_id}'s session was rolled back.", title="Discarded")
+
     def action_help(self) -> None:
         """Show the keys."""
         if not isinstance(self.screen, HelpScreen):
@@ -479,6 +553,14 @@ class BrioApp(App[int]):
                 screen.action_revise,
             )
         yield SystemCommand("Cancel task", "Stop the selected task", self.action_cancel_task)
+        yield SystemCommand(
+            "Resume task",
+            "Run the selected (interrupted) task's request again",
+            self.action_resume_task,
+        )
+        yield SystemCommand(
+            "Discard task", "Roll back the selected task's session", self.action_discard_task
+        )
         yield SystemCommand("New request", "Focus the request input", self._focus_request)
         yield SystemCommand("Build agents", "Build missing agent components", self.action_build)
         yield SystemCommand(
