@@ -5,13 +5,14 @@ regions."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from briotui.kernel.kernel import Kernel
+from briotui.kernel.kernel import NO_ANSWER, Kernel
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
 
 from .test_pipeline import FILES, REVIEW, edit, plan, repo
@@ -147,5 +148,63 @@ async def test_a_merge_conflict_is_published_with_its_regions(
         [hunk] = hunks_of(kernel, result.session_id)
         assert hunk["agent"] == "coder"
         assert hunk["model"] == "scripted/scripted"
+    finally:
+        await kernel.close()
+
+
+QUESTION = ScriptedReply(
+    json.dumps({"question": "Should sub accept floats?", "subtasks": []}), agent="council"
+)
+
+
+def answered_plan(answer: str) -> ScriptedReply:
+    """The Council's plan, given only once the user's answer is in its conversation."""
+    return ScriptedReply(
+        json.dumps({"subtasks": [{"title": "sub", "goal": "Add sub(a, b)", "files": ["calc.py"]}]}),
+        agent="council",
+        match=answer,
+    )
+
+
+SUB = ScriptedReply(
+    edit("calc.py", "    return a + b", "    return a + b\n\n\ndef sub(a, b):\n    return a - b"),
+    agent="coder",
+)
+
+
+async def test_the_councils_question_reaches_the_user_and_the_answer_the_council(
+    tmp_path: Path, built_agents: list[str]
+) -> None:
+    project = repo(tmp_path / "proj", FILES)
+    asked: list[tuple[str, str]] = []
+
+    async def answer(agent: str, question: str) -> str | None:
+        asked.append((agent, question))
+        return "ints only, please"
+
+    provider = ScriptedProvider([QUESTION, answered_plan("ints only, please"), SUB, REVIEW])
+    kernel = Kernel(project)
+    kernel.set_answerer(answer)
+    try:
+        result = await kernel.wait(await kernel.submit("Add sub", provider=provider))
+        assert asked == [("council", "Should sub accept floats?")]
+        assert result.status == "done", result.summary
+        assert result.plan[0]["title"] == "sub"
+    finally:
+        await kernel.close()
+
+
+async def test_no_answer_lets_the_council_decide(tmp_path: Path, built_agents: list[str]) -> None:
+    project = repo(tmp_path / "proj", FILES)
+
+    async def escape(agent: str, question: str) -> str | None:
+        return None
+
+    provider = ScriptedProvider([QUESTION, answered_plan(NO_ANSWER), SUB, REVIEW])
+    kernel = Kernel(project)
+    kernel.set_answerer(escape)
+    try:
+        result = await kernel.wait(await kernel.submit("Add sub", provider=provider))
+        assert result.status == "done", result.summary
     finally:
         await kernel.close()

@@ -13,7 +13,7 @@ from textual.widgets import Static
 
 from briotui.kernel.llm.scripted import ScriptedProvider
 from briotui.ui.app import BrioApp, make_app
-from briotui.ui.screens.dialogs import ReviseInstruction
+from briotui.ui.screens.dialogs import AskUser, ReviseInstruction
 from briotui.ui.screens.review import ReviewScreen
 from briotui.ui.widgets.diff_view import ConflictView, HunkView
 
@@ -125,3 +125,26 @@ async def test_a_real_merge_conflict_is_drawn_with_its_regions(
         assert "Conflict in app.py" in text
         assert "2 * (a + b)" in text
         assert "3 * (a + b)" in text
+
+
+async def test_the_councils_question_is_a_modal_and_the_answer_reaches_it(
+    project: Path, built_agents: list[str], scripted: Scripted, config_dir: Path
+) -> None:
+    plan = {"subtasks": [{"title": "comment", "goal": "Comment the sum", "files": ["app.py"]}]}
+    provider = scripted(
+        {"text": json.dumps({"question": "Which comment?", "subtasks": []}), "agent": "council"},
+        {"text": json.dumps(plan), "agent": "council", "match": "say the sum"},
+        {"text": EDIT_REPLY, "agent": "coder"},
+        {"text": json.dumps({"verdict": "approve", "findings": []}), "agent": "reviewer"},
+    )
+    app = app_for(project, provider, config_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.click("#request")
+        await pilot.press(*"comment add", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, AskUser))
+        assert isinstance(app.screen, AskUser)
+        assert "Which comment?" in str(app.screen.query_one("#ask-question", Static).content)
+        await pilot.press(*"say the sum", "enter")
+        await wait_until(pilot, lambda: finished(app))
+        [root] = [t for t in tasks_of(app).values() if not t.get("parent")]
+        assert root["status"] == "done"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,12 @@ from briotui.kernel.supervisor import Supervisor, TaskResult, pipeline_concurren
 from briotui.kernel.tools import ShellService, SqlService
 from briotui.kernel.vfs import Decision, Session, SessionManager
 from briotui.kernel.vfs.commit import CommitResult, RollbackResult
+
+AnswerFn = Callable[[str, str], Awaitable[str | None]]
+"""Asks the user an agent's question: ``(agent, question) -> answer``, None for no answer."""
+
+NO_ANSWER = "(no answer from the user) Decide yourself and say what you assumed."
+"""What an agent hears when the user gives no answer (or none can)."""
 
 
 class Kernel:
@@ -112,6 +118,7 @@ class Kernel:
         self._task_sessions: dict[str, Session] = {}
         self._cancelled: set[str] = set()
         self._commands = SessionCommands(self)
+        self._answer: AnswerFn | None = None
         self.interrupted: list[str] = []
         """Tasks a previous run left unfinished (found by :meth:`restore`)."""
         self.events.subscribe(self._on_event)
@@ -557,6 +564,24 @@ class Kernel:
     async def watch_project(self) -> None:
         """Keep a live base while the kernel runs, so new sessions are O(changes)."""
         await asyncio.to_thread(self.sessions().start_watching)
+
+    # -- questions to the user -----------------------------------------------------------
+
+    def set_answerer(self, answer: AnswerFn | None) -> None:
+        """Who answers the agents' clarifying questions (the Council's ``ask-user``).
+
+        Args:
+            answer: Asks the user; returns the answer, or None for no answer. None (a
+                headless run): agents get no answer and decide themselves.
+        """
+        self._answer = answer
+
+    async def ask_user(self, agent: str, question: str) -> str:
+        """Ask the user an agent's question; the answer, or :data:`NO_ANSWER`."""
+        if self._answer is None:
+            return NO_ANSWER
+        answer = await self._answer(agent, question)
+        return answer.strip() if answer and answer.strip() else NO_ANSWER
 
     # -- capabilities ------------------------------------------------------------------
 

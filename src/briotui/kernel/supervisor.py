@@ -144,6 +144,7 @@ class Supervisor:
             session_id=session.id if session is not None else "",
             tasks=self,
             scope=tuple(scope),
+            ask_user=self.kernel.ask_user,
         )
 
     # -- the tasks imports (called from agents through the host) -------------------------

@@ -42,7 +42,7 @@ from briotui.ui.messages import (
     WorkingTreeChanged,
 )
 from briotui.ui.screens.capability import CapabilityPrompt
-from briotui.ui.screens.dialogs import ConfirmQuit
+from briotui.ui.screens.dialogs import AskUser, ConfirmQuit
 from briotui.ui.screens.help import HelpScreen, key_rows
 from briotui.ui.screens.main import MainScreen
 from briotui.ui.screens.review import ReviewScreen
@@ -204,6 +204,7 @@ class BrioApp(App[int]):
         if not info["ok"] and not self.provider_problem:
             self.provider_problem = str(info["detail"])
         self.kernel.set_approvals("ask", self.ask_capability)
+        self.kernel.set_answerer(self.ask_user)
         interrupted = self._restore()
         loop = asyncio.get_running_loop()
         self._subscription = self.workbench.state.subscribe(self._on_patch, loop=loop)
@@ -592,6 +593,20 @@ class BrioApp(App[int]):
             screen.action_focus_request()
 
     # -- capability prompts ----------------------------------------------------------------
+
+    async def ask_user(self, agent: str, question: str) -> str | None:
+        """The kernel's question to the user (one modal at a time); None for no answer."""
+        async with self._prompt_lock:
+            if not self.is_running:
+                return None
+            shown: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+
+            def answered(result: str | None) -> None:
+                if not shown.done():
+                    shown.set_result(result)
+
+            self.call_later(self.push_screen, AskUser(agent, question), answered)
+            return await shown
 
     async def ask_capability(self, request: CapabilityRequest) -> Answer:
         """The kernel's prompt: one modal at a time; identical requests share one answer."""
