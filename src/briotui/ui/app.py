@@ -3,8 +3,12 @@
 The app owns the kernel (through :class:`~briotui.ui.workbench.Workbench`), folds the
 state tree's patches into a mirror and streamed model text into per-task buffers, and
 hands both to the screens as coalesced messages at most once a frame. Capability
-prompts from agents arrive here and are shown one at a time. Widgets only render what
-they are given and post what the user did.
+prompts and agents' clarifying questions arrive here and are shown one at a time;
+interrupted tasks are restored on start and resumed or discarded from here. Widgets
+only render what they are given and post what the user did.
+
+It is longer than most modules (~770 lines) because every app-wide action (review,
+sessions, tasks, prompts, providers, themes) is one short method here over the kernel.
 """
 
 from __future__ import annotations
