@@ -125,6 +125,7 @@ async def test_a_real_merge_conflict_is_drawn_with_its_regions(
         assert "Conflict in app.py" in text
         assert "2 * (a + b)" in text
         assert "3 * (a + b)" in text
+        assert "(not merged)" in text  # the branch's side, not "your working tree"
 
 
 async def test_the_councils_question_is_a_modal_and_the_answer_reaches_it(

@@ -187,11 +187,17 @@ class ConflictView(Static):
         v = self.app.theme_variables
         text = Text()
         text.append(f"Conflict in {sanitize(str(self.conflict.get('path', '?')))}\n", style="bold")
+        branch = str(self.conflict.get("session") or "")
+        ours, theirs = (
+            ("this session", f"branch {sanitize(branch)} (not merged)")
+            if branch  # a subtask's branch that did not merge into the session
+            else ("yours (working tree)", "session")
+        )
         for region in self.conflict.get("regions", []):
             for label, key, colour in (
                 ("base", "base", "$secondary"),
-                ("yours (working tree)", "ours", "$warning"),
-                ("session", "theirs", "$primary"),
+                (ours, "ours", "$warning"),
+                (theirs, "theirs", "$primary"),
             ):
                 text.append(f"── {label}\n", style=themed(f"bold {colour}", v))
                 value = region.get(key) or ""
