@@ -122,11 +122,13 @@ async def test_a_merge_conflict_is_published_with_its_regions(
                 edit("calc.py", "    return a + b", "    return 2 * (a + b)"),
                 agent="coder",
                 match="double",
+                model="model-double",
             ),
             ScriptedReply(
                 edit("calc.py", "    return a + b", "    return 3 * (a + b)"),
                 agent="coder",
                 match="triple",
+                model="model-triple",
             ),
             REVIEW,
         ]
@@ -144,10 +146,12 @@ async def test_a_merge_conflict_is_published_with_its_regions(
         sides = region["ours"] + region["theirs"]
         assert "2 * (a + b)" in sides
         assert "3 * (a + b)" in sides
-        # the merged hunk is credited to the Coder that wrote it
+        # the merged hunk is credited to the Coder (and model) whose branch merged
+        merged = kernel.sessions().get(result.session_id).read("calc.py")
+        winner = "model-double" if b"2 * (a + b)" in merged else "model-triple"
         [hunk] = hunks_of(kernel, result.session_id)
+        assert hunk["model"] == f"scripted/{winner}"
         assert hunk["agent"] == "coder"
-        assert hunk["model"] == "scripted/scripted"
     finally:
         await kernel.close()
 

@@ -337,7 +337,8 @@ class Recorder:
         """Who wrote what in a session: path or hunk id -> (agent, model).
 
         A path is credited to the writing agent that changed it: the agent run in a
-        branch forked from the session (a Coder of the pipeline), else the latest
+        branch forked from the session (a Coder of the pipeline) whose version the
+        session holds exactly (else the first branch that changed it), else the latest
         writing agent that ran in the session itself; hunk ids noted by
         :meth:`note_authors` (a revise run) override both. The model is that task's
         last reply's provider/model from the transcript.
@@ -354,13 +355,11 @@ class Recorder:
                     return str(row["id"]), str(row["agent"])
             return None
 
-        own = writer(session.id)
-        if own is not None:
-            for path in session.overlay():
-                found[path] = (own[1], self._model_of(own[0]))
+        mine = session.overlay()
         children = self.store.query(
             "SELECT id FROM sessions WHERE parent_id = ? ORDER BY created", (session.id,)
         )
+        maybe: dict[str, tuple[str, str]] = {}
         for child in children:
             who = writer(str(child["id"]))
             if who is None:
@@ -369,8 +368,18 @@ class Recorder:
                 paths = session.manager.get(str(child["id"])).overlay()
             except BrioError:
                 continue
-            for path in paths:
-                found.setdefault(path, (who[1], self._model_of(who[0])))
+            for path, entry in paths.items():
+                credit = (who[1], self._model_of(who[0]))
+                if path in mine and mine[path].blob == entry.blob:
+                    found.setdefault(path, credit)  # the session has exactly its version
+                else:
+                    maybe.setdefault(path, credit)  # merged with others, or not merged
+        for path, credit in maybe.items():
+            found.setdefault(path, credit)
+        own = writer(session.id)
+        if own is not None:
+            for path in mine:
+                found.setdefault(path, (own[1], self._model_of(own[0])))
         agents = {
             str(r["id"]): str(r["agent"])
             for r in self.store.query(
