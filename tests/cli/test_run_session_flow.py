@@ -126,3 +126,49 @@ def test_coder_retries_a_block_that_does_not_apply(
     assert data["rounds"] == 2
     assert data["edited"] == ["app.py"]
     assert ran["session"]["files"][0]["path"] == "app.py"
+
+
+def test_revise_hands_the_rejected_hunk_and_its_reason_to_the_coder(
+    lines_project: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = lines_project
+    replies = project.parent / "replies.json"
+    replies.write_text(json.dumps([REPLY]))
+    code, ran = run_json(
+        capsys, "-C", str(project), "run", "rename two lines", "--agent", "coder",
+        "--provider", f"scripted:{replies}", "--json",
+    )  # fmt: skip
+    assert code == 0, ran
+    session = ran["session"]["id"]
+    first, second = ran["session"]["files"][0]["hunks"]
+    assert main(["-C", str(project), "sessions", "accept", session, first]) == 0
+    reason = "spell numbers as digits here"
+    assert (
+        main(["-C", str(project), "sessions", "reject", session, second, "--reason", reason]) == 0
+    )
+    capsys.readouterr()
+    # the reply fits only a prompt that carries the rejected hunk's reason and the instruction
+    again = project.parent / "again.json"
+    again.write_text(
+        json.dumps(
+            [
+                {
+                    "text": "app.py\n```\n<<<<<<< SEARCH\nline thirty-eight\n=======\n"
+                    "line 38 (kept)\n>>>>>>> REPLACE\n```\n",
+                    "agent": "coder",
+                    "match": reason,
+                }
+            ]
+        )
+    )
+    code, revised = run_json(
+        capsys, "-C", str(project), "sessions", "revise", session, "-m", "say kept",
+        "--provider", f"scripted:{again}", "--json",
+    )  # fmt: skip
+    assert code == 0, revised
+    assert revised["status"] == "done"
+    assert revised["session"] == session
+    assert second not in revised["hunks"]
+    assert first in revised["hunks"]
+    assert main(["-C", str(project), "sessions", "diff", session]) == 0
+    assert "+line 38 (kept)" in capsys.readouterr().out

@@ -10,7 +10,7 @@ from typing import Any
 
 from briotui.cli.output import one_line, print_json, reveal, say
 from briotui.cli.progress import BuildProgress
-from briotui.cli.prompt import terminal_prompt
+from briotui.cli.prompt import question_answerer, terminal_prompt
 from briotui.kernel.errors import ConfigError
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.config import Target, load_models_config
@@ -61,6 +61,12 @@ def register(sub: Any) -> None:
             "what a call outside the agent's grants gets: never (deny, the default), ask "
             "(prompt on the terminal), all (allow once; every decision is audited)"
         ),
+    )
+    run.add_argument(
+        "--answer",
+        metavar="TEXT",
+        help="the answer to an agent's clarifying question (default: asked on the terminal; "
+        "without a terminal the agent decides itself)",
     )
     run.add_argument("--json", action="store_true", help="print one JSON object as the result")
     run.add_argument("-v", "--verbose", action="store_true", help="show the agent's log lines")
@@ -125,6 +131,7 @@ async def _pipeline(args: argparse.Namespace, provider: Provider, settings: Sett
     """The whole pipeline: progress lines on stderr, then the session and its review."""
     kernel = Kernel(args.project, config=settings)
     kernel.set_approvals(args.approve, terminal_prompt if args.approve == "ask" else None)
+    kernel.set_answerer(question_answerer(args.answer))
     if not args.json:
         _warn_unsandboxed(kernel)
         kernel.state.subscribe(_progress_printer(kernel))
@@ -196,6 +203,7 @@ def _print_pipeline(result: TaskResult, session: Session) -> None:
 async def _run(args: argparse.Namespace, provider: Provider, settings: Settings) -> int:
     kernel = Kernel(args.project, config=settings)
     kernel.set_approvals(args.approve, terminal_prompt if args.approve == "ask" else None)
+    kernel.set_answerer(question_answerer(args.answer))
     if not args.json:
         _warn_unsandboxed(kernel)
     if args.verbose and not args.json:
@@ -211,7 +219,9 @@ async def _run(args: argparse.Namespace, provider: Provider, settings: Settings)
             outcome = await kernel.run_agent(
                 args.agent,
                 args.task,
-                bindings=RunBindings(provider=provider, workspace=session),
+                bindings=RunBindings(
+                    provider=provider, workspace=session, ask_user=kernel.ask_user
+                ),
                 on_build=None if args.json else BuildProgress(),
             )
         except RunFailed as failure:

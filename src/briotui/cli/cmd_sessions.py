@@ -1,15 +1,23 @@
-"""``briotui sessions ...``: list, show, diff, accept, reject, commit and roll back sessions."""
+"""``briotui sessions ...``: list, show, diff; accept, reject, commit, roll back, revise.
+
+Reading commands open the sessions directly; every command that changes a session
+goes through the kernel's session commands, so the change is published as the TUI
+sees it (and ``revise`` can run the Coder).
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from briotui.cli.output import Style, is_tty, one_line, paint, print_json, reveal, say, table
+from briotui.kernel.kernel import Kernel
 from briotui.kernel.text import reveal_segments
 from briotui.kernel.vfs import Session, SessionDiff, SessionManager
+from briotui.kernel.vfs.commit import CommitResult, RollbackResult
 
 
 def register(sub: Any) -> None:
@@ -60,6 +68,17 @@ def register(sub: Any) -> None:
         "--provenance",
         metavar="TEXT",
         help="add a Brio-Provenance trailer naming the agents and models",
+    )
+    v = leaf(
+        "revise",
+        "run the Coder again on the session with its rejected hunks and their reasons",
+        run_revise,
+    )
+    v.add_argument("-m", "--message", default="", help="an extra instruction for the Coder")
+    v.add_argument(
+        "--provider",
+        metavar="SPEC",
+        help="where model requests go (as for `briotui run`; default: the configured chain)",
     )
     r = leaf("rollback", "discard a session, or undo its commit", run_rollback)
     r.add_argument(
@@ -253,95 +272,160 @@ def run_diff(args: argparse.Namespace) -> int:
         manager.close()
 
 
+T = TypeVar("T")
+
+
+def _with_kernel(args: argparse.Namespace, work: Callable[[Kernel], Awaitable[T]]) -> T:
+    """Run ``work`` against the project's kernel, closing it afterwards."""
+
+    async def main() -> T:
+        kernel = Kernel(getattr(args, "project", "."))
+        try:
+            manager = kernel.sessions()
+            for notice in manager.store.notices + manager.recovery_notices:
+                say(f"note: {notice}", err=True)
+            return await work(kernel)
+        finally:
+            await kernel.close()
+
+    return asyncio.run(main())
+
+
 def run_decide(args: argparse.Namespace) -> int:
     """``sessions accept|reject ID [HUNK...]``."""
-    manager = _open(args)
-    try:
-        session = manager.get(args.session)
-        ids = session.decide(
+
+    async def work(kernel: Kernel) -> tuple[str, list[str]]:
+        session = kernel.sessions().get(args.session)
+        ids = await kernel.decide(
+            session.id,
             args.hunks or None,
             args.decision,
             reason=getattr(args, "reason", ""),
             path=args.file,
         )
-        if args.json:
-            print_json(
-                {"status": "ok", "session": session.id, "decision": args.decision, "hunks": ids}
-            )
-        else:
-            say(f"{args.decision} {len(ids)} hunk(s) of session {session.id}")
-        return 0
-    finally:
-        manager.close()
+        return session.id, ids
+
+    session_id, ids = _with_kernel(args, work)
+    if args.json:
+        print_json({"status": "ok", "session": session_id, "decision": args.decision, "hunks": ids})
+    else:
+        say(f"{args.decision} {len(ids)} hunk(s) of session {session_id}")
+    return 0
 
 
 def run_commit(args: argparse.Namespace) -> int:
     """``sessions commit ID [--git] [-m MSG]``."""
-    manager = _open(args)
-    try:
+
+    async def work(kernel: Kernel) -> tuple[str, CommitResult, bool]:
+        manager = kernel.sessions()
         session = manager.get(args.session)
-        result = session.commit(
+        result = await kernel.commit(
+            session.id,
             git=args.git,
             message=args.message,
             include_staged=args.include_staged,
             provenance=args.provenance,
         )
-        if args.json:
-            print_json(
-                {
-                    "status": "ok",
-                    "session": session.id,
-                    "written": result.written,
-                    "deleted": result.deleted,
-                    "merged": result.merged,
-                    "git_commit": result.git_commit,
-                    "git_only": result.git_only,
-                }
-            )
-            return 0
-        if result.git_only:
-            say(f"Session {session.id}'s files were already applied; made their git commit.")
-        else:
-            say(
-                f"Applied session {session.id}: {len(result.written)} written, "
-                f"{len(result.deleted)} deleted."
-            )
-        for path in result.merged:
-            say(f"  merged with your edits: {reveal(path)}")
-        if result.git_commit:
-            say(f"git commit {result.git_commit[:12]}")
-        elif not manager.is_git:
-            say("note: not a git repository, so no git commit was made.")
+        return session.id, result, manager.is_git
+
+    session_id, result, is_git = _with_kernel(args, work)
+    if args.json:
+        print_json(
+            {
+                "status": "ok",
+                "session": session_id,
+                "written": result.written,
+                "deleted": result.deleted,
+                "merged": result.merged,
+                "git_commit": result.git_commit,
+                "git_only": result.git_only,
+            }
+        )
         return 0
-    finally:
-        manager.close()
+    if result.git_only:
+        say(f"Session {session_id}'s files were already applied; made their git commit.")
+    else:
+        say(
+            f"Applied session {session_id}: {len(result.written)} written, "
+            f"{len(result.deleted)} deleted."
+        )
+    for path in result.merged:
+        say(f"  merged with your edits: {reveal(path)}")
+    if result.git_commit:
+        say(f"git commit {result.git_commit[:12]}")
+    elif not is_git:
+        say("note: not a git repository, so no git commit was made.")
+    return 0
 
 
 def run_rollback(args: argparse.Namespace) -> int:
     """``sessions rollback ID``."""
-    manager = _open(args)
-    try:
-        session = manager.get(args.session)
-        result = session.rollback(force=args.force)
-        if args.json:
-            print_json(
-                {
-                    "status": "ok",
-                    "session": session.id,
-                    "state": session.state,
-                    "restored": result.restored,
-                    "git_reverted": result.git_reverted,
-                    "notes": result.notes,
-                }
-            )
-            return 0
-        say(f"Session {session.id} is now {session.state}.")
-        if result.restored:
-            say(f"  restored {len(result.restored)} file(s)")
-        if result.git_reverted:
-            say("  the git commit was undone")
-        for note in result.notes:
-            say(f"  {note}")
+
+    async def work(kernel: Kernel) -> tuple[str, str, RollbackResult]:
+        session = kernel.sessions().get(args.session)
+        result = await kernel.rollback(session.id, force=args.force)
+        return session.id, session.state, result
+
+    session_id, state, result = _with_kernel(args, work)
+    if args.json:
+        print_json(
+            {
+                "status": "ok",
+                "session": session_id,
+                "state": state,
+                "restored": result.restored,
+                "git_reverted": result.git_reverted,
+                "notes": result.notes,
+            }
+        )
         return 0
-    finally:
-        manager.close()
+    say(f"Session {session_id} is now {state}.")
+    if result.restored:
+        say(f"  restored {len(result.restored)} file(s)")
+    if result.git_reverted:
+        say("  the git commit was undone")
+    for note in result.notes:
+        say(f"  {note}")
+    return 0
+
+
+def run_revise(args: argparse.Namespace) -> int:
+    """``sessions revise ID [-m TEXT]``: the Coder redoes the rejected hunks."""
+    from briotui.cli.cmd_run import parse_provider
+    from briotui.kernel.settings import load_settings
+
+    provider = parse_provider(args.provider, load_settings(getattr(args, "project", ".")))
+
+    async def work(kernel: Kernel) -> dict[str, Any]:
+        try:
+            session = kernel.sessions().get(args.session)
+            await kernel.build_agents(["coder"])
+            result = await kernel.wait(
+                await kernel.revise(session.id, args.message, provider=provider)
+            )
+            hunks = [h.id for h in (await asyncio.to_thread(session.diff)).hunks()]
+        finally:
+            close = getattr(provider, "aclose", None)
+            if close is not None:
+                await close()
+        return {
+            "status": result.status,
+            "task": result.task_id,
+            "session": session.id,
+            "summary": result.summary,
+            "hunks": hunks,
+            "error": result.error,
+        }
+
+    report = _with_kernel(args, work)
+    if args.json:
+        print_json(report)
+    else:
+        say(
+            f"Revise of session {report['session']} {report['status']}: "
+            + one_line(str(report["summary"]))
+        )
+        say(
+            f"  {len(report['hunks'])} hunk(s) to review: briotui sessions diff {report['session']}"
+        )
+    return 0 if report["status"] == "done" else 1

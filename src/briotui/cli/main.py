@@ -22,6 +22,7 @@ from briotui.cli import (
     cmd_doctor,
     cmd_run,
     cmd_sessions,
+    cmd_tasks,
     cmd_trust,
     cmd_tui,
 )
@@ -32,6 +33,7 @@ SUBCOMMANDS = (
     cmd_agents,
     cmd_run,
     cmd_sessions,
+    cmd_tasks,
     cmd_audit,
     cmd_doctor,
     cmd_trust,

@@ -1,9 +1,11 @@
-"""Capability prompts on a terminal, for ``briotui run --approve ask``."""
+"""Prompts on a terminal: capability requests (``briotui run --approve ask``) and the
+agents' clarifying questions (answered on the terminal, by ``--answer``, or not at all)."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 
 from briotui.cli.output import say
 from briotui.kernel.caps.model import Answer, CapabilityRequest
@@ -41,3 +43,38 @@ async def terminal_prompt(request: CapabilityRequest) -> Answer:
         key = line.strip().lower()[:1]
         if key in _KEYS:
             return _KEYS[key]
+
+
+def question_answerer(
+    given: str | None, *, interactive: bool | None = None
+) -> Callable[[str, str], Awaitable[str | None]]:
+    """Answers an agent's clarifying question for ``briotui run``.
+
+    Args:
+        given: The ``--answer`` text: every question gets it.
+        interactive: Ask on the terminal (default: when stdin is a terminal).
+
+    Returns:
+        The kernel's answerer. Without ``--answer`` and without a terminal it says on
+        stderr that the run needs an answer and how to give it, and gives none (the
+        agent decides itself and says what it assumed).
+    """
+    tty = sys.stdin.isatty() if interactive is None else interactive
+
+    async def answer(agent: str, question: str) -> str | None:
+        say(f"The {sanitize(agent)} asks: {sanitize(question)}", err=True)
+        if given is not None:
+            say(f"  answer (--answer): {sanitize(given)}", err=True)
+            return given
+        if not tty:
+            say(
+                '  This run needs an answer: run it again with --answer "..." (or from a '
+                "terminal). For now it decides itself and says what it assumed.",
+                err=True,
+            )
+            return None
+        say("  your answer (empty: none, it decides itself): ", end="", err=True, flush=True)
+        line = await asyncio.to_thread(sys.stdin.readline)
+        return line.strip() or None
+
+    return answer

@@ -686,6 +686,14 @@ class StateShapeError(StateError):
         self.path = path
 
 
+class GrantNotFound(BrioError):
+    """No active (unrevoked) grant with that id is stored for this project."""
+
+    kind = "grant-not-found"
+    default_title = "No such grant"
+    wit_kind = "not-found"
+
+
 # --- Configuration files and trust (briotui.kernel.settings, briotui.kernel.trust) ------
 #
 #   ConfigError

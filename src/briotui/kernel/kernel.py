@@ -2,13 +2,18 @@
 
 Everything a front end does goes through :class:`Kernel`; everything it shows comes
 from the kernel's events (:attr:`Kernel.events`). The kernel never imports Textual.
+
+It is longer than most modules (~770 lines) because it is the one command surface:
+each front-end command (tasks, session commands, grants, questions) is a short method
+here that delegates to the module doing the work (``supervisor``, ``session_commands``,
+``records``, ``caps``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,7 @@ from briotui.kernel.errors import (
     AgentNotFound,
     BrioError,
     ConfigError,
+    GrantNotFound,
     TaskNotFound,
 )
 from briotui.kernel.llm.types import Provider
@@ -44,12 +50,20 @@ from briotui.kernel.runtime.instance import (
     RunUsage,
 )
 from briotui.kernel.runtime.pool import AgentPool
+from briotui.kernel.session_commands import SessionCommands, feedback_of
 from briotui.kernel.settings import Settings, load_settings
 from briotui.kernel.shelltool import CommandPolicy, ShellSettings, sandbox_status
 from briotui.kernel.state import StateTree, TaskStatus
 from briotui.kernel.supervisor import Supervisor, TaskResult, pipeline_concurrency
 from briotui.kernel.tools import ShellService, SqlService
-from briotui.kernel.vfs import Session, SessionManager
+from briotui.kernel.vfs import Decision, Session, SessionManager
+from briotui.kernel.vfs.commit import CommitResult, RollbackResult
+
+AnswerFn = Callable[[str, str], Awaitable[str | None]]
+"""Asks the user an agent's question: ``(agent, question) -> answer``, None for no answer."""
+
+NO_ANSWER = "(no answer from the user) Decide yourself and say what you assumed."
+"""What an agent hears when the user gives no answer (or none can)."""
 
 
 class Kernel:
@@ -99,6 +113,10 @@ class Kernel:
         self._jobs: dict[str, asyncio.Task[TaskResult]] = {}
         self._task_sessions: dict[str, Session] = {}
         self._cancelled: set[str] = set()
+        self._commands = SessionCommands(self)
+        self._answer: AnswerFn | None = None
+        self.interrupted: list[str] = []
+        """Tasks a previous run left unfinished (found by :meth:`restore`)."""
         self.events.subscribe(self._on_event)
 
     # -- configuration -----------------------------------------------------------------
@@ -285,6 +303,100 @@ class Kernel:
         """The stored messages of a task and its subtasks, with provider and model."""
         return self.recorder.transcript(task_id)
 
+    # -- session commands (each republishes the session) -------------------------------
+
+    async def refresh_session(self, session_id: str) -> None:
+        """Publish a session again in the state tree."""
+        await self._commands.publish(session_id)
+
+    async def decide(
+        self,
+        session_id: str,
+        hunk_ids: Sequence[str] | None,
+        decision: Decision,
+        *,
+        reason: str = "",
+        path: str | None = None,
+    ) -> list[str]:
+        """Accept or reject hunks (all, or all of ``path``, when ``hunk_ids`` is None).
+
+        A reject's ``reason`` is what :meth:`revise` hands back to the Coder.
+
+        Raises:
+            SessionNotFound / SessionStateError / HunkNotFound: as the session says.
+        """
+        return await self._commands.decide(session_id, hunk_ids, decision, reason=reason, path=path)
+
+    async def commit(
+        self,
+        session_id: str,
+        *,
+        git: bool = False,
+        message: str | None = None,
+        include_staged: bool = False,
+        provenance: str | None = None,
+    ) -> CommitResult:
+        """Apply a session's accepted hunks to the working tree (and git-commit them)."""
+        return await self._commands.commit(
+            session_id,
+            git=git,
+            message=message,
+            include_staged=include_staged,
+            provenance=provenance,
+        )
+
+    async def rollback(self, session_id: str, *, force: bool = False) -> RollbackResult:
+        """Discard an open session, or undo a committed one."""
+        return await self._commands.rollback(session_id, force=force)
+
+    async def discard_session(self, session_id: str) -> None:
+        """Discard an open session; nothing of it is applied."""
+        await self._commands.discard(session_id)
+
+    async def revise(
+        self, session_id: str, instruction: str = "", *, provider: Provider | None = None
+    ) -> str:
+        """Run the Coder again in the same session with the rejected hunks as feedback.
+
+        The Coder gets each rejected hunk with its reason (and ``instruction``, if
+        given) in its ``feedback`` context; its new edits become new hunks of the same
+        session. Returns the new task's id (see :meth:`wait`).
+
+        Raises:
+            SessionNotFound: no such session.
+            SessionStateError: the session is closed, or nothing to revise.
+        """
+        session = await asyncio.to_thread(self.sessions().get, session_id)
+        revision = await asyncio.to_thread(feedback_of, session, instruction)
+        before = {h.id for h in (await asyncio.to_thread(session.diff)).hunks()}
+        context: list[tuple[str, str]] = [("feedback", revision.feedback)]
+        if revision.files and not any(" " in p for p in revision.files):
+            context.append(("files", " ".join(revision.files)))
+        task_id = "t-" + uuid.uuid4().hex[:8]
+        self._task_sessions[task_id] = session
+        self.recorder.task_started(
+            task_id,
+            agent="coder",
+            goal=revision.goal,
+            parent=None,
+            session_id=session.id,
+            title=f"Revise session {session.id}",
+        )
+        supervisor = Supervisor(self, provider, concurrency=1)
+
+        async def job() -> TaskResult:
+            result = await self._drive(
+                task_id, revision.goal, "coder", session, supervisor, context=context
+            )
+            after = {h.id for h in (await asyncio.to_thread(session.diff)).hunks()}
+            self.recorder.note_authors(session.id, sorted(after - before), f"{task_id}.coder")
+            if session.state == "open":
+                await asyncio.to_thread(self.recorder.publish_session, session)
+            return result
+
+        self._jobs[task_id] = self.loop.create_task(job(), name=f"revise {task_id}")
+        return task_id
+
     # -- tasks -----------------------------------------------------------------------
 
     async def submit(
@@ -318,7 +430,14 @@ class Kernel:
         return task_id
 
     async def _drive(
-        self, task_id: str, goal: str, agent: str | None, session: Session, sup: Supervisor
+        self,
+        task_id: str,
+        goal: str,
+        agent: str | None,
+        session: Session,
+        sup: Supervisor,
+        *,
+        context: Sequence[tuple[str, str]] = (),
     ) -> TaskResult:
         try:
             if agent is None:
@@ -328,6 +447,7 @@ class Kernel:
                     agent,
                     goal,
                     bindings=sup.bindings(session),
+                    context=context,
                     task_id=f"{task_id}.{agent}",
                     parent_task=task_id,
                 )
@@ -360,8 +480,48 @@ class Kernel:
         return result
 
     def restore(self) -> list[str]:
-        """Show the stored tasks and sessions again; returns the interrupted tasks' ids."""
-        return self.recorder.restore()
+        """Show the stored tasks and sessions again; returns the interrupted tasks' ids.
+
+        Interrupted tasks (running when briotui went away) are marked cancelled, kept
+        in :attr:`interrupted` and offered for :meth:`resume` or :meth:`discard_task`.
+        """
+        self.interrupted = self.recorder.restore()
+        for task_id in self.interrupted:
+            if self.state.exists(["tasks", task_id]):
+                self.state.set(
+                    ["tasks", task_id, "outcome"],
+                    {"summary": "Interrupted when briotui quit: resume or discard it."},
+                )
+        return list(self.interrupted)
+
+    def stored_tasks(self) -> list[dict[str, Any]]:
+        """The project's stored top-level tasks, oldest first.
+
+        Each has ``interrupted``: it was running when briotui went away (or still runs
+        in another briotui of this project).
+        """
+        return self.recorder.stored_tasks()
+
+    def task_of_session(self, session_id: str) -> str | None:
+        """The top-level task that made a session, or None."""
+        return self.recorder.task_of_session(session_id)
+
+    async def discard_task(self, task_id: str) -> None:
+        """Drop a task's session (off the loop); see :meth:`discard`."""
+        stored = await asyncio.to_thread(self.recorder.goal_of, task_id)
+        if stored is None:
+            raise TaskNotFound(f"No stored task {task_id!r}; `briotui tasks list` lists them.")
+        session_id = stored[2]
+        if session_id:
+            session = await asyncio.to_thread(self.sessions().get, session_id)
+            if session.state == "open":
+                await asyncio.to_thread(session.rollback)
+            if self.state.exists(["sessions", session_id]):
+                self.state.remove(["sessions", session_id])
+        if task_id in self.interrupted:
+            self.interrupted.remove(task_id)
+        if self.state.exists(["tasks", task_id]):
+            self.state.set(["tasks", task_id, "outcome"], {"summary": "Discarded."})
 
     async def resume(self, task_id: str, *, provider: Provider | None = None) -> str:
         """Run an interrupted (or finished) task's request again, as a new task.
@@ -373,6 +533,8 @@ class Kernel:
         if stored is None:
             raise TaskNotFound(f"No stored task {task_id!r}; `briotui` lists the tasks it knows.")
         goal, agent, _ = stored
+        if task_id in self.interrupted:
+            self.interrupted.remove(task_id)
         return await self.submit(
             goal, agent=None if agent == "pipeline" else agent, provider=provider
         )
@@ -401,6 +563,24 @@ class Kernel:
     async def watch_project(self) -> None:
         """Keep a live base while the kernel runs, so new sessions are O(changes)."""
         await asyncio.to_thread(self.sessions().start_watching)
+
+    # -- questions to the user -----------------------------------------------------------
+
+    def set_answerer(self, answer: AnswerFn | None) -> None:
+        """Who answers the agents' clarifying questions (the Council's ``ask-user``).
+
+        Args:
+            answer: Asks the user; returns the answer, or None for no answer. None (a
+                headless run): agents get no answer and decide themselves.
+        """
+        self._answer = answer
+
+    async def ask_user(self, agent: str, question: str) -> str:
+        """Ask the user an agent's question; the answer, or :data:`NO_ANSWER`."""
+        if self._answer is None:
+            return NO_ANSWER
+        answer = await self._answer(agent, question)
+        return answer.strip() if answer and answer.strip() else NO_ANSWER
 
     # -- capabilities ------------------------------------------------------------------
 
@@ -434,6 +614,33 @@ class Kernel:
                 loop=self.loop,
             )
         return self._capabilities
+
+    def grants(self) -> list[dict[str, Any]]:
+        """The project's stored grants that are not revoked, oldest first."""
+        rows = self.sessions().store.query(
+            "SELECT id, agent, capability, pattern, lifetime, scope_id, source, parent_id,"
+            " created, used FROM grants WHERE revoked IS NULL ORDER BY created"
+        )
+        return [dict(r) for r in rows]
+
+    async def revoke_grant(self, grant_id: str) -> int:
+        """Revoke a stored grant and every grant delegated from it; returns how many.
+
+        Raises:
+            GrantNotFound: no active grant has that id.
+        """
+
+        def work() -> int:
+            known = self.sessions().store.query(
+                "SELECT id FROM grants WHERE id = ? AND revoked IS NULL", (grant_id,)
+            )
+            if not known:
+                raise GrantNotFound(
+                    f"No active grant {grant_id!r}; `briotui grants list` shows them."
+                )
+            return self.capabilities().revoke(grant_id)
+
+        return await asyncio.to_thread(work)
 
     # -- runs ------------------------------------------------------------------------
 

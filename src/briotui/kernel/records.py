@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from briotui.kernel import contract
+from briotui.kernel.errors import BrioError
 from briotui.kernel.runtime.events import (
     AgentState,
     CommandRan,
@@ -37,6 +38,12 @@ from briotui.kernel.vfs import Session
 
 _GONE = (AgentState.STOPPED, AgentState.FAILED)
 
+INTERRUPTED = "interrupted by a restart"
+"""The stored result of a task that was running when briotui went away."""
+
+NOT_WRITERS = frozenset({"pipeline", "council", "foreman", "reviewer", "smart"})
+"""Agents that plan, review or test: a session's changes are never credited to them."""
+
 
 def _agent_node(agent: str) -> contract.AgentView:
     """A fresh ``/agents/<instance>`` value: no task yet, meters at zero."""
@@ -54,6 +61,8 @@ class Recorder:
         """What is published at ``/agents/<instance>``, per live instance."""
         self._last_model: dict[str, tuple[str, str]] = {}
         """The provider and model of each running task's last reply."""
+        self._hunk_authors: dict[str, dict[str, str]] = {}
+        """Hunk ids a revise run wrote, per session: hunk id -> task id."""
 
     # -- events (delivered on the kernel's loop) -------------------------------------
 
@@ -234,11 +243,36 @@ class Recorder:
                 )
         if interrupted:
             self.store.execute(
-                f"UPDATE tasks SET status = 'cancelled', result = 'interrupted by a restart'"
+                "UPDATE tasks SET status = 'cancelled', result = ?"
                 f" WHERE id IN ({', '.join('?' for _ in interrupted)})",
-                interrupted,
+                [INTERRUPTED, *interrupted],
             )
         return interrupted
+
+    def stored_tasks(self, *, roots_only: bool = True) -> list[dict[str, Any]]:
+        """The stored tasks, oldest first: id, agent, goal, status, session, result."""
+        where = " WHERE parent_id IS NULL" if roots_only else ""
+        rows = self.store.query(
+            "SELECT id, parent_id, agent, goal, status, session_id, result, created, updated"
+            f" FROM tasks{where} ORDER BY created"
+        )
+        return [
+            {
+                **dict(r),
+                "interrupted": r["status"] in ("running", "pending", "waiting")
+                or r["result"] == INTERRUPTED,
+            }
+            for r in rows
+        ]
+
+    def task_of_session(self, session_id: str) -> str | None:
+        """The top-level task that made a session, or None."""
+        rows = self.store.query(
+            "SELECT id FROM tasks WHERE session_id = ? AND parent_id IS NULL"
+            " ORDER BY created LIMIT 1",
+            (session_id,),
+        )
+        return str(rows[0]["id"]) if rows else None
 
     def goal_of(self, task_id: str) -> tuple[str, str, str | None] | None:
         """A stored task's (goal, agent, session id), or None."""
@@ -330,13 +364,15 @@ class Recorder:
         return contract.review_view(stored) if stored is not None else None
 
     def publish_session(self, session: Session) -> None:
-        """Publish a session's files, hunks (with decisions) and state for the front ends.
+        """Publish a session's state, files and hunks (decisions, reasons, provenance).
 
         What other steps published (the task, label, verification, review, conflicts)
-        is kept.
+        is kept. Blocking (it reads the session's diff and the store): call it off the
+        loop.
         """
         diff = session.diff()
         decisions = session.decisions()
+        authors = self.authors(session)
         current: dict[str, Any] = self.state.get(["sessions", session.id]) or {}
         files = [
             contract.file_view(
@@ -350,6 +386,8 @@ class Recorder:
                         header=h.header(),
                         decision=decisions.get(h.id, ("pending", ""))[0],
                         reason=decisions.get(h.id, ("pending", ""))[1],
+                        agent=(authors.get(h.id) or authors.get(f.path) or ("", ""))[0],
+                        model=(authors.get(h.id) or authors.get(f.path) or ("", ""))[1],
                     )
                     for h in f.hunks
                 ],
@@ -370,6 +408,79 @@ class Recorder:
             ),
             parents=True,
         )
+
+    def note_authors(self, session_id: str, hunk_ids: Sequence[str], task_id: str) -> None:
+        """Remember that ``task_id`` wrote these hunks (e.g. a revise run's new hunks)."""
+        known = self._hunk_authors.setdefault(session_id, {})
+        for hunk_id in hunk_ids:
+            known[hunk_id] = task_id
+
+    def _model_of(self, task_id: str) -> str:
+        rows = self.store.query(
+            "SELECT provider, model FROM messages WHERE task_id = ? AND role = 'assistant'"
+            " ORDER BY id DESC LIMIT 1",
+            (task_id,),
+        )
+        if not rows:
+            return ""
+        return "/".join(str(rows[0][k]) for k in ("provider", "model") if rows[0][k])
+
+    def authors(self, session: Session) -> dict[str, tuple[str, str]]:
+        """Who wrote what in a session: path or hunk id -> (agent, model).
+
+        A path is credited to the writing agent that changed it: the agent run in a
+        branch forked from the session (a Coder of the pipeline) whose version the
+        session holds exactly (else the first branch that changed it), else the latest
+        writing agent that ran in the session itself; hunk ids noted by
+        :meth:`note_authors` (a revise run) override both. The model is that task's
+        last reply's provider/model from the transcript.
+        """
+        found: dict[str, tuple[str, str]] = {}
+
+        def writer(session_id: str) -> tuple[str, str] | None:
+            rows = self.store.query(
+                "SELECT id, agent FROM tasks WHERE session_id = ? ORDER BY created DESC",
+                (session_id,),
+            )
+            for row in rows:
+                if row["agent"] not in NOT_WRITERS:
+                    return str(row["id"]), str(row["agent"])
+            return None
+
+        mine = session.overlay()
+        children = self.store.query(
+            "SELECT id FROM sessions WHERE parent_id = ? ORDER BY created", (session.id,)
+        )
+        maybe: dict[str, tuple[str, str]] = {}
+        for child in children:
+            who = writer(str(child["id"]))
+            if who is None:
+                continue
+            try:
+                paths = session.manager.get(str(child["id"])).overlay()
+            except BrioError:
+                continue
+            for path, entry in paths.items():
+                credit = (who[1], self._model_of(who[0]))
+                if path in mine and mine[path].blob == entry.blob:
+                    found.setdefault(path, credit)  # the session has exactly its version
+                else:
+                    maybe.setdefault(path, credit)  # merged with others, or not merged
+        for path, credit in maybe.items():
+            found.setdefault(path, credit)
+        own = writer(session.id)
+        if own is not None:
+            for path in mine:
+                found.setdefault(path, (own[1], self._model_of(own[0])))
+        agents = {
+            str(r["id"]): str(r["agent"])
+            for r in self.store.query(
+                "SELECT id, agent FROM tasks WHERE session_id = ?", (session.id,)
+            )
+        }
+        for hunk_id, task_id in self._hunk_authors.get(session.id, {}).items():
+            found[hunk_id] = (agents.get(task_id, "coder"), self._model_of(task_id))
+        return found
 
     def record_review(self, session_id: str, review: dict[str, Any], task_id: str = "") -> None:
         """Keep the Reviewer's verdict and findings for a session."""

@@ -145,6 +145,7 @@ class Supervisor:
             session_id=session.id if session is not None else "",
             tasks=self,
             scope=tuple(scope),
+            ask_user=self.kernel.ask_user,
         )
 
     # -- the tasks imports (called from agents through the host) -------------------------
@@ -248,15 +249,14 @@ class Supervisor:
                     {"id": sub_id, "session": record.session.id, "files": conflict.conflicts}
                 )
         report = {"merged": merged, "conflicts": conflicts}
-        if self.kernel.state.exists(["sessions", target.id]):
-            self.kernel.state.set(
-                ["sessions", target.id, "conflicts"],
-                [
-                    view
-                    for c in conflicts
-                    for view in contract.conflict_views(c["session"], c["files"])
-                ],
-            )
+        if conflicts:  # one entry per file, with its regions, added to the session's
+            shown = list(self.kernel.state.get(["sessions", target.id, "conflicts"]) or [])
+            shown += [
+                view
+                for c in conflicts
+                for view in contract.conflict_views(c["session"], c["files"])
+            ]
+            self.kernel.state.set(["sessions", target.id, "conflicts"], shown, parents=True)
         return report
 
     # -- the pipeline ----------------------------------------------------------------

@@ -3,8 +3,12 @@
 The app owns the kernel (through :class:`~briotui.ui.workbench.Workbench`), folds the
 state tree's patches into a mirror and streamed model text into per-task buffers, and
 hands both to the screens as coalesced messages at most once a frame. Capability
-prompts from agents arrive here and are shown one at a time. Widgets only render what
-they are given and post what the user did.
+prompts and agents' clarifying questions arrive here and are shown one at a time;
+interrupted tasks are restored on start and resumed or discarded from here. Widgets
+only render what they are given and post what the user did.
+
+It is longer than most modules (~770 lines) because every app-wide action (review,
+sessions, tasks, prompts, providers, themes) is one short method here over the kernel.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from briotui.ui.messages import (
     WorkingTreeChanged,
 )
 from briotui.ui.screens.capability import CapabilityPrompt
-from briotui.ui.screens.dialogs import ConfirmQuit
+from briotui.ui.screens.dialogs import AskUser, ConfirmQuit
 from briotui.ui.screens.help import HelpScreen, key_rows
 from briotui.ui.screens.main import MainScreen
 from briotui.ui.screens.review import ReviewScreen
@@ -101,6 +105,22 @@ class BrioApp(App[int]):
             priority=True,
         ),
         Binding("f1", "help", "Keys", id="help", tooltip="Show every key and its binding id"),
+        Binding(
+            "f5",
+            "resume_task",
+            "Resume",
+            show=False,
+            id="resume-task",
+            tooltip="Run the selected (interrupted) task's request again",
+        ),
+        Binding(
+            "f8",
+            "discard_task",
+            "Discard",
+            show=False,
+            id="discard-task",
+            tooltip="Drop the selected task's session (roll it back)",
+        ),
     ]
 
     def __init__(
@@ -193,12 +213,22 @@ class BrioApp(App[int]):
         if not info["ok"] and not self.provider_problem:
             self.provider_problem = str(info["detail"])
         self.kernel.set_approvals("ask", self.ask_capability)
+        self.kernel.set_answerer(self.ask_user)
+        interrupted = self._restore()
         loop = asyncio.get_running_loop()
         self._subscription = self.workbench.state.subscribe(self._on_patch, loop=loop)
         self.mirror = self._subscription.snapshot.tree
         self._seq = self._subscription.snapshot.seq
         self._unsubscribe_events = self.kernel.events.subscribe(self._on_event)
         await self.push_screen(MainScreen())
+        if interrupted:
+            self.notify(
+                f"{len(interrupted)} task(s) were interrupted when briotui last quit: "
+                f"{', '.join(interrupted[:3])}. Select one and press f5 to resume it or f8 to "
+                "discard it (or use the palette).",
+                title="Interrupted tasks",
+                timeout=15,
+            )
         for error in self._config_errors:
             self.notify(error.message, title=error.title, severity="warning", timeout=10)
         self.watch_project()
@@ -388,6 +418,57 @@ class BrioApp(App[int]):
         else:
             self.notify("That task is not running.", title="Nothing to cancel")
 
+    def _restore(self) -> list[str]:
+        """Show the stored tasks and sessions again; the interrupted tasks' ids."""
+        assert self.kernel is not None
+        try:
+            return self.kernel.restore()
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="warning", timeout=10)
+            return []
+
+    def _selected_root(self) -> str | None:
+        screen = self._main_screen()
+        if screen is None or screen.selected is None:
+            return None
+        return screen.selected.split(".", 1)[0]
+
+    def action_resume_task(self, task_id: str | None = None) -> None:
+        """Run the selected (interrupted) task's request again, as a new task."""
+        tid = task_id or self._selected_root()
+        if tid is None:
+            self.notify("Select a task first.", title="Nothing to resume")
+            return
+        self.resume_task(tid)
+
+    @work(exit_on_error=False, group="tasks", description="resume a task")
+    async def resume_task(self, task_id: str) -> None:
+        """Resume ``task_id`` through the kernel."""
+        try:
+            new_id = await self.workbench.kernel.resume(task_id, provider=self.workbench.provider)
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="error")
+            return
+        self.notify(f"Resumed task {task_id} as {new_id}.", title="Resumed")
+
+    def action_discard_task(self, task_id: str | None = None) -> None:
+        """Drop the selected task's session (nothing of it reaches your files)."""
+        tid = task_id or self._selected_root()
+        if tid is None:
+            self.notify("Select a task first.", title="Nothing to discard")
+            return
+        self.discard_task(tid)
+
+    @work(exit_on_error=False, group="tasks", description="discard a task")
+    async def discard_task(self, task_id: str) -> None:
+        """Discard ``task_id`` through the kernel."""
+        try:
+            await self.workbench.kernel.discard_task(task_id)
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="error")
+            return
+        self.notify(f"Task {task_id}'s session was rolled back.", title="Discarded")
+
     def action_help(self) -> None:
         """Show the keys."""
         if not isinstance(self.screen, HelpScreen):
@@ -491,7 +572,21 @@ class BrioApp(App[int]):
             "Review session", "Review the selected task's session", self.action_review
         )
         yield SystemCommand("Sessions and history", "Past tasks and sessions", self.action_sessions)
+        if isinstance(screen, ReviewScreen):
+            yield SystemCommand(
+                "Revise session",
+                "Run the Coder again with the rejected hunks and their reasons",
+                screen.action_revise,
+            )
         yield SystemCommand("Cancel task", "Stop the selected task", self.action_cancel_task)
+        yield SystemCommand(
+            "Resume task",
+            "Run the selected (interrupted) task's request again",
+            self.action_resume_task,
+        )
+        yield SystemCommand(
+            "Discard task", "Roll back the selected task's session", self.action_discard_task
+        )
         yield SystemCommand("New request", "Focus the request input", self._focus_request)
         yield SystemCommand("Build agents", "Build missing agent components", self.action_build)
         yield SystemCommand(
@@ -523,6 +618,20 @@ class BrioApp(App[int]):
             screen.action_focus_request()
 
     # -- capability prompts ----------------------------------------------------------------
+
+    async def ask_user(self, agent: str, question: str) -> str | None:
+        """The kernel's question to the user (one modal at a time); None for no answer."""
+        async with self._prompt_lock:
+            if not self.is_running:
+                return None
+            shown: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+
+            def answered(result: str | None) -> None:
+                if not shown.done():
+                    shown.set_result(result)
+
+            self.call_later(self.push_screen, AskUser(agent, question), answered)
+            return await shown
 
     async def ask_capability(self, request: CapabilityRequest) -> Answer:
         """The kernel's prompt: one modal at a time; identical requests share one answer."""

@@ -111,12 +111,6 @@ class Workbench:
             parts.append(f"{head}\n\n{text}")
         return "\n\n---\n\n".join(parts)
 
-    def refresh_session(self, session_id: str) -> None:
-        """Re-publish a session (its state, files and decisions) after a decision or commit."""
-        with contextlib.suppress(BrioError):
-            session = self.kernel.sessions().get(session_id)
-            self.kernel.recorder.publish_session(session)
-
     async def close(self) -> None:
         """Stop running tasks (waiting briefly for them to record how they ended)."""
         running = self.running()

@@ -1,4 +1,5 @@
-"""Small dialogs: a reason for a rejection, and confirming a quit with work in flight."""
+"""Small dialogs: a reason for a rejection, an instruction for a revision, an agent's
+question to the user, confirming a quit."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
+
+from briotui.kernel.text import sanitize
 
 
 class RejectReason(ModalScreen[str | None]):
@@ -40,6 +43,78 @@ class RejectReason(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         """Close without rejecting."""
+        self.dismiss(None)
+
+
+class ReviseInstruction(ModalScreen[str | None]):
+    """Asks for an optional extra instruction before the Coder revises a session.
+
+    Dismisses with the instruction ("" for none), or None when the user cancels.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="revise-cancel", tooltip="Do not revise"),
+    ]
+
+    def __init__(self, rejected: int) -> None:
+        super().__init__()
+        self.rejected = rejected
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="revise-dialog", classes="dialog"):
+            yield Static("Revise with the Coder", classes="dialog-title")
+            yield Static(
+                f"The Coder gets the {self.rejected} rejected hunk(s) with their reasons and "
+                "redoes them in this session. Anything else it should know? (optional)",
+                classes="dim",
+            )
+            yield Input(placeholder="e.g. keep the public names", id="instruction")
+            yield Static("Enter revises · Escape cancels", classes="dim")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        """Close without revising."""
+        self.dismiss(None)
+
+
+class AskUser(ModalScreen[str | None]):
+    """An agent's clarifying question (the Council's ``ask-user``).
+
+    Dismisses with the typed answer, or None (Escape) when the user gives none: the
+    agent then decides itself and says what it assumed.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "escape",
+            "no_answer",
+            "No answer",
+            id="ask-no-answer",
+            tooltip="Let the agent decide itself",
+        ),
+    ]
+
+    def __init__(self, agent: str, question: str) -> None:
+        super().__init__()
+        self.agent = agent
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="ask-dialog", classes="dialog"):
+            yield Static(f"The {sanitize(self.agent)} asks", classes="dialog-title")
+            yield Static(sanitize(self.question), id="ask-question")
+            yield Input(placeholder="your answer", id="answer")
+            yield Static("Enter answers · Escape: no answer (it decides itself)", classes="dim")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(event.value.strip() or None)
+
+    def action_no_answer(self) -> None:
+        """Give no answer."""
         self.dismiss(None)
 
 

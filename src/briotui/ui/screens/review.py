@@ -19,7 +19,7 @@ from briotui.kernel.errors import BrioError
 from briotui.kernel.text import sanitize
 from briotui.kernel.vfs import Decision, FileChange, Hunk, Session, SessionDiff
 from briotui.ui.messages import StateUpdated
-from briotui.ui.screens.dialogs import RejectReason
+from briotui.ui.screens.dialogs import RejectReason, ReviseInstruction
 from briotui.ui.widgets.diff_view import ConflictView, HunkView
 from briotui.ui.widgets.task_tree import themed
 
@@ -84,6 +84,13 @@ class ReviewScreen(Screen[None]):
             id="review-rollback",
             tooltip="Discard the session (or undo its commit)",
         ),
+        Binding(
+            "v",
+            "revise",
+            "Revise",
+            id="review-revise",
+            tooltip="Run the Coder again with the rejected hunks and their reasons",
+        ),
         Binding("escape", "close", "Back", id="review-back", tooltip="Back to the main screen"),
     ]
 
@@ -113,13 +120,14 @@ class ReviewScreen(Screen[None]):
             yield VerticalScroll(id="review-diff")
         with Horizontal(id="review-actions"):
             yield Button("Approve & commit", id="commit", variant="success", compact=True)
+            yield Button("Revise", id="revise", variant="primary", compact=True)
             yield Button("Roll back", id="rollback", variant="error", compact=True)
             yield Static(id="review-help")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#review-help", Static).update(
-            "j/k move · a accept · r reject · A/R whole file · ^a accept all · f1 keys"
+            "j/k move · a accept · r reject · A/R file · ^a all · v revise · f1 keys"
         )
         self.load()
 
@@ -134,7 +142,7 @@ class ReviewScreen(Screen[None]):
         """Read the session's diff and decisions off the loop, then draw them."""
 
         def read() -> tuple[Session, SessionDiff, dict[str, tuple[Decision, str]]]:
-            session = self.brio.workbench.sessions().get(self.session_id)
+            session = self.brio.workbench.kernel.sessions().get(self.session_id)
             return session, session.diff(), session.decisions()
 
         try:
@@ -327,24 +335,21 @@ class ReviewScreen(Screen[None]):
         path: str | None = None,
         advance: bool = False,
     ) -> None:
-        """Record a decision off the loop, then redraw."""
-        session = self.session
-        if session is None:
+        """Record a decision through the kernel (which republishes the session), then redraw."""
+        if self.session is None:
             return
-
-        def record() -> dict[str, tuple[Decision, str]]:
-            session.decide(ids, decision, reason=reason, path=path)
-            return session.decisions()
-
+        kernel = self.brio.workbench.kernel
         try:
-            self.decisions = await asyncio.to_thread(record)
+            await kernel.decide(self.session_id, ids, decision, reason=reason, path=path)
+            self.decisions = await asyncio.to_thread(
+                kernel.sessions().get(self.session_id).decisions
+            )
         except BrioError as exc:
             self.notify(exc.message, title=exc.title, severity="error")
             return
         self._redraw()
         if advance:
             self._move_to(self.current + 1)
-        self.brio.workbench.refresh_session(self.session_id)
 
     # -- commit and rollback -------------------------------------------------------------
 
@@ -354,6 +359,8 @@ class ReviewScreen(Screen[None]):
             self.action_commit()
         elif event.button.id == "rollback":
             self.action_rollback()
+        elif event.button.id == "revise":
+            self.action_revise()
 
     def action_commit(self) -> None:
         """Apply the accepted hunks and make a git commit."""
@@ -376,14 +383,15 @@ class ReviewScreen(Screen[None]):
         message = f"{goal[:68]}\n\nApproved hunk by hunk in briotui (session {session.id})."
         is_git = (self.brio.project / ".git").exists()
         try:
-            result = await asyncio.to_thread(session.commit, git=is_git, message=message)
+            result = await self.brio.workbench.kernel.commit(
+                session.id, git=is_git, message=message
+            )
         except BrioError as exc:
             self.notify(exc.message, title=exc.title, severity="error", timeout=10)
             return
         files = len(result.written) + len(result.deleted)
         sha = f" as {result.git_commit[:10]}" if result.git_commit else ""
         self.notify(f"{files} file(s) written{sha}.", title="Committed")
-        self.brio.workbench.refresh_session(self.session_id)
         self.dismiss(None)
 
     def action_rollback(self) -> None:
@@ -397,7 +405,7 @@ class ReviewScreen(Screen[None]):
         if session is None:
             return
         try:
-            result = await asyncio.to_thread(session.rollback)
+            result = await self.brio.workbench.kernel.rollback(session.id)
         except BrioError as exc:
             self.notify(exc.message, title=exc.title, severity="error", timeout=10)
             return
@@ -407,7 +415,33 @@ class ReviewScreen(Screen[None]):
             else "Nothing was applied."
         )
         self.notify(detail + "".join(f" {n}" for n in result.notes), title="Rolled back")
-        self.brio.workbench.refresh_session(self.session_id)
+        self.dismiss(None)
+
+    def action_revise(self) -> None:
+        """Ask for an optional instruction, then have the Coder redo the rejected hunks."""
+        rejected = sum(1 for d, _ in self.decisions.values() if d == "rejected")
+
+        def done(instruction: str | None) -> None:
+            if instruction is not None:
+                self.revise(instruction)
+
+        self.app.push_screen(ReviseInstruction(rejected), done)
+
+    @work(exclusive=True, exit_on_error=False, group="review-commit", description="revise")
+    async def revise(self, instruction: str) -> None:
+        """Start the Coder on this session with the rejected hunks as feedback."""
+        try:
+            task_id = await self.brio.workbench.kernel.revise(
+                self.session_id, instruction, provider=self.brio.workbench.provider
+            )
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="error", timeout=10)
+            return
+        self.notify(
+            f"The Coder is revising session {self.session_id} (task {task_id}); its new "
+            "hunks join this review when it is done.",
+            title="Revising",
+        )
         self.dismiss(None)
 
     def action_close(self) -> None:

@@ -1,4 +1,5 @@
-"""Sessions and history: past sessions from the store, open ones resumable in review."""
+"""Sessions and history: past sessions from the store, open ones reviewable, their tasks
+resumable (an interrupted task is run again as a new task)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import TYPE_CHECKING, ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Button, DataTable, Footer, Static
 
 from briotui.kernel.errors import BrioError
 from briotui.kernel.text import sanitize
@@ -27,12 +29,22 @@ class SessionsScreen(Screen[str | None]):
         Binding(
             "enter", "open", "Review", id="sessions-open", tooltip="Review the selected session"
         ),
+        Binding(
+            "u",
+            "resume",
+            "Resume task",
+            id="sessions-resume",
+            tooltip="Run the highlighted session's task again (e.g. an interrupted one)",
+        ),
         Binding("escape", "close", "Back", id="sessions-back", tooltip="Back to the main screen"),
     ]
 
     def compose(self) -> ComposeResult:
         yield Static("Sessions and history", id="sessions-title")
         yield DataTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
+        with Horizontal(id="sessions-actions"):
+            yield Button("Review", id="sessions-review", variant="primary", compact=True)
+            yield Button("Resume task", id="sessions-resume", variant="success", compact=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -77,6 +89,33 @@ class SessionsScreen(Screen[str | None]):
         if table.row_count:
             key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
             self.dismiss(str(key.value))
+
+    def _highlighted(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        return str(key.value)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "sessions-review":
+            self.action_open()
+        elif event.button.id == "sessions-resume":
+            self.action_resume()
+
+    def action_resume(self) -> None:
+        """Run the highlighted session's task again (through the kernel)."""
+        session_id = self._highlighted()
+        if session_id is None:
+            return
+        app: BrioApp = self.app  # type: ignore[assignment]
+        task_id = app.workbench.kernel.task_of_session(session_id)
+        if task_id is None:
+            self.notify(f"No task made session {session_id}.", title="Nothing to resume")
+            return
+        app.resume_task(task_id)
+        self.dismiss(None)
 
     def action_close(self) -> None:
         """Back."""

@@ -186,13 +186,17 @@ class ConflictView(Static):
         v = self.app.theme_variables
         text = Text()
         branch = sanitize(self.conflict["session"])
-        text.append(f"Conflict in {sanitize(self.conflict['path'])}", style="bold")
-        text.append(f" (branch {branch} did not merge)\n", style="dim")
+        text.append(f"Conflict in {sanitize(self.conflict['path'])}\n", style="bold")
+        ours, theirs = (
+            ("this session", f"branch {branch} (not merged)")
+            if branch  # a subtask's branch that did not merge into the session
+            else ("yours (working tree)", "session")
+        )
         for region in self.conflict["regions"]:
             for label, body, colour in (
                 ("base", region["base"], "$secondary"),
-                ("this session", region["ours"], "$warning"),
-                (f"branch {branch}", region["theirs"], "$primary"),
+                (ours, region["ours"], "$warning"),
+                (theirs, region["theirs"], "$primary"),
             ):
                 text.append(f"── {label}\n", style=themed(f"bold {colour}", v))
                 text.append(sanitize(body).rstrip("\n") + "\n")

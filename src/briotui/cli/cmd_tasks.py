@@ -1,0 +1,211 @@
+"""``briotui tasks ...`` and ``briotui grants ...``: interrupted work and stored grants.
+
+A task that was running when briotui went away is kept (with its session) and listed
+as interrupted; ``tasks resume`` runs its request again as a new task, ``tasks
+discard`` rolls its session back. ``grants`` lists the permissions the user gave
+agents and revokes one (and everything delegated from it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from briotui.cli.output import one_line, print_json, say, table
+from briotui.kernel.kernel import Kernel
+
+T = TypeVar("T")
+
+
+def register(sub: Any) -> None:
+    """Add the ``tasks`` and ``grants`` subcommand trees."""
+    tasks = sub.add_parser(
+        "tasks",
+        help="list, resume or discard stored (and interrupted) tasks",
+        description=(
+            "Tasks running when briotui quit are kept with their sessions. Resume one "
+            "(run its request again) or discard it (roll its session back)."
+        ),
+    )
+    leaves = tasks.add_subparsers(dest="tasks_command", metavar="ACTION", required=True)
+    p = leaves.add_parser("list", help="list the stored tasks")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=run_tasks_list)
+    p = leaves.add_parser("resume", help="run a task's request again, as a new task")
+    p.add_argument("task", metavar="ID", help="a task id (see `briotui tasks list`)")
+    p.add_argument(
+        "--provider",
+        metavar="SPEC",
+        help="where model requests go (as for `briotui run`; default: the configured chain)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=run_tasks_resume)
+    p = leaves.add_parser("discard", help="roll a task's session back")
+    p.add_argument("task", metavar="ID", help="a task id (see `briotui tasks list`)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=run_tasks_discard)
+
+    grants = sub.add_parser(
+        "grants",
+        help="list or revoke the permissions given to agents",
+        description="Permissions you gave agents (and what they delegated); revoke any.",
+    )
+    leaves = grants.add_subparsers(dest="grants_command", metavar="ACTION", required=True)
+    p = leaves.add_parser("list", help="list the active grants")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=run_grants_list)
+    p = leaves.add_parser("revoke", help="revoke a grant and every grant delegated from it")
+    p.add_argument("grant", metavar="ID", help="a grant id (see `briotui grants list`)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=run_grants_revoke)
+
+
+def _with_kernel(args: argparse.Namespace, work: Callable[[Kernel], Awaitable[T]]) -> T:
+    async def main() -> T:
+        kernel = Kernel(getattr(args, "project", "."))
+        try:
+            return await work(kernel)
+        finally:
+            await kernel.close()
+
+    return asyncio.run(main())
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def run_tasks_list(args: argparse.Namespace) -> int:
+    """``tasks list``."""
+
+    async def work(kernel: Kernel) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(kernel.stored_tasks)
+
+    rows = _with_kernel(args, work)
+    if args.json:
+        print_json({"status": "ok", "tasks": rows})
+        return 0
+    if not rows:
+        say('No tasks yet. `briotui run "TASK"` starts one.')
+        return 0
+    say(
+        table(
+            ["task", "status", "agent", "session", "created", "goal"],
+            [
+                [
+                    r["id"],
+                    "interrupted" if r["interrupted"] else r["status"],
+                    r["agent"],
+                    r["session_id"] or "",
+                    _when(r["created"]),
+                    str(r["goal"])[:60],
+                ]
+                for r in rows
+            ],
+        )
+    )
+    if any(r["interrupted"] for r in rows):
+        say(
+            "Resume one with `briotui tasks resume ID`, or drop it with `briotui tasks discard ID`."
+        )
+    return 0
+
+
+def run_tasks_resume(args: argparse.Namespace) -> int:
+    """``tasks resume ID``: run the request again and wait for it."""
+    from briotui.cli.cmd_run import parse_provider
+    from briotui.kernel.settings import load_settings
+
+    provider = parse_provider(args.provider, load_settings(getattr(args, "project", ".")))
+
+    async def work(kernel: Kernel) -> dict[str, Any]:
+        try:
+            await kernel.build_agents()
+            result = await kernel.wait(await kernel.resume(args.task, provider=provider))
+        finally:
+            close = getattr(provider, "aclose", None)
+            if close is not None:
+                await close()
+        return {
+            "status": result.status,
+            "resumed": args.task,
+            "task": result.task_id,
+            "session": result.session_id,
+            "summary": result.summary,
+            "error": result.error,
+        }
+
+    report = _with_kernel(args, work)
+    if args.json:
+        print_json(report)
+    else:
+        say(
+            f"Task {report['task']} (resuming {one_line(args.task)}) {report['status']}: "
+            + one_line(str(report["summary"]))
+        )
+        say(f"  review it: briotui sessions diff {report['session']}")
+    return 0 if report["status"] == "done" else 1
+
+
+def run_tasks_discard(args: argparse.Namespace) -> int:
+    """``tasks discard ID``."""
+
+    async def work(kernel: Kernel) -> None:
+        await kernel.discard_task(args.task)
+
+    _with_kernel(args, work)
+    if args.json:
+        print_json({"status": "ok", "discarded": args.task})
+    else:
+        say(f"Discarded task {one_line(args.task)}; its session was rolled back.")
+    return 0
+
+
+def run_grants_list(args: argparse.Namespace) -> int:
+    """``grants list``."""
+
+    async def work(kernel: Kernel) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(kernel.grants)
+
+    rows = _with_kernel(args, work)
+    if args.json:
+        print_json({"status": "ok", "grants": rows})
+        return 0
+    if not rows:
+        say("No grants stored. Agents have only their built-in permissions.")
+        return 0
+    say(
+        table(
+            ["grant", "agent", "capability", "pattern", "lifetime", "source", "from"],
+            [
+                [
+                    r["id"],
+                    r["agent"],
+                    r["capability"],
+                    r["pattern"],
+                    r["lifetime"] + (f" {r['scope_id']}" if r["scope_id"] else ""),
+                    r["source"],
+                    r["parent_id"] or "",
+                ]
+                for r in rows
+            ],
+        )
+    )
+    return 0
+
+
+def run_grants_revoke(args: argparse.Namespace) -> int:
+    """``grants revoke ID``."""
+
+    async def work(kernel: Kernel) -> int:
+        return await kernel.revoke_grant(args.grant)
+
+    count = _with_kernel(args, work)
+    if args.json:
+        print_json({"status": "ok", "revoked": args.grant, "count": count})
+    else:
+        say(f"Revoked {one_line(args.grant)} ({count} grant(s) with what it delegated).")
+    return 0

@@ -1,0 +1,151 @@
+"""The review screen drives the kernel's session commands: a commit, a rollback and a
+revise are seen in the state tree; hunks show who wrote them; a real merge conflict is
+drawn with its regions. Real kernel, real agents, scripted replies, a real git repo."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.widgets import Static
+
+from briotui.kernel.llm.scripted import ScriptedProvider
+from briotui.ui.app import BrioApp, make_app
+from briotui.ui.screens.dialogs import AskUser, ReviseInstruction
+from briotui.ui.screens.review import ReviewScreen
+from briotui.ui.widgets.diff_view import ConflictView, HunkView
+
+from .helpers import EDIT_REPLY, finished, tasks_of, wait_until
+from .test_app import run_request
+
+pytestmark = pytest.mark.slow
+
+Scripted = Callable[..., ScriptedProvider]
+
+
+def app_for(project: Path, provider: ScriptedProvider, config_dir: Path) -> BrioApp:
+    return make_app(project, provider=provider, config_dir=config_dir, build=False)
+
+
+def edit(path: str, old: str, new: str) -> str:
+    return f"{path}\n```\n<<<<<<< SEARCH\n{old}\n=======\n{new}\n>>>>>>> REPLACE\n```\n"
+
+
+async def test_a_commit_in_the_review_screen_shows_in_the_state_tree(
+    project: Path, built_agents: list[str], scripted: Scripted, config_dir: Path
+) -> None:
+    app = app_for(project, scripted(EDIT_REPLY), config_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        task_id = await run_request(pilot, "@coder comment the sum")
+        session_id = tasks_of(app)[task_id]["session"]
+        await pilot.press("ctrl+r")
+        await app.workers.wait_for_complete()
+        assert isinstance(app.screen, ReviewScreen)
+        # provenance: the hunk says which agent and model wrote it
+        [view] = app.screen.query(HunkView)
+        findings = str(view.query_one(".hunk-findings", Static).content)
+        assert "coder" in findings
+        assert "scripted/scripted" in findings
+        await pilot.press("ctrl+a")
+        await app.workers.wait_for_complete()
+        await pilot.press("c")
+        await app.workers.wait_for_complete()
+        await wait_until(pilot, lambda: app.mirror["sessions"][session_id].get("state") != "open")
+        assert app.mirror["sessions"][session_id]["state"] == "committed"
+    assert "# the sum" in (project / "app.py").read_text()
+
+
+async def test_revise_runs_the_coder_with_the_rejected_hunks_and_reasons(
+    project: Path, built_agents: list[str], scripted: Scripted, config_dir: Path
+) -> None:
+    revised = {
+        "text": edit("app.py", "    return a + b  # the sum", "    return a + b  # total"),
+        "agent": "coder",
+        "match": "say total, not sum",
+    }
+    app = app_for(project, scripted({"text": EDIT_REPLY, "agent": "coder"}, revised), config_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        task_id = await run_request(pilot, "@coder comment the sum")
+        session_id = tasks_of(app)[task_id]["session"]
+        await pilot.press("ctrl+r")
+        await app.workers.wait_for_complete()
+        await pilot.press("r", *"say total, not sum", "enter")
+        await app.workers.wait_for_complete()
+        await pilot.press("v")
+        assert isinstance(app.screen, ReviseInstruction)
+        await pilot.press(*"keep it short", "enter")
+        await app.workers.wait_for_complete()
+        await wait_until(pilot, lambda: len(tasks_of(app)) > 2 and finished(app))
+        revise_task = max(
+            (t for t in tasks_of(app).values() if not t.get("parent")),
+            key=lambda t: t["created_at"],
+        )
+        assert revise_task["status"] == "done"
+        assert revise_task["session"] == session_id
+        session = app.workbench.kernel.sessions().get(session_id)
+        assert b"# total" in session.read("app.py")
+        [hunk] = [h for f in app.mirror["sessions"][session_id]["files"] for h in f["hunks"]]
+        assert hunk["decision"] == "pending"
+        assert hunk["agent"] == "coder"
+
+
+async def test_a_real_merge_conflict_is_drawn_with_its_regions(
+    project: Path, built_agents: list[str], scripted: Scripted, config_dir: Path
+) -> None:
+    plan = {
+        "subtasks": [
+            {"title": "double", "goal": "Make add double the sum", "files": ["app.py"]},
+            {"title": "triple", "goal": "Make add triple the sum", "files": ["app.py"]},
+        ]
+    }
+    provider = scripted(
+        {"text": json.dumps(plan), "agent": "council"},
+        {
+            "text": edit("app.py", "    return a + b", "    return 2 * (a + b)"),
+            "agent": "coder",
+            "match": "double",
+        },
+        {
+            "text": edit("app.py", "    return a + b", "    return 3 * (a + b)"),
+            "agent": "coder",
+            "match": "triple",
+        },
+        {"text": json.dumps({"verdict": "approve", "findings": []}), "agent": "reviewer"},
+    )
+    app = app_for(project, provider, config_dir)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await run_request(pilot, "change add")
+        await pilot.press("ctrl+r")
+        await app.workers.wait_for_complete()
+        assert isinstance(app.screen, ReviewScreen)
+        [conflict] = app.screen.query(ConflictView)
+        text = str(conflict.content)
+        assert "Conflict in app.py" in text
+        assert "2 * (a + b)" in text
+        assert "3 * (a + b)" in text
+        assert "(not merged)" in text  # the branch's side, not "your working tree"
+
+
+async def test_the_councils_question_is_a_modal_and_the_answer_reaches_it(
+    project: Path, built_agents: list[str], scripted: Scripted, config_dir: Path
+) -> None:
+    plan = {"subtasks": [{"title": "comment", "goal": "Comment the sum", "files": ["app.py"]}]}
+    provider = scripted(
+        {"text": json.dumps({"question": "Which comment?", "subtasks": []}), "agent": "council"},
+        {"text": json.dumps(plan), "agent": "council", "match": "say the sum"},
+        {"text": EDIT_REPLY, "agent": "coder"},
+        {"text": json.dumps({"verdict": "approve", "findings": []}), "agent": "reviewer"},
+    )
+    app = app_for(project, provider, config_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.click("#request")
+        await pilot.press(*"comment add", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, AskUser))
+        assert isinstance(app.screen, AskUser)
+        assert "Which comment?" in str(app.screen.query_one("#ask-question", Static).content)
+        await pilot.press(*"say the sum", "enter")
+        await wait_until(pilot, lambda: finished(app))
+        [root] = [t for t in tasks_of(app).values() if not t.get("parent")]
+        assert root["status"] == "done"
