@@ -103,11 +103,12 @@ async def show_review(pilot: Pilot[Any]) -> None:
     await request(pilot, "add type hints to app.py and document add()")
     await wait_until(pilot, lambda: finished(app))
     [root] = [t for t in tasks_of(app).values() if not t.get("parent")]
-    session = app.workbench.sessions().get(root["session"])
-    session.accept([hunk_id("README.md", README, README_DOCUMENTED)])
-    app.workbench.refresh_session(session.id)
+    session_id = root["session"]
+    await app.workbench.kernel.decide(
+        session_id, [hunk_id("README.md", README, README_DOCUMENTED)], "accepted"
+    )
     await pilot.pause()
-    await app.push_screen(ReviewScreen(session.id))
+    await app.push_screen(ReviewScreen(session_id))
     await app.workers.wait_for_complete()
     await pilot.pause(0.1)
 
