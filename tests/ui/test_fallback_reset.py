@@ -94,8 +94,7 @@ async def test_the_status_bar_meters_come_from_the_running_agent(
     project: Path, built_agents: list[str], config_dir: Path
 ) -> None:
     from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
-    from briotui.ui.format import mib
-    from briotui.ui.widgets.status_bar import StatusBar
+    from briotui.ui.widgets.status_bar import StatusBar, agent_meters
 
     provider = ScriptedProvider([ScriptedReply("A slow answer.", delay_ms=3000)])
     app = make_app(project, provider=provider, config_dir=config_dir, build=False)
@@ -117,6 +116,8 @@ async def test_the_status_bar_meters_come_from_the_running_agent(
         assert agent["state"] == "running"
         assert agent["fuel_limit"] > agent["fuel_used"]
         bar = brio.screen.query_one("#status", StatusBar)
-        await wait_until(pilot, lambda: mib(float(agent["memory_bytes"])) in str(bar.render()))
+        assert "fuel" in agent_meters(agent)
+        assert "MiB" in agent_meters(agent)
+        await wait_until(pilot, lambda: "echo" in str(bar.render()) and "fuel" in str(bar.render()))
         await brio.workers.wait_for_complete()
         await wait_until(pilot, lambda: finished(brio))

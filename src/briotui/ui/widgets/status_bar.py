@@ -17,14 +17,25 @@ from briotui.kernel.text import sanitize
 from briotui.ui.format import cost, mib, si
 from briotui.ui.widgets.task_tree import themed
 
-FUEL_LIMIT = 20_000_000_000
-"""The meter's full scale while the kernel has not published an agent's fuel limit."""
-
 
 def meter(value: float, limit: float, width: int = 5) -> str:
     """A small bar: ``▮▮▯▯▯``."""
     filled = 0 if limit <= 0 else max(0, min(width, round(width * value / limit)))
     return "▮" * filled + "▯" * (width - filled)
+
+
+def agent_meters(agent: contract.AgentView) -> str:
+    """``1.2M fuel ▮▯▯▯▯ 12/512MiB``: fuel burnt (a number: against a budget of billions a
+    bar would not move), then memory in use against its limit as a bar."""
+    memory, limit = agent["memory_bytes"], agent["memory_limit"]
+    text = f"{si(agent['fuel_used'])} fuel"
+    if memory:
+        text += (
+            f" {meter(memory, limit)} {memory / 2**20:.0f}/{mib(limit)}"
+            if limit
+            else (f" {mib(memory)}")
+        )
+    return text
 
 
 class StatusBar(Static):
@@ -64,10 +75,7 @@ class StatusBar(Static):
         if running:
             for agent in running[:3]:
                 line.append(f" │ {sanitize(agent['agent'])} ", style=themed("$accent", v))
-                fuel_limit = agent["fuel_limit"] or FUEL_LIMIT
-                memory = agent["memory_bytes"]
-                line.append(f"fuel {meter(agent['fuel_used'], fuel_limit)} ", style="dim")
-                line.append(f"{mib(memory)}" if memory else "", style="dim")
+                line.append(agent_meters(agent), style="dim")
             if len(running) > 3:
                 line.append(f" +{len(running) - 3}")
         else:
