@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from briotui.cli.output import say
-from briotui.kernel.llm.loopback import (
+from briotui.devtools.loopback import (
     DEFAULT_FAKE_MODEL,
     PROTOCOLS,
     FakeReply,
