@@ -12,10 +12,11 @@ from typing import Any
 from briotui.cli.cmd_dev import serve_fake_llm
 from briotui.cli.main import build_parser
 from briotui.devtools.bench.llm import bench_llm
-from briotui.devtools.loopback import FakeReply, LoopbackServer, load_replies
+from briotui.devtools.loopback import FakeReply, LoopbackServer
 from briotui.kernel.llm.config import ModelsConfig, ProviderConfig, apply_toml
 from briotui.kernel.llm.health import check_providers
 from briotui.kernel.llm.router import build_router
+from briotui.kernel.llm.scripted import load_replies
 from briotui.kernel.llm.types import CompletionRequest, Message
 
 from .conftest import ENV, KEYS, models_config

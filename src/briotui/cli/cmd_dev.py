@@ -22,9 +22,9 @@ from briotui.devtools.loopback import (
     LoopbackServer,
     WireProtocol,
     env_hint,
-    load_replies,
     parse_protocol,
 )
+from briotui.kernel.llm.scripted import load_replies
 
 
 def register(sub: Any) -> None:
@@ -50,7 +50,10 @@ def register(sub: Any) -> None:
         "--replies",
         metavar="FILE",
         type=Path,
-        help='JSON array of replies: "text" or {"text", "chunk_delay_ms", "error", ...}',
+        help=(
+            'JSON array of replies: "text" or {"text", "chunk_delay_ms", "error", ...}; '
+            "the same format as --provider scripted:FILE"
+        ),
     )
     fake.add_argument(
         "--once",
