@@ -28,8 +28,7 @@ def kernel_modules() -> list[str]:
 
 def devtools_modules() -> list[str]:
     return sorted(
-        m.name
-        for m in pkgutil.walk_packages(briotui.devtools.__path__, prefix="briotui.devtools.")
+        m.name for m in pkgutil.walk_packages(briotui.devtools.__path__, prefix="briotui.devtools.")
     )
 
 

@@ -119,22 +119,23 @@ def _thread_floor(n: int) -> float:
     return statistics.median(samples) * 1e6
 
 
+def _requests(a: Endpoint, n: int, samples: list[float]) -> None:
+    """From a worker thread: 50 warm-up requests, then ``n`` timed ones into ``samples``."""
+    for _ in range(50):
+        a.request("b", "ping", "x", 5.0)
+    for _ in range(n):
+        t0 = time.perf_counter()
+        a.request("b", "ping", "x", 5.0)
+        samples.append(time.perf_counter() - t0)
+
+
 def _round_trip_threads(n: int) -> float:
     _, a, b = _pair()
     stop = threading.Event()
     server = threading.Thread(target=_serve_thread, args=(b, stop))
     server.start()
     samples: list[float] = []
-
-    def client() -> None:
-        for _ in range(50):
-            a.request("b", "ping", "x", 5.0)
-        for _ in range(n):
-            t0 = time.perf_counter()
-            a.request("b", "ping", "x", 5.0)
-            samples.append(time.perf_counter() - t0)
-
-    worker = threading.Thread(target=client)
+    worker = threading.Thread(target=_requests, args=(a, n, samples))
     worker.start()
     worker.join()
     stop.set()
@@ -142,16 +143,18 @@ def _round_trip_threads(n: int) -> float:
     return statistics.median(samples) * 1e6
 
 
+async def _serve_task(b: Endpoint) -> None:
+    """Answer every request to ``b`` with its own body, on the loop, until cancelled."""
+    while True:
+        msg = await b.areceive(5.0)
+        if msg is not None:
+            b.reply(msg, msg.body)
+
+
 async def _round_trip_loop(n: int) -> float:
     _, a, b = _pair()
 
-    async def serve() -> None:
-        while True:
-            msg = await b.areceive(5.0)
-            if msg is not None:
-                b.reply(msg, msg.body)
-
-    server = asyncio.create_task(serve())
+    server = asyncio.create_task(_serve_task(b))
     try:
         for _ in range(50):
             await a.arequest("b", "ping", "x", 5.0)
@@ -168,25 +171,10 @@ async def _round_trip_loop(n: int) -> float:
 async def _round_trip_thread_to_loop(n: int) -> float:
     _, a, b = _pair()
 
-    async def serve() -> None:
-        while True:
-            msg = await b.areceive(5.0)
-            if msg is not None:
-                b.reply(msg, msg.body)
-
-    server = asyncio.create_task(serve())
+    server = asyncio.create_task(_serve_task(b))
     samples: list[float] = []
-
-    def client() -> None:
-        for _ in range(50):
-            a.request("b", "ping", "x", 5.0)
-        for _ in range(n):
-            t0 = time.perf_counter()
-            a.request("b", "ping", "x", 5.0)
-            samples.append(time.perf_counter() - t0)
-
     try:
-        await asyncio.to_thread(client)
+        await asyncio.to_thread(_requests, a, n, samples)
     finally:
         server.cancel()
     return statistics.median(samples) * 1e6

@@ -127,14 +127,20 @@ def _warm_create_ms(manager: Any, root: Path, paths: list[str], *, repeat: int) 
     return statistics.median(times)
 
 
+def _edited_session(root: Path, n_changed: int) -> tuple[SessionManager, Any]:
+    """A project in ``root`` and a session of it with ``n_changed`` files edited."""
+    paths = make_project(root, max(n_changed * 2, 200))
+    manager = SessionManager.open(root)
+    session = manager.create(label="bench")
+    _edit(session, paths[:n_changed])
+    return manager, session
+
+
 def bench_diff(n_changed: int = 100, repeat: int = 10) -> list[Measure]:
     """Time the diff + hunk split of a session with ``n_changed`` changed files."""
     tmp = Path(tempfile.mkdtemp(prefix="brio-bench-diff-"))
     try:
-        paths = make_project(tmp, max(n_changed * 2, 200))
-        manager = SessionManager.open(tmp)
-        session = manager.create(label="bench")
-        _edit(session, paths[:n_changed])
+        manager, session = _edited_session(tmp, n_changed)
         hunks = len(session.diff().hunks())
         ms = _median_ms(session.diff, repeat)
         manager.close()
@@ -155,10 +161,7 @@ def bench_commit(n_changed: int = 100) -> list[Measure]:
     """Time a journaled, fsynced commit of ``n_changed`` files (no git commit)."""
     tmp = Path(tempfile.mkdtemp(prefix="brio-bench-commit-"))
     try:
-        paths = make_project(tmp, max(n_changed * 2, 200))
-        manager = SessionManager.open(tmp)
-        session = manager.create(label="bench")
-        _edit(session, paths[:n_changed])
+        manager, session = _edited_session(tmp, n_changed)
         session.accept()
         t0 = time.perf_counter()
         session.commit()
