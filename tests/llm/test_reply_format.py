@@ -92,3 +92,26 @@ def test_a_malformed_reply_is_refused_with_what_to_fix(
         load_replies(file)
     assert says in info.value.message
     assert "element 2" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("reply", "cause"),
+    [
+        ({"text": "one two three", "drop_after": 2}, "malformed"),
+        ({"text": "one two three", "truncate_after": 2}, "malformed"),
+        ({"text": "one two ", "mid_stream_error": "overloaded"}, "overloaded"),
+    ],
+)
+async def test_a_broken_stream_fails_on_either_side_after_its_deltas(
+    tmp_path: Path, reply: dict[str, object], cause: str
+) -> None:
+    file = tmp_path / "replies.json"
+    file.write_text(json.dumps([reply]), encoding="utf-8")
+    async with LoopbackServer("openai", load_replies(file)) as server:
+        providers = [ScriptedProvider.from_file(file), make_provider(provider_config(server), ENV)]
+        for provider in providers:
+            deltas: list[str] = []
+            with pytest.raises(ProviderError) as info:
+                await provider.complete(ask("hello"), deltas.append)
+            assert info.value.cause == cause, provider.name
+            assert "".join(deltas) == "one two ", provider.name

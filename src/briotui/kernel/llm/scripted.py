@@ -66,6 +66,8 @@ class ScriptedReply:
         malformed_after: Break the stream after this many deltas (a fake server sends
             an event that is not JSON).
         truncate_after: End the stream after this many deltas without its final event.
+            The scripted provider fails each of these three as "malformed", as the
+            vendor providers do.
         model: The model named in the reply; by default "scripted" for the scripted
             provider and the requested model on a fake server.
         stop: Why the reply ended: "end" or "max-tokens".
@@ -293,7 +295,7 @@ class ScriptedProvider:
                 f"The scripted stream broke after {min(broken)} deltas.",
                 provider=self.name,
                 model=model,
-                cause="connection" if reply.drop_after == min(broken) else "malformed",
+                cause="malformed",  # what the vendor providers make of a broken stream
             )
         if reply.mid_stream_error is not None:
             raise ProviderError(
