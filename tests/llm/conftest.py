@@ -7,13 +7,13 @@ from dataclasses import replace
 
 import pytest
 
+from briotui.devtools.loopback import FakeReply, LoopbackServer, WireProtocol
 from briotui.kernel.llm.config import (
     ModelsConfig,
     ProviderConfig,
     RetryConfig,
     Target,
 )
-from briotui.kernel.llm.loopback import FakeReply, LoopbackServer, WireProtocol
 
 KEYS = {"anthropic": "sk-ant-test-key-0123456789", "openai": "sk-test-key-0123456789abcdef"}
 """The keys the loopback servers expect (fake, shaped like real ones to test redaction)."""

@@ -11,11 +11,12 @@ from typing import Any
 
 from briotui.cli.cmd_dev import serve_fake_llm
 from briotui.cli.main import build_parser
-from briotui.kernel.llm.bench import bench_llm
+from briotui.devtools.bench.llm import bench_llm
+from briotui.devtools.loopback import FakeReply, LoopbackServer
 from briotui.kernel.llm.config import ModelsConfig, ProviderConfig, apply_toml
 from briotui.kernel.llm.health import check_providers
-from briotui.kernel.llm.loopback import FakeReply, LoopbackServer, load_replies
 from briotui.kernel.llm.router import build_router
+from briotui.kernel.llm.scripted import load_replies
 from briotui.kernel.llm.types import CompletionRequest, Message
 
 from .conftest import ENV, KEYS, models_config
@@ -102,10 +103,10 @@ def test_dev_command_is_registered(tmp_path: Path) -> None:
 
 async def test_bench_reports_each_protocol() -> None:
     results = await bench_llm(protocols=("openai",), rounds=3, deltas=20)
-    assert [r["unit"] for r in results] == ["ms", "us", "ms"]
-    assert [r["target"] for r in results] == [5.0, 50.0, None]
-    assert all(isinstance(r["value"], float) for r in results)
-    assert all(r["name"].startswith("llm openai:") for r in results)
+    assert [r.unit for r in results] == ["ms", "us", "ms"]
+    assert [r.target for r in results] == [5.0, 50.0, None]
+    assert all(isinstance(r.value, float) for r in results)
+    assert all(r.name.startswith("llm openai:") for r in results)
 
 
 def test_scripted_kind_in_config(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from briotui.devtools.loopback import FakeReply, LoopbackServer
 from briotui.kernel.errors import ProviderError
-from briotui.kernel.llm.loopback import FakeReply, LoopbackServer
 from briotui.kernel.llm.router import make_provider
 from briotui.kernel.llm.streaming import StreamingProvider
 from briotui.kernel.llm.types import CompletionRequest, Message

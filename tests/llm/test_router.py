@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from briotui.devtools.loopback import FakeReply
 from briotui.kernel.errors import BudgetExceeded, ProviderError
 from briotui.kernel.llm.config import BudgetConfig, RetryConfig
 from briotui.kernel.llm.events import (
@@ -18,7 +19,6 @@ from briotui.kernel.llm.events import (
     ReplyReset,
     ReplyStarted,
 )
-from briotui.kernel.llm.loopback import FakeReply
 from briotui.kernel.llm.router import Router, build_router
 from briotui.kernel.llm.types import CompletionRequest, Message
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from briotui.devtools.loopback import FakeReply
 from briotui.kernel.kernel import Kernel
-from briotui.kernel.llm.loopback import FakeReply
 from briotui.kernel.llm.router import build_router
 from briotui.kernel.runtime.context import RunBindings
 from briotui.kernel.runtime.events import Event, ModelDelta

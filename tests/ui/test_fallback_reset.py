@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from textual.widgets import Markdown
 
+from briotui.devtools.loopback import FakeReply, LoopbackServer
 from briotui.kernel.llm.config import ModelsConfig, ProviderConfig, RetryConfig, Target
-from briotui.kernel.llm.loopback import FakeReply, LoopbackServer
 from briotui.kernel.llm.router import build_router
 from briotui.ui.app import BrioApp, make_app
 from briotui.ui.widgets.conversation import ConversationPane

@@ -8,8 +8,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from briotui.devtools.bench.sessions import make_project
 from briotui.kernel.vfs import SessionManager
-from briotui.kernel.vfs.bench import make_project
 from briotui.kernel.vfs.watch import touched_by_user, watch_project
 
 N_FILES = 3000

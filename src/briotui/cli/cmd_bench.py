@@ -14,15 +14,16 @@ from typing import Any
 
 from briotui import __version__
 from briotui.cli.output import print_json, say, table
-from briotui.kernel.bench import Measure, bench_live_agents, bench_runtime
+from briotui.devtools.bench.llm import bench_llm
+from briotui.devtools.bench.measure import Measure
+from briotui.devtools.bench.mesh import bench_mesh
+from briotui.devtools.bench.runtime import bench_live_agents, bench_runtime
+from briotui.devtools.bench.sessions import run_all as run_sessions_bench
+from briotui.devtools.bench.state import bench_state
 from briotui.kernel.kernel import Kernel
-from briotui.kernel.llm.bench import bench_llm
-from briotui.kernel.mesh_bench import bench_mesh
 from briotui.kernel.paths import ProjectPaths
 from briotui.kernel.runtime.engine import wasmtime_version
 from briotui.kernel.runtime.instance import RunFailed
-from briotui.kernel.state_bench import bench_state
-from briotui.kernel.vfs.bench import run_all as run_sessions_bench
 
 
 def register(sub: Any) -> None:
@@ -100,7 +101,7 @@ async def _measure(args: argparse.Namespace) -> list[Measure]:
     models = await bench_llm()
     mesh = await asyncio.to_thread(bench_mesh)
     state = await asyncio.to_thread(bench_state)
-    return measures + [_from_row(row) for row in [*sessions, *models, *mesh, *state]]
+    return [*measures, *sessions, *models, *mesh, *state]
 
 
 _FIRST_FRAME = """
@@ -142,18 +143,6 @@ def _tui_cold_start(project: str) -> Measure:
         "s",
         1.0,
         detail="fresh interpreter to first frame, best of 3 (agents built)",
-    )
-
-
-def _from_row(row: dict[str, Any]) -> Measure:
-    target = row.get("target")
-    return Measure(
-        name=str(row["name"]),
-        value=float(row["value"]),
-        unit=str(row["unit"]),
-        target=float(target) if isinstance(target, int | float) else None,
-        better=str(row.get("better", "lower")),
-        detail=str(row.get("detail", "")),
     )
 
 

@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from briotui.cli.output import say
-from briotui.kernel.llm.loopback import (
+from briotui.devtools.loopback import (
     DEFAULT_FAKE_MODEL,
     PROTOCOLS,
     FakeReply,
     LoopbackServer,
     WireProtocol,
     env_hint,
-    load_replies,
     parse_protocol,
 )
+from briotui.kernel.llm.scripted import load_replies
 
 
 def register(sub: Any) -> None:
@@ -50,7 +50,10 @@ def register(sub: Any) -> None:
         "--replies",
         metavar="FILE",
         type=Path,
-        help='JSON array of replies: "text" or {"text", "chunk_delay_ms", "error", ...}',
+        help=(
+            'JSON array of replies: "text" or {"text", "chunk_delay_ms", "error", ...}; '
+            "the same format as --provider scripted:FILE"
+        ),
     )
     fake.add_argument(
         "--once",

@@ -1,8 +1,8 @@
 """Session benchmarks for ``briotui bench``: fork, diff + hunk split, commit.
 
 Each function builds its own temporary git project, measures, cleans up and returns
-result rows: ``{"name", "value", "unit", "target"}`` (target None when the design sets
-none). Timings are medians over several repetitions.
+:class:`~briotui.devtools.bench.measure.Measure` figures (target None when none is set).
+Timings are medians over several repetitions.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from briotui.devtools.bench.measure import Measure
 from briotui.kernel.vfs.gitio import run_git
 from briotui.kernel.vfs.session import SessionManager
-
-Row = dict[str, Any]
 
 
 def make_project(root: Path, n_files: int, *, git: bool = True) -> list[str]:
@@ -70,7 +69,7 @@ def _edit(session: Any, paths: list[str]) -> None:
         session.write(rel, "".join(lines).encode(), False)
 
 
-def bench_fork(n_files: int = 50_000, repeat: int = 20) -> list[Row]:
+def bench_fork(n_files: int = 50_000, repeat: int = 20) -> list[Measure]:
     """Create a session of an ``n_files`` git project, then time forks of it."""
     tmp = Path(tempfile.mkdtemp(prefix="brio-bench-fork-"))
     try:
@@ -85,26 +84,27 @@ def bench_fork(n_files: int = 50_000, repeat: int = 20) -> list[Row]:
         warm_ms = _warm_create_ms(manager, tmp, paths[100:110], repeat=5)
         manager.close()
         return [
-            {
-                "name": f"session create, cold: first in a process ({n_files} files)",
-                "value": round(create_ms, 2),
-                "unit": "ms",
-                "target": None,
-                "detail": "lists and stats the whole project once",
-            },
-            {
-                "name": f"session create, watched project, 10 files edited ({n_files} files)",
-                "value": round(warm_ms, 2),
-                "unit": "ms",
-                "target": 20.0,
-                "detail": "derives the live base from the watcher's changes; median of 5",
-            },
-            {
-                "name": f"session fork ({n_files} files)",
-                "value": round(fork_ms, 3),
-                "unit": "ms",
-                "target": 20.0,
-            },
+            Measure(
+                f"session create, cold: first in a process ({n_files} files)",
+                create_ms,
+                "ms",
+                None,
+                detail="lists and stats the whole project once",
+            ),
+            Measure(
+                f"session create, watched project, 10 files edited ({n_files} files)",
+                warm_ms,
+                "ms",
+                20.0,
+                detail="derives the live base from the watcher's changes; median of 5",
+            ),
+            Measure(
+                f"session fork ({n_files} files)",
+                fork_ms,
+                "ms",
+                20.0,
+                detail=f"Session.fork after 20 edited files, median of {repeat}",
+            ),
         ]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -127,55 +127,60 @@ def _warm_create_ms(manager: Any, root: Path, paths: list[str], *, repeat: int) 
     return statistics.median(times)
 
 
-def bench_diff(n_changed: int = 100, repeat: int = 10) -> list[Row]:
+def _edited_session(root: Path, n_changed: int) -> tuple[SessionManager, Any]:
+    """A project in ``root`` and a session of it with ``n_changed`` files edited."""
+    paths = make_project(root, max(n_changed * 2, 200))
+    manager = SessionManager.open(root)
+    session = manager.create(label="bench")
+    _edit(session, paths[:n_changed])
+    return manager, session
+
+
+def bench_diff(n_changed: int = 100, repeat: int = 10) -> list[Measure]:
     """Time the diff + hunk split of a session with ``n_changed`` changed files."""
     tmp = Path(tempfile.mkdtemp(prefix="brio-bench-diff-"))
     try:
-        paths = make_project(tmp, max(n_changed * 2, 200))
-        manager = SessionManager.open(tmp)
-        session = manager.create(label="bench")
-        _edit(session, paths[:n_changed])
+        manager, session = _edited_session(tmp, n_changed)
         hunks = len(session.diff().hunks())
         ms = _median_ms(session.diff, repeat)
         manager.close()
         return [
-            {
-                "name": f"diff + hunk split ({n_changed} files, {hunks} hunks)",
-                "value": round(ms, 2),
-                "unit": "ms",
-                "target": 50.0,
-            }
+            Measure(
+                f"diff + hunk split ({n_changed} files, {hunks} hunks)",
+                ms,
+                "ms",
+                50.0,
+                detail=f"Session.diff, median of {repeat}",
+            )
         ]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def bench_commit(n_changed: int = 100) -> list[Row]:
+def bench_commit(n_changed: int = 100) -> list[Measure]:
     """Time a journaled, fsynced commit of ``n_changed`` files (no git commit)."""
     tmp = Path(tempfile.mkdtemp(prefix="brio-bench-commit-"))
     try:
-        paths = make_project(tmp, max(n_changed * 2, 200))
-        manager = SessionManager.open(tmp)
-        session = manager.create(label="bench")
-        _edit(session, paths[:n_changed])
+        manager, session = _edited_session(tmp, n_changed)
         session.accept()
         t0 = time.perf_counter()
         session.commit()
         ms = (time.perf_counter() - t0) * 1000
         manager.close()
         return [
-            {
-                "name": f"commit ({n_changed} files, journaled, fsync)",
-                "value": round(ms, 2),
-                "unit": "ms",
-                "target": None,
-            }
+            Measure(
+                f"commit ({n_changed} files, journaled, fsync)",
+                ms,
+                "ms",
+                None,
+                detail="one Session.commit of the accepted changes",
+            )
         ]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_all(*, fork_files: int = 50_000) -> list[Row]:
+def run_all(*, fork_files: int = 50_000) -> list[Measure]:
     """Every session benchmark."""
     os.environ.pop("BRIOTUI_FAILPOINT", None)
     return [*bench_fork(fork_files), *bench_diff(), *bench_commit()]

@@ -1,6 +1,6 @@
 """Measuring the state tree's patch stream, for ``briotui bench`` (never in tests).
 
-DESIGN.md sets no number for it; the figures say how fast mutations become patches, how
+No target is set for most of it; the figures say how fast mutations become patches, how
 much coalescing saves, and what a late subscriber pays for its snapshot.
 """
 
@@ -8,25 +8,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any
 
+from briotui.devtools.bench.measure import Measure
 from briotui.kernel.state import StatePatch, StateTree, TaskTree
 
 SNAPSHOT_TASKS = 1000
 """Tasks in the tree a late subscriber snapshots."""
-
-
-def _row(
-    name: str, value: float, unit: str, target: float | None, better: str, detail: str
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "value": value,
-        "unit": unit,
-        "target": target,
-        "better": better,
-        "detail": detail,
-    }
 
 
 def _big_tree(n: int) -> TaskTree:
@@ -39,14 +26,14 @@ def _big_tree(n: int) -> TaskTree:
     return tasks
 
 
-def bench_state(*, mutations: int = 50_000) -> list[dict[str, Any]]:
+def bench_state(*, mutations: int = 50_000) -> list[Measure]:
     """Measure patch publication, coalesced updates and late-join snapshots.
 
     Args:
         mutations: Mutations per rate measurement.
 
     Returns:
-        Rows ``{name, value, unit, target, better, detail}``, one per figure.
+        One :class:`Measure` per figure.
     """
     tasks = _big_tree(SNAPSHOT_TASKS)
     state = tasks.state
@@ -83,7 +70,7 @@ def bench_state(*, mutations: int = 50_000) -> list[dict[str, Any]]:
     storm_patches = len(received) - before
 
     return [
-        _row(
+        Measure(
             "state patch publication",
             published,
             "patch/s",
@@ -92,7 +79,7 @@ def bench_state(*, mutations: int = 50_000) -> list[dict[str, Any]]:
             "state.set of one value, one patch each, one subscriber, "
             f"in a tree of {SNAPSHOT_TASKS} tasks",
         ),
-        _row(
+        Measure(
             "state batched patch publication",
             batched,
             "patch/s",
@@ -100,7 +87,7 @@ def bench_state(*, mutations: int = 50_000) -> list[dict[str, Any]]:
             "higher",
             "with state.batch(): three operations in one patch",
         ),
-        _row(
+        Measure(
             "state coalesced progress updates",
             coalesced,
             "update/s",
@@ -108,7 +95,7 @@ def bench_state(*, mutations: int = 50_000) -> list[dict[str, Any]]:
             "higher",
             f"{mutations} TaskTree.set_progress calls became {storm_patches} patch(es)",
         ),
-        _row(
+        Measure(
             "state late-join snapshot",
             snapshot_ms,
             "ms",

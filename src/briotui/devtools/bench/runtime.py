@@ -1,7 +1,7 @@
-"""The benchmark suite behind ``briotui bench``: measured on this machine, against DESIGN.md.
+"""Runtime figures for ``briotui bench``: load, instantiate, pool, host calls, loop lag.
 
-Each measurement is a :class:`Measure` with its target. Speed is measured here, never
-asserted in tests. Runtime figures use the built-in ``probe`` agent (built on demand).
+Each figure is a :class:`~briotui.devtools.bench.measure.Measure` with its target.
+Runtime figures use the built-in ``probe`` agent (built on demand).
 """
 
 from __future__ import annotations
@@ -12,67 +12,16 @@ import json
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from wasmtime import component as wc
 
+from briotui.devtools.bench.measure import Measure, median_ms
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.runtime.instance import AgentInstance, AgentTask, LoadedAgent, RunFailed
 
 PROBE = "probe"
-
-
-@dataclass(frozen=True)
-class Measure:
-    """One measured figure.
-
-    Attributes:
-        name: What was measured.
-        value: The figure (median unless the name says otherwise).
-        unit: "ms", "us", "msg/s", ...
-        target: The DESIGN.md target, in the same unit.
-        better: "lower" or "higher": which side of the target is good.
-        detail: How it was measured.
-    """
-
-    name: str
-    value: float
-    unit: str
-    target: float | None
-    better: str = "lower"
-    detail: str = ""
-
-    @property
-    def ok(self) -> bool | None:
-        """Whether the target is met (None without a target)."""
-        if self.target is None:
-            return None
-        return self.value <= self.target if self.better == "lower" else self.value >= self.target
-
-    @property
-    def ratio(self) -> float | None:
-        """value / target (below 1 is good for "lower", above 1 for "higher")."""
-        if not self.target:
-            return None
-        return self.value / self.target
-
-    def to_dict(self) -> dict[str, Any]:
-        """As JSON-able data."""
-        return {
-            "name": self.name,
-            "value": round(self.value, 4),
-            "unit": self.unit,
-            "target": self.target,
-            "better": self.better,
-            "ratio": None if self.ratio is None else round(self.ratio, 4),
-            "ok": self.ok,
-            "detail": self.detail,
-        }
-
-
-def _median_ms(samples: list[float]) -> float:
-    return statistics.median(samples) * 1000
 
 
 async def bench_runtime(kernel: Kernel, *, rounds: int = 20) -> list[Measure]:
@@ -89,7 +38,7 @@ async def bench_runtime(kernel: Kernel, *, rounds: int = 20) -> list[Measure]:
     out.append(
         Measure(
             "load a built agent (cached, compiled)",
-            _median_ms(loads),
+            median_ms(loads),
             "ms",
             10.0,
             detail=f"Component.deserialize_file, median of {rounds}",
@@ -108,7 +57,7 @@ async def bench_runtime(kernel: Kernel, *, rounds: int = 20) -> list[Measure]:
     out.append(
         Measure(
             "instantiate an agent",
-            _median_ms(inst_times),
+            median_ms(inst_times),
             "ms",
             2.0,
             detail=f"new Store + instantiate on the agent's thread, median of {rounds}",

@@ -16,9 +16,11 @@ it unchanged:
   ``data: [DONE]``; errors as ``{"error": {"message", "type", "param", "code"}}``;
   ``GET /v1/models``.
 
-Replies are scripted (:class:`FakeReply`): text and its chunks, usage, an error with the
-vendor's status code and JSON shape, delays, a connection dropped mid-stream, a garbage
-event, or a stream that ends without its final event. The server records every request
+Replies are scripted (:class:`FakeReply`, the scripted provider's
+:class:`~briotui.kernel.llm.scripted.ScriptedReply`, read from the same files by the same
+:func:`~briotui.kernel.llm.scripted.load_replies`): text and its chunks, usage, an error
+with the vendor's status code and JSON shape, delays, a connection dropped mid-stream, a
+garbage event, or a stream that ends without its final event. The server records every request
 it receives and notices when a client hangs up mid-reply (:attr:`LoopbackServer.disconnects`).
 
 Only the standard library is used (``asyncio`` streams). The server binds 127.0.0.1
@@ -30,30 +32,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, get_args
 
 from briotui.kernel.errors import ConfigError
+from briotui.kernel.llm.scripted import (
+    ERROR_KINDS,
+    ErrorKind,
+    ScriptedReply,
+    approx_tokens,
+)
 from briotui.kernel.paths import user_config_dir
 
 WireProtocol = Literal["anthropic", "ollama", "openai"]
 """The wire protocols a loopback server can speak."""
 
 PROTOCOLS: tuple[WireProtocol, ...] = get_args(WireProtocol)
-
-ErrorKind = Literal[
-    "auth", "permission", "not-found", "bad-request", "rate-limit", "server", "overloaded"
-]
-"""Scriptable error kinds; each maps to the vendor's own status code and JSON shape."""
-
-ERROR_KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
 
 LOOPBACK_HOST = "127.0.0.1"
 MAX_HEADER_BYTES = 64 * 1024
@@ -76,113 +75,21 @@ _REASONS = {
 }
 
 
-@dataclass(frozen=True)
-class FakeReply:
-    """One scripted answer of a loopback server.
+FakeReply = ScriptedReply
+"""A loopback server's scripted answer: the scripted provider's reply, one format for both."""
 
-    Attributes:
-        text: The reply text.
-        chunks: How the text is split into deltas; by default, word by word.
-        input_tokens: Reported prompt tokens; by default about a token per 4 characters.
-        output_tokens: Reported reply tokens; by default about a token per 4 characters.
-        error: Fail the request with this kind of error before streaming.
-        error_message: The error's message; a vendor-like default otherwise.
-        mid_stream_error: After the chunks, send this error inside the stream
-            (Anthropic ``event: error``, Ollama ``{"error"}`` line, OpenAI error chunk).
-        delay_ms: Wait before the response head.
-        chunk_delay_ms: Wait between deltas.
-        drop_after: Close the connection abruptly after this many deltas.
-        malformed_after: Send an event that is not JSON after this many deltas.
-        truncate_after: End the body cleanly after this many deltas, without the
-            protocol's final event.
-        model: The model named in the reply; the requested model by default.
-        stop: Why the reply ended: "end" or "max-tokens".
+
+def fault(error: str, message: str | None) -> tuple[ErrorKind, str | None]:
+    """The vendor error a reply's ``error`` (a kind, or a message) is served as.
+
+    Args:
+        error: One of :data:`ERROR_KINDS`, or a message (served as a server error).
+        message: The reply's ``error_message``.
     """
-
-    text: str = ""
-    chunks: tuple[str, ...] | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    error: ErrorKind | None = None
-    error_message: str | None = None
-    mid_stream_error: ErrorKind | None = None
-    delay_ms: int = 0
-    chunk_delay_ms: int = 0
-    drop_after: int | None = None
-    malformed_after: int | None = None
-    truncate_after: int | None = None
-    model: str | None = None
-    stop: Literal["end", "max-tokens"] = "end"
-
-    def pieces(self) -> list[str]:
-        """The deltas this reply streams, in order."""
-        if self.chunks is not None:
-            return list(self.chunks)
-        return re.findall(r"\S+\s*|\s+", self.text)
-
-    @classmethod
-    def from_json(cls, raw: Any, where: str = "reply") -> FakeReply:
-        """Build a reply from its JSON form: a string, or an object of the attributes.
-
-        Raises:
-            ConfigError: the value is neither, or names an unknown attribute or error kind.
-        """
-        if isinstance(raw, str):
-            return cls(text=raw)
-        if not isinstance(raw, dict):
-            raise ConfigError(
-                f"{where} is a JSON {type(raw).__name__}; write a string or an object like "
-                '{"text": "hi", "chunk_delay_ms": 20}.',
-                title="Fake replies are malformed",
-            )
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(
-                f"{where} has unknown keys {unknown}; known keys are {sorted(known)}.",
-                title="Fake replies are malformed",
-            )
-        for key in ("error", "mid_stream_error"):
-            if raw.get(key) is not None and raw[key] not in ERROR_KINDS:
-                raise ConfigError(
-                    f"{where}: {key} {raw[key]!r} is not one of {list(ERROR_KINDS)}.",
-                    title="Fake replies are malformed",
-                )
-        values = dict(raw)
-        if values.get("chunks") is not None:
-            values["chunks"] = tuple(str(c) for c in values["chunks"])
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise ConfigError(f"{where}: {exc}", title="Fake replies are malformed") from None
-
-
-def load_replies(path: Path | str) -> list[FakeReply]:
-    """Read a replies file: a JSON array of :class:`FakeReply` JSON forms.
-
-    Raises:
-        ConfigError: the file is missing or not such an array.
-    """
-    file = Path(path)
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{file} does not exist. Write a JSON array of replies, e.g. "
-            '["Hello!", {"text": "slow reply", "chunk_delay_ms": 50}].',
-            title="Fake replies not found",
-        ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(
-            f"{file} is not readable JSON ({exc}); it must be a JSON array of replies.",
-            title="Fake replies are malformed",
-        ) from None
-    if not isinstance(data, list):
-        raise ConfigError(
-            f"{file} holds a JSON {type(data).__name__}, not an array of replies.",
-            title="Fake replies are malformed",
-        )
-    return [FakeReply.from_json(item, f"{file} element {i + 1}") for i, item in enumerate(data)]
+    for kind in ERROR_KINDS:
+        if error == kind:
+            return kind, message
+    return "server", message or error
 
 
 @dataclass(frozen=True)
@@ -439,11 +346,6 @@ def _now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
 
 
-def approx_tokens(text: str) -> int:
-    """A deterministic token estimate (about four characters a token)."""
-    return max(1, (len(text) + 3) // 4) if text else 0
-
-
 def _prompt_text(protocol: WireProtocol, body: dict[str, Any]) -> str:
     parts: list[str] = []
     if protocol == "anthropic" and isinstance(body.get("system"), str):
@@ -583,10 +485,15 @@ class LoopbackServer:
         """The received chat/message requests (not the probes)."""
         return [r for r in self.requests if r.method == "POST"]
 
-    def _next_reply(self) -> FakeReply | None:
+    def _next_reply(self, prompt: str) -> FakeReply | None:
+        """The first reply left whose ``match`` fits ``prompt`` (``agent`` is not on the wire)."""
         if not self._queue and self._cycle and self._script:
             self._queue.extend(self._script)
-        return self._queue.popleft() if self._queue else None
+        for index, reply in enumerate(self._queue):
+            if reply.fits_prompt(prompt):
+                del self._queue[index]
+                return reply
+        return None
 
     # --- HTTP -------------------------------------------------------------------------
 
@@ -678,7 +585,7 @@ class LoopbackServer:
             status, err = wire.error("not-found", None)
             await self._respond_json(writer, status, err, keep_alive)
             return keep_alive
-        reply = self._next_reply()
+        reply = self._next_reply(_prompt_text(self.protocol, request))
         if reply is None:
             status, err = wire.error(
                 "server", "loopback server: no scripted reply left for this request"
@@ -690,7 +597,7 @@ class LoopbackServer:
         if reply.delay_ms:
             await self._pause(reader, reply.delay_ms)
         if reply.error is not None:
-            status, err = wire.error(reply.error, reply.error_message)
+            status, err = wire.error(*fault(reply.error, reply.error_message))
             await self._respond_json(writer, status, err, keep_alive)
             return keep_alive
         if request.get("stream") is False:
@@ -842,7 +749,7 @@ class LoopbackServer:
             return keep_alive
         if reply.mid_stream_error is not None:
             await self._chunk(
-                writer, wire.stream_error(reply.mid_stream_error, reply.error_message)
+                writer, wire.stream_error(*fault(reply.mid_stream_error, reply.error_message))
             )
         else:
             for event in wire.tail(tin, tout, reply.stop):

@@ -8,7 +8,7 @@ For each vendor protocol, the same loopback server answers two ways of asking:
 
 Rounds alternate the two so drift and warm-up hit both equally. Overhead per request is
 the difference of medians on a one-delta reply; overhead per delta is the extra
-difference on a long reply, divided by its number of deltas. Targets (DESIGN/issue 5):
+difference on a long reply, divided by its number of deltas. Targets:
 <= 5 ms per request, <= 50 us per delta. Nothing here is asserted by a test.
 """
 
@@ -20,8 +20,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from briotui.devtools.bench.measure import Measure
+from briotui.devtools.loopback import FakeReply, LoopbackServer, WireProtocol
 from briotui.kernel.llm.config import ModelsConfig, ProviderConfig, RetryConfig, Target
-from briotui.kernel.llm.loopback import FakeReply, LoopbackServer, WireProtocol
 from briotui.kernel.llm.router import Router, make_provider
 from briotui.kernel.llm.streaming import StreamingProvider
 from briotui.kernel.llm.types import CompletionRequest, Message
@@ -37,7 +38,7 @@ async def bench_llm(
     protocols: tuple[WireProtocol, ...] = ("anthropic", "ollama", "openai"),
     rounds: int = 40,
     deltas: int = 200,
-) -> list[dict[str, Any]]:
+) -> list[Measure]:
     """Measure kernel overhead per streamed request and per delta, for each protocol.
 
     Args:
@@ -46,21 +47,20 @@ async def bench_llm(
         deltas: Deltas in the long reply.
 
     Returns:
-        Dicts of ``name``, ``value``, ``unit``, ``target`` (None when informative only)
-        and ``detail``.
+        One :class:`Measure` per figure (target None when it is for scale only).
     """
-    results: list[dict[str, Any]] = []
+    results: list[Measure] = []
     for protocol in protocols:
         results.extend(await _bench_protocol(protocol, rounds, deltas))
     return results
 
 
-def run_llm_bench(**kwargs: Any) -> list[dict[str, Any]]:
+def run_llm_bench(**kwargs: Any) -> list[Measure]:
     """:func:`bench_llm` from synchronous code (runs its own event loop)."""
     return asyncio.run(bench_llm(**kwargs))
 
 
-async def _bench_protocol(protocol: WireProtocol, rounds: int, deltas: int) -> list[dict[str, Any]]:
+async def _bench_protocol(protocol: WireProtocol, rounds: int, deltas: int) -> list[Measure]:
     short = FakeReply(chunks=("ok",), input_tokens=10, output_tokens=1)
     long = FakeReply(chunks=("tok ",) * deltas, input_tokens=10, output_tokens=deltas)
     key = None if protocol == "ollama" else _KEY
@@ -93,27 +93,27 @@ async def _bench_protocol(protocol: WireProtocol, rounds: int, deltas: int) -> l
     per_delta_us = ((k_long - d_long) - (k_short - d_short)) / max(1, deltas - 1) * 1e6
     how = f"median of {rounds} alternating rounds on a loopback {protocol} server"
     return [
-        {
-            "name": f"llm {protocol}: kernel overhead per streamed request",
-            "value": round(per_request_ms, 3),
-            "unit": "ms",
-            "target": REQUEST_TARGET_MS,
-            "detail": f"router vs bare SDK, 1-delta reply; {how}",
-        },
-        {
-            "name": f"llm {protocol}: kernel overhead per delta",
-            "value": round(per_delta_us, 2),
-            "unit": "us",
-            "target": DELTA_TARGET_US,
-            "detail": f"extra cost of a {deltas}-delta reply over a 1-delta one, per delta; {how}",
-        },
-        {
-            "name": f"llm {protocol}: bare SDK streamed request (1 delta)",
-            "value": round(d_short * 1000, 3),
-            "unit": "ms",
-            "target": None,
-            "detail": f"for scale; {how}",
-        },
+        Measure(
+            f"llm {protocol}: kernel overhead per streamed request",
+            per_request_ms,
+            "ms",
+            REQUEST_TARGET_MS,
+            detail=f"router vs bare SDK, 1-delta reply; {how}",
+        ),
+        Measure(
+            f"llm {protocol}: kernel overhead per delta",
+            per_delta_us,
+            "us",
+            DELTA_TARGET_US,
+            detail=f"extra cost of a {deltas}-delta reply over a 1-delta one, per delta; {how}",
+        ),
+        Measure(
+            f"llm {protocol}: bare SDK streamed request (1 delta)",
+            d_short * 1000,
+            "ms",
+            None,
+            detail=f"for scale; {how}",
+        ),
     ]
 
 

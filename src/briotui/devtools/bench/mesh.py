@@ -1,4 +1,4 @@
-"""Measuring the mesh against its DESIGN.md targets, for ``briotui bench`` (never in tests).
+"""Measuring the mesh against its targets, for ``briotui bench`` (never in tests).
 
 Targets: >= 300k messages/s one way between two host endpoints, and a request/reply
 round trip <= 30 us. Each figure is measured the way the kernel uses the mesh: agent
@@ -11,8 +11,8 @@ import asyncio
 import statistics
 import threading
 import time
-from typing import Any
 
+from briotui.devtools.bench.measure import Measure
 from briotui.kernel.errors import MeshQueueFull
 from briotui.kernel.mesh import Endpoint, Mesh, anyone
 
@@ -21,19 +21,6 @@ ONE_WAY_TARGET = 300_000.0
 
 ROUND_TRIP_TARGET = 30.0
 """Microseconds for one request and its reply between two host endpoints."""
-
-
-def _row(
-    name: str, value: float, unit: str, target: float | None, better: str, detail: str
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "value": value,
-        "unit": unit,
-        "target": target,
-        "better": better,
-        "detail": detail,
-    }
 
 
 def _pair(queue_size: int = 1 << 16) -> tuple[Mesh, Endpoint, Endpoint]:
@@ -132,22 +119,23 @@ def _thread_floor(n: int) -> float:
     return statistics.median(samples) * 1e6
 
 
+def _requests(a: Endpoint, n: int, samples: list[float]) -> None:
+    """From a worker thread: 50 warm-up requests, then ``n`` timed ones into ``samples``."""
+    for _ in range(50):
+        a.request("b", "ping", "x", 5.0)
+    for _ in range(n):
+        t0 = time.perf_counter()
+        a.request("b", "ping", "x", 5.0)
+        samples.append(time.perf_counter() - t0)
+
+
 def _round_trip_threads(n: int) -> float:
     _, a, b = _pair()
     stop = threading.Event()
     server = threading.Thread(target=_serve_thread, args=(b, stop))
     server.start()
     samples: list[float] = []
-
-    def client() -> None:
-        for _ in range(50):
-            a.request("b", "ping", "x", 5.0)
-        for _ in range(n):
-            t0 = time.perf_counter()
-            a.request("b", "ping", "x", 5.0)
-            samples.append(time.perf_counter() - t0)
-
-    worker = threading.Thread(target=client)
+    worker = threading.Thread(target=_requests, args=(a, n, samples))
     worker.start()
     worker.join()
     stop.set()
@@ -155,16 +143,18 @@ def _round_trip_threads(n: int) -> float:
     return statistics.median(samples) * 1e6
 
 
+async def _serve_task(b: Endpoint) -> None:
+    """Answer every request to ``b`` with its own body, on the loop, until cancelled."""
+    while True:
+        msg = await b.areceive(5.0)
+        if msg is not None:
+            b.reply(msg, msg.body)
+
+
 async def _round_trip_loop(n: int) -> float:
     _, a, b = _pair()
 
-    async def serve() -> None:
-        while True:
-            msg = await b.areceive(5.0)
-            if msg is not None:
-                b.reply(msg, msg.body)
-
-    server = asyncio.create_task(serve())
+    server = asyncio.create_task(_serve_task(b))
     try:
         for _ in range(50):
             await a.arequest("b", "ping", "x", 5.0)
@@ -181,31 +171,16 @@ async def _round_trip_loop(n: int) -> float:
 async def _round_trip_thread_to_loop(n: int) -> float:
     _, a, b = _pair()
 
-    async def serve() -> None:
-        while True:
-            msg = await b.areceive(5.0)
-            if msg is not None:
-                b.reply(msg, msg.body)
-
-    server = asyncio.create_task(serve())
+    server = asyncio.create_task(_serve_task(b))
     samples: list[float] = []
-
-    def client() -> None:
-        for _ in range(50):
-            a.request("b", "ping", "x", 5.0)
-        for _ in range(n):
-            t0 = time.perf_counter()
-            a.request("b", "ping", "x", 5.0)
-            samples.append(time.perf_counter() - t0)
-
     try:
-        await asyncio.to_thread(client)
+        await asyncio.to_thread(_requests, a, n, samples)
     finally:
         server.cancel()
     return statistics.median(samples) * 1e6
 
 
-def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[dict[str, Any]]:
+def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[Measure]:
     """Measure the mesh: one-way throughput and request/reply round trips.
 
     Runs its own event loop, so call it from synchronous code (or a worker thread).
@@ -215,7 +190,7 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[dic
         round_trips: Requests per round-trip run.
 
     Returns:
-        Rows ``{name, value, unit, target, better, detail}``, one per figure.
+        One :class:`Measure` per figure.
     """
     same = _best([_one_way_same_thread(messages) for _ in range(3)])
     threads = _best([_one_way_threads(messages) for _ in range(3)])
@@ -225,7 +200,7 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[dic
     rt_mixed = asyncio.run(_round_trip_thread_to_loop(round_trips))
     floor = _thread_floor(round_trips)
     return [
-        _row(
+        Measure(
             "mesh one-way, thread to thread",
             threads,
             "msg/s",
@@ -233,7 +208,7 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[dic
             "higher",
             f"median of 3 runs of {messages} sends in one thread, receive(timeout) in another",
         ),
-        _row(
+        Measure(
             "mesh one-way, thread to loop",
             to_loop,
             "msg/s",
@@ -241,7 +216,7 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[dic
             "higher",
             f"median of 3 runs of {messages} sends in a thread, areceive() in a task",
         ),
-        _row(
+        Measure(
             "mesh one-way, same thread",
             same,
             "msg/s",
@@ -249,7 +224,7 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[dic
             "higher",
             "send then receive(0) in batches of 1000: the cost of the mesh itself",
         ),
-        _row(
+        Measure(
             "mesh round trip, thread to thread",
             rt_threads,
             "us",
@@ -257,7 +232,7 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[dic
             "lower",
             f"median of {round_trips} request()/reply() between two worker threads",
         ),
-        _row(
+        Measure(
             "mesh round trip, task to task",
             rt_loop,
             "us",
@@ -265,7 +240,7 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[dic
             "lower",
             f"median of {round_trips} arequest()/areceive()+reply() on one loop",
         ),
-        _row(
+        Measure(
             "mesh round trip, thread to task",
             rt_mixed,
             "us",
@@ -273,7 +248,7 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[dic
             "lower",
             f"median of {round_trips} request() from a thread answered by a task",
         ),
-        _row(
+        Measure(
             "thread wake-up floor (bare Lock ping-pong)",
             floor,
             "us",
