@@ -53,7 +53,8 @@ from briotui.kernel.runtime.pool import AgentPool
 from briotui.kernel.session_commands import SessionCommands, feedback_of
 from briotui.kernel.settings import Settings, load_settings
 from briotui.kernel.shelltool import CommandPolicy, ShellSettings, sandbox_status
-from briotui.kernel.state import StateTree, TaskStatus
+from briotui.kernel.state import StateTree
+from briotui.kernel.tasktree import TaskStatus
 from briotui.kernel.supervisor import Supervisor, TaskResult, pipeline_concurrency
 from briotui.kernel.tools import ShellService, SqlService
 from briotui.kernel.vfs import Decision, Session, SessionManager

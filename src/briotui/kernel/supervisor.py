@@ -34,7 +34,7 @@ from briotui.kernel.errors import BrioError, ConfigError, MergeConflict
 from briotui.kernel.llm.types import Provider
 from briotui.kernel.runtime.context import RunBindings
 from briotui.kernel.runtime.instance import RunFailed, RunOutcome
-from briotui.kernel.state import TaskStatus
+from briotui.kernel.tasktree import TaskStatus
 from briotui.kernel.vfs import Session
 
 if TYPE_CHECKING:
