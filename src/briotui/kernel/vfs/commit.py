@@ -62,7 +62,8 @@ from briotui.kernel.vfs.safefs import split
 from briotui.kernel.vfs.worktree import Current, WorkTree
 
 if TYPE_CHECKING:
-    from briotui.kernel.vfs.session import Session, SessionManager
+    from briotui.kernel.vfs.manager import SessionManager
+    from briotui.kernel.vfs.session import Session
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 ZERO_SHA = "0" * 40
