@@ -61,8 +61,8 @@ def scripted(tmp_path: Path) -> Callable[..., ScriptedProvider]:
 def pinned_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
     """The kernel sees a working bubblewrap, so screenshots are the same on every machine
     (tests of the "unsandboxed" badge turn the sandbox off in the user's config)."""
-    from briotui.kernel import shelltool
+    from briotui.kernel.shell import runner
 
     monkeypatch.setattr(
-        shelltool, "_probe_bwrap", lambda: (True, "bwrap (pinned for the UI tests)")
+        runner, "_probe_bwrap", lambda: (True, "bwrap (pinned for the UI tests)")
     )

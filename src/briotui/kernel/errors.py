@@ -546,7 +546,7 @@ class SqlTimeout(SqlError):
     wit_kind = "timeout"
 
 
-# --- Commands for agents (briotui.kernel.shelltool) -----------------------------------
+# --- Commands for agents (briotui.kernel.shell) ---- -----------------------------------
 #
 #   BrioError
 #   └── CommandError           a command could not be run (wit "failed")

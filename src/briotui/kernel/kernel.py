@@ -52,11 +52,13 @@ from briotui.kernel.runtime.instance import (
 from briotui.kernel.runtime.pool import AgentPool
 from briotui.kernel.session_commands import SessionCommands, feedback_of
 from briotui.kernel.settings import Settings, load_settings
-from briotui.kernel.shelltool import CommandPolicy, ShellSettings, sandbox_status
+from briotui.kernel.shell.policy import CommandPolicy
+from briotui.kernel.shell.runner import ShellSettings, sandbox_status
+from briotui.kernel.shell.session import ShellService
+from briotui.kernel.sqlservice import SqlService
 from briotui.kernel.state import StateTree
-from briotui.kernel.tasktree import TaskStatus
 from briotui.kernel.supervisor import Supervisor, TaskResult, pipeline_concurrency
-from briotui.kernel.tools import ShellService, SqlService
+from briotui.kernel.tasktree import TaskStatus
 from briotui.kernel.vfs import Decision, Session, SessionManager
 from briotui.kernel.vfs.commit import CommitResult, RollbackResult
 

@@ -33,8 +33,8 @@ from briotui.kernel.runtime.events import (
 )
 from briotui.kernel.runtime.instance import RunUsage
 from briotui.kernel.state import StateTree
-from briotui.kernel.tasktree import TaskStatus, TaskTree
 from briotui.kernel.store import Store
+from briotui.kernel.tasktree import TaskStatus, TaskTree
 from briotui.kernel.vfs import Session
 
 _GONE = (AgentState.STOPPED, AgentState.FAILED)

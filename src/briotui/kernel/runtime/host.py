@@ -58,7 +58,7 @@ from briotui.kernel.runtime.values import (
     export_shape,
     func_shape,
 )
-from briotui.kernel.shelltool import INSTALL_HINT
+from briotui.kernel.shell.runner import INSTALL_HINT
 from briotui.kernel.sqlpolicy import AgentSql
 from briotui.kernel.vfs import Session
 from briotui.kernel.vfs.paths import DEFAULT_POLICY
