@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import jsonpatch
 from textual import work
@@ -39,6 +39,7 @@ from briotui.kernel.text import sanitize
 from briotui.kernel.trust import TrustStore
 from briotui.ui.config import UiConfig, save_theme, ui_config
 from briotui.ui.demo import demo_provider
+from briotui.ui.host import AppHost
 from briotui.ui.messages import (
     BuildUpdated,
     CapabilityDecided,
@@ -785,3 +786,9 @@ def make_app(
         build: Build missing agents in the background at start.
     """
     return BrioApp(project, provider=provider, demo=demo, config_dir=config_dir, build=build)
+
+
+if TYPE_CHECKING:
+
+    def _implements_app_host(app: BrioApp) -> AppHost:
+        return app  # mypy checks here that the app implements the screens' interface
