@@ -63,6 +63,4 @@ def pinned_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
     (tests of the "unsandboxed" badge turn the sandbox off in the user's config)."""
     from briotui.kernel.shell import runner
 
-    monkeypatch.setattr(
-        runner, "_probe_bwrap", lambda: (True, "bwrap (pinned for the UI tests)")
-    )
+    monkeypatch.setattr(runner, "_probe_bwrap", lambda: (True, "bwrap (pinned for the UI tests)"))

@@ -12,6 +12,7 @@ here that delegates to the module doing the work (``supervisor``, ``session_comm
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -563,9 +564,26 @@ class Kernel:
         """The result of a submitted task, once it ends."""
         return await self._jobs[task_id]
 
-    async def watch_project(self) -> None:
-        """Keep a live base while the kernel runs, so new sessions are O(changes)."""
-        await asyncio.to_thread(self.sessions().start_watching)
+    async def watch_project(self, on_change: Callable[[int], None] | None = None) -> None:
+        """Keep a live base while the kernel runs, so new sessions are O(changes).
+
+        Args:
+            on_change: Called on the kernel's loop with how many paths changed in the
+                working tree that no session has taken in yet, each time that number
+                changes (the UI's "working tree changed" notice). The kernel's one
+                watcher (:meth:`SessionManager.on_change`) drives it; nobody polls.
+        """
+        sessions = self.sessions()
+        if on_change is not None:
+            loop = self.loop
+            callback = on_change
+
+            def deliver(pending: int) -> None:
+                with contextlib.suppress(RuntimeError):  # the loop closed: nobody listens
+                    loop.call_soon_threadsafe(callback, pending)
+
+            sessions.on_change(deliver)
+        await asyncio.to_thread(sessions.start_watching)
 
     # -- questions to the user -----------------------------------------------------------
 

@@ -168,7 +168,6 @@ class BrioApp(App[int]):
         """The user's and the project's settings (the project's sensitive ones once trusted)."""
         self._config_errors: list[ConfigError] = []
         self._unsubscribe_events: Any = None
-        self._watching = False
         self._tree_changed = 0
 
     # -- start and stop ------------------------------------------------------------------
@@ -233,7 +232,6 @@ class BrioApp(App[int]):
         for error in self._config_errors:
             self.notify(error.message, title=error.title, severity="warning", timeout=10)
         self.watch_project()
-        self.set_interval(1.0, self._check_working_tree, name="working tree")
         if self._build_on_start and self._missing_agents():
             self.build_agents()
         if not self._provider_given and not self.provider_problem:
@@ -738,8 +736,7 @@ class BrioApp(App[int]):
     async def watch_project(self) -> None:
         """Keep the project's live base current, so new sessions start in milliseconds."""
         assert self.kernel is not None
-        await self.kernel.watch_project()
-        self._watching = True
+        await self.kernel.watch_project(on_change=self._working_tree_changed)
 
     @work(exclusive=True, exit_on_error=False, group="provider", description="check the provider")
     async def check_provider(self) -> None:
@@ -758,10 +755,8 @@ class BrioApp(App[int]):
                 self.provider_problem = "; ".join(f"{s.name}: {s.fix or s.detail}" for s in chain)
         self._broadcast(BuildUpdated(dict(self.build_phases), not self.building))
 
-    def _check_working_tree(self) -> None:
-        if self.kernel is None or not self._watching:
-            return
-        changed = len(self.kernel.sessions().pending_changes())
+    def _working_tree_changed(self, changed: int) -> None:
+        """The kernel's watcher says how many paths changed on disk (on the app's loop)."""
         if changed != self._tree_changed:
             self._tree_changed = changed
             self._broadcast(WorkingTreeChanged(changed))

@@ -14,6 +14,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +101,7 @@ class SessionManager:
         self._pending: set[str] = set()
         self._watch_stop: threading.Event | None = None
         self._watch_thread: threading.Thread | None = None
+        self._listeners: list[Callable[[int], None]] = []
 
     @classmethod
     def open(
@@ -164,6 +166,30 @@ class SessionManager:
         if thread is not None:
             thread.join(timeout=5)
 
+    def on_change(self, listener: Callable[[int], None]) -> Callable[[], None]:
+        """Call ``listener(n)`` whenever the number of paths changed on disk that no
+        session base has taken in yet becomes ``n`` (from the watcher's thread, or the
+        thread that creates a session). Returns a function that unsubscribes it.
+
+        This is the one working-tree watcher: front ends subscribe here (through
+        :meth:`briotui.kernel.kernel.Kernel.watch_project`) instead of polling.
+        """
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _notify(self, pending: int) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(pending)
+
     def pending_changes(self) -> frozenset[str]:
         """Paths the watcher saw change that the live base has not taken in yet."""
         with self._lock:
@@ -198,13 +224,19 @@ class SessionManager:
             if changes:
                 rels = {os.path.relpath(p, root).replace(os.sep, "/") for _, p in changes}
                 with self._lock:
+                    before = len(self._pending)
                     self._pending |= rels
+                    after = len(self._pending)
+                if after != before:
+                    self._notify(after)
 
     def _current_base(self) -> BaseSnapshot:
         """The base for a new session: the live one (derived if need be) or a new build."""
         with self._lock:
             live = self._live_base if self.watching else None
             pending, self._pending = self._pending, set()
+        if pending:
+            self._notify(0)
         if live is not None and live.is_git:
             from briotui.kernel.vfs.gitio import head_commit
 
