@@ -386,3 +386,26 @@ async def test_the_working_tree_notice_comes_from_the_kernels_watcher(
         assert isinstance(screen, MainScreen)
         await wait_until(pilot, lambda: screen.tree_changed > 0)
         assert screen.tree_changed == len(manager.pending_changes())
+
+
+async def test_the_app_takes_its_settings_from_the_caller(
+    project: Path, scripted: Scripted, config_dir: Path
+) -> None:
+    """Settings built once (as the CLI does) go to the app and its kernel; nothing re-reads."""
+    from briotui.kernel.settings import load_settings
+
+    (project / ".brio").mkdir(exist_ok=True)
+    config = project / ".brio" / "config.toml"
+    config.write_text('[ui]\ntheme = "nord"\n\n[pipeline]\nconcurrency = 3\n')
+    settings = load_settings(project, user_dir=config_dir)
+    config.write_text("this is [not toml\n")  # a re-read would fail on this
+    app = make_app(
+        project, provider=scripted(), config_dir=config_dir, build=False, settings=settings
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.kernel is not None)
+        assert app.settings is settings
+        assert app.kernel is not None
+        assert app.kernel.config is settings
+        assert app.theme == "nord"
+        assert not app._config_errors

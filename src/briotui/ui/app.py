@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -132,11 +133,12 @@ class BrioApp(App[int]):
         demo: bool = False,
         config_dir: Path | None = None,
         build: bool = True,
+        settings: Settings | None = None,
     ) -> None:
         super().__init__()
         self.HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
         self.project = Path(project).resolve()
-        self.config_dir = config_dir or user_config_dir()
+        self.config_dir = config_dir or (settings.user_dir if settings else user_config_dir())
         self.demo = demo
         self._provider = demo_provider() if demo else provider
         self._provider_given = provider is not None or demo
@@ -162,10 +164,12 @@ class BrioApp(App[int]):
         self.build_phases: dict[str, str] = {}
         self.building = False
         self.ui_config = UiConfig()
-        self.settings = Settings(
+        self._given_settings = settings
+        self.settings = settings or Settings(
             user_file=self.config_dir / "config.toml", user_dir=self.config_dir
         )
-        """The user's and the project's settings (the project's sensitive ones once trusted)."""
+        """The user's and the project's settings (the project's sensitive ones once trusted),
+        built once: given by the caller (the CLI), or read on mount."""
         self._config_errors: list[ConfigError] = []
         self._unsubscribe_events: Any = None
         self._tree_changed = 0
@@ -184,7 +188,8 @@ class BrioApp(App[int]):
         for theme in themes:
             self.register_theme(theme)
         try:
-            self.settings = load_settings(self.project, user_dir=self.config_dir)
+            if self._given_settings is None:  # nobody built them: read them once, here
+                self.settings = load_settings(self.project, user_dir=self.config_dir)
             self.ui_config = ui_config(self.settings)
         except ConfigError as exc:
             self._config_errors.append(exc)
@@ -501,11 +506,7 @@ class BrioApp(App[int]):
         """Show what the project's config asks for; trusting it applies those settings."""
         from briotui.kernel.llm.config import project_key_refusals
 
-        try:
-            settings = load_settings(self.project, user_dir=self.config_dir)
-        except ConfigError as exc:
-            self.notify(exc.message, title=exc.title, severity="error", timeout=10)
-            return
+        settings = self.settings  # built once; trusting records exactly what it shows
         if settings.request.empty:
             self.notify("This project's config asks for nothing that needs trust.")
             return
@@ -527,7 +528,7 @@ class BrioApp(App[int]):
                     )
                 return
             store.trust(self.project, settings.request)  # exactly what the dialog showed
-            self.apply_settings(load_settings(self.project, user_dir=self.config_dir))
+            self.apply_settings(replace(settings, trusted=True))
             self.notify("The project's settings now apply.", title="Project trusted")
 
         self.push_screen(dialog, decided)
@@ -769,6 +770,7 @@ def make_app(
     demo: bool = False,
     config_dir: Path | None = None,
     build: bool = True,
+    settings: Settings | None = None,
 ) -> BrioApp:
     """The app for ``project``: used by the CLI and the tests alike.
 
@@ -779,8 +781,18 @@ def make_app(
         demo: Use the clearly labelled scripted demo instead of a model.
         config_dir: The user config dir (themes, keymap, the saved theme).
         build: Build missing agents in the background at start.
+        settings: The settings, built once by the caller (the CLI's
+            :func:`~briotui.kernel.settings.load_settings`; tests inject their own) and
+            handed to the kernel too; None reads them on mount.
     """
-    return BrioApp(project, provider=provider, demo=demo, config_dir=config_dir, build=build)
+    return BrioApp(
+        project,
+        provider=provider,
+        demo=demo,
+        config_dir=config_dir,
+        build=build,
+        settings=settings,
+    )
 
 
 if TYPE_CHECKING:

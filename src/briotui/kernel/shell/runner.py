@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,29 +187,6 @@ class ShellSettings:
         if unsandboxed not in ("ask", "allow", "deny"):
             raise ConfigError(f'[shell] unsandboxed in {source} must be "ask", "allow" or "deny".')
         return cls(sandbox=sandbox, unsandboxed=unsandboxed)
-
-
-def load_user_shell_settings(file: Path | None = None) -> ShellSettings:
-    """The ``[shell]`` settings from the user's config file (defaults if it has none).
-
-    Args:
-        file: The user's config file; ``user_config_dir()/config.toml`` by default.
-
-    Raises:
-        ConfigError: The file is not valid TOML or ``[shell]`` is wrong.
-    """
-    from briotui.kernel.paths import user_config_dir
-
-    path = file or user_config_dir() / "config.toml"
-    if not path.is_file():
-        return ShellSettings()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}. Fix the file.") from None
-    except OSError as exc:
-        raise ConfigError(f"{path} cannot be read: {exc}.") from None
-    return ShellSettings.from_user_config(data, str(path))
 
 
 INSTALL_HINT: Final = (

@@ -25,13 +25,13 @@ from briotui.kernel.errors import (
     CommandTimeout,
 )
 from briotui.kernel.paths import ProjectPaths
+from briotui.kernel.settings import load_settings
 from briotui.kernel.shell.policy import CommandPolicy
 from briotui.kernel.shell.runner import (
     INSTALL_HINT,
     CommandOutput,
     SandboxStatus,
     ShellSettings,
-    load_user_shell_settings,
     run_command,
     sandbox_status,
 )
@@ -172,7 +172,7 @@ class ShellService:
         max_output_bytes: Upper bound on a command's captured output.
         settings: The user's sandbox settings (see
             :meth:`briotui.kernel.settings.Settings.shell_settings`; never the project's);
-            read from the user config if None.
+            None reads the user's settings through the one loader (the kernel passes them).
     """
 
     def __init__(
@@ -186,7 +186,7 @@ class ShellService:
         self.paths = paths
         self.policy = CommandPolicy.from_config(shell)
         self.max_output_bytes = max_output_bytes
-        self.settings = settings if settings is not None else load_user_shell_settings()
+        self.settings = settings if settings is not None else load_settings().shell_settings()
         self.status: SandboxStatus = sandbox_status(self.settings)
         self._dirs: dict[str, Materialized] = {}
         self._lock = threading.Lock()
