@@ -7,6 +7,10 @@ It is longer than most modules (~770 lines) because it is the one command surfac
 each front-end command (tasks, session commands, grants, questions) is a short method
 here that delegates to the module doing the work (``supervisor``, ``session_commands``,
 ``records``, ``caps``).
+
+One piece: the :class:`Kernel` is the facade front ends use; each method delegates to
+the module doing the work (supervisor, session commands, records, runtime), so its
+length is its public API.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ path are merged and published at most once per flush interval, by the kernel's l
 
 :class:`~briotui.kernel.tasktree.TaskTree` (in its own module) is the typed layer over
 ``/tasks``; this module knows nothing of what the tree holds.
+
+One piece: the tree, its patch numbering, coalescing and late-join subscriptions share
+one lock and one sequence; splitting them would expose that lock.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ only render what they are given and post what the user did.
 
 It is longer than most modules (~770 lines) because every app-wide action (review,
 sessions, tasks, prompts, providers, themes) is one short method here over the kernel.
+
+One piece: the app is Textual's one :class:`~textual.app.App` (bindings, the state
+mirror, workers and the prompts it owns); the screens reach it only through
+:class:`~briotui.ui.host.AppHost`.
 """
 
 from __future__ import annotations

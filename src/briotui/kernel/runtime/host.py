@@ -9,6 +9,10 @@ function is wrapped so that:
   cross-talk between threads): failures become WIT ``error`` values, and the rare
   fatal case raises a ``WasmtimeError`` after recording a typed error in the context;
 - results over the message-size limit are refused with ``too-large``.
+
+One piece: it is the table of every WIT host function and the one wrapper (capability
+check, error mapping, size limits) each goes through; the services behind them live
+elsewhere.
 """
 
 from __future__ import annotations

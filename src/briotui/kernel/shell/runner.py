@@ -8,6 +8,9 @@ directory (writable), with no network and a private ``/tmp``; without it, under
 :mod:`briotui.kernel.reaper`. :func:`sandbox_status` says which, for ``doctor`` and the
 status bar; :class:`ShellSettings` is the user's ``[shell]`` sandbox choice. The runner
 does not consult the policy (:mod:`briotui.kernel.shell.policy`): callers check first.
+
+One piece: running a command and sandboxing it are one job (the bwrap arguments, the
+environment and the process-group kill are all parts of one :func:`run_command`).
 """
 
 from __future__ import annotations

@@ -33,6 +33,10 @@ is all-old (crash before step 3) or all-new, and the git commit matches the file
 Git runs through :func:`~briotui.kernel.vfs.gitio.run_git`: ``hash-object
 --no-filters``, ``update-index --index-info``, ``write-tree``, ``commit-tree``,
 ``update-ref``. No hook, filter, pager or signing program runs.
+
+One piece: planning, the journaled file update, crash recovery, the git step and
+rollback all read and write the same journal rows, and recovery must know every state
+the others leave.
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ link's target bytes. Sessions never follow a link: reading one is refused with i
 target named, and it is shown, reviewed and committed as a link. What a session left
 out (special files, files over the size limit, paths a command made that the session
 refused) is listed with the reason by :meth:`Session.left_out`.
+
+One piece: :class:`Session` is one class whose file operations, fork and merge all go
+through the same overlay and lock; review decisions and the manager live in their own
+modules.
 """
 
 from __future__ import annotations
