@@ -5,7 +5,7 @@ functions the kernel provides, then defines every import in a ``Linker``. Each h
 function is wrapped so that:
 
 - arguments and results are converted once per type (:mod:`.values`);
-- no Python exception ever escapes into wasmtime (PLATFORM.md: that can crash or
+- no Python exception ever escapes into wasmtime (in wasmtime-py that can crash or
   cross-talk between threads): failures become WIT ``error`` values, and the rare
   fatal case raises a ``WasmtimeError`` after recording a typed error in the context;
 - results over the message-size limit are refused with ``too-large``.
