@@ -19,8 +19,8 @@ from briotui.kernel.runtime import context as ctxmod
 from briotui.kernel.runtime import host
 from briotui.kernel.runtime.context import CallContext, RunBindings
 from briotui.kernel.runtime.values import Case, Err, Ok
+from briotui.kernel.sqlservice import SqlService
 from briotui.kernel.store import Store
-from briotui.kernel.tools import SqlService
 
 
 def make_ctx(

@@ -16,7 +16,7 @@ from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
 from briotui.kernel.runtime.context import RunBindings
 from briotui.kernel.runtime.instance import AgentInstance, AgentTask, RunFailed
-from briotui.kernel.tools import SqlService
+from briotui.kernel.sqlservice import SqlService
 
 from .test_build import write_agent
 

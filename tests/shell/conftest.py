@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tests.conftest import CORPORA
 
-from briotui.kernel.shelltool import shell_sandbox_status
+from briotui.kernel.shell.runner import shell_sandbox_status
 
 SANDBOX_OK, SANDBOX_DETAIL = shell_sandbox_status()
 

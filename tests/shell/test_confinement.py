@@ -22,8 +22,8 @@ from tests.conftest import make_git_project
 
 from briotui.kernel.errors import CommandTimeout
 from briotui.kernel.paths import ProjectPaths
-from briotui.kernel.shelltool import ShellSettings, run_command
-from briotui.kernel.tools import ShellService
+from briotui.kernel.shell.runner import ShellSettings, run_command
+from briotui.kernel.shell.session import ShellService
 from briotui.kernel.vfs import SessionManager
 
 from .conftest import needs_bwrap
@@ -128,7 +128,7 @@ print("seen" if seen else "clean")
 KERNEL = """\
 import sys
 from pathlib import Path
-from briotui.kernel.shelltool import run_command
+from briotui.kernel.shell.runner import run_command
 out = run_command(["python", "environ.py"], cwd=Path(sys.argv[1]), timeout_s=60,
                   max_output_bytes=10_000, sandbox=False)
 print(out.stdout.strip())

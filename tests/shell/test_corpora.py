@@ -14,7 +14,8 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from briotui.kernel.errors import CommandTimeout
-from briotui.kernel.shelltool import CommandPolicy, run_command
+from briotui.kernel.shell.policy import CommandPolicy
+from briotui.kernel.shell.runner import run_command
 
 from .conftest import corpus_lines
 

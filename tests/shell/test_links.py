@@ -18,7 +18,7 @@ from tests.vfs.conftest import BASE_FILES, make_repo
 
 from briotui.kernel.errors import PathRefused
 from briotui.kernel.paths import ProjectPaths
-from briotui.kernel.tools import ShellService
+from briotui.kernel.shell.session import ShellService
 from briotui.kernel.vfs import SessionManager
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from briotui.kernel.errors import ConfigError
-from briotui.kernel.shelltool import CommandPolicy, Rule
+from briotui.kernel.shell.policy import CommandPolicy, Rule
 
 POLICY = CommandPolicy.defaults()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from briotui.kernel.errors import CommandFailed, CommandNotFound, CommandRefused, CommandTimeout
-from briotui.kernel.shelltool import default_safe_path, run_command
+from briotui.kernel.shell.runner import default_safe_path, run_command
 
 
 def _script(tmp_path: Path, body: str) -> list[str]:

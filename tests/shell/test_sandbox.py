@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from briotui.kernel import shelltool
 from briotui.kernel.errors import CommandFailed, CommandTimeout
-from briotui.kernel.shelltool import run_command, shell_sandbox_status
+from briotui.kernel.shell import runner
+from briotui.kernel.shell.runner import run_command, shell_sandbox_status
 
 from .conftest import SANDBOX_OK, needs_bwrap
 
@@ -96,7 +96,7 @@ def test_sandboxed_timeout_kills_everything(tmp_path: Path) -> None:
 def test_without_bwrap_auto_runs_unsandboxed_and_required_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(shelltool, "_probe_bwrap", lambda: (False, "bwrap is not installed"))
+    monkeypatch.setattr(runner, "_probe_bwrap", lambda: (False, "bwrap is not installed"))
     out = run_command(["git", "--version"], cwd=tmp_path, timeout_s=30, max_output_bytes=100)
     assert out.exit_code == 0
     assert not out.sandboxed

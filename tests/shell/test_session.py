@@ -9,7 +9,7 @@ import pytest
 from tests.vfs.conftest import BASE_FILES, make_repo
 
 from briotui.kernel.errors import CommandTimeout, PathRefused
-from briotui.kernel.shelltool import is_cache_path, run_in_session
+from briotui.kernel.shell.session import is_cache_path, run_in_session
 from briotui.kernel.vfs import SessionManager
 
 SCRIPT = """\

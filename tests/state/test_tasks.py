@@ -10,7 +10,8 @@ import jsonpatch
 import pytest
 
 from briotui.kernel.errors import StateError, TaskNotFound
-from briotui.kernel.state import StatePatch, StateTree, TaskTree, Usage
+from briotui.kernel.state import StatePatch, StateTree
+from briotui.kernel.tasktree import TaskTree, Usage
 
 
 @pytest.fixture

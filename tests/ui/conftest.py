@@ -27,14 +27,14 @@ def fixed_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     counter = itertools.count(1)
     monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(int=next(counter) << 96))
     sessions = itertools.count(1)
-    import briotui.kernel.vfs.session as session_module
+    import briotui.kernel.vfs.manager as manager_module
 
     class FixedSecrets:
         @staticmethod
         def token_hex(n: int = 4) -> str:
             return f"{next(sessions):0{2 * n}x}"
 
-    monkeypatch.setattr(session_module, "secrets", FixedSecrets)
+    monkeypatch.setattr(manager_module, "secrets", FixedSecrets)
 
 
 @pytest.fixture
@@ -61,8 +61,6 @@ def scripted(tmp_path: Path) -> Callable[..., ScriptedProvider]:
 def pinned_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
     """The kernel sees a working bubblewrap, so screenshots are the same on every machine
     (tests of the "unsandboxed" badge turn the sandbox off in the user's config)."""
-    from briotui.kernel import shelltool
+    from briotui.kernel.shell import runner
 
-    monkeypatch.setattr(
-        shelltool, "_probe_bwrap", lambda: (True, "bwrap (pinned for the UI tests)")
-    )
+    monkeypatch.setattr(runner, "_probe_bwrap", lambda: (True, "bwrap (pinned for the UI tests)"))

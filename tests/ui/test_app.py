@@ -17,6 +17,7 @@ from briotui.ui.app import BrioApp, make_app
 from briotui.ui.screens.capability import CapabilityPrompt
 from briotui.ui.screens.dialogs import ConfirmQuit, RejectReason
 from briotui.ui.screens.help import HelpScreen
+from briotui.ui.screens.main import MainScreen
 from briotui.ui.screens.review import ReviewScreen
 from briotui.ui.screens.sessions import SessionsScreen
 from briotui.ui.widgets.conversation import ConversationPane
@@ -369,3 +370,42 @@ async def test_the_status_bar_says_unsandboxed_from_the_kernels_state(
         assert sandboxed.workbench.state.get("/sandbox")["sandboxed"] is True
         bar = sandboxed.screen.query_one("#status", StatusBar)
         assert "unsandboxed" not in str(bar.render())
+
+
+async def test_the_working_tree_notice_comes_from_the_kernels_watcher(
+    project: Path, scripted: Scripted, config_dir: Path
+) -> None:
+    """An edit on disk reaches the status bar through the kernel's one watcher."""
+    app = app_for(project, scripted(), config_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.kernel is not None and app.kernel.sessions().watching)
+        manager = app.kernel.sessions()  # type: ignore[union-attr]
+        assert manager._listeners, "the app subscribes to the kernel's watcher"
+        (project / "notes.txt").write_text("edited by the user\n")
+        screen = app.screen
+        assert isinstance(screen, MainScreen)
+        await wait_until(pilot, lambda: screen.tree_changed > 0)
+        assert screen.tree_changed == len(manager.pending_changes())
+
+
+async def test_the_app_takes_its_settings_from_the_caller(
+    project: Path, scripted: Scripted, config_dir: Path
+) -> None:
+    """Settings built once (as the CLI does) go to the app and its kernel; nothing re-reads."""
+    from briotui.kernel.settings import load_settings
+
+    (project / ".brio").mkdir(exist_ok=True)
+    config = project / ".brio" / "config.toml"
+    config.write_text('[ui]\ntheme = "nord"\n\n[pipeline]\nconcurrency = 3\n')
+    settings = load_settings(project, user_dir=config_dir)
+    config.write_text("this is [not toml\n")  # a re-read would fail on this
+    app = make_app(
+        project, provider=scripted(), config_dir=config_dir, build=False, settings=settings
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.kernel is not None)
+        assert app.settings is settings
+        assert app.kernel is not None
+        assert app.kernel.config is settings
+        assert app.theme == "nord"
+        assert not app._config_errors

@@ -18,7 +18,7 @@ from textual.pilot import Pilot
 
 import briotui.kernel.runtime.instance as instance_module
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
-from briotui.kernel.state import TaskTree
+from briotui.kernel.tasktree import TaskTree
 from briotui.ui.app import BrioApp, make_app
 from briotui.ui.screens.capability import CapabilityPrompt
 from briotui.ui.screens.dialogs import ConfirmQuit, RejectReason

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import anyio
 import pytest
 
 from briotui.devtools.bench.sessions import make_project
 from briotui.kernel.vfs import SessionManager
-from briotui.kernel.vfs.watch import touched_by_user, watch_project
+from briotui.kernel.vfs.watch import touched_by_user
 
 N_FILES = 3000
 
@@ -60,20 +59,22 @@ def test_materialize_round_trip(manager: SessionManager, tmp_path: Path) -> None
 
 
 async def test_watch_reports_user_edits(manager: SessionManager, repo_dir: Path) -> None:
+    """The manager's one watcher calls its listeners; no poll is needed to learn of an edit."""
     s = manager.create()
     s.write("src/util.py", b"session\n", False)
-    stop = anyio.Event()
-    seen: set[str] = set()
-
-    async def consume() -> None:
-        async for batch in watch_project(repo_dir, manager.policy, stop_event=stop, debounce_ms=50):
-            seen.update(batch)
-            if "src/util.py" in seen:
-                stop.set()
-
-    task = asyncio.create_task(consume())
-    await asyncio.sleep(0.3)
-    (repo_dir / "src/util.py").write_text("user\n")
-    await asyncio.wait_for(task, timeout=10)
-    assert not any(p.startswith((".brio", ".git")) for p in seen)
-    assert touched_by_user(s, seen) == ["src/util.py"]
+    loop = asyncio.get_running_loop()
+    counts: asyncio.Queue[int] = asyncio.Queue()
+    manager.on_change(lambda n: loop.call_soon_threadsafe(counts.put_nowait, n))
+    await asyncio.to_thread(manager.start_watching)
+    try:
+        (repo_dir / "src/util.py").write_text("user\n")
+        while "src/util.py" not in manager.pending_changes():
+            await asyncio.wait_for(counts.get(), timeout=10)
+        seen = manager.pending_changes()
+        assert not any(p.startswith((".brio", ".git")) for p in seen)
+        assert touched_by_user(s, seen) == ["src/util.py"]
+        manager.create()  # the new base takes the change in: listeners hear 0
+        while (n := await asyncio.wait_for(counts.get(), timeout=10)) != 0:
+            assert n > 0
+    finally:
+        manager.stop_watching()

@@ -19,7 +19,7 @@ from briotui.kernel.paths import ProjectPaths, cache_dir, user_config_dir
 from briotui.kernel.runtime.cache import componentize_py_version
 from briotui.kernel.runtime.engine import wasmtime_version
 from briotui.kernel.settings import Settings, load_settings
-from briotui.kernel.shelltool import INSTALL_HINT, ShellSettings, sandbox_status
+from briotui.kernel.shell.runner import INSTALL_HINT, ShellSettings, sandbox_status
 from briotui.kernel.text import sanitize
 
 Status = Literal["ok", "warn", "error"]

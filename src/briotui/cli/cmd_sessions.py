@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from briotui.cli.output import Style, is_tty, one_line, paint, print_json, reveal, say, table
 from briotui.kernel.kernel import Kernel
+from briotui.kernel.settings import Settings
 from briotui.kernel.text import reveal_segments
 from briotui.kernel.vfs import Session, SessionDiff, SessionManager
 from briotui.kernel.vfs.commit import CommitResult, RollbackResult
@@ -275,11 +276,15 @@ def run_diff(args: argparse.Namespace) -> int:
 T = TypeVar("T")
 
 
-def _with_kernel(args: argparse.Namespace, work: Callable[[Kernel], Awaitable[T]]) -> T:
+def _with_kernel(
+    args: argparse.Namespace,
+    work: Callable[[Kernel], Awaitable[T]],
+    settings: Settings | None = None,
+) -> T:
     """Run ``work`` against the project's kernel, closing it afterwards."""
 
     async def main() -> T:
-        kernel = Kernel(getattr(args, "project", "."))
+        kernel = Kernel(getattr(args, "project", "."), config=settings)
         try:
             manager = kernel.sessions()
             for notice in manager.store.notices + manager.recovery_notices:
@@ -394,7 +399,8 @@ def run_revise(args: argparse.Namespace) -> int:
     from briotui.cli.cmd_run import parse_provider
     from briotui.kernel.settings import load_settings
 
-    provider = parse_provider(args.provider, load_settings(getattr(args, "project", ".")))
+    settings: Settings = load_settings(getattr(args, "project", "."))  # once: provider and kernel
+    provider = parse_provider(args.provider, settings)
 
     async def work(kernel: Kernel) -> dict[str, Any]:
         try:
@@ -417,7 +423,7 @@ def run_revise(args: argparse.Namespace) -> int:
             "error": result.error,
         }
 
-    report = _with_kernel(args, work)
+    report = _with_kernel(args, work, settings)
     if args.json:
         print_json(report)
     else:

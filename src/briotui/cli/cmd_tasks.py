@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from briotui.cli.output import one_line, print_json, say, table
 from briotui.kernel.kernel import Kernel
+from briotui.kernel.settings import Settings
 
 T = TypeVar("T")
 
@@ -63,9 +64,13 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run_grants_revoke)
 
 
-def _with_kernel(args: argparse.Namespace, work: Callable[[Kernel], Awaitable[T]]) -> T:
+def _with_kernel(
+    args: argparse.Namespace,
+    work: Callable[[Kernel], Awaitable[T]],
+    settings: Settings | None = None,
+) -> T:
     async def main() -> T:
-        kernel = Kernel(getattr(args, "project", "."))
+        kernel = Kernel(getattr(args, "project", "."), config=settings)
         try:
             return await work(kernel)
         finally:
@@ -119,7 +124,8 @@ def run_tasks_resume(args: argparse.Namespace) -> int:
     from briotui.cli.cmd_run import parse_provider
     from briotui.kernel.settings import load_settings
 
-    provider = parse_provider(args.provider, load_settings(getattr(args, "project", ".")))
+    settings: Settings = load_settings(getattr(args, "project", "."))  # once: provider and kernel
+    provider = parse_provider(args.provider, settings)
 
     async def work(kernel: Kernel) -> dict[str, Any]:
         try:
@@ -138,7 +144,7 @@ def run_tasks_resume(args: argparse.Namespace) -> int:
             "error": result.error,
         }
 
-    report = _with_kernel(args, work)
+    report = _with_kernel(args, work, settings)
     if args.json:
         print_json(report)
     else:

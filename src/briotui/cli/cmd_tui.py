@@ -26,10 +26,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Start the Textual app (imported here so the CLI starts fast without it)."""
     from briotui.cli.cmd_run import parse_provider
+    from briotui.kernel.errors import ConfigError
+    from briotui.kernel.settings import Settings, load_settings
     from briotui.ui.app import make_app
 
     spec = getattr(args, "provider", None)
-    provider = parse_provider(spec, args.project) if spec else None
-    app = make_app(args.project, provider=provider, demo=bool(getattr(args, "demo", False)))
+    settings: Settings | None
+    try:
+        settings = load_settings(args.project)  # once, for the provider, the app and the kernel
+    except ConfigError:
+        if spec:
+            raise
+        settings = None  # the app reads them on mount and shows the error in the UI
+    provider = parse_provider(spec, settings or args.project) if spec else None
+    app = make_app(
+        args.project,
+        provider=provider,
+        demo=bool(getattr(args, "demo", False)),
+        settings=settings,
+    )
     app.run()
     return int(app.return_code or 0)

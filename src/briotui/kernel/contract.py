@@ -12,6 +12,9 @@ module guesses a dict key.
 :class:`~briotui.kernel.errors.StateShapeError` naming the path and the field. The
 shapes carry a version, :data:`STATE_VERSION`, published at ``/version``: bump it when a
 shape changes in a way an older front end would misread.
+
+One piece: it is the one contract of the state tree (every shape, its constructors and
+its validator), which is the point of having it.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ The tree::
 
 Nothing here formats tracebacks: a user sees ``title`` and ``message``; logs keep the
 rest.
+
+One piece: it is the one error tree (every error's title and what-to-do message), so a
+front end can render any of them the same way.
 """
 
 from __future__ import annotations
@@ -546,7 +549,7 @@ class SqlTimeout(SqlError):
     wit_kind = "timeout"
 
 
-# --- Commands for agents (briotui.kernel.shelltool) -----------------------------------
+# --- Commands for agents (briotui.kernel.shell) ---- -----------------------------------
 #
 #   BrioError
 #   └── CommandError           a command could not be run (wit "failed")

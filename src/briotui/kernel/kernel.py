@@ -7,11 +7,16 @@ It is longer than most modules (~770 lines) because it is the one command surfac
 each front-end command (tasks, session commands, grants, questions) is a short method
 here that delegates to the module doing the work (``supervisor``, ``session_commands``,
 ``records``, ``caps``).
+
+One piece: the :class:`Kernel` is the facade front ends use; each method delegates to
+the module doing the work (supervisor, session commands, records, runtime), so its
+length is its public API.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -52,10 +57,13 @@ from briotui.kernel.runtime.instance import (
 from briotui.kernel.runtime.pool import AgentPool
 from briotui.kernel.session_commands import SessionCommands, feedback_of
 from briotui.kernel.settings import Settings, load_settings
-from briotui.kernel.shelltool import CommandPolicy, ShellSettings, sandbox_status
-from briotui.kernel.state import StateTree, TaskStatus
+from briotui.kernel.shell.policy import CommandPolicy
+from briotui.kernel.shell.runner import ShellSettings, sandbox_status
+from briotui.kernel.shell.session import ShellService
+from briotui.kernel.sqlservice import SqlService
+from briotui.kernel.state import StateTree
 from briotui.kernel.supervisor import Supervisor, TaskResult, pipeline_concurrency
-from briotui.kernel.tools import ShellService, SqlService
+from briotui.kernel.tasktree import TaskStatus
 from briotui.kernel.vfs import Decision, Session, SessionManager
 from briotui.kernel.vfs.commit import CommitResult, RollbackResult
 
@@ -560,9 +568,26 @@ class Kernel:
         """The result of a submitted task, once it ends."""
         return await self._jobs[task_id]
 
-    async def watch_project(self) -> None:
-        """Keep a live base while the kernel runs, so new sessions are O(changes)."""
-        await asyncio.to_thread(self.sessions().start_watching)
+    async def watch_project(self, on_change: Callable[[int], None] | None = None) -> None:
+        """Keep a live base while the kernel runs, so new sessions are O(changes).
+
+        Args:
+            on_change: Called on the kernel's loop with how many paths changed in the
+                working tree that no session has taken in yet, each time that number
+                changes (the UI's "working tree changed" notice). The kernel's one
+                watcher (:meth:`SessionManager.on_change`) drives it; nobody polls.
+        """
+        sessions = self.sessions()
+        if on_change is not None:
+            loop = self.loop
+            callback = on_change
+
+            def deliver(pending: int) -> None:
+                with contextlib.suppress(RuntimeError):  # the loop closed: nobody listens
+                    loop.call_soon_threadsafe(callback, pending)
+
+            sessions.on_change(deliver)
+        await asyncio.to_thread(sessions.start_watching)
 
     # -- questions to the user -----------------------------------------------------------
 

@@ -17,6 +17,10 @@ message goes only between agents whose grants let them talk (both sides are aske
 The fast path is a ``deque`` and a plain lock per endpoint; a waiting receiver parks
 on a lock of its own (a thread) or a future (a task), and an asyncio waiter is woken
 with ``call_soon_threadsafe`` only when the sender is not on that loop.
+
+One piece: the endpoints and the mesh share the delivery, back-pressure and shutdown
+rules of one message bus; most of its length is :class:`Endpoint`'s blocking and async
+variants of the same four calls.
 """
 
 from __future__ import annotations

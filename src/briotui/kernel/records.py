@@ -32,8 +32,9 @@ from briotui.kernel.runtime.events import (
     StateChanged,
 )
 from briotui.kernel.runtime.instance import RunUsage
-from briotui.kernel.state import StateTree, TaskStatus, TaskTree
+from briotui.kernel.state import StateTree
 from briotui.kernel.store import Store
+from briotui.kernel.tasktree import TaskStatus, TaskTree
 from briotui.kernel.vfs import Session
 
 _GONE = (AgentState.STOPPED, AgentState.FAILED)

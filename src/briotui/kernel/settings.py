@@ -32,7 +32,7 @@ from briotui.kernel.trust import (
 )
 
 if TYPE_CHECKING:
-    from briotui.kernel.shelltool import ShellSettings
+    from briotui.kernel.shell.runner import ShellSettings
 
 _USER_SHELL_KEYS = frozenset({"sandbox", "unsandboxed"})
 """``[shell]`` keys only the user's config may set (the sandbox and unsandboxed runs)."""
@@ -176,7 +176,7 @@ class Settings:
         Raises:
             ConfigError: they are malformed (naming the file).
         """
-        from briotui.kernel.shelltool import ShellSettings
+        from briotui.kernel.shell.runner import ShellSettings
 
         return ShellSettings.from_user_config(self.user, str(self.user_file))
 

@@ -49,6 +49,9 @@ is also put in ``SQLITE_DBCONFIG_DEFENSIVE`` mode with triggers, views and
 double-quoted string literals switched off. Python 3.11 has no ``setconfig``; there
 the authorizer's refusal of every PRAGMA (so no ``writable_schema``) stands in for
 defensive mode.
+
+One piece: the statement scanner, the SQLite authorizer and the resource limits of
+:class:`AgentSql` together are one fence; a reviewer should see all of it at once.
 """
 
 from __future__ import annotations

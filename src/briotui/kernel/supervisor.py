@@ -26,7 +26,7 @@ import shlex
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from briotui.kernel import contract
 from briotui.kernel.caps.model import Delegator
@@ -34,11 +34,56 @@ from briotui.kernel.errors import BrioError, ConfigError, MergeConflict
 from briotui.kernel.llm.types import Provider
 from briotui.kernel.runtime.context import RunBindings
 from briotui.kernel.runtime.instance import RunFailed, RunOutcome
-from briotui.kernel.state import TaskStatus
+from briotui.kernel.tasktree import TaskStatus
 from briotui.kernel.vfs import Session
 
 if TYPE_CHECKING:
-    from briotui.kernel.kernel import Kernel
+    from briotui.kernel.settings import Settings
+    from briotui.kernel.state import StateTree
+
+
+class SupervisorHost(Protocol):
+    """What the supervisor needs from the kernel (the :class:`~briotui.kernel.kernel.Kernel`
+    implements it); the supervisor never imports the kernel module."""
+
+    @property
+    def config(self) -> Settings:
+        """The project's settings (``[pipeline]``, ``[tests]``)."""
+        ...
+
+    state: StateTree
+    """The state tree (conflicts are published under the session)."""
+
+    async def ask_user(self, agent: str, question: str) -> str:
+        """Ask the user an agent's question."""
+        ...
+
+    def session_of(self, task_id: str) -> Session | None:
+        """The session a task (or its nearest ancestor) works in."""
+        ...
+
+    async def run_agent(
+        self,
+        name: str,
+        goal: str,
+        *,
+        bindings: RunBindings | None = None,
+        context: Sequence[tuple[str, str]] = (),
+        task_id: str | None = None,
+        parent_task: str | None = None,
+        title: str | None = None,
+    ) -> RunOutcome:
+        """Run an agent on a goal in a fresh instance."""
+        ...
+
+    def record_review(self, session_id: str, review: dict[str, Any]) -> None:
+        """Keep the Reviewer's verdict and findings for a session."""
+        ...
+
+    def is_verified(self, session_id: str) -> bool:
+        """Whether the project's test command passed in the session."""
+        ...
+
 
 STEP_TITLES = {
     "council": "Plan the change",
@@ -86,7 +131,7 @@ class TaskResult:
         return dict(self.__dict__)
 
 
-def pipeline_concurrency(kernel: Kernel) -> int:
+def pipeline_concurrency(kernel: SupervisorHost) -> int:
     """How many subtasks run at once: ``[pipeline] concurrency`` (default 2)."""
     table, path = kernel.config.pipeline()
     value = table.get("concurrency", 2)
@@ -97,7 +142,7 @@ def pipeline_concurrency(kernel: Kernel) -> int:
     return value
 
 
-def test_command(kernel: Kernel) -> list[str] | None:
+def test_command(kernel: SupervisorHost) -> list[str] | None:
     """The project's test command from ``[tests] command`` in ``.brio/config.toml``.
 
     None when unset, or while the project is not trusted (it is a command the
@@ -123,7 +168,9 @@ class Supervisor:
         concurrency: How many subtasks run at once.
     """
 
-    def __init__(self, kernel: Kernel, provider: Provider | None, *, concurrency: int = 2) -> None:
+    def __init__(
+        self, kernel: SupervisorHost, provider: Provider | None, *, concurrency: int = 2
+    ) -> None:
         self.kernel = kernel
         self.provider = provider
         self._slots = asyncio.Semaphore(max(1, concurrency))

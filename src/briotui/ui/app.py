@@ -9,6 +9,10 @@ only render what they are given and post what the user did.
 
 It is longer than most modules (~770 lines) because every app-wide action (review,
 sessions, tasks, prompts, providers, themes) is one short method here over the kernel.
+
+One piece: the app is Textual's one :class:`~textual.app.App` (bindings, the state
+mirror, workers and the prompts it owns); the screens reach it only through
+:class:`~briotui.ui.host.AppHost`.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import jsonpatch
 from textual import work
@@ -39,6 +44,7 @@ from briotui.kernel.text import sanitize
 from briotui.kernel.trust import TrustStore
 from briotui.ui.config import UiConfig, save_theme, ui_config
 from briotui.ui.demo import demo_provider
+from briotui.ui.host import AppHost
 from briotui.ui.messages import (
     BuildUpdated,
     CapabilityDecided,
@@ -131,11 +137,12 @@ class BrioApp(App[int]):
         demo: bool = False,
         config_dir: Path | None = None,
         build: bool = True,
+        settings: Settings | None = None,
     ) -> None:
         super().__init__()
         self.HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
         self.project = Path(project).resolve()
-        self.config_dir = config_dir or user_config_dir()
+        self.config_dir = config_dir or (settings.user_dir if settings else user_config_dir())
         self.demo = demo
         self._provider = demo_provider() if demo else provider
         self._provider_given = provider is not None or demo
@@ -161,13 +168,14 @@ class BrioApp(App[int]):
         self.build_phases: dict[str, str] = {}
         self.building = False
         self.ui_config = UiConfig()
-        self.settings = Settings(
+        self._given_settings = settings
+        self.settings = settings or Settings(
             user_file=self.config_dir / "config.toml", user_dir=self.config_dir
         )
-        """The user's and the project's settings (the project's sensitive ones once trusted)."""
+        """The user's and the project's settings (the project's sensitive ones once trusted),
+        built once: given by the caller (the CLI), or read on mount."""
         self._config_errors: list[ConfigError] = []
         self._unsubscribe_events: Any = None
-        self._watching = False
         self._tree_changed = 0
 
     # -- start and stop ------------------------------------------------------------------
@@ -184,7 +192,8 @@ class BrioApp(App[int]):
         for theme in themes:
             self.register_theme(theme)
         try:
-            self.settings = load_settings(self.project, user_dir=self.config_dir)
+            if self._given_settings is None:  # nobody built them: read them once, here
+                self.settings = load_settings(self.project, user_dir=self.config_dir)
             self.ui_config = ui_config(self.settings)
         except ConfigError as exc:
             self._config_errors.append(exc)
@@ -232,7 +241,6 @@ class BrioApp(App[int]):
         for error in self._config_errors:
             self.notify(error.message, title=error.title, severity="warning", timeout=10)
         self.watch_project()
-        self.set_interval(1.0, self._check_working_tree, name="working tree")
         if self._build_on_start and self._missing_agents():
             self.build_agents()
         if not self._provider_given and not self.provider_problem:
@@ -502,11 +510,7 @@ class BrioApp(App[int]):
         """Show what the project's config asks for; trusting it applies those settings."""
         from briotui.kernel.llm.config import project_key_refusals
 
-        try:
-            settings = load_settings(self.project, user_dir=self.config_dir)
-        except ConfigError as exc:
-            self.notify(exc.message, title=exc.title, severity="error", timeout=10)
-            return
+        settings = self.settings  # built once; trusting records exactly what it shows
         if settings.request.empty:
             self.notify("This project's config asks for nothing that needs trust.")
             return
@@ -528,7 +532,7 @@ class BrioApp(App[int]):
                     )
                 return
             store.trust(self.project, settings.request)  # exactly what the dialog showed
-            self.apply_settings(load_settings(self.project, user_dir=self.config_dir))
+            self.apply_settings(replace(settings, trusted=True))
             self.notify("The project's settings now apply.", title="Project trusted")
 
         self.push_screen(dialog, decided)
@@ -737,8 +741,7 @@ class BrioApp(App[int]):
     async def watch_project(self) -> None:
         """Keep the project's live base current, so new sessions start in milliseconds."""
         assert self.kernel is not None
-        await self.kernel.watch_project()
-        self._watching = True
+        await self.kernel.watch_project(on_change=self._working_tree_changed)
 
     @work(exclusive=True, exit_on_error=False, group="provider", description="check the provider")
     async def check_provider(self) -> None:
@@ -757,10 +760,8 @@ class BrioApp(App[int]):
                 self.provider_problem = "; ".join(f"{s.name}: {s.fix or s.detail}" for s in chain)
         self._broadcast(BuildUpdated(dict(self.build_phases), not self.building))
 
-    def _check_working_tree(self) -> None:
-        if self.kernel is None or not self._watching:
-            return
-        changed = len(self.kernel.sessions().pending_changes())
+    def _working_tree_changed(self, changed: int) -> None:
+        """The kernel's watcher says how many paths changed on disk (on the app's loop)."""
         if changed != self._tree_changed:
             self._tree_changed = changed
             self._broadcast(WorkingTreeChanged(changed))
@@ -773,6 +774,7 @@ def make_app(
     demo: bool = False,
     config_dir: Path | None = None,
     build: bool = True,
+    settings: Settings | None = None,
 ) -> BrioApp:
     """The app for ``project``: used by the CLI and the tests alike.
 
@@ -783,5 +785,21 @@ def make_app(
         demo: Use the clearly labelled scripted demo instead of a model.
         config_dir: The user config dir (themes, keymap, the saved theme).
         build: Build missing agents in the background at start.
+        settings: The settings, built once by the caller (the CLI's
+            :func:`~briotui.kernel.settings.load_settings`; tests inject their own) and
+            handed to the kernel too; None reads them on mount.
     """
-    return BrioApp(project, provider=provider, demo=demo, config_dir=config_dir, build=build)
+    return BrioApp(
+        project,
+        provider=provider,
+        demo=demo,
+        config_dir=config_dir,
+        build=build,
+        settings=settings,
+    )
+
+
+if TYPE_CHECKING:
+
+    def _implements_app_host(app: BrioApp) -> AppHost:
+        return app  # mypy checks here that the app implements the screens' interface

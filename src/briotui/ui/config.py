@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from briotui.kernel.errors import ConfigError
-from briotui.kernel.settings import Settings, read_config_file
+from briotui.kernel.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -52,20 +52,6 @@ def _ui_table(data: Mapping[str, Any], source: Path | None) -> UiConfig:
             title="Invalid config",
         )
     return UiConfig(theme=theme, keymap=dict(keymap))
-
-
-def load_ui_config(user_dir: Path, project_config: Path | None = None) -> UiConfig:
-    """The UI settings: the user's file, then the project's on top.
-
-    Raises:
-        ConfigError: a file is not valid TOML or its ``[ui]`` table has wrong types.
-    """
-    user_file = user_dir / "config.toml"
-    user = _ui_table(read_config_file(user_file), user_file)
-    if project_config is None:
-        return user
-    project = _ui_table(read_config_file(project_config), project_config)
-    return UiConfig(theme=project.theme or user.theme, keymap={**user.keymap, **project.keymap})
 
 
 def ui_config(settings: Settings) -> UiConfig:

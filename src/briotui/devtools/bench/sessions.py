@@ -18,7 +18,7 @@ from typing import Any
 
 from briotui.devtools.bench.measure import Measure
 from briotui.kernel.vfs.gitio import run_git
-from briotui.kernel.vfs.session import SessionManager
+from briotui.kernel.vfs.manager import SessionManager
 
 
 def make_project(root: Path, n_files: int, *, git: bool = True) -> list[str]:

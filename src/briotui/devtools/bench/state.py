@@ -10,7 +10,8 @@ import statistics
 import time
 
 from briotui.devtools.bench.measure import Measure
-from briotui.kernel.state import StatePatch, StateTree, TaskTree
+from briotui.kernel.state import StatePatch, StateTree
+from briotui.kernel.tasktree import TaskTree
 
 SNAPSHOT_TASKS = 1000
 """Tasks in the tree a late subscriber snapshots."""

@@ -48,6 +48,9 @@ Anthropic, ``OPENAI_API_KEY`` to OpenAI) or to a base URL the *user's* config pa
 that variable. A project config that pairs a key variable with another URL is refused
 (:class:`~briotui.kernel.errors.KeyNotSent`), trusted or not; a project provider that
 needs no key is fine once the project is trusted.
+
+One piece: it is the one reader of ``[llm]`` (providers, chains, prices, retries) and
+the trust gate on each; split, the gate would be applied in two places.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ from briotui.kernel.sqlpolicy import AgentSql
 from briotui.kernel.workspace import WorkspaceView
 
 if TYPE_CHECKING:
-    from briotui.kernel.tools import ShellService, SqlService
+    from briotui.kernel.shell.session import ShellService
+    from briotui.kernel.sqlservice import SqlService
 
 T = TypeVar("T")
 

@@ -2,7 +2,7 @@
 
 The engine has the component model, fuel and epoch interruption on. Its
 :func:`fingerprint` names that configuration so a compiled artifact is only ever loaded
-into an engine configured the same way (PLATFORM.md: a serialized component only
+into an engine configured the same way (wasmtime: a serialized component only
 loads into an engine with the same config).
 """
 

@@ -5,10 +5,14 @@ functions the kernel provides, then defines every import in a ``Linker``. Each h
 function is wrapped so that:
 
 - arguments and results are converted once per type (:mod:`.values`);
-- no Python exception ever escapes into wasmtime (PLATFORM.md: that can crash or
+- no Python exception ever escapes into wasmtime (in wasmtime-py that can crash or
   cross-talk between threads): failures become WIT ``error`` values, and the rare
   fatal case raises a ``WasmtimeError`` after recording a typed error in the context;
 - results over the message-size limit are refused with ``too-large``.
+
+One piece: it is the table of every WIT host function and the one wrapper (capability
+check, error mapping, size limits) each goes through; the services behind them live
+elsewhere.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ from briotui.kernel.runtime.values import (
     export_shape,
     func_shape,
 )
-from briotui.kernel.shelltool import INSTALL_HINT
+from briotui.kernel.shell.runner import INSTALL_HINT
 from briotui.kernel.sqlpolicy import AgentSql
 from briotui.kernel.vfs import Session
 from briotui.kernel.vfs.paths import DEFAULT_POLICY

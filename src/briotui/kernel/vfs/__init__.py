@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from briotui.kernel.vfs.commit import CommitResult, RollbackResult
 from briotui.kernel.vfs.diff import FileChange, Hunk, HunkId, SessionDiff
+from briotui.kernel.vfs.manager import SessionInfo, SessionManager
 from briotui.kernel.vfs.merge import STRATEGIES, MergeOutcome, Strategy, merge3
 from briotui.kernel.vfs.paths import DEFAULT_POLICY, DEFAULT_PROTECTED, PathPolicy
 from briotui.kernel.vfs.session import (
@@ -22,8 +23,6 @@ from briotui.kernel.vfs.session import (
     OverlayEntry,
     Session,
     SessionId,
-    SessionInfo,
-    SessionManager,
     SessionState,
 )
 

@@ -33,6 +33,10 @@ is all-old (crash before step 3) or all-new, and the git commit matches the file
 Git runs through :func:`~briotui.kernel.vfs.gitio.run_git`: ``hash-object
 --no-filters``, ``update-index --index-info``, ``write-tree``, ``commit-tree``,
 ``update-ref``. No hook, filter, pager or signing program runs.
+
+One piece: planning, the journaled file update, crash recovery, the git step and
+rollback all read and write the same journal rows, and recovery must know every state
+the others leave.
 """
 
 from __future__ import annotations
@@ -62,7 +66,8 @@ from briotui.kernel.vfs.safefs import split
 from briotui.kernel.vfs.worktree import Current, WorkTree
 
 if TYPE_CHECKING:
-    from briotui.kernel.vfs.session import Session, SessionManager
+    from briotui.kernel.vfs.manager import SessionManager
+    from briotui.kernel.vfs.session import Session
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 ZERO_SHA = "0" * 40

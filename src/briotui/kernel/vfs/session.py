@@ -7,21 +7,27 @@ user's tree is never touched until :meth:`Session.commit`. Forking copies only t
 overlay (its changed files), never the project. Every method is thread-safe: the
 runtime calls a session from agent worker threads.
 
-:class:`SessionManager` is the per-project entry point: it opens the store, finishes
-or undoes an interrupted commit (:func:`briotui.kernel.vfs.commit.recover`) and
-creates, finds and lists sessions.
+:class:`~briotui.kernel.vfs.manager.SessionManager` (its own module) is the per-project
+entry point: it opens the store, recovers interrupted commits, watches the project, and
+creates, finds and lists sessions. Review decisions are kept by
+:mod:`briotui.kernel.vfs.review`. This module imports neither the commit nor the
+materialize module: a session commits, rolls back and materializes through its manager,
+so ``session -> commit -> session`` is no import cycle.
 
 A symlink is content, as in git: an overlay entry flagged ``symlink`` whose blob is the
 link's target bytes. Sessions never follow a link: reading one is refused with its
 target named, and it is shown, reviewed and committed as a link. What a session left
 out (special files, files over the size limit, paths a command made that the session
 refused) is listed with the reason by :meth:`Session.left_out`.
+
+One piece: :class:`Session` is one class whose file operations, fork and merge all go
+through the same overlay and lock; review decisions and the manager live in their own
+modules.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -34,21 +40,18 @@ from briotui.kernel.errors import (
     MergeConflict,
     PathDenied,
     PathRefused,
-    SessionNotFound,
     SessionStateError,
     WorkspaceFileNotFound,
 )
-from briotui.kernel.paths import ProjectPaths
-from briotui.kernel.store import Store
-from briotui.kernel.vfs.blobs import BlobStore
+from briotui.kernel.vfs import review
 from briotui.kernel.vfs.diff import FileChange, SessionDiff, file_change
 from briotui.kernel.vfs.merge import Strategy, merge3
-from briotui.kernel.vfs.paths import DEFAULT_POLICY, PathPolicy
 from briotui.kernel.vfs.snapshot import BaseSnapshot
 from briotui.kernel.workspace import Entry
 
 if TYPE_CHECKING:
     from briotui.kernel.vfs.commit import CommitResult, RollbackResult
+    from briotui.kernel.vfs.manager import SessionManager as SessionManager
     from briotui.kernel.vfs.materialize import Materialized
 
 SessionId = NewType("SessionId", str)
@@ -76,344 +79,6 @@ class OverlayEntry:
     size: int = 0
     origin: str | None = None
     symlink: bool = False
-
-
-@dataclass(frozen=True)
-class SessionInfo:
-    """A session's row, for listings.
-
-    Attributes:
-        id: The session id.
-        parent_id: The session it was forked from.
-        state: open, committed, discarded or rolled-back.
-        label: A short name.
-        task: The task text it was made for.
-        created: Creation time (Unix seconds).
-        changed_files: How many paths the session changed.
-    """
-
-    id: SessionId
-    parent_id: SessionId | None
-    state: SessionState
-    label: str
-    task: str
-    created: float
-    changed_files: int
-
-
-class SessionManager:
-    """All sessions of one project.
-
-    Attributes:
-        root: The project root (the user's working tree).
-        paths: Where ``.brio`` things live.
-        store: The project database.
-        blobs: The blob store.
-        policy: The path policy every session uses.
-        max_file_size: The largest file a session accepts.
-    """
-
-    def __init__(
-        self,
-        paths: ProjectPaths,
-        store: Store,
-        *,
-        policy: PathPolicy = DEFAULT_POLICY,
-        max_file_size: int = DEFAULT_MAX_FILE_SIZE,
-    ) -> None:
-        self.paths = paths
-        self.root = paths.root
-        self.store = store
-        self.blobs = BlobStore(paths.sessions / "blobs")
-        self.policy = policy
-        self.max_file_size = max_file_size
-        self.recovery_notices: list[str] = []
-        self._bases: dict[str, BaseSnapshot] = {}
-        self._sessions: dict[str, Session] = {}
-        self._lock = threading.RLock()
-        self._live_base: BaseSnapshot | None = None
-        self._pending: set[str] = set()
-        self._watch_stop: threading.Event | None = None
-        self._watch_thread: threading.Thread | None = None
-
-    @classmethod
-    def open(
-        cls,
-        project: Path | str,
-        *,
-        policy: PathPolicy = DEFAULT_POLICY,
-        max_file_size: int = DEFAULT_MAX_FILE_SIZE,
-    ) -> SessionManager:
-        """Open the sessions of the project at ``project``; recovers interrupted commits.
-
-        Raises:
-            PathRefused: ``project`` is not a directory.
-            StoreError: The database cannot be used.
-        """
-        from briotui.kernel.vfs.commit import recover
-
-        paths = ProjectPaths.at(project)
-        if not paths.root.is_dir():
-            raise PathRefused(
-                f"{paths.root} is not a directory. Run briotui inside a project directory "
-                "or pass -C DIR."
-            )
-        store = Store.open(paths.database)
-        manager = cls(paths, store, policy=policy, max_file_size=max_file_size)
-        manager.recovery_notices = recover(manager)
-        return manager
-
-    def close(self) -> None:
-        """Stop watching and close the database."""
-        self.stop_watching()
-        self.store.close()
-
-    # -- a live base, kept current by watching the project ------------------------------
-
-    def start_watching(self) -> None:
-        """Watch the project so new sessions derive their base in O(changes).
-
-        A long-running kernel (the TUI) calls this once: the first :meth:`create`
-        builds a base from the whole project; later ones reuse it, re-reading only the
-        paths the watcher saw change. Without a watcher every create rebuilds (the
-        CLI's one-shot runs). A change that lands within the watcher's latency (tens of
-        ms) of a create is seen by the next one, and is merged at commit anyway.
-        """
-        with self._lock:
-            if self._watch_thread is not None:
-                return
-            self._watch_stop = threading.Event()
-            ready = threading.Event()
-            self._watch_thread = threading.Thread(
-                target=self._watch, args=(self._watch_stop, ready), name="brio-watch", daemon=True
-            )
-            self._watch_thread.start()
-        ready.wait(timeout=5)
-
-    def stop_watching(self) -> None:
-        """Stop the watcher; later creates rebuild their base."""
-        with self._lock:
-            stop, thread = self._watch_stop, self._watch_thread
-            self._watch_stop = self._watch_thread = None
-            self._live_base = None
-        if stop is not None:
-            stop.set()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def pending_changes(self) -> frozenset[str]:
-        """Paths the watcher saw change that the live base has not taken in yet."""
-        with self._lock:
-            return frozenset(self._pending)
-
-    @property
-    def watching(self) -> bool:
-        """Whether the project is being watched."""
-        return self._watch_thread is not None
-
-    def _watch(self, stop: threading.Event, ready: threading.Event) -> None:
-        import watchfiles
-
-        root = str(self.root)
-
-        def keep(_change: watchfiles.Change, path: str) -> bool:
-            rel = os.path.relpath(path, root)
-            return not rel.startswith("..") and not self.policy.is_protected(
-                rel.replace(os.sep, "/")
-            )
-
-        for changes in watchfiles.watch(
-            root,
-            watch_filter=keep,
-            stop_event=stop,
-            debounce=50,
-            step=10,
-            rust_timeout=100,
-            yield_on_timeout=True,
-        ):
-            ready.set()  # the first yield (a timeout, at the latest) means it is watching
-            if changes:
-                rels = {os.path.relpath(p, root).replace(os.sep, "/") for _, p in changes}
-                with self._lock:
-                    self._pending |= rels
-
-    def _current_base(self) -> BaseSnapshot:
-        """The base for a new session: the live one (derived if need be) or a new build."""
-        with self._lock:
-            live = self._live_base if self.watching else None
-            pending, self._pending = self._pending, set()
-        if live is not None and live.is_git:
-            from briotui.kernel.vfs.gitio import head_commit
-
-            if head_commit(self.root) != live.head:
-                live = None  # a commit or checkout: start from the new HEAD
-        if live is None:
-            snap = BaseSnapshot.build(
-                self.root,
-                self.store,
-                self.blobs,
-                self.policy,
-                self.manifest_dir,
-                max_file_size=self.max_file_size,
-            )
-        elif pending:
-            snap = live.derive(pending, self.manifest_dir)
-        else:
-            snap = live
-        with self._lock:
-            self._bases[snap.id] = snap
-            if self.watching:
-                self._live_base = snap
-        return snap
-
-    @property
-    def manifest_dir(self) -> Path:
-        """Where base manifests are kept."""
-        return self.paths.sessions / "bases"
-
-    @property
-    def is_git(self) -> bool:
-        """Whether the project is a git working tree."""
-        from briotui.kernel.vfs.gitio import is_git_worktree
-
-        return is_git_worktree(self.root)
-
-    def base(self, base_id: str) -> BaseSnapshot:
-        """The base snapshot ``base_id`` (cached; shared by the sessions that use it)."""
-        with self._lock:
-            snap = self._bases.get(base_id)
-            if snap is None:
-                snap = BaseSnapshot.load(
-                    base_id,
-                    self.root,
-                    self.store,
-                    self.blobs,
-                    self.policy,
-                    self.manifest_dir,
-                    max_file_size=self.max_file_size,
-                )
-                self._bases[base_id] = snap
-            return snap
-
-    def create(self, *, label: str = "", task: str = "") -> Session:
-        """A new session on the project's current state (HEAD plus working tree)."""
-        return self._insert(self._current_base(), parent=None, overlay={}, label=label, task=task)
-
-    def _insert(
-        self,
-        snap: BaseSnapshot,
-        *,
-        parent: Session | None,
-        overlay: dict[str, OverlayEntry],
-        label: str,
-        task: str,
-    ) -> Session:
-        sid = SessionId("s-" + secrets.token_hex(4))
-        now = time.time()
-        with self.store.transaction() as conn:
-            conn.execute(
-                "INSERT INTO sessions (id, parent_id, base_id, state, label, task, created,"
-                " updated) VALUES (?, ?, ?, 'open', ?, ?, ?, ?)",
-                (sid, parent.id if parent else None, snap.id, label, task, now, now),
-            )
-            rows = [
-                (sid, layer, p, e.blob, int(e.executable), e.origin, e.size, int(e.symlink))
-                for layer in (("work", "fork") if parent else ("work",))
-                for p, e in overlay.items()
-            ]
-            if rows:
-                conn.executemany(
-                    "INSERT INTO session_files (session_id, layer, path, blob, executable,"
-                    " origin, size, symlink) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-        session = Session(
-            self,
-            sid,
-            snap,
-            parent_id=parent.id if parent else None,
-            state="open",
-            label=label,
-            task=task,
-            created=now,
-            overlay=dict(overlay),
-            fork_point=dict(overlay) if parent else None,
-        )
-        with self._lock:
-            self._sessions[sid] = session
-        return session
-
-    def get(self, session_id: str) -> Session:
-        """The session with that id (or a unique id prefix).
-
-        Raises:
-            SessionNotFound: No such session, or the prefix is ambiguous.
-        """
-        with self._lock:
-            cached = self._sessions.get(session_id)
-            if cached is not None:
-                return cached
-        rows = self.store.query(
-            "SELECT * FROM sessions WHERE id = ? OR id LIKE ? ORDER BY created",
-            (session_id, session_id.replace("%", "").replace("_", "\\_") + "%"),
-        )
-        exact = [r for r in rows if r["id"] == session_id]
-        rows = exact or rows
-        if not rows:
-            raise SessionNotFound(
-                f"No session {session_id!r} in {self.root}. List them with `briotui sessions list`."
-            )
-        if len(rows) > 1:
-            raise SessionNotFound(
-                f"{session_id!r} matches {len(rows)} sessions; give more of the id."
-            )
-        row = rows[0]
-        with self._lock:
-            cached = self._sessions.get(row["id"])
-            if cached is not None:
-                return cached
-            overlay: dict[str, OverlayEntry] = {}
-            fork: dict[str, OverlayEntry] = {}
-            for f in self.store.query(
-                "SELECT * FROM session_files WHERE session_id = ?", (row["id"],)
-            ):
-                entry = OverlayEntry(
-                    f["blob"], bool(f["executable"]), f["size"], f["origin"], bool(f["symlink"])
-                )
-                (overlay if f["layer"] == "work" else fork)[f["path"]] = entry
-            session = Session(
-                self,
-                SessionId(row["id"]),
-                self.base(row["base_id"]),
-                parent_id=row["parent_id"],
-                state=row["state"],
-                label=row["label"],
-                task=row["task"],
-                created=row["created"],
-                overlay=overlay,
-                fork_point=fork if row["parent_id"] else None,
-            )
-            self._sessions[session.id] = session
-            return session
-
-    def list(self) -> list[SessionInfo]:
-        """Every session of the project, oldest first."""
-        rows = self.store.query(
-            "SELECT s.*, (SELECT COUNT(*) FROM session_files f WHERE f.session_id = s.id"
-            " AND f.layer = 'work') AS n FROM sessions s ORDER BY created"
-        )
-        return [
-            SessionInfo(
-                SessionId(r["id"]),
-                r["parent_id"],
-                r["state"],
-                r["label"],
-                r["task"],
-                r["created"],
-                r["n"],
-            )
-            for r in rows
-        ]
 
 
 def _link_refused(rel: str, target: bytes) -> PathDenied:
@@ -884,13 +549,11 @@ class Session:
                 changes.append(change)
         return SessionDiff(tuple(changes))
 
+    # -- review decisions (kept in briotui.kernel.vfs.review) ---------------------------
+
     def decisions(self) -> dict[str, tuple[Decision, str]]:
-        """Stored decisions: hunk id -> (decision, reason)."""
-        rows = self.manager.store.query(
-            "SELECT hunk_id, decision, reason FROM hunk_decisions WHERE session_id = ?",
-            (self.id,),
-        )
-        return {r["hunk_id"]: (r["decision"], r["reason"]) for r in rows}
+        """Stored decisions: hunk id -> (decision, reason); see :func:`review.decisions`."""
+        return review.decisions(self)
 
     def decide(
         self,
@@ -900,54 +563,8 @@ class Session:
         reason: str = "",
         path: str | None = None,
     ) -> list[str]:
-        """Record ``decision`` for hunks; returns the full ids decided.
-
-        Args:
-            hunk_ids: Hunk ids or unique prefixes; None for every hunk (of ``path`` if
-                given, else of the whole session).
-            decision: accepted, rejected or pending.
-            reason: Why (kept with rejections and handed back to the agent).
-            path: Limit to one file (its new or old path).
-
-        Raises:
-            WorkspaceFileNotFound: A hunk id matches no hunk (or several).
-        """
-        d = self.diff()
-        if path is not None:
-            change = d.file(self._norm(path))
-            if change is None:
-                raise WorkspaceFileNotFound(f"{path!r} has no changes in session {self.id}.")
-            pool = list(change.hunks)
-        else:
-            pool = d.hunks()
-        if hunk_ids is None:
-            chosen = pool
-        else:
-            chosen = []
-            for raw in hunk_ids:
-                hid = raw.removeprefix("#").removeprefix("h-")
-                found = [h for h in pool if h.id.startswith(hid)] if hid else []
-                if len(found) != 1:
-                    raise WorkspaceFileNotFound(
-                        f"No single hunk {raw!r} in session {self.id} "
-                        f"({len(found)} match). See `briotui sessions diff {self.id}`."
-                    )
-                chosen.append(found[0])
-        now = time.time()
-        with self.manager.store.transaction() as conn:
-            for h in chosen:
-                conn.execute(
-                    "INSERT OR REPLACE INTO hunk_decisions (session_id, hunk_id, path,"
-                    " decision, reason, updated) VALUES (?, ?, ?, ?, ?, ?)",
-                    (self.id, h.id, h.path, decision, reason, now),
-                )
-                if decision == "rejected":
-                    conn.execute(
-                        "INSERT INTO feedback (session_id, hunk_id, path, reason, hunk,"
-                        " created) VALUES (?, ?, ?, ?, ?, ?)",
-                        (self.id, h.id, h.path, reason, h.text(), now),
-                    )
-        return [h.id for h in chosen]
+        """Record ``decision`` for hunks; see :func:`review.decide`."""
+        return review.decide(self, hunk_ids, decision, reason=reason, path=path)
 
     def accept(
         self, hunk_ids: Sequence[str] | None = None, *, path: str | None = None
@@ -966,22 +583,8 @@ class Session:
         return {h for h, (d, _) in self.decisions().items() if d == "accepted"}
 
     def feedback(self, *, mark_delivered: bool = True) -> str:
-        """Rejected hunks not yet handed back, as text for the agent's next round."""
-        rows = self.manager.store.query(
-            "SELECT id, path, hunk, reason FROM feedback WHERE session_id = ? AND"
-            " delivered = 0 ORDER BY id",
-            (self.id,),
-        )
-        if mark_delivered and rows:
-            with self.manager.store.transaction() as conn:
-                conn.executemany(
-                    "UPDATE feedback SET delivered = 1 WHERE id = ?", [(r["id"],) for r in rows]
-                )
-        parts = []
-        for r in rows:
-            why = r["reason"] or "(no reason given)"
-            parts.append(f"The reviewer rejected this change to {r['path']}: {why}\n{r['hunk']}")
-        return "\n".join(parts)
+        """Rejected hunks not yet handed back, as text; see :func:`review.feedback`."""
+        return review.feedback(self, mark_delivered=mark_delivered)
 
     def discard(self) -> None:
         """Discard an open session (its data stays until cleaned; nothing is applied)."""
@@ -1000,10 +603,8 @@ class Session:
         provenance: str | None = None,
     ) -> CommitResult:
         """Apply the accepted hunks to the working tree; see :func:`commit_session`."""
-        from briotui.kernel.vfs.commit import commit_session
-
         with self._lock:
-            return commit_session(
+            return self.manager.commit_session(
                 self,
                 git=git,
                 message=message,
@@ -1013,10 +614,8 @@ class Session:
 
     def rollback(self, *, force: bool = False) -> RollbackResult:
         """Discard (open) or undo (committed); see :func:`rollback_session`."""
-        from briotui.kernel.vfs.commit import rollback_session
-
         with self._lock:
-            return rollback_session(self, force=force)
+            return self.manager.rollback_session(self, force=force)
 
     def merge_from(self, other: Session, *, strategy: Strategy = "three-way") -> list[str]:
         """Merge branch ``other`` into this session, file by file (3-way).
@@ -1098,8 +697,4 @@ class Session:
 
         See :class:`~briotui.kernel.vfs.materialize.Materialized`.
         """
-        from briotui.kernel.vfs.materialize import Materialized
-
-        m = Materialized(self, dest)
-        m.sync_out()
-        return m
+        return self.manager.materialize(self, dest)

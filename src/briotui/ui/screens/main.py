@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,13 +13,11 @@ from textual.widgets import Footer, Input, Static
 
 from briotui.kernel import contract
 from briotui.kernel.text import sanitize
+from briotui.ui.host import AppHost, host_of
 from briotui.ui.messages import BuildUpdated, ModelText, StateUpdated, WorkingTreeChanged
 from briotui.ui.widgets.conversation import ConversationPane
 from briotui.ui.widgets.status_bar import StatusBar
 from briotui.ui.widgets.task_tree import TaskTreeView
-
-if TYPE_CHECKING:
-    from briotui.ui.app import BrioApp
 
 PLACEHOLDER = "Ask for a change (Enter runs it; “@coder …” runs one agent)"
 
@@ -73,12 +71,9 @@ class MainScreen(Screen[None]):
         self.tree_changed = 0
 
     @property
-    def brio(self) -> BrioApp:
-        """The app, typed."""
-        from briotui.ui.app import BrioApp
-
-        assert isinstance(self.app, BrioApp)
-        return self.app
+    def brio(self) -> AppHost:
+        """The app, through the screens' interface."""
+        return host_of(self.app)
 
     def compose(self) -> ComposeResult:
         yield Static(id="banner")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual import work
@@ -18,13 +18,11 @@ from briotui.kernel import contract
 from briotui.kernel.errors import BrioError
 from briotui.kernel.text import sanitize
 from briotui.kernel.vfs import Decision, FileChange, Hunk, Session, SessionDiff
+from briotui.ui.host import AppHost, host_of
 from briotui.ui.messages import StateUpdated
 from briotui.ui.screens.dialogs import RejectReason, ReviseInstruction
 from briotui.ui.widgets.diff_view import ConflictView, HunkView
 from briotui.ui.widgets.task_tree import themed
-
-if TYPE_CHECKING:
-    from briotui.ui.app import BrioApp
 
 STATUS_LETTER = {"added": "A", "deleted": "D", "modified": "M", "renamed": "R"}
 
@@ -104,12 +102,9 @@ class ReviewScreen(Screen[None]):
         self.current = 0
 
     @property
-    def brio(self) -> BrioApp:
-        """The app, typed."""
-        from briotui.ui.app import BrioApp
-
-        assert isinstance(self.app, BrioApp)
-        return self.app
+    def brio(self) -> AppHost:
+        """The app, through the screens' interface."""
+        return host_of(self.app)
 
     def compose(self) -> ComposeResult:
         yield Static(id="review-title")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from textual import work
 from textual.app import ComposeResult
@@ -17,9 +17,7 @@ from textual.widgets import Button, DataTable, Footer, Static
 from briotui.kernel.errors import BrioError
 from briotui.kernel.text import sanitize
 from briotui.kernel.vfs import SessionInfo
-
-if TYPE_CHECKING:
-    from briotui.ui.app import BrioApp
+from briotui.ui.host import host_of
 
 
 class SessionsScreen(Screen[str | None]):
@@ -55,7 +53,7 @@ class SessionsScreen(Screen[str | None]):
     @work(exclusive=True, exit_on_error=False, group="sessions", description="list sessions")
     async def load(self) -> None:
         """Read the session list off the loop."""
-        app: BrioApp = self.app  # type: ignore[assignment]
+        app = host_of(self.app)
         try:
             infos: list[SessionInfo] = await asyncio.to_thread(app.workbench.sessions().list)
         except BrioError as exc:
@@ -109,7 +107,7 @@ class SessionsScreen(Screen[str | None]):
         session_id = self._highlighted()
         if session_id is None:
             return
-        app: BrioApp = self.app  # type: ignore[assignment]
+        app = host_of(self.app)
         task_id = app.workbench.kernel.task_of_session(session_id)
         if task_id is None:
             self.notify(f"No task made session {session_id}.", title="Nothing to resume")
