@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from briotui.kernel.configfile import read_config_file
 from briotui.kernel.errors import AgentNotFound, BuildError, ConfigError
 from briotui.kernel.limits import LEVELS, Limits, SecurityLevel, limits_for
 from briotui.kernel.paths import ProjectPaths, builtin_agents_dir, user_config_dir, wit_dir
@@ -63,22 +64,13 @@ def user_config_file() -> Path:
     return user_config_dir() / "config.toml"
 
 
-def trusted_agent_settings(path: Path | None = None) -> TrustedSettings:
-    """The ``[agents.NAME]`` limit settings of the user's own config.
+def trusted_agent_settings(user: Mapping[str, Any]) -> TrustedSettings:
+    """The ``[agents.NAME]`` limit settings of the user's own (parsed) config.
 
     Only ``security`` and limit names are read here; other keys of those tables
     (grants, say) are someone else's business and are left alone.
-
-    Raises:
-        ConfigError: the file is not valid TOML.
     """
-    path = path or user_config_file()
-    if not path.is_file():
-        return {}
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    data = user
     agents = data.get("agents", {})
     if not isinstance(agents, dict):
         return {}
@@ -328,7 +320,7 @@ def discover(
     problems: list[BuildError] = []
     if trusted is None:
         try:
-            trusted = trusted_agent_settings()
+            trusted = trusted_agent_settings(read_config_file(user_config_file()))
         except ConfigError as exc:
             trusted = {}
             problems.append(

@@ -166,7 +166,9 @@ class Kernel:
         """The agents of this project: built-ins, and ``.brio/agents`` once trusted."""
         if self._discovery is None or refresh:
             trusted = self.config.user_agents_allowed()
-            self._discovery = discover(self.paths if trusted else None)
+            self._discovery = discover(
+                self.paths if trusted else None, trusted=self.config.agent_limits()
+            )
         return self._discovery
 
     def agent(self, name: str) -> AgentSpec:

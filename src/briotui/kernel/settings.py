@@ -15,13 +15,14 @@ the user's settings and safe defaults, and harmless project settings (``[pipelin
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from briotui.kernel.errors import ConfigError, ConfigFileError
+from briotui.kernel.agents import TrustedSettings, trusted_agent_settings
+from briotui.kernel.configfile import read_config_file
+from briotui.kernel.errors import ConfigError
 from briotui.kernel.paths import ProjectPaths, user_config_dir
 from briotui.kernel.trust import (
     SPENDING_KEYS,
@@ -39,24 +40,6 @@ _USER_SHELL_KEYS = frozenset({"sandbox", "unsandboxed"})
 
 BUILTIN_PROVIDERS = frozenset({"anthropic", "openai", "ollama"})
 """Providers known without any configuration (see ``llm.config.default_providers``)."""
-
-
-def read_config_file(path: Path) -> dict[str, Any]:
-    """Parse one TOML config file; an absent file is empty.
-
-    Raises:
-        ConfigFileError: it cannot be read or is not valid TOML (names the file).
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigFileError.of(path, str(exc)) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigFileError.of(path, str(exc)) from None
 
 
 def _table(data: Mapping[str, Any], name: str, source: Path) -> dict[str, Any]:
@@ -179,6 +162,11 @@ class Settings:
         from briotui.kernel.shell.runner import ShellSettings
 
         return ShellSettings.from_user_config(self.user, str(self.user_file))
+
+    def agent_limits(self) -> TrustedSettings:
+        """What the user's own config allows each agent beyond its manifest (limits and
+        security level; a project's manifest may only lower them)."""
+        return trusted_agent_settings(self.user)
 
     def agents(self) -> list[tuple[Mapping[str, Any], str]]:
         """The ``[agents]`` tables to apply in order: ``(table, source)``."""

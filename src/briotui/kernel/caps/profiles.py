@@ -125,7 +125,7 @@ def load_profiles(config_file: Path | None) -> dict[str, list[Grant]]:
     """
     if config_file is None:
         return build_profiles([])
-    from briotui.kernel.settings import read_config_file
+    from briotui.kernel.configfile import read_config_file
 
     data = read_config_file(config_file)
     return build_profiles([(data.get("agents", {}), str(config_file))])
