@@ -17,6 +17,7 @@ from tests.trust_helpers import trust_project
 from textual.pilot import Pilot
 
 import briotui.kernel.runtime.instance as instance_module
+import briotui.kernel.runtime.meter as meter_module
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
 from briotui.kernel.tasktree import TaskTree
 from briotui.ui.app import BrioApp, make_app
@@ -69,6 +70,21 @@ def frozen_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
         "time",
         SimpleNamespace(monotonic=time.monotonic, perf_counter=lambda: 0.0, time=lambda: 1.0),
     )
+    # The live meters are real samples (fuel burnt so far, memory in use) taken at moments
+    # that vary from run to run: the screenshots show fixed readings instead.
+    real_metrics = meter_module.Metrics
+
+    def steady(**fields: Any) -> Any:
+        return real_metrics(
+            **{
+                **fields,
+                "fuel_used": 1_000_000,
+                "memory_bytes": 24 * 2**20,
+                "peak_memory_bytes": 24 * 2**20,
+            }
+        )
+
+    monkeypatch.setattr(meter_module, "Metrics", steady)
 
 
 async def show_run(pilot: Pilot[Any]) -> None:
