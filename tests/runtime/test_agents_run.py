@@ -57,12 +57,20 @@ async def test_echo_answers_through_the_scripted_provider(kernel: Kernel) -> Non
     assert outcome.usage.tokens.output_tokens > 0
     assert outcome.usage.fuel > 0
     assert outcome.usage.host_calls >= 3
-    await asyncio.sleep(0.05)  # events are delivered on the loop
+    [ran] = {
+        e.instance for e in seen if isinstance(e, StateChanged) and e.state is AgentState.RUNNING
+    }
+
+    def states() -> list[AgentState]:  # of the instance that ran (the pool refills others)
+        return [e.state for e in seen if isinstance(e, StateChanged) and e.instance == ran]
+
+    for _ in range(200):  # events are delivered on the loop
+        if states()[-1] is AgentState.STOPPED:
+            break
+        await asyncio.sleep(0.01)
     deltas = "".join(e.text for e in seen if isinstance(e, ModelDelta))
     assert deltas == outcome.summary
-    states = [e.state for e in seen if isinstance(e, StateChanged)]
-    assert AgentState.RUNNING in states
-    assert states[-1] is AgentState.STOPPED
+    assert states()[-1] is AgentState.STOPPED
     assert any(isinstance(e, LogLine) and "asking the model" in e.message for e in seen)
 
 
