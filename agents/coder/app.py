@@ -222,7 +222,11 @@ def read_request(arg):
         return f"read {arg}: {path} has {got.total_lines} line(s); that range is empty."
     more = ""
     if got.end < got.total_lines:
-        more = f" (the file has {got.total_lines} lines; ask for more with ```read {path}:{got.end + 1}-{min(got.total_lines, got.end + MAX_READ_LINES)}```)"
+        following = f"{got.end + 1}-{min(got.total_lines, got.end + MAX_READ_LINES)}"
+        more = (
+            f" (the file has {got.total_lines} lines; "
+            f"ask for more with ```read {path}:{following}```)"
+        )
     return f"{path} lines {got.start}-{got.end} of {got.total_lines}{more}:\n```\n{got.text}```"
 
 
@@ -279,7 +283,7 @@ def nearest_lines(current, search, context_lines=2):
         # no line matches exactly: look for the first SEARCH line as a fragment
         probe = next((w for w in wanted if w), "")
         for number, line in enumerate(lines):
-            if probe and (probe in line or line.strip() and line.strip() in probe):
+            if probe and (probe in line or (line.strip() and line.strip() in probe)):
                 best_at = number
                 break
         else:

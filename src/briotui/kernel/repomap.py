@@ -243,11 +243,14 @@ def render_repo_map(
     """The map of ``files`` (path, content; None for a file not read) for ``request``.
 
     Files are ranked by how much the request names them (path, name, symbols) and the
-    scope; within a file, named symbols come first, then the rest by line. The text
+    scope; within a file, the symbols the request names come first (in the order it
+    names them), then the rest by line. The text
     never exceeds ``budget_tokens`` (four characters a token): what does not fit is
     counted in a last line saying how many files were left out.
     """
-    words = set(_WORD.findall(request))
+    mentioned = _WORD.findall(request)
+    words = set(mentioned)
+    order = {word: mentioned.index(word) for word in words}
     scoped = set(scope)
     ranked: list[tuple[float, str, tuple[Symbol, ...] | None]] = []
     for path, data in files:
@@ -264,7 +267,7 @@ def render_repo_map(
         if not symbols:
             unparsed.append(path)
             continue
-        named = [s for s in symbols if s.name in words]
+        named = sorted((s for s in symbols if s.name in words), key=lambda s: order[s.name])
         rest = [s for s in symbols if s.name not in words]
         lines = [f"{path}:"]
         for sym in named + rest:
