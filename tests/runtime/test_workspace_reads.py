@@ -95,7 +95,7 @@ async def test_read_lines_of_a_file_over_the_message_limit(
     assert isinstance(got, Ok)
     assert got.value["text"] == "def parse_header(line):\n    return line.split(':', 1)\n"
     assert (got.value["start"], got.value["end"]) == (target, target + 1)
-    assert got.value["total-lines"] == len(lines)
+    assert got.value["total_lines"] == len(lines)
     assert got.value["truncated"] is False
     rest = in_thread(ctx, host.ws_read_lines, "big.py", 1, 0)
     assert rest.value["truncated"] is True

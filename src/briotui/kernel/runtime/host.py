@@ -403,7 +403,7 @@ def ws_read_lines(ctx: CallContext, path: str, start: int, end: int) -> Any:
                 "text": "".join(out),
                 "start": first,
                 "end": shown_end,
-                "total-lines": total,
+                "total_lines": total,
                 "truncated": truncated,
             }
         )
