@@ -367,6 +367,9 @@ SEARCH_MAX_TOTAL_BYTES = 64_000_000
 SEARCH_MAX_PATTERN = 500
 """The longest pattern accepted (a bounded expression, a bounded cost)."""
 
+SEARCH_MAX_LINE_CHARS = 4000
+"""Only the first this many characters of a line are searched (minified files)."""
+
 SEARCH_LINE_CHARS = 300
 """A hit's text is cut to this many characters."""
 
@@ -440,6 +443,8 @@ def ws_search(ctx: CallContext, pattern: str, literal: bool, path: str, max_hits
             (e for e in view.list_dir(rel, True) if e.kind == "file"), key=lambda e: e.path
         )
         for entry in entries:
+            if ctx.should_stop():  # cancelled or past the deadline: stop between files
+                break
             if entry.size > SEARCH_MAX_FILE_BYTES or scanned > SEARCH_MAX_TOTAL_BYTES:
                 continue
             data = view.read(entry.path)
@@ -450,7 +455,7 @@ def ws_search(ctx: CallContext, pattern: str, literal: bool, path: str, max_hits
             found = [
                 (number, line)
                 for number, line in enumerate(text.splitlines(), start=1)
-                if regex.search(line)
+                if regex.search(line, 0, SEARCH_MAX_LINE_CHARS)
             ]
             if not found:
                 continue
