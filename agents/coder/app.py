@@ -206,6 +206,8 @@ def read_request(arg):
     """Answer one ``read path[:start-end]`` request from the session."""
     path, start, end = arg, 1, 0
     head, sep, span = arg.rpartition(":")
+    if not (sep and span.replace("-", "").strip().isdigit()):
+        head, sep, span = arg.rpartition(" ")  # "path 120-180" as well as "path:120-180"
     if sep and span and span.replace("-", "").replace(" ", "").isdigit():
         path = head.strip()
         first, _, last = span.partition("-")

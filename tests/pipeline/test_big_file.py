@@ -152,3 +152,46 @@ async def test_coder_reads_searches_and_edits_inside_a_file_over_100_kb(
         assert f"{TARGET + 1}:     return line.split(':', 1)" in feedback
     finally:
         await kernel.close()
+
+
+async def test_coder_alone_names_the_left_out_file_and_reads_a_range(
+    project: Path, built_agents: list[str]
+) -> None:
+    """``run --agent coder`` on a request naming a 100+ KB file (no plan, no scope): the
+    prompt says the file was left out and how to read it, the map puts the named
+    function first, and a ``read PATH START-END`` request is answered."""
+    line = LINES.index("def helper_0042(value):") + 1
+    provider = Recording(
+        [
+            ScriptedReply(f"```read big.py {line}-{line + 1}```", agent="coder", match="not shown"),
+            ScriptedReply(
+                edit(
+                    "big.py",
+                    "def helper_0042(value):\n    return value + 42",
+                    "def helper_0042(value):\n    return value + 4242",
+                ),
+                agent="coder",
+                match=f"big.py lines {line}-{line + 1} of",
+            ),
+        ]
+    )
+    kernel = Kernel(project)
+    try:
+        result = await kernel.wait(
+            await kernel.submit(
+                "In big.py make helper_0042 add 4242", agent="coder", provider=provider
+            )
+        )
+        assert result.status == "done", result
+        assert provider.remaining == 0
+        session = kernel.sessions().get(result.session_id)
+        assert "    return value + 4242\n" in session.read("big.py").decode()
+        first = provider.asked_by("coder")[0].messages[-1].content
+        assert "- big.py: not shown" in first
+        repo_map = first.split("Repository map", 1)[1].splitlines()
+        assert repo_map[1:3] == ["big.py:", f"  {line}: def helper_0042(value)"]
+        map_text = first.split("Repository map", 1)[1].split("\n\n", 1)[0]
+        assert len(map_text) < 2048 * 4 + 100  # the default budget, about 4 chars a token
+        assert map_text.endswith("more file(s) not shown)") or "small.py" in map_text
+    finally:
+        await kernel.close()
