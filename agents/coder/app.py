@@ -22,6 +22,17 @@ but when every block was refused and nothing applied, the run fails with the ses
 reasons (there is nothing to review). Edits land in the session, never in the user's
 files. Rejected hunks with reasons arrive in the task's "feedback" context and go into
 the prompt.
+
+The model sees the files in scope that fit the budget, the kernel's repository map
+(the "repo-map" context) and, for every file left out, its size and how to ask for
+it: instead of edits it may answer with fenced requests, which the Coder answers
+from the session and asks again (at most MAX_READ_ROUNDS times)::
+
+    ```read path/to/file.py:120-180```
+    ```search def parse_header```
+
+A SEARCH that does not match gets back the file's most similar lines, with their line
+numbers, so the model can copy the real text.
 """
 
 import json
@@ -32,8 +43,11 @@ from wit_world.exports import agent
 from wit_world.imports import llm, log, tasks, types, workspace, workspace_write
 
 MAX_ROUNDS = 3
+MAX_READ_ROUNDS = 8
 MAX_FILE_BYTES = 60_000
 MAX_CONTEXT_BYTES = 200_000
+MAX_READ_LINES = 400
+MAX_SEARCH_HITS = 50
 
 SYSTEM_PROMPT = """You are the Coder inside briotui. You change a project by answering
 with SEARCH/REPLACE blocks only. For each edit, write the file's path on its own line,
@@ -49,7 +63,15 @@ the lines that replace them
 ```
 
 The SEARCH part must match the current file exactly, once. To create a file, leave
-SEARCH empty. Keep each block small. Explain nothing outside the blocks."""
+SEARCH empty. Keep each block small. Explain nothing outside the blocks.
+
+If you need to see code you were not shown, answer with requests instead of blocks,
+one fenced line each, and you will get the text back:
+
+```read path/to/file.py:120-180```   (lines 120 to 180; without a range, from the start)
+```search some regular expression```  (matching lines as path:line:text)
+
+Copy SEARCH lines from what you read."""
 
 
 def parse_blocks(text):
@@ -137,12 +159,141 @@ def apply_block(path, search, replace):
     if count == 0 and not current.endswith("\n") and current.endswith(old_text[:-1]):
         old_text, new_text, count = old_text[:-1], new_text[:-1], 1
     if count != 1:
-        where = "not found" if count == 0 else f"found {count} times"
-        return f"{path}: the SEARCH text was {where}; copy the lines exactly from the file"
+        if count == 0:
+            near = nearest_lines(current, search)
+            if near:
+                return (
+                    f"{path}: the SEARCH text was not found. The most similar lines of "
+                    f"{path} are (line numbers are not part of the file):\n{near}\n"
+                    "Copy the SEARCH lines exactly from the file"
+                )
+            return (
+                f"{path}: the SEARCH text was not found and no line of the file is like it; "
+                f"read the region first (```read {path}:START-END``` or ```search TEXT```)"
+            )
+        return (
+            f"{path}: the SEARCH text was found {count} times; "
+            "add lines around it so it matches once"
+        )
     entry = workspace.stat(path)
     return write(
         path, current.replace(old_text, new_text).encode(), bool(entry and entry.executable)
     )
+
+
+def parse_requests(text):
+    """("read"|"search", argument) pairs from fenced request lines in a reply."""
+    requests = []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        for kind in ("read", "search"):
+            head = "```" + kind
+            if stripped.startswith(head) and (
+                len(stripped) == len(head) or stripped[len(head)] in " \t:"
+            ):
+                arg = stripped[len(head) :].strip(" \t:")
+                if arg.endswith("```"):
+                    arg = arg[:-3].strip()
+                if not arg and i + 1 < len(lines):
+                    arg = lines[i + 1].strip()
+                if arg and arg != "```":
+                    requests.append((kind, arg))
+    return requests
+
+
+def read_request(arg):
+    """Answer one ``read path[:start-end]`` request from the session."""
+    path, start, end = arg, 1, 0
+    head, sep, span = arg.rpartition(":")
+    if not (sep and span.replace("-", "").strip().isdigit()):
+        head, sep, span = arg.rpartition(" ")  # "path 120-180" as well as "path:120-180"
+    if sep and span and span.replace("-", "").replace(" ", "").isdigit():
+        path = head.strip()
+        first, _, last = span.partition("-")
+        start = int(first.strip() or "1")
+        end = int(last.strip()) if last.strip() else 0
+    path = path.strip("`*'\" ")
+    if end == 0 or end - start + 1 > MAX_READ_LINES:
+        end = max(start, 1) + MAX_READ_LINES - 1
+    try:
+        got = workspace.read_lines(path, max(start, 1), end)
+    except Err as failure:
+        return f"read {arg}: {failure.value.message}"
+    if got.end == 0:
+        return f"read {arg}: {path} has {got.total_lines} line(s); that range is empty."
+    more = ""
+    if got.end < got.total_lines:
+        following = f"{got.end + 1}-{min(got.total_lines, got.end + MAX_READ_LINES)}"
+        more = (
+            f" (the file has {got.total_lines} lines; "
+            f"ask for more with ```read {path}:{following}```)"
+        )
+    return f"{path} lines {got.start}-{got.end} of {got.total_lines}{more}:\n```\n{got.text}```"
+
+
+def search_request(arg):
+    """Answer one ``search pattern`` request from the session."""
+    try:
+        hits = workspace.search(arg, False, "", MAX_SEARCH_HITS)
+    except Err as failure:
+        if failure.value.kind != types.ErrorKind.INVALID:
+            return f"search {arg}: {failure.value.message}"
+        try:
+            hits = workspace.search(arg, True, "", MAX_SEARCH_HITS)
+        except Err as again:
+            return f"search {arg}: {again.value.message}"
+    if not hits:
+        return f"search {arg}: no line matches."
+    lines = [f"{h.path}:{h.line}:{h.text}" for h in hits]
+    if len(hits) >= MAX_SEARCH_HITS:
+        lines.append(f"(stopped at {MAX_SEARCH_HITS} matches; search for something narrower)")
+    return f"search {arg}:\n" + "\n".join(lines)
+
+
+def answer_requests(requests):
+    """The text that answers a reply's read and search requests."""
+    parts = []
+    for kind, arg in requests[:10]:
+        parts.append(read_request(arg) if kind == "read" else search_request(arg))
+    if len(requests) > 10:
+        parts.append("(only the first 10 requests were answered)")
+    return "\n\n".join(parts)
+
+
+def nearest_lines(current, search, context_lines=2):
+    """The file's lines most like ``search``, numbered, for a SEARCH that did not match.
+
+    A sliding window as long as the SEARCH scores how many of its lines appear
+    (whitespace aside) in the SEARCH; the best window, with a little context, comes
+    back as ``NNN: text`` lines. Empty when nothing is alike.
+    """
+    lines = current.splitlines()
+    wanted = [line.strip() for line in search]
+    size = max(1, len(wanted))
+    wanted_set = set(w for w in wanted if w)
+    if not lines or not wanted_set:
+        return ""
+    hit = [1 if line.strip() in wanted_set else 0 for line in lines]
+    window = sum(hit[:size])
+    best, best_at = window, 0
+    for start in range(1, max(1, len(lines) - size + 1)):
+        window += hit[start + size - 1] - hit[start - 1]
+        if window > best:
+            best, best_at = window, start
+    if best == 0:
+        # no line matches exactly: look for the first SEARCH line as a fragment
+        probe = next((w for w in wanted if w), "")
+        for number, line in enumerate(lines):
+            if probe and (probe in line or (line.strip() and line.strip() in probe)):
+                best_at = number
+                break
+        else:
+            return ""
+    first = max(0, best_at - context_lines)
+    last = min(len(lines), best_at + size + context_lines)
+    width = len(str(last))
+    return "\n".join(f"{n + 1:>{width}}: {lines[n]}" for n in range(first, last))
 
 
 def project_context(goal, context):
@@ -155,17 +306,44 @@ def project_context(goal, context):
     scope = [p for p in context.get("files", "").split() if p] or [
         p for p in files if p in goal or p.rsplit("/", 1)[-1] in goal
     ]
-    parts = ["Files in the project:\n" + "\n".join(files[:500])]
+    sizes = {e.path: e.size for e in entries}
+    listed = files[:500]
+    parts = ["Files in the project:\n" + "\n".join(listed)]
+    if len(files) > len(listed):
+        parts[0] += (
+            f"\n({len(files) - len(listed)} more files not listed; "
+            "find them with ```search PATTERN```)"
+        )
+    if context.get("repo-map"):
+        parts.append(
+            "Repository map (the symbols of the project's files, most relevant first):\n"
+            + context["repo-map"]
+        )
     budget = MAX_CONTEXT_BYTES
+    left_out = []
     for path in scope:
         try:
             text = workspace.read_text(path)
-        except Err:
+        except Err as failure:
+            if failure.value.kind == types.ErrorKind.NOT_FOUND:
+                continue  # a file the plan will create
+            left_out.append(f"- {path}: not shown ({failure.value.message})")
             continue
         if len(text) > min(MAX_FILE_BYTES, budget):
+            left_out.append(
+                f"- {path}: not shown, {sizes.get(path, len(text))} bytes, "
+                f"{text.count(chr(10)) + 1} lines (too large for the prompt)"
+            )
             continue
         budget -= len(text)
         parts.append(f"{path}\n```\n{text}```")
+    if left_out:
+        parts.append(
+            "These files in scope were left out of this prompt:\n"
+            + "\n".join(left_out)
+            + "\nRead the part you need with ```read PATH:START-END``` or find it with "
+            "```search PATTERN``` before you edit it; SEARCH text must come from what you read."
+        )
     return "\n\n".join(parts)
 
 
@@ -192,7 +370,10 @@ class Agent(exports.Agent):
             llm.Message(role=llm.Role.USER, content=prompt),
         ]
         applied, failures, refused = [], [], []
-        for round_no in range(1, MAX_ROUNDS + 1):
+        reads = 0
+        round_no = 0
+        while round_no < MAX_ROUNDS:
+            round_no += 1
             tasks.progress(min(90, round_no * 30), f"round {round_no}: asking for edits")
             request = llm.CompletionRequest(
                 messages=messages,
@@ -211,6 +392,30 @@ class Agent(exports.Agent):
                     )
                 ) from None
             blocks = parse_blocks(reply.text)
+            requests = parse_requests(reply.text)
+            if requests and not blocks:
+                messages.append(llm.Message(role=llm.Role.ASSISTANT, content=reply.text))
+                if reads >= MAX_READ_ROUNDS:
+                    failures = [f"the model asked to read more than {MAX_READ_ROUNDS} times"]
+                    messages.append(
+                        llm.Message(
+                            role=llm.Role.USER,
+                            content="No more reads: send the SEARCH/REPLACE blocks now.",
+                        )
+                    )
+                    continue
+                reads += 1
+                round_no -= 1  # reading is not an editing round
+                log.emit(log.Level.INFO, f"coder: answering {len(requests)} read request(s)")
+                tasks.progress(min(90, 10 + reads * 5), f"reading ({reads})")
+                messages.append(
+                    llm.Message(
+                        role=llm.Role.USER,
+                        content=answer_requests(requests)
+                        + "\n\nSend SEARCH/REPLACE blocks now, or more requests.",
+                    )
+                )
+                continue
             new_refusals = []
             if not blocks:
                 failures = ["the reply had no SEARCH/REPLACE blocks"]
@@ -272,6 +477,7 @@ class Agent(exports.Agent):
                     "failed": failures,
                     "refused": [{"path": r.path, "reason": r.reason} for r in refused],
                     "rounds": round_no,
+                    "reads": reads,
                 }
             ),
         )

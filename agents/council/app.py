@@ -2,7 +2,9 @@
 
 It asks the model for a JSON plan — subtasks, each with a goal, the files in scope and
 how to know it is done — and may ask the user one clarifying question through the
-kernel first. The plan goes back to the kernel as the outcome's data.
+kernel first. The plan goes back to the kernel as the outcome's data. The prompt holds
+the file list, the kernel's repository map (the "repo-map" context) and the small files
+the request names; a named file too large to show is said to be left out.
 """
 
 import json
@@ -49,23 +51,48 @@ def extract_json(text):
     return None
 
 
-def project_summary(goal):
+def project_summary(goal, repo_map=""):
+    """The file list, the kernel's repository map and the small files the request names.
+
+    A named file too large to include is said to be left out (with its size), never
+    dropped silently: the map gives its symbols and line numbers instead.
+    """
     try:
         entries = workspace.list_dir("", True)
     except Err:
         entries = []
     files = [e.path for e in entries if e.kind == workspace.EntryKind.FILE]
+    sizes = {e.path: e.size for e in entries}
     parts = ["Files in the project:\n" + "\n".join(files[:400])]
+    if len(files) > 400:
+        parts[0] += f"\n({len(files) - 400} more files not listed)"
+    if repo_map:
+        parts.append(
+            "Repository map (the symbols of the project's files, most relevant first):\n" + repo_map
+        )
     budget = MAX_CONTEXT_BYTES
+    left_out = []
     for path in files:
         if path in goal or path.rsplit("/", 1)[-1] in goal:
             try:
                 text = workspace.read_text(path)
-            except Err:
+            except Err as failure:
+                left_out.append(f"- {path}: not shown ({failure.value.message})")
                 continue
             if len(text) <= min(MAX_FILE_BYTES, budget):
                 budget -= len(text)
                 parts.append(f"{path}\n```\n{text}```")
+            else:
+                left_out.append(
+                    f"- {path}: not shown, {sizes.get(path, len(text))} bytes (too large); "
+                    "its symbols are in the repository map"
+                )
+    if left_out:
+        parts.append(
+            "Files the request names that were left out of this prompt:\n"
+            + "\n".join(left_out)
+            + "\nThe Coder can read any part of them; put them in the subtask's files."
+        )
     return "\n\n".join(parts)
 
 
@@ -76,7 +103,11 @@ def ask(messages):
     try:
         return llm.complete(request).text
     except Err as failure:
-        raise Err(types.Error(kind=failure.value.kind, message="The model call failed: " + failure.value.message))
+        raise Err(
+            types.Error(
+                kind=failure.value.kind, message="The model call failed: " + failure.value.message
+            )
+        )
 
 
 class Agent(exports.Agent):
@@ -84,7 +115,12 @@ class Agent(exports.Agent):
         tasks.progress(10, "reading the project")
         messages = [
             llm.Message(role=llm.Role.SYSTEM, content=SYSTEM_PROMPT),
-            llm.Message(role=llm.Role.USER, content=project_summary(task.goal) + "\n\nRequest: " + task.goal),
+            llm.Message(
+                role=llm.Role.USER,
+                content=project_summary(task.goal, dict(task.context).get("repo-map", ""))
+                + "\n\nRequest: "
+                + task.goal,
+            ),
         ]
         plan = None
         for attempt in range(3):
@@ -97,10 +133,18 @@ class Agent(exports.Agent):
                 try:
                     answer = tasks.ask_user(str(plan["question"]))
                 except Err as failure:
-                    answer = "(no answer: " + failure.value.message + ") Decide yourself and say what you assumed."
+                    answer = (
+                        "(no answer: "
+                        + failure.value.message
+                        + ") Decide yourself and say what you assumed."
+                    )
                 log.emit(log.Level.INFO, "council: asked the user: " + str(plan["question"]))
                 messages.append(llm.Message(role=llm.Role.ASSISTANT, content=reply))
-                messages.append(llm.Message(role=llm.Role.USER, content="Answer: " + answer + "\nNow give the plan."))
+                messages.append(
+                    llm.Message(
+                        role=llm.Role.USER, content="Answer: " + answer + "\nNow give the plan."
+                    )
+                )
                 continue
             elif not isinstance(plan.get("subtasks"), list) or not plan["subtasks"]:
                 problem = "the plan has no subtasks"
@@ -108,19 +152,30 @@ class Agent(exports.Agent):
                 break
             log.emit(log.Level.WARN, "council: " + problem + "; asking again")
             messages.append(llm.Message(role=llm.Role.ASSISTANT, content=reply))
-            messages.append(llm.Message(role=llm.Role.USER, content="That was not usable: " + problem + ". Answer with the JSON object only."))
+            messages.append(
+                llm.Message(
+                    role=llm.Role.USER,
+                    content="That was not usable: "
+                    + problem
+                    + ". Answer with the JSON object only.",
+                )
+            )
         if not isinstance(plan, dict) or not plan.get("subtasks"):
-            raise Err(types.Error(kind=types.ErrorKind.INVALID, message="The model gave no usable plan."))
+            raise Err(
+                types.Error(kind=types.ErrorKind.INVALID, message="The model gave no usable plan.")
+            )
         subtasks = []
         for raw in plan["subtasks"]:
             if not isinstance(raw, dict) or not raw.get("goal"):
                 continue
-            subtasks.append({
-                "title": str(raw.get("title") or raw["goal"])[:80],
-                "goal": str(raw["goal"]),
-                "files": [str(f) for f in raw.get("files", []) if isinstance(f, str)],
-                "acceptance": [str(a) for a in raw.get("acceptance", []) if isinstance(a, str)],
-            })
+            subtasks.append(
+                {
+                    "title": str(raw.get("title") or raw["goal"])[:80],
+                    "goal": str(raw["goal"]),
+                    "files": [str(f) for f in raw.get("files", []) if isinstance(f, str)],
+                    "acceptance": [str(a) for a in raw.get("acceptance", []) if isinstance(a, str)],
+                }
+            )
         tasks.milestone("plan ready")
         summary = f"Planned {len(subtasks)} subtask(s): " + "; ".join(s["title"] for s in subtasks)
         return agent.Outcome(summary=summary, data=json.dumps({"subtasks": subtasks}))

@@ -443,6 +443,14 @@ class BudgetExceeded(BrioError):
 #       └── MeshClosed         the endpoint was unregistered (wit "unavailable")
 
 
+class NotText(BrioError):
+    """A file an agent asked to read as text (lines, a search) is not UTF-8."""
+
+    kind = "not-text"
+    default_title = "Not a text file"
+    wit_kind = "invalid"
+
+
 class MeshError(BrioError):
     """A mesh message could not be sent, answered or received."""
 

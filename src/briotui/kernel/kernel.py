@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -41,6 +42,7 @@ from briotui.kernel.llm.types import Provider
 from briotui.kernel.mesh import Mesh
 from briotui.kernel.paths import ProjectPaths
 from briotui.kernel.records import Recorder
+from briotui.kernel.repomap import build_repo_map
 from briotui.kernel.runtime.build import Builder, BuildEvent, BuildResult
 from briotui.kernel.runtime.cache import BuildCache
 from briotui.kernel.runtime.context import RunBindings
@@ -72,6 +74,11 @@ AnswerFn = Callable[[str, str], Awaitable[str | None]]
 
 NO_ANSWER = "(no answer from the user) Decide yourself and say what you assumed."
 """What an agent hears when the user gives no answer (or none can)."""
+
+log = logging.getLogger(__name__)
+
+REPO_MAP_AGENTS = frozenset({"coder", "council"})
+"""Agents whose context carries the repository map (``repo-map``)."""
 
 
 class Kernel:
@@ -671,6 +678,30 @@ class Kernel:
 
     # -- runs ------------------------------------------------------------------------
 
+    async def _with_repo_map(
+        self,
+        name: str,
+        goal: str,
+        context: Sequence[tuple[str, str]],
+        bindings: RunBindings,
+    ) -> Sequence[tuple[str, str]]:
+        """``context`` plus the repository map, for the agents that read it.
+
+        The map is built off the event loop (parsing is cached by content hash); a
+        failure to build it leaves the context as it was, logged.
+        """
+        if name not in REPO_MAP_AGENTS or bindings.workspace is None:
+            return context
+        if any(key == "repo-map" for key, _ in context):
+            return context
+        scope = next((v.split() for k, v in context if k == "files"), [])
+        try:
+            text = await asyncio.to_thread(build_repo_map, bindings.workspace, goal, scope=scope)
+        except (OSError, BrioError) as exc:
+            log.warning("no repository map for %s: %s", name, exc)
+            return context
+        return (*context, ("repo-map", text)) if text else context
+
     async def run_agent(
         self,
         name: str,
@@ -709,6 +740,7 @@ class Kernel:
             sql=given.sql or self.sql(),
             mesh=given.mesh or self.mesh,
         )
+        context = await self._with_repo_map(name, goal, context, run_bindings)
         self._running[tid] = instance
         if isinstance(run_bindings.workspace, Session):
             self._task_sessions.setdefault(tid, run_bindings.workspace)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shlex
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from briotui.kernel.errors import (
     CapabilityDenied,
     ComponentError,
     HostError,
+    NotText,
 )
 from briotui.kernel.llm.router import Router
 from briotui.kernel.llm.types import CompletionRequest, FailedAttempt, Message
@@ -351,6 +353,121 @@ def ws_changes(ctx: CallContext) -> Any:
         return _too_large(ctx, len(diff), "The session's diff") or Ok(diff)
 
     return _workspace_call(ctx, "read", (), go)
+
+
+SEARCH_MAX_HITS = 200
+"""The most lines one ``workspace.search`` returns, whatever the agent asks."""
+
+SEARCH_MAX_FILE_BYTES = 4_000_000
+"""Files larger than this are not searched (generated data, not code)."""
+
+SEARCH_MAX_TOTAL_BYTES = 64_000_000
+"""A search stops after reading this many bytes of the session."""
+
+SEARCH_MAX_PATTERN = 500
+"""The longest pattern accepted (a bounded expression, a bounded cost)."""
+
+SEARCH_MAX_LINE_CHARS = 4000
+"""Only the first this many characters of a line are searched (minified files)."""
+
+SEARCH_LINE_CHARS = 300
+"""A hit's text is cut to this many characters."""
+
+
+def _text_of(rel: str, data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotText(f"{rel} is not UTF-8 text; read it as bytes instead.") from None
+
+
+def ws_read_lines(ctx: CallContext, path: str, start: int, end: int) -> Any:
+    """Lines ``start..end`` of a text file of any size, cut at the message limit."""
+
+    def go(view: Any, rel: str) -> Any:
+        lines = _text_of(rel, view.read(rel)).splitlines(keepends=True)
+        total = len(lines)
+        first = max(1, start)
+        last = total if end == 0 or end > total else end
+        budget = ctx.limits.max_message_bytes - 1024
+        out: list[str] = []
+        size = 0
+        truncated = False
+        for number in range(first, last + 1):
+            line = lines[number - 1]
+            size += len(line.encode())
+            if size > budget:
+                truncated = True
+                break
+            out.append(line)
+        shown_end = first + len(out) - 1 if out else 0
+        return Ok(
+            {
+                "text": "".join(out),
+                "start": first,
+                "end": shown_end,
+                "total_lines": total,
+                "truncated": truncated,
+            }
+        )
+
+    return _workspace_call(ctx, "read", (path,), go)
+
+
+def ws_search(ctx: CallContext, pattern: str, literal: bool, path: str, max_hits: int) -> Any:
+    """Lines of the session's text files matching ``pattern``, bounded in count and cost.
+
+    The search root is checked (and audited) like a listing; each file that has a hit is
+    checked like a read before its lines are returned, so a file the agent may not read
+    never shows through a search.
+    """
+    if not pattern or len(pattern) > SEARCH_MAX_PATTERN:
+        return _error(
+            "invalid",
+            f"A search pattern must have 1 to {SEARCH_MAX_PATTERN} characters.",
+        )
+    try:
+        regex = re.compile(re.escape(pattern) if literal else pattern)
+    except re.error as exc:
+        return _error(
+            "invalid",
+            f"The search pattern is not a valid regular expression ({exc}); "
+            "search for it as plain text (literal) instead.",
+        )
+    limit = max(1, min(max_hits or SEARCH_MAX_HITS, SEARCH_MAX_HITS))
+
+    def go(view: Any, rel: str) -> Any:
+        hits: list[dict[str, Any]] = []
+        scanned = 0
+        entries = sorted(
+            (e for e in view.list_dir(rel, True) if e.kind == "file"), key=lambda e: e.path
+        )
+        for entry in entries:
+            if ctx.should_stop():  # cancelled or past the deadline: stop between files
+                break
+            if entry.size > SEARCH_MAX_FILE_BYTES or scanned > SEARCH_MAX_TOTAL_BYTES:
+                continue
+            data = view.read(entry.path)
+            scanned += len(data)
+            if b"\0" in data[:8192]:
+                continue
+            text = data.decode("utf-8", errors="replace")
+            found = [
+                (number, line)
+                for number, line in enumerate(text.splitlines(), start=1)
+                if regex.search(line, 0, SEARCH_MAX_LINE_CHARS)
+            ]
+            if not found:
+                continue
+            if check_capability(ctx, "read", entry.path) is not None:
+                continue
+            for number, line in found[: limit - len(hits)]:
+                hits.append({"path": entry.path, "line": number, "text": line[:SEARCH_LINE_CHARS]})
+            if len(hits) >= limit:
+                break
+        return Ok(hits)
+
+    return _workspace_call(ctx, "read", (path,), go, allow_root=True)
 
 
 def ws_write(ctx: CallContext, path: str, contents: bytes, executable: bool) -> Any:
@@ -720,6 +837,8 @@ HOST_FUNCTIONS: dict[str, dict[str, HostImpl]] = {
         "list-dir": ws_list_dir,
         "stat": ws_stat,
         "changes": ws_changes,
+        "read-lines": ws_read_lines,
+        "search": ws_search,
     },
     "workspace-write": {"write": ws_write, "delete": ws_delete, "rename": ws_rename},
     "shell": {"run": shell_run},
