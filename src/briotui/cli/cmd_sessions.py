@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
@@ -190,6 +191,7 @@ def run_show(args: argparse.Namespace) -> int:
     try:
         session = manager.get(args.session)
         data = _summary(session)
+        data["tests"] = _tests_of(manager, session.id)
         if args.json:
             print_json({"status": "ok", "session": data})
             return 0
@@ -215,9 +217,47 @@ def run_show(args: argparse.Namespace) -> int:
             say("left out of the session:")
             for item in data["left_out"]:
                 say(f"  {reveal(item['path'])}: {one_line(item['reason'])}")
+        _say_tests(data["tests"])
         return 0
     finally:
         manager.close()
+
+
+# -- the test run block of `sessions show` ------------------------------------------------
+
+SHOW_TAIL_LINES = 60
+"""How many of the test output's last lines ``sessions show`` prints (``--json`` has
+the whole stored tail)."""
+
+
+def _tests_of(manager: SessionManager, session_id: str) -> dict[str, Any] | None:
+    """The latest run of the project's test command in the session, from the store."""
+    from briotui.kernel.records import last_command_run
+    from briotui.kernel.settings import load_settings
+    from briotui.kernel.supervisor import test_command_of
+
+    command = test_command_of(load_settings(manager.paths))
+    if command is None:
+        return None
+    return last_command_run(manager.store, session_id, command)
+
+
+def _say_tests(run: dict[str, Any] | None) -> None:
+    if run is None:
+        return
+    verdict = "passed" if run["exit_code"] == 0 else "FAILED"
+    say(
+        f"tests: {one_line(shlex.join(run['argv']))} {verdict} "
+        f"(exit {run['exit_code']}, {run['duration_ms'] / 1000:.1f} s)"
+    )
+    for name in run["failed"]:
+        say(f"  failed: {one_line(name)}")
+    lines = run["output"].rstrip("\n").splitlines()
+    if lines:
+        cut = run["truncated"] or len(lines) > SHOW_TAIL_LINES
+        say("  output" + (" (its end)" if cut else "") + ":")
+        for line in lines[-SHOW_TAIL_LINES:]:
+            say(f"    {reveal(line)}")
 
 
 def _line_style(line: str) -> Style | None:

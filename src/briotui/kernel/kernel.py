@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -298,10 +298,22 @@ class Kernel:
         from briotui.kernel.supervisor import test_command
 
         command = test_command(self)
-        verified = command is not None and self.recorder.passed(session_id, command)
+        run = self.recorder.last_run(session_id, command) if command is not None else None
+        verified = run is not None and run["exit_code"] == 0
         if self.state.exists(["sessions", session_id]):
             self.state.set(["sessions", session_id, "verified"], verified)
+            if run is not None:
+                self.state.set(["sessions", session_id, "tests"], _verification(run))
         return verified
+
+    def test_run(self, session_id: str) -> dict[str, Any] | None:
+        """The latest run of the project's test command in a session, as stored: argv,
+        exit code, duration, the output's tail and the names of the failing tests."""
+        from briotui.kernel.supervisor import test_command
+
+        command = test_command(self)
+        run = self.recorder.last_run(session_id, command) if command is not None else None
+        return run
 
     def transcript_all(self) -> list[dict[str, Any]]:
         """Every stored message of the project, oldest first."""
@@ -789,3 +801,13 @@ class Kernel:
 
 
 __all__ = ["AgentNotFound", "Kernel"]
+
+
+def _verification(run: Mapping[str, Any]) -> contract.VerificationView:
+    return contract.verification_view(
+        run["argv"],
+        exit_code=int(run["exit_code"]),
+        duration_ms=int(run["duration_ms"]),
+        output=str(run["output"]),
+        truncated=bool(run["truncated"]),
+    )

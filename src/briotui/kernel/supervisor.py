@@ -148,7 +148,12 @@ def test_command(kernel: SupervisorHost) -> list[str] | None:
     None when unset, or while the project is not trusted (it is a command the
     pipeline would run).
     """
-    command, path = kernel.config.tests_command()
+    return test_command_of(kernel.config)
+
+
+def test_command_of(settings: Settings) -> list[str] | None:
+    """:func:`test_command` from the settings alone (for front ends without a kernel)."""
+    command, path = settings.tests_command()
     if command is None:
         return None
     argv = shlex.split(command) if isinstance(command, str) else command
