@@ -21,6 +21,7 @@ from briotui.kernel.vfs import Decision, FileChange, Hunk, Session, SessionDiff
 from briotui.ui.host import AppHost, host_of
 from briotui.ui.messages import StateUpdated
 from briotui.ui.screens.dialogs import RejectReason, ReviseInstruction
+from briotui.ui.screens.test_output import TestOutput
 from briotui.ui.widgets.diff_view import ConflictView, HunkView
 from briotui.ui.widgets.task_tree import themed
 
@@ -88,6 +89,14 @@ class ReviewScreen(Screen[None]):
             "Revise",
             id="review-revise",
             tooltip="Run the Coder again with the rejected hunks and their reasons",
+        ),
+        Binding(
+            "t",
+            "test_output",
+            "Test output",
+            show=False,
+            id="review-test-output",
+            tooltip="The output of the latest test run in this session",
         ),
         Binding("escape", "close", "Back", id="review-back", tooltip="Back to the main screen"),
     ]
@@ -233,6 +242,7 @@ class ReviewScreen(Screen[None]):
             title.append("  ✘ tests failed ", style=themed("bold reverse $error", v))
         else:
             title.append("  not verified", style="dim")
+        self._draw_tests(title, summary.get("tests"))
         verdict = review["verdict"] if review else ""
         if verdict:
             colour = "$success" if verdict in ("approve", "approved", "ok") else "$warning"
@@ -245,6 +255,36 @@ class ReviewScreen(Screen[None]):
                 f"\n  [{sanitize(finding['severity'])}] {sanitize(finding['message'])[:100]}"
             )
         self.query_one("#review-title", Static).update(title)
+
+    def _draw_tests(self, title: Text, tests: contract.VerificationView | None) -> None:
+        """The latest test run: failing tests by name, and the key for the output."""
+        if tests is None:
+            return
+        if tests["passed"]:
+            title.append(f"  tests passed in {tests['duration_ms'] / 1000:.1f} s", style="dim")
+            return
+        names = tests["failed"]
+        shown = ", ".join(sanitize(n) for n in names[:3]) + (" …" if len(names) > 3 else "")
+        what = shown or f"exit {tests['exit_code']}"
+        title.append(f"\n  failing: {what}  (t: test output)")
+
+    def action_test_output(self) -> None:
+        """Show the stored output of the latest test run in this session."""
+        self.show_test_output()
+
+    @work(exclusive=True, exit_on_error=False, group="review-tests", description="test output")
+    async def show_test_output(self) -> None:
+        """Read the run from the store off the loop, then open it."""
+        kernel = self.brio.workbench.kernel
+        try:
+            run = await asyncio.to_thread(kernel.test_run, self.session_id)
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="error")
+            return
+        if run is None:
+            self.notify("The tests have not run in this session.", title="No test run")
+            return
+        self.app.push_screen(TestOutput(run))
 
     def on_state_updated(self, message: StateUpdated) -> None:
         self._redraw()
