@@ -246,8 +246,13 @@ class Kernel:
             ConfigError: ``[shell]`` in ``.brio/config.toml`` is invalid.
         """
         if self._shell is None:
+            from briotui.kernel.supervisor import test_command_of
+
             self._shell = ShellService(
-                self.paths, shell=self.config.shell(), settings=self.shell_settings
+                self.paths,
+                shell=self.config.shell(),
+                settings=self.shell_settings,
+                user_command=test_command_of(self.config),
             )
         return self._shell
 

@@ -415,7 +415,7 @@ def shell_run(ctx: CallContext, command: dict[str, Any]) -> Any:
     if not argv:
         return _error("invalid", "The command is empty: give a program and its arguments.")
     line = shlex.join(argv)
-    decision = service.policy.check(argv)
+    decision = service.check(argv)
     if not decision.allowed:
         caps = ctx.bindings.capabilities
         if caps is not None:
