@@ -22,6 +22,8 @@ async def test_failed_tests_are_stored_published_and_shown(
     tmp_path: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = repo(tmp_path / "proj", FILES)
+    config = project / ".brio" / "config.toml"
+    config.write_text(config.read_text() + "fix_rounds = 0\n")  # the fix loop has its tests
     provider = ScriptedProvider(
         [
             plan({"title": "break add", "goal": "Make add subtract", "files": ["calc.py"]}),

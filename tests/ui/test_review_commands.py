@@ -161,7 +161,9 @@ async def test_the_review_names_the_failing_test_and_t_opens_its_output(
         "from app import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
     )
     (project / ".brio").mkdir(exist_ok=True)
-    (project / ".brio" / "config.toml").write_text('[tests]\ncommand = "python -m pytest -q"\n')
+    (project / ".brio" / "config.toml").write_text(
+        '[tests]\ncommand = "python -m pytest -q"\nfix_rounds = 0\n'
+    )
     trust_project(project, user_dir=config_dir)
     replies = scripted(
         {

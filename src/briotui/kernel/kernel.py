@@ -311,6 +311,10 @@ class Kernel:
                 self.state.set(["sessions", session_id, "tests"], _verification(run))
         return verified
 
+    def note_authors(self, session_id: str, hunk_ids: Sequence[str], task_id: str) -> None:
+        """Remember that ``task_id`` wrote these hunks (a fix round's, a revision's)."""
+        self.recorder.note_authors(session_id, hunk_ids, task_id)
+
     def test_run(self, session_id: str) -> dict[str, Any] | None:
         """The latest run of the project's test command in a session, as stored: argv,
         exit code, duration, the output's tail and the names of the failing tests."""
