@@ -258,10 +258,7 @@ class ReviewScreen(Screen[None]):
 
     def _draw_tests(self, title: Text, tests: contract.VerificationView | None) -> None:
         """The latest test run: failing tests by name, and the key for the output."""
-        if tests is None:
-            return
-        if tests["passed"]:
-            title.append(f"  tests passed in {tests['duration_ms'] / 1000:.1f} s", style="dim")
+        if tests is None or tests["passed"]:  # the verified badge says it
             return
         names = tests["failed"]
         shown = ", ".join(sanitize(n) for n in names[:3]) + (" …" if len(names) > 3 else "")
