@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from briotui.cli.output import Style, is_tty, one_line, paint, print_json, reveal, say, table
+from briotui.kernel.errors import CommitUnverified
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.settings import Settings
 from briotui.kernel.text import reveal_segments
@@ -61,6 +62,11 @@ def register(sub: Any) -> None:
     c = leaf("commit", "apply the accepted hunks to your files", run_commit)
     c.add_argument("--git", action="store_true", help="also make a git commit of those files")
     c.add_argument("-m", "--message", help="the commit message (default: the task)")
+    c.add_argument(
+        "--force",
+        action="store_true",
+        help="commit even if the tests failed or never ran on what is committed",
+    )
     c.add_argument(
         "--include-staged",
         action="store_true",
@@ -358,18 +364,39 @@ def run_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _verify_before_commit(kernel: Kernel, session_id: str, args: argparse.Namespace) -> None:
+    """Unless ``--force``: check that what would be committed passed the project's tests
+    (run on exactly the accepted hunks when only some are accepted) and say so.
+
+    Raises:
+        CommitUnverified: It did not; nothing is written.
+    """
+    if args.force:
+        return
+    check = await kernel.verify_commit(session_id)
+    if check.run is not None and check.scratch:
+        say(f"tests on the accepted hunks: {one_line(check.message)}", err=args.json)
+    if not check.ok:
+        raise CommitUnverified(
+            check.message + " Nothing was written. Commit anyway with --force, or fix the "
+            "change first."
+        )
+
+
 def run_commit(args: argparse.Namespace) -> int:
     """``sessions commit ID [--git] [-m MSG]``."""
 
     async def work(kernel: Kernel) -> tuple[str, CommitResult, bool]:
         manager = kernel.sessions()
         session = manager.get(args.session)
+        await _verify_before_commit(kernel, session.id, args)
         result = await kernel.commit(
             session.id,
             git=args.git,
             message=args.message,
             include_staged=args.include_staged,
             provenance=args.provenance,
+            force=True,  # verified just above, or --force
         )
         return session.id, result, manager.is_git
 

@@ -55,7 +55,7 @@ from briotui.kernel.runtime.instance import (
     RunUsage,
 )
 from briotui.kernel.runtime.pool import AgentPool
-from briotui.kernel.session_commands import SessionCommands, feedback_of
+from briotui.kernel.session_commands import CommitCheck, SessionCommands, feedback_of
 from briotui.kernel.settings import Settings, load_settings
 from briotui.kernel.shell.policy import CommandPolicy
 from briotui.kernel.shell.runner import ShellSettings, sandbox_status
@@ -364,15 +364,26 @@ class Kernel:
         message: str | None = None,
         include_staged: bool = False,
         provenance: str | None = None,
+        force: bool = False,
     ) -> CommitResult:
-        """Apply a session's accepted hunks to the working tree (and git-commit them)."""
+        """Apply a session's accepted hunks to the working tree (and git-commit them).
+
+        Without ``force`` only what passed the project's tests is committed (see
+        :meth:`verify_commit`); otherwise :class:`CommitUnverified` is raised.
+        """
         return await self._commands.commit(
             session_id,
             git=git,
             message=message,
             include_staged=include_staged,
             provenance=provenance,
+            force=force,
         )
+
+    async def verify_commit(self, session_id: str) -> CommitCheck:
+        """Whether the accepted hunks of a session passed the project's tests (running
+        them on exactly those hunks when only some are accepted)."""
+        return await self._commands.verify_commit(session_id)
 
     async def rollback(self, session_id: str, *, force: bool = False) -> RollbackResult:
         """Discard an open session, or undo a committed one."""

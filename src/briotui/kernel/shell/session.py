@@ -211,6 +211,13 @@ class ShellService:
         """Where ``session`` is materialized for commands."""
         return self.paths.sessions / "work" / session.id
 
+    def release(self, session: Session) -> None:
+        """Drop the directory ``session`` was materialized into (a scratch session's)."""
+        with self._lock:
+            materialized = self._dirs.pop(session.id, None)
+        if materialized is not None:
+            materialized.remove()
+
     def needs_confirmation(self) -> bool:
         """Whether each command must be confirmed by the user first (unsandboxed, "ask")."""
         return not self.status.sandboxed and self.settings.unsandboxed == "ask"
