@@ -151,11 +151,11 @@ async def test_the_councils_question_is_a_modal_and_the_answer_reaches_it(
         assert root["status"] == "done"
 
 
-async def test_the_review_names_the_failing_test_and_t_opens_its_output(
+async def test_review_names_the_failing_test_t_opens_its_output_and_commit_asks(
     project: Path, built_agents: list[str], scripted: Scripted, config_dir: Path
 ) -> None:
     from briotui.kernel.settings import trust_project
-    from briotui.ui.screens.test_output import TestOutput
+    from briotui.ui.screens.test_output import ConfirmUnverified, TestOutput
 
     (project / "test_app.py").write_text(
         "from app import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
@@ -197,3 +197,24 @@ async def test_the_review_names_the_failing_test_and_t_opens_its_output(
         assert "assert -1 == 5" in text
         await pilot.press("escape")
         assert isinstance(app.screen, ReviewScreen)
+        # committing what failed the tests asks first; "no" writes nothing
+        await pilot.press("ctrl+a")
+        await app.workers.wait_for_complete()
+        await pilot.press("c")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmUnverified)
+        assert "test_app.py::test_add" in str(
+            app.screen.query_one("#unverified-message", Static).content
+        )
+        await pilot.press("n")
+        await app.workers.wait_for_complete()
+        assert isinstance(app.screen, ReviewScreen)
+        assert "a - b" not in (project / "app.py").read_text()
+        await pilot.press("c")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("y")
+        await app.workers.wait_for_complete()
+        await wait_until(pilot, lambda: app.mirror["sessions"][session_id]["state"] != "open")
+    assert "a - b" in (project / "app.py").read_text()

@@ -21,7 +21,7 @@ from briotui.kernel.vfs import Decision, FileChange, Hunk, Session, SessionDiff
 from briotui.ui.host import AppHost, host_of
 from briotui.ui.messages import StateUpdated
 from briotui.ui.screens.dialogs import RejectReason, ReviseInstruction
-from briotui.ui.screens.test_output import TestOutput
+from briotui.ui.screens.test_output import ConfirmUnverified, TestOutput
 from briotui.ui.widgets.diff_view import ConflictView, HunkView
 from briotui.ui.widgets.task_tree import themed
 
@@ -236,7 +236,13 @@ class ReviewScreen(Screen[None]):
         if goal:
             title.append(f"  · {sanitize(str(goal))[:60]}")
         verified = summary["verified"]
-        if verified is True:
+        partial = any(d == "rejected" for d, _ in self.decisions.values())
+        if verified is True and partial:  # the run covered hunks that will not be committed
+            title.append(
+                "  verified as a whole; what you accept is tested on commit",
+                style=themed("$warning", v),
+            )
+        elif verified is True:
             title.append("  ✔ verified ", style=themed("bold reverse $success", v))
         elif verified is False:
             title.append("  ✘ tests failed ", style=themed("bold reverse $error", v))
@@ -404,11 +410,32 @@ class ReviewScreen(Screen[None]):
         self.commit()
 
     @work(exclusive=True, exit_on_error=False, group="review-commit", description="commit")
-    async def commit(self) -> None:
-        """Commit off the loop; report what was written."""
+    async def commit(self, force: bool = False) -> None:
+        """Commit off the loop; report what was written.
+
+        What did not pass the tests (the session, or the accepted hunks run on their own)
+        is committed only after the user confirms (``force``).
+        """
         session = self.session
         if session is None:
             return
+        if not force:
+            self.notify("Checking that the tests pass on what you accepted…", title="Verifying")
+            try:
+                check = await self.brio.workbench.kernel.verify_commit(session.id)
+            except BrioError as exc:
+                self.notify(exc.message, title=exc.title, severity="error", timeout=10)
+                return
+            if check.scratch:
+                self.notify(check.message, title="Tests on the accepted hunks")
+            if not check.ok:
+
+                def answered(yes: bool | None) -> None:
+                    if yes:
+                        self.commit(force=True)
+
+                self.app.push_screen(ConfirmUnverified(check.message), answered)
+                return
         summary = self._summary()
         task = contract.task(self.brio.mirror, summary["task"])
         goal = (task["title"] if task else "") or session.task or "changes"
@@ -416,7 +443,7 @@ class ReviewScreen(Screen[None]):
         is_git = (self.brio.project / ".git").exists()
         try:
             result = await self.brio.workbench.kernel.commit(
-                session.id, git=is_git, message=message
+                session.id, git=is_git, message=message, force=True
             )
         except BrioError as exc:
             self.notify(exc.message, title=exc.title, severity="error", timeout=10)

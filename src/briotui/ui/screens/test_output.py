@@ -1,7 +1,9 @@
-"""The test output screen: the latest run of the project's test command in a session.
+"""The test output screen and the unverified-commit question.
 
-The review screen shows whether the tests passed and which failed; this screen shows
-the whole stored tail of the output (``t`` in the review), so a failure says why.
+The review screen shows whether the tests passed and which failed; :class:`TestOutput`
+shows the whole stored tail of the output (``t`` in the review), so a failure says why.
+:class:`ConfirmUnverified` asks before committing what did not pass the tests (the
+session's, or the run on exactly the accepted hunks).
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Button, Static
 
 from briotui.kernel.text import sanitize
 
@@ -63,3 +65,43 @@ class TestOutput(ModalScreen[None]):
     def action_close(self) -> None:
         """Back to the review."""
         self.dismiss(None)
+
+
+class ConfirmUnverified(ModalScreen[bool]):
+    """Asks before committing what the tests did not pass; dismisses with the answer.
+
+    Args:
+        message: Why it is not verified (the kernel's words: failing tests, no run).
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "yes", "Commit anyway", id="unverified-yes", tooltip="Commit anyway"),
+        Binding("n,escape", "no", "Don't commit", id="unverified-no", tooltip="Do not commit"),
+    ]
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="unverified-dialog", classes="dialog"):
+            yield Static("Commit without passing tests?", classes="dialog-title")
+            yield Static(sanitize(self.message), id="unverified-message")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("[u]Y[/u]es, commit", id="yes", variant="error", compact=True)
+                yield Button("[u]N[/u]o", id="no", variant="primary", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "yes")
+
+    def action_yes(self) -> None:
+        """Commit anyway."""
+        self.dismiss(True)
+
+    def action_no(self) -> None:
+        """Do not commit."""
+        self.dismiss(False)
