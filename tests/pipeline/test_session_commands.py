@@ -50,7 +50,8 @@ async def test_commit_through_the_kernel_republishes_the_session(
         assert hunk["decision"] == "pending"
         await kernel.decide(sid, None, "accepted")
         assert hunks_of(kernel, sid)[0]["decision"] == "accepted"
-        await kernel.commit(sid, git=True, message="safe add")
+        # the tests never ran on this session (one Coder, no pipeline): the user confirms
+        await kernel.commit(sid, git=True, message="safe add", force=True)
         assert kernel.state.get(["sessions", sid, "state"]) == "committed"
         assert "# safe" in (project / "calc.py").read_text()
         log = subprocess.run(  # noqa: ASYNC221 - a test reading git once

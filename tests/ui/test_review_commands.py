@@ -149,3 +149,72 @@ async def test_the_councils_question_is_a_modal_and_the_answer_reaches_it(
         await wait_until(pilot, lambda: finished(app))
         [root] = [t for t in tasks_of(app).values() if not t.get("parent")]
         assert root["status"] == "done"
+
+
+async def test_review_names_the_failing_test_t_opens_its_output_and_commit_asks(
+    project: Path, built_agents: list[str], scripted: Scripted, config_dir: Path
+) -> None:
+    from briotui.kernel.settings import trust_project
+    from briotui.ui.screens.test_output import ConfirmUnverified, TestOutput
+
+    (project / "test_app.py").write_text(
+        "from app import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+    )
+    (project / ".brio").mkdir(exist_ok=True)
+    (project / ".brio" / "config.toml").write_text(
+        '[tests]\ncommand = "python -m pytest -q"\nfix_rounds = 0\n'
+    )
+    trust_project(project, user_dir=config_dir)
+    replies = scripted(
+        {
+            "text": json.dumps(
+                {
+                    "question": None,
+                    "subtasks": [{"title": "t", "goal": "Subtract", "files": ["app.py"]}],
+                }
+            ),
+            "agent": "council",
+        },
+        {"text": edit("app.py", "    return a + b", "    return a - b"), "agent": "coder"},
+        {"text": json.dumps({"verdict": "approve", "findings": []}), "agent": "reviewer"},
+    )
+    app = app_for(project, replies, config_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        task_id = await run_request(pilot, "make add subtract")
+        session_id = tasks_of(app)[task_id]["session"]
+        await wait_until(pilot, lambda: app.mirror["sessions"][session_id].get("tests") is not None)
+        await pilot.press("ctrl+r")
+        await app.workers.wait_for_complete()
+        assert isinstance(app.screen, ReviewScreen)
+        title = str(app.screen.query_one("#review-title", Static).content)
+        assert "tests failed" in title
+        assert "failing: test_app.py::test_add" in title
+        await pilot.press("t")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, TestOutput)
+        text = str(app.screen.query_one("#test-output-text", Static).content)
+        assert "assert -1 == 5" in text
+        await pilot.press("escape")
+        assert isinstance(app.screen, ReviewScreen)
+        # committing what failed the tests asks first; "no" writes nothing
+        await pilot.press("ctrl+a")
+        await app.workers.wait_for_complete()
+        await pilot.press("c")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmUnverified)
+        assert "test_app.py::test_add" in str(
+            app.screen.query_one("#unverified-message", Static).content
+        )
+        await pilot.press("n")
+        await app.workers.wait_for_complete()
+        assert isinstance(app.screen, ReviewScreen)
+        assert "a - b" not in (project / "app.py").read_text()
+        await pilot.press("c")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("y")
+        await app.workers.wait_for_complete()
+        await wait_until(pilot, lambda: app.mirror["sessions"][session_id]["state"] != "open")
+    assert "a - b" in (project / "app.py").read_text()

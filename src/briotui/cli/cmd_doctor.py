@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shlex
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
@@ -19,7 +20,7 @@ from briotui.kernel.paths import ProjectPaths, cache_dir, user_config_dir
 from briotui.kernel.runtime.cache import componentize_py_version
 from briotui.kernel.runtime.engine import wasmtime_version
 from briotui.kernel.settings import Settings, load_settings
-from briotui.kernel.shell.runner import INSTALL_HINT, ShellSettings, sandbox_status
+from briotui.kernel.shell.runner import INSTALL_HINT, ShellSettings, project_env, sandbox_status
 from briotui.kernel.text import sanitize
 
 Status = Literal["ok", "warn", "error"]
@@ -149,6 +150,26 @@ def _project(paths: ProjectPaths, shell: tuple[ShellSettings, str]) -> list[Chec
     return checks
 
 
+def _tests_env(paths: ProjectPaths, settings: Settings) -> Check:
+    """Which test command runs, and in which Python environment."""
+    from briotui.kernel.supervisor import test_command_of
+
+    env = project_env(paths.root)
+    try:
+        command = test_command_of(settings)
+    except ConfigError as error:
+        return Check("tests", "error", error.message, "Fix [tests] command in that file.")
+    if command is None:
+        return Check(
+            "tests",
+            "warn",
+            f"no test command (or the project is not trusted); commands would use {env.line()}",
+            'Set [tests] command (e.g. "python -m pytest -q") in .brio/config.toml so '
+            "sessions are verified.",
+        )
+    return Check("tests", "ok", f"`{shlex.join(command)}` runs with {env.line()}")
+
+
 async def _providers(settings: Settings) -> list[Check]:
     try:
         statuses = await check_providers(models_config(settings))
@@ -190,7 +211,7 @@ async def _doctor(args: argparse.Namespace) -> int:
             checks = (
                 _toolchain()
                 + _agents(kernel)
-                + [_trust(settings)]
+                + [_trust(settings), _tests_env(kernel.paths, settings)]
                 + await _providers(settings)
                 + _project(
                     kernel.paths,

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
 from briotui.cli.output import Style, is_tty, one_line, paint, print_json, reveal, say, table
+from briotui.kernel.errors import CommitUnverified
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.settings import Settings
 from briotui.kernel.text import reveal_segments
@@ -60,6 +62,11 @@ def register(sub: Any) -> None:
     c = leaf("commit", "apply the accepted hunks to your files", run_commit)
     c.add_argument("--git", action="store_true", help="also make a git commit of those files")
     c.add_argument("-m", "--message", help="the commit message (default: the task)")
+    c.add_argument(
+        "--force",
+        action="store_true",
+        help="commit even if the tests failed or never ran on what is committed",
+    )
     c.add_argument(
         "--include-staged",
         action="store_true",
@@ -190,6 +197,7 @@ def run_show(args: argparse.Namespace) -> int:
     try:
         session = manager.get(args.session)
         data = _summary(session)
+        data["tests"] = _tests_of(manager, session.id)
         if args.json:
             print_json({"status": "ok", "session": data})
             return 0
@@ -215,9 +223,47 @@ def run_show(args: argparse.Namespace) -> int:
             say("left out of the session:")
             for item in data["left_out"]:
                 say(f"  {reveal(item['path'])}: {one_line(item['reason'])}")
+        _say_tests(data["tests"])
         return 0
     finally:
         manager.close()
+
+
+# -- the test run block of `sessions show` ------------------------------------------------
+
+SHOW_TAIL_LINES = 60
+"""How many of the test output's last lines ``sessions show`` prints (``--json`` has
+the whole stored tail)."""
+
+
+def _tests_of(manager: SessionManager, session_id: str) -> dict[str, Any] | None:
+    """The latest run of the project's test command in the session, from the store."""
+    from briotui.kernel.records import last_command_run
+    from briotui.kernel.settings import load_settings
+    from briotui.kernel.supervisor import test_command_of
+
+    command = test_command_of(load_settings(manager.paths))
+    if command is None:
+        return None
+    return last_command_run(manager.store, session_id, command)
+
+
+def _say_tests(run: dict[str, Any] | None) -> None:
+    if run is None:
+        return
+    verdict = "passed" if run["exit_code"] == 0 else "FAILED"
+    say(
+        f"tests: {one_line(shlex.join(run['argv']))} {verdict} "
+        f"(exit {run['exit_code']}, {run['duration_ms'] / 1000:.1f} s)"
+    )
+    for name in run["failed"]:
+        say(f"  failed: {one_line(name)}")
+    lines = run["output"].rstrip("\n").splitlines()
+    if lines:
+        cut = run["truncated"] or len(lines) > SHOW_TAIL_LINES
+        say("  output" + (" (its end)" if cut else "") + ":")
+        for line in lines[-SHOW_TAIL_LINES:]:
+            say(f"    {reveal(line)}")
 
 
 def _line_style(line: str) -> Style | None:
@@ -318,18 +364,39 @@ def run_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _verify_before_commit(kernel: Kernel, session_id: str, args: argparse.Namespace) -> None:
+    """Unless ``--force``: check that what would be committed passed the project's tests
+    (run on exactly the accepted hunks when only some are accepted) and say so.
+
+    Raises:
+        CommitUnverified: It did not; nothing is written.
+    """
+    if args.force:
+        return
+    check = await kernel.verify_commit(session_id)
+    if check.run is not None and check.scratch:
+        say(f"tests on the accepted hunks: {one_line(check.message)}", err=args.json)
+    if not check.ok:
+        raise CommitUnverified(
+            check.message + " Nothing was written. Commit anyway with --force, or fix the "
+            "change first."
+        )
+
+
 def run_commit(args: argparse.Namespace) -> int:
     """``sessions commit ID [--git] [-m MSG]``."""
 
     async def work(kernel: Kernel) -> tuple[str, CommitResult, bool]:
         manager = kernel.sessions()
         session = manager.get(args.session)
+        await _verify_before_commit(kernel, session.id, args)
         result = await kernel.commit(
             session.id,
             git=args.git,
             message=args.message,
             include_staged=args.include_staged,
             provenance=args.provenance,
+            force=True,  # verified just above, or --force
         )
         return session.id, result, manager.is_git
 

@@ -19,6 +19,7 @@ its validator), which is the point of having it.
 
 from __future__ import annotations
 
+import re
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from typing import (
@@ -179,6 +180,22 @@ class ReviewView(TypedDict):
     findings: list[FindingView]
 
 
+class VerificationView(TypedDict):
+    """The latest run of the project's test command in a session (the full output tail
+    is in the store: ``briotui sessions show``)."""
+
+    command: list[str]
+    exit_code: int
+    passed: bool
+    duration_ms: int
+    failed: list[str]
+    """The names of the failing tests found in the output (pytest, unittest)."""
+    tail: str
+    """The last lines of the output."""
+    truncated: bool
+    """Whether the stored output lost its beginning."""
+
+
 class SessionView(TypedDict):
     """An open session under ``/sessions/<id>``."""
 
@@ -191,6 +208,8 @@ class SessionView(TypedDict):
     files: list[FileView]
     conflicts: list[ConflictView]
     review: ReviewView | None
+    tests: NotRequired[VerificationView | None]
+    """The latest test run in the session; absent or None before any."""
 
 
 # -- /usage, /provider, /sandbox -----------------------------------------------------
@@ -350,9 +369,10 @@ def session_view(
     files: Iterable[FileView] = (),
     conflicts: Iterable[ConflictView] = (),
     review: ReviewView | None = None,
+    tests: VerificationView | None = None,
 ) -> SessionView:
     """``/sessions/<id>``."""
-    return SessionView(
+    view = SessionView(
         id=session_id,
         task=task[:200],
         label=label,
@@ -361,6 +381,51 @@ def session_view(
         files=list(files),
         conflicts=list(conflicts),
         review=review,
+    )
+    if tests is not None:
+        view["tests"] = tests
+    return view
+
+
+TEST_TAIL_LINES = 40
+"""How many of a test run's last output lines the state carries."""
+
+_FAILED_TEST = re.compile(
+    r"^(?:FAILED|ERROR) (\S+?)(?: - .*)?$"  # pytest's short summary
+    r"|^(?:FAIL|ERROR): (\S+ \([^)]*\))"  # unittest
+    r"|^(\S+::\S+) (?:FAILED|ERROR)\b",  # pytest -v
+    re.MULTILINE,
+)
+
+
+def failed_tests(output: str) -> list[str]:
+    """The names of the failing tests a pytest or unittest output lists, in order."""
+    found: list[str] = []
+    for match in _FAILED_TEST.finditer(output):
+        name = next(g for g in match.groups() if g)
+        if name not in found:
+            found.append(name)
+    return found[:100]
+
+
+def verification_view(
+    command: Sequence[str],
+    *,
+    exit_code: int,
+    duration_ms: int = 0,
+    output: str = "",
+    truncated: bool = False,
+) -> VerificationView:
+    """``/sessions/<id>/tests`` from a stored run of the test command."""
+    lines = output.rstrip("\n").splitlines()
+    return VerificationView(
+        command=list(command),
+        exit_code=exit_code,
+        passed=exit_code == 0,
+        duration_ms=duration_ms,
+        failed=failed_tests(output),
+        tail="\n".join(lines[-TEST_TAIL_LINES:])[-8000:],
+        truncated=truncated or len(lines) > TEST_TAIL_LINES,
     )
 
 
@@ -681,10 +746,12 @@ __all__ = [
     "TaskView",
     "TokenUsageView",
     "UsageView",
+    "VerificationView",
     "agent_view",
     "agents",
     "conflict_views",
     "error_view",
+    "failed_tests",
     "file_view",
     "hunk_view",
     "hunks",
@@ -704,4 +771,5 @@ __all__ = [
     "usage",
     "validate",
     "validate_tree",
+    "verification_view",
 ]

@@ -365,6 +365,15 @@ class CommitRefused(BrioError):
     wit_kind = "conflict"
 
 
+class CommitUnverified(CommitRefused):
+    """What would be committed is not verified: the tests failed or never ran on it (the
+    whole session, or exactly the accepted hunks); commit anyway only when the user
+    confirms (``--force``)."""
+
+    kind = "commit-unverified"
+    default_title = "Not verified"
+
+
 class GitError(BrioError):
     """A git command failed; the message carries git's own words."""
 

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,7 @@ from briotui.kernel.runtime.instance import (
     RunUsage,
 )
 from briotui.kernel.runtime.pool import AgentPool
-from briotui.kernel.session_commands import SessionCommands, feedback_of
+from briotui.kernel.session_commands import CommitCheck, SessionCommands, feedback_of
 from briotui.kernel.settings import Settings, load_settings
 from briotui.kernel.shell.policy import CommandPolicy
 from briotui.kernel.shell.runner import ShellSettings, sandbox_status
@@ -255,8 +255,13 @@ class Kernel:
             ConfigError: ``[shell]`` in ``.brio/config.toml`` is invalid.
         """
         if self._shell is None:
+            from briotui.kernel.supervisor import test_command_of
+
             self._shell = ShellService(
-                self.paths, shell=self.config.shell(), settings=self.shell_settings
+                self.paths,
+                shell=self.config.shell(),
+                settings=self.shell_settings,
+                user_command=test_command_of(self.config),
             )
         return self._shell
 
@@ -307,10 +312,26 @@ class Kernel:
         from briotui.kernel.supervisor import test_command
 
         command = test_command(self)
-        verified = command is not None and self.recorder.passed(session_id, command)
+        run = self.recorder.last_run(session_id, command) if command is not None else None
+        verified = run is not None and run["exit_code"] == 0
         if self.state.exists(["sessions", session_id]):
             self.state.set(["sessions", session_id, "verified"], verified)
+            if run is not None:
+                self.state.set(["sessions", session_id, "tests"], _verification(run))
         return verified
+
+    def note_authors(self, session_id: str, hunk_ids: Sequence[str], task_id: str) -> None:
+        """Remember that ``task_id`` wrote these hunks (a fix round's, a revision's)."""
+        self.recorder.note_authors(session_id, hunk_ids, task_id)
+
+    def test_run(self, session_id: str) -> dict[str, Any] | None:
+        """The latest run of the project's test command in a session, as stored: argv,
+        exit code, duration, the output's tail and the names of the failing tests."""
+        from briotui.kernel.supervisor import test_command
+
+        command = test_command(self)
+        run = self.recorder.last_run(session_id, command) if command is not None else None
+        return run
 
     def transcript_all(self) -> list[dict[str, Any]]:
         """Every stored message of the project, oldest first."""
@@ -352,15 +373,26 @@ class Kernel:
         message: str | None = None,
         include_staged: bool = False,
         provenance: str | None = None,
+        force: bool = False,
     ) -> CommitResult:
-        """Apply a session's accepted hunks to the working tree (and git-commit them)."""
+        """Apply a session's accepted hunks to the working tree (and git-commit them).
+
+        Without ``force`` only what passed the project's tests is committed (see
+        :meth:`verify_commit`); otherwise :class:`CommitUnverified` is raised.
+        """
         return await self._commands.commit(
             session_id,
             git=git,
             message=message,
             include_staged=include_staged,
             provenance=provenance,
+            force=force,
         )
+
+    async def verify_commit(self, session_id: str) -> CommitCheck:
+        """Whether the accepted hunks of a session passed the project's tests (running
+        them on exactly those hunks when only some are accepted)."""
+        return await self._commands.verify_commit(session_id)
 
     async def rollback(self, session_id: str, *, force: bool = False) -> RollbackResult:
         """Discard an open session, or undo a committed one."""
@@ -823,3 +855,13 @@ class Kernel:
 
 
 __all__ = ["AgentNotFound", "Kernel"]
+
+
+def _verification(run: Mapping[str, Any]) -> contract.VerificationView:
+    return contract.verification_view(
+        run["argv"],
+        exit_code=int(run["exit_code"]),
+        duration_ms=int(run["duration_ms"]),
+        output=str(run["output"]),
+        truncated=bool(run["truncated"]),
+    )

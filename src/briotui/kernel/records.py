@@ -112,14 +112,17 @@ class Recorder:
             )
         elif isinstance(event, CommandRan):
             self.store.execute(
-                "INSERT INTO command_runs (session_id, task_id, agent, argv, exit_code, created)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO command_runs (session_id, task_id, agent, argv, exit_code,"
+                " duration_ms, output, truncated, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     event.session,
                     event.task,
                     event.agent,
                     json.dumps(list(event.argv)),
                     event.exit_code,
+                    event.duration_ms,
+                    event.output,
+                    int(event.truncated),
                     time.time(),
                 ),
             )
@@ -406,6 +409,7 @@ class Recorder:
                 files=files,
                 conflicts=current.get("conflicts") or (),
                 review=current.get("review"),
+                tests=current.get("tests"),
             ),
             parents=True,
         )
@@ -517,6 +521,10 @@ class Recorder:
         )
         return bool(rows) and rows[0]["exit_code"] == 0
 
+    def last_run(self, session_id: str, argv: Sequence[str]) -> dict[str, Any] | None:
+        """The latest run of ``argv`` in a session (see :func:`last_command_run`)."""
+        return last_command_run(self.store, session_id, argv)
+
     def transcript(self, task_id: str) -> list[dict[str, Any]]:
         """The messages of a task (and its subtasks), oldest first; "" for all."""
         if not task_id:
@@ -533,3 +541,25 @@ class Recorder:
             (task_id, task_id.replace("%", "").replace("_", "\\_") + ".%"),
         )
         return [dict(r) for r in rows]
+
+
+def last_command_run(store: Store, session_id: str, argv: Sequence[str]) -> dict[str, Any] | None:
+    """The latest run of ``argv`` in a session, as the kernel saw it.
+
+    Returns:
+        ``task_id``, ``agent``, ``argv``, ``exit_code``, ``duration_ms``, ``output`` (its
+        tail), ``truncated``, ``created`` and ``failed`` (the failing tests' names the
+        output lists), or None if it never ran there.
+    """
+    rows = store.query(
+        "SELECT task_id, agent, argv, exit_code, duration_ms, output, truncated, created"
+        " FROM command_runs WHERE session_id = ? AND argv = ? ORDER BY id DESC LIMIT 1",
+        (session_id, json.dumps(list(argv))),
+    )
+    if not rows:
+        return None
+    row = dict(rows[0])
+    row["argv"] = json.loads(row["argv"])
+    row["truncated"] = bool(row["truncated"])
+    row["failed"] = contract.failed_tests(row["output"])
+    return row

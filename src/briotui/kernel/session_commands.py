@@ -7,6 +7,13 @@ decisions with reasons, verification and hunk provenance) and whatever shows the
 (the status bar, the task tree) sees it. The blocking work (SQLite, the commit journal,
 git) runs off the event loop.
 
+A commit is verified first (:meth:`SessionCommands.verify_commit`): with a test command
+configured, what is committed must have passed it. When every hunk is accepted that is
+the session's own last test run; when only some are, the test command runs on exactly
+the accepted hunks, in a scratch session (a fork with the other hunks undone) that is
+discarded afterwards (its run stays in the store). An unverified commit needs ``force``
+(the TUI asks, the CLI takes ``--force``).
+
 ``revise`` hands the rejected hunks and their reasons back to the Coder: it runs again in
 the same session with them (and an optional extra instruction) in its ``feedback``
 context, and its new edits become new hunks of the same review.
@@ -15,13 +22,16 @@ context, and its new edits become new hunks of the same review.
 from __future__ import annotations
 
 import asyncio
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
-from briotui.kernel.errors import SessionStateError
+from briotui.kernel.errors import BrioError, CommitUnverified, SessionStateError
+from briotui.kernel.runtime.events import COMMAND_OUTPUT_TAIL, CommandRan
 from briotui.kernel.vfs import Decision, Session
 from briotui.kernel.vfs.commit import CommitResult, RollbackResult
+from briotui.kernel.vfs.diff import apply_accepted
 
 if TYPE_CHECKING:
     from briotui.kernel.kernel import Kernel
@@ -87,6 +97,79 @@ def feedback_of(session: Session, instruction: str = "") -> Revision:
     return Revision(goal=goal, feedback=feedback, files=tuple(files))
 
 
+SUBSET_TIMEOUT_S = 900.0
+"""Wall-clock limit of the test run on the accepted hunks before a commit."""
+
+CheckStatus = Literal[
+    "verified", "no-tests", "subset-passed", "subset-failed", "unverified", "failed"
+]
+"""What the verification of a commit found (the first three allow it)."""
+
+
+@dataclass(frozen=True)
+class CommitCheck:
+    """Whether what a commit would write passed the project's tests.
+
+    Attributes:
+        status: See :data:`CheckStatus`.
+        message: One or two sentences for the user.
+        run: The test run on the accepted hunks (as stored: ``argv``, ``exit_code``,
+            ``duration_ms``, ``output``, ``failed``, ...), when one ran.
+        scratch: The scratch session it ran in ("" when none).
+    """
+
+    status: CheckStatus
+    message: str
+    run: dict[str, Any] | None = None
+    scratch: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the commit may go ahead without the user's confirmation."""
+        return self.status in ("verified", "no-tests", "subset-passed")
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON-able data (``run`` without its full output)."""
+        run = None
+        if self.run is not None:
+            run = {k: v for k, v in self.run.items() if k != "output"}
+            run["tail"] = "\n".join(str(self.run["output"]).splitlines()[-40:])
+        return {"status": self.status, "ok": self.ok, "message": self.message, "run": run}
+
+
+def _failing(run: dict[str, Any]) -> str:
+    names = run.get("failed") or []
+    shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+    return f" Failing: {shown}." if shown else f" It exited {run['exit_code']}."
+
+
+def scratch_of(session: Session, accepted: set[str]) -> Session:
+    """A fork of ``session`` holding exactly its ``accepted`` hunks (on its base)."""
+    scratch = session.fork(label=f"verify the accepted hunks of {session.id}")
+    try:
+        for change in session.diff().files:
+            outcome = apply_accepted(change, accepted)
+            # undo the session's change, then apply only what is accepted
+            if change.status in ("added", "renamed"):
+                scratch.delete(change.path)
+            if change.old is not None:
+                if change.old_symlink:
+                    scratch.write_symlink(change.old_path, change.old)
+                else:
+                    scratch.write(change.old_path, change.old, change.old_exec)
+            for path, data, executable in outcome.writes:
+                if path in outcome.links:
+                    scratch.write_symlink(path, data)
+                else:
+                    scratch.write(path, data, executable)
+            for path in outcome.deletes:
+                scratch.delete(path)
+    except BaseException:
+        scratch.discard()
+        raise
+    return scratch
+
+
 class SessionCommands:
     """The session commands of one kernel (see the module docstring).
 
@@ -131,6 +214,86 @@ class SessionCommands:
 
         return await asyncio.to_thread(work)
 
+    async def verify_commit(self, session_id: str) -> CommitCheck:
+        """Whether the accepted hunks of a session passed the project's tests.
+
+        All hunks accepted: the session's own last test run decides. Only some: the
+        test command runs on exactly those, in a scratch session (see the module
+        docstring). No test command configured: nothing to verify (allowed).
+        """
+        from briotui.kernel.supervisor import test_command
+
+        kernel = self.kernel
+        command = test_command(kernel)
+        if command is None:
+            return CommitCheck("no-tests", "No test command is configured ([tests] command).")
+        session = await asyncio.to_thread(self._open, session_id)
+        hunks = {h.id for h in (await asyncio.to_thread(session.diff)).hunks()}
+        accepted = session.accepted_ids() & hunks
+        if accepted == hunks:
+            last = kernel.test_run(session_id)
+            if last is None:
+                return CommitCheck(
+                    "unverified", f"The tests ({shlex.join(command)}) never ran on this session."
+                )
+            if last["exit_code"] == 0:
+                return CommitCheck("verified", "The tests passed on this session.", last)
+            return CommitCheck("failed", "The tests failed on this session." + _failing(last), last)
+        return await self._run_subset(session, accepted, command)
+
+    async def _run_subset(
+        self, session: Session, accepted: set[str], command: list[str]
+    ) -> CommitCheck:
+        kernel = self.kernel
+        scratch = await asyncio.to_thread(scratch_of, session, accepted)
+        shell = kernel.shell()
+        try:
+            # the user asked for this commit; their own test command runs on it
+            out = (
+                await asyncio.to_thread(
+                    shell.run,
+                    scratch,
+                    command,
+                    cwd="",
+                    timeout_s=SUBSET_TIMEOUT_S,
+                    confirmed=True,
+                )
+            ).output
+        except BrioError as exc:
+            return CommitCheck(
+                "unverified",
+                f"The tests could not run on the accepted hunks: {exc.message}",
+                scratch=scratch.id,
+            )
+        finally:
+            await asyncio.to_thread(shell.release, scratch)
+            await asyncio.to_thread(scratch.discard)
+        both = out.stdout + ("\n" if out.stdout and out.stderr else "") + out.stderr
+        kernel.recorder.on_event(
+            CommandRan(
+                agent="kernel",
+                instance="",
+                session=scratch.id,
+                argv=tuple(command),
+                exit_code=out.exit_code,
+                duration_ms=out.duration_ms,
+                output=both[-COMMAND_OUTPUT_TAIL:],
+                truncated=out.truncated or len(both) > COMMAND_OUTPUT_TAIL,
+            )
+        )
+        run = kernel.recorder.last_run(scratch.id, command)
+        assert run is not None
+        what = f"{len(accepted)} accepted hunk(s) of session {session.id}"
+        if out.exit_code == 0:
+            return CommitCheck("subset-passed", f"The tests pass on the {what}.", run, scratch.id)
+        return CommitCheck(
+            "subset-failed",
+            f"The tests fail on the {what} (they were run on exactly what would be "
+            "committed)." + _failing(run),
+            run,
+            scratch.id,
+        )
+
     async def commit(
         self,
         session_id: str,
@@ -139,8 +302,21 @@ class SessionCommands:
         message: str | None = None,
         include_staged: bool = False,
         provenance: str | None = None,
+        force: bool = False,
     ) -> CommitResult:
-        """Apply the accepted hunks to the working tree (and make a git commit if asked)."""
+        """Apply the accepted hunks to the working tree (and make a git commit if asked).
+
+        Raises:
+            CommitUnverified: Without ``force``, what would be committed did not pass
+                the project's tests (:meth:`verify_commit`); nothing was written.
+        """
+        if not force:
+            check = await self.verify_commit(session_id)
+            if not check.ok:
+                raise CommitUnverified(
+                    check.message + " Nothing was written. Commit anyway with --force "
+                    "(the review asks), or fix the change first."
+                )
 
         def work() -> CommitResult:
             session = self._open(session_id)

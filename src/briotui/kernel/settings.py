@@ -184,6 +184,14 @@ class Settings:
             return tests.get("command"), str(self.project_file)
         return None, ""
 
+    def tests_fix_rounds(self) -> tuple[object, str]:
+        """The raw ``[tests] fix_rounds`` (harmless: the project's applies untrusted too;
+        else the user's) and its source; None when unset."""
+        project = self._project_section("tests")
+        if "fix_rounds" in project:
+            return project["fix_rounds"], str(self.project_file)
+        return _table(self.user, "tests", self.user_file).get("fix_rounds"), str(self.user_file)
+
     def pipeline(self) -> tuple[dict[str, Any], str]:
         """The ``[pipeline]`` table (harmless: the project's applies) and its source."""
         project = self._project_section("pipeline")

@@ -84,6 +84,14 @@ class SupervisorHost(Protocol):
         """Whether the project's test command passed in the session."""
         ...
 
+    def test_run(self, session_id: str) -> dict[str, Any] | None:
+        """The latest stored run of the project's test command in the session."""
+        ...
+
+    def note_authors(self, session_id: str, hunk_ids: Sequence[str], task_id: str) -> None:
+        """Remember that ``task_id`` wrote these hunks of the session."""
+        ...
+
 
 STEP_TITLES = {
     "council": "Plan the change",
@@ -124,6 +132,8 @@ class TaskResult:
     merge: dict[str, Any] = field(default_factory=dict)
     review: dict[str, Any] = field(default_factory=dict)
     verified: bool | None = None
+    fix_rounds: int = 0
+    """How many rounds of the fix loop ran (the tests failed and the Coder tried again)."""
     error: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,13 +152,31 @@ def pipeline_concurrency(kernel: SupervisorHost) -> int:
     return value
 
 
+def fix_rounds(kernel: SupervisorHost) -> int:
+    """How many times failing tests go back to the Coder: ``[tests] fix_rounds``
+    (default 2; 0 turns the fix loop off)."""
+    value, path = kernel.config.tests_fix_rounds()
+    if value is None:
+        return 2
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10:
+        raise ConfigError(
+            f"[tests] fix_rounds in {path} must be a whole number from 0 to 10, not {value!r}."
+        )
+    return value
+
+
 def test_command(kernel: SupervisorHost) -> list[str] | None:
     """The project's test command from ``[tests] command`` in ``.brio/config.toml``.
 
     None when unset, or while the project is not trusted (it is a command the
     pipeline would run).
     """
-    command, path = kernel.config.tests_command()
+    return test_command_of(kernel.config)
+
+
+def test_command_of(settings: Settings) -> list[str] | None:
+    """:func:`test_command` from the settings alone (for front ends without a kernel)."""
+    command, path = settings.tests_command()
     if command is None:
         return None
     argv = shlex.split(command) if isinstance(command, str) else command
@@ -336,6 +364,14 @@ class Supervisor:
             )
             # the kernel's own record of the command decides, not the agent's summary
             result.verified = kernel.is_verified(session.id)
+            rounds = fix_rounds(kernel)
+            for round_no in range(1, rounds + 1):
+                if result.verified:
+                    break
+                if not await self._fix_round(round_no, rounds, goal, session, task_id, command):
+                    break
+                result.verified = kernel.is_verified(session.id)
+                result.fix_rounds = round_no
         conflicts = result.merge.get("conflicts", [])
         result.status = "done"
         result.summary = (
@@ -346,8 +382,63 @@ class Supervisor:
                 if result.verified is None
                 else f"; tests {'passed' if result.verified else 'failed'}"
             )
+            + (f" after {result.fix_rounds} fix round(s)" if result.fix_rounds else "")
         )
         return result
+
+    # -- the fix loop ------------------------------------------------------------------
+
+    async def _fix_round(
+        self,
+        round_no: int,
+        rounds: int,
+        goal: str,
+        session: Session,
+        parent: str,
+        command: list[str],
+    ) -> bool:
+        """One round of the fix loop: the Coder gets the failing output and edits the
+        session again (its task is "Fix round N"), then the tests run again under it.
+
+        Returns:
+            Whether the round ran to the test run (False: the Coder failed, or there
+            was no failing run to show it; the loop stops).
+        """
+        kernel = self.kernel
+        run = kernel.test_run(session.id)
+        if run is None:
+            return False
+        before = {h.id for h in (await asyncio.to_thread(session.diff)).hunks()}
+        changed = [f.path for f in (await asyncio.to_thread(session.diff)).files]
+        named = [n.split("::", 1)[0] for n in run["failed"] if "::" in n]
+        files = [p for p in dict.fromkeys(changed + named) if p and " " not in p]
+        context = [("feedback", fix_feedback(run, round_no, rounds))]
+        if files:
+            context.append(("files", " ".join(files)))
+        fix_id = f"{parent}.fix{round_no}-{uuid.uuid4().hex[:4]}"
+        try:
+            await kernel.run_agent(
+                "coder",
+                f"{goal}\n\nThe project's tests fail after this change; fix the code so "
+                f"they pass (fix round {round_no} of {rounds}).",
+                bindings=self.bindings(session),
+                context=context,
+                task_id=fix_id,
+                parent_task=parent,
+                title=f"Fix round {round_no}",
+            )
+        except (RunFailed, BrioError):
+            return False
+        after = {h.id for h in (await asyncio.to_thread(session.diff)).hunks()}
+        kernel.note_authors(session.id, sorted(after - before), fix_id)
+        await self._step(
+            "smart",
+            f"Run the project's tests: {shlex.join(command)} (after fix round {round_no})",
+            session,
+            fix_id,
+            [("command", json.dumps(command))],
+        )
+        return True
 
     async def _step(
         self,
@@ -366,6 +457,24 @@ class Supervisor:
             parent_task=parent,
             title=STEP_TITLES.get(agent),
         )
+
+
+FIX_OUTPUT_CHARS = 6000
+"""How much of the failing output's end a fix round shows the Coder."""
+
+
+def fix_feedback(run: dict[str, Any], round_no: int, rounds: int) -> str:
+    """What the Coder is told in a fix round: the command, the failing tests, the output."""
+    failed = "".join(f"- {name}\n" for name in run["failed"])
+    return (
+        f"(Not a rejection: the project's tests failed after the change; fix round "
+        f"{round_no} of {rounds}.)\n"
+        f"Command: {shlex.join(run['argv'])} exited {run['exit_code']}.\n"
+        + (f"Failing tests:\n{failed}" if failed else "")
+        + "Output (its end):\n```\n"
+        + str(run["output"])[-FIX_OUTPUT_CHARS:]
+        + "\n```\nChange the code (not the tests, unless they are wrong) so they pass."
+    )
 
 
 def _json(text: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ once the user trusts the project (see :mod:`briotui.kernel.settings`).
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,7 +112,17 @@ def profiles_from_settings(settings: Settings) -> dict[str, list[Grant]]:
     Raises:
         ConfigError: an ``[agents]`` table is invalid.
     """
-    return build_profiles(settings.agents())
+    profiles = build_profiles(settings.agents())
+    from briotui.kernel.supervisor import test_command_of
+
+    command = test_command_of(settings)
+    if command is not None:  # the user's own test command: the Smart Agent runs it
+        profiles.setdefault("smart", []).append(
+            Grant(
+                "config:smart:shell:tests", "smart", "shell", shlex.join(command), source="config"
+            )
+        )
+    return profiles
 
 
 def load_profiles(config_file: Path | None) -> dict[str, list[Grant]]:

@@ -161,6 +161,16 @@ class CommandRan(Event):
     session: str = ""
     argv: tuple[str, ...] = ()
     exit_code: int = 0
+    duration_ms: int = 0
+    output: str = ""
+    """The tail of what it printed (stdout, then stderr), bounded by
+    :data:`COMMAND_OUTPUT_TAIL` characters."""
+    truncated: bool = False
+    """Whether ``output`` lost its beginning (the runner's bound or the tail)."""
+
+
+COMMAND_OUTPUT_TAIL = 64_000
+"""Most characters of a command's output the kernel keeps (its end: failures print last)."""
 
 
 EventSink = Callable[[Event], None]

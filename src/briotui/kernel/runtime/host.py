@@ -45,6 +45,7 @@ from briotui.kernel.mesh import Endpoint, Envelope, anyone
 from briotui.kernel.runtime import context as ctxmod
 from briotui.kernel.runtime.context import CallContext, HostTimeout, TaskHost
 from briotui.kernel.runtime.events import (
+    COMMAND_OUTPUT_TAIL,
     CommandRan,
     Milestone,
     ModelAttemptFailed,
@@ -531,7 +532,7 @@ def shell_run(ctx: CallContext, command: dict[str, Any]) -> Any:
     if not argv:
         return _error("invalid", "The command is empty: give a program and its arguments.")
     line = shlex.join(argv)
-    decision = service.policy.check(argv)
+    decision = service.check(argv)
     if not decision.allowed:
         caps = ctx.bindings.capabilities
         if caps is not None:
@@ -578,6 +579,9 @@ def shell_run(ctx: CallContext, command: dict[str, Any]) -> Any:
             session=session.id,
             argv=tuple(argv),
             exit_code=out.exit_code,
+            duration_ms=out.duration_ms,
+            output=_tail(out.stdout, out.stderr),
+            truncated=out.truncated or len(out.stdout) + len(out.stderr) > COMMAND_OUTPUT_TAIL,
         )
     )
     limit = ctx.limits.max_message_bytes // 2
@@ -590,6 +594,12 @@ def shell_run(ctx: CallContext, command: dict[str, Any]) -> Any:
             "duration_ms": out.duration_ms,
         }
     )
+
+
+def _tail(stdout: str, stderr: str) -> str:
+    """What a command printed, stdout then stderr, cut to its last characters."""
+    both = stdout + ("\n" if stdout and stderr and not stdout.endswith("\n") else "") + stderr
+    return both[-COMMAND_OUTPUT_TAIL:]
 
 
 def _sql(ctx: CallContext) -> AgentSql | Err[dict[str, str]]:

@@ -99,6 +99,68 @@ def default_safe_path() -> str:
     return os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"])
 
 
+VENV_NAMES: Final[tuple[str, ...]] = (".venv", "venv")
+"""Where a project keeps its own virtualenv, in the order they are looked for."""
+
+
+@dataclass(frozen=True)
+class ProjectEnv:
+    """The Python environment a project's commands (its tests) run with.
+
+    Attributes:
+        venv: The project's virtualenv, or None (briotui's own interpreter is used).
+        source: How it was found: ``.venv``, ``venv``, ``VIRTUAL_ENV`` or ``none``.
+        path: The PATH commands get: the virtualenv's ``bin`` first, then
+            :func:`default_safe_path`.
+    """
+
+    venv: Path | None
+    source: str
+    path: str
+
+    def line(self) -> str:
+        """One line saying which environment commands use (``briotui doctor``)."""
+        if self.venv is None:
+            return (
+                f"no project virtualenv (.venv, venv or an active VIRTUAL_ENV): commands use "
+                f"briotui's own Python ({sys.executable})"
+            )
+        return (
+            f"the project's virtualenv {self.venv} (found as {self.source}), its bin first on PATH"
+        )
+
+
+def _is_venv(path: Path) -> bool:
+    return (path / "pyvenv.cfg").is_file() and (path / "bin").is_dir()
+
+
+def project_env(root: Path, environ: Mapping[str, str] | None = None) -> ProjectEnv:
+    """Find the project's own virtualenv, so its tests run with its packages.
+
+    ``root/.venv``, then ``root/venv``, then the virtualenv active when briotui started
+    (``$VIRTUAL_ENV``), unless that is briotui's own environment.
+
+    Args:
+        root: The project root.
+        environ: The environment briotui started with (``os.environ`` if None).
+    """
+    env = os.environ if environ is None else environ
+    found: tuple[Path, str] | None = None
+    for name in VENV_NAMES:
+        if _is_venv(root / name):
+            found = (Path(os.path.realpath(root / name)), name)
+            break
+    active = env.get("VIRTUAL_ENV", "")
+    if found is None and active and os.path.isabs(active) and _is_venv(Path(active)):
+        real = Path(os.path.realpath(active))
+        if real != Path(os.path.realpath(sys.prefix)):
+            found = (real, "VIRTUAL_ENV")
+    if found is None:
+        return ProjectEnv(None, "none", default_safe_path())
+    venv, source = found
+    return ProjectEnv(venv, source, os.pathsep.join([str(venv / "bin"), default_safe_path()]))
+
+
 def scrubbed_env(
     cwd: Path, *, home: str, path: str, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
@@ -485,6 +547,7 @@ def run_command(
     extra_env: Mapping[str, str] | None = None,
     readonly: Sequence[Path] = (),
     should_stop: Callable[[], bool] | None = None,
+    executable: str | None = None,
 ) -> CommandOutput:
     """Run ``argv`` (never through a shell) and collect its output.
 
@@ -518,6 +581,9 @@ def run_command(
         should_stop: Polled about every 100 ms; once it says True the command and
             all its descendants are killed as at a timeout (a cancelled agent's command
             does not run on).
+        executable: The program's absolute path, when the user wrote it as a path in
+            their own ``[tests] command`` (the caller resolved and checked it); then
+            ``argv[0]`` may be a path and is not looked up.
 
     Returns:
         Exit code, bounded stdout and stderr, whether they were cut, and duration.
@@ -535,10 +601,15 @@ def run_command(
     if any("\x00" in a for a in argv):
         raise CommandRefused("An argument contains a NUL byte.", argv=list(argv))
     program = argv[0]
-    if "/" in program or "\\" in program:
-        raise CommandRefused(f"{program!r} is a path; give the program's name.", argv=list(argv))
     search = path if path is not None else default_safe_path()
-    exe = shutil.which(program, path=search)
+    if executable is not None:
+        if not os.path.isabs(executable) or not os.access(executable, os.X_OK):
+            raise CommandNotFound(f"{executable!r} is not an executable program.")
+        exe: str | None = executable
+    elif "/" in program or "\\" in program:
+        raise CommandRefused(f"{program!r} is a path; give the program's name.", argv=list(argv))
+    else:
+        exe = shutil.which(program, path=search)
     if exe is None:
         raise CommandNotFound(
             f"{program!r} is not installed on the kernel's PATH ({search}). Install it in "

@@ -21,17 +21,20 @@ from pathlib import Path
 from typing import Final
 
 from briotui.kernel.errors import (
+    CommandNotFound,
     CommandRefused,
     CommandTimeout,
 )
 from briotui.kernel.paths import ProjectPaths
 from briotui.kernel.settings import load_settings
-from briotui.kernel.shell.policy import CommandPolicy
+from briotui.kernel.shell.policy import CommandPolicy, Decision
 from briotui.kernel.shell.runner import (
     INSTALL_HINT,
     CommandOutput,
+    ProjectEnv,
     SandboxStatus,
     ShellSettings,
+    project_env,
     run_command,
     sandbox_status,
 )
@@ -79,6 +82,7 @@ def run_in_session(
     materialized: Materialized | None = None,
     readonly: Sequence[Path] = (),
     should_stop: Callable[[], bool] | None = None,
+    executable: str | None = None,
 ) -> SessionRun:
     """Run ``argv`` over a session's files and bring its file changes into the session.
 
@@ -110,6 +114,7 @@ def run_in_session(
             None, a new one is made and ``workdir`` is removed afterwards.
         readonly: See :func:`run_command`.
         should_stop: See :func:`run_command`.
+        executable: See :func:`run_command`.
 
     Returns:
         The output and the changed session paths.
@@ -139,13 +144,14 @@ def run_in_session(
             path=path,
             readonly=readonly,
             should_stop=should_stop,
+            executable=executable,
         )
         _drop_new_caches(mat.dest, set(kept_caches))
         changed = []
         for rel in mat.sync_back():
             if rel in kept_caches:
-                data, executable = kept_caches[rel]
-                session.write(rel, data, executable)
+                data, is_exe = kept_caches[rel]
+                session.write(rel, data, is_exe)
             elif not is_cache_path(rel):
                 changed.append(rel)
         return SessionRun(output=output, changed=sorted(changed))
@@ -173,6 +179,12 @@ class ShellService:
         settings: The user's sandbox settings (see
             :meth:`briotui.kernel.settings.Settings.shell_settings`; never the project's);
             None reads the user's settings through the one loader (the kernel passes them).
+        user_command: The project's ``[tests] command`` as the user wrote it (trusted
+            settings only); it may name its program by a path (e.g.
+            ``.venv/bin/python -m pytest``), which no agent-chosen command may.
+        env: The project's Python environment (:func:`project_env` of the root if None):
+            its virtualenv's ``bin`` comes first on commands' PATH and is shown to them
+            read-only.
     """
 
     def __init__(
@@ -182,12 +194,16 @@ class ShellService:
         shell: Mapping[str, object] | None = None,
         max_output_bytes: int = 256 * 1024,
         settings: ShellSettings | None = None,
+        user_command: Sequence[str] | None = None,
+        env: ProjectEnv | None = None,
     ) -> None:
         self.paths = paths
         self.policy = CommandPolicy.from_config(shell)
         self.max_output_bytes = max_output_bytes
         self.settings = settings if settings is not None else load_settings().shell_settings()
         self.status: SandboxStatus = sandbox_status(self.settings)
+        self.env = env if env is not None else project_env(paths.root)
+        self.user_command = tuple(user_command) if user_command else None
         self._dirs: dict[str, Materialized] = {}
         self._lock = threading.Lock()
 
@@ -195,13 +211,47 @@ class ShellService:
         """Where ``session`` is materialized for commands."""
         return self.paths.sessions / "work" / session.id
 
+    def release(self, session: Session) -> None:
+        """Drop the directory ``session`` was materialized into (a scratch session's)."""
+        with self._lock:
+            materialized = self._dirs.pop(session.id, None)
+        if materialized is not None:
+            materialized.remove()
+
     def needs_confirmation(self) -> bool:
         """Whether each command must be confirmed by the user first (unsandboxed, "ask")."""
         return not self.status.sandboxed and self.settings.unsandboxed == "ask"
 
     def _readonly(self) -> list[Path]:
-        venv = self.paths.root / ".venv"
-        return [venv] if (venv / "pyvenv.cfg").is_file() else []
+        return [self.env.venv] if self.env.venv is not None else []
+
+    def check(self, argv: Sequence[str]) -> Decision:
+        """Whether ``argv`` may run: the policy's answer, except that the user's own
+        ``[tests] command`` always may (the user wrote it, program path and all)."""
+        if self.user_command is not None and tuple(argv) == self.user_command:
+            return Decision(True, "[tests] command", "the project's test command (your setting)")
+        return self.policy.check(argv)
+
+    def _executable(self, argv: Sequence[str]) -> str | None:
+        """The program of the user's own test command when it is given as a path.
+
+        A relative path is taken from the project root (where the user wrote it).
+
+        Raises:
+            CommandNotFound: There is no executable program at that path.
+        """
+        program = argv[0] if argv else ""
+        if self.user_command is None or tuple(argv) != self.user_command:
+            return None
+        if "/" not in program:
+            return None
+        exe = Path(program) if os.path.isabs(program) else self.paths.root / program
+        if not exe.is_file() or not os.access(exe, os.X_OK):
+            raise CommandNotFound(
+                f"The program of your [tests] command, {program!r}, is not an executable "
+                f"file (looked at {exe}). Fix [tests] command in .brio/config.toml."
+            )
+        return os.path.abspath(exe)
 
     def run(
         self,
@@ -258,9 +308,11 @@ class ShellService:
                 timeout_s=timeout_s,
                 max_output_bytes=self.max_output_bytes,
                 sandbox=self.status.sandboxed,
+                path=self.env.path,
                 materialized=materialized,  # kept: the next run syncs only what changed
                 readonly=self._readonly(),
                 should_stop=should_stop,
+                executable=self._executable(argv),
             )
         except CommandTimeout:
             with self._lock:

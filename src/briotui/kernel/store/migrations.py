@@ -269,12 +269,28 @@ def _v5_provider_failures(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v6_command_run_output(conn: sqlite3.Connection) -> None:
+    """A command run's duration and output (its tail), so a failed test run says why."""
+    run_script(
+        conn,
+        """
+        ALTER TABLE command_runs ADD COLUMN duration_ms INTEGER NOT NULL DEFAULT 0;
+        -- the end of stdout then stderr, at most 64,000 characters
+        ALTER TABLE command_runs ADD COLUMN output TEXT NOT NULL DEFAULT '';
+        -- 1: the output lost its beginning
+        ALTER TABLE command_runs ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX command_runs_session ON command_runs(session_id);
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _v1_sessions,
     _v2_capabilities_tasks_usage,
     _v3_session_symlinks_left_out,
     _v4_commit_journal_links_and_git,
     _v5_provider_failures,
+    _v6_command_run_output,
 ]
 """Every migration in order; version N is ``MIGRATIONS[N - 1]``."""
 

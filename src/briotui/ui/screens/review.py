@@ -21,6 +21,7 @@ from briotui.kernel.vfs import Decision, FileChange, Hunk, Session, SessionDiff
 from briotui.ui.host import AppHost, host_of
 from briotui.ui.messages import StateUpdated
 from briotui.ui.screens.dialogs import RejectReason, ReviseInstruction
+from briotui.ui.screens.test_output import ConfirmUnverified, TestOutput
 from briotui.ui.widgets.diff_view import ConflictView, HunkView
 from briotui.ui.widgets.task_tree import themed
 
@@ -88,6 +89,14 @@ class ReviewScreen(Screen[None]):
             "Revise",
             id="review-revise",
             tooltip="Run the Coder again with the rejected hunks and their reasons",
+        ),
+        Binding(
+            "t",
+            "test_output",
+            "Test output",
+            show=False,
+            id="review-test-output",
+            tooltip="The output of the latest test run in this session",
         ),
         Binding("escape", "close", "Back", id="review-back", tooltip="Back to the main screen"),
     ]
@@ -227,12 +236,19 @@ class ReviewScreen(Screen[None]):
         if goal:
             title.append(f"  · {sanitize(str(goal))[:60]}")
         verified = summary["verified"]
-        if verified is True:
+        partial = any(d == "rejected" for d, _ in self.decisions.values())
+        if verified is True and partial:  # the run covered hunks that will not be committed
+            title.append(
+                "  verified as a whole; what you accept is tested on commit",
+                style=themed("$warning", v),
+            )
+        elif verified is True:
             title.append("  ✔ verified ", style=themed("bold reverse $success", v))
         elif verified is False:
             title.append("  ✘ tests failed ", style=themed("bold reverse $error", v))
         else:
             title.append("  not verified", style="dim")
+        self._draw_tests(title, summary.get("tests"))
         verdict = review["verdict"] if review else ""
         if verdict:
             colour = "$success" if verdict in ("approve", "approved", "ok") else "$warning"
@@ -245,6 +261,33 @@ class ReviewScreen(Screen[None]):
                 f"\n  [{sanitize(finding['severity'])}] {sanitize(finding['message'])[:100]}"
             )
         self.query_one("#review-title", Static).update(title)
+
+    def _draw_tests(self, title: Text, tests: contract.VerificationView | None) -> None:
+        """The latest test run: failing tests by name, and the key for the output."""
+        if tests is None or tests["passed"]:  # the verified badge says it
+            return
+        names = tests["failed"]
+        shown = ", ".join(sanitize(n) for n in names[:3]) + (" …" if len(names) > 3 else "")
+        what = shown or f"exit {tests['exit_code']}"
+        title.append(f"\n  failing: {what}  (t: test output)")
+
+    def action_test_output(self) -> None:
+        """Show the stored output of the latest test run in this session."""
+        self.show_test_output()
+
+    @work(exclusive=True, exit_on_error=False, group="review-tests", description="test output")
+    async def show_test_output(self) -> None:
+        """Read the run from the store off the loop, then open it."""
+        kernel = self.brio.workbench.kernel
+        try:
+            run = await asyncio.to_thread(kernel.test_run, self.session_id)
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="error")
+            return
+        if run is None:
+            self.notify("The tests have not run in this session.", title="No test run")
+            return
+        self.app.push_screen(TestOutput(run))
 
     def on_state_updated(self, message: StateUpdated) -> None:
         self._redraw()
@@ -367,11 +410,32 @@ class ReviewScreen(Screen[None]):
         self.commit()
 
     @work(exclusive=True, exit_on_error=False, group="review-commit", description="commit")
-    async def commit(self) -> None:
-        """Commit off the loop; report what was written."""
+    async def commit(self, force: bool = False) -> None:
+        """Commit off the loop; report what was written.
+
+        What did not pass the tests (the session, or the accepted hunks run on their own)
+        is committed only after the user confirms (``force``).
+        """
         session = self.session
         if session is None:
             return
+        if not force:
+            self.notify("Checking that the tests pass on what you accepted…", title="Verifying")
+            try:
+                check = await self.brio.workbench.kernel.verify_commit(session.id)
+            except BrioError as exc:
+                self.notify(exc.message, title=exc.title, severity="error", timeout=10)
+                return
+            if check.scratch:
+                self.notify(check.message, title="Tests on the accepted hunks")
+            if not check.ok:
+
+                def answered(yes: bool | None) -> None:
+                    if yes:
+                        self.commit(force=True)
+
+                self.app.push_screen(ConfirmUnverified(check.message), answered)
+                return
         summary = self._summary()
         task = contract.task(self.brio.mirror, summary["task"])
         goal = (task["title"] if task else "") or session.task or "changes"
@@ -379,7 +443,7 @@ class ReviewScreen(Screen[None]):
         is_git = (self.brio.project / ".git").exists()
         try:
             result = await self.brio.workbench.kernel.commit(
-                session.id, git=is_git, message=message
+                session.id, git=is_git, message=message, force=True
             )
         except BrioError as exc:
             self.notify(exc.message, title=exc.title, severity="error", timeout=10)
