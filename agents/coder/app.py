@@ -365,6 +365,8 @@ class Agent(exports.Agent):
         prompt = project_context(task.goal, context) + "\n\nRequest: " + task.goal
         if context.get("feedback"):
             prompt += "\n\nThe user rejected parts of your last attempt:\n" + context["feedback"]
+        if context.get("tests_failed"):
+            prompt += "\n\nThe project's tests failed after your change:\n" + context["tests_failed"]
         messages = [
             llm.Message(role=llm.Role.SYSTEM, content=SYSTEM_PROMPT),
             llm.Message(role=llm.Role.USER, content=prompt),

@@ -412,7 +412,7 @@ class Supervisor:
         changed = [f.path for f in (await asyncio.to_thread(session.diff)).files]
         named = [n.split("::", 1)[0] for n in run["failed"] if "::" in n]
         files = [p for p in dict.fromkeys(changed + named) if p and " " not in p]
-        context = [("feedback", fix_feedback(run, round_no, rounds))]
+        context = [("tests_failed", fix_feedback(run, round_no, rounds))]
         if files:
             context.append(("files", " ".join(files)))
         fix_id = f"{parent}.fix{round_no}-{uuid.uuid4().hex[:4]}"
@@ -464,11 +464,11 @@ FIX_OUTPUT_CHARS = 6000
 
 
 def fix_feedback(run: dict[str, Any], round_no: int, rounds: int) -> str:
-    """What the Coder is told in a fix round: the command, the failing tests, the output."""
+    """What the Coder is told in a fix round (its ``tests_failed`` context): the command,
+    the failing tests, the output."""
     failed = "".join(f"- {name}\n" for name in run["failed"])
     return (
-        f"(Not a rejection: the project's tests failed after the change; fix round "
-        f"{round_no} of {rounds}.)\n"
+        f"Fix round {round_no} of {rounds}.\n"
         f"Command: {shlex.join(run['argv'])} exited {run['exit_code']}.\n"
         + (f"Failing tests:\n{failed}" if failed else "")
         + "Output (its end):\n```\n"
