@@ -184,40 +184,119 @@ def run_list(args: argparse.Namespace) -> int:
         manager.close()
 
 
+def _outcome_of(kernel: Kernel, session: Session) -> dict[str, Any]:
+    """What ``sessions show`` adds: verification, review, the last test run, conflicts,
+    and who wrote each hunk."""
+    from briotui.kernel.supervisor import test_command
+
+    recorder = kernel.recorder
+    command = test_command(kernel)
+    conflicts = recorder.conflicts_of(session.id)
+    run = recorder.last_command_run(session.id)
+    if command is None:
+        verified: bool | None = None
+    elif not session.diff().files:
+        verified = False  # an empty session is never verified
+    else:
+        verified = recorder.passed(session.id, command) and not conflicts
+    return {
+        "verified": verified,
+        "test_command": command,
+        "tests": run,
+        "review": kernel.review_of(session.id),
+        "conflicts": conflicts,
+        "authors": {key: list(who) for key, who in recorder.authors(session).items()},
+    }
+
+
 def run_show(args: argparse.Namespace) -> int:
     """``sessions show ID``."""
-    manager = _open(args)
-    try:
+
+    async def work(kernel: Kernel) -> tuple[dict[str, Any], bool]:
+        manager = kernel.sessions()
         session = manager.get(args.session)
         data = _summary(session)
-        if args.json:
-            print_json({"status": "ok", "session": data})
-            return 0
-        say(f"session {data['id']}  ({data['state']})")
-        if data["parent"]:
-            say(f"forked from {data['parent']}")
-        if data["task"]:
-            say(f"task: {one_line(data['task'])}")
-        if not manager.is_git:
-            say("note: not a git repository: no git commit step.")
+        extra = await asyncio.to_thread(_outcome_of, kernel, session)
+        authors = extra.pop("authors")
         for f in data["files"]:
-            path = reveal(f["path"])
-            if f["old_path"] != f["path"]:
-                path = f"{reveal(f['old_path'])} -> {path}"
-            link = "  (symbolic link)" if f["old_symlink"] or f["new_symlink"] else ""
-            say(f"  {f['status']:<9} {path}{link}")
             for h in f["hunks"]:
-                why = f"  ({one_line(h['reason'])})" if h["reason"] else ""
-                say(f"      h-{h['id']}  {h['decision']:<8} {h['kind']}{why}")
-        if not data["files"]:
-            say("  (no changes)")
-        if data["left_out"]:
-            say("left out of the session:")
-            for item in data["left_out"]:
-                say(f"  {reveal(item['path'])}: {one_line(item['reason'])}")
+                agent, model = authors.get(h["id"]) or authors.get(f["path"]) or ("", "")
+                h["agent"], h["model"] = agent, model
+        data.update(extra)
+        return data, manager.is_git
+
+    data, is_git = _with_kernel(args, work)
+    if args.json:
+        print_json({"status": "ok", "session": data})
         return 0
-    finally:
-        manager.close()
+    say(f"session {data['id']}  ({data['state']})")
+    if data["parent"]:
+        say(f"forked from {data['parent']}")
+    if data["task"]:
+        say(f"task: {one_line(data['task'])}")
+    if not is_git:
+        say("note: not a git repository: no git commit step.")
+    for f in data["files"]:
+        path = reveal(f["path"])
+        if f["old_path"] != f["path"]:
+            path = f"{reveal(f['old_path'])} -> {path}"
+        link = "  (symbolic link)" if f["old_symlink"] or f["new_symlink"] else ""
+        say(f"  {f['status']:<9} {path}{link}")
+        for h in f["hunks"]:
+            why = f"  ({one_line(h['reason'])})" if h["reason"] else ""
+            by = f"  by {one_line(h['agent'])}" if h["agent"] else ""
+            if by and h["model"]:
+                by += f" ({one_line(h['model'])})"
+            say(f"      h-{h['id']}  {h['decision']:<8} {h['kind']}{by}{why}")
+    if not data["files"]:
+        say("  (no changes)")
+    _show_outcome(data)
+    if data["left_out"]:
+        say("left out of the session:")
+        for item in data["left_out"]:
+            say(f"  {reveal(item['path'])}: {one_line(item['reason'])}")
+    return 0
+
+
+def _show_outcome(data: dict[str, Any]) -> None:
+    verified = data["verified"]
+    if verified is None:
+        say("verification: none (no test command is configured)")
+    else:
+        say("verification: " + ("verified" if verified else "not verified"))
+    run = data["tests"]
+    if run is not None:
+        argv = run.get("argv")
+        command = " ".join(argv) if isinstance(argv, list) else str(argv)
+        say(f"last test run: {one_line(command)}: exit code {run.get('exit_code')}")
+        for key, value in run.items():
+            if key in ("id", "session_id", "argv", "exit_code", "created", "task_id", "agent"):
+                continue
+            if isinstance(value, str) and "\n" in value:
+                say(f"  {key}:")
+                for line in value.splitlines()[-40:]:
+                    say(f"    {one_line(line)}")
+            elif value not in (None, ""):
+                say(f"  {key}: {one_line(str(value))}")
+    review = data["review"]
+    if review is not None:
+        say(f"review: {one_line(str(review.get('verdict', 'none')))}")
+        for finding in review.get("findings", []):
+            where = finding.get("hunk_id") or "general"
+            say(
+                f"  [{one_line(str(finding.get('severity', '')))}] {one_line(str(where))}: "
+                f"{one_line(str(finding.get('message', '')))}"
+            )
+    for conflict in data["conflicts"]:
+        say(
+            f"conflict: {reveal(conflict['path'])}: {len(conflict['regions'])} region(s) to "
+            f"resolve; the other side is in branch session {conflict['session']}"
+        )
+        for region in conflict["regions"]:
+            for side in ("ours", "theirs"):
+                say(f"  {side}:")
+                for line in region[side].splitlines():
+                    say(f"    {reveal(line)}")
 
 
 def _line_style(line: str) -> Style | None:
@@ -262,7 +341,16 @@ def run_diff(args: argparse.Namespace) -> int:
                     "status": "ok",
                     "session": session.id,
                     "diff": diff.text(),
-                    "hunks": [{"id": h.id, "path": h.path, "kind": h.kind} for h in diff.hunks()],
+                    "hunks": [
+                        {
+                            "id": h.id,
+                            "path": h.path,
+                            "kind": h.kind,
+                            "header": h.header(),
+                            "lines": list(h.lines),
+                        }
+                        for h in diff.hunks()
+                    ],
                 }
             )
             return 0

@@ -289,6 +289,10 @@ class Kernel:
         """Keep the Reviewer's verdict and findings for a session."""
         self.recorder.record_review(session_id, review)
 
+    def record_conflicts(self, session_id: str, views: Sequence[contract.ConflictView]) -> None:
+        """Keep (and publish) the conflicting regions a merge left in a session."""
+        self.recorder.record_conflicts(session_id, views)
+
     def review_of(self, session_id: str) -> dict[str, Any] | None:
         """The latest review of a session, or None."""
         return self.recorder.review_of(session_id)
@@ -298,7 +302,11 @@ class Kernel:
         from briotui.kernel.supervisor import test_command
 
         command = test_command(self)
-        verified = command is not None and self.recorder.passed(session_id, command)
+        verified = (
+            command is not None
+            and self.recorder.passed(session_id, command)
+            and not self.recorder.conflicts_of(session_id)  # what passed is not all of it
+        )
         if self.state.exists(["sessions", session_id]):
             self.state.set(["sessions", session_id, "verified"], verified)
         return verified

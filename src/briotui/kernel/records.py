@@ -13,6 +13,7 @@ one per run (fuel and wall time, with the provider and model of the run's last r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -404,7 +405,7 @@ class Recorder:
                 state=session.state,
                 verified=current.get("verified"),
                 files=files,
-                conflicts=current.get("conflicts") or (),
+                conflicts=current.get("conflicts") or self.conflicts_of(session.id),
                 review=current.get("review"),
             ),
             parents=True,
@@ -507,6 +508,44 @@ class Recorder:
         if not rows:
             return None
         return {"verdict": rows[0]["verdict"], "findings": json.loads(rows[0]["findings"])}
+
+    def record_conflicts(self, session_id: str, views: Sequence[contract.ConflictView]) -> None:
+        """Keep the conflicting regions a merge left in a session and publish them all."""
+        now = time.time()
+        for view in views:
+            self.store.execute(
+                "INSERT OR REPLACE INTO session_conflicts (session_id, path, branch, regions,"
+                " created) VALUES (?, ?, ?, ?, ?)",
+                (session_id, view["path"], view["session"], json.dumps(view["regions"]), now),
+            )
+        if self.state.exists(["sessions", session_id]):
+            self.state.set(["sessions", session_id, "conflicts"], self.conflicts_of(session_id))
+
+    def conflicts_of(self, session_id: str) -> list[contract.ConflictView]:
+        """The conflicts a session holds for the user to resolve (oldest first)."""
+        rows = self.store.query(
+            "SELECT path, branch, regions FROM session_conflicts WHERE session_id = ?"
+            " ORDER BY created, path",
+            (session_id,),
+        )
+        views: list[contract.ConflictView] = []
+        for r in rows:
+            file = {"path": r["path"], "regions": json.loads(r["regions"])}
+            views += contract.conflict_views(str(r["branch"]), [file])
+        return views
+
+    def last_command_run(self, session_id: str) -> dict[str, Any] | None:
+        """The latest command the kernel ran in a session (every stored column), or None."""
+        rows = self.store.query(
+            "SELECT * FROM command_runs WHERE session_id = ? ORDER BY id DESC LIMIT 1",
+            (session_id,),
+        )
+        if not rows:
+            return None
+        run = dict(rows[0])
+        with contextlib.suppress(TypeError, ValueError):
+            run["argv"] = json.loads(run["argv"])
+        return run
 
     def passed(self, session_id: str, argv: Sequence[str]) -> bool:
         """Whether ``argv`` last ran in the session and exited 0 (as the kernel saw it)."""

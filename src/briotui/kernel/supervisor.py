@@ -84,6 +84,10 @@ class SupervisorHost(Protocol):
         """Whether the project's test command passed in the session."""
         ...
 
+    def record_conflicts(self, session_id: str, views: Sequence[contract.ConflictView]) -> None:
+        """Keep (and publish) the conflicting regions a merge left in a session."""
+        ...
+
 
 STEP_TITLES = {
     "council": "Plan the change",
@@ -125,10 +129,31 @@ class TaskResult:
     review: dict[str, Any] = field(default_factory=dict)
     verified: bool | None = None
     error: dict[str, Any] | None = None
+    outcome: str = ""
+    """One of :data:`OUTCOMES` ("" until known: see :attr:`final_outcome`)."""
+    failed_subtasks: list[dict[str, Any]] = field(default_factory=list)
+    """The subtasks that failed: ``id``, ``goal`` and ``reason``."""
+
+    @property
+    def final_outcome(self) -> str:
+        """The outcome, one of :data:`OUTCOMES`, also for a run that ended early."""
+        if self.status == "cancelled":
+            return "cancelled"
+        if self.status != "done" or self.error is not None:
+            return "error"
+        if self.outcome:
+            return self.outcome
+        return "done" if self.verified is None else "verified" if self.verified else "tests-failed"
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON-able data."""
-        return dict(self.__dict__)
+        return {**self.__dict__, "outcome": self.final_outcome}
+
+
+OUTCOMES = ("verified", "done", "tests-failed", "partial", "failed", "error", "cancelled")
+"""How a run can end: verified (tests passed), done (no test command), tests-failed,
+partial (some subtasks failed or conflicts wait), failed (nothing was changed), error
+(the run stopped), cancelled."""
 
 
 def pipeline_concurrency(kernel: SupervisorHost) -> int:
@@ -256,6 +281,13 @@ class Supervisor:
                 return {"id": record.id, "ok": False, "summary": failure.error.message}
             except BrioError as error:
                 return {"id": record.id, "ok": False, "summary": error.message}
+        if record.agent == "coder" and not await asyncio.to_thread(_has_changes, record.session):
+            # a Coder that applied nothing did not do its subtask, whatever it says
+            return {
+                "id": record.id,
+                "ok": False,
+                "summary": "applied nothing: " + (outcome.summary or "no edits"),
+            }
         return {"id": record.id, "ok": True, "summary": outcome.summary}
 
     async def settle(self) -> None:
@@ -289,21 +321,28 @@ class Supervisor:
         for sub_id in ids:
             record = self._subtasks[sub_id]
             try:
-                paths = await asyncio.to_thread(target.merge_from, record.session)
+                paths = await asyncio.to_thread(target.merge_from, record.session, keep_going=True)
                 merged.append({"id": sub_id, "paths": paths})
             except MergeConflict as conflict:
+                # everything else of the branch is merged; the regions wait for the user
                 conflicts.append(
-                    {"id": sub_id, "session": record.session.id, "files": conflict.conflicts}
+                    {
+                        "id": sub_id,
+                        "session": record.session.id,
+                        "files": conflict.conflicts,
+                        "merged": conflict.merged,
+                    }
                 )
         report = {"merged": merged, "conflicts": conflicts}
-        if conflicts:  # one entry per file, with its regions, added to the session's
-            shown = list(self.kernel.state.get(["sessions", target.id, "conflicts"]) or [])
-            shown += [
-                view
-                for c in conflicts
-                for view in contract.conflict_views(c["session"], c["files"])
-            ]
-            self.kernel.state.set(["sessions", target.id, "conflicts"], shown, parents=True)
+        if conflicts:  # one entry per file, with its regions, kept with the session's
+            self.kernel.record_conflicts(
+                target.id,
+                [
+                    view
+                    for c in conflicts
+                    for view in contract.conflict_views(c["session"], c["files"])
+                ],
+            )
         return report
 
     # -- the pipeline ----------------------------------------------------------------
@@ -319,7 +358,13 @@ class Supervisor:
         foreman = await self._step(
             "foreman", goal, session, task_id, [("plan", json.dumps(result.plan))]
         )
-        result.merge = _json(foreman.data).get("merge", {})
+        coded = _json(foreman.data)
+        result.merge = coded.get("merge", {})
+        result.failed_subtasks = self._failures(coded.get("subtasks", []))
+        changed = await asyncio.to_thread(_has_changes, session)
+        if not changed:  # nothing to review or to verify: the run says why
+            result.verified = False if test_command(kernel) is not None else None
+            return self._conclude(result, changed=False)
         review = await self._step(
             "reviewer", goal, session, task_id, [("plan", json.dumps(result.plan))]
         )
@@ -336,17 +381,64 @@ class Supervisor:
             )
             # the kernel's own record of the command decides, not the agent's summary
             result.verified = kernel.is_verified(session.id)
-        conflicts = result.merge.get("conflicts", [])
-        result.status = "done"
-        result.summary = (
-            f"{len(result.plan)} subtask(s) planned and coded; "
-            f"{len(conflicts)} conflict(s); review: {result.review.get('verdict', 'none')}"
-            + (
-                ""
-                if result.verified is None
-                else f"; tests {'passed' if result.verified else 'failed'}"
+        return self._conclude(result, changed=True)
+
+    def _failures(self, results: Sequence[Any]) -> list[dict[str, Any]]:
+        """The subtasks whose last attempt failed: id, goal and why."""
+        failed = []
+        for item in results:
+            if not isinstance(item, dict) or item.get("ok"):
+                continue
+            record = self._subtasks.get(str(item.get("id")))
+            failed.append(
+                {
+                    "id": str(item.get("id", "")),
+                    "goal": record.goal if record is not None else "",
+                    "reason": str(item.get("summary", "")),
+                }
             )
-        )
+        return failed
+
+    def _conclude(self, result: TaskResult, *, changed: bool) -> TaskResult:
+        """Set the run's outcome and its summary from what really happened.
+
+        A session without changes is never verified, nor one with conflicts left to
+        resolve; failed subtasks and conflicts make the outcome ``partial``.
+        """
+        conflicts = result.merge.get("conflicts", [])
+        files = [f["path"] for c in conflicts for f in c.get("files", [])]
+        failed = result.failed_subtasks
+        planned = len(result.plan)
+        if files and result.verified:
+            result.verified = False  # what passed is not the whole change
+            self.kernel.state.set(["sessions", result.session_id, "verified"], False)
+        if not changed:
+            result.verified = None if result.verified is None else False
+            if self.kernel.state.exists(["sessions", result.session_id]):
+                self.kernel.state.set(["sessions", result.session_id, "verified"], False)
+        result.status = "done"
+        if not changed:
+            result.outcome = "failed"
+        elif failed or files:
+            result.outcome = "partial"
+        elif result.verified is None:
+            result.outcome = "done"
+        else:
+            result.outcome = "verified" if result.verified else "tests-failed"
+        merged = len(result.merge.get("merged", []))
+        parts = [
+            f"{planned - len(failed)} of {planned} subtask(s) coded"
+            + (f", {merged} merged cleanly" if changed else "; nothing was changed")
+        ]
+        if files:
+            parts.append(f"{len(conflicts)} merged with conflicts to resolve in {', '.join(files)}")
+        if failed:
+            parts.append("failed: " + "; ".join(f"{f['id']} ({f['reason']})" for f in failed))
+        if changed:
+            parts.append(f"review: {result.review.get('verdict', 'none')}")
+        if result.verified is not None:
+            parts.append("tests " + ("passed" if result.verified else "not passed"))
+        result.summary = "; ".join(parts)
         return result
 
     async def _step(
@@ -366,6 +458,10 @@ class Supervisor:
             parent_task=parent,
             title=STEP_TITLES.get(agent),
         )
+
+
+def _has_changes(session: Session) -> bool:
+    return bool(session.diff().files)
 
 
 def _json(text: str) -> dict[str, Any]:
