@@ -432,6 +432,8 @@ def run_commit(args: argparse.Namespace) -> int:
                 "merged": result.merged,
                 "git_commit": result.git_commit,
                 "git_only": result.git_only,
+                "unstaged": result.unstaged,
+                "mixed": result.mixed,
             }
         )
         return 0
@@ -446,6 +448,13 @@ def run_commit(args: argparse.Namespace) -> int:
         say(f"  merged with your edits: {reveal(path)}")
     if result.git_commit:
         say(f"git commit {result.git_commit[:12]}")
+        for path in result.unstaged:
+            say(
+                f"  {reveal(path)}: the commit holds only the session's accepted hunks; "
+                "your own edits stay in the working tree, unstaged"
+            )
+        for path in result.mixed:
+            say(f"  {reveal(path)}: your edits overlap the session's, so the commit holds both")
     elif not is_git:
         say("note: not a git repository, so no git commit was made.")
     return 0
