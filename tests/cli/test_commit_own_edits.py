@@ -89,3 +89,54 @@ def test_no_empty_git_commit(
     assert main(["-C", str(project), "sessions", "commit", session, "--git"]) == 2
     assert "Nothing to git-commit" in capsys.readouterr().err
     assert git(project, "rev-parse", "HEAD") == head
+
+
+def test_a_committed_session_refuses_accept_and_reject(
+    lines_project: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = lines_project
+    session = coder_session(project, capsys, block("line 9", "line nine"))
+    assert main(["-C", str(project), "sessions", "accept", session]) == 0
+    assert main(["-C", str(project), "sessions", "commit", session]) == 0
+    capsys.readouterr()
+    for verb in ("accept", "reject"):
+        assert main(["-C", str(project), "sessions", verb, session]) == 2
+        assert "committed" in capsys.readouterr().err
+
+
+def test_prune_discards_what_piles_up_and_keeps_it_in_history(
+    lines_project: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from briotui.kernel.vfs import SessionManager
+
+    project = lines_project
+    kept = coder_session(project, capsys, block("line 3", "line three"))
+    manager = SessionManager.open(project)
+    try:
+        empty = manager.create(label="old", task="an empty one").id
+        branch = manager.get(kept).fork(label="a merged branch").id
+    finally:
+        manager.close()
+    code, pruned = run_json(capsys, "-C", str(project), "sessions", "prune", "--json")
+    assert code == 0
+    assert sorted(pruned["discarded"]) == sorted([empty, branch])
+    code, listed = run_json(capsys, "-C", str(project), "sessions", "list", "--json")
+    states = {s["id"]: s["state"] for s in listed["sessions"]}
+    assert states == {kept: "open", empty: "discarded", branch: "discarded"}
+
+
+def test_a_run_that_changed_nothing_leaves_no_open_session(
+    lines_project: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = lines_project
+    replies = project.parent / "replies.json"
+    replies.write_text(json.dumps([block("no such line", "x")] * 3))
+    _, ran = run_json(
+        capsys,
+        *("-C", str(project), "run", "edit app.py", "--agent", "coder"),
+        *("--provider", f"scripted:{replies}", "--json"),
+    )
+    assert ran["session"]["files"] == []
+    assert ran["session"]["state"] == "discarded"
+    _, listed = run_json(capsys, "-C", str(project), "sessions", "list", "--json")
+    assert [s["state"] for s in listed["sessions"]] == ["discarded"]

@@ -201,3 +201,39 @@ def test_sessions_show_has_verification_review_tests_and_provenance(
     [hunk] = diff["hunks"]
     assert hunk["header"].startswith("@@")
     assert "+def sub(a, b):\n" in hunk["lines"]
+
+
+def test_branch_sessions_close_when_merged_and_a_failed_run_is_discarded(
+    tmp_path: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = repo(tmp_path / "proj", FILES)
+    replies = [
+        council(
+            {"title": "shout", "goal": "Make shout add a bang", "files": ["text.py"]},
+            {"title": "sub", "goal": "Add sub to calc.py", "files": ["calc.py"]},
+        ),
+        {
+            "agent": "coder",
+            "match": "bang",
+            "text": edit("text.py", "    return s.upper()", '    return s.upper() + "!"'),
+        },
+        *[{"agent": "coder", "match": "Add sub", "text": NEVER_MATCHES}] * 6,
+        {"agent": "reviewer", "text": json.dumps({"verdict": "approve", "findings": []})},
+    ]
+    run(project, replies, tmp_path, "--json")
+    session = json.loads(capsys.readouterr().out)["session"]["id"]
+    assert main(["-C", str(project), "sessions", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["sessions"]
+    assert [s["id"] for s in listed if s["state"] == "open"] == [session]
+    assert len(listed) > 1  # the branches are kept in history
+    # a run where nothing was changed leaves no open session either
+    replies = [
+        council({"title": "sub", "goal": "Add sub to calc.py", "files": ["calc.py"]}),
+        *[{"agent": "coder", "text": NEVER_MATCHES}] * 6,
+    ]
+    run(project, replies, tmp_path, "--json")
+    failed = json.loads(capsys.readouterr().out)["session"]
+    assert failed["state"] == "discarded"
+    assert main(["-C", str(project), "sessions", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["sessions"]
+    assert [s["id"] for s in listed if s["state"] == "open"] == [session]

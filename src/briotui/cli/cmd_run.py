@@ -269,8 +269,10 @@ async def _run(args: argparse.Namespace, provider: Provider, settings: Settings)
                 on_build=None if args.json else BuildProgress(),
             )
         except RunFailed as failure:
+            await _discard_unused(kernel, session, failed=True)
             _report_failure(args, failure, session, _extra(kernel, settings))
             return 1
+        await _discard_unused(kernel, session, failed=False)
         _report(args, outcome, session, _extra(kernel, settings))
         return 0
     finally:
@@ -278,6 +280,12 @@ async def _run(args: argparse.Namespace, provider: Provider, settings: Settings)
         close = getattr(provider, "aclose", None)
         if close is not None:
             await close()
+
+
+async def _discard_unused(kernel: Kernel, session: Session, *, failed: bool) -> None:
+    """A failed or empty run's session is discarded (kept in history, never committed)."""
+    if failed or not await asyncio.to_thread(lambda: bool(session.diff().files)):
+        await kernel.discard_session(session.id)
 
 
 def _warn_unsandboxed(kernel: Kernel) -> None:
@@ -339,6 +347,7 @@ def _session_json(session: Session) -> dict[str, Any]:
     diff = session.diff()
     return {
         "id": session.id,
+        "state": session.state,
         "files": [
             {"path": f.path, "status": f.status, "hunks": [h.id for h in f.hunks]}
             for f in diff.files
@@ -348,6 +357,12 @@ def _session_json(session: Session) -> dict[str, Any]:
 
 def _session_line(session: Session) -> str:
     diff = session.diff()
+    if session.state == "discarded":
+        why = "the run failed" if diff.files else "no changes"
+        return (
+            f"Session {session.id}: discarded ({why}; kept in history: "
+            f"`briotui sessions show {session.id}`)."
+        )
     if not diff.files:
         return f"Session {session.id}: no changes."
     hunks = sum(len(f.hunks) for f in diff.files)

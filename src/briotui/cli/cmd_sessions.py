@@ -1,4 +1,5 @@
-"""``briotui sessions ...``: list, show, diff; accept, reject, commit, roll back, revise.
+"""``briotui sessions ...``: list, show, diff; accept, reject, commit, roll back, revise,
+discard, prune.
 
 Reading commands open the sessions directly; every command that changes a session
 goes through the kernel's session commands, so the change is published as the TUI
@@ -80,6 +81,18 @@ def register(sub: Any) -> None:
         "--provider",
         metavar="SPEC",
         help="where model requests go (as for `briotui run`; default: the configured chain)",
+    )
+    leaf(
+        "discard",
+        "discard an open session (kept in history; nothing of it is applied)",
+        run_discard,
+    )
+    leaf(
+        "prune",
+        "discard the open sessions that only pile up: empty ones, branch sessions, and "
+        "those of failed or cancelled tasks (kept in history)",
+        run_prune,
+        with_id=False,
     )
     r = leaf("rollback", "discard a session, or undo its commit", run_rollback)
     r.add_argument(
@@ -457,6 +470,38 @@ def run_commit(args: argparse.Namespace) -> int:
             say(f"  {reveal(path)}: your edits overlap the session's, so the commit holds both")
     elif not is_git:
         say("note: not a git repository, so no git commit was made.")
+    return 0
+
+
+def run_discard(args: argparse.Namespace) -> int:
+    """``sessions discard ID``."""
+
+    async def work(kernel: Kernel) -> str:
+        session = kernel.sessions().get(args.session)
+        await kernel.discard_session(session.id)
+        return session.id
+
+    session_id = _with_kernel(args, work)
+    if args.json:
+        print_json({"status": "ok", "session": session_id, "state": "discarded"})
+    else:
+        say(f"Session {session_id} is discarded (kept in history).")
+    return 0
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    """``sessions prune``."""
+
+    async def work(kernel: Kernel) -> list[str]:
+        return await kernel.prune_sessions()
+
+    pruned = _with_kernel(args, work)
+    if args.json:
+        print_json({"status": "ok", "discarded": pruned})
+    elif pruned:
+        say(f"Discarded {len(pruned)} session(s) (kept in history): {', '.join(pruned)}")
+    else:
+        say("Nothing to prune: every open session has changes to review.")
     return 0
 
 

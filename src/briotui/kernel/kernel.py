@@ -369,6 +369,18 @@ class Kernel:
         """Discard an open session; nothing of it is applied."""
         await self._commands.discard(session_id)
 
+    async def prune_sessions(self) -> list[str]:
+        """Discard the open sessions that only pile up (kept in history); returns their ids.
+
+        Those are empty sessions, branch sessions, and the sessions of failed or
+        cancelled tasks (see :meth:`SessionManager.prune_candidates`).
+        """
+        ended = await asyncio.to_thread(self.recorder.sessions_of_ended_tasks)
+        ids = await asyncio.to_thread(self.sessions().prune_candidates, ended)
+        for session_id in ids:
+            await self._commands.discard(session_id)
+        return list(ids)
+
     async def revise(
         self, session_id: str, instruction: str = "", *, provider: Provider | None = None
     ) -> str:
@@ -441,7 +453,8 @@ class Kernel:
             self, provider, concurrency=concurrency or pipeline_concurrency(self)
         )
         self._jobs[task_id] = self.loop.create_task(
-            self._drive(task_id, goal, agent, session, supervisor), name=f"task {task_id}"
+            self._drive(task_id, goal, agent, session, supervisor, discard_unused=True),
+            name=f"task {task_id}",
         )
         return task_id
 
@@ -454,6 +467,7 @@ class Kernel:
         sup: Supervisor,
         *,
         context: Sequence[tuple[str, str]] = (),
+        discard_unused: bool = False,
     ) -> TaskResult:
         try:
             if agent is None:
@@ -484,6 +498,12 @@ class Kernel:
                 contract.error_view(result.error),
                 parents=True,
             )
+        if (
+            discard_unused
+            and session.state == "open"
+            and await asyncio.to_thread(_unused, session, result)
+        ):  # a failed, cancelled or empty run leaves nothing to review: kept in history
+            await self._commands.discard(session.id)
         if session.state == "open":
             await asyncio.to_thread(self.recorder.publish_session, session)
         self.recorder.task_finished(
@@ -797,3 +817,8 @@ class Kernel:
 
 
 __all__ = ["AgentNotFound", "Kernel"]
+
+
+def _unused(session: Session, result: TaskResult) -> bool:
+    """Whether a task's new session is left with nothing to review."""
+    return result.status in ("failed", "cancelled") or not session.diff().files

@@ -267,6 +267,14 @@ class Recorder:
             for r in rows
         ]
 
+    def sessions_of_ended_tasks(self) -> set[str]:
+        """The sessions of top-level tasks that failed or were cancelled."""
+        rows = self.store.query(
+            "SELECT session_id FROM tasks WHERE parent_id IS NULL AND session_id IS NOT NULL"
+            " AND status IN ('failed', 'cancelled')"
+        )
+        return {str(r["session_id"]) for r in rows}
+
     def task_of_session(self, session_id: str) -> str | None:
         """The top-level task that made a session, or None."""
         rows = self.store.query(

@@ -294,6 +294,15 @@ class Supervisor:
         """Wait until every subtask has ended (a task ends when all its parts have)."""
         jobs = [r.job for r in self._subtasks.values() if r.job is not None]
         await asyncio.gather(*jobs, return_exceptions=True)
+        await asyncio.to_thread(self._close_branches)
+
+    def _close_branches(self) -> None:
+        """Discard the subtasks' branch sessions (kept in history): a branch was merged
+        into its session, or its subtask failed; either way it is not to be committed."""
+        for record in self._subtasks.values():
+            record.session.reload_state()
+            if record.session.state == "open":
+                record.session.discard()
 
     async def wait(self, ids: Sequence[str], timeout_s: float) -> list[dict[str, Any]]:
         """The results of subtasks ``ids``, waiting at most ``timeout_s`` for all."""

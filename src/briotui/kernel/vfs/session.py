@@ -563,7 +563,14 @@ class Session:
         reason: str = "",
         path: str | None = None,
     ) -> list[str]:
-        """Record ``decision`` for hunks; see :func:`review.decide`."""
+        """Record ``decision`` for hunks; see :func:`review.decide`.
+
+        Raises:
+            SessionStateError: The session is no longer open (a committed session's
+                decisions are what was committed).
+        """
+        self.reload_state()  # another briotui may have committed it
+        self._require_open()
         return review.decide(self, hunk_ids, decision, reason=reason, path=path)
 
     def accept(
