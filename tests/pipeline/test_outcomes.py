@@ -29,14 +29,26 @@ def run(project: Path, replies: list[dict[str, Any]], tmp: Path, *extra: str) ->
     return main(["-C", str(project), "run", "Change it", "--provider", f"scripted:{path}", *extra])
 
 
+INVALID_PATH = edit("../outside.py", "    return a + b", "    return 0")
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [(NEVER_MATCHES, "SEARCH"), (INVALID_PATH, "outside.py")],
+    ids=["search-never-matches", "invalid-path"],
+)
 def test_a_coder_that_applies_nothing_fails_the_run(
-    tmp_path: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    built_agents: list[str],
+    capsys: pytest.CaptureFixture[str],
+    reply: str,
+    why: str,
 ) -> None:
     project = repo(tmp_path / "proj", FILES)
-    # SEARCH never matches: every round of the Coder, and of the Foreman's retry
+    # nothing applies: every round of the Coder, and of the Foreman's retry
     replies = [
         council({"title": "sub", "goal": "Add sub to calc.py", "files": ["calc.py"]}),
-        *[{"agent": "coder", "text": NEVER_MATCHES}] * 6,
+        *[{"agent": "coder", "text": reply}] * 6,
     ]
     code = run(project, replies, tmp_path, "--json")
     data = json.loads(capsys.readouterr().out)
@@ -45,20 +57,22 @@ def test_a_coder_that_applies_nothing_fails_the_run(
     assert data["exit_code"] == 2
     assert data["verified"] is False  # an empty session is never verified
     [failed] = data["failed_subtasks"]
-    assert failed["goal"].startswith("Add sub to calc.py")
-    assert "applied nothing" in failed["reason"]
-    assert "SEARCH" in failed["reason"]
+    assert failed["goal"] == "Add sub to calc.py"
+    assert why in failed["reason"]
     assert data["session"]["files"] == []
     assert "tests passed" not in data["summary"]
     # the task tree says it too (what the TUI shows)
     [top] = [t for t in data["tasks"].values() if t["parent"] is None]
-    assert "failed" in top["outcome"]["summary"]
+    assert "failed: " in top["outcome"]["summary"]
+    assert why in top["outcome"]["summary"]
+    coders = [t for t in data["tasks"].values() if t["agent"] == "coder"]
+    assert {t["status"] for t in coders} == {"failed"}
     # and the text output names the subtask and why
     code = run(project, replies, tmp_path)
     out = capsys.readouterr().out
     assert code == 2
     assert "failed: " in out
-    assert "why: applied nothing" in out
+    assert "why: " in out
     assert "Outcome: failed (nothing was changed)" in out
     assert "verified" not in out
 

@@ -283,11 +283,13 @@ class Supervisor:
                 return {"id": record.id, "ok": False, "summary": error.message}
         if record.agent == "coder" and not await asyncio.to_thread(_has_changes, record.session):
             # a Coder that applied nothing did not do its subtask, whatever it says
-            return {
-                "id": record.id,
-                "ok": False,
-                "summary": "applied nothing: " + (outcome.summary or "no edits"),
-            }
+            summary = "applied nothing: " + (outcome.summary or "no edits")
+            state = self.kernel.state
+            if state.exists(["tasks", record.id]):  # the task tree shows it failed
+                with state.batch():
+                    state.set(["tasks", record.id, "outcome"], {"summary": summary})
+                    state.set(["tasks", record.id, "status"], "failed")
+            return {"id": record.id, "ok": False, "summary": summary}
         return {"id": record.id, "ok": True, "summary": outcome.summary}
 
     async def settle(self) -> None:
@@ -402,7 +404,7 @@ class Supervisor:
             failed.append(
                 {
                     "id": str(item.get("id", "")),
-                    "goal": record.goal if record is not None else "",
+                    "goal": record.goal.split("\n", 1)[0] if record is not None else "",
                     "reason": str(item.get("summary", "")),
                 }
             )
