@@ -8,14 +8,19 @@ The pipeline for a request, each step a real agent component in its own instance
    imports; each Coder works in its own branch session (a fork of the task's session)
    with its writes confined to the subtask's scope, in parallel up to the concurrency
    limit; the Foreman retries a failed subtask within its budget and merges the
-   branches back (3-way; conflicts are reported, never overwritten).
+   branches back (3-way: every conflict-free file and region is merged; conflicting
+   regions keep the session's side and are kept, both sides, for the user to resolve,
+   never overwritten). A Coder that applied nothing failed its subtask.
 3. **Reviewer** reads the merged session's diff and attaches findings to hunks, with a
    verdict.
 4. **Smart Agent** runs the project's configured test command in the session; the
    session is "verified" only when the kernel saw that command pass there.
 
 Everything the user reviews is one session; nothing reaches the working tree until the
-user accepts hunks and commits.
+user accepts hunks and commits. The run's outcome (:data:`OUTCOMES`) says what really
+happened: a session without changes, or with conflicts left, is never verified, and
+failed subtasks are named with their reasons. Branch sessions are discarded (kept in
+history) once the task ends.
 """
 
 from __future__ import annotations

@@ -8,7 +8,11 @@ The protocol (each step durable before the next):
    is written. A parent directory that is a symlink is refused here.
 2. Keep the old and new bytes of every target file in the blob store (fsynced). With
    ``--git``, also build the git commit now (blobs, a tree from a copy of the index,
-   the commit object), touching neither the index nor HEAD.
+   the commit object), touching neither the index nor HEAD. The git commit holds
+   HEAD's version of each file plus the accepted hunks (:func:`git_files`): the
+   user's own edits, merged into the file in step 1, stay unstaged in the working
+   tree, as ``git add -p`` would leave them. A commit whose tree is HEAD's is
+   refused: never an empty git commit.
 3. Journal: one SQLite transaction (WAL, ``synchronous=FULL``) records the commit as
    ``applying`` with every file's old and new blob, a random token for its temp file
    names and, with ``--git``, the git step wanted (message, expected HEAD, tree,
