@@ -3,8 +3,8 @@
 Each subtask goes to a Coder through ``tasks.spawn-subtask``: the kernel gives it a
 branch (a fork of this task's session) and confines its writes to the subtask's files.
 A subtask that fails is retried once with the failure explained (the retry budget);
-then the finished branches are merged back three-way. Conflicts are reported, never
-resolved by overwriting. The Foreman keeps its attempts in its private SQL tables.
+then the finished branches are merged back three-way: every conflict-free file and region;
+the conflicting regions are reported for the user to resolve, never overwritten. The Foreman keeps its attempts in its private SQL tables.
 """
 
 import json
@@ -22,8 +22,19 @@ def note(table, values):
     """Record a row in this agent's own table (best effort: notes never fail a run)."""
     try:
         name = sql.prefix() + "_" + table
-        sql.execute(f"CREATE TABLE IF NOT EXISTS {name} (subtask TEXT, attempt INTEGER, ok INTEGER, summary TEXT)", [])
-        sql.execute(f"INSERT INTO {name} VALUES (?, ?, ?, ?)", [sql.Value_Text(values[0]), sql.Value_Integer(values[1]), sql.Value_Integer(values[2]), sql.Value_Text(values[3])])
+        sql.execute(
+            f"CREATE TABLE IF NOT EXISTS {name} (subtask TEXT, attempt INTEGER, ok INTEGER, summary TEXT)",
+            [],
+        )
+        sql.execute(
+            f"INSERT INTO {name} VALUES (?, ?, ?, ?)",
+            [
+                sql.Value_Text(values[0]),
+                sql.Value_Integer(values[1]),
+                sql.Value_Integer(values[2]),
+                sql.Value_Text(values[3]),
+            ],
+        )
     except Err as failure:
         log.emit(log.Level.DEBUG, "foreman: notes unavailable: " + failure.value.message)
 
@@ -32,7 +43,14 @@ def spawn(item, extra=""):
     goal = item["goal"] + extra
     if item.get("acceptance"):
         goal += "\nDone when: " + "; ".join(item["acceptance"])
-    return tasks.spawn_subtask(tasks.Subtask(agent="coder", goal=goal, scope=item.get("files", []), acceptance=item.get("acceptance", [])))
+    return tasks.spawn_subtask(
+        tasks.Subtask(
+            agent="coder",
+            goal=goal,
+            scope=item.get("files", []),
+            acceptance=item.get("acceptance", []),
+        )
+    )
 
 
 class Agent(exports.Agent):
@@ -43,7 +61,9 @@ class Agent(exports.Agent):
         except ValueError:
             raise Err(types.Error(kind=types.ErrorKind.INVALID, message="The plan is not JSON."))
         if not plan:
-            raise Err(types.Error(kind=types.ErrorKind.INVALID, message="The plan has no subtasks."))
+            raise Err(
+                types.Error(kind=types.ErrorKind.INVALID, message="The plan has no subtasks.")
+            )
         try:
             ids = [spawn(item) for item in plan]
             tasks.progress(20, f"{len(ids)} coder(s) started")
@@ -54,7 +74,10 @@ class Agent(exports.Agent):
                     break
                 for i in failed:
                     note("attempts", (ids[i], attempt - 1, 0, results[i].summary))
-                    log.emit(log.Level.WARN, f"foreman: subtask {ids[i]} failed; retrying: {results[i].summary}")
+                    log.emit(
+                        log.Level.WARN,
+                        f"foreman: subtask {ids[i]} failed; retrying: {results[i].summary}",
+                    )
                     ids[i] = spawn(plan[i], "\nThe previous attempt failed: " + results[i].summary)
                 retried = tasks.await_subtasks([ids[i] for i in failed], WAIT_MS)
                 for i, result in zip(failed, retried):
@@ -63,17 +86,32 @@ class Agent(exports.Agent):
                 note("attempts", (ids[i], RETRIES, int(result.ok), result.summary))
             tasks.milestone("subtasks coded")
             done = [r.id for r in results if r.ok]
-            report = json.loads(tasks.merge_subtasks(done)) if done else {"merged": [], "conflicts": []}
+            report = (
+                json.loads(tasks.merge_subtasks(done)) if done else {"merged": [], "conflicts": []}
+            )
         except Err as failure:
-            raise Err(types.Error(kind=failure.value.kind, message="Running the plan failed: " + failure.value.message))
+            raise Err(
+                types.Error(
+                    kind=failure.value.kind,
+                    message="Running the plan failed: " + failure.value.message,
+                )
+            )
         tasks.milestone("branches merged" if not report["conflicts"] else "merged with conflicts")
         failed = [r for r in results if not r.ok]
-        summary = f"{len(done)} of {len(results)} subtask(s) coded and merged"
+        summary = f"{len(done)} of {len(results)} subtask(s) coded, {len(report['merged'])} merged cleanly"
         if report["conflicts"]:
-            summary += "; conflicts in " + ", ".join(f["path"] for c in report["conflicts"] for f in c["files"])
+            summary += (
+                f"; {len(report['conflicts'])} merged with conflicts to resolve in "
+                + ", ".join(f["path"] for c in report["conflicts"] for f in c["files"])
+            )
         if failed:
             summary += "; failed: " + "; ".join(r.summary for r in failed)
         return agent.Outcome(
             summary=summary + ".",
-            data=json.dumps({"subtasks": [{"id": r.id, "ok": r.ok, "summary": r.summary} for r in results], "merge": report}),
+            data=json.dumps(
+                {
+                    "subtasks": [{"id": r.id, "ok": r.ok, "summary": r.summary} for r in results],
+                    "merge": report,
+                }
+            ),
         )

@@ -25,6 +25,28 @@ from briotui.kernel.state import StatePatch
 from briotui.kernel.supervisor import TaskResult
 from briotui.kernel.vfs import Session
 
+EXIT_CODES = {
+    "verified": 0,
+    "done": 0,
+    "tests-failed": 1,
+    "error": 2,
+    "failed": 2,
+    "cancelled": 2,
+    "partial": 3,
+}
+"""The exit code of ``briotui run`` for each outcome (``--json`` has it as ``outcome``)."""
+
+EXIT_CODES_HELP = """\
+exit codes (--json prints the same as "outcome"):
+  0  done: verified (the test command passed in the session), or no test command
+     is configured ("done")
+  1  tests-failed: the change is complete but the test command failed in it
+  2  error: the run stopped (an error, cancelled), or nothing was changed because
+     every subtask failed ("failed"); also for wrong arguments
+  3  partial: some subtasks failed or merge conflicts wait for you; the output says
+     which subtasks failed and why, and where the conflicts are
+"""
+
 
 def register(sub: Any) -> None:
     """Add the ``run`` subcommand."""
@@ -36,6 +58,8 @@ def register(sub: Any) -> None:
             "with --agent. Agents are built first if needed. The changes land in a new "
             "session; nothing is applied to your files."
         ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("task", metavar="TASK", help="what to do, in words")
     run.add_argument(
@@ -143,6 +167,7 @@ async def _pipeline(args: argparse.Namespace, provider: Provider, settings: Sett
             print_json(
                 {
                     **result.to_dict(),
+                    "exit_code": EXIT_CODES[result.final_outcome],
                     "session": _session_json(session),
                     "tasks": kernel.state.get(["tasks"]),
                     "sandbox": kernel.state.get(["sandbox"]),
@@ -156,7 +181,18 @@ async def _pipeline(args: argparse.Namespace, provider: Provider, settings: Sett
         close = getattr(provider, "aclose", None)
         if close is not None:
             await close()
-    return 0 if result.status == "done" else 1
+    return EXIT_CODES[result.final_outcome]
+
+
+OUTCOME_WORDS = {
+    "verified": "verified (the tests passed in the session)",
+    "done": "done (no test command is configured)",
+    "tests-failed": "tests failed",
+    "partial": "partial (some subtasks failed or conflicts wait for you)",
+    "failed": "failed (nothing was changed)",
+    "error": "error",
+    "cancelled": "cancelled",
+}
 
 
 def _progress_printer(kernel: Kernel) -> Callable[[StatePatch], None]:
@@ -184,9 +220,16 @@ def _print_pipeline(result: TaskResult, session: Session) -> None:
         say(result.summary)
     for item in result.plan:
         say(f"  - {one_line(item.get('title', ''))}")
+    for failed in result.failed_subtasks:
+        say(f"  failed: {one_line(failed['id'])} {one_line(failed['goal'])[:60]}")
+        say(f"    why: {one_line(failed['reason'])}")
     for conflict in result.merge.get("conflicts", []):
         for file in conflict["files"]:
-            say(f"  conflict: {reveal(file['path'])} (branch session {conflict['session']})")
+            say(
+                f"  conflict: {reveal(file['path'])}: {len(file.get('regions', []))} region(s) "
+                f"to resolve (the other side is in branch session {conflict['session']}; "
+                "see `briotui sessions show`)"
+            )
     review = result.review
     if review:
         say(f"Review: {one_line(review.get('verdict', 'none'))}")
@@ -194,7 +237,8 @@ def _print_pipeline(result: TaskResult, session: Session) -> None:
             where = finding.get("hunk_id") or "general"
             say(f"  [{one_line(finding['severity'])}] {one_line(where)}: {finding['message']}")
     if result.verified is not None:
-        say("Tests: " + ("passed in the session (verified)" if result.verified else "failed"))
+        say("Tests: " + ("passed in the session (verified)" if result.verified else "not passed"))
+    say(f"Outcome: {OUTCOME_WORDS.get(result.final_outcome, result.final_outcome)}")
     if result.error:
         say(f"error: {result.error['title']}\n  {result.error['message']}", err=True)
     say(_session_line(session))
@@ -225,8 +269,10 @@ async def _run(args: argparse.Namespace, provider: Provider, settings: Settings)
                 on_build=None if args.json else BuildProgress(),
             )
         except RunFailed as failure:
+            await _discard_unused(kernel, session, failed=True)
             _report_failure(args, failure, session, _extra(kernel, settings))
             return 1
+        await _discard_unused(kernel, session, failed=False)
         _report(args, outcome, session, _extra(kernel, settings))
         return 0
     finally:
@@ -234,6 +280,12 @@ async def _run(args: argparse.Namespace, provider: Provider, settings: Settings)
         close = getattr(provider, "aclose", None)
         if close is not None:
             await close()
+
+
+async def _discard_unused(kernel: Kernel, session: Session, *, failed: bool) -> None:
+    """A failed or empty run's session is discarded (kept in history, never committed)."""
+    if failed or not await asyncio.to_thread(lambda: bool(session.diff().files)):
+        await kernel.discard_session(session.id)
 
 
 def _warn_unsandboxed(kernel: Kernel) -> None:
@@ -295,6 +347,7 @@ def _session_json(session: Session) -> dict[str, Any]:
     diff = session.diff()
     return {
         "id": session.id,
+        "state": session.state,
         "files": [
             {"path": f.path, "status": f.status, "hunks": [h.id for h in f.hunks]}
             for f in diff.files
@@ -304,6 +357,12 @@ def _session_json(session: Session) -> dict[str, Any]:
 
 def _session_line(session: Session) -> str:
     diff = session.diff()
+    if session.state == "discarded":
+        why = "the run failed" if diff.files else "no changes"
+        return (
+            f"Session {session.id}: discarded ({why}; kept in history: "
+            f"`briotui sessions show {session.id}`)."
+        )
     if not diff.files:
         return f"Session {session.id}: no changes."
     hunks = sum(len(f.hunks) for f in diff.files)

@@ -1,4 +1,5 @@
-"""``briotui sessions ...``: list, show, diff; accept, reject, commit, roll back, revise.
+"""``briotui sessions ...``: list, show, diff; accept, reject, commit, roll back, revise,
+discard, prune.
 
 Reading commands open the sessions directly; every command that changes a session
 goes through the kernel's session commands, so the change is published as the TUI
@@ -87,6 +88,18 @@ def register(sub: Any) -> None:
         "--provider",
         metavar="SPEC",
         help="where model requests go (as for `briotui run`; default: the configured chain)",
+    )
+    leaf(
+        "discard",
+        "discard an open session (kept in history; nothing of it is applied)",
+        run_discard,
+    )
+    leaf(
+        "prune",
+        "discard the open sessions that only pile up: empty ones, branch sessions, and "
+        "those of failed or cancelled tasks (kept in history)",
+        run_prune,
+        with_id=False,
     )
     r = leaf("rollback", "discard a session, or undo its commit", run_rollback)
     r.add_argument(
@@ -191,42 +204,106 @@ def run_list(args: argparse.Namespace) -> int:
         manager.close()
 
 
+def _outcome_of(kernel: Kernel, session: Session) -> dict[str, Any]:
+    """What ``sessions show`` adds: verification, review, the last test run, conflicts,
+    and who wrote each hunk."""
+    from briotui.kernel.supervisor import test_command
+
+    recorder = kernel.recorder
+    command = test_command(kernel)
+    conflicts = recorder.conflicts_of(session.id)
+    run = recorder.last_run(session.id, command) if command is not None else None
+    if command is None:
+        verified: bool | None = None
+    elif not session.diff().files:
+        verified = False  # an empty session is never verified
+    else:
+        verified = run is not None and run["exit_code"] == 0 and not conflicts
+    return {
+        "verified": verified,
+        "test_command": command,
+        "tests": run,
+        "review": kernel.review_of(session.id),
+        "conflicts": conflicts,
+        "authors": {key: list(who) for key, who in recorder.authors(session).items()},
+    }
+
+
 def run_show(args: argparse.Namespace) -> int:
     """``sessions show ID``."""
-    manager = _open(args)
-    try:
+
+    async def work(kernel: Kernel) -> tuple[dict[str, Any], bool]:
+        manager = kernel.sessions()
         session = manager.get(args.session)
         data = _summary(session)
-        data["tests"] = _tests_of(manager, session.id)
-        if args.json:
-            print_json({"status": "ok", "session": data})
-            return 0
-        say(f"session {data['id']}  ({data['state']})")
-        if data["parent"]:
-            say(f"forked from {data['parent']}")
-        if data["task"]:
-            say(f"task: {one_line(data['task'])}")
-        if not manager.is_git:
-            say("note: not a git repository: no git commit step.")
+        extra = await asyncio.to_thread(_outcome_of, kernel, session)
+        authors = extra.pop("authors")
         for f in data["files"]:
-            path = reveal(f["path"])
-            if f["old_path"] != f["path"]:
-                path = f"{reveal(f['old_path'])} -> {path}"
-            link = "  (symbolic link)" if f["old_symlink"] or f["new_symlink"] else ""
-            say(f"  {f['status']:<9} {path}{link}")
             for h in f["hunks"]:
-                why = f"  ({one_line(h['reason'])})" if h["reason"] else ""
-                say(f"      h-{h['id']}  {h['decision']:<8} {h['kind']}{why}")
-        if not data["files"]:
-            say("  (no changes)")
-        if data["left_out"]:
-            say("left out of the session:")
-            for item in data["left_out"]:
-                say(f"  {reveal(item['path'])}: {one_line(item['reason'])}")
-        _say_tests(data["tests"])
+                agent, model = authors.get(h["id"]) or authors.get(f["path"]) or ("", "")
+                h["agent"], h["model"] = agent, model
+        data.update(extra)
+        return data, manager.is_git
+
+    data, is_git = _with_kernel(args, work)
+    if args.json:
+        print_json({"status": "ok", "session": data})
         return 0
-    finally:
-        manager.close()
+    say(f"session {data['id']}  ({data['state']})")
+    if data["parent"]:
+        say(f"forked from {data['parent']}")
+    if data["task"]:
+        say(f"task: {one_line(data['task'])}")
+    if not is_git:
+        say("note: not a git repository: no git commit step.")
+    for f in data["files"]:
+        path = reveal(f["path"])
+        if f["old_path"] != f["path"]:
+            path = f"{reveal(f['old_path'])} -> {path}"
+        link = "  (symbolic link)" if f["old_symlink"] or f["new_symlink"] else ""
+        say(f"  {f['status']:<9} {path}{link}")
+        for h in f["hunks"]:
+            why = f"  ({one_line(h['reason'])})" if h["reason"] else ""
+            by = f"  by {one_line(h['agent'])}" if h["agent"] else ""
+            if by and h["model"]:
+                by += f" ({one_line(h['model'])})"
+            say(f"      h-{h['id']}  {h['decision']:<8} {h['kind']}{by}{why}")
+    if not data["files"]:
+        say("  (no changes)")
+    _show_outcome(data)
+    if data["left_out"]:
+        say("left out of the session:")
+        for item in data["left_out"]:
+            say(f"  {reveal(item['path'])}: {one_line(item['reason'])}")
+    return 0
+
+
+def _show_outcome(data: dict[str, Any]) -> None:
+    verified = data["verified"]
+    if verified is None:
+        say("verification: none (no test command is configured)")
+    else:
+        say("verification: " + ("verified" if verified else "not verified"))
+    _say_tests(data["tests"])
+    review = data["review"]
+    if review is not None:
+        say(f"review: {one_line(str(review.get('verdict', 'none')))}")
+        for finding in review.get("findings", []):
+            where = finding.get("hunk_id") or "general"
+            say(
+                f"  [{one_line(str(finding.get('severity', '')))}] {one_line(str(where))}: "
+                f"{one_line(str(finding.get('message', '')))}"
+            )
+    for conflict in data["conflicts"]:
+        say(
+            f"conflict: {reveal(conflict['path'])}: {len(conflict['regions'])} region(s) to "
+            f"resolve; the other side is in branch session {conflict['session']}"
+        )
+        for region in conflict["regions"]:
+            for side in ("ours", "theirs"):
+                say(f"  {side}:")
+                for line in region[side].splitlines():
+                    say(f"    {reveal(line)}")
 
 
 # -- the test run block of `sessions show` ------------------------------------------------
@@ -234,18 +311,6 @@ def run_show(args: argparse.Namespace) -> int:
 SHOW_TAIL_LINES = 60
 """How many of the test output's last lines ``sessions show`` prints (``--json`` has
 the whole stored tail)."""
-
-
-def _tests_of(manager: SessionManager, session_id: str) -> dict[str, Any] | None:
-    """The latest run of the project's test command in the session, from the store."""
-    from briotui.kernel.records import last_command_run
-    from briotui.kernel.settings import load_settings
-    from briotui.kernel.supervisor import test_command_of
-
-    command = test_command_of(load_settings(manager.paths))
-    if command is None:
-        return None
-    return last_command_run(manager.store, session_id, command)
 
 
 def _say_tests(run: dict[str, Any] | None) -> None:
@@ -308,7 +373,16 @@ def run_diff(args: argparse.Namespace) -> int:
                     "status": "ok",
                     "session": session.id,
                     "diff": diff.text(),
-                    "hunks": [{"id": h.id, "path": h.path, "kind": h.kind} for h in diff.hunks()],
+                    "hunks": [
+                        {
+                            "id": h.id,
+                            "path": h.path,
+                            "kind": h.kind,
+                            "header": h.header(),
+                            "lines": list(h.lines),
+                        }
+                        for h in diff.hunks()
+                    ],
                 }
             )
             return 0
@@ -411,6 +485,8 @@ def run_commit(args: argparse.Namespace) -> int:
                 "merged": result.merged,
                 "git_commit": result.git_commit,
                 "git_only": result.git_only,
+                "unstaged": result.unstaged,
+                "mixed": result.mixed,
             }
         )
         return 0
@@ -425,8 +501,47 @@ def run_commit(args: argparse.Namespace) -> int:
         say(f"  merged with your edits: {reveal(path)}")
     if result.git_commit:
         say(f"git commit {result.git_commit[:12]}")
+        for path in result.unstaged:
+            say(
+                f"  {reveal(path)}: the commit holds only the session's accepted hunks; "
+                "your own edits stay in the working tree, unstaged"
+            )
+        for path in result.mixed:
+            say(f"  {reveal(path)}: your edits overlap the session's, so the commit holds both")
     elif not is_git:
         say("note: not a git repository, so no git commit was made.")
+    return 0
+
+
+def run_discard(args: argparse.Namespace) -> int:
+    """``sessions discard ID``."""
+
+    async def work(kernel: Kernel) -> str:
+        session = kernel.sessions().get(args.session)
+        await kernel.discard_session(session.id)
+        return session.id
+
+    session_id = _with_kernel(args, work)
+    if args.json:
+        print_json({"status": "ok", "session": session_id, "state": "discarded"})
+    else:
+        say(f"Session {session_id} is discarded (kept in history).")
+    return 0
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    """``sessions prune``."""
+
+    async def work(kernel: Kernel) -> list[str]:
+        return await kernel.prune_sessions()
+
+    pruned = _with_kernel(args, work)
+    if args.json:
+        print_json({"status": "ok", "discarded": pruned})
+    elif pruned:
+        say(f"Discarded {len(pruned)} session(s) (kept in history): {', '.join(pruned)}")
+    else:
+        say("Nothing to prune: every open session has changes to review.")
     return 0
 
 

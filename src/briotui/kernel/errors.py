@@ -335,6 +335,7 @@ class MergeConflict(BrioError):
     Attributes:
         conflicts: One mapping per conflicting file: ``path`` and ``regions`` (each
             with ``base``, ``ours``, ``theirs`` text).
+        merged: The paths merged anyway (a merge that keeps going past conflicts).
     """
 
     kind = "merge-conflict"
@@ -346,10 +347,12 @@ class MergeConflict(BrioError):
         message: str,
         *,
         conflicts: list[dict[str, Any]] | None = None,
+        merged: list[str] | None = None,
         title: str | None = None,
     ) -> None:
         super().__init__(message, title=title)
         self.conflicts = conflicts or []
+        self.merged = merged or []
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()

@@ -303,6 +303,10 @@ class Kernel:
         """Keep the Reviewer's verdict and findings for a session."""
         self.recorder.record_review(session_id, review)
 
+    def record_conflicts(self, session_id: str, views: Sequence[contract.ConflictView]) -> None:
+        """Keep (and publish) the conflicting regions a merge left in a session."""
+        self.recorder.record_conflicts(session_id, views)
+
     def review_of(self, session_id: str) -> dict[str, Any] | None:
         """The latest review of a session, or None."""
         return self.recorder.review_of(session_id)
@@ -313,7 +317,11 @@ class Kernel:
 
         command = test_command(self)
         run = self.recorder.last_run(session_id, command) if command is not None else None
-        verified = run is not None and run["exit_code"] == 0
+        verified = (
+            run is not None
+            and run["exit_code"] == 0
+            and not self.recorder.conflicts_of(session_id)  # what passed is not all of it
+        )
         if self.state.exists(["sessions", session_id]):
             self.state.set(["sessions", session_id, "verified"], verified)
             if run is not None:
@@ -402,6 +410,18 @@ class Kernel:
         """Discard an open session; nothing of it is applied."""
         await self._commands.discard(session_id)
 
+    async def prune_sessions(self) -> list[str]:
+        """Discard the open sessions that only pile up (kept in history); returns their ids.
+
+        Those are empty sessions, branch sessions, and the sessions of failed or
+        cancelled tasks (see :meth:`SessionManager.prune_candidates`).
+        """
+        ended = await asyncio.to_thread(self.recorder.sessions_of_ended_tasks)
+        ids = await asyncio.to_thread(self.sessions().prune_candidates, ended)
+        for session_id in ids:
+            await self._commands.discard(session_id)
+        return list(ids)
+
     async def revise(
         self, session_id: str, instruction: str = "", *, provider: Provider | None = None
     ) -> str:
@@ -474,7 +494,8 @@ class Kernel:
             self, provider, concurrency=concurrency or pipeline_concurrency(self)
         )
         self._jobs[task_id] = self.loop.create_task(
-            self._drive(task_id, goal, agent, session, supervisor), name=f"task {task_id}"
+            self._drive(task_id, goal, agent, session, supervisor, discard_unused=True),
+            name=f"task {task_id}",
         )
         return task_id
 
@@ -487,6 +508,7 @@ class Kernel:
         sup: Supervisor,
         *,
         context: Sequence[tuple[str, str]] = (),
+        discard_unused: bool = False,
     ) -> TaskResult:
         try:
             if agent is None:
@@ -517,6 +539,12 @@ class Kernel:
                 contract.error_view(result.error),
                 parents=True,
             )
+        if (
+            discard_unused
+            and session.state == "open"
+            and await asyncio.to_thread(_unused, session, result)
+        ):  # a failed, cancelled or empty run leaves nothing to review: kept in history
+            await self._commands.discard(session.id)
         if session.state == "open":
             await asyncio.to_thread(self.recorder.publish_session, session)
         self.recorder.task_finished(
@@ -865,3 +893,8 @@ def _verification(run: Mapping[str, Any]) -> contract.VerificationView:
         output=str(run["output"]),
         truncated=bool(run["truncated"]),
     )
+
+
+def _unused(session: Session, result: TaskResult) -> bool:
+    """Whether a task's new session is left with nothing to review."""
+    return result.status in ("failed", "cancelled") or not session.diff().files

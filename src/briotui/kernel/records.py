@@ -269,6 +269,14 @@ class Recorder:
             for r in rows
         ]
 
+    def sessions_of_ended_tasks(self) -> set[str]:
+        """The sessions of top-level tasks that failed or were cancelled."""
+        rows = self.store.query(
+            "SELECT session_id FROM tasks WHERE parent_id IS NULL AND session_id IS NOT NULL"
+            " AND status IN ('failed', 'cancelled')"
+        )
+        return {str(r["session_id"]) for r in rows}
+
     def task_of_session(self, session_id: str) -> str | None:
         """The top-level task that made a session, or None."""
         rows = self.store.query(
@@ -407,7 +415,7 @@ class Recorder:
                 state=session.state,
                 verified=current.get("verified"),
                 files=files,
-                conflicts=current.get("conflicts") or (),
+                conflicts=current.get("conflicts") or self.conflicts_of(session.id),
                 review=current.get("review"),
                 tests=current.get("tests"),
             ),
@@ -512,14 +520,30 @@ class Recorder:
             return None
         return {"verdict": rows[0]["verdict"], "findings": json.loads(rows[0]["findings"])}
 
-    def passed(self, session_id: str, argv: Sequence[str]) -> bool:
-        """Whether ``argv`` last ran in the session and exited 0 (as the kernel saw it)."""
+    def record_conflicts(self, session_id: str, views: Sequence[contract.ConflictView]) -> None:
+        """Keep the conflicting regions a merge left in a session and publish them all."""
+        now = time.time()
+        for view in views:
+            self.store.execute(
+                "INSERT OR REPLACE INTO session_conflicts (session_id, path, branch, regions,"
+                " created) VALUES (?, ?, ?, ?, ?)",
+                (session_id, view["path"], view["session"], json.dumps(view["regions"]), now),
+            )
+        if self.state.exists(["sessions", session_id]):
+            self.state.set(["sessions", session_id, "conflicts"], self.conflicts_of(session_id))
+
+    def conflicts_of(self, session_id: str) -> list[contract.ConflictView]:
+        """The conflicts a session holds for the user to resolve (oldest first)."""
         rows = self.store.query(
-            "SELECT exit_code FROM command_runs WHERE session_id = ? AND argv = ?"
-            " ORDER BY id DESC LIMIT 1",
-            (session_id, json.dumps(list(argv))),
+            "SELECT path, branch, regions FROM session_conflicts WHERE session_id = ?"
+            " ORDER BY created, path",
+            (session_id,),
         )
-        return bool(rows) and rows[0]["exit_code"] == 0
+        views: list[contract.ConflictView] = []
+        for r in rows:
+            file = {"path": r["path"], "regions": json.loads(r["regions"])}
+            views += contract.conflict_views(str(r["branch"]), [file])
+        return views
 
     def last_run(self, session_id: str, argv: Sequence[str]) -> dict[str, Any] | None:
         """The latest run of ``argv`` in a session (see :func:`last_command_run`)."""

@@ -8,14 +8,19 @@ The pipeline for a request, each step a real agent component in its own instance
    imports; each Coder works in its own branch session (a fork of the task's session)
    with its writes confined to the subtask's scope, in parallel up to the concurrency
    limit; the Foreman retries a failed subtask within its budget and merges the
-   branches back (3-way; conflicts are reported, never overwritten).
+   branches back (3-way: every conflict-free file and region is merged; conflicting
+   regions keep the session's side and are kept, both sides, for the user to resolve,
+   never overwritten). A Coder that applied nothing failed its subtask.
 3. **Reviewer** reads the merged session's diff and attaches findings to hunks, with a
    verdict.
 4. **Smart Agent** runs the project's configured test command in the session; the
    session is "verified" only when the kernel saw that command pass there.
 
 Everything the user reviews is one session; nothing reaches the working tree until the
-user accepts hunks and commits.
+user accepts hunks and commits. The run's outcome (:data:`OUTCOMES`) says what really
+happened: a session without changes, or with conflicts left, is never verified, and
+failed subtasks are named with their reasons. Branch sessions are discarded (kept in
+history) once the task ends.
 """
 
 from __future__ import annotations
@@ -92,6 +97,10 @@ class SupervisorHost(Protocol):
         """Remember that ``task_id`` wrote these hunks of the session."""
         ...
 
+    def record_conflicts(self, session_id: str, views: Sequence[contract.ConflictView]) -> None:
+        """Keep (and publish) the conflicting regions a merge left in a session."""
+        ...
+
 
 STEP_TITLES = {
     "council": "Plan the change",
@@ -135,10 +144,31 @@ class TaskResult:
     fix_rounds: int = 0
     """How many rounds of the fix loop ran (the tests failed and the Coder tried again)."""
     error: dict[str, Any] | None = None
+    outcome: str = ""
+    """One of :data:`OUTCOMES` ("" until known: see :attr:`final_outcome`)."""
+    failed_subtasks: list[dict[str, Any]] = field(default_factory=list)
+    """The subtasks that failed: ``id``, ``goal`` and ``reason``."""
+
+    @property
+    def final_outcome(self) -> str:
+        """The outcome, one of :data:`OUTCOMES`, also for a run that ended early."""
+        if self.status == "cancelled":
+            return "cancelled"
+        if self.status != "done" or self.error is not None:
+            return "error"
+        if self.outcome:
+            return self.outcome
+        return "done" if self.verified is None else "verified" if self.verified else "tests-failed"
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON-able data."""
-        return dict(self.__dict__)
+        return {**self.__dict__, "outcome": self.final_outcome}
+
+
+OUTCOMES = ("verified", "done", "tests-failed", "partial", "failed", "error", "cancelled")
+"""How a run can end: verified (tests passed), done (no test command), tests-failed,
+partial (some subtasks failed or conflicts wait), failed (nothing was changed), error
+(the run stopped), cancelled."""
 
 
 def pipeline_concurrency(kernel: SupervisorHost) -> int:
@@ -284,12 +314,30 @@ class Supervisor:
                 return {"id": record.id, "ok": False, "summary": failure.error.message}
             except BrioError as error:
                 return {"id": record.id, "ok": False, "summary": error.message}
+        if record.agent == "coder" and not await asyncio.to_thread(_has_changes, record.session):
+            # a Coder that applied nothing did not do its subtask, whatever it says
+            summary = "applied nothing: " + (outcome.summary or "no edits")
+            state = self.kernel.state
+            if state.exists(["tasks", record.id]):  # the task tree shows it failed
+                with state.batch():
+                    state.set(["tasks", record.id, "outcome"], {"summary": summary})
+                    state.set(["tasks", record.id, "status"], "failed")
+            return {"id": record.id, "ok": False, "summary": summary}
         return {"id": record.id, "ok": True, "summary": outcome.summary}
 
     async def settle(self) -> None:
         """Wait until every subtask has ended (a task ends when all its parts have)."""
         jobs = [r.job for r in self._subtasks.values() if r.job is not None]
         await asyncio.gather(*jobs, return_exceptions=True)
+        await asyncio.to_thread(self._close_branches)
+
+    def _close_branches(self) -> None:
+        """Discard the subtasks' branch sessions (kept in history): a branch was merged
+        into its session, or its subtask failed; either way it is not to be committed."""
+        for record in self._subtasks.values():
+            record.session.reload_state()
+            if record.session.state == "open":
+                record.session.discard()
 
     async def wait(self, ids: Sequence[str], timeout_s: float) -> list[dict[str, Any]]:
         """The results of subtasks ``ids``, waiting at most ``timeout_s`` for all."""
@@ -317,21 +365,28 @@ class Supervisor:
         for sub_id in ids:
             record = self._subtasks[sub_id]
             try:
-                paths = await asyncio.to_thread(target.merge_from, record.session)
+                paths = await asyncio.to_thread(target.merge_from, record.session, keep_going=True)
                 merged.append({"id": sub_id, "paths": paths})
             except MergeConflict as conflict:
+                # everything else of the branch is merged; the regions wait for the user
                 conflicts.append(
-                    {"id": sub_id, "session": record.session.id, "files": conflict.conflicts}
+                    {
+                        "id": sub_id,
+                        "session": record.session.id,
+                        "files": conflict.conflicts,
+                        "merged": conflict.merged,
+                    }
                 )
         report = {"merged": merged, "conflicts": conflicts}
-        if conflicts:  # one entry per file, with its regions, added to the session's
-            shown = list(self.kernel.state.get(["sessions", target.id, "conflicts"]) or [])
-            shown += [
-                view
-                for c in conflicts
-                for view in contract.conflict_views(c["session"], c["files"])
-            ]
-            self.kernel.state.set(["sessions", target.id, "conflicts"], shown, parents=True)
+        if conflicts:  # one entry per file, with its regions, kept with the session's
+            self.kernel.record_conflicts(
+                target.id,
+                [
+                    view
+                    for c in conflicts
+                    for view in contract.conflict_views(c["session"], c["files"])
+                ],
+            )
         return report
 
     # -- the pipeline ----------------------------------------------------------------
@@ -347,7 +402,13 @@ class Supervisor:
         foreman = await self._step(
             "foreman", goal, session, task_id, [("plan", json.dumps(result.plan))]
         )
-        result.merge = _json(foreman.data).get("merge", {})
+        coded = _json(foreman.data)
+        result.merge = coded.get("merge", {})
+        result.failed_subtasks = self._failures(coded.get("subtasks", []))
+        changed = await asyncio.to_thread(_has_changes, session)
+        if not changed:  # nothing to review or to verify: the run says why
+            result.verified = False if test_command(kernel) is not None else None
+            return self._conclude(result, changed=False)
         review = await self._step(
             "reviewer", goal, session, task_id, [("plan", json.dumps(result.plan))]
         )
@@ -372,18 +433,66 @@ class Supervisor:
                     break
                 result.verified = kernel.is_verified(session.id)
                 result.fix_rounds = round_no
-        conflicts = result.merge.get("conflicts", [])
-        result.status = "done"
-        result.summary = (
-            f"{len(result.plan)} subtask(s) planned and coded; "
-            f"{len(conflicts)} conflict(s); review: {result.review.get('verdict', 'none')}"
-            + (
-                ""
-                if result.verified is None
-                else f"; tests {'passed' if result.verified else 'failed'}"
+        return self._conclude(result, changed=True)
+
+    def _failures(self, results: Sequence[Any]) -> list[dict[str, Any]]:
+        """The subtasks whose last attempt failed: id, goal and why."""
+        failed = []
+        for item in results:
+            if not isinstance(item, dict) or item.get("ok"):
+                continue
+            record = self._subtasks.get(str(item.get("id")))
+            failed.append(
+                {
+                    "id": str(item.get("id", "")),
+                    "goal": record.goal.split("\n", 1)[0] if record is not None else "",
+                    "reason": str(item.get("summary", "")),
+                }
             )
-            + (f" after {result.fix_rounds} fix round(s)" if result.fix_rounds else "")
-        )
+        return failed
+
+    def _conclude(self, result: TaskResult, *, changed: bool) -> TaskResult:
+        """Set the run's outcome and its summary from what really happened.
+
+        A session without changes is never verified, nor one with conflicts left to
+        resolve; failed subtasks and conflicts make the outcome ``partial``.
+        """
+        conflicts = result.merge.get("conflicts", [])
+        files = [f["path"] for c in conflicts for f in c.get("files", [])]
+        failed = result.failed_subtasks
+        planned = len(result.plan)
+        if files and result.verified:
+            result.verified = False  # what passed is not the whole change
+            self.kernel.state.set(["sessions", result.session_id, "verified"], False)
+        if not changed:
+            result.verified = None if result.verified is None else False
+            if self.kernel.state.exists(["sessions", result.session_id]):
+                self.kernel.state.set(["sessions", result.session_id, "verified"], False)
+        result.status = "done"
+        if not changed:
+            result.outcome = "failed"
+        elif failed or files:
+            result.outcome = "partial"
+        elif result.verified is None:
+            result.outcome = "done"
+        else:
+            result.outcome = "verified" if result.verified else "tests-failed"
+        merged = len(result.merge.get("merged", []))
+        parts = [
+            f"{planned - len(failed)} of {planned} subtask(s) coded"
+            + (f", {merged} merged cleanly" if changed else "; nothing was changed")
+        ]
+        if files:
+            parts.append(f"{len(conflicts)} merged with conflicts to resolve in {', '.join(files)}")
+        if failed:
+            parts.append("failed: " + "; ".join(f"{f['id']} ({f['reason']})" for f in failed))
+        if changed:
+            parts.append(f"review: {result.review.get('verdict', 'none')}")
+        if result.verified is not None:
+            parts.append("tests " + ("passed" if result.verified else "not passed"))
+        if result.fix_rounds:
+            parts.append(f"after {result.fix_rounds} fix round(s)")
+        result.summary = "; ".join(parts)
         return result
 
     # -- the fix loop ------------------------------------------------------------------
@@ -475,6 +584,10 @@ def fix_feedback(run: dict[str, Any], round_no: int, rounds: int) -> str:
         + str(run["output"])[-FIX_OUTPUT_CHARS:]
         + "\n```\nChange the code (not the tests, unless they are wrong) so they pass."
     )
+
+
+def _has_changes(session: Session) -> bool:
+    return bool(session.diff().files)
 
 
 def _json(text: str) -> dict[str, Any]:

@@ -284,6 +284,23 @@ def _v6_command_run_output(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v7_session_conflicts(conn: sqlite3.Connection) -> None:
+    """The conflicting regions a merge left in a session, for the user to resolve."""
+    run_script(
+        conn,
+        """
+        CREATE TABLE session_conflicts (
+            session_id  TEXT NOT NULL,
+            path        TEXT NOT NULL,
+            branch      TEXT NOT NULL,   -- the branch session holding the other side
+            regions     TEXT NOT NULL,   -- JSON list of {base, ours, theirs}
+            created     REAL NOT NULL,
+            PRIMARY KEY (session_id, path, branch)
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _v1_sessions,
     _v2_capabilities_tasks_usage,
@@ -291,6 +308,7 @@ MIGRATIONS: list[Migration] = [
     _v4_commit_journal_links_and_git,
     _v5_provider_failures,
     _v6_command_run_output,
+    _v7_session_conflicts,
 ]
 """Every migration in order; version N is ``MIGRATIONS[N - 1]``."""
 

@@ -8,7 +8,11 @@ The protocol (each step durable before the next):
    is written. A parent directory that is a symlink is refused here.
 2. Keep the old and new bytes of every target file in the blob store (fsynced). With
    ``--git``, also build the git commit now (blobs, a tree from a copy of the index,
-   the commit object), touching neither the index nor HEAD.
+   the commit object), touching neither the index nor HEAD. The git commit holds
+   HEAD's version of each file plus the accepted hunks (:func:`git_files`): the
+   user's own edits, merged into the file in step 1, stay unstaged in the working
+   tree, as ``git add -p`` would leave them. A commit whose tree is HEAD's is
+   refused: never an empty git commit.
 3. Journal: one SQLite transaction (WAL, ``synchronous=FULL``) records the commit as
    ``applying`` with every file's old and new blob, a random token for its temp file
    names and, with ``--git``, the git step wanted (message, expected HEAD, tree,
@@ -47,7 +51,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,6 +62,7 @@ from briotui.kernel.errors import (
     MergeConflict,
     SessionStateError,
 )
+from briotui.kernel.vfs.blobs import blob_id
 from briotui.kernel.vfs.diff import apply_accepted
 from briotui.kernel.vfs.failpoints import failpoint
 from briotui.kernel.vfs.gitio import head_commit, is_git_worktree, run_git
@@ -116,6 +121,12 @@ class CommitResult:
     merged: tuple[str, ...] = ()
     git_commit: str | None = None
     git_only: bool = False
+    unstaged: tuple[str, ...] = ()
+    """Paths whose git commit holds only the session's hunks on HEAD's version: your
+    own edits in them stay in the working tree, unstaged."""
+    mixed: tuple[str, ...] = ()
+    """Paths where your edits could not be kept apart (they touch the same lines as
+    the session's): the git commit holds both."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +152,8 @@ class GitPlan:
 class _Plan:
     files: list[JournalFile] = field(default_factory=list)
     merged: list[str] = field(default_factory=list)
+    sources: dict[str, tuple[bytes | None, bytes]] = field(default_factory=dict)
+    """Per written path: its base bytes and the session's own (accepted) bytes."""
 
 
 def _tmp_name(token: str, seq: int) -> str:
@@ -201,6 +214,8 @@ def plan_commit(session: Session) -> _Plan:
                 # The base's own link, untouched, is not a user edit (however the base
                 # represents a link's bytes).
                 unchanged = current == base_bytes or _same_base_link(session, rel, cur)
+                if new is not None and not new_link:
+                    plan.sources[rel] = (base_bytes, new)
                 if not unchanged:
                     result = (
                         merge3(base_bytes, current, new, labels=("yours", "base", "session"))
@@ -216,7 +231,13 @@ def plan_commit(session: Session) -> _Plan:
                             if result is not None
                             else [{"base": "<symlink>", "ours": "<yours>", "theirs": "<session>"}]
                         )
-                        conflicts.append({"path": rel, "regions": regions})
+                        conflicts.append(
+                            {
+                                "path": rel,
+                                "regions": regions,
+                                "changed_by": _changed_by(session, rel, current),
+                            }
+                        )
                         continue
                     new = None if result.deleted else result.content
                     plan.merged.append(rel)
@@ -236,11 +257,11 @@ def plan_commit(session: Session) -> _Plan:
                     )
                 )
     if conflicts:
-        names = ", ".join(str(c["path"]) for c in conflicts)
+        why = "; ".join(f"{c['path']}: {c['changed_by']}" for c in conflicts)
         raise MergeConflict(
-            f"You changed {names} since session {session.id} started, and the session's "
-            "accepted changes conflict with yours. Nothing was written. Resolve the "
-            "conflicts (edit the file or the session) and commit again.",
+            f"Files changed since session {session.id} started ({why}), and the "
+            "session's accepted changes conflict with that. Nothing was written. Resolve "
+            "the conflicts (edit the file or the session) and commit again.",
             conflicts=conflicts,
         )
     if not plan.files:
@@ -249,6 +270,24 @@ def plan_commit(session: Session) -> _Plan:
             f"`briotui sessions accept {session.id} [HUNK...]` first."
         )
     return plan
+
+
+def _changed_by(session: Session, rel: str, current: bytes | None) -> str:
+    """Who changed ``rel`` since ``session`` started: briotui's commit of another
+    session (and maybe your edits after it), or you."""
+    rows = session.manager.store.query(
+        "SELECT c.session_id, f.new_blob FROM commit_files f JOIN commits c"
+        " ON c.id = f.commit_id WHERE f.path = ? AND c.state = 'done' AND c.session_id != ?"
+        " AND c.created >= ? ORDER BY c.id DESC LIMIT 1",
+        (rel, session.id, session.created),
+    )
+    if not rows:
+        return "you changed it"
+    other = str(rows[0]["session_id"])
+    mine = blob_id(current) if current is not None else None
+    if rows[0]["new_blob"] == mine:
+        return f"briotui's commit of session {other} changed it"
+    return f"briotui's commit of session {other} changed it, and so did you after it"
 
 
 # -- the file update ------------------------------------------------------------------
@@ -653,6 +692,72 @@ def plan_git(
     return GitPlan(parent, tree_sha, commit.decode().strip(), message, info)
 
 
+def _head_bytes(root: Path, path: str) -> bytes | None:
+    """``path``'s bytes in HEAD (None: not there, or no HEAD)."""
+    proc = run_git(["cat-file", "blob", f"HEAD:{path}"], root, check=False)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def git_files(
+    manager: SessionManager, plan: _Plan
+) -> tuple[list[JournalFile], list[str], list[str]]:
+    """What the git commit holds: HEAD's version of each file plus the session's hunks.
+
+    The working tree gets the session's hunks merged with your own edits; the git
+    commit (and the index) gets only the session's, as ``git add -p`` would, so your
+    edits stay unstaged. Where your edits and the session's overlap they cannot be
+    kept apart, and the commit holds the file as written.
+
+    Returns:
+        The files for the git commit, the paths whose edits stay unstaged, and the
+        paths committed with your edits in them.
+    """
+    out: list[JournalFile] = []
+    unstaged: list[str] = []
+    mixed: list[str] = []
+    for f in plan.files:
+        source = plan.sources.get(f.path)
+        if f.new_blob is None or source is None:
+            out.append(f)
+            continue
+        base, ours = source
+        final = manager.blobs.get(f.new_blob)
+        head = _head_bytes(manager.root, f.path)
+        wanted = ours if head == base else None
+        if wanted is None:
+            result = merge3(base, head, ours)
+            wanted = result.content if result.clean and not result.deleted else None
+        if wanted is None:
+            mixed.append(f.path)
+            out.append(f)
+            continue
+        if wanted != final:
+            unstaged.append(f.path)
+            f = replace(f, new_blob=manager.blobs.put(wanted))
+        out.append(f)
+    return out, unstaged, mixed
+
+
+def _refuse_empty(root: Path, tree: str, parent: str | None, session_id: str) -> None:
+    """Never an empty git commit: refuse one whose tree is its parent's.
+
+    Raises:
+        CommitRefused: HEAD already holds exactly this content.
+    """
+    head_tree = (
+        run_git(["rev-parse", f"{parent}^{{tree}}"], root).stdout.decode().strip()
+        if parent
+        else EMPTY_TREE
+    )
+    if tree == head_tree:
+        raise CommitRefused(
+            f"HEAD already holds every change session {session_id} would git-commit, so "
+            "there is nothing to commit (an empty git commit is never made). Nothing was "
+            "written.",
+            title="Nothing to git-commit",
+        )
+
+
 def _has_commit(root: Path, sha: str) -> bool:
     return run_git(["cat-file", "-e", f"{sha}^{{commit}}"], root, check=False).returncode == 0
 
@@ -778,6 +883,17 @@ def _git_again(
             + ". Commit or unstage them first, or pass --include-staged to commit them "
             "together. Nothing was changed."
         )
+    head = head_commit(manager.root)
+    if head is not None and all(
+        (manager.blobs.get(f.new_blob) if f.new_blob else None) == _head_bytes(manager.root, f.path)
+        for f in files
+        if not f.new_symlink
+    ):
+        raise CommitRefused(
+            f"HEAD already holds every change of session {session.id}, so there is nothing "
+            "to git-commit (an empty git commit is never made).",
+            title="Nothing to git-commit",
+        )
     planned = _git_plan_of(row)
     if message is not None or provenance is not None:
         text = _message(message if message is not None else str(row["message"]), provenance)
@@ -859,11 +975,14 @@ def commit_session(
                 "together. Nothing was written."
             )
     text = message if message is not None else (session.task or f"briotui session {session.id}")
-    git_plan = (
-        plan_git(manager, plan.files, _message(text, provenance), head_commit(manager.root))
-        if git
-        else None
-    )
+    unstaged: list[str] = []
+    mixed: list[str] = []
+    git_plan = None
+    if git:
+        for_git, unstaged, mixed = git_files(manager, plan)
+        parent = head_commit(manager.root)
+        git_plan = plan_git(manager, for_git, _message(text, provenance), parent)
+        _refuse_empty(manager.root, git_plan.tree, parent, session.id)
     try:
         commit_id = apply_journaled(manager, session.id, plan.files, message=text, git=git_plan)
     finally:
@@ -878,6 +997,8 @@ def commit_session(
         deleted=tuple(f.path for f in plan.files if f.new_blob is None),
         merged=tuple(plan.merged),
         git_commit=git_sha,
+        unstaged=tuple(unstaged),
+        mixed=tuple(mixed),
     )
 
 

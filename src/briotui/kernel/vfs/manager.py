@@ -14,7 +14,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -409,6 +409,20 @@ class SessionManager:
             )
             for r in rows
         ]
+
+    def prune_candidates(self, also: Collection[str] = ()) -> tuple[SessionId, ...]:
+        """The open sessions that only pile up: empty ones, branches (a branch is
+        merged into its session or failed), and those in ``also`` (e.g. the sessions
+        of failed or cancelled tasks). Discarding them keeps them in history.
+        """
+        return tuple(
+            info.id
+            for info in self.list()
+            if info.state == "open"
+            and (
+                info.parent_id is not None or info.id in also or not self.get(info.id).diff().files
+            )
+        )
 
     # -- what a session does through its manager (so the session module imports neither) --
 

@@ -563,7 +563,14 @@ class Session:
         reason: str = "",
         path: str | None = None,
     ) -> list[str]:
-        """Record ``decision`` for hunks; see :func:`review.decide`."""
+        """Record ``decision`` for hunks; see :func:`review.decide`.
+
+        Raises:
+            SessionStateError: The session is no longer open (a committed session's
+                decisions are what was committed).
+        """
+        self.reload_state()  # another briotui may have committed it
+        self._require_open()
         return review.decide(self, hunk_ids, decision, reason=reason, path=path)
 
     def accept(
@@ -617,17 +624,27 @@ class Session:
         with self._lock:
             return self.manager.rollback_session(self, force=force)
 
-    def merge_from(self, other: Session, *, strategy: Strategy = "three-way") -> list[str]:
+    def merge_from(
+        self, other: Session, *, strategy: Strategy = "three-way", keep_going: bool = False
+    ) -> list[str]:
         """Merge branch ``other`` into this session, file by file (3-way).
 
         The merge base is ``other``'s fork point when it was forked from this session,
         else the shared project base.
 
+        Args:
+            other: The branch to merge.
+            strategy: How overlapping changes are settled.
+            keep_going: Under ``three-way``, merge every conflict-free file and region
+                anyway, keep this session's side in the conflicting regions, and raise
+                :class:`MergeConflict` only after (its message says what was merged).
+
         Returns:
             The paths changed in this session.
 
         Raises:
-            MergeConflict: Overlapping changes under ``three-way``; nothing changed.
+            MergeConflict: Overlapping changes under ``three-way``; nothing changed
+                (with ``keep_going``: everything else was merged).
             SessionStateError: Different bases, or this session is not open.
         """
         if other.base.id != self.base.id:
@@ -669,17 +686,22 @@ class Session:
                             ],
                         }
                     )
-                    continue
+                    if not keep_going:
+                        continue
+                    # the clean regions merged, ours kept where both sides changed
+                    out = merge3(b, o, t, strategy="ours")
+                    if out.content is None:
+                        continue
                 ex = t_x if t_x != b_x else o_x
                 content = None if out.deleted else out.content
                 if (content, ex if content is not None else False) != (o, o_x):
                     results.append((rel, content, ex))
-            if conflicts:
+            names = ", ".join(str(c["path"]) for c in conflicts)
+            if conflicts and not keep_going:
                 raise MergeConflict(
-                    f"Branch {other.id} conflicts with {self.id} in "
-                    + ", ".join(str(c["path"]) for c in conflicts)
-                    + ". Nothing was merged. Resolve them in one of the branches, or merge "
-                    "with strategy ours, theirs or union.",
+                    f"Branch {other.id} conflicts with {self.id} in {names}. Nothing was "
+                    "merged. Resolve them in one of the branches, or merge with strategy "
+                    "ours, theirs or union.",
                     conflicts=conflicts,
                 )
             for rel, content, ex in results:
@@ -690,7 +712,16 @@ class Session:
                     self.write(rel, content, ex)
             for rel, target in links.items():
                 self.write_symlink(rel, target)
-            return sorted([r[0] for r in results] + list(links))
+            paths = sorted([r[0] for r in results] + list(links))
+            if conflicts:
+                raise MergeConflict(
+                    f"Branch {other.id} conflicts with {self.id} in {names}. Everything else "
+                    "was merged; this session keeps its own side of the conflicting regions "
+                    "until you resolve them.",
+                    conflicts=conflicts,
+                    merged=paths,
+                )
+            return paths
 
     def materialize(self, dest: Path) -> Materialized:
         """A real directory with the session's files, for running processes (tests).

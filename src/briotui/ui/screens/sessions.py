@@ -1,5 +1,5 @@
-"""Sessions and history: past sessions from the store, open ones reviewable, their tasks
-resumable (an interrupted task is run again as a new task)."""
+"""Sessions and history: past sessions from the store, open ones reviewable or
+discardable, their tasks resumable (an interrupted task is run again as a new task)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,13 @@ class SessionsScreen(Screen[str | None]):
             "Resume task",
             id="sessions-resume",
             tooltip="Run the highlighted session's task again (e.g. an interrupted one)",
+        ),
+        Binding(
+            "d",
+            "discard",
+            "Discard",
+            id="sessions-discard",
+            tooltip="Discard the highlighted open session (kept in history)",
         ),
         Binding("escape", "close", "Back", id="sessions-back", tooltip="Back to the main screen"),
     ]
@@ -114,6 +121,24 @@ class SessionsScreen(Screen[str | None]):
             return
         app.resume_task(task_id)
         self.dismiss(None)
+
+    def action_discard(self) -> None:
+        """Discard the highlighted session (through the kernel), then list again."""
+        session_id = self._highlighted()
+        if session_id is not None:
+            self.discard(session_id)
+
+    @work(exit_on_error=False, group="sessions-discard", description="discard a session")
+    async def discard(self, session_id: str) -> None:
+        """Discard ``session_id``: it stays in the list as discarded."""
+        app = host_of(self.app)
+        try:
+            await app.workbench.kernel.discard_session(session_id)
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="error")
+            return
+        self.notify(f"Session {session_id} is discarded (kept in history).", title="Discarded")
+        self.load()
 
     def action_close(self) -> None:
         """Back."""
