@@ -208,7 +208,7 @@ def test_sessions_show_has_verification_review_tests_and_provenance(
     assert "verification: verified" in text
     assert "review: approve" in text
     assert "Test sub too." in text
-    assert "last test run: python -m pytest -q: exit code 0" in text
+    assert "tests: python -m pytest -q passed (exit 0" in text
     assert " by coder" in text
     assert main(["-C", str(project), "sessions", "diff", session, "--json"]) == 0
     diff = json.loads(capsys.readouterr().out)

@@ -4,6 +4,7 @@ prints it (text and ``--json``). Real pipeline, real agents, real pytest."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -57,12 +58,14 @@ async def test_failed_tests_are_stored_published_and_shown(
         await kernel.close()
 
     capsys.readouterr()
-    assert main(["-C", str(project), "sessions", "show", session_id, "--json"]) == 0
+    # the CLI runs its own event loop: call it as a user would, off this test's loop
+    show = ["-C", str(project), "sessions", "show", session_id]
+    assert await asyncio.to_thread(main, [*show, "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)["session"]["tests"]
     assert shown["exit_code"] == 1
     assert shown["failed"] == ["tests/test_calc.py::test_add"]
     assert "assert -1 == 5" in shown["output"]
-    assert main(["-C", str(project), "sessions", "show", session_id]) == 0
+    assert await asyncio.to_thread(main, show) == 0
     text = capsys.readouterr().out
     assert "tests: python -m pytest -q FAILED (exit 1" in text
     assert "failed: tests/test_calc.py::test_add" in text
