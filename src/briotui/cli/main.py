@@ -3,6 +3,11 @@
 Each subcommand lives in its own module (``cmd_*.py``) with ``register(subparsers)``
 and a handler returning an exit code. Errors from the kernel reach the user as their
 title and message, never as a traceback (``BRIOTUI_DEBUG=1`` shows the traceback too).
+
+Before dispatching, ``-C`` (default: the current directory) is checked and resolved
+to the project's root, so every command run in a subdirectory of a repository works on
+the repository (one ``.brio/``). Output cut short by a closed pipe
+(``briotui sessions list | head``) ends the command quietly, as other CLIs do.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from briotui import __version__
 from briotui.cli import (
@@ -27,7 +33,8 @@ from briotui.cli import (
     cmd_tui,
 )
 from briotui.cli.output import Writer, print_error, say
-from briotui.kernel.errors import BrioError
+from briotui.kernel.errors import BrioError, ProjectNotFound
+from briotui.kernel.paths import project_root
 
 SUBCOMMANDS = (
     cmd_agents,
@@ -78,13 +85,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 141
+"""The exit code when the reader of our output went away (128 + SIGPIPE, as shells say)."""
+
+
+def resolve_project(given: str) -> str:
+    """The project ``-C`` names (or the current directory is in): its repository's root.
+
+    Raises:
+        ProjectNotFound: ``given`` does not exist or is not a directory.
+    """
+    path = Path(given).expanduser()
+    if not path.is_dir():
+        what = "is not a directory" if path.exists() else "does not exist"
+        raise ProjectNotFound(
+            f"{given} {what}. Pass -C with the directory of your project (or run "
+            "briotui inside it)."
+        )
+    return str(project_root(path))
+
+
+def _quiet_broken_pipe() -> int:
+    """Stop writing to a pipe whose reader went away, without a word; the exit code."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush goes nowhere
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run briotui; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", cmd_tui.run)
     try:
+        args.project = resolve_project(args.project)
         code: int = handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except BrioError as error:
         print_error(error, as_json=bool(getattr(args, "json", False)))
         return 2
