@@ -73,7 +73,8 @@ back (ctrl+z). Nothing reaches your working tree until you commit.
 
 
 def review_reply(prompt: str) -> str:
-    """The Reviewer's verdict, with a finding on the first hunk of the diff it was shown."""
+    """The Reviewer's verdict, with a finding on the first hunk of the diff in ``prompt``
+    (the user's messages: the system prompt's example id is no hunk)."""
     hunks = _HUNK.findall(prompt)
     findings = (
         [
@@ -114,7 +115,7 @@ class DemoProvider:
             self._edits += 1
             return coder_reply(goal, self._edits)
         if agent == "reviewer":
-            return review_reply("\n".join(m.content for m in request.messages))
+            return review_reply("\n".join(m.content for m in request.messages if m.role == "user"))
         if agent == "smart" and "summar" not in request.purpose:
             return command_reply()
         return (
