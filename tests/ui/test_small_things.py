@@ -137,7 +137,8 @@ async def test_the_conversation_keeps_underscores_and_shows_plans_and_reviews(
     app = app_for(project, provider, config_dir)
     async with app.run_test(size=(120, 40)) as pilot:
         await run_request(pilot, "comment the sum")
-        await pilot.pause()
+        # the Markdown widget mounts a list's items after the list itself
+        await wait_until(pilot, lambda: "done when" in shown_text(app), limit_s=10)
         text = shown_text(app)
     assert "calc/__init__.py and my_module_name" in text
     assert "Plan — 1 subtask(s)" in text
