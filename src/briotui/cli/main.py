@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
 import traceback
 from collections.abc import Sequence
@@ -105,6 +106,17 @@ def resolve_project(given: str) -> str:
     return str(project_root(path))
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether our standard output is a pipe whose reader went away (so a broken pipe
+    is the reader's ``| head``, not a failure of ours elsewhere)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll here, or no real stdout
+        return True
+
+
 def _quiet_broken_pipe() -> int:
     """Stop writing to a pipe whose reader went away, without a word; the exit code."""
     try:
@@ -119,14 +131,25 @@ def _quiet_broken_pipe() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run briotui; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version or a usage error: printed already
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return _quiet_broken_pipe()
+        raise done from None
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     handler = getattr(args, "handler", cmd_tui.run)
     try:
         args.project = resolve_project(args.project)
         code: int = handler(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
-    except BrokenPipeError:
-        return _quiet_broken_pipe()
+    except BrokenPipeError as exc:
+        if _stdout_reader_gone():
+            return _quiet_broken_pipe()
+        return _internal_error(exc)
     except BrioError as error:
         print_error(error, as_json=bool(getattr(args, "json", False)))
         return 2
@@ -134,13 +157,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("Interrupted.", err=True)
         return 130
     except Exception as exc:  # the last line of defence: never a bare traceback
-        if os.environ.get("BRIOTUI_DEBUG"):
-            say(traceback.format_exc(), err=True, end="")
-        say(
-            f"Internal error: {type(exc).__name__}: {exc}\n"
-            "This is a bug in briotui. Run again with BRIOTUI_DEBUG=1 for the traceback "
-            "and report it.",
-            err=True,
-        )
-        return 70
+        return _internal_error(exc)
     return code
+
+
+def _internal_error(exc: Exception) -> int:
+    """Say that ``exc`` is a bug in briotui (the traceback with BRIOTUI_DEBUG=1)."""
+    if os.environ.get("BRIOTUI_DEBUG"):
+        say(traceback.format_exc(), err=True, end="")
+    say(
+        f"Internal error: {type(exc).__name__}: {exc}\n"
+        "This is a bug in briotui. Run again with BRIOTUI_DEBUG=1 for the traceback "
+        "and report it.",
+        err=True,
+    )
+    return 70
