@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.trust_helpers import trust_project
 from textual.widgets._markdown import MarkdownBlock
 
 from briotui.kernel.llm.scripted import ScriptedProvider
@@ -184,9 +185,22 @@ async def demo_walks_the_loop(app: BrioApp, pilot: Any, request: str) -> None:
 async def test_the_demo_walks_the_whole_loop_for_a_plain_request(
     project: Path, built_agents: list[str], config_dir: Path
 ) -> None:
+    (project / ".brio").mkdir()
+    (project / ".brio" / "config.toml").write_text(
+        '[tests]\ncommand = "python -m unittest -q test_add"\n'
+    )
+    (project / "test_add.py").write_text(
+        "import unittest\n\nfrom app import add\n\n\n"
+        "class T(unittest.TestCase):\n    def test_add(self):\n"
+        "        self.assertEqual(add(1, 2), 3)\n"
+    )
+    trust_project(project, config_dir)  # [tests] applies in a trusted project
     app = make_app(project, demo=True, config_dir=config_dir, build=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await demo_walks_the_loop(app, pilot, "make the greeting friendlier")
+        [root] = [t for t in tasks_of(app).values() if not t.get("parent")]
+        assert "smart" in {t["agent"] for t in tasks_of(app).values()}  # the tests ran
+        assert app.mirror["sessions"][root["session"]]["verified"] is True
 
 
 async def test_the_palette_demo_walks_the_whole_loop(
