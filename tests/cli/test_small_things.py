@@ -65,6 +65,8 @@ def test_a_subdirectory_of_the_repository_uses_its_root(
 def test_the_brio_folder_shares_config_and_agents_but_not_local_state(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    assert main(["-C", str(project), "sessions", "list"]) == 0
+    assert git(project, "status", "--porcelain") == ""  # nothing to commit yet
     (project / ".brio" / "agents" / "mine").mkdir(parents=True)
     (project / ".brio" / "config.toml").write_text("# the team's settings\n")
     (project / ".brio" / "agents" / "mine" / "app.py").write_text("# an agent\n")
@@ -72,7 +74,7 @@ def test_the_brio_folder_shares_config_and_agents_but_not_local_state(
     assert main(["-C", str(project), "sessions", "list"]) == 0
     status = git(project, "status", "--porcelain", "--untracked-files=all").split("\n")
     untracked = sorted(line[3:] for line in status if line)
-    assert untracked == [".brio/.gitignore", ".brio/agents/mine/app.py", ".brio/config.toml"]
+    assert untracked == [".brio/agents/mine/app.py", ".brio/config.toml"]
     assert (project / ".brio" / "state.db").exists()
 
 

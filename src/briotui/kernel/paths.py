@@ -85,8 +85,9 @@ def project_root(start: Path | str) -> Path:
     return here
 
 
-GITIGNORE = """# briotui's local state: databases, sessions and caches.
+GITIGNORE = """# briotui's local state: databases, sessions and caches (briotui writes this file).
 # config.toml and agents/ are meant to be shared with your team: commit them.
+/.gitignore
 *.db
 *.db-*
 *.db.corrupt-*
