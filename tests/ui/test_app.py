@@ -15,7 +15,7 @@ from briotui.kernel.caps.model import CapabilityRequest
 from briotui.kernel.llm.scripted import ScriptedProvider
 from briotui.ui.app import BrioApp, make_app
 from briotui.ui.screens.capability import CapabilityPrompt
-from briotui.ui.screens.dialogs import ConfirmQuit, RejectReason
+from briotui.ui.screens.dialogs import Confirm, ConfirmQuit, RejectReason
 from briotui.ui.screens.help import HelpScreen
 from briotui.ui.screens.main import MainScreen
 from briotui.ui.screens.review import ReviewScreen
@@ -155,6 +155,9 @@ async def test_roll_back_discards_the_session(
         await pilot.press("ctrl+r")
         await app.workers.wait_for_complete()
         await pilot.press("ctrl+z")
+        await pilot.pause()
+        assert isinstance(app.screen, Confirm)  # asks first
+        await pilot.press("y")
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert not isinstance(app.screen, ReviewScreen)

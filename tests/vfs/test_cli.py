@@ -77,7 +77,8 @@ def test_accept_reject_commit_rollback(repo_dir: Path, capsys: pytest.CaptureFix
     result = _json(capsys)
     assert result["written"] == ["src/util.py"]
     assert result["git_commit"]
-    assert git.Repo(repo_dir).head.commit.message.strip() == "msg"
+    message = str(git.Repo(repo_dir).head.commit.message).strip()
+    assert message == f"msg\n\nApproved hunk by hunk in briotui (session {sid})."
     assert not (repo_dir / "extra.txt").exists()
     assert main(["-C", str(repo_dir), "sessions", "rollback", sid, "--json"]) == 0
     assert _json(capsys)["git_reverted"] is True

@@ -174,7 +174,7 @@ async def _providers(settings: Settings) -> list[Check]:
     try:
         statuses = await check_providers(models_config(settings))
     except ConfigError as error:
-        return [Check("models config", "error", error.message, "Fix the file it names.")]
+        return [Check("models config", "error", error.message)]  # it says what to do
     return [Check(f"provider {s.name}", s.severity, s.detail, s.fix) for s in statuses]
 
 
@@ -203,7 +203,7 @@ async def _doctor(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(paths)
     except ConfigError as error:
-        bad = Check("config", "error", error.message, "Fix the file it names.")
+        bad = Check("config", "error", error.message)  # its message says what to do
         checks = [*_toolchain(), bad, *_project(paths, (ShellSettings(), ""))]
     else:
         kernel = Kernel(args.project, config=settings)

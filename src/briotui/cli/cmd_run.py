@@ -12,7 +12,7 @@ from briotui.cli.output import one_line, print_json, reveal, say
 from briotui.cli.progress import BuildProgress
 from briotui.cli.prompt import question_answerer, terminal_prompt
 from briotui.kernel.errors import ConfigError
-from briotui.kernel.kernel import Kernel
+from briotui.kernel.kernel import Kernel, refuse_empty
 from briotui.kernel.llm.config import Target, load_models_config
 from briotui.kernel.llm.router import build_router, open_router
 from briotui.kernel.llm.scripted import ScriptedProvider
@@ -141,6 +141,7 @@ def untrusted_notice(settings: Settings) -> str:
 
 def handle(args: argparse.Namespace) -> int:
     """Handle ``run``."""
+    refuse_empty(args.task)
     settings = load_settings(args.project)
     notice = untrusted_notice(settings)
     if notice and not args.json:

@@ -3,15 +3,22 @@
 Each subcommand lives in its own module (``cmd_*.py``) with ``register(subparsers)``
 and a handler returning an exit code. Errors from the kernel reach the user as their
 title and message, never as a traceback (``BRIOTUI_DEBUG=1`` shows the traceback too).
+
+Before dispatching, ``-C`` (default: the current directory) is checked and resolved
+to the project's root, so every command run in a subdirectory of a repository works on
+the repository (one ``.brio/``). Output cut short by a closed pipe
+(``briotui sessions list | head``) ends the command quietly, as other CLIs do.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from briotui import __version__
 from briotui.cli import (
@@ -27,7 +34,8 @@ from briotui.cli import (
     cmd_tui,
 )
 from briotui.cli.output import Writer, print_error, say
-from briotui.kernel.errors import BrioError
+from briotui.kernel.errors import BrioError, ProjectNotFound
+from briotui.kernel.paths import project_root
 
 SUBCOMMANDS = (
     cmd_agents,
@@ -78,13 +86,70 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 141
+"""The exit code when the reader of our output went away (128 + SIGPIPE, as shells say)."""
+
+
+def resolve_project(given: str) -> str:
+    """The project ``-C`` names (or the current directory is in): its repository's root.
+
+    Raises:
+        ProjectNotFound: ``given`` does not exist or is not a directory.
+    """
+    path = Path(given).expanduser()
+    if not path.is_dir():
+        what = "is not a directory" if path.exists() else "does not exist"
+        raise ProjectNotFound(
+            f"{given} {what}. Pass -C with the directory of your project (or run "
+            "briotui inside it)."
+        )
+    return str(project_root(path))
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether our standard output is a pipe whose reader went away (so a broken pipe
+    is the reader's ``| head``, not a failure of ours elsewhere)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll here, or no real stdout
+        return True
+
+
+def _quiet_broken_pipe() -> int:
+    """Stop writing to a pipe whose reader went away, without a word; the exit code."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush goes nowhere
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run briotui; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version or a usage error: printed already
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return _quiet_broken_pipe()
+        raise done from None
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     handler = getattr(args, "handler", cmd_tui.run)
     try:
+        args.project = resolve_project(args.project)
         code: int = handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError as exc:
+        if _stdout_reader_gone():
+            return _quiet_broken_pipe()
+        return _internal_error(exc)
     except BrioError as error:
         print_error(error, as_json=bool(getattr(args, "json", False)))
         return 2
@@ -92,13 +157,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("Interrupted.", err=True)
         return 130
     except Exception as exc:  # the last line of defence: never a bare traceback
-        if os.environ.get("BRIOTUI_DEBUG"):
-            say(traceback.format_exc(), err=True, end="")
-        say(
-            f"Internal error: {type(exc).__name__}: {exc}\n"
-            "This is a bug in briotui. Run again with BRIOTUI_DEBUG=1 for the traceback "
-            "and report it.",
-            err=True,
-        )
-        return 70
+        return _internal_error(exc)
     return code
+
+
+def _internal_error(exc: Exception) -> int:
+    """Say that ``exc`` is a bug in briotui (the traceback with BRIOTUI_DEBUG=1)."""
+    if os.environ.get("BRIOTUI_DEBUG"):
+        say(traceback.format_exc(), err=True, end="")
+    say(
+        f"Internal error: {type(exc).__name__}: {exc}\n"
+        "This is a bug in briotui. Run again with BRIOTUI_DEBUG=1 for the traceback "
+        "and report it.",
+        err=True,
+    )
+    return 70

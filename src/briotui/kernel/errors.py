@@ -4,6 +4,8 @@ The tree::
 
     BrioError                      title + message; ``kind`` names it in JSON
     ├── ConfigError                a config file or setting is wrong
+    ├── ProjectNotFound            the project directory (-C) is missing
+    ├── EmptyRequest               a request with nothing in it
     ├── AgentNotFound              no agent of that name under agents/ or .brio/agents/
     ├── BuildError                 an agent could not be built (names agent, file, cause)
     │   ├── WitError               the WIT contract does not parse
@@ -65,6 +67,20 @@ class ConfigError(BrioError):
 
     kind = "config"
     default_title = "Configuration problem"
+
+
+class ProjectNotFound(BrioError):
+    """The project directory given (``-C``) does not exist or is not a directory."""
+
+    kind = "project-not-found"
+    default_title = "No such project directory"
+
+
+class EmptyRequest(BrioError):
+    """A request with no words in it: there is nothing to plan or code."""
+
+    kind = "empty-request"
+    default_title = "Empty request"
 
 
 class AgentNotFound(BrioError):
@@ -270,6 +286,7 @@ class ErrorInfo:
 #   ├── PathRefused            a path is malformed (wit "invalid")
 #   │   └── PathDenied         a path is protected or leaves the project (wit "denied")
 #   ├── WorkspaceFileNotFound  no such file in the session (wit "not-found")
+#   ├── HunkNotFound           no such hunk in the session (names the session's hunks)
 #   ├── FileTooLarge           a file is over the session's size limit (wit "too-large")
 #   ├── SessionNotFound        no session with that id
 #   ├── SessionStateError      the session cannot do that in its state (wit "conflict")
@@ -302,6 +319,14 @@ class WorkspaceFileNotFound(BrioError):
 
     kind = "not-found"
     default_title = "No such file in the session"
+    wit_kind = "not-found"
+
+
+class HunkNotFound(BrioError):
+    """A hunk id (or prefix) names no hunk of the session, or several."""
+
+    kind = "hunk-not-found"
+    default_title = "No such hunk"
     wit_kind = "not-found"
 
 

@@ -35,6 +35,7 @@ from briotui.kernel.errors import (
     AgentNotFound,
     BrioError,
     ConfigError,
+    EmptyRequest,
     GrantNotFound,
     TaskNotFound,
 )
@@ -79,6 +80,19 @@ log = logging.getLogger(__name__)
 
 REPO_MAP_AGENTS = frozenset({"coder", "council"})
 """Agents whose context carries the repository map (``repo-map``)."""
+
+
+def refuse_empty(goal: str) -> None:
+    """Refuse a request with nothing in it (there is nothing to plan or code).
+
+    Raises:
+        EmptyRequest: ``goal`` is empty or only whitespace.
+    """
+    if not goal.strip():
+        raise EmptyRequest(
+            'The request is empty. Say what to change, e.g. briotui run "add a --verbose '
+            'flag to the CLI".'
+        )
 
 
 class Kernel:
@@ -481,7 +495,11 @@ class Kernel:
         With ``agent`` None the whole pipeline runs (Council, Foreman with Coders in
         branches, Reviewer, tests); otherwise that one agent. Either way the changes
         land in one new session and nothing is applied.
+
+        Raises:
+            EmptyRequest: ``goal`` is empty or only whitespace.
         """
+        refuse_empty(goal)
         task_id = "t-" + uuid.uuid4().hex[:8]
         if provider is not None and not self.state.get(["provider", "name"]):
             self.state.set(["provider"], contract.provider_view(provider.name))

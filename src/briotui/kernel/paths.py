@@ -61,6 +61,62 @@ class ProjectPaths:
         return self.brio / "sessions"
 
 
+def project_root(start: Path | str) -> Path:
+    """The project a directory belongs to: the root of its git repository.
+
+    Run in a subdirectory of a repository, briotui works on the whole repository (one
+    ``.brio/`` beside ``.git``), whatever the subdirectory. Outside git, the nearest
+    ancestor that already has a ``.brio/`` is the project; failing that, ``start``.
+
+    Args:
+        start: The directory briotui was started in (or given with ``-C``).
+
+    Returns:
+        The project's root, resolved to an absolute path.
+    """
+    here = Path(start).resolve()
+    chain = [here, *here.parents]
+    for directory in chain:
+        if (directory / ".git").exists():  # a directory, or a file in a worktree
+            return directory
+    for directory in chain:
+        if (directory / BRIO_DIR).is_dir():
+            return directory
+    return here
+
+
+GITIGNORE = """# briotui's local state: databases, sessions and caches (briotui writes this file).
+# config.toml and agents/ are meant to be shared with your team: commit them.
+/.gitignore
+*.db
+*.db-*
+*.db.corrupt-*
+sessions/
+bench.json
+__pycache__/
+"""
+"""What ``.brio/.gitignore`` holds: only what is local to one checkout."""
+
+_OLD_GITIGNORES = frozenset({"# briotui's local state\n*\n"})
+"""``.brio/.gitignore`` files earlier briotui versions wrote (they ignored everything)."""
+
+
+def write_gitignore(brio: Path) -> None:
+    """Write ``brio/.gitignore`` if it is missing, or replace one an older briotui wrote.
+
+    A ``.gitignore`` the user edited is left alone.
+    """
+    ignore = brio / ".gitignore"
+    try:
+        current: str | None = ignore.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        current = None
+    except (OSError, UnicodeDecodeError):
+        return  # not ours to fix
+    if current is None or (current in _OLD_GITIGNORES and current != GITIGNORE):
+        ignore.write_text(GITIGNORE, encoding="utf-8")
+
+
 def user_config_dir() -> Path:
     """The user's config dir: ``$BRIOTUI_CONFIG_DIR`` or ``$XDG_CONFIG_HOME/briotui``."""
     override = os.environ.get(CONFIG_ENV)

@@ -36,6 +36,9 @@ from briotui.kernel.vfs.diff import apply_accepted
 if TYPE_CHECKING:
     from briotui.kernel.kernel import Kernel
 
+SUBJECT_LIMIT = 72
+"""A git commit subject is at most this many characters."""
+
 FEEDBACK_LIMIT = 20_000
 """At most this many characters of rejected hunks go back to the Coder."""
 
@@ -53,6 +56,45 @@ class Revision:
     goal: str
     feedback: str
     files: tuple[str, ...]
+
+
+def commit_subject(text: str, limit: int = SUBJECT_LIMIT) -> str:
+    """A one-line git subject for ``text``: its first line, or first sentence if that
+    is too long, or else cut at a word with an ellipsis; never cut mid-word."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    line = " ".join(line.split())
+    if len(line) <= limit:
+        return line
+    sentence, dot, _ = line.partition(". ")
+    if dot and len(sentence) + 1 <= limit:
+        return sentence + "."
+    cut = line[: limit - 1]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:-") + "…"
+
+
+def commit_message(session_id: str, request: str, message: str | None = None) -> str:
+    """The git commit message of a session, the same from the TUI and the CLI.
+
+    The subject is ``message``'s (the user's own, when given) or the request's, cut
+    at a word; the whole request follows when the subject had to shorten it; the last
+    paragraph says where the change came from.
+
+    Args:
+        session_id: The session committed.
+        request: The session's task (the user's request).
+        message: The user's own message, or None for one made from the request.
+    """
+    source = (message if message is not None and message.strip() else request).strip()
+    subject = commit_subject(source) or f"Changes from briotui session {session_id}"
+    parts = [subject]
+    first, _, after = source.partition("\n")
+    body = after.strip() if " ".join(first.split()) == subject else source
+    if body:
+        parts.append(body)
+    parts.append(f"Approved hunk by hunk in briotui (session {session_id}).")
+    return "\n\n".join(parts)
 
 
 def feedback_of(session: Session, instruction: str = "") -> Revision:
@@ -306,6 +348,9 @@ class SessionCommands:
     ) -> CommitResult:
         """Apply the accepted hunks to the working tree (and make a git commit if asked).
 
+        The git message is :func:`commit_message`'s: ``message`` (or the session's task)
+        as its subject, and where the change came from.
+
         Raises:
             CommitUnverified: Without ``force``, what would be committed did not pass
                 the project's tests (:meth:`verify_commit`); nothing was written.
@@ -323,7 +368,7 @@ class SessionCommands:
             try:
                 return session.commit(
                     git=git,
-                    message=message,
+                    message=commit_message(session.id, session.task or "", message),
                     include_staged=include_staged,
                     provenance=provenance,
                 )

@@ -22,6 +22,7 @@ from typing import Any
 import aiosqlite
 
 from briotui.kernel.errors import StoreError, StoreTooNew
+from briotui.kernel.paths import BRIO_DIR, write_gitignore
 from briotui.kernel.store.migrations import MIGRATIONS, latest_version
 
 log = logging.getLogger(__name__)
@@ -105,9 +106,8 @@ def _move_aside(path: Path) -> Path:
 
 def _open_checked(path: Path) -> tuple[sqlite3.Connection, list[str]]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    ignore = path.parent / ".gitignore"
-    if not ignore.exists():  # .brio/ is local state: keep it out of the user's git status
-        ignore.write_text("# briotui's local state\n*\n", encoding="utf-8")
+    if path.parent.name == BRIO_DIR:  # keep the local state out of the user's git status
+        write_gitignore(path.parent)
     notices: list[str] = []
     try:
         conn = _connect(path)

@@ -11,9 +11,10 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from briotui.kernel.errors import WorkspaceFileNotFound
+from briotui.kernel.errors import HunkNotFound, WorkspaceFileNotFound
 
 if TYPE_CHECKING:
+    from briotui.kernel.vfs.diff import Hunk
     from briotui.kernel.vfs.session import Decision, Session
 
 
@@ -44,7 +45,9 @@ def decide(
         path: Limit to one file (its new or old path).
 
     Raises:
-        WorkspaceFileNotFound: A hunk id matches no hunk (or several).
+        WorkspaceFileNotFound: ``path`` has no changes in the session.
+        HunkNotFound: A hunk id matches no hunk (or several); the message lists the
+            session's hunk ids.
     """
     d = self.diff()
     if path is not None:
@@ -62,10 +65,7 @@ def decide(
             hid = raw.removeprefix("#").removeprefix("h-")
             found = [h for h in pool if h.id.startswith(hid)] if hid else []
             if len(found) != 1:
-                raise WorkspaceFileNotFound(
-                    f"No single hunk {raw!r} in session {self.id} "
-                    f"({len(found)} match). See `briotui sessions diff {self.id}`."
-                )
+                raise HunkNotFound(_no_such_hunk(self.id, raw, len(found), pool))
             chosen.append(found[0])
     now = time.time()
     with self.manager.store.transaction() as conn:
@@ -82,6 +82,19 @@ def decide(
                     (self.id, h.id, h.path, reason, h.text(), now),
                 )
     return [h.id for h in chosen]
+
+
+def _no_such_hunk(session_id: str, raw: str, matches: int, pool: list[Hunk]) -> str:
+    """Why ``raw`` names no single hunk, and which hunk ids the session has."""
+    what = "matches no hunk" if matches == 0 else f"matches {matches} hunks"
+    if not pool:
+        return f"{raw!r} {what}: session {session_id} has no hunks."
+    shown = ", ".join(f"h-{h.id} ({h.path})" for h in pool[:20])
+    more = f" and {len(pool) - 20} more" if len(pool) > 20 else ""
+    return (
+        f"{raw!r} {what} in session {session_id}. Its hunks: {shown}{more}. "
+        f"See `briotui sessions diff {session_id}`."
+    )
 
 
 def feedback(self: Session, *, mark_delivered: bool = True) -> str:

@@ -1,5 +1,6 @@
 """Small dialogs: a reason for a rejection, an instruction for a revision, an agent's
-question to the user, confirming a quit."""
+question to the user, confirming a quit, confirming an action (a commit that leaves
+hunks undecided, a rollback)."""
 
 from __future__ import annotations
 
@@ -154,4 +155,45 @@ class ConfirmQuit(ModalScreen[bool]):
 
     def action_stay(self) -> None:
         """Stay."""
+        self.dismiss(False)
+
+
+class Confirm(ModalScreen[bool]):
+    """Asks before an action that cannot be taken back lightly; ``y`` does it.
+
+    Dismisses with True to go ahead, False (``n``, Escape, the cancel button) to stop.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "yes", "Yes", id="confirm-yes", tooltip="Go ahead"),
+        Binding("n,escape", "no", "Cancel", id="confirm-no", tooltip="Do nothing"),
+    ]
+
+    def __init__(self, title: str, text: str, yes: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.text = text
+        self.yes = yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-dialog", classes="dialog"):
+            yield Static(self.title_text, classes="dialog-title")
+            yield Static(self.text, id="confirm-text")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(f"[u]Y[/u]es, {self.yes}", id="yes", variant="warning", compact=True)
+                yield Button("[u]N[/u]o, cancel", id="no", variant="primary", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "yes")
+
+    def action_yes(self) -> None:
+        """Go ahead."""
+        self.dismiss(True)
+
+    def action_no(self) -> None:
+        """Do nothing."""
         self.dismiss(False)

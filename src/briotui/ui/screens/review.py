@@ -20,7 +20,7 @@ from briotui.kernel.text import sanitize
 from briotui.kernel.vfs import Decision, FileChange, Hunk, Session, SessionDiff
 from briotui.ui.host import AppHost, host_of
 from briotui.ui.messages import StateUpdated
-from briotui.ui.screens.dialogs import RejectReason, ReviseInstruction
+from briotui.ui.screens.dialogs import Confirm, RejectReason, ReviseInstruction
 from briotui.ui.screens.test_output import ConfirmUnverified, TestOutput
 from briotui.ui.widgets.diff_view import ConflictView, HunkView
 from briotui.ui.widgets.task_tree import themed
@@ -401,13 +401,37 @@ class ReviewScreen(Screen[None]):
             self.action_revise()
 
     def action_commit(self) -> None:
-        """Apply the accepted hunks and make a git commit."""
-        if not any(d == "accepted" for d, _ in self.decisions.values()):
+        """Apply the accepted hunks and make a git commit; asks first when hunks are
+        still undecided."""
+        accepted = sum(
+            1 for h in self.hunks if self.decisions.get(h.id, ("pending", ""))[0] == "accepted"
+        )
+        if not accepted:
             self.notify(
                 "Accept at least one hunk first (a, A or ctrl+a).", title="Nothing to commit"
             )
             return
-        self.commit()
+        undecided = sum(
+            1 for h in self.hunks if self.decisions.get(h.id, ("pending", ""))[0] == "pending"
+        )
+        if not undecided:
+            self.commit()
+            return
+
+        def done(go: bool | None) -> None:
+            if go:
+                self.commit()
+
+        self.app.push_screen(
+            Confirm(
+                "Commit with hunks undecided?",
+                f"{undecided} hunk(s) are not decided yet. Commit the {accepted} accepted "
+                "hunk(s) and leave the undecided ones out of your files, or cancel and "
+                "decide them first.",
+                "commit the accepted",
+            ),
+            done,
+        )
 
     @work(exclusive=True, exit_on_error=False, group="review-commit", description="commit")
     async def commit(self, force: bool = False) -> None:
@@ -436,15 +460,9 @@ class ReviewScreen(Screen[None]):
 
                 self.app.push_screen(ConfirmUnverified(check.message), answered)
                 return
-        summary = self._summary()
-        task = contract.task(self.brio.mirror, summary["task"])
-        goal = (task["title"] if task else "") or session.task or "changes"
-        message = f"{goal[:68]}\n\nApproved hunk by hunk in briotui (session {session.id})."
         is_git = (self.brio.project / ".git").exists()
-        try:
-            result = await self.brio.workbench.kernel.commit(
-                session.id, git=is_git, message=message, force=True
-            )
+        try:  # the kernel makes the message, the same as `briotui sessions commit`
+            result = await self.brio.workbench.kernel.commit(session.id, git=is_git, force=True)
         except BrioError as exc:
             self.notify(exc.message, title=exc.title, severity="error", timeout=10)
             return
@@ -454,8 +472,31 @@ class ReviewScreen(Screen[None]):
         self.dismiss(None)
 
     def action_rollback(self) -> None:
-        """Discard the session (or undo its commit)."""
-        self.rollback()
+        """Discard the session (or undo its commit), once the user confirms."""
+        session = self.session
+        if session is None:
+            return
+        if session.state == "committed":
+            title, text, yes = (
+                "Undo this commit?",
+                f"Session {session.id} is committed. Rolling back puts its files back as "
+                "they were before the commit (and undoes its git commit when it is still "
+                "the last one).",
+                "undo the commit",
+            )
+        else:
+            title, text, yes = (
+                "Discard this session?",
+                f"Session {session.id} and its {len(self.hunks)} hunk(s) are discarded; "
+                "none of it reaches your files.",
+                "discard it",
+            )
+
+        def done(go: bool | None) -> None:
+            if go:
+                self.rollback()
+
+        self.app.push_screen(Confirm(title, text, yes), done)
 
     @work(exclusive=True, exit_on_error=False, group="review-commit", description="roll back")
     async def rollback(self) -> None:
