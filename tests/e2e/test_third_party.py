@@ -243,13 +243,12 @@ def test_a_failed_subtask_exits_non_zero_and_says_why(
         "Change no_such_function",
         [
             plan({"title": "change it", "goal": "Change no_such_function", "files": [MORE]}),
-            coder(missing, "Change no_such_function"),
-            coder(missing, "Change no_such_function"),
-            coder(missing, "Change no_such_function"),
+            # every round of the Coder, and of the Foreman's one retry, gets the same miss
+            *[coder(missing, "Change no_such_function")] * 8,
         ],
     )
     assert code == 2, data
     assert data["outcome"] == "failed"
     [failed] = data["failed_subtasks"]
     assert "applied nothing" in failed["reason"]
-    assert "no_such_function" in failed["reason"]
+    assert f"{MORE}: the SEARCH text was not found" in failed["reason"]
