@@ -92,7 +92,11 @@ class TaskTreeView(Tree[str]):
             if node.tree is self and node.parent is not None:
                 node.remove()
         variables = self.app.theme_variables
-        ordered = sorted(tasks.values(), key=lambda n: (n["created_at"], n["id"]))
+
+        def key(task: TaskView) -> tuple[float, str]:
+            return (task["created_at"], task["id"])
+
+        ordered = sorted(tasks.values(), key=key)
         for data in ordered:
             task_id = data["id"]
             label = task_label(data, variables)
@@ -103,7 +107,19 @@ class TaskTreeView(Tree[str]):
             parent_id = data["parent"]
             parent = self._task_nodes.get(parent_id) if parent_id else None
             under = parent if parent is not None else self.root
-            node = under.add(label, data=task_id, expand=True)
+            # siblings stay in creation order however their updates arrived (subtasks
+            # coded in parallel publish in any order)
+            later = next(
+                (
+                    child
+                    for child in under.children
+                    if child.data is not None
+                    and child.data in tasks
+                    and key(tasks[child.data]) > key(data)
+                ),
+                None,
+            )
+            node = under.add(label, data=task_id, expand=True, before=later)
             node.allow_expand = True
             self._task_nodes[task_id] = node
         for node in self._task_nodes.values():
