@@ -152,3 +152,30 @@ def test_the_whole_verified_session_commits_and_an_unverified_one_needs_force(
     assert not (project / "mylib" / "extra.py").exists()
     assert main([*cli, "commit", other, "--force"]) == 0
     assert (project / "mylib" / "extra.py").exists()
+
+
+async def change_after_tests(project: Path, session_id: str) -> None:
+    """What a revision does: the session's files change after its test run."""
+    kernel = Kernel(project)
+    try:
+        session = kernel.sessions().get(session_id)
+        broken = session.read("mylib/__init__.py").replace(b"return a + b", b"return a - b")
+        session.write("mylib/__init__.py", broken, False)
+    finally:
+        await kernel.close()
+
+
+def test_a_session_changed_after_its_test_run_is_tested_again_before_commit(
+    tmp_path: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Tried in the TUI: reject, Revise, accept, commit; the last test run was on the
+    content before the revision, and it was taken as the verification of the new one."""
+    project = project_at(tmp_path / "proj")
+    session_id, _ = asyncio.run(run_pipeline(project))
+    asyncio.run(change_after_tests(project, session_id))
+    cli = ["-C", str(project), "sessions"]
+    assert main([*cli, "accept", session_id]) == 0
+    capsys.readouterr()
+    assert main([*cli, "commit", session_id]) != 0
+    assert "Failing: tests/test_calc.py" in capsys.readouterr().err
+    assert "def sub" not in (project / "mylib" / "__init__.py").read_text()

@@ -259,9 +259,9 @@ class SessionCommands:
     async def verify_commit(self, session_id: str) -> CommitCheck:
         """Whether the accepted hunks of a session passed the project's tests.
 
-        All hunks accepted: the session's own last test run decides. Only some: the
-        test command runs on exactly those, in a scratch session (see the module
-        docstring). No test command configured: nothing to verify (allowed).
+        All hunks accepted: the session's own last test run decides, unless the session
+        changed after it (a revision). Only some, or changed since: the test command runs
+        on exactly the accepted hunks, in a scratch session (see the module docstring). No test command configured: nothing to verify (allowed).
         """
         from briotui.kernel.supervisor import test_command
 
@@ -278,10 +278,22 @@ class SessionCommands:
                 return CommitCheck(
                     "unverified", f"The tests ({shlex.join(command)}) never ran on this session."
                 )
-            if last["exit_code"] == 0:
-                return CommitCheck("verified", "The tests passed on this session.", last)
-            return CommitCheck("failed", "The tests failed on this session." + _failing(last), last)
+            changed = await asyncio.to_thread(self._changed_since, session_id, last["created"])
+            if not changed:
+                if last["exit_code"] == 0:
+                    return CommitCheck("verified", "The tests passed on this session.", last)
+                return CommitCheck(
+                    "failed", "The tests failed on this session." + _failing(last), last
+                )
+            # the session changed after its last test run (a revision): test what is there
         return await self._run_subset(session, accepted, command)
+
+    def _changed_since(self, session_id: str, when: float) -> bool:
+        """Whether the session's files changed after ``when`` (a test run's time)."""
+        rows = self.kernel.sessions().store.query(
+            "SELECT updated FROM sessions WHERE id = ?", (session_id,)
+        )
+        return bool(rows) and float(rows[0]["updated"]) > float(when)
 
     async def _run_subset(
         self, session: Session, accepted: set[str], command: list[str]
