@@ -261,7 +261,8 @@ class SessionCommands:
 
         All hunks accepted: the session's own last test run decides, unless the session
         changed after it (a revision). Only some, or changed since: the test command runs
-        on exactly the accepted hunks, in a scratch session (see the module docstring). No test command configured: nothing to verify (allowed).
+        on exactly the accepted hunks, in a scratch session (see the module docstring).
+        No test command configured: nothing to verify (allowed).
         """
         from briotui.kernel.supervisor import test_command
 
