@@ -108,7 +108,7 @@ async def test_the_status_bar_meters_come_from_the_running_agent(
             return [
                 a
                 for a in agents.values()
-                if a.get("memory_bytes", 0) > 0 and a.get("fuel_used", 0) > 0
+                if a.get("fuel_used", 0) > 0 and a.get("state") == "running"
             ]
 
         await wait_until(pilot, lambda: bool(metered()))
@@ -117,7 +117,6 @@ async def test_the_status_bar_meters_come_from_the_running_agent(
         assert agent["fuel_limit"] > agent["fuel_used"]
         bar = brio.screen.query_one("#status", StatusBar)
         assert "fuel" in agent_meters(agent)
-        assert "MiB" in agent_meters(agent)
         await wait_until(pilot, lambda: "echo" in str(bar.render()) and "fuel" in str(bar.render()))
         await brio.workers.wait_for_complete()
         await wait_until(pilot, lambda: finished(brio))

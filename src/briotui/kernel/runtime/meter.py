@@ -52,6 +52,8 @@ class Meter:
         self._next = 0.0
         self.fuel_used = 0
         self.peak_memory_bytes = 0
+        self._first = True
+        """No unforced sample was published yet in this run (the first always is)."""
 
     def begin(self, store: wasmtime.Store, task: str) -> None:
         """Start metering a run of ``task`` (its fuel was just set to the limit)."""
@@ -59,6 +61,7 @@ class Meter:
         self._task = task
         self.fuel_used = 0
         self.sample(force=True)  # the memory at once; fuel from the first check or call on
+        self._first = True
         self._next = 0.0
 
     def sample(self, *, force: bool = False, final: bool = False) -> None:
@@ -67,8 +70,13 @@ class Meter:
         if store is None:
             return
         now = time.monotonic()
-        if not force and now < self._next:
+        # The first check or host call of a run is never throttled: a guest that soon
+        # blocks in a long host call (a model reply) would otherwise show no fuel burnt
+        # until it ends.
+        if not force and now < self._next and not self._first:
             return
+        if not force:
+            self._first = False
         self._next = now + PERIOD_S
         try:
             self.fuel_used = max(0, self._limits.fuel - store.get_fuel())
