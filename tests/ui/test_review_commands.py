@@ -204,9 +204,7 @@ async def test_review_names_the_failing_test_t_opens_its_output_and_commit_asks(
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert isinstance(app.screen, ConfirmUnverified)
-        assert "test_app.py::test_add" in str(
-            app.screen.query_one("#unverified-message", Static).content
-        )
+        assert "test_app.py::test_add" in str(app.screen.query_one("#confirm-text", Static).content)
         await pilot.press("n")
         await app.workers.wait_for_complete()
         assert isinstance(app.screen, ReviewScreen)

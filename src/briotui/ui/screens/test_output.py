@@ -14,11 +14,12 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Static
 
 from briotui.kernel.text import sanitize
+from briotui.ui.screens.dialogs import Confirm
 
 
 def run_heading(run: dict[str, Any]) -> str:
@@ -67,41 +68,13 @@ class TestOutput(ModalScreen[None]):
         self.dismiss(None)
 
 
-class ConfirmUnverified(ModalScreen[bool]):
+class ConfirmUnverified(Confirm):
     """Asks before committing what the tests did not pass; dismisses with the answer.
 
     Args:
         message: Why it is not verified (the kernel's words: failing tests, no run).
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "yes", "Commit anyway", id="unverified-yes", tooltip="Commit anyway"),
-        Binding("n,escape", "no", "Don't commit", id="unverified-no", tooltip="Do not commit"),
-    ]
-
     def __init__(self, message: str) -> None:
-        super().__init__()
+        super().__init__("Commit without passing tests?", sanitize(message), "commit anyway")
         self.message = message
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="unverified-dialog", classes="dialog"):
-            yield Static("Commit without passing tests?", classes="dialog-title")
-            yield Static(sanitize(self.message), id="unverified-message")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("[u]Y[/u]es, commit", id="yes", variant="error", compact=True)
-                yield Button("[u]N[/u]o", id="no", variant="primary", compact=True)
-
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.dismiss(event.button.id == "yes")
-
-    def action_yes(self) -> None:
-        """Commit anyway."""
-        self.dismiss(True)
-
-    def action_no(self) -> None:
-        """Do not commit."""
-        self.dismiss(False)
