@@ -141,6 +141,25 @@ async def test_search_returns_path_line_text_bounded(project: Path, caps: Capabi
     manager.close()
 
 
+async def test_search_pattern_cannot_stall_the_host(project: Path, caps: Capabilities) -> None:
+    """A backtracking pattern on a long line ends (RE2 is linear), and RE2's refusals
+    (backreferences) are an ``invalid`` error telling the model to search literally."""
+    manager = SessionManager.open(project)
+    session = manager.create()
+    session.write("evil.txt", b"a" * 3000 + b"b\n", False)
+    ctx = make_ctx("coder", RunBindings(workspace=session, capabilities=caps))
+    # With Python's re this one search takes longer than the universe has existed.
+    stalled = in_thread(ctx, host.ws_search, r"^(a+)+$", False, "", 5)
+    assert isinstance(stalled, Ok)
+    assert stalled.value == []
+    backref = in_thread(ctx, host.ws_search, r"(a)\1", False, "", 5)
+    assert isinstance(backref, Err)
+    assert backref.value["kind"] == "invalid"
+    assert "literal" in backref.value["message"]
+    ctx.release()
+    manager.close()
+
+
 async def test_search_shows_only_files_the_agent_may_read(
     project: Path, caps: Capabilities
 ) -> None:

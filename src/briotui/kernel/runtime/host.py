@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shlex
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import re2  # type: ignore[import-untyped]
 import wasmtime
 from wasmtime import component as wc
 
@@ -415,6 +415,18 @@ def ws_read_lines(ctx: CallContext, path: str, start: int, end: int) -> Any:
     return _workspace_call(ctx, "read", (path,), go)
 
 
+def _search_regex(pattern: str, literal: bool) -> Any:
+    """The compiled search pattern: RE2, which matches in time linear in the line.
+
+    An agent chooses the pattern, so Python's backtracking ``re`` would let it stall the
+    host thread for hours on one line (``(a+)+$``); RE2 has no backtracking. Its errors
+    are raised, not logged to the terminal.
+    """
+    options = re2.Options()
+    options.log_errors = False
+    return re2.compile(re2.escape(pattern) if literal else pattern, options=options)
+
+
 def ws_search(ctx: CallContext, pattern: str, literal: bool, path: str, max_hits: int) -> Any:
     """Lines of the session's text files matching ``pattern``, bounded in count and cost.
 
@@ -428,12 +440,14 @@ def ws_search(ctx: CallContext, pattern: str, literal: bool, path: str, max_hits
             f"A search pattern must have 1 to {SEARCH_MAX_PATTERN} characters.",
         )
     try:
-        regex = re.compile(re.escape(pattern) if literal else pattern)
-    except re.error as exc:
+        regex = _search_regex(pattern, literal)
+    except re2.error as exc:
+        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
         return _error(
             "invalid",
-            f"The search pattern is not a valid regular expression ({exc}); "
-            "search for it as plain text (literal) instead.",
+            f"The search pattern is not a valid RE2 regular expression ({reason}): "
+            "backreferences and lookaround are not supported; search for it as plain "
+            "text (literal) instead.",
         )
     limit = max(1, min(max_hits or SEARCH_MAX_HITS, SEARCH_MAX_HITS))
 
