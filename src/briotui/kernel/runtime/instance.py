@@ -66,6 +66,9 @@ watchdog gives up on it. A guest running wasm code traps within a few epoch tick
 _abandoned_lock = threading.Lock()
 _abandoned: set[str] = set()
 
+_memory_counts: dict[tuple[str, int], int] = {}
+"""How many linear memories an agent's component was found to have (1: predictable)."""
+
 
 def abandoned_instances() -> list[str]:
     """Ids of abandoned instances whose threads have not come back yet (diagnostics)."""
@@ -166,13 +169,14 @@ class AgentInstance:
         self._store: wasmtime.Store | None = None
         self._run: wc.Func | None = None
         self._guard: DeadlineGuard | None = None
-        self._reservations: tuple[tuple[int, int], ...] = ()
+        self._memories: tuple[int, ...] = ()
+        """Where this instance's linear memories start (see :mod:`.memory`)."""
         self._meter = Meter(
             agent=loaded.spec.name,
             instance=self.id,
             limits=loaded.spec.limits,
             events=events,
-            reservations=lambda: self._reservations,
+            memories=lambda: self._memories,
         )
         self.ctx.on_host_call = self._meter.sample
         self._stop_signal: asyncio.Future[None] = loop.create_future()
@@ -197,11 +201,16 @@ class AgentInstance:
                 break
             job()
         self.ctx.release()
-        self._store = None
-        self._run = None
-        memory.release(self._reservations)
+        memory.drop(self._free_store, self._memories)
         with _abandoned_lock:
             _abandoned.discard(self.id)
+
+    def _free_store(self) -> None:
+        """Drop every reference to the store, so its memories are unmapped now."""
+        self._store = None
+        self._run = None
+        self._guard = None
+        self._meter.forget()
 
     def _submit(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = self._loop.create_future()
@@ -246,6 +255,9 @@ class AgentInstance:
         self._set_state(AgentState.READY)
 
     def _instantiate(self) -> None:
+        if self._store is not None:  # instantiated again: the old store goes first
+            memory.drop(self._free_store, self._memories)
+            self._memories = ()
         loaded = self.loaded
         limits = loaded.spec.limits
         store = wasmtime.Store(loaded.engine)
@@ -259,16 +271,19 @@ class AgentInstance:
         self._guard.on_check = self._meter.sample
         self._guard.arm(store, time.monotonic() + limits.deadline_ms / 1000)
         loaded.ticker.ensure_started()
+        key = (loaded.spec.name, id(loaded.component))
         try:
-            with memory.INSTANTIATE_LOCK:
-                instance = loaded.linker.instantiate(store, loaded.component)
-                self._reservations = memory.claim_reservations()
+            instance, self._memories = memory.instantiate(
+                lambda: loaded.linker.instantiate(store, loaded.component),
+                single=_memory_counts.get(key) == 1,
+            )
         except wasmtime.WasmtimeError as exc:
             raise HostError(
                 f"Could not instantiate agent {self.agent!r}: {_cause(exc)}",
                 agent=self.agent,
                 title="Agent failed to start",
             ) from None
+        _memory_counts[key] = len(self._memories)
         index = instance.get_export_index(store, AGENT_EXPORT)
         run_index = instance.get_export_index(store, "run", index) if index else None
         func = instance.get_func(store, run_index) if run_index else None
@@ -499,7 +514,7 @@ class AgentInstance:
                 agent=self.agent,
                 stderr_tail=tail,
             )
-        size = memory.linear_bytes(self._reservations)
+        size = memory.linear_bytes(self._memories)
         if "MemoryError" in tail or size >= 0.8 * limits.memory_bytes:
             return MemoryLimit(
                 f"{self.agent!r} tried to use more than its {limits.memory_bytes // (1 << 20)} MiB "
