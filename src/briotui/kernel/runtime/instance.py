@@ -107,6 +107,9 @@ class RunUsage:
     host_calls: int = 0
     host_ms: float = 0.0
     tokens: Usage = field(default_factory=Usage)
+    call_ms: float = 0.0
+    """Time inside the component's ``run`` call: the guest's work and its host calls
+    (model replies included). What the kernel adds to a run is its wall time minus this."""
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON-able data."""
@@ -406,7 +409,7 @@ class AgentInstance:
 
     # -- one run, on the worker thread -----------------------------------------------
 
-    def _usage(self, started: float) -> RunUsage:
+    def _usage(self, started: float, call_s: float = 0.0) -> RunUsage:
         meter = self._meter
         meter.finish()  # the final meters: fuel used and the memories' high-water mark
         return RunUsage(
@@ -416,6 +419,7 @@ class AgentInstance:
             host_calls=self.ctx.host_calls,
             host_ms=self.ctx.host_seconds * 1000,
             tokens=self.ctx.usage,
+            call_ms=call_s * 1000,
         )
 
     def _execute(self, task: AgentTask, bindings: RunBindings, deadline_at: float) -> RunOutcome:
@@ -443,14 +447,16 @@ class AgentInstance:
         arg = self.loaded.run_shape.params[0](
             {"id": task.id, "goal": task.goal, "context": list(task.context)}
         )
+        called = time.perf_counter()
         try:
             raw = func(store, arg)
             func.post_return(store)
         except wasmtime.WasmtimeError as exc:
             raise RunFailed(self._classify(exc, guard.reason), self._usage(started)) from None
+        call_s = time.perf_counter() - called
         lift = self.loaded.run_shape.result
         result = lift(raw) if lift is not None else Ok({"summary": "", "data": ""})
-        usage = self._usage(started)
+        usage = self._usage(started, call_s)
         if isinstance(result, Err):
             payload = result.value if isinstance(result.value, dict) else {}
             raise RunFailed(

@@ -1,7 +1,10 @@
 """A warm pool of pre-instantiated agents per kind, so handing one out takes microseconds.
 
 Instances are single-use (a task gets a fresh instance, so no state leaks between
-tasks); the pool refills itself in the background after each hand-out.
+tasks). Handing one out does no other work: the pool is refilled once the run it
+served has ended (:meth:`AgentPool.refill_later`), so the instantiation of the next
+instance never competes with the run for the CPU or the event loop. A run that finds
+the pool empty makes its instance itself (a cold run).
 """
 
 from __future__ import annotations
@@ -53,20 +56,32 @@ class AgentPool:
             return
         self._refill = self._loop.create_task(self.fill(), name=f"refill-{self.loaded.spec.name}")
 
+    def refill_later(self) -> None:
+        """Refill the pool soon, off the critical path (call when a run has ended)."""
+        if not self._closed:
+            self._loop.call_soon(self._schedule_refill)
+
     def take(self) -> AgentInstance | None:
-        """A ready instance if there is one (no await: microseconds), else None."""
+        """A ready instance if there is one (no await: microseconds), else None.
+
+        It does not refill the pool: see :meth:`refill_later`.
+        """
         if not self._ready:
             return None
-        instance = self._ready.popleft()
-        self._schedule_refill()
-        return instance
+        return self._ready.popleft()
 
     async def acquire(self) -> AgentInstance:
         """A ready instance: from the pool, or made now if the pool is empty."""
         instance = self.take()
         if instance is not None:
             return instance
-        self._schedule_refill()
+        refill = self._refill
+        if refill is not None and not refill.done():  # one is being made: it is sooner
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(refill)
+            instance = self.take()
+            if instance is not None:
+                return instance
         return await self._new()
 
     async def close(self) -> None:
