@@ -845,7 +845,6 @@ class Kernel:
             raise
         finally:
             self._running.pop(tid, None)
-            pool.refill_later()  # the next instance is made after the run, not during it
         self.recorder.task_finished(
             tid,
             "done",

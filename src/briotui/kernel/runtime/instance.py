@@ -183,12 +183,22 @@ class AgentInstance:
         )
         self.ctx.on_host_call = self._meter.sample
         self._stop_signal: asyncio.Future[None] = loop.create_future()
+        self._when_done: list[Callable[[], None]] = []
         self._set_state(AgentState.LOADED)
 
     @property
     def agent(self) -> str:
         """The agent's name."""
         return self.loaded.spec.name
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the loop) once this instance has run or was discarded."""
+        self._when_done.append(callback)
+
+    def _done(self) -> None:
+        callbacks, self._when_done = self._when_done, []
+        for callback in callbacks:
+            callback()
 
     def _set_state(self, state: AgentState, detail: str = "") -> None:
         self.state = state
@@ -324,6 +334,7 @@ class AgentInstance:
             raise
         finally:
             self._jobs.put(None)
+            self._done()
         self._set_state(AgentState.STOPPED, "done")
         return outcome
 
@@ -406,6 +417,7 @@ class AgentInstance:
         if self._thread is not None and self.state is not AgentState.RUNNING:
             self._jobs.put(None)
             self._set_state(AgentState.STOPPED, "discarded")
+            self._done()
 
     # -- one run, on the worker thread -----------------------------------------------
 

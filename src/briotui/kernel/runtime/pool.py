@@ -1,8 +1,8 @@
 """A warm pool of pre-instantiated agents per kind, so handing one out takes microseconds.
 
 Instances are single-use (a task gets a fresh instance, so no state leaks between
-tasks). Handing one out does no other work: the pool is refilled once the run it
-served has ended (:meth:`AgentPool.refill_later`), so the instantiation of the next
+tasks). Handing one out does no other work: the pool is refilled once the instance
+it handed out has run (or was discarded), so the instantiation of the next
 instance never competes with the run for the CPU or the event loop. A run that finds
 the pool empty makes its instance itself (a cold run).
 """
@@ -64,11 +64,13 @@ class AgentPool:
     def take(self) -> AgentInstance | None:
         """A ready instance if there is one (no await: microseconds), else None.
 
-        It does not refill the pool: see :meth:`refill_later`.
+        The pool refills once that instance has run (see the module docstring).
         """
         if not self._ready:
             return None
-        return self._ready.popleft()
+        instance = self._ready.popleft()
+        instance.when_done(self.refill_later)
+        return instance
 
     async def acquire(self) -> AgentInstance:
         """A ready instance: from the pool, or made now if the pool is empty."""
@@ -82,7 +84,9 @@ class AgentPool:
             instance = self.take()
             if instance is not None:
                 return instance
-        return await self._new()
+        instance = await self._new()
+        instance.when_done(self.refill_later)
+        return instance
 
     async def close(self) -> None:
         """Discard the waiting instances and stop refilling."""
