@@ -8,6 +8,7 @@ worker threads, tasks on the event loop, and one of each.
 from __future__ import annotations
 
 import asyncio
+import queue
 import statistics
 import threading
 import time
@@ -119,6 +120,26 @@ def _thread_floor(n: int) -> float:
     return statistics.median(samples) * 1e6
 
 
+def _queue_floor(n: int) -> float:
+    """The peer of the one-way figures: a bare ``queue.SimpleQueue`` between two threads
+    (C code, no grants, no size limit, no bound): what any Python hand-off costs here."""
+    q: queue.SimpleQueue[str] = queue.SimpleQueue()
+
+    def consume() -> None:
+        get = q.get
+        for _ in range(n):
+            get(timeout=5.0)
+
+    consumer = threading.Thread(target=consume)
+    t0 = time.perf_counter()
+    consumer.start()
+    put = q.put
+    for _ in range(n):
+        put("x")
+    consumer.join()
+    return n / (time.perf_counter() - t0)
+
+
 def _requests(a: Endpoint, n: int, samples: list[float]) -> None:
     """From a worker thread: 50 warm-up requests, then ``n`` timed ones into ``samples``."""
     for _ in range(50):
@@ -199,6 +220,7 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[Mea
     rt_loop = asyncio.run(_round_trip_loop(round_trips))
     rt_mixed = asyncio.run(_round_trip_thread_to_loop(round_trips))
     floor = _thread_floor(round_trips)
+    queue_floor = _best([_queue_floor(messages) for _ in range(3)])
     return [
         Measure(
             "mesh one-way, thread to thread",
@@ -207,6 +229,8 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[Mea
             ONE_WAY_TARGET,
             "higher",
             f"median of 3 runs of {messages} sends in one thread, receive(timeout) in another",
+            peer="bare SimpleQueue",
+            peer_value=queue_floor,
         ),
         Measure(
             "mesh one-way, thread to loop",
@@ -215,6 +239,8 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[Mea
             ONE_WAY_TARGET,
             "higher",
             f"median of 3 runs of {messages} sends in a thread, areceive() in a task",
+            peer="bare SimpleQueue",
+            peer_value=queue_floor,
         ),
         Measure(
             "mesh one-way, same thread",
@@ -231,6 +257,8 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[Mea
             ROUND_TRIP_TARGET,
             "lower",
             f"median of {round_trips} request()/reply() between two worker threads",
+            peer="bare Lock ping-pong",
+            peer_value=floor,
         ),
         Measure(
             "mesh round trip, task to task",
@@ -247,6 +275,8 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[Mea
             ROUND_TRIP_TARGET,
             "lower",
             f"median of {round_trips} request() from a thread answered by a task",
+            peer="bare Lock ping-pong",
+            peer_value=floor,
         ),
         Measure(
             "thread wake-up floor (bare Lock ping-pong)",
