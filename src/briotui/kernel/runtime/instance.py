@@ -184,6 +184,8 @@ class AgentInstance:
         self.ctx.on_host_call = self._meter.sample
         self._stop_signal: asyncio.Future[None] = loop.create_future()
         self._when_done: list[Callable[[], None]] = []
+        self.instantiate_s = 0.0
+        """How long the last instantiation took on the instance's thread (for the bench)."""
         self._set_state(AgentState.LOADED)
 
     @property
@@ -271,6 +273,7 @@ class AgentInstance:
         if self._store is not None:  # instantiated again: the old store goes first
             memory.drop(self._free_store, self._memories)
             self._memories = ()
+        started = time.perf_counter()
         loaded = self.loaded
         limits = loaded.spec.limits
         store = wasmtime.Store(loaded.engine)
@@ -304,6 +307,7 @@ class AgentInstance:
             raise HostError(f"Agent {self.agent!r} lost its run export.", agent=self.agent)
         self._store = store
         self._run = func
+        self.instantiate_s = time.perf_counter() - started
 
     async def run(self, task: AgentTask, bindings: RunBindings | None = None) -> RunOutcome:
         """Run ``task`` to its end. The instance is finished afterwards.
