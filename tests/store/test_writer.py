@@ -133,3 +133,16 @@ def test_queued_records_are_written_when_the_process_exits(tmp_path: Path) -> No
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     assert _tasks(db) == [("last", "done")]
+
+
+def test_reading_inside_a_transaction_does_not_wait_for_queued_writes(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "state.db")
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO tasks (id, agent, goal, status, created, updated)"
+            " VALUES ('x', 'echo', 'g', 'done', 0, 0)"
+        )
+        store.write("UPDATE tasks SET status = 'later' WHERE id = 'x'")  # queued meanwhile
+        assert store.query("SELECT status FROM tasks")[0][0] == "done"  # no deadlock
+    assert store.query("SELECT status FROM tasks")[0][0] == "later"
+    store.close()

@@ -269,6 +269,9 @@ class Store:
         self._writer: _Writer | None = None
         self._writer_lock = threading.Lock()
         self._closed = False
+        self._inside = threading.local()
+        """Per thread: inside :meth:`transaction` (whose write lock the writer would
+        wait for, so reads there do not flush)."""
 
     @classmethod
     def open(cls, path: Path | str) -> Store:
@@ -297,9 +300,13 @@ class Store:
             self._queue().submit(list(statements))
 
     def flush(self) -> None:
-        """Commit what :meth:`write` queued (in the calling thread) before returning."""
+        """Commit what :meth:`write` queued (in the calling thread) before returning.
+
+        Inside :meth:`transaction` it does nothing: the queue was flushed when the
+        transaction began, and committing now would wait for that transaction's lock.
+        """
         writer = self._writer
-        if writer is not None:
+        if writer is not None and not getattr(self._inside, "depth", 0):
             writer.flush()
 
     def _queue(self) -> _Writer:
@@ -319,11 +326,14 @@ class Store:
         self.flush()
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
+            self._inside.depth = getattr(self._inside, "depth", 0) + 1
             try:
                 yield self._conn
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._inside.depth -= 1
             self._conn.execute("COMMIT")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
