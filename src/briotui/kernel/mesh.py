@@ -317,7 +317,7 @@ class Endpoint:
         pending = self._pending
         pending[rid] = slot
         try:
-            target._put(Envelope(self.agent_id, to, topic, body, rid, True))
+            target._put(_tuple_new(Envelope, (self.agent_id, to, topic, body, rid, True, None)))
         except BaseException:
             pending.pop(rid, None)
             raise
@@ -359,7 +359,7 @@ class Endpoint:
         pending = self._pending
         pending[rid] = slot
         try:
-            target._put(Envelope(self.agent_id, to, topic, body, rid, True))
+            target._put(_tuple_new(Envelope, (self.agent_id, to, topic, body, rid, True, None)))
         except BaseException:
             pending.pop(rid, None)
             raise
@@ -420,9 +420,10 @@ class Endpoint:
                 f"{request.sender!r} no longer waits for a reply to request {request.id} "
                 f"({request.topic!r}): it timed out or left the mesh."
             )
-        envelope = Envelope(
-            self.agent_id, request.sender, request.topic, body, next(self._mesh._ids), False,
-            request.id,
+        envelope: Envelope = _tuple_new(
+            Envelope,
+            (self.agent_id, request.sender, request.topic, body, next(self._mesh._ids), False,
+             request.id),
         )  # fmt: skip
         slot.fill(envelope)
         return envelope

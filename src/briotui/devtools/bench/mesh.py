@@ -140,6 +140,25 @@ def _queue_floor(n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+async def _loop_floor(n: int) -> float:
+    """The peer of the thread-to-task round trip: a thread wakes the loop with
+    ``call_soon_threadsafe`` and the loop releases the thread's Lock, no mesh."""
+    loop = asyncio.get_running_loop()
+
+    def ping_pong() -> float:
+        samples = []
+        for _ in range(n):
+            back = threading.Lock()
+            back.acquire()
+            t0 = time.perf_counter()
+            loop.call_soon_threadsafe(back.release)
+            back.acquire()
+            samples.append(time.perf_counter() - t0)
+        return statistics.median(samples) * 1e6
+
+    return await asyncio.to_thread(ping_pong)
+
+
 def _requests(a: Endpoint, n: int, samples: list[float]) -> None:
     """From a worker thread: 50 warm-up requests, then ``n`` timed ones into ``samples``."""
     for _ in range(50):
@@ -221,6 +240,7 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[Mea
     rt_mixed = asyncio.run(_round_trip_thread_to_loop(round_trips))
     floor = _thread_floor(round_trips)
     queue_floor = _best([_queue_floor(messages) for _ in range(3)])
+    loop_floor = asyncio.run(_loop_floor(round_trips))
     return [
         Measure(
             "mesh one-way, thread to thread",
@@ -275,8 +295,8 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[Mea
             ROUND_TRIP_TARGET,
             "lower",
             f"median of {round_trips} request() from a thread answered by a task",
-            peer="bare Lock ping-pong",
-            peer_value=floor,
+            peer="bare loop wake-up",
+            peer_value=loop_floor,
         ),
         Measure(
             "thread wake-up floor (bare Lock ping-pong)",
