@@ -6,7 +6,19 @@ from briotui.devtools.bench.measure import Measure
 from briotui.devtools.bench.mesh import bench_mesh
 from briotui.devtools.bench.state import bench_state
 
-KEYS = {"name", "value", "unit", "target", "better", "ratio", "ok", "detail"}
+KEYS = {
+    "name",
+    "value",
+    "unit",
+    "target",
+    "better",
+    "ratio",
+    "ok",
+    "detail",
+    "peer",
+    "peer_value",
+    "peer_ratio",
+}
 
 
 def test_bench_mesh_rows() -> None:
@@ -21,7 +33,7 @@ def test_bench_mesh_rows() -> None:
 
 def test_bench_state_rows() -> None:
     rows = bench_state(mutations=500)
-    assert len(rows) == 4
+    assert len(rows) == 5
     for row in rows:
         assert isinstance(row, Measure)
         assert set(row.to_dict()) == KEYS

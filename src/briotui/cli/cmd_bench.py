@@ -17,7 +17,7 @@ from briotui.cli.output import print_json, say, table
 from briotui.devtools.bench.llm import bench_llm
 from briotui.devtools.bench.measure import Measure
 from briotui.devtools.bench.mesh import bench_mesh
-from briotui.devtools.bench.runtime import bench_live_agents, bench_runtime
+from briotui.devtools.bench.runtime import bench_live_agents, bench_overhead, bench_runtime
 from briotui.devtools.bench.sessions import run_all as run_sessions_bench
 from briotui.devtools.bench.state import bench_state
 from briotui.kernel.kernel import Kernel
@@ -33,7 +33,8 @@ def register(sub: Any) -> None:
         help="run the benchmark suite",
         description=(
             "Measure this machine against the targets: the runtime (component load, "
-            "instantiate, pool hand-out, host calls, event-loop lag, timeout release), "
+            "instantiate, pool hand-out, host calls, event-loop lag, timeout release, "
+            "the kernel's overhead per agent run, warm against cold runs), "
             "sessions (fork of a 50k-file project, diff and commit of 100 files), model "
             "streaming overhead, the mesh and the state tree; print a table and write JSON."
         ),
@@ -84,16 +85,22 @@ def handle(args: argparse.Namespace) -> int:
 
 
 async def _measure(args: argparse.Namespace) -> list[Measure]:
+    rounds = max(3, args.rounds)
     kernel = Kernel(args.project)
     try:
-        measures = await bench_runtime(kernel, rounds=max(3, args.rounds))
+        measures = await bench_runtime(kernel, rounds=rounds)
+    finally:
+        await kernel.close()
+    kernel = Kernel(args.project)
+    try:
+        measures += await bench_overhead(kernel, rounds=rounds)
     finally:
         await kernel.close()
     if args.quick:
         return measures
     kernel = Kernel(args.project)
     try:
-        measures += await bench_live_agents(kernel, count=args.live_agents)
+        measures += await bench_live_agents(kernel, count=args.live_agents, rounds=rounds)
     finally:
         await kernel.close()
     measures.append(await asyncio.to_thread(_tui_cold_start, args.project))
@@ -154,5 +161,8 @@ def render(measures: list[Measure]) -> str:
         target = f"{op} {m.target:g} {m.unit}" if m.target is not None else "-"
         verdict = {True: "ok", False: "MISSED", None: "-"}[m.ok]
         ratio = f"{m.ratio:.2f}" if m.ratio is not None else "-"
-        rows.append([m.name, f"{m.value:.3f} {m.unit}", target, ratio, verdict])
-    return table(["figure", "measured", "target", "ratio", ""], rows)
+        peer = "-"
+        if m.peer and m.peer_value is not None and m.peer_ratio is not None:
+            peer = f"{m.peer} {m.peer_value:.3f} {m.unit} (x{m.peer_ratio:.2f})"
+        rows.append([m.name, f"{m.value:.3f} {m.unit}", target, ratio, verdict, peer])
+    return table(["figure", "measured", "target", "ratio", "", "peer (ratio)"], rows)

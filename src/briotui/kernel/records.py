@@ -4,8 +4,10 @@
 agent lifecycle and meters, usage per provider, the provider and any fallback) and rows
 in the project database (tasks, transcripts with the provider and model of every reply,
 usage, failed model attempts, reviews, the commands agents ran), so a restart shows the
-same tasks and sessions. Every value it puts in the state tree is built by
-:mod:`briotui.kernel.contract`'s constructors, in the shapes front ends read.
+same tasks and sessions. The rows written during a run are queued for the store's
+writer thread (:meth:`~briotui.kernel.store.Store.write`), off the event loop. Every
+value it puts in the state tree is built by :mod:`briotui.kernel.contract`'s
+constructors, in the shapes front ends read.
 
 The ``usage`` table holds one row per model reply (provider, model, tokens, cost) and
 one per run (fuel and wall time, with the provider and model of the run's last reply).
@@ -96,7 +98,7 @@ class Recorder:
         elif isinstance(event, ModelReply):
             self._reply(event)
         elif isinstance(event, ModelAttemptFailed):
-            self.store.execute(
+            self.store.write(
                 "INSERT INTO provider_failures (task_id, session_id, agent, provider, model,"
                 " error_kind, message, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -111,7 +113,7 @@ class Recorder:
                 ),
             )
         elif isinstance(event, CommandRan):
-            self.store.execute(
+            self.store.write(
                 "INSERT INTO command_runs (session_id, task_id, agent, argv, exit_code,"
                 " duration_ms, output, truncated, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -129,12 +131,15 @@ class Recorder:
 
     def _reply(self, event: ModelReply) -> None:
         now = time.time()
-        with self.store.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO messages (task_id, agent, role, content, provider, model, created)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (event.task, event.agent, "user", event.prompt, "", "", now),
+        message = (
+            "INSERT INTO messages (task_id, agent, role, content, provider, model, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
+        self.store.write_many(
+            [
+                (message, (event.task, event.agent, "user", event.prompt, "", "", now)),
+                (
+                    message,
                     (
                         event.task,
                         event.agent,
@@ -144,22 +149,23 @@ class Recorder:
                         event.model,
                         now,
                     ),
-                ],
-            )
-            conn.execute(
-                "INSERT INTO usage (task_id, agent, provider, model, input_tokens,"
-                " output_tokens, cost_usd, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    event.task,
-                    event.agent,
-                    event.provider,
-                    event.model,
-                    event.input_tokens,
-                    event.output_tokens,
-                    event.cost_usd,
-                    now,
                 ),
-            )
+                (
+                    "INSERT INTO usage (task_id, agent, provider, model, input_tokens,"
+                    " output_tokens, cost_usd, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        event.task,
+                        event.agent,
+                        event.provider,
+                        event.model,
+                        event.input_tokens,
+                        event.output_tokens,
+                        event.cost_usd,
+                        now,
+                    ),
+                ),
+            ]
+        )
         self._last_model[event.task] = (event.provider, event.model)
         cost = event.cost_usd or 0.0
         for field, value in (
@@ -318,7 +324,7 @@ class Recorder:
             )
         else:
             self.tasks.set_status(task_id, "running")
-        self.store.execute(
+        self.store.write(
             "INSERT OR REPLACE INTO tasks (id, parent_id, agent, goal, status, session_id,"
             " created, updated) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
             (task_id, parent, agent, goal, session_id, now, now),
@@ -343,13 +349,13 @@ class Recorder:
                     )
                 self.state.set(["tasks", task_id, "outcome"], self._outcome(task_id, summary))
                 self.tasks.set_status(task_id, status)
-        self.store.execute(
+        self.store.write(
             "UPDATE tasks SET status = ?, result = ?, updated = ? WHERE id = ?",
             (status, summary[:20_000], time.time(), task_id),
         )
         provider, model = self._last_model.pop(task_id, ("", ""))
         if usage is not None:  # the tokens are in the rows of the run's replies
-            self.store.execute(
+            self.store.write(
                 "INSERT INTO usage (task_id, session_id, agent, provider, model, fuel, wall_ms,"
                 " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (

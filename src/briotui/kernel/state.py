@@ -8,7 +8,9 @@ patch. Patches are generated from the mutation itself, never by diffing trees.
 A front end that joins late calls :meth:`StateTree.subscribe`: it gets a
 :class:`Snapshot` (a deep copy and its ``seq``) and, atomically with it, every patch
 after that ``seq``. Applying the patches in order to the snapshot (``jsonpatch``, or
-any RFC 6902 implementation) always yields the current tree.
+any RFC 6902 implementation) always yields the current tree. The tree is serialized
+once per sequence number (pickle: the values are plain JSON, checked on the way in),
+under the lock; each subscriber unpickles its own copy outside it.
 
 Mutations are thread-safe (agent worker threads report progress directly). High-rate
 figures (progress, usage) can be set with ``coalesce=True``: repeated sets of the same
@@ -27,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import pickle
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -200,6 +203,8 @@ class StateTree:
         self._loop = loop
         self._flush_interval_s = flush_interval_s
         self._flush_scheduled = False
+        self._frozen: tuple[int, bytes] | None = None
+        """The tree serialized at a ``seq`` (late joiners at that ``seq`` share it)."""
 
     @property
     def seq(self) -> int:
@@ -245,7 +250,16 @@ class StateTree:
         with self._lock:
             self._check_settled("snapshot()")
             self._flush_locked()
-            return Snapshot(self._seq, _copy_tree(self._tree))
+            seq, frozen = self._freeze_locked()
+        return Snapshot(seq, pickle.loads(frozen))
+
+    def _freeze_locked(self) -> tuple[int, bytes]:
+        """The tree serialized at the current ``seq`` (cached until the next patch)."""
+        cached = self._frozen
+        if cached is None or cached[0] != self._seq or self._depth:
+            cached = (self._seq, pickle.dumps(self._tree, protocol=pickle.HIGHEST_PROTOCOL))
+            self._frozen = None if self._depth else cached
+        return cached
 
     # -- subscribing -------------------------------------------------------------------
 
@@ -279,8 +293,9 @@ class StateTree:
         with self._lock:
             self._check_settled("subscribe()")
             self._flush_locked()
-            snap = Snapshot(self._seq, _copy_tree(self._tree))
+            seq, frozen = self._freeze_locked()
             self._sinks = [*self._sinks, wrapped]
+        snap = Snapshot(seq, pickle.loads(frozen))
 
         def close() -> None:
             with self._lock:

@@ -8,6 +8,7 @@ worker threads, tasks on the event loop, and one of each.
 from __future__ import annotations
 
 import asyncio
+import queue
 import statistics
 import threading
 import time
@@ -119,6 +120,46 @@ def _thread_floor(n: int) -> float:
     return statistics.median(samples) * 1e6
 
 
+def _queue_floor(n: int) -> float:
+    """The peer of the one-way figures: the standard library's bounded ``queue.Queue``
+    between two threads (blocking get with a timeout, no grants, no size limit): what a
+    plain Python hand-off of the same shape costs on this machine."""
+    q: queue.Queue[str] = queue.Queue(maxsize=1 << 16)
+
+    def consume() -> None:
+        get = q.get
+        for _ in range(n):
+            get(timeout=5.0)
+
+    consumer = threading.Thread(target=consume)
+    t0 = time.perf_counter()
+    consumer.start()
+    put = q.put
+    for _ in range(n):
+        put("x")
+    consumer.join()
+    return n / (time.perf_counter() - t0)
+
+
+async def _loop_floor(n: int) -> float:
+    """The peer of the thread-to-task round trip: a thread wakes the loop with
+    ``call_soon_threadsafe`` and the loop releases the thread's Lock, no mesh."""
+    loop = asyncio.get_running_loop()
+
+    def ping_pong() -> float:
+        samples = []
+        for _ in range(n):
+            back = threading.Lock()
+            back.acquire()
+            t0 = time.perf_counter()
+            loop.call_soon_threadsafe(back.release)
+            back.acquire()
+            samples.append(time.perf_counter() - t0)
+        return statistics.median(samples) * 1e6
+
+    return await asyncio.to_thread(ping_pong)
+
+
 def _requests(a: Endpoint, n: int, samples: list[float]) -> None:
     """From a worker thread: 50 warm-up requests, then ``n`` timed ones into ``samples``."""
     for _ in range(50):
@@ -199,6 +240,8 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[Mea
     rt_loop = asyncio.run(_round_trip_loop(round_trips))
     rt_mixed = asyncio.run(_round_trip_thread_to_loop(round_trips))
     floor = _thread_floor(round_trips)
+    queue_floor = _best([_queue_floor(messages) for _ in range(3)])
+    loop_floor = asyncio.run(_loop_floor(round_trips))
     return [
         Measure(
             "mesh one-way, thread to thread",
@@ -207,6 +250,8 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[Mea
             ONE_WAY_TARGET,
             "higher",
             f"median of 3 runs of {messages} sends in one thread, receive(timeout) in another",
+            peer="queue.Queue",
+            peer_value=queue_floor,
         ),
         Measure(
             "mesh one-way, thread to loop",
@@ -215,6 +260,8 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[Mea
             ONE_WAY_TARGET,
             "higher",
             f"median of 3 runs of {messages} sends in a thread, areceive() in a task",
+            peer="queue.Queue",
+            peer_value=queue_floor,
         ),
         Measure(
             "mesh one-way, same thread",
@@ -231,6 +278,8 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[Mea
             ROUND_TRIP_TARGET,
             "lower",
             f"median of {round_trips} request()/reply() between two worker threads",
+            peer="bare Lock ping-pong",
+            peer_value=floor,
         ),
         Measure(
             "mesh round trip, task to task",
@@ -247,6 +296,8 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[Mea
             ROUND_TRIP_TARGET,
             "lower",
             f"median of {round_trips} request() from a thread answered by a task",
+            peer="bare loop wake-up",
+            peer_value=loop_floor,
         ),
         Measure(
             "thread wake-up floor (bare Lock ping-pong)",

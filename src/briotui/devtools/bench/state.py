@@ -6,6 +6,7 @@ much coalescing saves, and what a late subscriber pays for its snapshot.
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 
@@ -45,6 +46,20 @@ def bench_state(*, mutations: int = 50_000) -> list[Measure]:
         samples.append(time.perf_counter() - t0)
         sub.close()
     snapshot_ms = statistics.median(samples) * 1000
+
+    misses: list[float] = []  # a patch in between: the snapshot is serialized anew
+    copies: list[float] = []  # the peer: a JSON deep copy of the same tree
+    for i in range(20):
+        state.set("/tasks/t1/progress/percent", i)
+        t0 = time.perf_counter()
+        sub = state.subscribe(lambda patch: None)
+        misses.append(time.perf_counter() - t0)
+        sub.close()
+        t0 = time.perf_counter()
+        json.loads(json.dumps(state._tree))
+        copies.append(time.perf_counter() - t0)
+    miss_ms = statistics.median(misses) * 1000
+    copy_ms = statistics.median(copies) * 1000
 
     received: list[StatePatch] = []
     state.subscribe(received.append)
@@ -102,8 +117,20 @@ def bench_state(*, mutations: int = 50_000) -> list[Measure]:
             "ms",
             16.0,
             "lower",
-            f"median of 20 subscribe() snapshots of {SNAPSHOT_TASKS} tasks "
+            f"median of 20 subscribe() snapshots of {SNAPSHOT_TASKS} tasks at one seq "
             "(target: one frame at 60 fps)",
+            peer="JSON deep copy",
+            peer_value=copy_ms,
+        ),
+        Measure(
+            "state late-join snapshot after a patch",
+            miss_ms,
+            "ms",
+            16.0,
+            "lower",
+            f"subscribe() right after a change (serialized anew), {SNAPSHOT_TASKS} tasks",
+            peer="JSON deep copy",
+            peer_value=copy_ms,
         ),
     ]
 

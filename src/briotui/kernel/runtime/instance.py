@@ -66,6 +66,9 @@ watchdog gives up on it. A guest running wasm code traps within a few epoch tick
 _abandoned_lock = threading.Lock()
 _abandoned: set[str] = set()
 
+_memory_counts: dict[tuple[str, int], int] = {}
+"""How many linear memories an agent's component was found to have (1: predictable)."""
+
 
 def abandoned_instances() -> list[str]:
     """Ids of abandoned instances whose threads have not come back yet (diagnostics)."""
@@ -104,6 +107,9 @@ class RunUsage:
     host_calls: int = 0
     host_ms: float = 0.0
     tokens: Usage = field(default_factory=Usage)
+    call_ms: float = 0.0
+    """Time inside the component's ``run`` call: the guest's work and its host calls
+    (model replies included). What the kernel adds to a run is its wall time minus this."""
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON-able data."""
@@ -166,22 +172,35 @@ class AgentInstance:
         self._store: wasmtime.Store | None = None
         self._run: wc.Func | None = None
         self._guard: DeadlineGuard | None = None
-        self._reservations: tuple[tuple[int, int], ...] = ()
+        self._memories: tuple[int, ...] = ()
+        """Where this instance's linear memories start (see :mod:`.memory`)."""
         self._meter = Meter(
             agent=loaded.spec.name,
             instance=self.id,
             limits=loaded.spec.limits,
             events=events,
-            reservations=lambda: self._reservations,
+            memories=lambda: self._memories,
         )
         self.ctx.on_host_call = self._meter.sample
         self._stop_signal: asyncio.Future[None] = loop.create_future()
+        self._when_done: list[Callable[[], None]] = []
+        self.instantiate_s = 0.0
+        """How long the last instantiation took on the instance's thread (for the bench)."""
         self._set_state(AgentState.LOADED)
 
     @property
     def agent(self) -> str:
         """The agent's name."""
         return self.loaded.spec.name
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the loop) once this instance has run or was discarded."""
+        self._when_done.append(callback)
+
+    def _done(self) -> None:
+        callbacks, self._when_done = self._when_done, []
+        for callback in callbacks:
+            callback()
 
     def _set_state(self, state: AgentState, detail: str = "") -> None:
         self.state = state
@@ -197,11 +216,16 @@ class AgentInstance:
                 break
             job()
         self.ctx.release()
-        self._store = None
-        self._run = None
-        memory.release(self._reservations)
+        memory.drop(self._free_store, self._memories)
         with _abandoned_lock:
             _abandoned.discard(self.id)
+
+    def _free_store(self) -> None:
+        """Drop every reference to the store, so its memories are unmapped now."""
+        self._store = None
+        self._run = None
+        self._guard = None
+        self._meter.forget()
 
     def _submit(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = self._loop.create_future()
@@ -246,6 +270,10 @@ class AgentInstance:
         self._set_state(AgentState.READY)
 
     def _instantiate(self) -> None:
+        if self._store is not None:  # instantiated again: the old store goes first
+            memory.drop(self._free_store, self._memories)
+            self._memories = ()
+        started = time.perf_counter()
         loaded = self.loaded
         limits = loaded.spec.limits
         store = wasmtime.Store(loaded.engine)
@@ -259,16 +287,19 @@ class AgentInstance:
         self._guard.on_check = self._meter.sample
         self._guard.arm(store, time.monotonic() + limits.deadline_ms / 1000)
         loaded.ticker.ensure_started()
+        key = (loaded.spec.name, id(loaded.component))
         try:
-            with memory.INSTANTIATE_LOCK:
-                instance = loaded.linker.instantiate(store, loaded.component)
-                self._reservations = memory.claim_reservations()
+            instance, self._memories = memory.instantiate(
+                lambda: loaded.linker.instantiate(store, loaded.component),
+                single=_memory_counts.get(key) == 1,
+            )
         except wasmtime.WasmtimeError as exc:
             raise HostError(
                 f"Could not instantiate agent {self.agent!r}: {_cause(exc)}",
                 agent=self.agent,
                 title="Agent failed to start",
             ) from None
+        _memory_counts[key] = len(self._memories)
         index = instance.get_export_index(store, AGENT_EXPORT)
         run_index = instance.get_export_index(store, "run", index) if index else None
         func = instance.get_func(store, run_index) if run_index else None
@@ -276,6 +307,7 @@ class AgentInstance:
             raise HostError(f"Agent {self.agent!r} lost its run export.", agent=self.agent)
         self._store = store
         self._run = func
+        self.instantiate_s = time.perf_counter() - started
 
     async def run(self, task: AgentTask, bindings: RunBindings | None = None) -> RunOutcome:
         """Run ``task`` to its end. The instance is finished afterwards.
@@ -306,6 +338,7 @@ class AgentInstance:
             raise
         finally:
             self._jobs.put(None)
+            self._done()
         self._set_state(AgentState.STOPPED, "done")
         return outcome
 
@@ -388,10 +421,11 @@ class AgentInstance:
         if self._thread is not None and self.state is not AgentState.RUNNING:
             self._jobs.put(None)
             self._set_state(AgentState.STOPPED, "discarded")
+            self._done()
 
     # -- one run, on the worker thread -----------------------------------------------
 
-    def _usage(self, started: float) -> RunUsage:
+    def _usage(self, started: float, call_s: float = 0.0) -> RunUsage:
         meter = self._meter
         meter.finish()  # the final meters: fuel used and the memories' high-water mark
         return RunUsage(
@@ -401,6 +435,7 @@ class AgentInstance:
             host_calls=self.ctx.host_calls,
             host_ms=self.ctx.host_seconds * 1000,
             tokens=self.ctx.usage,
+            call_ms=call_s * 1000,
         )
 
     def _execute(self, task: AgentTask, bindings: RunBindings, deadline_at: float) -> RunOutcome:
@@ -428,14 +463,16 @@ class AgentInstance:
         arg = self.loaded.run_shape.params[0](
             {"id": task.id, "goal": task.goal, "context": list(task.context)}
         )
+        called = time.perf_counter()
         try:
             raw = func(store, arg)
             func.post_return(store)
         except wasmtime.WasmtimeError as exc:
             raise RunFailed(self._classify(exc, guard.reason), self._usage(started)) from None
+        call_s = time.perf_counter() - called
         lift = self.loaded.run_shape.result
         result = lift(raw) if lift is not None else Ok({"summary": "", "data": ""})
-        usage = self._usage(started)
+        usage = self._usage(started, call_s)
         if isinstance(result, Err):
             payload = result.value if isinstance(result.value, dict) else {}
             raise RunFailed(
@@ -499,7 +536,7 @@ class AgentInstance:
                 agent=self.agent,
                 stderr_tail=tail,
             )
-        size = memory.linear_bytes(self._reservations)
+        size = memory.linear_bytes(self._memories)
         if "MemoryError" in tail or size >= 0.8 * limits.memory_bytes:
             return MemoryLimit(
                 f"{self.agent!r} tried to use more than its {limits.memory_bytes // (1 << 20)} MiB "

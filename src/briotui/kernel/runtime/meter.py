@@ -30,7 +30,7 @@ class Meter:
         instance: The instance's id.
         limits: The instance's limits (the meters' full scale).
         events: Where samples are published.
-        reservations: Returns the instance's linear-memory reservations.
+        memories: Returns where the instance's linear memories start.
     """
 
     def __init__(
@@ -40,13 +40,13 @@ class Meter:
         instance: str,
         limits: Limits,
         events: EventSink,
-        reservations: Callable[[], tuple[tuple[int, int], ...]],
+        memories: Callable[[], tuple[int, ...]],
     ) -> None:
         self._agent = agent
         self._instance = instance
         self._limits = limits
         self._events = events
-        self._reservations = reservations
+        self._memories = memories
         self._store: wasmtime.Store | None = None
         self._task = ""
         self._next = 0.0
@@ -82,7 +82,7 @@ class Meter:
             self.fuel_used = max(0, self._limits.fuel - store.get_fuel())
         except wasmtime.WasmtimeError:  # fuel is off in this engine
             self.fuel_used = 0
-        size = memory.linear_bytes(self._reservations())
+        size = memory.linear_bytes(self._memories())
         self.peak_memory_bytes = max(self.peak_memory_bytes, size)
         self._events(
             Metrics(
@@ -101,4 +101,8 @@ class Meter:
     def finish(self) -> None:
         """Publish the run's final values and stop metering."""
         self.sample(force=True, final=True)
+        self._store = None
+
+    def forget(self) -> None:
+        """Let go of the store (the instance is being torn down)."""
         self._store = None

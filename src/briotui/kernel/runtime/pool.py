@@ -1,7 +1,10 @@
 """A warm pool of pre-instantiated agents per kind, so handing one out takes microseconds.
 
 Instances are single-use (a task gets a fresh instance, so no state leaks between
-tasks); the pool refills itself in the background after each hand-out.
+tasks). Handing one out does no other work: the pool is refilled once the instance
+it handed out has run (or was discarded), so the instantiation of the next
+instance never competes with the run for the CPU or the event loop. A run that finds
+the pool empty makes its instance itself (a cold run).
 """
 
 from __future__ import annotations
@@ -53,12 +56,20 @@ class AgentPool:
             return
         self._refill = self._loop.create_task(self.fill(), name=f"refill-{self.loaded.spec.name}")
 
+    def refill_later(self) -> None:
+        """Refill the pool soon, off the critical path (call when a run has ended)."""
+        if not self._closed:
+            self._loop.call_soon(self._schedule_refill)
+
     def take(self) -> AgentInstance | None:
-        """A ready instance if there is one (no await: microseconds), else None."""
+        """A ready instance if there is one (no await: microseconds), else None.
+
+        The pool refills once that instance has run (see the module docstring).
+        """
         if not self._ready:
             return None
         instance = self._ready.popleft()
-        self._schedule_refill()
+        instance.when_done(self.refill_later)
         return instance
 
     async def acquire(self) -> AgentInstance:
@@ -66,8 +77,16 @@ class AgentPool:
         instance = self.take()
         if instance is not None:
             return instance
-        self._schedule_refill()
-        return await self._new()
+        refill = self._refill
+        if refill is not None and not refill.done():  # one is being made: it is sooner
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(refill)
+            instance = self.take()
+            if instance is not None:
+                return instance
+        instance = await self._new()
+        instance.when_done(self.refill_later)
+        return instance
 
     async def close(self) -> None:
         """Discard the waiting instances and stop refilling."""
