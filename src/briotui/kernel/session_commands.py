@@ -17,21 +17,41 @@ discarded afterwards (its run stays in the store). An unverified commit needs ``
 ``revise`` hands the rejected hunks and their reasons back to the Coder: it runs again in
 the same session with them (and an optional extra instruction) in its ``feedback``
 context, and its new edits become new hunks of the same review.
+
+``resolve`` settles a conflicting region a merge left in the session (see
+:mod:`briotui.kernel.vfs.resolve`): it writes the chosen text into the session (a new
+version of the file, so its hunks change), marks the region resolved in the store with
+who and when, and republishes the conflicts. The session is not verified again until
+the tests pass on what it now holds: :meth:`SessionCommands.retest` runs the project's
+test command in the session, as the pipeline's test step does. A commit with
+conflicting regions left is not verified (it needs ``force``; the review asks).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import posixpath
 import shlex
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from briotui.kernel.errors import BrioError, CommitUnverified, SessionStateError
+from briotui.kernel import contract
+from briotui.kernel.errors import (
+    BrioError,
+    CommitUnverified,
+    ConflictMoved,
+    ConflictNotFound,
+    SessionNotFound,
+    SessionStateError,
+)
 from briotui.kernel.runtime.events import COMMAND_OUTPUT_TAIL, CommandRan
 from briotui.kernel.vfs import Decision, Session
 from briotui.kernel.vfs.commit import CommitResult, RollbackResult
-from briotui.kernel.vfs.diff import apply_accepted
+from briotui.kernel.vfs.diff import apply_accepted, is_binary
+from briotui.kernel.vfs.resolve import RESOLUTIONS, Choice, Pick, apply, chosen_text
 
 if TYPE_CHECKING:
     from briotui.kernel.kernel import Kernel
@@ -143,7 +163,13 @@ SUBSET_TIMEOUT_S = 900.0
 """Wall-clock limit of the test run on the accepted hunks before a commit."""
 
 CheckStatus = Literal[
-    "verified", "no-tests", "subset-passed", "subset-failed", "unverified", "failed"
+    "verified",
+    "no-tests",
+    "subset-passed",
+    "subset-failed",
+    "unverified",
+    "failed",
+    "conflicts",
 ]
 """What the verification of a commit found (the first three allow it)."""
 
@@ -212,6 +238,103 @@ def scratch_of(session: Session, accepted: set[str]) -> Session:
     return scratch
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """What resolving conflicting regions did.
+
+    Attributes:
+        session: The session.
+        path: The file.
+        regions: The regions resolved (numbered from 1 within the file).
+        resolution: ours, theirs, both or edited.
+        changed: Whether the session's file changed (taking ours changes nothing).
+        remaining: Conflicting regions left unresolved in the whole session.
+    """
+
+    session: str
+    path: str
+    regions: tuple[int, ...]
+    resolution: str
+    changed: bool
+    remaining: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON-able data."""
+        return {**self.__dict__, "regions": list(self.regions)}
+
+
+@dataclass(frozen=True)
+class Retest:
+    """A test run in a session after it changed (e.g. its last conflict was resolved).
+
+    Attributes:
+        verified: Whether the session is verified now (None: no test command).
+        run: The stored run (``argv``, ``exit_code``, ``output`` ...), when one ran.
+        message: One sentence for the user.
+    """
+
+    verified: bool | None
+    message: str
+    run: dict[str, Any] | None = field(default=None)
+
+
+def conflict_rows(session: Session) -> list[dict[str, Any]]:
+    """The stored conflicts of a session, in the order they are listed (and numbered):
+    ``path``, ``branch`` and ``regions`` (decoded)."""
+    rows = session.manager.store.query(
+        "SELECT path, branch, regions FROM session_conflicts WHERE session_id = ?"
+        " ORDER BY created, path",
+        (session.id,),
+    )
+    return [
+        {"path": str(r["path"]), "branch": str(r["branch"]), "regions": json.loads(r["regions"])}
+        for r in rows
+    ]
+
+
+def _what_to_resolve(session_id: str, rows: list[dict[str, Any]]) -> str:
+    left: dict[str, int] = {}
+    for row in rows:
+        for region in row["regions"]:
+            if not region.get("resolved"):
+                left[row["path"]] = left.get(row["path"], 0) + 1
+    if not left:
+        return f"Session {session_id} has no conflicts left to resolve."
+    listed = ", ".join(f"{path} ({n} region(s))" for path, n in left.items())
+    return f"Conflicts to resolve in session {session_id}: {listed}."
+
+
+def _whole_file(
+    session: Session, rel: str, row: dict[str, Any], choice: Choice, text: bytes
+) -> tuple[bytes | None, bool, bool]:
+    """The file a whole-file conflict becomes: (content or None for absent, executable,
+    symlink)."""
+    ours = session.content(rel)
+    if choice == "ours":
+        return ours
+    if choice == "text":
+        return text, ours[1], False
+    try:
+        branch = session.manager.get(row["branch"])
+    except SessionNotFound:
+        raise ConflictMoved(
+            f"The branch session {row['branch']} holding the other side of {rel} is gone; "
+            "resolve the file with --file."
+        ) from None
+    theirs = branch.content(rel)
+    if choice == "theirs":
+        return theirs
+    sides = (ours, theirs)
+    if any(d is None or link or is_binary(d) for d, _, link in sides):
+        raise ConflictMoved(
+            f"Both sides of {rel} cannot be kept together (one is absent, binary or a "
+            "symbolic link); take one side, or give the content with --file."
+        )
+    first, second = (bytes(d or b"") for d, _, _ in sides)
+    joined = first + (b"\n" if first and not first.endswith(b"\n") else b"") + second
+    return joined, ours[1], False
+
+
 class SessionCommands:
     """The session commands of one kernel (see the module docstring).
 
@@ -267,10 +390,20 @@ class SessionCommands:
         from briotui.kernel.supervisor import test_command
 
         kernel = self.kernel
+        session = await asyncio.to_thread(self._open, session_id)
+        left = contract.unresolved(
+            await asyncio.to_thread(kernel.recorder.conflicts_of, session.id)
+        )
+        if left:  # what passed (if anything did) is not the change as it will be
+            return CommitCheck(
+                "conflicts",
+                f"{left} conflicting region(s) of session {session.id} are not resolved; "
+                "the session keeps its own side there and the branch's is left out. "
+                f"Resolve them first (briotui sessions resolve {session.id} PATH ...).",
+            )
         command = test_command(kernel)
         if command is None:
             return CommitCheck("no-tests", "No test command is configured ([tests] command).")
-        session = await asyncio.to_thread(self._open, session_id)
         hunks = {h.id for h in (await asyncio.to_thread(session.diff)).hunks()}
         accepted = session.accepted_ids() & hunks
         if accepted == hunks:
@@ -296,24 +429,49 @@ class SessionCommands:
         )
         return bool(rows) and float(rows[0]["updated"]) > float(when)
 
+    async def _run_tests(self, session: Session, command: list[str]) -> dict[str, Any]:
+        """Run the user's test command in ``session`` and store the run (as the
+        pipeline's test step does); returns the stored run.
+
+        Raises:
+            BrioError: The command could not run (refused, timed out, not started).
+        """
+        kernel = self.kernel
+        # the user asked for this (a commit, a resolved conflict); their own command runs
+        out = (
+            await asyncio.to_thread(
+                kernel.shell().run,
+                session,
+                command,
+                cwd="",
+                timeout_s=SUBSET_TIMEOUT_S,
+                confirmed=True,
+            )
+        ).output
+        both = out.stdout + ("\n" if out.stdout and out.stderr else "") + out.stderr
+        kernel.recorder.on_event(
+            CommandRan(
+                agent="kernel",
+                instance="",
+                session=session.id,
+                argv=tuple(command),
+                exit_code=out.exit_code,
+                duration_ms=out.duration_ms,
+                output=both[-COMMAND_OUTPUT_TAIL:],
+                truncated=out.truncated or len(both) > COMMAND_OUTPUT_TAIL,
+            )
+        )
+        run = kernel.recorder.last_run(session.id, command)
+        assert run is not None
+        return run
+
     async def _run_subset(
         self, session: Session, accepted: set[str], command: list[str]
     ) -> CommitCheck:
-        kernel = self.kernel
         scratch = await asyncio.to_thread(scratch_of, session, accepted)
-        shell = kernel.shell()
+        shell = self.kernel.shell()
         try:
-            # the user asked for this commit; their own test command runs on it
-            out = (
-                await asyncio.to_thread(
-                    shell.run,
-                    scratch,
-                    command,
-                    cwd="",
-                    timeout_s=SUBSET_TIMEOUT_S,
-                    confirmed=True,
-                )
-            ).output
+            run = await self._run_tests(scratch, command)
         except BrioError as exc:
             return CommitCheck(
                 "unverified",
@@ -323,23 +481,8 @@ class SessionCommands:
         finally:
             await asyncio.to_thread(shell.release, scratch)
             await asyncio.to_thread(scratch.discard)
-        both = out.stdout + ("\n" if out.stdout and out.stderr else "") + out.stderr
-        kernel.recorder.on_event(
-            CommandRan(
-                agent="kernel",
-                instance="",
-                session=scratch.id,
-                argv=tuple(command),
-                exit_code=out.exit_code,
-                duration_ms=out.duration_ms,
-                output=both[-COMMAND_OUTPUT_TAIL:],
-                truncated=out.truncated or len(both) > COMMAND_OUTPUT_TAIL,
-            )
-        )
-        run = kernel.recorder.last_run(scratch.id, command)
-        assert run is not None
         what = f"{len(accepted)} accepted hunk(s) of session {session.id}"
-        if out.exit_code == 0:
+        if run["exit_code"] == 0:
             return CommitCheck("subset-passed", f"The tests pass on the {what}.", run, scratch.id)
         return CommitCheck(
             "subset-failed",
@@ -348,6 +491,215 @@ class SessionCommands:
             run,
             scratch.id,
         )
+
+    async def resolve(
+        self,
+        session_id: str,
+        path: str,
+        choice: Choice,
+        *,
+        region: int | None = None,
+        text: bytes = b"",
+        by: str = "user",
+    ) -> Resolved:
+        """Resolve conflicting regions of ``path`` in a session (see the module docstring).
+
+        Args:
+            session_id: The session (or a unique prefix of its id).
+            path: The conflicting file.
+            choice: ours (the session's side), theirs (the branch's), both (ours then
+                theirs) or text (``text``: the region's new text, or with no ``region``
+                the whole file's).
+            region: The region's number within the file (from 1); None for every
+                unresolved region of the file.
+            text: The user's own text for ``choice="text"``.
+            by: Who resolved it, as the store keeps it (e.g. ``user (cli)``).
+
+        Raises:
+            SessionNotFound: No such session.
+            SessionStateError: The session is committed or discarded, or the region is
+                resolved already.
+            ConflictNotFound: No conflict in ``path``, or no region ``region``.
+            ConflictMoved: The region cannot be found safely in the file any more.
+        """
+
+        def work() -> Resolved:
+            session = self._open(session_id)
+            if session.state != "open":
+                raise SessionStateError(
+                    f"Session {session.id} is {session.state}; its conflicts can no longer "
+                    "be resolved. Roll the commit back (briotui sessions rollback) to change "
+                    "it, or start a new request.",
+                    title="Session closed",
+                )
+            rows = conflict_rows(session)
+            rel = posixpath.normpath(path.replace("\\", "/")).lstrip("/")
+            mine = [(row, r) for row in rows if row["path"] == rel for r in row["regions"]]
+            if not mine:
+                raise ConflictNotFound(
+                    f"Session {session.id} has no conflict in {rel}. "
+                    + _what_to_resolve(session.id, rows)
+                )
+            numbered = list(enumerate(mine, 1))
+            if region is not None:
+                if not 1 <= region <= len(mine):
+                    raise ConflictNotFound(
+                        f"{rel} has {len(mine)} conflicting region(s) in session "
+                        f"{session.id}; there is no region {region} (give 1 to {len(mine)})."
+                    )
+                targets = [numbered[region - 1]]
+                done = targets[0][1][1]
+                if done.get("resolved"):
+                    raise SessionStateError(
+                        f"Region {region} of {rel} is resolved already (took "
+                        f"{done.get('resolution', '?')}). To change it, give the whole "
+                        "file's content with --file.",
+                        title="Already resolved",
+                    )
+            else:
+                targets = [n for n in numbered if not n[1][1].get("resolved")]
+                if not targets:
+                    raise SessionStateError(
+                        f"Every conflicting region of {rel} is resolved already. To change "
+                        "the file, give its whole content with --file.",
+                        title="Already resolved",
+                    )
+            changed = self._write_resolution(session, rel, numbered, targets, choice, text, region)
+            now = time.time()
+            for _, (_, r) in targets:
+                r.update(
+                    resolved=True, resolution=RESOLUTIONS[choice], resolved_by=by, resolved_at=now
+                )
+            with session.manager.store.transaction() as conn:
+                for row in rows:
+                    if row["path"] != rel:
+                        continue
+                    conn.execute(
+                        "UPDATE session_conflicts SET regions = ? WHERE session_id = ? AND"
+                        " path = ? AND branch = ?",
+                        (json.dumps(row["regions"]), session.id, rel, row["branch"]),
+                    )
+            self._republish_conflicts(session)
+            return Resolved(
+                session=session.id,
+                path=rel,
+                regions=tuple(n for n, _ in targets),
+                resolution=RESOLUTIONS[choice],
+                changed=changed,
+                remaining=sum(1 for row in rows for r in row["regions"] if not r.get("resolved")),
+            )
+
+        return await asyncio.to_thread(work)
+
+    def _write_resolution(
+        self,
+        session: Session,
+        rel: str,
+        numbered: list[tuple[int, tuple[dict[str, Any], dict[str, Any]]]],
+        targets: list[tuple[int, tuple[dict[str, Any], dict[str, Any]]]],
+        choice: Choice,
+        text: bytes,
+        region: int | None,
+    ) -> bool:
+        """Write what ``targets`` become into the session's file; whether it changed.
+        Updates where the file's other unresolved regions start now."""
+        data, executable, link = session.content(rel)
+        whole = [t for t in targets if t[1][1].get("whole")]
+        if choice == "text" and region is None:
+            new: tuple[bytes | None, bool, bool] = (text, executable, False)
+        elif whole:
+            new = _whole_file(session, rel, whole[0][1][0], choice, text)
+        else:
+            if data is None or link:
+                raise ConflictMoved(
+                    f"{rel} is no longer a text file in session {session.id}; give its "
+                    "content with --file."
+                )
+            try:
+                content = data.decode("utf-8")
+                own = text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ConflictMoved(
+                    f"{rel} (or the text given) is not UTF-8 text, so its regions cannot be "
+                    "replaced line by line; give the whole file's content with --file."
+                ) from None
+            picks = [
+                Pick(r, chosen_text(r, choice, own), f"region {n} of {rel}")
+                for n, (_, r) in targets
+            ]
+            others = [
+                r
+                for n, (_, r) in numbered
+                if not r.get("resolved") and n not in {t[0] for t in targets}
+            ]
+            merged, where = apply(content, picks, others)
+            for r, line in zip(others, where, strict=True):
+                if line is not None:
+                    r["line"] = line
+            new = (merged.encode("utf-8"), executable, False)
+        if new == (data, executable, link):
+            return False
+        content_new, exec_new, link_new = new
+        if content_new is None:
+            if data is not None:
+                session.delete(rel)
+        elif link_new:
+            session.write_symlink(rel, content_new)
+        else:
+            session.write(rel, content_new, exec_new)
+        return True
+
+    def _republish_conflicts(self, session: Session) -> None:
+        """Publish a session's conflicts and files again after a resolution; it is not
+        verified until the tests pass on what it holds now."""
+        from briotui.kernel.supervisor import test_command
+
+        kernel = self.kernel
+        state = kernel.state
+        if state.exists(["sessions", session.id]):
+            with state.batch():
+                state.set(
+                    ["sessions", session.id, "conflicts"], kernel.recorder.conflicts_of(session.id)
+                )
+                if test_command(kernel) is not None:
+                    state.set(["sessions", session.id, "verified"], False)
+        self._publish(session)
+
+    async def retest(self, session_id: str) -> Retest:
+        """Run the project's test command in a session (after it changed: its last
+        conflict resolved) and publish whether it is verified now.
+
+        Raises:
+            SessionNotFound: No such session.
+            SessionStateError: The session is not open.
+        """
+        from briotui.kernel.supervisor import test_command
+
+        kernel = self.kernel
+        session = await asyncio.to_thread(self._open, session_id)
+        if session.state != "open":
+            raise SessionStateError(
+                f"Session {session.id} is {session.state}; there is nothing to test.",
+                title="Session closed",
+            )
+        command = test_command(kernel)
+        if command is None:
+            return Retest(None, "No test command is configured ([tests] command).")
+        try:
+            run = await self._run_tests(session, command)
+        except BrioError as exc:
+            await asyncio.to_thread(kernel.is_verified, session.id)
+            return Retest(False, f"The tests could not run: {exc.message}")
+        verified = await asyncio.to_thread(kernel.is_verified, session.id)
+        await asyncio.to_thread(self._publish, session)  # a test run may change files
+        if verified:
+            message = f"The tests ({shlex.join(command)}) pass: the session is verified."
+        elif run["exit_code"] == 0:
+            left = contract.unresolved(kernel.recorder.conflicts_of(session.id))
+            message = f"The tests pass, but {left} conflicting region(s) are left to resolve."
+        else:
+            message = "The tests fail." + _failing(run)
+        return Retest(verified, message, run)
 
     async def commit(
         self,
