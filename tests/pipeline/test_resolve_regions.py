@@ -11,10 +11,13 @@ conflict-marked merge with each region replaced by its choice. Real git, real SQ
 
 from __future__ import annotations
 
+import json
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
+from tests.conftest import make_git_project
 
 from briotui.kernel import contract
 from briotui.kernel.errors import (
@@ -25,7 +28,6 @@ from briotui.kernel.errors import (
 )
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.vfs.merge import merge3, split_lines
-from tests.conftest import make_git_project
 
 SEED = 20261129
 FILES = 40
@@ -78,8 +80,6 @@ def project(tmp_path: Path) -> Path:
     for i in range(FILES):
         body = "".join(f"line {k} of {i}\n" for k in range(rng.randint(3, 14)))
         (root / f"f{i:02}.txt").write_text(body)
-    import subprocess
-
     subprocess.run(["git", "add", "-A"], cwd=root, check=True, capture_output=True)
     subprocess.run(
         ["git", "-c", "user.name=T", "-c", "user.email=t@e.x", "commit", "-qm", "files"],
@@ -151,8 +151,6 @@ async def test_resolved_regions_are_exactly_what_was_chosen(project: Path) -> No
         rows = session.manager.store.query(
             "SELECT regions FROM session_conflicts WHERE session_id = ?", (session.id,)
         )
-        import json
-
         stored = [r for row in rows for r in json.loads(row["regions"])]
         assert all(
             r["resolved"] and r["resolved_by"] == "user" and r["resolved_at"] > 0 for r in stored
@@ -204,7 +202,8 @@ async def test_a_whole_file_conflict_takes_the_branchs_file(project: Path) -> No
         )
         [view] = kernel.recorder.conflicts_of(session.id)
         [region] = view["regions"]
-        assert region["whole"] and region["ours"] == "(no file)"
+        assert region["whole"]
+        assert region["ours"] == "(no file)"
         assert not session.stat("f01.txt")
         with pytest.raises(ConflictMoved, match="cannot be kept together"):
             await kernel.resolve_conflict(session.id, "f01.txt", "both")

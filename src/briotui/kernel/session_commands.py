@@ -557,7 +557,11 @@ class SessionCommands:
                         title="Already resolved",
                     )
             else:
-                targets = [n for n in numbered if not n[1][1].get("resolved")]
+                targets = [
+                    n
+                    for n in numbered
+                    if choice == "text" or not n[1][1].get("resolved")  # a whole file's text
+                ]
                 if not targets:
                     raise SessionStateError(
                         f"Every conflicting region of {rel} is resolved already. To change "
