@@ -210,7 +210,7 @@ def run_resolve(args: argparse.Namespace) -> int:
         report: dict[str, Any] = {"status": "ok", **done.to_dict(), "tests": None}
         if done.remaining == 0 and not args.no_tests:
             if not args.json:
-                say("No conflicts left: running the tests in the session…")
+                say("No conflicts left: running the tests in the session…", err=True)
             retest = await kernel.retest_session(session.id)
             run = retest.run
             report["tests"] = {
@@ -246,8 +246,8 @@ def run_resolve(args: argparse.Namespace) -> int:
         )
     elif tests is None:
         say(
-            "  No conflicts left. The session is not verified until the tests pass on it"
-            + (" (run without --no-tests)." if args.no_tests else ".")
+            "  No conflicts left. The session is not verified until the tests pass on it; "
+            "`briotui sessions commit` runs them on what you accepted."
         )
     else:
         say(f"  tests: {one_line(tests['message'])}")

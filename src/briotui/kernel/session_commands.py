@@ -33,6 +33,7 @@ import asyncio
 import json
 import posixpath
 import shlex
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -344,6 +345,7 @@ class SessionCommands:
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
+        self._resolving = threading.Lock()  # one read-modify-write of a file at a time
 
     def _open(self, session_id: str) -> Session:
         return self.kernel.sessions().get(session_id)
@@ -524,6 +526,10 @@ class SessionCommands:
         """
 
         def work() -> Resolved:
+            with self._resolving:
+                return locked()
+
+        def locked() -> Resolved:
             session = self._open(session_id)
             if session.state != "open":
                 raise SessionStateError(
