@@ -207,7 +207,7 @@ class ConflictView(Static):
             style=themed("$warning" if left else "$success", v),
         )
         ours, theirs = (
-            ("this session (ours)", f"branch {branch} (theirs, not merged)")
+            ("ours: this session", f"theirs: branch {branch} (not merged)")
             if branch  # a subtask's branch that did not merge into the session
             else ("yours (working tree)", "session")
         )
