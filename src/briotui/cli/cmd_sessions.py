@@ -454,9 +454,15 @@ def _show_outcome(data: dict[str, Any]) -> None:
             )
     for conflict in data["conflicts"]:
         left = contract.unresolved([conflict])
+        count = len(conflict["regions"])
         say(
-            f"conflict: {reveal(conflict['path'])}: {left} of {len(conflict['regions'])} "
-            f"region(s) to resolve; the other side is in branch session {conflict['session']}"
+            f"conflict: {reveal(conflict['path'])}: "
+            + (
+                f"{left} of {count} region(s) to resolve"
+                if left
+                else f"resolved ({count} region(s))"
+            )
+            + f"; the other side is in branch session {conflict['session']}"
         )
         for region in conflict["regions"]:
             where = f" (line {region['line'] + 1})" if region["line"] >= 0 else ""
