@@ -58,13 +58,7 @@ from briotui.kernel.runtime.instance import (
     RunUsage,
 )
 from briotui.kernel.runtime.pool import AgentPool
-from briotui.kernel.session_commands import (
-    CommitCheck,
-    Resolved,
-    Retest,
-    SessionCommands,
-    feedback_of,
-)
+from briotui.kernel.session_commands import CommitCheck, Retest, SessionCommands, feedback_of
 from briotui.kernel.settings import Settings, load_settings
 from briotui.kernel.shell.policy import CommandPolicy
 from briotui.kernel.shell.runner import ShellSettings, sandbox_status
@@ -75,7 +69,7 @@ from briotui.kernel.supervisor import Supervisor, TaskResult, pipeline_concurren
 from briotui.kernel.tasktree import TaskStatus
 from briotui.kernel.vfs import Decision, Session, SessionManager
 from briotui.kernel.vfs.commit import CommitResult, RollbackResult
-from briotui.kernel.vfs.resolve import Choice
+from briotui.kernel.vfs.resolve import Choice, Resolved
 
 AnswerFn = Callable[[str, str], Awaitable[str | None]]
 """Asks the user an agent's question: ``(agent, question) -> answer``, None for no answer."""

@@ -30,29 +30,19 @@ conflicting regions left is not verified (it needs ``force``; the review asks).
 from __future__ import annotations
 
 import asyncio
-import json
-import posixpath
 import shlex
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from briotui.kernel import contract
-from briotui.kernel.errors import (
-    BrioError,
-    CommitUnverified,
-    ConflictMoved,
-    ConflictNotFound,
-    SessionNotFound,
-    SessionStateError,
-)
+from briotui.kernel.errors import BrioError, CommitUnverified, SessionStateError
 from briotui.kernel.runtime.events import COMMAND_OUTPUT_TAIL, CommandRan
 from briotui.kernel.vfs import Decision, Session
 from briotui.kernel.vfs.commit import CommitResult, RollbackResult
-from briotui.kernel.vfs.diff import apply_accepted, is_binary
-from briotui.kernel.vfs.resolve import RESOLUTIONS, Choice, Pick, apply, chosen_text
+from briotui.kernel.vfs.diff import apply_accepted
+from briotui.kernel.vfs.resolve import Choice, Resolved, resolve_in_session
 
 if TYPE_CHECKING:
     from briotui.kernel.kernel import Kernel
@@ -240,31 +230,6 @@ def scratch_of(session: Session, accepted: set[str]) -> Session:
 
 
 @dataclass(frozen=True)
-class Resolved:
-    """What resolving conflicting regions did.
-
-    Attributes:
-        session: The session.
-        path: The file.
-        regions: The regions resolved (numbered from 1 within the file).
-        resolution: ours, theirs, both or edited.
-        changed: Whether the session's file changed (taking ours changes nothing).
-        remaining: Conflicting regions left unresolved in the whole session.
-    """
-
-    session: str
-    path: str
-    regions: tuple[int, ...]
-    resolution: str
-    changed: bool
-    remaining: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """As JSON-able data."""
-        return {**self.__dict__, "regions": list(self.regions)}
-
-
-@dataclass(frozen=True)
 class Retest:
     """A test run in a session after it changed (e.g. its last conflict was resolved).
 
@@ -277,63 +242,6 @@ class Retest:
     verified: bool | None
     message: str
     run: dict[str, Any] | None = field(default=None)
-
-
-def conflict_rows(session: Session) -> list[dict[str, Any]]:
-    """The stored conflicts of a session, in the order they are listed (and numbered):
-    ``path``, ``branch`` and ``regions`` (decoded)."""
-    rows = session.manager.store.query(
-        "SELECT path, branch, regions FROM session_conflicts WHERE session_id = ?"
-        " ORDER BY created, path",
-        (session.id,),
-    )
-    return [
-        {"path": str(r["path"]), "branch": str(r["branch"]), "regions": json.loads(r["regions"])}
-        for r in rows
-    ]
-
-
-def _what_to_resolve(session_id: str, rows: list[dict[str, Any]]) -> str:
-    left: dict[str, int] = {}
-    for row in rows:
-        for region in row["regions"]:
-            if not region.get("resolved"):
-                left[row["path"]] = left.get(row["path"], 0) + 1
-    if not left:
-        return f"Session {session_id} has no conflicts left to resolve."
-    listed = ", ".join(f"{path} ({n} region(s))" for path, n in left.items())
-    return f"Conflicts to resolve in session {session_id}: {listed}."
-
-
-def _whole_file(
-    session: Session, rel: str, row: dict[str, Any], choice: Choice, text: bytes
-) -> tuple[bytes | None, bool, bool]:
-    """The file a whole-file conflict becomes: (content or None for absent, executable,
-    symlink)."""
-    ours = session.content(rel)
-    if choice == "ours":
-        return ours
-    if choice == "text":
-        return text, ours[1], False
-    try:
-        branch = session.manager.get(row["branch"])
-    except SessionNotFound:
-        raise ConflictMoved(
-            f"The branch session {row['branch']} holding the other side of {rel} is gone; "
-            "resolve the file with --file."
-        ) from None
-    theirs = branch.content(rel)
-    if choice == "theirs":
-        return theirs
-    sides = (ours, theirs)
-    if any(d is None or link or is_binary(d) for d, _, link in sides):
-        raise ConflictMoved(
-            f"Both sides of {rel} cannot be kept together (one is absent, binary or a "
-            "symbolic link); take one side, or give the content with --file."
-        )
-    first, second = (bytes(d or b"") for d, _, _ in sides)
-    joined = first + (b"\n" if first and not first.endswith(b"\n") else b"") + second
-    return joined, ours[1], False
 
 
 class SessionCommands:
@@ -527,137 +435,12 @@ class SessionCommands:
 
         def work() -> Resolved:
             with self._resolving:
-                return locked()
-
-        def locked() -> Resolved:
-            session = self._open(session_id)
-            if session.state != "open":
-                raise SessionStateError(
-                    f"Session {session.id} is {session.state}; its conflicts can no longer "
-                    "be resolved. Roll the commit back (briotui sessions rollback) to change "
-                    "it, or start a new request.",
-                    title="Session closed",
-                )
-            rows = conflict_rows(session)
-            rel = posixpath.normpath(path.replace("\\", "/")).lstrip("/")
-            mine = [(row, r) for row in rows if row["path"] == rel for r in row["regions"]]
-            if not mine:
-                raise ConflictNotFound(
-                    f"Session {session.id} has no conflict in {rel}. "
-                    + _what_to_resolve(session.id, rows)
-                )
-            numbered = list(enumerate(mine, 1))
-            if region is not None:
-                if not 1 <= region <= len(mine):
-                    raise ConflictNotFound(
-                        f"{rel} has {len(mine)} conflicting region(s) in session "
-                        f"{session.id}; there is no region {region} (give 1 to {len(mine)})."
-                    )
-                targets = [numbered[region - 1]]
-                done = targets[0][1][1]
-                if done.get("resolved"):
-                    raise SessionStateError(
-                        f"Region {region} of {rel} is resolved already (took "
-                        f"{done.get('resolution', '?')}). To change it, give the whole "
-                        "file's content with --file.",
-                        title="Already resolved",
-                    )
-            else:
-                targets = [
-                    n
-                    for n in numbered
-                    if choice == "text" or not n[1][1].get("resolved")  # a whole file's text
-                ]
-                if not targets:
-                    raise SessionStateError(
-                        f"Every conflicting region of {rel} is resolved already. To change "
-                        "the file, give its whole content with --file.",
-                        title="Already resolved",
-                    )
-            changed = self._write_resolution(session, rel, numbered, targets, choice, text, region)
-            now = time.time()
-            for _, (_, r) in targets:
-                r.update(
-                    resolved=True, resolution=RESOLUTIONS[choice], resolved_by=by, resolved_at=now
-                )
-            with session.manager.store.transaction() as conn:
-                for row in rows:
-                    if row["path"] != rel:
-                        continue
-                    conn.execute(
-                        "UPDATE session_conflicts SET regions = ? WHERE session_id = ? AND"
-                        " path = ? AND branch = ?",
-                        (json.dumps(row["regions"]), session.id, rel, row["branch"]),
-                    )
-            self._republish_conflicts(session)
-            return Resolved(
-                session=session.id,
-                path=rel,
-                regions=tuple(n for n, _ in targets),
-                resolution=RESOLUTIONS[choice],
-                changed=changed,
-                remaining=sum(1 for row in rows for r in row["regions"] if not r.get("resolved")),
-            )
+                session = self._open(session_id)
+                done = resolve_in_session(session, path, choice, region=region, text=text, by=by)
+                self._republish_conflicts(session)
+                return done
 
         return await asyncio.to_thread(work)
-
-    def _write_resolution(
-        self,
-        session: Session,
-        rel: str,
-        numbered: list[tuple[int, tuple[dict[str, Any], dict[str, Any]]]],
-        targets: list[tuple[int, tuple[dict[str, Any], dict[str, Any]]]],
-        choice: Choice,
-        text: bytes,
-        region: int | None,
-    ) -> bool:
-        """Write what ``targets`` become into the session's file; whether it changed.
-        Updates where the file's other unresolved regions start now."""
-        data, executable, link = session.content(rel)
-        whole = [t for t in targets if t[1][1].get("whole")]
-        if choice == "text" and region is None:
-            new: tuple[bytes | None, bool, bool] = (text, executable, False)
-        elif whole:
-            new = _whole_file(session, rel, whole[0][1][0], choice, text)
-        else:
-            if data is None or link:
-                raise ConflictMoved(
-                    f"{rel} is no longer a text file in session {session.id}; give its "
-                    "content with --file."
-                )
-            try:
-                content = data.decode("utf-8")
-                own = text.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ConflictMoved(
-                    f"{rel} (or the text given) is not UTF-8 text, so its regions cannot be "
-                    "replaced line by line; give the whole file's content with --file."
-                ) from None
-            picks = [
-                Pick(r, chosen_text(r, choice, own), f"region {n} of {rel}")
-                for n, (_, r) in targets
-            ]
-            others = [
-                r
-                for n, (_, r) in numbered
-                if not r.get("resolved") and n not in {t[0] for t in targets}
-            ]
-            merged, where = apply(content, picks, others)
-            for r, line in zip(others, where, strict=True):
-                if line is not None:
-                    r["line"] = line
-            new = (merged.encode("utf-8"), executable, False)
-        if new == (data, executable, link):
-            return False
-        content_new, exec_new, link_new = new
-        if content_new is None:
-            if data is not None:
-                session.delete(rel)
-        elif link_new:
-            session.write_symlink(rel, content_new)
-        else:
-            session.write(rel, content_new, exec_new)
-        return True
 
     def _republish_conflicts(self, session: Session) -> None:
         """Publish a session's conflicts and files again after a resolution; it is not

@@ -4,6 +4,10 @@ conflicts to resolve, commit.
 Every change goes through the kernel's session commands; what is drawn comes from the
 published state (the session's conflicts, verification, review) and the session's own
 diff, read again after each change.
+
+One piece: it is one screen whose keys (hunks, conflict regions, commit, revise) act on
+the same session and redraw from the same state; the drawing of hunks and conflicts is
+in ``widgets/diff_view.py``.
 """
 
 from __future__ import annotations
