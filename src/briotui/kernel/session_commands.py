@@ -480,8 +480,9 @@ class SessionCommands:
             return Retest(None, "No test command is configured ([tests] command).")
         try:
             run = await self._run_tests(session, command)
-        except BrioError as exc:
-            await asyncio.to_thread(kernel.is_verified, session.id)
+        except BrioError as exc:  # an older run does not verify what the session holds now
+            if kernel.state.exists(["sessions", session.id]):
+                kernel.state.set(["sessions", session.id, "verified"], False)
             return Retest(False, f"The tests could not run: {exc.message}")
         verified = await asyncio.to_thread(kernel.is_verified, session.id)
         await asyncio.to_thread(self._publish, session)  # a test run may change files
