@@ -213,3 +213,51 @@ async def test_a_whole_file_conflict_takes_the_branchs_file(project: Path) -> No
         assert contract.unresolved(kernel.recorder.conflicts_of(session.id)) == 0
     finally:
         await kernel.close()
+
+
+async def test_the_session_is_verified_again_only_by_a_run_after_the_resolution(
+    tmp_path: Path,
+) -> None:
+    from .test_pipeline import FILES, repo
+
+    project = repo(tmp_path / "proj", FILES)  # trusted, [tests] command = python -m pytest -q
+    kernel = Kernel(project)
+    try:
+        session = kernel.new_session(label="pipeline", task="t")
+        branch = session.fork()
+        session.write("calc.py", b"def add(a, b):\n    return a + b  # ours\n", False)
+        branch.write("calc.py", b"def add(a, b):\n    return b + a  # theirs\n", False)
+        with pytest.raises(MergeConflict) as merged:
+            session.merge_from(branch, keep_going=True)
+        kernel.record_conflicts(
+            session.id, contract.conflict_views(branch.id, merged.value.conflicts)
+        )
+        # the tests pass on ours, but with a conflict left the session is not verified
+        first = await kernel.retest_session(session.id)
+        assert first.run is not None
+        assert first.run["exit_code"] == 0
+        assert first.verified is False
+        assert "1 conflicting region(s) are left" in first.message
+        assert (await kernel.verify_commit(session.id)).status == "conflicts"
+        # resolving changes the file: the earlier run no longer speaks for it
+        await kernel.resolve_conflict(session.id, "calc.py", "theirs")
+        view = contract.session(kernel.state.get(""), session.id)
+        assert view is not None
+        assert view["verified"] is False
+        assert view.get("tests") is None
+        await kernel.decide(session.id, None, "accepted")
+        check = await kernel.verify_commit(session.id)
+        assert check.status == "subset-passed"  # tested on what is there now, not the old run
+        # a run on the resolved content verifies it
+        second = await kernel.retest_session(session.id)
+        assert second.verified is True
+        view = contract.session(kernel.state.get(""), session.id)
+        assert view is not None
+        assert view["verified"] is True
+        tests = view.get("tests")
+        assert tests is not None
+        assert tests["passed"]
+        assert (await kernel.verify_commit(session.id)).status == "verified"
+        assert session.read("calc.py") == b"def add(a, b):\n    return b + a  # theirs\n"
+    finally:
+        await kernel.close()

@@ -454,8 +454,9 @@ class SessionCommands:
                 state.set(
                     ["sessions", session.id, "conflicts"], kernel.recorder.conflicts_of(session.id)
                 )
-                if test_command(kernel) is not None:
+                if test_command(kernel) is not None:  # the last run was on other content
                     state.set(["sessions", session.id, "verified"], False)
+                    state.set(["sessions", session.id, "tests"], None)
         self._publish(session)
 
     async def retest(self, session_id: str) -> Retest:

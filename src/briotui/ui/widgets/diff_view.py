@@ -232,7 +232,7 @@ class ConflictView(Static):
         text.append(
             "1 take ours · 2 take theirs · 3 keep both · n next region; nothing was overwritten."
             if left
-            else "The tests must pass on the resolved session before it is verified.",
+            else "All its regions are resolved.",
             style="italic dim",
         )
         self.set_class(not left, "-resolved")
