@@ -142,7 +142,19 @@ async def test_a_merge_conflict_is_published_with_its_regions(
         assert conflict["session"] != result.session_id
         assert conflict["session"]
         [region] = conflict["regions"]
-        assert set(region) == {"base", "ours", "theirs"}
+        assert set(region) == {
+            "base",
+            "ours",
+            "theirs",
+            "index",
+            "resolved",
+            "resolution",
+            "whole",
+            "line",
+            "above",
+        }
+        assert (region["index"], region["resolved"], region["resolution"]) == (1, False, "")
+        assert region["line"] == 1  # where the session's side starts in calc.py
         assert "a + b" in region["base"]
         sides = region["ours"] + region["theirs"]
         assert "2 * (a + b)" in sides

@@ -228,8 +228,9 @@ def _print_pipeline(result: TaskResult, session: Session) -> None:
         for file in conflict["files"]:
             say(
                 f"  conflict: {reveal(file['path'])}: {len(file.get('regions', []))} region(s) "
-                f"to resolve (the other side is in branch session {conflict['session']}; "
-                "see `briotui sessions show`)"
+                f"to resolve (the other side is in branch session {conflict['session']}): "
+                f"briotui sessions resolve {result.session_id} {reveal(file['path'])} "
+                "--ours|--theirs|--both|--file FILE"
             )
     review = result.review
     if review:

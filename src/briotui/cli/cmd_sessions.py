@@ -1,5 +1,5 @@
-"""``briotui sessions ...``: list, show, diff; accept, reject, commit, roll back, revise,
-discard, prune.
+"""``briotui sessions ...``: list, show, diff; accept, reject, resolve, commit, roll back,
+revise, discard, prune.
 
 Reading commands open the sessions directly; every command that changes a session
 goes through the kernel's session commands, so the change is published as the TUI
@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
+from briotui.cli.cmd_resolve import register_resolve
 from briotui.cli.output import Style, is_tty, one_line, paint, print_json, reveal, say, table
+from briotui.kernel import contract
 from briotui.kernel.errors import CommitUnverified
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.settings import Settings
@@ -60,6 +62,7 @@ def register(sub: Any) -> None:
         if name == "reject":
             p.add_argument("--reason", default="", help="why; handed back to the agent")
         p.set_defaults(decision="accepted" if name == "accept" else "rejected")
+    register_resolve(leaves)
     c = leaf("commit", "apply the accepted hunks to your files", run_commit)
     c.add_argument("--git", action="store_true", help="also make a git commit of those files")
     c.add_argument("-m", "--message", help="the commit message (default: the task)")
@@ -213,12 +216,20 @@ def _outcome_of(kernel: Kernel, session: Session) -> dict[str, Any]:
     command = test_command(kernel)
     conflicts = recorder.conflicts_of(session.id)
     run = recorder.last_run(session.id, command) if command is not None else None
+    resolved_at = max(
+        (r.get("resolved_at", 0.0) for c in conflicts for r in c["regions"]), default=0.0
+    )
     if command is None:
         verified: bool | None = None
     elif not session.diff().files:
         verified = False  # an empty session is never verified
     else:
-        verified = run is not None and run["exit_code"] == 0 and not conflicts
+        verified = (
+            run is not None
+            and run["exit_code"] == 0
+            and not contract.unresolved(conflicts)
+            and run["created"] >= resolved_at  # the tests ran on what resolving made
+        )
     return {
         "verified": verified,
         "test_command": command,
@@ -295,15 +306,37 @@ def _show_outcome(data: dict[str, Any]) -> None:
                 f"{one_line(str(finding.get('message', '')))}"
             )
     for conflict in data["conflicts"]:
+        left = contract.unresolved([conflict])
+        count = len(conflict["regions"])
         say(
-            f"conflict: {reveal(conflict['path'])}: {len(conflict['regions'])} region(s) to "
-            f"resolve; the other side is in branch session {conflict['session']}"
+            f"conflict: {reveal(conflict['path'])}: "
+            + (
+                f"{left} of {count} region(s) to resolve"
+                if left
+                else f"resolved ({count} region(s))"
+            )
+            + f"; the other side is in branch session {conflict['session']}"
         )
         for region in conflict["regions"]:
+            where = f" (line {region['line'] + 1})" if region["line"] >= 0 else ""
+            if region["resolved"]:
+                by = (
+                    f" by {one_line(region.get('resolved_by', ''))}"
+                    if region.get("resolved_by")
+                    else ""
+                )
+                say(f"  region {region['index']}{where}: resolved, took {region['resolution']}{by}")
+                continue
+            say(f"  region {region['index']}{where}: unresolved")
             for side in ("ours", "theirs"):
-                say(f"  {side}:")
+                say(f"    {side}:")
                 for line in region[side].splitlines():
-                    say(f"    {reveal(line)}")
+                    say(f"      {reveal(line)}")
+    if data["conflicts"] and contract.unresolved(data["conflicts"]):
+        say(
+            f"  resolve: briotui sessions resolve {data['id']} PATH [--region N] "
+            "(--ours | --theirs | --both | --file FILE)"
+        )
 
 
 # -- the test run block of `sessions show` ------------------------------------------------

@@ -148,11 +148,27 @@ class FileView(TypedDict):
 
 
 class RegionView(TypedDict):
-    """One conflicting region: the base text and both sides."""
+    """One conflicting region: the base text and both sides, and whether it is resolved."""
 
     base: str
     ours: str
     theirs: str
+    index: int
+    """Its number among the regions of its file, from 1 (``sessions resolve --region``)."""
+    resolved: bool
+    resolution: str
+    """How it was resolved: ours, theirs, both or edited ("" while unresolved)."""
+    whole: bool
+    """The conflict is the whole file (a link, binary, or deleted on one side)."""
+    line: int
+    """Where this session's side starts in the file (0-based) as the merge left it, kept
+    up to date as other regions are resolved; -1 when unknown."""
+    above: NotRequired[str]
+    """The line just above the region as the merge left it (how an empty side is found)."""
+    resolved_by: NotRequired[str]
+    """Who resolved it (e.g. ``user (cli)``)."""
+    resolved_at: NotRequired[float]
+    """When (epoch seconds)."""
 
 
 class ConflictView(TypedDict):
@@ -322,22 +338,53 @@ def file_view(path: str, *, status: str, hunks: Iterable[HunkView], old_path: st
 
 
 def conflict_views(session: str, files: Iterable[Mapping[str, Any]]) -> list[ConflictView]:
-    """The conflicts of a branch (``session``) from a merge's per-file ``path``/``regions``."""
-    return [
-        ConflictView(
-            path=str(f.get("path", "")),
-            session=session,
-            regions=[
-                RegionView(
-                    base=str(r.get("base") or ""),
-                    ours=str(r.get("ours") or ""),
-                    theirs=str(r.get("theirs") or ""),
-                )
-                for r in f.get("regions") or ()
-            ],
-        )
-        for f in files
-    ]
+    """The conflicts of a branch (``session``) from a merge's per-file ``path``/``regions``
+    (regions numbered from 1 within each file; see :func:`number_regions`)."""
+    return number_regions(
+        [
+            ConflictView(
+                path=str(f.get("path", "")),
+                session=session,
+                regions=[_region_view(r) for r in f.get("regions") or ()],
+            )
+            for f in files
+        ]
+    )
+
+
+def _region_view(r: Mapping[str, Any]) -> RegionView:
+    line = r.get("line")
+    view = RegionView(
+        base=str(r.get("base") or ""),
+        ours=str(r.get("ours") or ""),
+        theirs=str(r.get("theirs") or ""),
+        index=0,
+        resolved=bool(r.get("resolved")),
+        resolution=str(r.get("resolution") or "") if r.get("resolved") else "",
+        whole=bool(r.get("whole")),
+        line=line if isinstance(line, int) and not isinstance(line, bool) else -1,
+    )
+    if isinstance(r.get("above"), str):
+        view["above"] = r["above"]
+    if view["resolved"]:
+        view["resolved_by"] = str(r.get("resolved_by") or "")
+        view["resolved_at"] = float(r.get("resolved_at") or 0.0)
+    return view
+
+
+def number_regions(views: list[ConflictView]) -> list[ConflictView]:
+    """Number the regions of each file from 1, in order, across the views of the same
+    path (two branches may conflict in one file); returns ``views``."""
+    seen: dict[str, int] = {}
+    for view in views:
+        for region in view["regions"]:
+            seen[view["path"]] = region["index"] = seen.get(view["path"], 0) + 1
+    return views
+
+
+def unresolved(views: Iterable[ConflictView]) -> int:
+    """How many conflicting regions are left to resolve."""
+    return sum(1 for view in views for region in view["regions"] if not region["resolved"])
 
 
 def review_view(review: Mapping[str, Any]) -> ReviewView:
@@ -757,6 +804,7 @@ __all__ = [
     "hunks",
     "initial_tree",
     "no_provider",
+    "number_regions",
     "provider",
     "provider_view",
     "review_view",
@@ -768,6 +816,7 @@ __all__ = [
     "shape_at",
     "task",
     "tasks",
+    "unresolved",
     "usage",
     "validate",
     "validate_tree",

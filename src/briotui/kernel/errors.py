@@ -291,6 +291,8 @@ class ErrorInfo:
 #   ├── SessionNotFound        no session with that id
 #   ├── SessionStateError      the session cannot do that in its state (wit "conflict")
 #   ├── MergeConflict          a 3-way merge found real conflicts (wit "conflict")
+#   ├── ConflictNotFound       no such conflict (or region) to resolve in the session
+#   ├── ConflictMoved          a conflicting region cannot be found safely to resolve it
 #   ├── CommitRefused          a commit would be unsafe; nothing was written
 #   ├── GitError               a git command failed
 #   └── StoreError             the project database is unusable
@@ -383,6 +385,24 @@ class MergeConflict(BrioError):
         data = super().to_dict()
         data["conflicts"] = self.conflicts
         return data
+
+
+class ConflictNotFound(BrioError):
+    """The session has no conflict in that file, or no such region (the message lists
+    what there is to resolve)."""
+
+    kind = "conflict-not-found"
+    default_title = "No such conflict"
+    wit_kind = "not-found"
+
+
+class ConflictMoved(BrioError):
+    """A conflicting region's side is no longer where it can be found safely (the file
+    changed after the merge); the whole file can still be resolved with a given text."""
+
+    kind = "conflict-moved"
+    default_title = "Conflict changed"
+    wit_kind = "conflict"
 
 
 class CommitRefused(BrioError):

@@ -58,7 +58,7 @@ from briotui.kernel.runtime.instance import (
     RunUsage,
 )
 from briotui.kernel.runtime.pool import AgentPool
-from briotui.kernel.session_commands import CommitCheck, SessionCommands, feedback_of
+from briotui.kernel.session_commands import CommitCheck, Retest, SessionCommands, feedback_of
 from briotui.kernel.settings import Settings, load_settings
 from briotui.kernel.shell.policy import CommandPolicy
 from briotui.kernel.shell.runner import ShellSettings, sandbox_status
@@ -69,6 +69,7 @@ from briotui.kernel.supervisor import Supervisor, TaskResult, pipeline_concurren
 from briotui.kernel.tasktree import TaskStatus
 from briotui.kernel.vfs import Decision, Session, SessionManager
 from briotui.kernel.vfs.commit import CommitResult, RollbackResult
+from briotui.kernel.vfs.resolve import Choice, Resolved
 
 AnswerFn = Callable[[str, str], Awaitable[str | None]]
 """Asks the user an agent's question: ``(agent, question) -> answer``, None for no answer."""
@@ -334,7 +335,8 @@ class Kernel:
         verified = (
             run is not None
             and run["exit_code"] == 0
-            and not self.recorder.conflicts_of(session_id)  # what passed is not all of it
+            # with conflicts left, what passed is not all of it
+            and not contract.unresolved(self.recorder.conflicts_of(session_id))
         )
         if self.state.exists(["sessions", session_id]):
             self.state.set(["sessions", session_id, "verified"], verified)
@@ -415,6 +417,36 @@ class Kernel:
         """Whether the accepted hunks of a session passed the project's tests (running
         them on exactly those hunks when only some are accepted)."""
         return await self._commands.verify_commit(session_id)
+
+    async def resolve_conflict(
+        self,
+        session_id: str,
+        path: str,
+        choice: Choice,
+        *,
+        region: int | None = None,
+        text: bytes = b"",
+        by: str = "user",
+    ) -> Resolved:
+        """Resolve conflicting regions a merge left in ``path`` of a session: take ours
+        (the session's side), theirs (the branch's), both, or the user's own ``text``;
+        one region (numbered from 1) or every unresolved one of the file.
+
+        The session gets the new content (its hunks change), the store records who
+        resolved what and when, and the session is published again, not verified
+        until the tests pass on it (:meth:`retest_session`).
+
+        Raises:
+            SessionNotFound / SessionStateError / ConflictNotFound / ConflictMoved.
+        """
+        return await self._commands.resolve(
+            session_id, path, choice, region=region, text=text, by=by
+        )
+
+    async def retest_session(self, session_id: str) -> Retest:
+        """Run the project's test command in a session and publish whether it is
+        verified now (e.g. once its last conflict is resolved)."""
+        return await self._commands.retest(session_id)
 
     async def rollback(self, session_id: str, *, force: bool = False) -> RollbackResult:
         """Discard an open session, or undo a committed one."""

@@ -549,7 +549,7 @@ class Recorder:
         for r in rows:
             file = {"path": r["path"], "regions": json.loads(r["regions"])}
             views += contract.conflict_views(str(r["branch"]), [file])
-        return views
+        return contract.number_regions(views)  # within a file, across its branches
 
     def last_run(self, session_id: str, argv: Sequence[str]) -> dict[str, Any] | None:
         """The latest run of ``argv`` in a session (see :func:`last_command_run`)."""

@@ -17,21 +17,32 @@ discarded afterwards (its run stays in the store). An unverified commit needs ``
 ``revise`` hands the rejected hunks and their reasons back to the Coder: it runs again in
 the same session with them (and an optional extra instruction) in its ``feedback``
 context, and its new edits become new hunks of the same review.
+
+``resolve`` settles a conflicting region a merge left in the session (see
+:mod:`briotui.kernel.vfs.resolve`): it writes the chosen text into the session (a new
+version of the file, so its hunks change), marks the region resolved in the store with
+who and when, and republishes the conflicts. The session is not verified again until
+the tests pass on what it now holds: :meth:`SessionCommands.retest` runs the project's
+test command in the session, as the pipeline's test step does. A commit with
+conflicting regions left is not verified (it needs ``force``; the review asks).
 """
 
 from __future__ import annotations
 
 import asyncio
 import shlex
+import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from briotui.kernel import contract
 from briotui.kernel.errors import BrioError, CommitUnverified, SessionStateError
 from briotui.kernel.runtime.events import COMMAND_OUTPUT_TAIL, CommandRan
 from briotui.kernel.vfs import Decision, Session
 from briotui.kernel.vfs.commit import CommitResult, RollbackResult
 from briotui.kernel.vfs.diff import apply_accepted
+from briotui.kernel.vfs.resolve import Choice, Resolved, resolve_in_session
 
 if TYPE_CHECKING:
     from briotui.kernel.kernel import Kernel
@@ -143,7 +154,13 @@ SUBSET_TIMEOUT_S = 900.0
 """Wall-clock limit of the test run on the accepted hunks before a commit."""
 
 CheckStatus = Literal[
-    "verified", "no-tests", "subset-passed", "subset-failed", "unverified", "failed"
+    "verified",
+    "no-tests",
+    "subset-passed",
+    "subset-failed",
+    "unverified",
+    "failed",
+    "conflicts",
 ]
 """What the verification of a commit found (the first three allow it)."""
 
@@ -212,6 +229,21 @@ def scratch_of(session: Session, accepted: set[str]) -> Session:
     return scratch
 
 
+@dataclass(frozen=True)
+class Retest:
+    """A test run in a session after it changed (e.g. its last conflict was resolved).
+
+    Attributes:
+        verified: Whether the session is verified now (None: no test command).
+        run: The stored run (``argv``, ``exit_code``, ``output`` ...), when one ran.
+        message: One sentence for the user.
+    """
+
+    verified: bool | None
+    message: str
+    run: dict[str, Any] | None = field(default=None)
+
+
 class SessionCommands:
     """The session commands of one kernel (see the module docstring).
 
@@ -221,6 +253,7 @@ class SessionCommands:
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
+        self._resolving = threading.Lock()  # one read-modify-write of a file at a time
 
     def _open(self, session_id: str) -> Session:
         return self.kernel.sessions().get(session_id)
@@ -267,10 +300,20 @@ class SessionCommands:
         from briotui.kernel.supervisor import test_command
 
         kernel = self.kernel
+        session = await asyncio.to_thread(self._open, session_id)
+        left = contract.unresolved(
+            await asyncio.to_thread(kernel.recorder.conflicts_of, session.id)
+        )
+        if left:  # what passed (if anything did) is not the change as it will be
+            return CommitCheck(
+                "conflicts",
+                f"{left} conflicting region(s) of session {session.id} are not resolved; "
+                "the session keeps its own side there and the branch's is left out. "
+                f"Resolve them first (briotui sessions resolve {session.id} PATH ...).",
+            )
         command = test_command(kernel)
         if command is None:
             return CommitCheck("no-tests", "No test command is configured ([tests] command).")
-        session = await asyncio.to_thread(self._open, session_id)
         hunks = {h.id for h in (await asyncio.to_thread(session.diff)).hunks()}
         accepted = session.accepted_ids() & hunks
         if accepted == hunks:
@@ -296,24 +339,49 @@ class SessionCommands:
         )
         return bool(rows) and float(rows[0]["updated"]) > float(when)
 
+    async def _run_tests(self, session: Session, command: list[str]) -> dict[str, Any]:
+        """Run the user's test command in ``session`` and store the run (as the
+        pipeline's test step does); returns the stored run.
+
+        Raises:
+            BrioError: The command could not run (refused, timed out, not started).
+        """
+        kernel = self.kernel
+        # the user asked for this (a commit, a resolved conflict); their own command runs
+        out = (
+            await asyncio.to_thread(
+                kernel.shell().run,
+                session,
+                command,
+                cwd="",
+                timeout_s=SUBSET_TIMEOUT_S,
+                confirmed=True,
+            )
+        ).output
+        both = out.stdout + ("\n" if out.stdout and out.stderr else "") + out.stderr
+        kernel.recorder.on_event(
+            CommandRan(
+                agent="kernel",
+                instance="",
+                session=session.id,
+                argv=tuple(command),
+                exit_code=out.exit_code,
+                duration_ms=out.duration_ms,
+                output=both[-COMMAND_OUTPUT_TAIL:],
+                truncated=out.truncated or len(both) > COMMAND_OUTPUT_TAIL,
+            )
+        )
+        run = kernel.recorder.last_run(session.id, command)
+        assert run is not None
+        return run
+
     async def _run_subset(
         self, session: Session, accepted: set[str], command: list[str]
     ) -> CommitCheck:
-        kernel = self.kernel
         scratch = await asyncio.to_thread(scratch_of, session, accepted)
-        shell = kernel.shell()
+        shell = self.kernel.shell()
         try:
-            # the user asked for this commit; their own test command runs on it
-            out = (
-                await asyncio.to_thread(
-                    shell.run,
-                    scratch,
-                    command,
-                    cwd="",
-                    timeout_s=SUBSET_TIMEOUT_S,
-                    confirmed=True,
-                )
-            ).output
+            run = await self._run_tests(scratch, command)
         except BrioError as exc:
             return CommitCheck(
                 "unverified",
@@ -323,23 +391,8 @@ class SessionCommands:
         finally:
             await asyncio.to_thread(shell.release, scratch)
             await asyncio.to_thread(scratch.discard)
-        both = out.stdout + ("\n" if out.stdout and out.stderr else "") + out.stderr
-        kernel.recorder.on_event(
-            CommandRan(
-                agent="kernel",
-                instance="",
-                session=scratch.id,
-                argv=tuple(command),
-                exit_code=out.exit_code,
-                duration_ms=out.duration_ms,
-                output=both[-COMMAND_OUTPUT_TAIL:],
-                truncated=out.truncated or len(both) > COMMAND_OUTPUT_TAIL,
-            )
-        )
-        run = kernel.recorder.last_run(scratch.id, command)
-        assert run is not None
         what = f"{len(accepted)} accepted hunk(s) of session {session.id}"
-        if out.exit_code == 0:
+        if run["exit_code"] == 0:
             return CommitCheck("subset-passed", f"The tests pass on the {what}.", run, scratch.id)
         return CommitCheck(
             "subset-failed",
@@ -348,6 +401,100 @@ class SessionCommands:
             run,
             scratch.id,
         )
+
+    async def resolve(
+        self,
+        session_id: str,
+        path: str,
+        choice: Choice,
+        *,
+        region: int | None = None,
+        text: bytes = b"",
+        by: str = "user",
+    ) -> Resolved:
+        """Resolve conflicting regions of ``path`` in a session (see the module docstring).
+
+        Args:
+            session_id: The session (or a unique prefix of its id).
+            path: The conflicting file.
+            choice: ours (the session's side), theirs (the branch's), both (ours then
+                theirs) or text (``text``: the region's new text, or with no ``region``
+                the whole file's).
+            region: The region's number within the file (from 1); None for every
+                unresolved region of the file.
+            text: The user's own text for ``choice="text"``.
+            by: Who resolved it, as the store keeps it (e.g. ``user (cli)``).
+
+        Raises:
+            SessionNotFound: No such session.
+            SessionStateError: The session is committed or discarded, or the region is
+                resolved already.
+            ConflictNotFound: No conflict in ``path``, or no region ``region``.
+            ConflictMoved: The region cannot be found safely in the file any more.
+        """
+
+        def work() -> Resolved:
+            with self._resolving:
+                session = self._open(session_id)
+                done = resolve_in_session(session, path, choice, region=region, text=text, by=by)
+                self._republish_conflicts(session)
+                return done
+
+        return await asyncio.to_thread(work)
+
+    def _republish_conflicts(self, session: Session) -> None:
+        """Publish a session's conflicts and files again after a resolution; it is not
+        verified until the tests pass on what it holds now."""
+        from briotui.kernel.supervisor import test_command
+
+        kernel = self.kernel
+        state = kernel.state
+        if state.exists(["sessions", session.id]):
+            with state.batch():
+                state.set(
+                    ["sessions", session.id, "conflicts"], kernel.recorder.conflicts_of(session.id)
+                )
+                if test_command(kernel) is not None:  # the last run was on other content
+                    state.set(["sessions", session.id, "verified"], False)
+                    state.set(["sessions", session.id, "tests"], None)
+        self._publish(session)
+
+    async def retest(self, session_id: str) -> Retest:
+        """Run the project's test command in a session (after it changed: its last
+        conflict resolved) and publish whether it is verified now.
+
+        Raises:
+            SessionNotFound: No such session.
+            SessionStateError: The session is not open.
+        """
+        from briotui.kernel.supervisor import test_command
+
+        kernel = self.kernel
+        session = await asyncio.to_thread(self._open, session_id)
+        if session.state != "open":
+            raise SessionStateError(
+                f"Session {session.id} is {session.state}; there is nothing to test.",
+                title="Session closed",
+            )
+        command = test_command(kernel)
+        if command is None:
+            return Retest(None, "No test command is configured ([tests] command).")
+        try:
+            run = await self._run_tests(session, command)
+        except BrioError as exc:  # an older run does not verify what the session holds now
+            if kernel.state.exists(["sessions", session.id]):
+                kernel.state.set(["sessions", session.id, "verified"], False)
+            return Retest(False, f"The tests could not run: {exc.message}")
+        verified = await asyncio.to_thread(kernel.is_verified, session.id)
+        await asyncio.to_thread(self._publish, session)  # a test run may change files
+        if verified:
+            message = f"The tests ({shlex.join(command)}) pass: the session is verified."
+        elif run["exit_code"] == 0:
+            left = contract.unresolved(kernel.recorder.conflicts_of(session.id))
+            message = f"The tests pass, but {left} conflicting region(s) are left to resolve."
+        else:
+            message = "The tests fail." + _failing(run)
+        return Retest(verified, message, run)
 
     async def commit(
         self,

@@ -582,6 +582,7 @@ class BrioApp(App[int]):
                 "Run the Coder again with the rejected hunks and their reasons",
                 screen.action_revise,
             )
+            yield from screen.conflict_commands()
         yield SystemCommand("Cancel task", "Stop the selected task", self.action_cancel_task)
         yield SystemCommand(
             "Resume task",

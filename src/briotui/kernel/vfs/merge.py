@@ -33,11 +33,14 @@ class ConflictRegion:
         base: The base text of the region.
         ours: Our side's text.
         theirs: Their side's text.
+        line: Where the region starts (0-based) in the merge taking our side in every
+            conflicting region (what a merge that keeps going leaves); -1 if unknown.
     """
 
     base: str
     ours: str
     theirs: str
+    line: int = -1
 
 
 @dataclass(frozen=True)
@@ -122,15 +125,29 @@ def _text(data: bytes | None) -> str:
     return "" if data is None else data.decode("utf-8", "replace")
 
 
+def split_lines(text: str) -> list[str]:
+    """``text`` as lines split on ``\\n`` only (as git counts them), each keeping its end."""
+    lines = text.split("\n")
+    last = lines.pop()
+    out = [line + "\n" for line in lines]
+    if last:
+        out.append(last)
+    return out
+
+
 def parse_conflicts(text: str) -> list[ConflictRegion]:
-    """The regions of ``--diff3`` conflict markers in ``text``."""
+    """The regions of ``--diff3`` conflict markers in ``text``, each with the line where
+    it starts once every region takes our side."""
     regions: list[ConflictRegion] = []
     state = ""
     parts: dict[str, list[str]] = {}
-    for line in text.splitlines(keepends=True):
+    at = 0  # lines so far of the result taking our side
+    start = 0
+    for line in split_lines(text):
         if line.startswith("<<<<<<< ") or line.rstrip("\n") == "<<<<<<<":
             state = "ours"
             parts = {"ours": [], "base": [], "theirs": []}
+            start = at
         elif state and line.startswith("|||||||"):
             state = "base"
         elif state and line.rstrip("\n") == "=======":
@@ -138,10 +155,16 @@ def parse_conflicts(text: str) -> list[ConflictRegion]:
         elif state and line.startswith(">>>>>>>"):
             regions.append(
                 ConflictRegion(
-                    "".join(parts["base"]), "".join(parts["ours"]), "".join(parts["theirs"])
+                    "".join(parts["base"]),
+                    "".join(parts["ours"]),
+                    "".join(parts["theirs"]),
+                    start,
                 )
             )
             state = ""
         elif state:
             parts[state].append(line)
+            at += state == "ours"
+        else:
+            at += 1
     return regions

@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NewType
+from typing import TYPE_CHECKING, Any, Literal, NewType
 
 from briotui.kernel.errors import (
     FileTooLarge,
@@ -44,8 +44,8 @@ from briotui.kernel.errors import (
     WorkspaceFileNotFound,
 )
 from briotui.kernel.vfs import review
-from briotui.kernel.vfs.diff import FileChange, SessionDiff, file_change
-from briotui.kernel.vfs.merge import Strategy, merge3
+from briotui.kernel.vfs.diff import FileChange, SessionDiff, file_change, is_binary
+from briotui.kernel.vfs.merge import Strategy, merge3, split_lines
 from briotui.kernel.vfs.snapshot import BaseSnapshot
 from briotui.kernel.workspace import Entry
 
@@ -79,6 +79,30 @@ class OverlayEntry:
     size: int = 0
     origin: str | None = None
     symlink: bool = False
+
+
+def shown_version(data: bytes | None, link: bool) -> str:
+    """One side of a whole-file conflict as text for the user."""
+    if data is None:
+        return "(no file)"
+    if link:
+        return f"(symbolic link to {os.fsdecode(data)})"
+    if is_binary(data):
+        return "<binary>"
+    return data.decode("utf-8", "replace")
+
+
+def whole_region(
+    b: bytes | None, b_l: bool, o: bytes | None, o_l: bool, t: bytes | None, t_l: bool
+) -> dict[str, Any]:
+    """A conflict that is the whole file (a link, binary content, or deleted on one side):
+    it is resolved by taking one side's file (or, for two texts, both)."""
+    return {
+        "base": shown_version(b, b_l),
+        "ours": shown_version(o, o_l),
+        "theirs": shown_version(t, t_l),
+        "whole": True,
+    }
 
 
 def _link_refused(rel: str, target: bytes) -> PathDenied:
@@ -673,25 +697,33 @@ class Session:
                         else:
                             results.append((rel, t, t_x))
                     elif (o, o_x, o_l) != (t, t_x, t_l) and strategy != "ours":
-                        conflicts.append({"path": rel, "regions": []})
+                        conflicts.append(
+                            {"path": rel, "regions": [whole_region(b, b_l, o, o_l, t, t_l)]}
+                        )
                     continue
                 out = merge3(b, o, t, strategy=strategy, labels=(self.id, "base", other.id))
                 if not out.clean:
-                    conflicts.append(
-                        {
-                            "path": rel,
-                            "regions": [
-                                {"base": r.base, "ours": r.ours, "theirs": r.theirs}
-                                for r in out.conflicts
-                            ],
-                        }
+                    regions: list[dict[str, Any]] = (
+                        [
+                            {"base": r.base, "ours": r.ours, "theirs": r.theirs, "line": r.line}
+                            for r in out.conflicts
+                        ]
+                        if out.content is not None
+                        # binary, or deleted on one side: the file is one region
+                        else [whole_region(b, b_l, o, o_l, t, t_l)]
                     )
+                    conflicts.append({"path": rel, "regions": regions})
                     if not keep_going:
                         continue
                     # the clean regions merged, ours kept where both sides changed
                     out = merge3(b, o, t, strategy="ours")
                     if out.content is None:
                         continue
+                    kept = split_lines(out.content.decode("utf-8", "replace"))
+                    for region in regions:
+                        line = region.get("line", -1)
+                        if 0 <= line <= len(kept):  # what an empty side is checked by
+                            region["above"] = kept[line - 1] if line > 0 else ""
                 ex = t_x if t_x != b_x else o_x
                 content = None if out.deleted else out.content
                 if (content, ex if content is not None else False) != (o, o_x):

@@ -1,13 +1,24 @@
-"""The review screen: a session's files and hunks, Reviewer findings, accept/reject, commit."""
+"""The review screen: a session's files and hunks, Reviewer findings, accept/reject,
+conflicts to resolve, commit.
+
+Every change goes through the kernel's session commands; what is drawn comes from the
+published state (the session's conflicts, verification, review) and the session's own
+diff, read again after each change.
+
+One piece: it is one screen whose keys (hunks, conflict regions, commit, revise) act on
+the same session and redraw from the same state; the drawing of hunks and conflicts is
+in ``widgets/diff_view.py``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
 from textual import work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
@@ -18,6 +29,7 @@ from briotui.kernel import contract
 from briotui.kernel.errors import BrioError
 from briotui.kernel.text import sanitize
 from briotui.kernel.vfs import Decision, FileChange, Hunk, Session, SessionDiff
+from briotui.kernel.vfs.resolve import Choice
 from briotui.ui.host import AppHost, host_of
 from briotui.ui.messages import StateUpdated
 from briotui.ui.screens.dialogs import Confirm, RejectReason, ReviseInstruction
@@ -98,8 +110,40 @@ class ReviewScreen(Screen[None]):
             id="review-test-output",
             tooltip="The output of the latest test run in this session",
         ),
+        Binding(
+            "1",
+            "resolve('ours')",
+            "Ours",
+            id="review-take-ours",
+            tooltip="Resolve the marked conflict region with this session's side",
+        ),
+        Binding(
+            "2",
+            "resolve('theirs')",
+            "Theirs",
+            id="review-take-theirs",
+            tooltip="Resolve the marked conflict region with the branch's side",
+        ),
+        Binding(
+            "3",
+            "resolve('both')",
+            "Both",
+            id="review-keep-both",
+            tooltip="Resolve the marked conflict region with both sides (ours, then theirs)",
+        ),
+        Binding(
+            "n",
+            "next_region",
+            "Next conflict",
+            show=False,
+            id="review-next-conflict",
+            tooltip="Mark the next conflict region to resolve",
+        ),
         Binding("escape", "close", "Back", id="review-back", tooltip="Back to the main screen"),
     ]
+
+    RESOLVE_ACTIONS: ClassVar[frozenset[str]] = frozenset({"resolve", "next_region"})
+    """Actions shown only while conflicts are left to resolve."""
 
     def __init__(self, session_id: str) -> None:
         super().__init__()
@@ -109,6 +153,8 @@ class ReviewScreen(Screen[None]):
         self.decisions: dict[str, tuple[Decision, str]] = {}
         self.hunks: list[Hunk] = []
         self.current = 0
+        self.conflict_at: tuple[str, int] | None = None
+        """The conflict region the resolve keys act on: (path, number in the file)."""
 
     @property
     def brio(self) -> AppHost:
@@ -134,6 +180,12 @@ class ReviewScreen(Screen[None]):
             "j/k move · a accept · r reject · A/R file · ^a all · v revise · f1 keys"
         )
         self.load()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Hide the resolve keys while the session has no conflict left to resolve."""
+        if action in self.RESOLVE_ACTIONS:
+            return self._open_regions() != []
+        return True
 
     # -- loading -------------------------------------------------------------------------
 
@@ -166,6 +218,10 @@ class ReviewScreen(Screen[None]):
         widgets: list[Static | HunkView] = [
             ConflictView(conflict) for conflict in summary["conflicts"]
         ]
+        self._pick_region()
+        for view in widgets:
+            if isinstance(view, ConflictView):
+                view.current = self._current_in(view.conflict)
         for change in self.diff.files:
             plus, minus = counts(change)
             head = Text()
@@ -197,8 +253,129 @@ class ReviewScreen(Screen[None]):
                 decision=self.decisions.get(view.hunk.id),
                 author=authors.get(view.hunk.id, ""),
             )
+        self._draw_conflicts(summary)
         self._draw_files()
         self._draw_title(summary, review)
+
+    # -- conflicts -------------------------------------------------------------------------
+
+    def _open_regions(self) -> list[tuple[str, int]]:
+        """The unresolved conflict regions, as published: (path, number in the file)."""
+        return [
+            (conflict["path"], region["index"])
+            for conflict in self._summary()["conflicts"]
+            for region in conflict["regions"]
+            if not region["resolved"]
+        ]
+
+    def _pick_region(self) -> None:
+        """Keep the marked region while it is open, else mark the first open one."""
+        regions = self._open_regions()
+        if self.conflict_at not in regions:
+            self.conflict_at = regions[0] if regions else None
+
+    def _current_in(self, conflict: contract.ConflictView) -> int | None:
+        if self.conflict_at is None or self.conflict_at[0] != conflict["path"]:
+            return None
+        return self.conflict_at[1]
+
+    def _draw_conflicts(self, summary: contract.SessionView) -> None:
+        views = list(self.query(ConflictView))
+        self._pick_region()
+        if len(views) == len(summary["conflicts"]):
+            for view, conflict in zip(views, summary["conflicts"], strict=True):
+                view.show(conflict, self._current_in(conflict))
+        self.refresh_bindings()
+
+    def conflict_commands(self) -> list[SystemCommand]:
+        """The palette's entries for resolving the marked conflict region (none when no
+        conflict is left)."""
+        if not self._open_regions():
+            return []
+        return [
+            SystemCommand(
+                f"Conflict: {title}",
+                f"Resolve the marked conflict region: {help_text}",
+                partial(self.action_resolve, choice),
+            )
+            for title, choice, help_text in (
+                ("take ours", "ours", "keep this session's side"),
+                ("take theirs", "theirs", "take the branch's side"),
+                ("keep both", "both", "this session's side, then the branch's"),
+            )
+        ] + [
+            SystemCommand(
+                "Conflict: next region", "Mark the next region to resolve", self.action_next_region
+            )
+        ]
+
+    def action_next_region(self) -> None:
+        """Mark the next conflict region left to resolve."""
+        regions = self._open_regions()
+        if not regions:
+            return
+        at = regions.index(self.conflict_at) + 1 if self.conflict_at in regions else 0
+        self.conflict_at = regions[at % len(regions)]
+        self._draw_conflicts(self._summary())
+        for view in self.query(ConflictView):
+            if view.current is not None:
+                self.query_one("#review-diff", VerticalScroll).scroll_to_widget(
+                    view, animate=False, top=True
+                )
+
+    def action_resolve(self, choice: str) -> None:
+        """Resolve the marked conflict region: ``ours``, ``theirs`` or ``both``."""
+        self._pick_region()
+        if self.conflict_at is None:
+            self.notify("No conflict is left to resolve.", title="Nothing to resolve")
+            return
+        if choice in ("ours", "theirs", "both"):
+            self.resolve(self.conflict_at[0], self.conflict_at[1], choice)
+
+    @work(exit_on_error=False, group="review-resolve", description="resolve a conflict")
+    async def resolve(self, path: str, region: int, choice: Choice) -> None:
+        """Resolve a region through the kernel, read the diff again, and run the tests
+        once no conflict is left (the verified badge follows the published state)."""
+        kernel = self.brio.workbench.kernel
+        try:
+            done = await kernel.resolve_conflict(
+                self.session_id, path, choice, region=region, by="user (tui)"
+            )
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="error", timeout=10)
+            return
+        self.notify(
+            f"Region {region} of {sanitize(path)}: took {done.resolution}."
+            + (f" {done.remaining} region(s) left." if done.remaining else ""),
+            title="Conflict resolved",
+        )
+        await self._reload()
+        if done.remaining:
+            return
+        self.notify("No conflicts left: running the tests in the session…", title="Testing")
+        try:
+            retest = await kernel.retest_session(self.session_id)
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="error", timeout=10)
+            return
+        self.notify(
+            retest.message,
+            title="Verified" if retest.verified else "Tests",
+            severity="information" if retest.verified is not False else "warning",
+        )
+        await self._reload()
+
+    async def _reload(self) -> None:
+        """Read the session's diff and decisions again (they changed) and redraw."""
+
+        def read() -> tuple[SessionDiff, dict[str, tuple[Decision, str]]]:
+            session = self.brio.workbench.kernel.sessions().get(self.session_id)
+            return session.diff(), session.decisions()
+
+        self.diff, self.decisions = await asyncio.to_thread(read)
+        self.hunks = self.diff.hunks()
+        self.current = min(self.current, max(0, len(self.hunks) - 1))
+        await self._populate()
 
     def _draw_files(self) -> None:
         files = self.query_one("#review-files", OptionList)
@@ -237,7 +414,16 @@ class ReviewScreen(Screen[None]):
             title.append(f"  · {sanitize(str(goal))[:60]}")
         verified = summary["verified"]
         partial = any(d == "rejected" for d, _ in self.decisions.values())
-        if verified is True and partial:  # the run covered hunks that will not be committed
+        left = contract.unresolved(summary["conflicts"])
+        tests = summary.get("tests")
+        if left:  # whatever the tests said, the change is not whole
+            title.append(
+                f"  ▲ {left} conflict region(s) to resolve ",
+                style=themed("bold reverse $warning", v),
+            )
+        elif verified is False and (tests is None or tests["passed"]):
+            title.append("  not verified (the tests must run on it)", style="dim")
+        elif verified is True and partial:  # the run covered hunks that will not be committed
             title.append(
                 "  verified as a whole; what you accept is tested on commit",
                 style=themed("$warning", v),
@@ -458,7 +644,17 @@ class ReviewScreen(Screen[None]):
                     if yes:
                         self.commit(force=True)
 
-                self.app.push_screen(ConfirmUnverified(check.message), answered)
+                ask = (
+                    Confirm(
+                        "Commit with conflicts unresolved?",
+                        sanitize(check.message)
+                        + " Commit anyway with this session's side in those regions?",
+                        "commit anyway",
+                    )
+                    if check.status == "conflicts"
+                    else ConfirmUnverified(check.message)
+                )
+                self.app.push_screen(ask, answered)
                 return
         is_git = (self.brio.project / ".git").exists()
         try:  # the kernel makes the message, the same as `briotui sessions commit`

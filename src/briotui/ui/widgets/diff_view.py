@@ -172,27 +172,56 @@ class HunkView(Horizontal):
 
 
 class ConflictView(Static):
-    """A branch that did not merge into the session: base, this session's side, the branch's."""
+    """A file a branch could not merge cleanly into the session: for each region the base,
+    this session's side and the branch's, and whether (and how) it is resolved.
+
+    Drawn from the published state (:meth:`show`); the region the review's keys act on
+    is marked.
+    """
 
     DEFAULT_CSS = """
     ConflictView { height: auto; border: round $error; padding: 0 1; margin: 0 0 1 0; }
+    ConflictView.-resolved { border: round $success; }
     """
 
     def __init__(self, conflict: contract.ConflictView) -> None:
         super().__init__()
         self.conflict = conflict
+        self.current: int | None = None
 
     def on_mount(self) -> None:
+        self.show(self.conflict, self.current)
+
+    def show(self, conflict: contract.ConflictView, current: int | None) -> None:
+        """Draw ``conflict``; ``current`` is the number of the region the keys act on."""
+        self.conflict, self.current = conflict, current
         v = self.app.theme_variables
         text = Text()
-        branch = sanitize(self.conflict["session"])
-        text.append(f"Conflict in {sanitize(self.conflict['path'])}\n", style="bold")
+        branch = sanitize(conflict["session"])
+        left = contract.unresolved([conflict])
+        text.append(f"Conflict in {sanitize(conflict['path'])}", style="bold")
+        text.append(
+            f"  {left} of {len(conflict['regions'])} region(s) to resolve\n"
+            if left
+            else "  resolved\n",
+            style=themed("$warning" if left else "$success", v),
+        )
         ours, theirs = (
-            ("this session", f"branch {branch} (not merged)")
+            ("ours: this session", f"theirs: branch {branch} (not merged)")
             if branch  # a subtask's branch that did not merge into the session
             else ("yours (working tree)", "session")
         )
-        for region in self.conflict["regions"]:
+        for region in conflict["regions"]:
+            mark = "▶ " if region["index"] == current and not region["resolved"] else "  "
+            where = f" at line {region['line'] + 1}" if region["line"] >= 0 else ""
+            head = f"{mark}region {region['index']}{where}"
+            if region["resolved"]:
+                text.append(
+                    f"{head}: resolved, took {sanitize(region['resolution'])}\n",
+                    style=themed("$success", v),
+                )
+                continue
+            text.append(f"{head}\n", style=themed("bold $accent" if mark.strip() else "bold", v))
             for label, body, colour in (
                 ("base", region["base"], "$secondary"),
                 (ours, region["ours"], "$warning"),
@@ -201,7 +230,10 @@ class ConflictView(Static):
                 text.append(f"── {label}\n", style=themed(f"bold {colour}", v))
                 text.append(sanitize(body).rstrip("\n") + "\n")
         text.append(
-            "Resolve it in your editor or roll the session back; nothing was overwritten.",
+            "1 take ours · 2 take theirs · 3 keep both · n next region; nothing was overwritten."
+            if left
+            else "All its regions are resolved.",
             style="italic dim",
         )
+        self.set_class(not left, "-resolved")
         self.update(text)
