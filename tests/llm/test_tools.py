@@ -173,7 +173,7 @@ async def test_an_ollama_model_without_tools_is_asked_again_in_text(
     again at once without tools, and keeps doing so for that model."""
     refusal = FakeReply(
         error="bad-request",
-        error_message='registry.ollama.ai/library/llama3.2 does not support tools',
+        error_message="registry.ollama.ai/library/llama3.2 does not support tools",
     )
     server: LoopbackServer = await serve(
         "ollama", [refusal, FakeReply("text answer"), FakeReply("again text")]
