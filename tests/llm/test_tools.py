@@ -241,3 +241,48 @@ def test_text_form_keeps_everything() -> None:
     assert "Let me look." in joined
     assert '[tool call read_file {"path": "calc.py"' in joined
     assert "[result of read_file]\ncalc.py lines 120-180: ..." in joined
+
+
+async def test_fallback_to_a_provider_without_tools_goes_on_in_text(
+    serve: Callable[..., Any],
+) -> None:
+    """OpenAI is down mid-conversation and the next in the chain is an Ollama model
+    configured without tools: it gets the whole tool conversation as text, and the reply
+    says the tools were not offered (the agent reads its fenced fallback)."""
+    from dataclasses import replace
+
+    down = await serve("openai", [FakeReply(error="overloaded")])
+    text_only = await serve("ollama", [FakeReply("```read calc.py:120-180```")])
+    config = models_config([down, text_only], attempts=1)
+    config = replace(
+        config,
+        providers={**config.providers, "ollama": replace(config.providers["ollama"], tools=False)},
+    )
+    router = build_router(config, env=ENV)
+    try:
+        reply = await router.complete(second_request(CALL))
+    finally:
+        await router.aclose()
+    assert (reply.provider, reply.tools_offered, reply.tool_calls) == ("ollama", False, ())
+    assert reply.text == "```read calc.py:120-180```"
+    [received] = text_only.completion_requests
+    assert "tools" not in received.body or not received.body["tools"]
+    assert {m["role"] for m in received.body["messages"]} <= {"system", "user", "assistant"}
+    sent = json.dumps(received.body["messages"])
+    assert "[result of read_file]" in sent
+    assert "calc.py lines 120-180" in sent
+
+
+def test_the_tools_flag_is_read_from_the_config(tmp_path: Any) -> None:
+    from briotui.kernel.llm.config import load_models_config
+
+    user = tmp_path / "user.toml"
+    user.write_text(
+        '[[llm.providers]]\nname = "local"\nkind = "ollama"\nmodel = "m"\ntools = false\n'
+    )
+    config = load_models_config(tmp_path, user_file=user)
+    assert config.providers["local"].tools is False
+    assert config.providers["anthropic"].tools is True
+    user.write_text('[[llm.providers]]\nname = "x"\nkind = "ollama"\nmodel = "m"\ntools = 1\n')
+    with pytest.raises(ConfigError, match="tools must be true or false"):
+        load_models_config(tmp_path, user_file=user)
