@@ -283,3 +283,52 @@ async def test_without_tools_the_coder_falls_back_to_fenced_requests(
     data = json.loads(outcome.data)
     assert (data["tools"], data["reads"], data["tool_calls"]) == (False, 1, 0)
     assert provider.requests[0].tools  # offered by the Coder; the provider took text
+
+
+async def test_the_pipeline_reads_through_tools_in_the_council_and_the_coder(
+    open_project: Path, built_agents: list[str]
+) -> None:
+    """The whole loop on a request about a >100 KB file: the Council searches before it
+    plans, the Coder reads the region through a tool call and edits it."""
+    plan = {
+        "question": None,
+        "subtasks": [
+            {
+                "title": "strip in parse_header",
+                "goal": f"In big.py (line {TARGET}), make parse_header strip the line",
+                "files": ["big.py"],
+            }
+        ],
+    }
+    provider = Recording(
+        [
+            ScriptedReply(
+                agent="council",
+                tool_calls=(call("s1", "search", pattern="def parse_header", path_glob="*.py"),),
+            ),
+            ScriptedReply(
+                json.dumps(plan),
+                agent="council",
+                match=f"big.py:{TARGET}:def parse_header(line):",
+            ),
+            ScriptedReply(
+                agent="coder",
+                tool_calls=(call("r1", "read_file", path="big.py", start=TARGET, end=TARGET + 1),),
+            ),
+            ScriptedReply(EDIT, agent="coder", match=f"big.py lines {TARGET}-{TARGET + 1} of"),
+            ScriptedReply(json.dumps({"verdict": "approve", "findings": []}), agent="reviewer"),
+        ]
+    )
+    kernel = Kernel(open_project)
+    try:
+        result = await kernel.wait(await kernel.submit(GOAL, provider=provider))
+        assert result.status == "done", result
+        assert provider.remaining == 0
+        edited = kernel.sessions().get(result.session_id).read("big.py").decode()
+    finally:
+        await kernel.close()
+    assert edited == BIG.replace(OLD, NEW)
+    council = [r for r in provider.requests if r.agent == "council"]
+    assert [t.name for t in council[0].tools] == ["read_file", "search"]
+    [found] = council[1].messages[-1].tool_results
+    assert f"big.py:{TARGET}:def parse_header(line):" in found.content
