@@ -238,20 +238,6 @@ class StreamingProvider(ABC):
             base_url=self.base_url,
         )
 
-    @staticmethod
-    def split_system(request: CompletionRequest) -> tuple[str, list[dict[str, str]]]:
-        """The system prompt (joined) and the other messages, in order."""
-        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-        rest = [
-            {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
-        ]
-        return system, rest
-
-    @staticmethod
-    def all_messages(request: CompletionRequest) -> list[dict[str, str]]:
-        """Every message as a ``{role, content}`` mapping."""
-        return [{"role": m.role, "content": m.content} for m in request.messages]
-
 
 def _emitter(state: StreamState, on_delta: DeltaCallback | None) -> Callable[[str], None]:
     parts = state.parts
