@@ -31,10 +31,20 @@ from the session and asks again (at most MAX_READ_ROUNDS times)::
     ```read path/to/file.py:120-180```
     ```search def parse_header```
 
+On a provider that supports tools, the model is offered two tools instead, through the
+provider's own tool-calling API: ``read_file {path, start, end}`` and ``search
+{pattern, path_glob}``. The Coder runs each call through its workspace import (the same
+capability checks and audit rows as a fenced request: a refused read comes back to the
+model as a failed tool result), sends the results back, and asks again; tool rounds and
+fenced requests share one budget of MAX_READ_ROUNDS, and past it the model is told to
+send its edits. A provider without tools gets the same conversation as text and answers
+with fenced requests, which work as before.
+
 A SEARCH that does not match gets back the file's most similar lines, with their line
 numbers, so the model can copy the real text.
 """
 
+import fnmatch
 import json
 
 from componentize_py_types import Err
@@ -65,13 +75,57 @@ the lines that replace them
 The SEARCH part must match the current file exactly, once. To create a file, leave
 SEARCH empty. Keep each block small. Explain nothing outside the blocks.
 
-If you need to see code you were not shown, answer with requests instead of blocks,
-one fenced line each, and you will get the text back:
+If you need to see code you were not shown, call the read_file and search tools
+when you have them. Without tools, answer with requests instead of blocks, one fenced
+line each, and you will get the text back:
 
 ```read path/to/file.py:120-180```   (lines 120 to 180; without a range, from the start)
 ```search some regular expression```  (matching lines as path:line:text)
 
 Copy SEARCH lines from what you read."""
+
+TOOLS = [
+    llm.Tool(
+        name="read_file",
+        description=(
+            "Read lines start to end (1-based, inclusive) of a text file of the project, "
+            f"as your session sees it; at most {MAX_READ_LINES} lines a call. Without "
+            "start and end, the file's first lines."
+        ),
+        parameters=json.dumps(
+            {
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string", "description": "The file, relative to the root"},
+                    "start": {"type": "integer", "description": "The first line (1-based)"},
+                    "end": {"type": "integer", "description": "The last line (inclusive)"},
+                },
+                "required": ["path"],
+            }
+        ),
+    ),
+    llm.Tool(
+        name="search",
+        description=(
+            "Search the project's text files for a regular expression; returns the "
+            f"matching lines as path:line:text (at most {MAX_SEARCH_HITS})."
+        ),
+        parameters=json.dumps(
+            {
+                "type": "object",
+                "properties": {
+                    "pattern": {"type": "string", "description": "A regular expression"},
+                    "path_glob": {
+                        "type": "string",
+                        "description": "Only files whose path matches this glob, e.g. src/*.py",
+                    },
+                },
+                "required": ["pattern"],
+            }
+        ),
+    ),
+]
+"""The tools offered to a provider that supports tools."""
 
 
 def parse_blocks(text):
@@ -169,7 +223,8 @@ def apply_block(path, search, replace):
                 )
             return (
                 f"{path}: the SEARCH text was not found and no line of the file is like it; "
-                f"read the region first (```read {path}:START-END``` or ```search TEXT```)"
+                f"read the region first (the read_file tool, or ```read {path}:START-END```; "
+                "the search tool, or ```search TEXT```)"
             )
         return (
             f"{path}: the SEARCH text was found {count} times; "
@@ -214,41 +269,60 @@ def read_request(arg):
         start = int(first.strip() or "1")
         end = int(last.strip()) if last.strip() else 0
     path = path.strip("`*'\" ")
+    text, _ok = read_range(path, start, end, f"read {arg}", tool=False)
+    return text
+
+
+def read_range(path, start, end, label, tool):
+    """(text, ok): lines ``start`` to ``end`` of ``path`` (end 0: a page from start)."""
     if end == 0 or end - start + 1 > MAX_READ_LINES:
         end = max(start, 1) + MAX_READ_LINES - 1
     try:
         got = workspace.read_lines(path, max(start, 1), end)
     except Err as failure:
-        return f"read {arg}: {failure.value.message}"
+        return f"{label}: {failure.value.message}", False
     if got.end == 0:
-        return f"read {arg}: {path} has {got.total_lines} line(s); that range is empty."
+        return f"{label}: {path} has {got.total_lines} line(s); that range is empty.", True
     more = ""
     if got.end < got.total_lines:
         following = f"{got.end + 1}-{min(got.total_lines, got.end + MAX_READ_LINES)}"
-        more = (
-            f" (the file has {got.total_lines} lines; "
-            f"ask for more with ```read {path}:{following}```)"
-        )
-    return f"{path} lines {got.start}-{got.end} of {got.total_lines}{more}:\n```\n{got.text}```"
+        ask = f"read_file start={got.end + 1}" if tool else f"```read {path}:{following}```"
+        more = f" (the file has {got.total_lines} lines; ask for more with {ask})"
+    head = f"{path} lines {got.start}-{got.end} of {got.total_lines}{more}:\n"
+    return head + f"```\n{got.text}```", True
 
 
 def search_request(arg):
     """Answer one ``search pattern`` request from the session."""
+    text, _ok = search_text(arg, "")
+    return text
+
+
+def search_text(pattern, glob):
+    """(text, ok): the lines matching ``pattern`` (in files matching ``glob``, if any)."""
+    label = f"search {pattern}" + (f" in {glob}" if glob else "")
+    root = ""
+    if glob:
+        fixed = glob.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
+        root = fixed.rsplit("/", 1)[0] if "/" in fixed else ""
+    wanted = 200 if glob else MAX_SEARCH_HITS
     try:
-        hits = workspace.search(arg, False, "", MAX_SEARCH_HITS)
+        hits = workspace.search(pattern, False, root, wanted)
     except Err as failure:
         if failure.value.kind != types.ErrorKind.INVALID:
-            return f"search {arg}: {failure.value.message}"
+            return f"{label}: {failure.value.message}", False
         try:
-            hits = workspace.search(arg, True, "", MAX_SEARCH_HITS)
+            hits = workspace.search(pattern, True, root, wanted)
         except Err as again:
-            return f"search {arg}: {again.value.message}"
+            return f"{label}: {again.value.message}", False
+    if glob:
+        hits = [h for h in hits if fnmatch.fnmatch(h.path, glob)][:MAX_SEARCH_HITS]
     if not hits:
-        return f"search {arg}: no line matches."
+        return f"{label}: no line matches.", True
     lines = [f"{h.path}:{h.line}:{h.text}" for h in hits]
     if len(hits) >= MAX_SEARCH_HITS:
         lines.append(f"(stopped at {MAX_SEARCH_HITS} matches; search for something narrower)")
-    return f"search {arg}:\n" + "\n".join(lines)
+    return f"{label}:\n" + "\n".join(lines), True
 
 
 def answer_requests(requests):
@@ -259,6 +333,51 @@ def answer_requests(requests):
     if len(requests) > 10:
         parts.append("(only the first 10 requests were answered)")
     return "\n\n".join(parts)
+
+
+def _whole(value, default):
+    """A tool argument as a whole number (models send 120 or "120"), else ``default``."""
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return default
+
+
+def run_tool(call):
+    """Run one tool call through the workspace import; its result, never an exception."""
+    try:
+        args = json.loads(call.arguments or "{}")
+    except ValueError:
+        args = None
+    if not isinstance(args, dict):
+        text, ok = f"{call.name}: the arguments are not a JSON object: {call.arguments}", False
+    elif call.name == "read_file":
+        path = args.get("path")
+        if not isinstance(path, str) or not path.strip():
+            text, ok = "read_file: give the file's path", False
+        else:
+            start = max(1, _whole(args.get("start"), 1))
+            end = _whole(args.get("end"), 0)
+            label = f"read_file {path}"
+            text, ok = read_range(path.strip(), start, end, label, tool=True)
+    elif call.name == "search":
+        pattern = args.get("pattern")
+        glob = args.get("path_glob")
+        if not isinstance(pattern, str) or not pattern:
+            text, ok = "search: give a pattern", False
+        else:
+            text, ok = search_text(pattern, glob if isinstance(glob, str) else "")
+    else:
+        text, ok = f"There is no tool {call.name!r}; the tools are read_file and search.", False
+    return llm.ToolResult(call_id=call.id, name=call.name, content=text, is_error=not ok)
+
+
+def refuse_tools(calls, why):
+    """Results that run none of ``calls``, saying why."""
+    return [llm.ToolResult(call_id=c.id, name=c.name, content=why, is_error=True) for c in calls]
 
 
 def nearest_lines(current, search, context_lines=2):
@@ -342,7 +461,8 @@ def project_context(goal, context):
             "These files in scope were left out of this prompt:\n"
             + "\n".join(left_out)
             + "\nRead the part you need with ```read PATH:START-END``` or find it with "
-            "```search PATTERN``` before you edit it; SEARCH text must come from what you read."
+            "```search PATTERN``` (or the read_file and search tools, when you have them) "
+            "before you edit it; SEARCH text must come from what you read."
         )
     return "\n\n".join(parts)
 
@@ -359,6 +479,31 @@ def refusal_note(refused):
     )
 
 
+def turn(role, content, calls=None, results=None):
+    return llm.Turn(role=role, content=content, tool_calls=calls or [], tool_results=results or [])
+
+
+def ask(turns):
+    """One model call, offering the tools; raises the run's error if it fails."""
+    request = llm.ToolRequest(
+        turns=turns,
+        tools=TOOLS,
+        max_tokens=None,
+        temperature=None,
+        stop=[],
+        purpose="write the edits",
+    )
+    try:
+        return llm.complete_with_tools(request)
+    except Err as failure:
+        raise Err(
+            types.Error(
+                kind=failure.value.kind,
+                message=f"The model call failed: {failure.value.message}",
+            )
+        ) from None
+
+
 class Agent(exports.Agent):
     def run(self, task: agent.Task) -> agent.Outcome:
         context = dict(task.context)
@@ -366,54 +511,73 @@ class Agent(exports.Agent):
         if context.get("feedback"):
             prompt += "\n\nThe user rejected parts of your last attempt:\n" + context["feedback"]
         if context.get("tests_failed"):
-            prompt += "\n\nThe project's tests failed after your change:\n" + context["tests_failed"]
-        messages = [
-            llm.Message(role=llm.Role.SYSTEM, content=SYSTEM_PROMPT),
-            llm.Message(role=llm.Role.USER, content=prompt),
-        ]
+            prompt += (
+                "\n\nThe project's tests failed after your change:\n" + context["tests_failed"]
+            )
+        turns = [turn(llm.Role.SYSTEM, SYSTEM_PROMPT), turn(llm.Role.USER, prompt)]
         applied, failures, refused = [], [], []
         reads = 0
+        tool_calls = 0
+        native = False
         round_no = 0
         while round_no < MAX_ROUNDS:
             round_no += 1
             tasks.progress(min(90, round_no * 30), f"round {round_no}: asking for edits")
-            request = llm.CompletionRequest(
-                messages=messages,
-                max_tokens=None,
-                temperature=None,
-                stop=[],
-                purpose="write the edits",
-            )
-            try:
-                reply = llm.complete(request)
-            except Err as failure:
-                raise Err(
-                    types.Error(
-                        kind=failure.value.kind,
-                        message=f"The model call failed: {failure.value.message}",
-                    )
-                ) from None
+            reply = ask(turns)
+            native = native or reply.tools_offered
             blocks = parse_blocks(reply.text)
-            requests = parse_requests(reply.text)
-            if requests and not blocks:
-                messages.append(llm.Message(role=llm.Role.ASSISTANT, content=reply.text))
+            if reply.tool_calls:
+                # Every call gets a result (the vendors require it), run or refused.
+                turns.append(turn(llm.Role.ASSISTANT, reply.text, calls=reply.tool_calls))
+                note = ""
+                if blocks:
+                    note = (
+                        "The SEARCH/REPLACE blocks of a reply that also calls tools are not "
+                        "applied; send them again once you have read what you need.\n"
+                    )
                 if reads >= MAX_READ_ROUNDS:
                     failures = [f"the model asked to read more than {MAX_READ_ROUNDS} times"]
-                    messages.append(
-                        llm.Message(
-                            role=llm.Role.USER,
-                            content="No more reads: send the SEARCH/REPLACE blocks now.",
+                    why = (
+                        f"Not run: the budget of {MAX_READ_ROUNDS} rounds of reading is spent. "
+                        "Send the SEARCH/REPLACE blocks now, from what you have read."
+                    )
+                    turns.append(
+                        turn(
+                            llm.Role.USER,
+                            note + "No more tool calls: send the SEARCH/REPLACE blocks now.",
+                            results=refuse_tools(reply.tool_calls, why),
                         )
+                    )
+                    continue
+                reads += 1
+                round_no -= 1  # reading is not an editing round
+                calls = reply.tool_calls[:10]
+                tool_calls += len(calls)
+                log.emit(log.Level.INFO, f"coder: running {len(calls)} tool call(s)")
+                tasks.progress(min(90, 10 + reads * 5), f"reading ({reads})")
+                results = [run_tool(c) for c in calls]
+                results += refuse_tools(
+                    reply.tool_calls[10:], "Not run: at most 10 tool calls a reply."
+                )
+                turns.append(turn(llm.Role.USER, note, results=results))
+                continue
+            requests = parse_requests(reply.text)
+            if requests and not blocks:
+                turns.append(turn(llm.Role.ASSISTANT, reply.text))
+                if reads >= MAX_READ_ROUNDS:
+                    failures = [f"the model asked to read more than {MAX_READ_ROUNDS} times"]
+                    turns.append(
+                        turn(llm.Role.USER, "No more reads: send the SEARCH/REPLACE blocks now.")
                     )
                     continue
                 reads += 1
                 round_no -= 1  # reading is not an editing round
                 log.emit(log.Level.INFO, f"coder: answering {len(requests)} read request(s)")
                 tasks.progress(min(90, 10 + reads * 5), f"reading ({reads})")
-                messages.append(
-                    llm.Message(
-                        role=llm.Role.USER,
-                        content=answer_requests(requests)
+                turns.append(
+                    turn(
+                        llm.Role.USER,
+                        answer_requests(requests)
                         + "\n\nSend SEARCH/REPLACE blocks now, or more requests.",
                     )
                 )
@@ -439,11 +603,11 @@ class Agent(exports.Agent):
             refused.extend(new_refusals)
             if not failures:
                 break
-            messages.append(llm.Message(role=llm.Role.ASSISTANT, content=reply.text))
-            messages.append(
-                llm.Message(
-                    role=llm.Role.USER,
-                    content=refusal_note(new_refusals)
+            turns.append(turn(llm.Role.ASSISTANT, reply.text))
+            turns.append(
+                turn(
+                    llm.Role.USER,
+                    refusal_note(new_refusals)
                     + "These blocks were not applied:\n- "
                     + "\n- ".join(failures)
                     + "\nSend corrected blocks for those only.",
@@ -480,6 +644,8 @@ class Agent(exports.Agent):
                     "refused": [{"path": r.path, "reason": r.reason} for r in refused],
                     "rounds": round_no,
                     "reads": reads,
+                    "tool_calls": tool_calls,
+                    "tools": native,
                 }
             ),
         )

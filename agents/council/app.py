@@ -5,8 +5,15 @@ how to know it is done — and may ask the user one clarifying question through 
 kernel first. The plan goes back to the kernel as the outcome's data. The prompt holds
 the file list, the kernel's repository map (the "repo-map" context) and the small files
 the request names; a named file too large to show is said to be left out.
+
+On a provider that supports tools, the model may look at code before it plans, through
+the provider's own tool-calling API: ``read_file {path, start, end}`` and ``search
+{pattern, path_glob}``, run through the Council's workspace import (its capability
+checks and audit), at most MAX_READ_ROUNDS rounds; past them the model is told to plan
+with what it has. A provider without tools plans from the prompt, as before.
 """
 
+import fnmatch
 import json
 
 from componentize_py_types import Err
@@ -16,6 +23,9 @@ from wit_world.imports import llm, log, tasks, types, workspace
 
 MAX_FILE_BYTES = 20_000
 MAX_CONTEXT_BYTES = 120_000
+MAX_READ_ROUNDS = 4
+MAX_READ_LINES = 300
+MAX_SEARCH_HITS = 50
 
 SYSTEM_PROMPT = """You are the Council inside briotui: you plan code changes; others write
 them. Answer with one JSON object and nothing else:
@@ -29,7 +39,49 @@ them. Answer with one JSON object and nothing else:
 Split the work into independent subtasks that touch different files where you can, so
 they can be coded in parallel. Use only paths from the file list (or new paths). If the
 request is ambiguous in a way that matters, put one short question in "question" and
-leave "subtasks" empty."""
+leave "subtasks" empty. When you have the read_file and search tools, you may look at
+the code you need to plan well before you answer."""
+
+TOOLS = [
+    llm.Tool(
+        name="read_file",
+        description=(
+            "Read lines start to end (1-based, inclusive) of a text file of the project; "
+            f"at most {MAX_READ_LINES} lines a call."
+        ),
+        parameters=json.dumps(
+            {
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string", "description": "The file, relative to the root"},
+                    "start": {"type": "integer", "description": "The first line (1-based)"},
+                    "end": {"type": "integer", "description": "The last line (inclusive)"},
+                },
+                "required": ["path"],
+            }
+        ),
+    ),
+    llm.Tool(
+        name="search",
+        description=(
+            "Search the project's text files for a regular expression; returns the "
+            f"matching lines as path:line:text (at most {MAX_SEARCH_HITS})."
+        ),
+        parameters=json.dumps(
+            {
+                "type": "object",
+                "properties": {
+                    "pattern": {"type": "string", "description": "A regular expression"},
+                    "path_glob": {
+                        "type": "string",
+                        "description": "Only files whose path matches this glob, e.g. src/*.py",
+                    },
+                },
+                "required": ["pattern"],
+            }
+        ),
+    ),
+]
 
 
 def extract_json(text):
@@ -96,35 +148,151 @@ def project_summary(goal, repo_map=""):
     return "\n\n".join(parts)
 
 
-def ask(messages):
-    request = llm.CompletionRequest(
-        messages=messages, max_tokens=None, temperature=None, stop=[], purpose="plan the change"
+def turn(role, content, calls=None, results=None):
+    return llm.Turn(role=role, content=content, tool_calls=calls or [], tool_results=results or [])
+
+
+def _whole(value, default):
+    """A tool argument as a whole number (models send 120 or "120"), else ``default``."""
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return default
+
+
+def read_range(path, start, end):
+    """(text, ok): lines ``start`` to ``end`` of ``path``, at most MAX_READ_LINES."""
+    if end == 0 or end - start + 1 > MAX_READ_LINES:
+        end = start + MAX_READ_LINES - 1
+    try:
+        got = workspace.read_lines(path, start, end)
+    except Err as failure:
+        return f"read_file {path}: {failure.value.message}", False
+    if got.end == 0:
+        return f"read_file {path}: it has {got.total_lines} line(s); that range is empty.", True
+    return f"{path} lines {got.start}-{got.end} of {got.total_lines}:\n```\n{got.text}```", True
+
+
+def search_text(pattern, glob):
+    """(text, ok): the lines matching ``pattern`` (in files matching ``glob``, if any)."""
+    label = f"search {pattern}" + (f" in {glob}" if glob else "")
+    root = ""
+    if glob:
+        fixed = glob.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
+        root = fixed.rsplit("/", 1)[0] if "/" in fixed else ""
+    wanted = 200 if glob else MAX_SEARCH_HITS
+    try:
+        hits = workspace.search(pattern, False, root, wanted)
+    except Err as failure:
+        if failure.value.kind != types.ErrorKind.INVALID:
+            return f"{label}: {failure.value.message}", False
+        try:
+            hits = workspace.search(pattern, True, root, wanted)
+        except Err as again:
+            return f"{label}: {again.value.message}", False
+    if glob:
+        hits = [h for h in hits if fnmatch.fnmatch(h.path, glob)][:MAX_SEARCH_HITS]
+    if not hits:
+        return f"{label}: no line matches.", True
+    return f"{label}:\n" + "\n".join(f"{h.path}:{h.line}:{h.text}" for h in hits), True
+
+
+def run_tool(call):
+    """Run one tool call through the workspace import; its result, never an exception."""
+    try:
+        args = json.loads(call.arguments or "{}")
+    except ValueError:
+        args = None
+    if not isinstance(args, dict):
+        text, ok = f"{call.name}: the arguments are not a JSON object", False
+    elif call.name == "read_file" and isinstance(args.get("path"), str) and args["path"]:
+        start = max(1, _whole(args.get("start"), 1))
+        text, ok = read_range(args["path"], start, _whole(args.get("end"), 0))
+    elif call.name == "search" and isinstance(args.get("pattern"), str) and args["pattern"]:
+        glob = args.get("path_glob")
+        text, ok = search_text(args["pattern"], glob if isinstance(glob, str) else "")
+    else:
+        text, ok = f"{call.name}: unknown tool or missing arguments", False
+    return llm.ToolResult(call_id=call.id, name=call.name, content=text, is_error=not ok)
+
+
+def complete(turns):
+    request = llm.ToolRequest(
+        turns=turns,
+        tools=TOOLS,
+        max_tokens=None,
+        temperature=None,
+        stop=[],
+        purpose="plan the change",
     )
     try:
-        return llm.complete(request).text
+        return llm.complete_with_tools(request)
     except Err as failure:
         raise Err(
             types.Error(
                 kind=failure.value.kind, message="The model call failed: " + failure.value.message
             )
-        )
+        ) from None
+
+
+def ask(turns, reads):
+    """The model's text answer, after running its tool calls (``reads``: rounds so far).
+
+    Returns (text, reads). Past MAX_READ_ROUNDS, calls are answered with a refusal that
+    tells the model to plan now; a model that still calls tools gets its text taken as is.
+    """
+    refusals = 0
+    while True:
+        reply = complete(turns)
+        if not reply.tool_calls:
+            return reply.text, reads
+        turns.append(turn(llm.Role.ASSISTANT, reply.text, calls=reply.tool_calls))
+        if reads >= MAX_READ_ROUNDS:
+            refusals += 1
+            why = (
+                f"Not run: the budget of {MAX_READ_ROUNDS} rounds of reading is spent. "
+                "Answer with the JSON plan now."
+            )
+            results = [
+                llm.ToolResult(call_id=c.id, name=c.name, content=why, is_error=True)
+                for c in reply.tool_calls
+            ]
+            turns.append(turn(llm.Role.USER, "Answer with the JSON plan now.", results=results))
+            if refusals > 1:
+                return reply.text, reads
+            continue
+        reads += 1
+        tasks.progress(10 + reads * 5, f"reading the code ({reads})")
+        log.emit(log.Level.INFO, f"council: running {len(reply.tool_calls)} tool call(s)")
+        results = [run_tool(c) for c in reply.tool_calls[:10]]
+        results += [
+            llm.ToolResult(
+                call_id=c.id, name=c.name, content="Not run: at most 10 a reply.", is_error=True
+            )
+            for c in reply.tool_calls[10:]
+        ]
+        turns.append(turn(llm.Role.USER, "", results=results))
 
 
 class Agent(exports.Agent):
     def run(self, task: agent.Task) -> agent.Outcome:
         tasks.progress(10, "reading the project")
         messages = [
-            llm.Message(role=llm.Role.SYSTEM, content=SYSTEM_PROMPT),
-            llm.Message(
-                role=llm.Role.USER,
-                content=project_summary(task.goal, dict(task.context).get("repo-map", ""))
+            turn(llm.Role.SYSTEM, SYSTEM_PROMPT),
+            turn(
+                llm.Role.USER,
+                project_summary(task.goal, dict(task.context).get("repo-map", ""))
                 + "\n\nRequest: "
                 + task.goal,
             ),
         ]
         plan = None
-        for attempt in range(3):
-            reply = ask(messages)
+        reads = 0
+        for _attempt in range(3):
+            reply, reads = ask(messages, reads)
             plan = extract_json(reply)
             problem = None
             if not isinstance(plan, dict):
@@ -139,25 +307,19 @@ class Agent(exports.Agent):
                         + ") Decide yourself and say what you assumed."
                     )
                 log.emit(log.Level.INFO, "council: asked the user: " + str(plan["question"]))
-                messages.append(llm.Message(role=llm.Role.ASSISTANT, content=reply))
-                messages.append(
-                    llm.Message(
-                        role=llm.Role.USER, content="Answer: " + answer + "\nNow give the plan."
-                    )
-                )
+                messages.append(turn(llm.Role.ASSISTANT, reply))
+                messages.append(turn(llm.Role.USER, "Answer: " + answer + "\nNow give the plan."))
                 continue
             elif not isinstance(plan.get("subtasks"), list) or not plan["subtasks"]:
                 problem = "the plan has no subtasks"
             if problem is None:
                 break
             log.emit(log.Level.WARN, "council: " + problem + "; asking again")
-            messages.append(llm.Message(role=llm.Role.ASSISTANT, content=reply))
+            messages.append(turn(llm.Role.ASSISTANT, reply))
             messages.append(
-                llm.Message(
-                    role=llm.Role.USER,
-                    content="That was not usable: "
-                    + problem
-                    + ". Answer with the JSON object only.",
+                turn(
+                    llm.Role.USER,
+                    "That was not usable: " + problem + ". Answer with the JSON object only.",
                 )
             )
         if not isinstance(plan, dict) or not plan.get("subtasks"):

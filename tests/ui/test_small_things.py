@@ -180,6 +180,8 @@ async def demo_walks_the_loop(app: BrioApp, pilot: Any, request: str) -> None:
     assert review["verdict"] == "approve"
     [finding] = review["findings"]
     assert finding["hunk_id"] == diff.hunks()[0].id
+    # the Coder's tool call shows as one compact line in the conversation
+    assert "→ search TODO|FIXME" in shown_text(app)
 
 
 async def test_the_demo_walks_the_whole_loop_for_a_plain_request(

@@ -16,6 +16,12 @@ it unchanged:
   ``data: [DONE]``; errors as ``{"error": {"message", "type", "param", "code"}}``;
   ``GET /v1/models``.
 
+A reply's tool calls are sent in each vendor's tool format: Anthropic ``tool_use``
+content blocks whose input streams as ``input_json_delta`` pieces and ``stop_reason:
+"tool_use"``; OpenAI ``delta.tool_calls`` pieces (id and name, then the arguments in
+fragments) and ``finish_reason: "tool_calls"``; Ollama ``message.tool_calls`` whole in
+one line. Tool results come back in the next request, recorded like any request.
+
 Replies are scripted (:class:`FakeReply`, the scripted provider's
 :class:`~briotui.kernel.llm.scripted.ScriptedReply`, read from the same files by the same
 :func:`~briotui.kernel.llm.scripted.load_replies`): text and its chunks, usage, an error
@@ -47,6 +53,8 @@ from briotui.kernel.llm.scripted import (
     ScriptedReply,
     approx_tokens,
 )
+from briotui.kernel.llm.tools import arguments_object
+from briotui.kernel.llm.types import ToolCall
 from briotui.kernel.paths import user_config_dir
 
 WireProtocol = Literal["anthropic", "ollama", "openai"]
@@ -270,12 +278,74 @@ class _Wire:
             return b'data: {"id": "chatcmpl-broken", "choi\n\n'
         return b'{"model": "broken", "mess\n'
 
-    def tail(self, input_tokens: int, output_tokens: int, stop: str) -> list[bytes]:
-        """The events after the last delta, carrying usage and the stop reason."""
+    def tool_calls(self, calls: Sequence[ToolCall]) -> list[bytes]:
+        """The events of a reply's tool calls, after its text (Anthropic: after the text
+        block's ``content_block_stop``, which :meth:`tail` then leaves out)."""
+        events: list[bytes] = []
         if self.protocol == "anthropic":
-            reason = "end_turn" if stop == "end" else "max_tokens"
+            events.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+            for n, call in enumerate(calls, 1):
+                block = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
+                events.append(
+                    _sse(
+                        {"type": "content_block_start", "index": n, "content_block": block},
+                        "content_block_start",
+                    )
+                )
+                half = len(call.arguments) // 2  # the input streams in pieces
+                for piece in (call.arguments[:half], call.arguments[half:]):
+                    delta = {"type": "input_json_delta", "partial_json": piece}
+                    events.append(
+                        _sse(
+                            {"type": "content_block_delta", "index": n, "delta": delta},
+                            "content_block_delta",
+                        )
+                    )
+                events.append(
+                    _sse({"type": "content_block_stop", "index": n}, "content_block_stop")
+                )
+            return events
+        if self.protocol == "openai":
+            for n, call in enumerate(calls):
+                head = {
+                    "index": n,
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": ""},
+                }
+                events.append(_sse(self._openai_chunk({"tool_calls": [head]}, None)))
+                half = len(call.arguments) // 2
+                for piece in (call.arguments[:half], call.arguments[half:]):
+                    more = {"index": n, "function": {"arguments": piece}}
+                    events.append(_sse(self._openai_chunk({"tool_calls": [more]}, None)))
+            return events
+        message = {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"function": {"name": c.name, "arguments": arguments_object(c.arguments)}}
+                for c in calls
+            ],
+        }
+        return [
+            _line(
+                {"model": self.model, "created_at": _now_iso(), "message": message, "done": False}
+            )
+        ]
+
+    def tail(
+        self, input_tokens: int, output_tokens: int, stop: str, *, tools: bool = False
+    ) -> list[bytes]:
+        """The events after the last delta (and the tool calls), with usage and stop reason."""
+        if self.protocol == "anthropic":
+            reason = "tool_use" if tools else "end_turn" if stop == "end" else "max_tokens"
+            closing = (
+                []
+                if tools
+                else [_sse({"type": "content_block_stop", "index": 0}, "content_block_stop")]
+            )
             return [
-                _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+                *closing,
                 _sse(
                     {
                         "type": "message_delta",
@@ -287,7 +357,7 @@ class _Wire:
                 _sse({"type": "message_stop"}, "message_stop"),
             ]
         if self.protocol == "openai":
-            reason = "stop" if stop == "end" else "length"
+            reason = "tool_calls" if tools else "stop" if stop == "end" else "length"
             events = [_sse(self._openai_chunk({}, reason))]
             if self.include_usage:
                 chunk = self._openai_chunk({}, None)
@@ -355,7 +425,16 @@ def _prompt_text(protocol: WireProtocol, body: dict[str, Any]) -> str:
         if isinstance(content, str):
             parts.append(content)
         elif isinstance(content, list):
-            parts.extend(str(b.get("text", "")) for b in content if isinstance(b, dict))
+            for block in content:
+                if not isinstance(block, dict):
+                    continue
+                inner = block.get("content") if block.get("type") == "tool_result" else None
+                if isinstance(inner, str):
+                    parts.append(inner)
+                elif isinstance(inner, list):
+                    parts.extend(str(b.get("text", "")) for b in inner if isinstance(b, dict))
+                else:
+                    parts.append(str(block.get("text", "")))
     return "".join(parts)
 
 
@@ -675,8 +754,21 @@ class LoopbackServer:
                 "type": "message",
                 "role": "assistant",
                 "model": wire.model,
-                "content": [{"type": "text", "text": text}],
-                "stop_reason": "end_turn" if reply.stop == "end" else "max_tokens",
+                "content": [{"type": "text", "text": text}]
+                + [
+                    {
+                        "type": "tool_use",
+                        "id": c.id,
+                        "name": c.name,
+                        "input": arguments_object(c.arguments),
+                    }
+                    for c in reply.tool_calls
+                ],
+                "stop_reason": "tool_use"
+                if reply.tool_calls
+                else "end_turn"
+                if reply.stop == "end"
+                else "max_tokens",
                 "stop_sequence": None,
                 "usage": {"input_tokens": tin, "output_tokens": tout},
             }
@@ -689,8 +781,26 @@ class LoopbackServer:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop" if reply.stop == "end" else "length",
+                        "message": {"role": "assistant", "content": text}
+                        | (
+                            {
+                                "tool_calls": [
+                                    {
+                                        "id": c.id,
+                                        "type": "function",
+                                        "function": {"name": c.name, "arguments": c.arguments},
+                                    }
+                                    for c in reply.tool_calls
+                                ]
+                            }
+                            if reply.tool_calls
+                            else {}
+                        ),
+                        "finish_reason": "tool_calls"
+                        if reply.tool_calls
+                        else "stop"
+                        if reply.stop == "end"
+                        else "length",
                     }
                 ],
                 "usage": {
@@ -700,10 +810,16 @@ class LoopbackServer:
                 },
             }
         else:
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            if reply.tool_calls:
+                message["tool_calls"] = [
+                    {"function": {"name": c.name, "arguments": arguments_object(c.arguments)}}
+                    for c in reply.tool_calls
+                ]
             body = {
                 "model": wire.model,
                 "created_at": _now_iso(),
-                "message": {"role": "assistant", "content": text},
+                "message": message,
                 "done": True,
                 "done_reason": "stop",
                 "prompt_eval_count": tin,
@@ -752,7 +868,9 @@ class LoopbackServer:
                 writer, wire.stream_error(*fault(reply.mid_stream_error, reply.error_message))
             )
         else:
-            for event in wire.tail(tin, tout, reply.stop):
+            for event in wire.tool_calls(reply.tool_calls) if reply.tool_calls else ():
+                await self._chunk(writer, event)
+            for event in wire.tail(tin, tout, reply.stop, tools=bool(reply.tool_calls)):
                 await self._chunk(writer, event)
         await self._end_chunks(writer)
         return keep_alive

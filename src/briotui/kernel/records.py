@@ -144,7 +144,9 @@ class Recorder:
                         event.task,
                         event.agent,
                         "assistant",
-                        event.text,
+                        "\n".join([event.text, *(f"[tool] {c}" for c in event.tool_calls)])
+                        if event.tool_calls
+                        else event.text,
                         event.provider,
                         event.model,
                         now,

@@ -287,6 +287,9 @@ class BrioApp(App[int]):
             )
         elif isinstance(event, ModelReply):  # one reply ended: keep the next apart
             self._reply_start.pop(event.task, None)
+            if event.tool_calls:  # one compact line per tool call ("read calc.py:1-20")
+                calls = (sanitize(c).replace("`", "'") for c in event.tool_calls)
+                self._add_text(event.task, "\n\n" + "  \n".join(f"`→ {c}`" for c in calls))
             model = "/".join(sanitize(v) for v in (event.provider, event.model) if v)
             self._add_text(event.task, f"\n\n<sub>— {sanitize(event.agent)} · {model}</sub>\n\n")
 

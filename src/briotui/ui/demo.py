@@ -2,10 +2,11 @@
 
 Every built-in agent gets a reply in the format it expects (see the README's "Reply
 formats"), so any request walks the whole loop: the Council plans one subtask, the
-Coder writes ``BRIOTUI_DEMO.md`` in its session, the Reviewer leaves a finding on the
-hunk it finds in the diff, and the project's tests run if a test command is configured.
-Nothing reaches the project unless the user accepts the hunk and commits, like any
-other change.
+Coder first calls the ``search`` tool (a scripted tool call, shown in the conversation
+as one compact line), then writes ``BRIOTUI_DEMO.md`` in its session, the Reviewer
+leaves a finding on the hunk it finds in the diff, and the project's tests run if a
+test command is configured. Nothing reaches the project unless the user accepts the
+hunk and commits, like any other change.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 from typing import Final
 
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
-from briotui.kernel.llm.types import Completion, CompletionRequest, DeltaCallback
+from briotui.kernel.llm.types import Completion, CompletionRequest, DeltaCallback, ToolCall
 
 DEMO_FILE: Final = "BRIOTUI_DEMO.md"
 
@@ -127,7 +128,14 @@ class DemoProvider:
         self, request: CompletionRequest, on_delta: DeltaCallback | None = None
     ) -> Completion:
         """Answer ``request`` (streamed word by word, like any scripted reply)."""
-        reply = ScriptedReply(text=self.reply_for(request), model=DEMO_MODEL)
+        last = request.messages[-1] if request.messages else None
+        searched = any(m.tool_results for m in request.messages)
+        if request.agent == "coder" and request.tools and last is not None and not searched:
+            # the demo's one tool call: look for notes left in the code before editing
+            search = ToolCall("demo-search", "search", json.dumps({"pattern": "TODO|FIXME"}))
+            reply = ScriptedReply(text="", tool_calls=(search,), model=DEMO_MODEL)
+        else:
+            reply = ScriptedReply(text=self.reply_for(request), model=DEMO_MODEL)
         return await ScriptedProvider([reply], source="the built-in demo").complete(
             request, on_delta
         )

@@ -1,18 +1,28 @@
-"""The Anthropic provider: the Messages API, streamed, through the official ``anthropic`` SDK."""
+"""The Anthropic provider: the Messages API, streamed, through the official ``anthropic`` SDK.
+
+Tools go as ``tools`` (name, description, ``input_schema``); the model's calls come back
+as ``tool_use`` content blocks whose input streams as ``input_json_delta`` pieces, and
+the results go back in the next user message as ``tool_result`` blocks.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import anthropic
 from anthropic.types import (
+    InputJSONDelta,
     MessageParam,
     RawContentBlockDeltaEvent,
+    RawContentBlockStartEvent,
+    RawContentBlockStopEvent,
     RawMessageDeltaEvent,
     RawMessageStartEvent,
     RawMessageStopEvent,
     TextDelta,
+    ToolParam,
+    ToolUseBlock,
 )
 
 from briotui.kernel.llm.config import ProviderConfig
@@ -24,7 +34,8 @@ from briotui.kernel.llm.failures import (
     stainless_status_text,
 )
 from briotui.kernel.llm.streaming import StreamingProvider, StreamState
-from briotui.kernel.llm.types import CompletionRequest, StopReason, Usage
+from briotui.kernel.llm.tools import arguments_object, arguments_text, safe_id, schema_object
+from briotui.kernel.llm.types import CompletionRequest, StopReason, ToolCall, Usage
 
 ANTHROPIC_DEFAULT_URL = "https://api.anthropic.com"
 
@@ -32,7 +43,42 @@ _STOP_REASONS: dict[str, StopReason] = {
     "end_turn": "end",
     "max_tokens": "max-tokens",
     "stop_sequence": "stop-sequence",
+    "tool_use": "tool-use",
 }
+
+
+def wire_messages(request: CompletionRequest) -> tuple[str, list[dict[str, Any]]]:
+    """The system prompt and the messages in the Messages API's shape, tool blocks included."""
+    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+    out: list[dict[str, Any]] = []
+    for m in request.messages:
+        if m.role == "system":
+            continue
+        if not m.tool_calls and not m.tool_results:
+            out.append({"role": m.role, "content": m.content})
+            continue
+        blocks: list[dict[str, Any]] = [
+            {
+                "type": "tool_result",
+                "tool_use_id": safe_id(r.call_id, "call"),
+                "content": r.content,
+                "is_error": r.is_error,
+            }
+            for r in m.tool_results
+        ]
+        if m.content:
+            blocks.append({"type": "text", "text": m.content})
+        blocks.extend(
+            {
+                "type": "tool_use",
+                "id": safe_id(c.id, "call"),
+                "name": c.name,
+                "input": arguments_object(c.arguments),
+            }
+            for c in m.tool_calls
+        )
+        out.append({"role": m.role, "content": blocks})
+    return system, out
 
 
 class AnthropicProvider(StreamingProvider):
@@ -83,9 +129,15 @@ class AnthropicProvider(StreamingProvider):
         state: StreamState,
         emit: Callable[[str], None],
     ) -> None:
-        system, messages = self.split_system(request)
+        system, messages = wire_messages(request)
         temperature = request.temperature
+        tools = [
+            {"name": t.name, "description": t.description, "input_schema": schema_object(t)}
+            for t in request.tools
+        ]
+        calls: dict[int, tuple[str, str, list[str]]] = {}  # index -> id, name, json pieces
         stream = await self.client.messages.create(
+            tools=cast(list[ToolParam], tools) if tools else anthropic.omit,
             model=model,
             max_tokens=request.max_tokens or self.config.max_tokens,
             messages=cast(list[MessageParam], messages),
@@ -100,6 +152,17 @@ class AnthropicProvider(StreamingProvider):
                 if isinstance(event, RawContentBlockDeltaEvent):
                     if isinstance(event.delta, TextDelta):
                         emit(event.delta.text)
+                    elif isinstance(event.delta, InputJSONDelta) and event.index in calls:
+                        calls[event.index][2].append(event.delta.partial_json)
+                elif isinstance(event, RawContentBlockStartEvent):
+                    block = event.content_block
+                    if isinstance(block, ToolUseBlock):
+                        first = arguments_text(block.input) if block.input else ""
+                        calls[event.index] = (block.id, block.name, [first] if first else [])
+                elif isinstance(event, RawContentBlockStopEvent):
+                    if event.index in calls:
+                        call_id, name, pieces = calls.pop(event.index)
+                        state.tool_calls.append(ToolCall(call_id, name, "".join(pieces) or "{}"))
                 elif isinstance(event, RawMessageStartEvent):
                     usage = event.message.usage
                     state.model = event.message.model

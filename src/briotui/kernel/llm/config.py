@@ -106,6 +106,10 @@ class ProviderConfig:
         replies: For ``kind = "scripted"``: the JSON replies file.
         project_endpoint: Whether the project's config chose ``base_url``: no ambient
             credential (e.g. ``OLLAMA_API_KEY``) is sent there.
+        tools: Whether requests offering tools reach its tool-calling API natively;
+            false sends such conversations as text (agents then use their fenced
+            fallback). An Ollama model the server says cannot use tools gets text
+            even when this is true.
     """
 
     name: str
@@ -120,6 +124,7 @@ class ProviderConfig:
     free: bool = False
     replies: str | None = None
     project_endpoint: bool = False
+    tools: bool = True
 
     @property
     def needs_key(self) -> bool:
@@ -566,10 +571,11 @@ def _provider(raw: object, where: str, existing: Mapping[str, ProviderConfig]) -
         if not isinstance(raw["max_tokens"], int) or raw["max_tokens"] <= 0:
             raise ConfigError(f"{where}: max_tokens must be a positive integer.")
         values["max_tokens"] = raw["max_tokens"]
-    if "free" in raw:
-        if not isinstance(raw["free"], bool):
-            raise ConfigError(f"{where}: free must be true or false.")
-        values["free"] = raw["free"]
+    for key in ("free", "tools"):
+        if key in raw:
+            if not isinstance(raw[key], bool):
+                raise ConfigError(f"{where}: {key} must be true or false.")
+            values[key] = raw[key]
     if base is not None and base.kind == kind:
         return replace(base, **values)
     if "model" not in values and kind != "scripted":

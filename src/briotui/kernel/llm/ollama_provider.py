@@ -3,21 +3,57 @@
 The server's address is ``base_url`` when configured, else ``OLLAMA_HOST``, else
 ``http://127.0.0.1:11434``. Usage comes from the final line's ``prompt_eval_count`` and
 ``eval_count``. Local models cost nothing unless the config says otherwise.
+
+Tools go as ``tools`` of type ``function``; the model's calls come whole in a line's
+``message.tool_calls`` (name and an arguments object, no id: the provider numbers
+them), and each result goes back as a ``role: "tool"`` message with its ``tool_name``.
+A model the server says "does not support tools" is sent text from then on.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, cast
 
 import ollama
 
+from briotui.kernel.errors import ProviderError
 from briotui.kernel.llm.config import DEFAULT_OLLAMA_HOST, ProviderConfig
 from briotui.kernel.llm.failures import Cause, cause_of_status
 from briotui.kernel.llm.streaming import StreamingProvider, StreamState
-from briotui.kernel.llm.types import CompletionRequest, StopReason, Usage
+from briotui.kernel.llm.tools import arguments_object, arguments_text, schema_object
+from briotui.kernel.llm.types import CompletionRequest, StopReason, ToolCall, Usage
 
 _STOP_REASONS: dict[str, StopReason] = {"stop": "end", "length": "max-tokens"}
+
+
+def wire_messages(request: CompletionRequest) -> list[dict[str, Any]]:
+    """The messages in ``/api/chat``'s shape: tool calls and ``role: "tool"`` results."""
+    out: list[dict[str, Any]] = []
+    for m in request.messages:
+        for r in m.tool_results:
+            out.append(
+                {
+                    "role": "tool",
+                    "tool_name": r.name,
+                    "content": ("Error: " if r.is_error else "") + r.content,
+                }
+            )
+        if m.tool_calls:
+            out.append(
+                {
+                    "role": "assistant",
+                    "content": m.content,
+                    "tool_calls": [
+                        {"function": {"name": c.name, "arguments": arguments_object(c.arguments)}}
+                        for c in m.tool_calls
+                    ],
+                }
+            )
+        elif m.content or not m.tool_results:
+            out.append({"role": m.role, "content": m.content})
+    return out
 
 
 class OllamaProvider(StreamingProvider):
@@ -75,9 +111,21 @@ class OllamaProvider(StreamingProvider):
             options["temperature"] = request.temperature
         if request.stop:
             options["stop"] = list(request.stop)
+        tools = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": schema_object(t),
+                },
+            }
+            for t in request.tools
+        ]
         parts = await self.client.chat(
             model=model,
-            messages=self.all_messages(request),
+            messages=wire_messages(request),
+            tools=tools or None,
             stream=True,
             options=options or None,
         )
@@ -90,6 +138,14 @@ class OllamaProvider(StreamingProvider):
                     state.model = part.model
                 if part.message.content:
                     emit(part.message.content)
+                for call in part.message.tool_calls or ():
+                    state.tool_calls.append(
+                        ToolCall(
+                            f"call_{uuid.uuid4().hex[:12]}",
+                            call.function.name,
+                            arguments_text(dict(call.function.arguments)),
+                        )
+                    )
                 if part.done:
                     state.finished = True
                     state.usage = Usage(part.prompt_eval_count or 0, part.eval_count or 0)
@@ -110,6 +166,9 @@ class OllamaProvider(StreamingProvider):
         if isinstance(exc, ollama.RequestError):
             return "bad-request"
         return None
+
+    def _refuses_tools(self, error: ProviderError) -> bool:
+        return "does not support tools" in error.message
 
     def _describe(self, exc: Exception, state: StreamState) -> str:
         if isinstance(exc, ollama.ResponseError):

@@ -92,7 +92,7 @@ def make_provider(config: ProviderConfig, env: Mapping[str, str]) -> Provider:
     from briotui.kernel.llm.scripted import ScriptedProvider
 
     # Labelled "scripted" whatever its config name, so its replies never pass for a model's.
-    return ScriptedProvider.from_file(config.replies or "")
+    return ScriptedProvider.from_file(config.replies or "", tools=config.tools)
 
 
 def missing_key(config: ProviderConfig, env: Mapping[str, str]) -> str | None:

@@ -16,6 +16,12 @@ A replies file is a JSON array; each element answers one request:
   ``agent`` / ``match`` make the reply answer only a request from that agent whose
   messages contain those words (agents that run in parallel ask in no fixed order).
 
+A reply may call tools instead of (or besides) answering in text: ``"tool_calls":
+[{"name": "read_file", "arguments": {"path": "calc.py", "start": 120, "end": 180}}]``
+(an ``"id"`` is optional). The scripted provider returns them as the completion's tool
+calls; the fake servers send them in each vendor's wire format. ``match`` also looks
+at the tool results the request carries, so a reply can answer what a read returned.
+
 A request gets the first unused reply that fits it. When the replies run out, the next
 request fails with a clear error.
 """
@@ -25,13 +31,21 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from briotui.kernel.errors import ConfigError, ProviderError
-from briotui.kernel.llm.types import Completion, CompletionRequest, DeltaCallback, Usage
+from briotui.kernel.llm.tools import arguments_text, as_text_request
+from briotui.kernel.llm.types import (
+    Completion,
+    CompletionRequest,
+    DeltaCallback,
+    ToolCall,
+    Usage,
+)
 
 SCRIPTED_MODEL = "scripted"
 
@@ -73,7 +87,8 @@ class ScriptedReply:
         stop: Why the reply ended: "end" or "max-tokens".
         agent: Answer only a request from this agent (the scripted provider; the wire
             carries no agent name, so the fake servers ignore it).
-        match: Answer only a request whose messages contain these words.
+        match: Answer only a request whose messages (or tool results) contain these words.
+        tool_calls: Tool calls the reply makes, each ``{"name", "arguments", "id"?}``.
     """
 
     text: str = ""
@@ -92,6 +107,7 @@ class ScriptedReply:
     stop: Literal["end", "max-tokens"] = "end"
     agent: str | None = None
     match: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
     def pieces(self) -> list[str]:
         """The deltas this reply streams, in order."""
@@ -103,7 +119,7 @@ class ScriptedReply:
         """Whether this reply may answer ``request``."""
         if self.agent is not None and self.agent != request.agent:
             return False
-        return self.match is None or any(self.match in m.content for m in request.messages)
+        return self.match is None or self.match in request_text(request)
 
     def fits_prompt(self, prompt: str) -> bool:
         """Whether this reply may answer a request whose messages read ``prompt``."""
@@ -139,6 +155,15 @@ class ScriptedReply:
                 raise ConfigError(f"{where}: {key} {value!r} is not {expected}.", title=_MALFORMED)
         if values.get("chunks") is not None:
             values["chunks"] = tuple(values["chunks"])
+        if "tool_calls" in values:
+            values["tool_calls"] = tuple(
+                ToolCall(
+                    call.get("id") or f"call_{zlib.crc32(where.encode()):08x}_{n}",
+                    call["name"],
+                    arguments_text(call.get("arguments")),
+                )
+                for n, call in enumerate(values["tool_calls"])
+            )
         for key in ("delay_ms", "chunk_delay_ms"):
             if key in values:
                 values[key] = max(0, values[key])
@@ -155,6 +180,27 @@ def _is_str(value: Any) -> bool:
 
 def _is_chunks(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(c, str) for c in value)
+
+
+def _is_tool_calls(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(c, dict)
+        and isinstance(c.get("name"), str)
+        and c["name"]
+        and set(c) <= {"id", "name", "arguments"}
+        and isinstance(c.get("arguments", {}), dict | str)
+        and isinstance(c.get("id", ""), str)
+        for c in value
+    )
+
+
+def request_text(request: CompletionRequest) -> str:
+    """Everything a request's messages say: their text and their tool results."""
+    parts: list[str] = []
+    for m in request.messages:
+        parts.append(m.content)
+        parts.extend(r.content for r in m.tool_results)
+    return "".join(parts)
 
 
 def _or_null(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
@@ -182,6 +228,10 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "stop": (lambda v: v in ("end", "max-tokens"), '"end" or "max-tokens"'),
     "agent": _OPT_STR,
     "match": _OPT_STR,
+    "tool_calls": (
+        _is_tool_calls,
+        'a list of {"name": "...", "arguments": {...}} objects (with an optional "id")',
+    ),
 }
 """Each JSON attribute of a reply: how to check its value, and what it must be."""
 
@@ -231,20 +281,24 @@ class ScriptedProvider:
 
     name = "scripted"
 
-    def __init__(self, replies: Sequence[ScriptedReply], *, source: str = "<memory>") -> None:
+    def __init__(
+        self, replies: Sequence[ScriptedReply], *, source: str = "<memory>", tools: bool = True
+    ) -> None:
+        self.tools = tools
+        """Whether requests' tools are taken natively (else the conversation goes as text)."""
         self._replies = list(replies)
         self._used = [False] * len(self._replies)
         self._source = source
         self._lock = asyncio.Lock()
 
     @classmethod
-    def from_file(cls, path: Path | str) -> ScriptedProvider:
+    def from_file(cls, path: Path | str, *, tools: bool = True) -> ScriptedProvider:
         """Load replies from a JSON file (see :func:`load_replies`).
 
         Raises:
             ConfigError: the file is missing, not JSON, or not an array of replies.
         """
-        return cls(load_replies(path), source=str(path))
+        return cls(load_replies(path), source=str(path), tools=tools)
 
     @property
     def remaining(self) -> int:
@@ -255,6 +309,9 @@ class ScriptedProvider:
         self, request: CompletionRequest, on_delta: DeltaCallback | None = None
     ) -> Completion:
         """Answer with the next scripted reply."""
+        offered = bool(request.tools) and self.tools
+        if not offered:
+            request = as_text_request(request)
         async with self._lock:
             index = next(
                 (i for i, r in enumerate(self._replies) if not self._used[i] and r.fits(request)),
@@ -304,8 +361,16 @@ class ScriptedProvider:
                 model=model,
                 cause=_cause(reply.mid_stream_error),
             )
+        if reply.tool_calls and not offered:
+            raise ProviderError(
+                f"A scripted reply calls tools ({', '.join(c.name for c in reply.tool_calls)}) "
+                "but the request offered none; script a text reply for it.",
+                provider=self.name,
+                model=model,
+                cause="malformed",
+            )
         text = "".join(pieces)
-        prompt = "".join(m.content for m in request.messages)
+        prompt = request_text(request)
         tokens_in = approx_tokens(prompt) if reply.input_tokens is None else reply.input_tokens
         tokens_out = approx_tokens(text) if reply.output_tokens is None else reply.output_tokens
         return Completion(
@@ -313,5 +378,7 @@ class ScriptedProvider:
             provider=self.name,
             model=model,
             usage=Usage(tokens_in, tokens_out),
-            stop_reason=reply.stop,
+            stop_reason="tool-use" if reply.tool_calls else reply.stop,
+            tool_calls=reply.tool_calls,
+            tools_offered=offered,
         )

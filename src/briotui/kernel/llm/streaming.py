@@ -6,6 +6,13 @@ its SDK's streaming call and reports deltas, and ``_sdk_cause``, which names the
 an exception its SDK raised. This class turns everything else into one
 :class:`~briotui.kernel.errors.ProviderError` per failure, with the key redacted.
 
+Tools. A request that offers tools reaches the vendor's tool-calling API when the
+provider supports tools (``tools = true`` in its config, the default) and the model has
+not refused them; otherwise the conversation goes as text
+(:func:`~briotui.kernel.llm.tools.as_text_request`) and the completion says
+``tools_offered=False``. A model the server says cannot use tools is remembered, and the
+request is sent again as text at once.
+
 A reply counts as complete only when the vendor's final event arrived (Anthropic
 ``message_stop``, Ollama ``"done": true``, OpenAI a ``finish_reason``); a stream that ends
 or drops before that raises cause "malformed" and returns nothing.
@@ -17,16 +24,18 @@ import asyncio
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from briotui.kernel.errors import ProviderError
 from briotui.kernel.llm.config import ProviderConfig
 from briotui.kernel.llm.failures import Cause, provider_error, transport_cause
+from briotui.kernel.llm.tools import as_text_request
 from briotui.kernel.llm.types import (
     Completion,
     CompletionRequest,
     DeltaCallback,
     StopReason,
+    ToolCall,
     Usage,
 )
 
@@ -41,6 +50,7 @@ class StreamState:
         model: The model the server says answered.
         stop_reason: Why the reply ended.
         finished: Whether the vendor's final event arrived.
+        tool_calls: The tool calls the reply made, complete, in order.
     """
 
     parts: list[str]
@@ -48,6 +58,7 @@ class StreamState:
     model: str
     stop_reason: StopReason = "end"
     finished: bool = False
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
     @property
     def started(self) -> bool:
@@ -70,6 +81,12 @@ class StreamingProvider(ABC):
         self.config = config
         self.name = config.name
         self._api_key = api_key or None
+        self._no_tools: set[str] = set()
+        """Models the server said cannot use tools (they get text from then on)."""
+
+    def supports_tools(self, model: str) -> bool:
+        """Whether a request to ``model`` may offer tools natively."""
+        return self.config.tools and model not in self._no_tools
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -112,6 +129,25 @@ class StreamingProvider(ABC):
                 cause="auth",
                 title="Model provider key missing",
             )
+        offered = bool(request.tools) and self.supports_tools(model)
+        if not offered:
+            request = as_text_request(request)
+        try:
+            return await self._complete(request, model, offered, on_delta)
+        except ProviderError as error:
+            if not (offered and error.cause == "bad-request" and self._refuses_tools(error)):
+                raise
+        # The model cannot use tools (said before anything streamed): text from now on.
+        self._no_tools.add(model)
+        return await self._complete(as_text_request(request), model, False, on_delta)
+
+    async def _complete(
+        self,
+        request: CompletionRequest,
+        model: str,
+        offered: bool,
+        on_delta: DeltaCallback | None,
+    ) -> Completion:
         state = StreamState(parts=[], usage=Usage(), model=model)
         emit = _emitter(state, on_delta)
         try:
@@ -141,8 +177,14 @@ class StreamingProvider(ABC):
             provider=self.name,
             model=state.model or model,
             usage=state.usage,
-            stop_reason=state.stop_reason,
+            stop_reason="tool-use" if state.tool_calls else state.stop_reason,
+            tool_calls=tuple(state.tool_calls),
+            tools_offered=offered,
         )
+
+    def _refuses_tools(self, error: ProviderError) -> bool:
+        """Whether a bad-request failure says the model cannot use tools."""
+        return False
 
     def failure(
         self, exc: Exception, model: str, state: StreamState | None = None
@@ -195,20 +237,6 @@ class StreamingProvider(ABC):
             key_env=self.config.api_key_env,
             base_url=self.base_url,
         )
-
-    @staticmethod
-    def split_system(request: CompletionRequest) -> tuple[str, list[dict[str, str]]]:
-        """The system prompt (joined) and the other messages, in order."""
-        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-        rest = [
-            {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
-        ]
-        return system, rest
-
-    @staticmethod
-    def all_messages(request: CompletionRequest) -> list[dict[str, str]]:
-        """Every message as a ``{role, content}`` mapping."""
-        return [{"role": m.role, "content": m.content} for m in request.messages]
 
 
 def _emitter(state: StreamState, on_delta: DeltaCallback | None) -> Callable[[str], None]:

@@ -5,6 +5,14 @@ Every provider (scripted, Anthropic, Ollama, OpenAI-compatible) implements
 :class:`CompletionRequest`, awaits :meth:`Provider.complete` on the event loop, and
 hands the :class:`Completion` back to the guest. Text deltas go to ``on_delta`` as they
 arrive so the UI and the transcript store can stream them.
+
+Tools. A request may offer :class:`ToolSpec` s, and its conversation may hold the
+assistant's :class:`ToolCall` s and the agent's :class:`ToolResult` s. These shapes are
+the vendors' common ground, so a conversation started on one vendor continues on
+another after a fallback: each provider writes them in its own wire format. A provider
+that does not support tools sends the conversation as text instead
+(:func:`briotui.kernel.llm.tools.as_text_request`) and says so in
+:attr:`Completion.tools_offered`.
 """
 
 from __future__ import annotations
@@ -17,11 +25,67 @@ Role = Literal["system", "user", "assistant"]
 
 
 @dataclass(frozen=True)
+class ToolSpec:
+    """A tool offered to the model.
+
+    Attributes:
+        name: The tool's name (letters, digits, ``_``, ``-``).
+        description: What it does, for the model.
+        parameters: The JSON Schema of its arguments object, as JSON text.
+    """
+
+    name: str
+    description: str
+    parameters: str = '{"type": "object", "properties": {}}'
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool call the model made.
+
+    Attributes:
+        id: The call's id (the vendor's, or made up for a vendor that has none).
+        name: The tool called.
+        arguments: The arguments object, as JSON text.
+    """
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What running a tool call gave, for the model.
+
+    Attributes:
+        call_id: The id of the call it answers.
+        name: The tool's name.
+        content: The result's text.
+        is_error: Whether the call failed (the model reads ``content`` for why).
+    """
+
+    call_id: str
+    name: str
+    content: str
+    is_error: bool = False
+
+
+@dataclass(frozen=True)
 class Message:
-    """One message of a conversation."""
+    """One message of a conversation.
+
+    Attributes:
+        role: Who speaks.
+        content: The text.
+        tool_calls: In an assistant message: the tool calls it made.
+        tool_results: In a user message: the results of the previous message's calls.
+    """
 
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_results: tuple[ToolResult, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -38,6 +102,7 @@ class CompletionRequest:
         task_id: The task the request belongs to (for accounting and cancellation).
         session_id: The session the request belongs to (for accounting).
         model: Ask for this model, overriding the provider's or the role's default.
+        tools: The tools offered; empty for a plain completion.
     """
 
     messages: tuple[Message, ...]
@@ -49,6 +114,16 @@ class CompletionRequest:
     task_id: str = ""
     session_id: str = ""
     model: str = ""
+    tools: tuple[ToolSpec, ...] = ()
+
+    def text_size(self) -> int:
+        """Characters in the conversation, tool calls and results included."""
+        size = 0
+        for m in self.messages:
+            size += len(m.content)
+            size += sum(len(c.arguments) + len(c.name) for c in m.tool_calls)
+            size += sum(len(r.content) for r in m.tool_results)
+        return size + sum(len(t.parameters) + len(t.description) for t in self.tools)
 
 
 @dataclass(frozen=True)
@@ -83,7 +158,7 @@ class Usage:
         )
 
 
-StopReason = Literal["end", "max-tokens", "stop-sequence"]
+StopReason = Literal["end", "max-tokens", "stop-sequence", "tool-use"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +175,9 @@ class Completion:
         request_id: The router's id for this request (matches its stream events).
         failed_attempts: What was tried before this answer and why it failed, e.g.
             ``("anthropic/claude-sonnet-4-5: overloaded",)``.
+        tool_calls: The tool calls the model made (its ``stop_reason`` is "tool-use").
+        tools_offered: Whether the request's tools reached the model natively; False
+            when the request offered none or the provider does not support tools.
     """
 
     text: str
@@ -110,6 +188,8 @@ class Completion:
     cost_usd: float | None = None
     request_id: str = ""
     failed_attempts: tuple[str, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tools_offered: bool = False
 
 
 DeltaCallback = Callable[[str], None]

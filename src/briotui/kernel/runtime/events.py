@@ -116,6 +116,8 @@ class ModelReply(Event):
     output_tokens: int = 0
     cost_usd: float | None = None
     fallback_from: str = ""
+    tool_calls: tuple[str, ...] = ()
+    """The tool calls the reply made, each named compactly ("read calc.py:120-180")."""
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,16 @@ from briotui.kernel.errors import (
     NotText,
 )
 from briotui.kernel.llm.router import Router
-from briotui.kernel.llm.types import CompletionRequest, FailedAttempt, Message
+from briotui.kernel.llm.tools import label as tool_label
+from briotui.kernel.llm.types import (
+    Completion,
+    CompletionRequest,
+    FailedAttempt,
+    Message,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+)
 from briotui.kernel.mesh import Endpoint, Envelope, anyone
 from briotui.kernel.runtime import context as ctxmod
 from briotui.kernel.runtime.context import CallContext, HostTimeout, TaskHost
@@ -133,13 +142,6 @@ def clock_monotonic_ns(ctx: CallContext) -> int:
 
 
 def llm_complete(ctx: CallContext, request: dict[str, Any]) -> Any:
-    provider = ctx.bindings.provider
-    if provider is None:
-        return _error(
-            "unavailable",
-            "No model provider is configured for this run. Pass --provider, or set one "
-            "up in .brio/config.toml (see `briotui doctor`).",
-        )
     req = CompletionRequest(
         messages=tuple(Message(m["role"], m["content"]) for m in request["messages"]),
         max_tokens=request["max_tokens"],
@@ -149,8 +151,97 @@ def llm_complete(ctx: CallContext, request: dict[str, Any]) -> Any:
         agent=ctx.agent,
         task_id=ctx.bindings.task_id,
     )
-    size = sum(len(m.content) for m in req.messages)
-    if (refused := _too_large(ctx, size, "The completion request")) is not None:
+    completion = _complete(ctx, req)
+    if isinstance(completion, Err):
+        return completion
+    return Ok(
+        {
+            "text": completion.text,
+            "provider": completion.provider,
+            "model": completion.model,
+            "usage": _usage(completion),
+            # a plain request offers no tools, so its reply never stops for one
+            "stop_reason": "end"
+            if completion.stop_reason == "tool-use"
+            else completion.stop_reason,
+        }
+    )
+
+
+def _tool_call(call: dict[str, Any]) -> ToolCall:
+    return ToolCall(call["id"], call["name"], call["arguments"])
+
+
+def llm_complete_with_tools(ctx: CallContext, request: dict[str, Any]) -> Any:
+    """One completion that may call tools: the agent runs the calls and asks again."""
+    req = CompletionRequest(
+        messages=tuple(
+            Message(
+                t["role"],
+                t["content"],
+                tuple(_tool_call(c) for c in t["tool_calls"]),
+                tuple(
+                    ToolResult(r["call_id"], r["name"], r["content"], r["is_error"])
+                    for r in t["tool_results"]
+                ),
+            )
+            for t in request["turns"]
+        ),
+        max_tokens=request["max_tokens"],
+        temperature=request["temperature"],
+        stop=tuple(request["stop"]),
+        purpose=request["purpose"],
+        agent=ctx.agent,
+        task_id=ctx.bindings.task_id,
+        tools=tuple(
+            ToolSpec(t["name"], t["description"], t["parameters"]) for t in request["tools"]
+        ),
+    )
+    completion = _complete(ctx, req)
+    if isinstance(completion, Err):
+        return completion
+    return Ok(
+        {
+            "text": completion.text,
+            "tool_calls": [
+                {"id": c.id, "name": c.name, "arguments": c.arguments}
+                for c in completion.tool_calls
+            ],
+            "provider": completion.provider,
+            "model": completion.model,
+            "usage": _usage(completion),
+            "stop_reason": completion.stop_reason,
+            "tools_offered": completion.tools_offered,
+        }
+    )
+
+
+def _usage(completion: Completion) -> dict[str, int]:
+    return {
+        "input_tokens": completion.usage.input_tokens,
+        "output_tokens": completion.usage.output_tokens,
+    }
+
+
+def _last_prompt(req: CompletionRequest) -> str:
+    """What the agent said last, for the transcript (tool results included)."""
+    if not req.messages:
+        return ""
+    last = req.messages[-1]
+    parts = [f"[{r.name} result]\n{r.content}" for r in last.tool_results]
+    return "\n\n".join([*parts, last.content] if last.content else parts)
+
+
+def _complete(ctx: CallContext, req: CompletionRequest) -> Completion | Err[dict[str, str]]:
+    """Ask the run's provider; publish the reply's events; count its usage."""
+    provider = ctx.bindings.provider
+    if provider is None:
+        return _error(
+            "unavailable",
+            "No model provider is configured for this run. Pass --provider, or set one "
+            "up in .brio/config.toml (see `briotui doctor`).",
+        )
+    if (refused := _too_large(ctx, req.text_size(), "The completion request")) is not None:
         return refused
 
     task_id = ctx.bindings.task_id
@@ -188,7 +279,8 @@ def llm_complete(ctx: CallContext, request: dict[str, Any]) -> Any:
         return _error("timeout", f"The model request was cut off {exc}.")
     except BrioError as exc:
         return _error("unavailable", f"{exc.title}: {exc.message}")
-    if (refused := _too_large(ctx, len(completion.text), "The model's reply")) is not None:
+    size = len(completion.text) + sum(len(c.arguments) for c in completion.tool_calls)
+    if (refused := _too_large(ctx, size, "The model's reply")) is not None:
         return refused
     ctx.usage = ctx.usage + completion.usage
     ctx.models.append((completion.provider, completion.model))
@@ -214,7 +306,7 @@ def llm_complete(ctx: CallContext, request: dict[str, Any]) -> Any:
             instance=ctx.instance_id,
             task=ctx.bindings.task_id,
             purpose=req.purpose,
-            prompt=req.messages[-1].content if req.messages else "",
+            prompt=_last_prompt(req),
             text=completion.text,
             provider=completion.provider,
             model=completion.model,
@@ -222,20 +314,10 @@ def llm_complete(ctx: CallContext, request: dict[str, Any]) -> Any:
             output_tokens=completion.usage.output_tokens,
             cost_usd=completion.cost_usd,
             fallback_from=fallback_from,
+            tool_calls=tuple(tool_label(c) for c in completion.tool_calls),
         )
     )
-    return Ok(
-        {
-            "text": completion.text,
-            "provider": completion.provider,
-            "model": completion.model,
-            "usage": {
-                "input_tokens": completion.usage.input_tokens,
-                "output_tokens": completion.usage.output_tokens,
-            },
-            "stop_reason": completion.stop_reason,
-        }
-    )
+    return completion
 
 
 # -- workspace -----------------------------------------------------------------------
@@ -854,7 +936,7 @@ HOST_FUNCTIONS: dict[str, dict[str, HostImpl]] = {
     "types": {},
     "log": {"emit": log_emit},
     "clock": {"now-ms": clock_now_ms, "monotonic-ns": clock_monotonic_ns},
-    "llm": {"complete": llm_complete},
+    "llm": {"complete": llm_complete, "complete-with-tools": llm_complete_with_tools},
     "workspace": {
         "read": ws_read,
         "read-text": ws_read_text,
