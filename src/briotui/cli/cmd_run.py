@@ -22,7 +22,7 @@ from briotui.kernel.runtime.events import Event, LogLine
 from briotui.kernel.runtime.instance import RunFailed, RunOutcome, outcome_json
 from briotui.kernel.settings import Settings, load_settings
 from briotui.kernel.state import StatePatch
-from briotui.kernel.supervisor import TaskResult
+from briotui.kernel.supervisor import WRITING_AGENTS, TaskResult, applied_nothing
 from briotui.kernel.vfs import Session
 
 EXIT_CODES = {
@@ -42,7 +42,8 @@ exit codes (--json prints the same as "outcome"):
      is configured ("done")
   1  tests-failed: the change is complete but the test command failed in it
   2  error: the run stopped (an error, cancelled), or nothing was changed because
-     every subtask failed ("failed"); also for wrong arguments
+     every subtask failed, or the --agent coder run applied no edit ("failed");
+     also for wrong arguments
   3  partial: some subtasks failed or merge conflicts wait for you; the output says
      which subtasks failed and why, and where the conflicts are
 """
@@ -272,15 +273,41 @@ async def _run(args: argparse.Namespace, provider: Provider, settings: Settings)
         except RunFailed as failure:
             await _discard_unused(kernel, session, failed=True)
             _report_failure(args, failure, session, _extra(kernel, settings))
-            return 1
+            return EXIT_CODES["error"]
+        failed = await _applied_nothing(args, outcome, session)
+        ended = "failed" if failed else "done"
         await _discard_unused(kernel, session, failed=False)
-        _report(args, outcome, session, _extra(kernel, settings))
-        return 0
+        _report(
+            args,
+            outcome,
+            session,
+            {
+                "outcome": ended,
+                "exit_code": EXIT_CODES[ended],
+                "failed_subtasks": failed,
+                **_extra(kernel, settings),
+            },
+        )
+        return EXIT_CODES[ended]
     finally:
         await kernel.close()
         close = getattr(provider, "aclose", None)
         if close is not None:
             await close()
+
+
+async def _applied_nothing(
+    args: argparse.Namespace, outcome: RunOutcome, session: Session
+) -> list[dict[str, Any]]:
+    """A writing agent (the Coder) that changed no file failed its task, whatever it
+    says: the failure (``id``, ``goal``, ``reason``) as the pipeline reports a failed
+    subtask, or [] when it did its job."""
+    if args.agent not in WRITING_AGENTS:
+        return []
+    if await asyncio.to_thread(lambda: bool(session.diff().files)):
+        return []
+    goal = args.task.strip().split("\n", 1)[0]
+    return [{"id": args.agent, "goal": goal, "reason": applied_nothing(outcome.summary)}]
 
 
 async def _discard_unused(kernel: Kernel, session: Session, *, failed: bool) -> None:
@@ -314,6 +341,8 @@ def _report_failure(
         print_json(
             {
                 "status": "error",
+                "outcome": "error",
+                "exit_code": EXIT_CODES["error"],
                 "agent": args.agent,
                 "error": failure.error.to_dict(),
                 "usage": failure.usage.to_dict(),
@@ -333,6 +362,11 @@ def _report(
         print_json({**outcome_json(outcome), "session": _session_json(session), **extra})
         return
     say(outcome.summary)
+    for failed in extra["failed_subtasks"]:
+        say(f"  failed: {one_line(failed['id'])} {one_line(failed['goal'])[:60]}")
+        say(f"    why: {one_line(failed['reason'])}")
+    if extra["outcome"] != "done":
+        say(f"Outcome: {OUTCOME_WORDS.get(extra['outcome'], extra['outcome'])}")
     say(_session_line(session), err=True)
     usage = outcome.usage
     models = ", ".join(f"{p}/{m}" for p, m in outcome.models) or "no model calls"

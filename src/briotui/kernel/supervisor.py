@@ -113,6 +113,9 @@ STEP_TITLES = {
 SUBTASK_AGENTS = frozenset({"coder", "smart", "reviewer"})
 """Agents a Foreman may spawn for a subtask."""
 
+WRITING_AGENTS = frozenset({"coder"})
+"""Agents whose job is to change files: a run of one that applied nothing failed."""
+
 
 @dataclass
 class Subtask:
@@ -314,9 +317,11 @@ class Supervisor:
                 return {"id": record.id, "ok": False, "summary": failure.error.message}
             except BrioError as error:
                 return {"id": record.id, "ok": False, "summary": error.message}
-        if record.agent == "coder" and not await asyncio.to_thread(_has_changes, record.session):
+        if record.agent in WRITING_AGENTS and not await asyncio.to_thread(
+            _has_changes, record.session
+        ):
             # a Coder that applied nothing did not do its subtask, whatever it says
-            summary = "applied nothing: " + (outcome.summary or "no edits")
+            summary = applied_nothing(outcome.summary)
             state = self.kernel.state
             if state.exists(["tasks", record.id]):  # the task tree shows it failed
                 with state.batch():
@@ -584,6 +589,11 @@ def fix_feedback(run: dict[str, Any], round_no: int, rounds: int) -> str:
         + str(run["output"])[-FIX_OUTPUT_CHARS:]
         + "\n```\nChange the code (not the tests, unless they are wrong) so they pass."
     )
+
+
+def applied_nothing(summary: str) -> str:
+    """Why a writing agent's run failed although it ended: it changed no file."""
+    return "applied nothing: " + (summary or "no edits")
 
 
 def _has_changes(session: Session) -> bool:
