@@ -17,8 +17,14 @@ from briotui.cli.main import main
 
 pytestmark = pytest.mark.slow
 
-MISS = "app.py\n```\n<<<<<<< SEARCH\n    return a * b\n=======\n    return a + b  # sum\n>>>>>>> REPLACE\n```\n"
-HIT = "app.py\n```\n<<<<<<< SEARCH\n    return a + b\n=======\n    return a + b  # sum\n>>>>>>> REPLACE\n```\n"
+MISS = (
+    "app.py\n```\n<<<<<<< SEARCH\n    return a * b\n=======\n    return a + b  # sum\n"
+    ">>>>>>> REPLACE\n```\n"
+)
+HIT = (
+    "app.py\n```\n<<<<<<< SEARCH\n    return a + b\n=======\n    return a + b  # sum\n"
+    ">>>>>>> REPLACE\n```\n"
+)
 
 
 def run_coder(project: Path, replies: list[object], *extra: str) -> int:

@@ -22,7 +22,12 @@ from briotui.kernel.runtime.events import Event, LogLine
 from briotui.kernel.runtime.instance import RunFailed, RunOutcome, outcome_json
 from briotui.kernel.settings import Settings, load_settings
 from briotui.kernel.state import StatePatch
-from briotui.kernel.supervisor import WRITING_AGENTS, TaskResult, applied_nothing
+from briotui.kernel.supervisor import (
+    WRITING_AGENTS,
+    TaskResult,
+    applied_nothing,
+    follow_up_goal,
+)
 from briotui.kernel.vfs import Session
 
 EXIT_CODES = {
@@ -57,7 +62,8 @@ def register(sub: Any) -> None:
         description=(
             "Run a task headless in the current project: the whole pipeline, or one agent "
             "with --agent. Agents are built first if needed. The changes land in a new "
-            "session; nothing is applied to your files."
+            "session (or, with --session ID, in that open session, continued); nothing is "
+            "applied to your files."
         ),
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -68,6 +74,16 @@ def register(sub: Any) -> None:
         metavar="NAME",
         help="run only this agent (see `briotui agents list`); without it the whole "
         "pipeline runs: Council, Foreman with Coders in parallel branches, Reviewer, tests",
+    )
+    run.add_argument(
+        "--session",
+        metavar="ID",
+        help=(
+            "a follow-up: continue this open session instead of starting a new one. The "
+            "agents work on top of its changes and are told its earlier requests; the new "
+            "hunks join the earlier ones in its review, and its tests run again on the "
+            "whole session. A committed, discarded or unknown session is an error (exit 2)"
+        ),
     )
     run.add_argument(
         "--provider",
@@ -163,7 +179,9 @@ async def _pipeline(args: argparse.Namespace, provider: Provider, settings: Sett
         kernel.state.subscribe(_progress_printer(kernel))
     try:
         await kernel.build_agents(on_event=None if args.json else BuildProgress())
-        result = await kernel.wait(await kernel.submit(args.task, provider=provider))
+        result = await kernel.wait(
+            await kernel.submit(args.task, provider=provider, session_id=args.session)
+        )
         session = kernel.sessions().get(result.session_id)
         if args.json:
             print_json(
@@ -260,23 +278,35 @@ async def _run(args: argparse.Namespace, provider: Provider, settings: Settings)
 
         kernel.events.subscribe(show)
     try:
-        session = kernel.sessions().create(label=args.agent, task=args.task)
+        goal, context, start = args.task, [], None
+        if args.session:  # a follow-up: the open session, continued
+            session = await asyncio.to_thread(kernel.continuable_session, args.session)
+            previous = await asyncio.to_thread(kernel.requests_of, session)
+            start = await asyncio.to_thread(session.overlay)
+            if previous:
+                goal = follow_up_goal(args.task, previous)
+                context = [("previous-requests", "\n".join(previous))]
+        else:
+            session = kernel.sessions().create(label=args.agent, task=args.task)
         try:
             outcome = await kernel.run_agent(
                 args.agent,
-                args.task,
+                goal,
                 bindings=RunBindings(
                     provider=provider, workspace=session, ask_user=kernel.ask_user
                 ),
+                context=context,
                 on_build=None if args.json else BuildProgress(),
             )
         except RunFailed as failure:
-            await _discard_unused(kernel, session, failed=True)
+            if start is None:
+                await _discard_unused(kernel, session, failed=True)
             _report_failure(args, failure, session, _extra(kernel, settings))
             return EXIT_CODES["error"]
-        failed = await _applied_nothing(args, outcome, session)
+        failed = await _applied_nothing(args, outcome, session, start)
         ended = "failed" if failed else "done"
-        await _discard_unused(kernel, session, failed=False)
+        if start is None:
+            await _discard_unused(kernel, session, failed=False)
         _report(
             args,
             outcome,
@@ -297,14 +327,21 @@ async def _run(args: argparse.Namespace, provider: Provider, settings: Settings)
 
 
 async def _applied_nothing(
-    args: argparse.Namespace, outcome: RunOutcome, session: Session
+    args: argparse.Namespace,
+    outcome: RunOutcome,
+    session: Session,
+    start: dict[str, Any] | None,
 ) -> list[dict[str, Any]]:
     """A writing agent (the Coder) that changed no file failed its task, whatever it
     says: the failure (``id``, ``goal``, ``reason``) as the pipeline reports a failed
-    subtask, or [] when it did its job."""
+    subtask, or [] when it did its job. ``start``: a continued session's content before
+    the run (None: a new session)."""
     if args.agent not in WRITING_AGENTS:
         return []
-    if await asyncio.to_thread(lambda: bool(session.diff().files)):
+    if start is not None:
+        if await asyncio.to_thread(session.overlay) != start:
+            return []
+    elif await asyncio.to_thread(lambda: bool(session.diff().files)):
         return []
     goal = args.task.strip().split("\n", 1)[0]
     return [{"id": args.agent, "goal": goal, "reason": applied_nothing(outcome.summary)}]

@@ -396,26 +396,42 @@ class Supervisor:
 
     # -- the pipeline ----------------------------------------------------------------
 
-    async def run_pipeline(self, task_id: str, goal: str, session: Session) -> TaskResult:
-        """Council, Foreman (with Coders), Reviewer and, if configured, the tests."""
+    async def run_pipeline(
+        self, task_id: str, goal: str, session: Session, *, previous: Sequence[str] = ()
+    ) -> TaskResult:
+        """Council, Foreman (with Coders), Reviewer and, if configured, the tests.
+
+        With ``previous`` (the requests made in ``session`` before: a follow-up) the
+        agents get them with the new request (see :func:`follow_up_goal`, and the
+        ``previous-requests`` context); the run counts as having changed something
+        only if this run changed the session.
+        """
         kernel = self.kernel
         result = TaskResult(task_id, "running", session_id=session.id)
-        plan = await self._step("council", goal, session, task_id, [])
+        start = await asyncio.to_thread(_content, session) if previous else {}
+        extra: list[tuple[str, str]] = []
+        if previous:
+            goal = follow_up_goal(goal, previous)
+            extra = [("previous-requests", "\n".join(previous))]
+        plan = await self._step("council", goal, session, task_id, list(extra))
         result.plan = _json(plan.data).get("subtasks", [])
         if not result.plan:
             raise ConfigError("The Council's plan has no subtasks.", title="Empty plan")
         foreman = await self._step(
-            "foreman", goal, session, task_id, [("plan", json.dumps(result.plan))]
+            "foreman", goal, session, task_id, [("plan", json.dumps(result.plan)), *extra]
         )
         coded = _json(foreman.data)
         result.merge = coded.get("merge", {})
         result.failed_subtasks = self._failures(coded.get("subtasks", []))
-        changed = await asyncio.to_thread(_has_changes, session)
+        if previous:
+            changed = await asyncio.to_thread(_content, session) != start
+        else:
+            changed = await asyncio.to_thread(_has_changes, session)
         if not changed:  # nothing to review or to verify: the run says why
             result.verified = False if test_command(kernel) is not None else None
             return self._conclude(result, changed=False)
         review = await self._step(
-            "reviewer", goal, session, task_id, [("plan", json.dumps(result.plan))]
+            "reviewer", goal, session, task_id, [("plan", json.dumps(result.plan)), *extra]
         )
         result.review = _json(review.data)
         kernel.record_review(session.id, result.review)
@@ -589,6 +605,22 @@ def fix_feedback(run: dict[str, Any], round_no: int, rounds: int) -> str:
         + str(run["output"])[-FIX_OUTPUT_CHARS:]
         + "\n```\nChange the code (not the tests, unless they are wrong) so they pass."
     )
+
+
+def follow_up_goal(goal: str, previous: Sequence[str]) -> str:
+    """What the agents are asked for a follow-up request: the new request (its first
+    line stays the request), then the earlier requests the session already holds."""
+    earlier = "".join(f"{n}. {request}\n" for n, request in enumerate(previous, 1))
+    return (
+        f"{goal.strip()}\n\nThis request continues an open session that already holds the "
+        "changes made for the earlier request(s) below (the files you read show them): "
+        f"build on them, do not redo or undo them unless asked.\nEarlier requests:\n{earlier}"
+    )
+
+
+def _content(session: Session) -> dict[str, object]:
+    """What a session holds beyond its base: path -> blob (to see whether a run changed it)."""
+    return dict(session.overlay())
 
 
 def applied_nothing(summary: str) -> str:
