@@ -136,3 +136,32 @@ def test_run_help_says_how_to_continue_a_session(capsys: pytest.CaptureFixture[s
     text = " ".join(capsys.readouterr().out.split())
     assert "--session ID" in text
     assert "continue this open session" in text
+
+
+COMMENT = edit("app.py", "    return a + b", "    return a + b  # sum")
+README = edit("README.md", "# demo", "# demo!")
+
+
+def test_one_agent_can_continue_a_session_too(
+    project: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, first = run(project, [COMMENT], capsys, "--agent", "coder", "comment the sum")
+    assert code == 0, first
+    session_id = first["session"]["id"]
+    # the Coder is told the earlier request; its edit joins the session's first one
+    replies = [{"agent": "coder", "match": "1. comment the sum", "text": README}]
+    code, second = run(
+        project, replies, capsys, "--agent", "coder", "--session", session_id, "shout the title"
+    )
+    assert code == 0, second
+    assert second["session"]["id"] == session_id
+    assert [f["path"] for f in second["session"]["files"]] == ["README.md", "app.py"]
+    # a Coder that changes nothing in the continued session failed, and the session stays
+    miss = edit("README.md", "# nope", "# x")
+    code, third = run(
+        project, [miss] * 4, capsys, "--agent", "coder", "--session", session_id, "again"
+    )
+    assert code == 2, third
+    assert third["outcome"] == "failed"
+    assert third["session"]["state"] == "open"
+    assert len(third["session"]["files"]) == 2

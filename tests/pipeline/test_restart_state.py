@@ -81,7 +81,7 @@ async def test_a_restart_publishes_the_same_verification_provenance_and_titles(
     second = Kernel(project)
     try:
         second.restore()
-        await second.refresh_session(result.session_id)
+        await second.restore_sessions()
         after = published(second, result.session_id)
     finally:
         await second.close()
@@ -105,6 +105,7 @@ async def test_a_session_changed_after_its_test_run_is_not_verified_after_a_rest
     second = Kernel(project)
     try:
         second.restore()
+        await second.restore_sessions()
         view = contract.session(second.state.get(""), result.session_id)
         assert view is not None
         assert view["verified"] is False  # the run passed on an older version

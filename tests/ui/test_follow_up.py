@@ -126,6 +126,7 @@ async def test_a_verified_session_reviewed_after_a_restart_is_verified_with_prov
     trust_project(project, user_dir=config_dir)  # the app's own user config trusts it too
     app = app_for(project, ScriptedProvider([]), config_dir)
     async with app.run_test(size=(120, 40)) as pilot:
+        await app.workers.wait_for_complete()  # the open sessions are published again
         await pilot.pause()
         app.action_review(result.session_id)
         await app.workers.wait_for_complete()

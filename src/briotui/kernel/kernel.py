@@ -676,7 +676,7 @@ class Kernel:
         Interrupted tasks (running when briotui went away) are marked cancelled, kept
         in :attr:`interrupted` and offered for :meth:`resume` or :meth:`discard_task`.
         """
-        self.interrupted = self.recorder.restore(self.sessions())
+        self.interrupted = self.recorder.restore()
         for task_id in self.interrupted:
             if self.state.exists(["tasks", task_id]):
                 self.state.set(
@@ -684,6 +684,16 @@ class Kernel:
                     {"summary": "Interrupted when briotui quit: resume or discard it."},
                 )
         return list(self.interrupted)
+
+    async def restore_sessions(self) -> None:
+        """Publish the restored open sessions whole again, off the loop: their hunks
+        with who wrote them and their verification, as before the restart (call it
+        after :meth:`restore`). A session that cannot be read now stays as listed."""
+        views = contract.sessions(self.state.get(""))
+        for session_id, view in views.items():
+            if view["state"] == "open" and not view["files"]:
+                with contextlib.suppress(BrioError, OSError):
+                    await self._commands.publish(session_id)
 
     def stored_tasks(self) -> list[dict[str, Any]]:
         """The project's stored top-level tasks, oldest first.

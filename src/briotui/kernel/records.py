@@ -18,7 +18,6 @@ passed on its current version, with no conflicts left).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -41,7 +40,7 @@ from briotui.kernel.runtime.instance import RunUsage
 from briotui.kernel.state import StateTree
 from briotui.kernel.store import Store
 from briotui.kernel.tasktree import TaskStatus, TaskTree
-from briotui.kernel.vfs import Session, SessionDiff, SessionManager
+from briotui.kernel.vfs import Session, SessionDiff
 
 _GONE = (AgentState.STOPPED, AgentState.FAILED)
 
@@ -215,11 +214,12 @@ class Recorder:
 
     # -- restart ----------------------------------------------------------------------
 
-    def restore(self, sessions: SessionManager | None = None) -> list[str]:
+    def restore(self) -> list[str]:
         """Load the stored tasks and sessions into the state tree after a start.
 
-        With ``sessions`` each open session is published whole (its hunks with their
-        provenance, its verification), as it was before the restart.
+        Open sessions are listed (task, label, review); :meth:`publish_session` (off
+        the loop: it reads their diffs) then shows each whole again, with its hunks'
+        provenance and its verification, as before the restart.
 
         Tasks still marked running were interrupted (briotui quit or crashed): they are
         marked cancelled here, and their ids returned so the user can resume (submit
@@ -240,7 +240,6 @@ class Recorder:
                         ),
                         parents=True,
                     )
-                    self._republish(str(row["id"]), sessions)
             for row in rows:
                 status = row["status"]
                 if status in ("running", "pending", "waiting"):
@@ -268,13 +267,6 @@ class Recorder:
                 [INTERRUPTED, *interrupted],
             )
         return interrupted
-
-    def _republish(self, session_id: str, sessions: SessionManager | None) -> None:
-        """Publish a stored open session whole (kept as restored if it cannot be read)."""
-        if sessions is None:
-            return
-        with contextlib.suppress(BrioError, OSError):  # unreadable now: the review says so
-            self.publish_session(sessions.get(session_id))
 
     def stored_tasks(self, *, roots_only: bool = True) -> list[dict[str, Any]]:
         """The stored tasks, oldest first: id, agent, goal, status, session, result."""

@@ -233,6 +233,7 @@ class BrioApp(App[int]):
         self.mirror = self._subscription.snapshot.tree
         self._seq = self._subscription.snapshot.seq
         self._unsubscribe_events = self.kernel.events.subscribe(self._on_event)
+        self.restore_sessions()
         await self.push_screen(MainScreen())
         if interrupted:
             self.notify(
@@ -492,6 +493,12 @@ class BrioApp(App[int]):
         except BrioError as exc:
             self.notify(exc.message, title=exc.title, severity="warning", timeout=10)
             return []
+
+    @work(exit_on_error=False, group="restore", description="show the open sessions again")
+    async def restore_sessions(self) -> None:
+        """Publish the open sessions whole again (hunks, provenance, verification)."""
+        assert self.kernel is not None
+        await self.kernel.restore_sessions()
 
     def _selected_root(self) -> str | None:
         screen = self._main_screen()
