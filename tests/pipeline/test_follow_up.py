@@ -165,3 +165,13 @@ def test_one_agent_can_continue_a_session_too(
     assert third["outcome"] == "failed"
     assert third["session"]["state"] == "open"
     assert len(third["session"]["files"]) == 2
+    # the earlier requests, each once, as the user wrote them
+    manager = SessionManager.open(project)
+    try:
+        [prompt] = manager.store.query(
+            "SELECT content FROM messages WHERE role = 'user' AND content LIKE '%Request: again%'"
+        )
+    finally:
+        manager.close()
+    assert prompt["content"].count("Earlier requests:") == 1
+    assert "1. comment the sum\n2. shout the title\n" in prompt["content"]

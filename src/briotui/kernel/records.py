@@ -47,6 +47,9 @@ _GONE = (AgentState.STOPPED, AgentState.FAILED)
 INTERRUPTED = "interrupted by a restart"
 """The stored result of a task that was running when briotui went away."""
 
+FOLLOW_UP_NOTE = "\n\nThis request continues an open session"
+"""Where a follow-up's goal (see ``supervisor.follow_up_goal``) stops being the request."""
+
 NOT_WRITERS = frozenset({"pipeline", "council", "foreman", "reviewer", "smart"})
 """Agents that plan, review or test: a session's changes are never credited to them."""
 
@@ -308,7 +311,8 @@ class Recorder:
             "SELECT goal FROM tasks WHERE session_id = ? AND parent_id IS NULL ORDER BY created",
             (session_id,),
         )
-        return list(dict.fromkeys(str(r["goal"]).strip() for r in rows if str(r["goal"]).strip()))
+        goals = (str(r["goal"]).split(FOLLOW_UP_NOTE, 1)[0].strip() for r in rows)
+        return list(dict.fromkeys(goal for goal in goals if goal))
 
     def goal_of(self, task_id: str) -> tuple[str, str, str | None] | None:
         """A stored task's (goal, agent, session id), or None."""

@@ -37,6 +37,7 @@ from briotui.kernel import contract
 from briotui.kernel.caps.model import Delegator
 from briotui.kernel.errors import BrioError, ConfigError, MergeConflict
 from briotui.kernel.llm.types import Provider
+from briotui.kernel.records import FOLLOW_UP_NOTE
 from briotui.kernel.runtime.context import RunBindings
 from briotui.kernel.runtime.instance import RunFailed, RunOutcome
 from briotui.kernel.tasktree import TaskStatus
@@ -612,7 +613,7 @@ def follow_up_goal(goal: str, previous: Sequence[str]) -> str:
     line stays the request), then the earlier requests the session already holds."""
     earlier = "".join(f"{n}. {request}\n" for n, request in enumerate(previous, 1))
     return (
-        f"{goal.strip()}\n\nThis request continues an open session that already holds the "
+        f"{goal.strip()}{FOLLOW_UP_NOTE} that already holds the "
         "changes made for the earlier request(s) below (the files you read show them): "
         f"build on them, do not redo or undo them unless asked.\nEarlier requests:\n{earlier}"
     )
