@@ -64,6 +64,7 @@ class MainScreen(Screen[None]):
             "ctrl+f",
             "app.toggle_follow_up",
             "Follow-up",
+            show=False,
             id="follow-up",
             tooltip="Toggle: requests continue the session last reviewed instead of a new "
             "one (“+ request” does it once)",
