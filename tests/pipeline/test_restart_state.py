@@ -4,6 +4,8 @@ contract's views), as a fresh CLI process or a restarted TUI would show them."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 from tests.pipeline.test_fix_loop import BROKEN
 from tests.pipeline.test_pipeline import FILES, REVIEW, edit, plan, repo
 
+from briotui.cli.main import main
 from briotui.kernel import contract
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
@@ -89,7 +92,7 @@ async def test_a_restart_publishes_the_same_verification_provenance_and_titles(
 
 
 async def test_a_session_changed_after_its_test_run_is_not_verified_after_a_restart(
-    tmp_path: Path, built_agents: list[str]
+    tmp_path: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = repo(tmp_path / "proj", FILES)
     first = Kernel(project)
@@ -113,3 +116,9 @@ async def test_a_session_changed_after_its_test_run_is_not_verified_after_a_rest
         assert view["tests"]["passed"] is True
     finally:
         await second.close()
+    # a fresh CLI process says the same
+    capsys.readouterr()
+    argv = ["-C", str(project), "sessions", "show", result.session_id, "--json"]
+    assert await asyncio.to_thread(main, argv) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["session"]["verified"] is False
