@@ -1,4 +1,6 @@
-"""``briotui run "TASK" --agent NAME``: run one agent headless and print its result."""
+"""``briotui run "TASK"``: run the pipeline (or one agent, ``--agent NAME``) headless,
+in a new session or, with ``--session ID``, continuing an open one; print the result and
+exit with the outcome's code (:data:`EXIT_CODES`)."""
 
 from __future__ import annotations
 

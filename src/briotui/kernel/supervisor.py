@@ -17,7 +17,10 @@ The pipeline for a request, each step a real agent component in its own instance
    session is "verified" only when the kernel saw that command pass there.
 
 Everything the user reviews is one session; nothing reaches the working tree until the
-user accepts hunks and commits. The run's outcome (:data:`OUTCOMES`) says what really
+user accepts hunks and commits. A follow-up request continues an open session instead of
+a new one: the steps work on its content and are given the requests made in it before
+(:func:`follow_up_goal`), its new hunks join the earlier ones, and it is verified again
+only when the tests pass on the whole of it. The run's outcome (:data:`OUTCOMES`) says what really
 happened: a session without changes, or with conflicts left, is never verified, and
 failed subtasks are named with their reasons. Branch sessions are discarded (kept in
 history) once the task ends.
