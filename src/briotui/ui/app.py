@@ -80,7 +80,10 @@ def outcome_text(status: str, summary: str, error: str = "", *, session: str | N
     if status == "done":
         line = f"\n\n---\n\n**✔ Done.** {summary}"
         if session:
-            line += f"\n\nReview its changes (session `{session}`) with **ctrl+r**."
+            line += (
+                f"\n\nReview its changes (session `{session}`) with **ctrl+r**. A request "
+                "starting with **+** continues the session last reviewed or run."
+            )
         return line
     if status == "failed":
         head = f"**✘ Failed: {error}.**" if error else "**✘ Failed.**"
