@@ -416,7 +416,8 @@ class Recorder:
         diff = session.diff()
         decisions = session.decisions()
         authors = self.authors(session)
-        self._keep_authors(session.id, [h.id for h in diff.hunks()], authors, diff)
+        new = [h.id for h in diff.hunks() if h.id not in authors]  # not stored yet
+        self._keep_authors(session.id, new, authors, diff)
         current: dict[str, Any] = self.state.get(["sessions", session.id]) or {}
         verified, tests = current.get("verified"), current.get("tests")
         if session.state == "open":
@@ -481,7 +482,8 @@ class Recorder:
         diff: SessionDiff,
     ) -> None:
         """Store the provenance of hunks published for the first time (a hunk's id
-        names its content, so who wrote it does not change afterwards)."""
+        names its content, so who wrote it does not change afterwards); their credit
+        in ``authors`` is their path's."""
         path_of: dict[str, str] = {h.id: f.path for f in diff.files for h in f.hunks}
         rows = []
         now = time.time()
