@@ -3,7 +3,7 @@
 Everything a front end does goes through :class:`Kernel`; everything it shows comes
 from the kernel's events (:attr:`Kernel.events`). The kernel never imports Textual.
 
-It is longer than most modules (~770 lines) because it is the one command surface:
+It is longer than most modules (~1000 lines) because it is the one command surface:
 each front-end command (tasks, session commands, grants, questions) is a short method
 here that delegates to the module doing the work (``supervisor``, ``session_commands``,
 ``records``, ``caps``).

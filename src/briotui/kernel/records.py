@@ -14,6 +14,9 @@ What a restart shows is read back from the store, never lost with the process: e
 task's title, who wrote each hunk (``hunk_provenance``: kept when a session is
 published), and whether a session is verified (its last run of the test command
 passed on its current version, with no conflicts left).
+
+One piece (~690 lines): it is the one writer of the kernel's records, events in and
+state and rows out; splitting tasks from sessions would split that one write path.
 """
 
 from __future__ import annotations

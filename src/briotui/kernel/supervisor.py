@@ -20,10 +20,13 @@ Everything the user reviews is one session; nothing reaches the working tree unt
 user accepts hunks and commits. A follow-up request continues an open session instead of
 a new one: the steps work on its content and are given the requests made in it before
 (:func:`follow_up_goal`), its new hunks join the earlier ones, and it is verified again
-only when the tests pass on the whole of it. The run's outcome (:data:`OUTCOMES`) says what really
-happened: a session without changes, or with conflicts left, is never verified, and
-failed subtasks are named with their reasons. Branch sessions are discarded (kept in
-history) once the task ends.
+only when the tests pass on the whole of it. The run's outcome (:data:`OUTCOMES`) says
+what really happened: a session without changes, or with conflicts left, is never
+verified, and failed subtasks are named with their reasons. Branch sessions are
+discarded (kept in history) once the task ends.
+
+One piece (~640 lines): the pipeline's steps and the ``tasks`` imports its agents call
+(spawn, wait, merge) share one run's subtasks and branch sessions.
 """
 
 from __future__ import annotations
