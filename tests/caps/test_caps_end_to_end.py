@@ -53,7 +53,9 @@ def run_coder(project: Path, approve: str, stdin: str = "") -> dict[str, object]
     )
     assert "Traceback" not in proc.stderr
     result: dict[str, object] = json.loads(proc.stdout)
-    assert proc.returncode == (0 if result["status"] == "ok" else 1), proc.stderr
+    # the pipeline's exit codes: 0 done; 2 an error, or nothing applied ("failed")
+    assert proc.returncode == result["exit_code"], proc.stderr
+    assert proc.returncode == (0 if result["outcome"] == "done" else 2)
     return result
 
 

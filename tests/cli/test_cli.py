@@ -79,8 +79,9 @@ def test_run_json_error_when_replies_run_out(
         f"scripted:{replies}",
         "--json",
     )
-    assert code == 1
+    assert code == 2  # "error", as for the pipeline (1 is "tests failed")
     assert data["status"] == "error"
+    assert data["outcome"] == "error"
     error = data["error"]
     assert isinstance(error, dict)
     assert {"kind", "title", "message"} <= set(error)

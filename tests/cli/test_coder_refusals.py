@@ -119,7 +119,7 @@ def test_a_reply_refused_entirely_fails_with_the_reason(
     project: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, ran = run_coder(project, capsys, [GIT_CONFIG])
-    assert code == 1
+    assert code == 2  # "error", as for the pipeline
     assert ran["status"] == "error"
     assert ".git" in ran["error"]["message"]
     assert ran["session"]["files"] == []

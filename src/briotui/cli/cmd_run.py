@@ -1,4 +1,6 @@
-"""``briotui run "TASK" --agent NAME``: run one agent headless and print its result."""
+"""``briotui run "TASK"``: run the pipeline (or one agent, ``--agent NAME``) headless,
+in a new session or, with ``--session ID``, continuing an open one; print the result and
+exit with the outcome's code (:data:`EXIT_CODES`)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,12 @@ from briotui.kernel.runtime.events import Event, LogLine
 from briotui.kernel.runtime.instance import RunFailed, RunOutcome, outcome_json
 from briotui.kernel.settings import Settings, load_settings
 from briotui.kernel.state import StatePatch
-from briotui.kernel.supervisor import TaskResult
+from briotui.kernel.supervisor import (
+    WRITING_AGENTS,
+    TaskResult,
+    applied_nothing,
+    follow_up_goal,
+)
 from briotui.kernel.vfs import Session
 
 EXIT_CODES = {
@@ -42,7 +49,8 @@ exit codes (--json prints the same as "outcome"):
      is configured ("done")
   1  tests-failed: the change is complete but the test command failed in it
   2  error: the run stopped (an error, cancelled), or nothing was changed because
-     every subtask failed ("failed"); also for wrong arguments
+     every subtask failed, or the --agent coder run applied no edit ("failed");
+     also for wrong arguments
   3  partial: some subtasks failed or merge conflicts wait for you; the output says
      which subtasks failed and why, and where the conflicts are
 """
@@ -56,7 +64,8 @@ def register(sub: Any) -> None:
         description=(
             "Run a task headless in the current project: the whole pipeline, or one agent "
             "with --agent. Agents are built first if needed. The changes land in a new "
-            "session; nothing is applied to your files."
+            "session (or, with --session ID, in that open session, continued); nothing is "
+            "applied to your files."
         ),
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -67,6 +76,16 @@ def register(sub: Any) -> None:
         metavar="NAME",
         help="run only this agent (see `briotui agents list`); without it the whole "
         "pipeline runs: Council, Foreman with Coders in parallel branches, Reviewer, tests",
+    )
+    run.add_argument(
+        "--session",
+        metavar="ID",
+        help=(
+            "a follow-up: continue this open session instead of starting a new one. The "
+            "agents work on top of its changes and are told its earlier requests; the new "
+            "hunks join the earlier ones in its review, and its tests run again on the "
+            "whole session. A committed, discarded or unknown session is an error (exit 2)"
+        ),
     )
     run.add_argument(
         "--provider",
@@ -162,7 +181,9 @@ async def _pipeline(args: argparse.Namespace, provider: Provider, settings: Sett
         kernel.state.subscribe(_progress_printer(kernel))
     try:
         await kernel.build_agents(on_event=None if args.json else BuildProgress())
-        result = await kernel.wait(await kernel.submit(args.task, provider=provider))
+        result = await kernel.wait(
+            await kernel.submit(args.task, provider=provider, session_id=args.session)
+        )
         session = kernel.sessions().get(result.session_id)
         if args.json:
             print_json(
@@ -260,28 +281,73 @@ async def _run(args: argparse.Namespace, provider: Provider, settings: Settings)
 
         kernel.events.subscribe(show)
     try:
-        session = kernel.sessions().create(label=args.agent, task=args.task)
+        goal, context, start = args.task, [], None
+        if args.session:  # a follow-up: the open session, continued
+            session = await asyncio.to_thread(kernel.continuable_session, args.session)
+            previous = await asyncio.to_thread(kernel.requests_of, session)
+            start = await asyncio.to_thread(session.overlay)
+            if previous:
+                goal = follow_up_goal(args.task, previous)
+                context = [("previous-requests", "\n".join(previous))]
+        else:
+            session = kernel.sessions().create(label=args.agent, task=args.task)
         try:
             outcome = await kernel.run_agent(
                 args.agent,
-                args.task,
+                goal,
                 bindings=RunBindings(
                     provider=provider, workspace=session, ask_user=kernel.ask_user
                 ),
+                context=context,
                 on_build=None if args.json else BuildProgress(),
             )
         except RunFailed as failure:
-            await _discard_unused(kernel, session, failed=True)
+            if start is None:
+                await _discard_unused(kernel, session, failed=True)
             _report_failure(args, failure, session, _extra(kernel, settings))
-            return 1
-        await _discard_unused(kernel, session, failed=False)
-        _report(args, outcome, session, _extra(kernel, settings))
-        return 0
+            return EXIT_CODES["error"]
+        failed = await _applied_nothing(args, outcome, session, start)
+        ended = "failed" if failed else "done"
+        if start is None:
+            await _discard_unused(kernel, session, failed=False)
+        _report(
+            args,
+            outcome,
+            session,
+            {
+                "outcome": ended,
+                "exit_code": EXIT_CODES[ended],
+                "failed_subtasks": failed,
+                **_extra(kernel, settings),
+            },
+        )
+        return EXIT_CODES[ended]
     finally:
         await kernel.close()
         close = getattr(provider, "aclose", None)
         if close is not None:
             await close()
+
+
+async def _applied_nothing(
+    args: argparse.Namespace,
+    outcome: RunOutcome,
+    session: Session,
+    start: dict[str, Any] | None,
+) -> list[dict[str, Any]]:
+    """A writing agent (the Coder) that changed no file failed its task, whatever it
+    says: the failure (``id``, ``goal``, ``reason``) as the pipeline reports a failed
+    subtask, or [] when it did its job. ``start``: a continued session's content before
+    the run (None: a new session)."""
+    if args.agent not in WRITING_AGENTS:
+        return []
+    if start is not None:
+        if await asyncio.to_thread(session.overlay) != start:
+            return []
+    elif await asyncio.to_thread(lambda: bool(session.diff().files)):
+        return []
+    goal = args.task.strip().split("\n", 1)[0]
+    return [{"id": args.agent, "goal": goal, "reason": applied_nothing(outcome.summary)}]
 
 
 async def _discard_unused(kernel: Kernel, session: Session, *, failed: bool) -> None:
@@ -315,6 +381,8 @@ def _report_failure(
         print_json(
             {
                 "status": "error",
+                "outcome": "error",
+                "exit_code": EXIT_CODES["error"],
                 "agent": args.agent,
                 "error": failure.error.to_dict(),
                 "usage": failure.usage.to_dict(),
@@ -334,6 +402,11 @@ def _report(
         print_json({**outcome_json(outcome), "session": _session_json(session), **extra})
         return
     say(outcome.summary)
+    for failed in extra["failed_subtasks"]:
+        say(f"  failed: {one_line(failed['id'])} {one_line(failed['goal'])[:60]}")
+        say(f"    why: {one_line(failed['reason'])}")
+    if extra["outcome"] != "done":
+        say(f"Outcome: {OUTCOME_WORDS.get(extra['outcome'], extra['outcome'])}")
     say(_session_line(session), err=True)
     usage = outcome.usage
     models = ", ".join(f"{p}/{m}" for p, m in outcome.models) or "no model calls"

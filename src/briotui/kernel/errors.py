@@ -356,6 +356,14 @@ class SessionStateError(BrioError):
     wit_kind = "conflict"
 
 
+class SessionNotContinuable(SessionStateError):
+    """A follow-up request names a session it cannot continue: committed, discarded,
+    a Coder's branch, or busy with another task."""
+
+    kind = "session-not-continuable"
+    default_title = "Cannot continue this session"
+
+
 class MergeConflict(BrioError):
     """A 3-way merge found real conflicts; nothing was overwritten.
 

@@ -3,7 +3,7 @@
 Everything a front end does goes through :class:`Kernel`; everything it shows comes
 from the kernel's events (:attr:`Kernel.events`). The kernel never imports Textual.
 
-It is longer than most modules (~770 lines) because it is the one command surface:
+It is longer than most modules (~1000 lines) because it is the one command surface:
 each front-end command (tasks, session commands, grants, questions) is a short method
 here that delegates to the module doing the work (``supervisor``, ``session_commands``,
 ``records``, ``caps``).
@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,12 +37,13 @@ from briotui.kernel.errors import (
     ConfigError,
     EmptyRequest,
     GrantNotFound,
+    SessionNotContinuable,
     TaskNotFound,
 )
 from briotui.kernel.llm.types import Provider
 from briotui.kernel.mesh import Mesh
 from briotui.kernel.paths import ProjectPaths
-from briotui.kernel.records import Recorder
+from briotui.kernel.records import Recorder, verification_view
 from briotui.kernel.repomap import build_repo_map
 from briotui.kernel.runtime.build import Builder, BuildEvent, BuildResult
 from briotui.kernel.runtime.cache import BuildCache
@@ -65,7 +66,12 @@ from briotui.kernel.shell.runner import ShellSettings, sandbox_status
 from briotui.kernel.shell.session import ShellService
 from briotui.kernel.sqlservice import SqlService
 from briotui.kernel.state import StateTree
-from briotui.kernel.supervisor import Supervisor, TaskResult, pipeline_concurrency
+from briotui.kernel.supervisor import (
+    Supervisor,
+    TaskResult,
+    follow_up_goal,
+    pipeline_concurrency,
+)
 from briotui.kernel.tasktree import TaskStatus
 from briotui.kernel.vfs import Decision, Session, SessionManager
 from briotui.kernel.vfs.commit import CommitResult, RollbackResult
@@ -290,8 +296,20 @@ class Kernel:
     def recorder(self) -> Recorder:
         """The task tree and the store's records of tasks, transcripts and reviews."""
         if self._recorder is None:
-            self._recorder = Recorder(self.state, self.sessions().store)
+            self._recorder = Recorder(
+                self.state, self.sessions().store, test_command=self._test_command_or_none
+            )
         return self._recorder
+
+    def _test_command_or_none(self) -> list[str] | None:
+        """The project's test command; None when unset or not understood (a
+        verification read from the store then says nothing)."""
+        from briotui.kernel.supervisor import test_command
+
+        try:
+            return test_command(self)
+        except ConfigError:
+            return None
 
     def _on_event(self, event: Event) -> None:
         self.recorder.on_event(event)
@@ -341,7 +359,7 @@ class Kernel:
         if self.state.exists(["sessions", session_id]):
             self.state.set(["sessions", session_id, "verified"], verified)
             if run is not None:
-                self.state.set(["sessions", session_id, "tests"], _verification(run))
+                self.state.set(["sessions", session_id, "tests"], verification_view(run))
         return verified
 
     def note_authors(self, session_id: str, hunk_ids: Sequence[str], task_id: str) -> None:
@@ -521,21 +539,43 @@ class Kernel:
         agent: str | None = None,
         provider: Provider | None = None,
         concurrency: int | None = None,
+        session_id: str | None = None,
     ) -> str:
         """Start a task in the background; returns its id (see :meth:`wait`).
 
         With ``agent`` None the whole pipeline runs (Council, Foreman with Coders in
         branches, Reviewer, tests); otherwise that one agent. Either way the changes
-        land in one new session and nothing is applied.
+        land in one session and nothing is applied: a new session, or with
+        ``session_id`` (a follow-up request) that open session, continued: the work
+        starts from its content (the Coders' branches fork from it and merge back into
+        it), the earlier requests made in it are given with the new one, its new hunks
+        join the earlier ones in the same review, and its verification starts over
+        (the tests run again on the whole session).
 
         Raises:
             EmptyRequest: ``goal`` is empty or only whitespace.
+            SessionNotFound: no session ``session_id``.
+            SessionNotContinuable: that session is committed, discarded, a branch, or
+                busy with another task.
         """
         refuse_empty(goal)
+        previous: list[str] = []
+        if session_id is not None:
+            session = await asyncio.to_thread(self.continuable_session, session_id)
+            previous = await asyncio.to_thread(self.requests_of, session)
         task_id = "t-" + uuid.uuid4().hex[:8]
         if provider is not None and not self.state.get(["provider", "name"]):
             self.state.set(["provider"], contract.provider_view(provider.name))
-        session = await asyncio.to_thread(self.new_session, label=agent or "pipeline", task=goal)
+        if session_id is None:
+            session = await asyncio.to_thread(
+                self.new_session, label=agent or "pipeline", task=goal
+            )
+        else:
+            await asyncio.to_thread(self.recorder.publish_session, session)
+            with self.state.batch():  # verified again only once the tests pass again
+                self.state.set(["sessions", session.id, "verified"], None)
+                if self.state.exists(["sessions", session.id, "tests"]):
+                    self.state.remove(["sessions", session.id, "tests"])
         self._task_sessions[task_id] = session
         self.recorder.task_started(
             task_id, agent=agent or "pipeline", goal=goal, parent=None, session_id=session.id
@@ -544,10 +584,62 @@ class Kernel:
             self, provider, concurrency=concurrency or pipeline_concurrency(self)
         )
         self._jobs[task_id] = self.loop.create_task(
-            self._drive(task_id, goal, agent, session, supervisor, discard_unused=True),
+            self._drive(
+                task_id,
+                goal,
+                agent,
+                session,
+                supervisor,
+                previous=previous,
+                discard_unused=session_id is None,
+            ),
             name=f"task {task_id}",
         )
         return task_id
+
+    def continuable_session(self, session_id: str) -> Session:
+        """The open session ``session_id``, for a follow-up request to continue.
+
+        Blocking (it reads the store).
+
+        Raises:
+            SessionNotFound: no such session.
+            SessionNotContinuable: it is committed, discarded, a branch of another
+                session, or a task of this kernel still works in it.
+        """
+        session = self.sessions().get(session_id)
+        listed = "`briotui sessions list` shows the open ones"
+        if session.state != "open":
+            raise SessionNotContinuable(
+                f"Session {session.id} is {session.state}; a follow-up request continues "
+                f"an open session. Run the request without --session (a new session), or "
+                f"name an open session ({listed})."
+            )
+        if session.parent_id is not None:
+            raise SessionNotContinuable(
+                f"Session {session.id} is a Coder's branch of session {session.parent_id}; "
+                f"continue session {session.parent_id} instead."
+            )
+        busy = [
+            tid
+            for tid, job in self._jobs.items()
+            if not job.done()
+            and self._task_sessions.get(tid) is not None
+            and self._task_sessions[tid].id == session.id
+        ]
+        if busy:
+            raise SessionNotContinuable(
+                f"Task {busy[0]} is still working in session {session.id}; wait for it to "
+                "end (or cancel it), then continue the session."
+            )
+        return session
+
+    def requests_of(self, session: Session) -> list[str]:
+        """The requests made in a session so far, oldest first (its first request when
+        no task recorded one). Blocking (it reads the store)."""
+        return self.recorder.requests_of(session.id) or (
+            [session.task.strip()] if session.task.strip() else []
+        )
 
     async def _drive(
         self,
@@ -558,12 +650,16 @@ class Kernel:
         sup: Supervisor,
         *,
         context: Sequence[tuple[str, str]] = (),
+        previous: Sequence[str] = (),
         discard_unused: bool = False,
     ) -> TaskResult:
         try:
             if agent is None:
-                result = await sup.run_pipeline(task_id, goal, session)
+                result = await sup.run_pipeline(task_id, goal, session, previous=previous)
             else:
+                if previous:
+                    goal = follow_up_goal(goal, previous)
+                    context = (*context, ("previous-requests", "\n".join(previous)))
                 outcome = await self.run_agent(
                     agent,
                     goal,
@@ -620,6 +716,16 @@ class Kernel:
                     {"summary": "Interrupted when briotui quit: resume or discard it."},
                 )
         return list(self.interrupted)
+
+    async def restore_sessions(self) -> None:
+        """Publish the restored open sessions whole again, off the loop: their hunks
+        with who wrote them and their verification, as before the restart (call it
+        after :meth:`restore`). A session that cannot be read now stays as listed."""
+        views = contract.sessions(self.state.get(""))
+        for session_id, view in views.items():
+            if view["state"] == "open" and not view["files"]:
+                with contextlib.suppress(BrioError, OSError):
+                    await self._commands.publish(session_id)
 
     def stored_tasks(self) -> list[dict[str, Any]]:
         """The project's stored top-level tasks, oldest first.
@@ -933,16 +1039,6 @@ class Kernel:
 
 
 __all__ = ["AgentNotFound", "Kernel"]
-
-
-def _verification(run: Mapping[str, Any]) -> contract.VerificationView:
-    return contract.verification_view(
-        run["argv"],
-        exit_code=int(run["exit_code"]),
-        duration_ms=int(run["duration_ms"]),
-        output=str(run["output"]),
-        truncated=bool(run["truncated"]),
-    )
 
 
 def _unused(session: Session, result: TaskResult) -> bool:

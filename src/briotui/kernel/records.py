@@ -11,13 +11,21 @@ constructors, in the shapes front ends read.
 
 The ``usage`` table holds one row per model reply (provider, model, tokens, cost) and
 one per run (fuel and wall time, with the provider and model of the run's last reply).
+
+What a restart shows is read back from the store, never lost with the process: each
+task's title, who wrote each hunk (``hunk_provenance``: kept when a session is
+published), and whether a session is verified (its last run of the test command
+passed on its current version, with no conflicts left).
+
+One piece (~690 lines): it is the one writer of the kernel's records, events in and
+state and rows out; splitting tasks from sessions would split that one write path.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from briotui.kernel import contract
@@ -37,12 +45,15 @@ from briotui.kernel.runtime.instance import RunUsage
 from briotui.kernel.state import StateTree
 from briotui.kernel.store import Store
 from briotui.kernel.tasktree import TaskStatus, TaskTree
-from briotui.kernel.vfs import Session
+from briotui.kernel.vfs import Session, SessionDiff
 
 _GONE = (AgentState.STOPPED, AgentState.FAILED)
 
 INTERRUPTED = "interrupted by a restart"
 """The stored result of a task that was running when briotui went away."""
+
+FOLLOW_UP_NOTE = "\n\nThis request continues an open session"
+"""Where a follow-up's goal (see ``supervisor.follow_up_goal``) stops being the request."""
 
 NOT_WRITERS = frozenset({"pipeline", "council", "foreman", "reviewer", "smart"})
 """Agents that plan, review or test: a session's changes are never credited to them."""
@@ -56,16 +67,22 @@ def _agent_node(agent: str) -> contract.AgentView:
 class Recorder:
     """Keeps the state tree and the store up to date with the kernel's work."""
 
-    def __init__(self, state: StateTree, store: Store) -> None:
+    def __init__(
+        self,
+        state: StateTree,
+        store: Store,
+        *,
+        test_command: Callable[[], Sequence[str] | None] | None = None,
+    ) -> None:
         self.state = state
         self.tasks = TaskTree(state)
         self.store = store
+        self._test_command = test_command
+        """The project's test command (None: none configured), for verification."""
         self._agents: dict[str, contract.AgentView] = {}
         """What is published at ``/agents/<instance>``, per live instance."""
         self._last_model: dict[str, tuple[str, str]] = {}
         """The provider and model of each running task's last reply."""
-        self._hunk_authors: dict[str, dict[str, str]] = {}
-        """Hunk ids a revise run wrote, per session: hunk id -> task id."""
 
     # -- events (delivered on the kernel's loop) -------------------------------------
 
@@ -214,6 +231,10 @@ class Recorder:
     def restore(self) -> list[str]:
         """Load the stored tasks and sessions into the state tree after a start.
 
+        Open sessions are listed (task, label, review); :meth:`publish_session` (off
+        the loop: it reads their diffs) then shows each whole again, with its hunks'
+        provenance and its verification, as before the restart.
+
         Tasks still marked running were interrupted (briotui quit or crashed): they are
         marked cancelled here, and their ids returned so the user can resume (submit
         again) or discard (roll back their session) them.
@@ -247,7 +268,7 @@ class Recorder:
                 )
                 self.tasks.add_task(
                     row["id"],
-                    title=row["goal"][:120],
+                    title=row["title"] or _first_line(row["goal"]),
                     agent=row["agent"],
                     parent=parent,
                     session=row["session_id"],
@@ -294,6 +315,16 @@ class Recorder:
         )
         return str(rows[0]["id"]) if rows else None
 
+    def requests_of(self, session_id: str) -> list[str]:
+        """The requests made in a session so far, oldest first: the goals of the
+        top-level tasks that worked in it (the first, a revision, follow-ups)."""
+        rows = self.store.query(
+            "SELECT goal FROM tasks WHERE session_id = ? AND parent_id IS NULL ORDER BY created",
+            (session_id,),
+        )
+        goals = (str(r["goal"]).split(FOLLOW_UP_NOTE, 1)[0].strip() for r in rows)
+        return list(dict.fromkeys(goal for goal in goals if goal))
+
     def goal_of(self, task_id: str) -> tuple[str, str, str | None] | None:
         """A stored task's (goal, agent, session id), or None."""
         rows = self.store.query(
@@ -315,10 +346,11 @@ class Recorder:
     ) -> None:
         """A task began running (``title``, if given, is shown instead of the goal)."""
         now = time.time()
+        title = title or _first_line(goal)
         if not self.state.exists(["tasks", task_id]):
             self.tasks.add_task(
                 task_id,
-                title=title or (goal.strip().splitlines() or [""])[0][:120],
+                title=title,
                 agent=agent,
                 parent=parent,
                 session=session_id,
@@ -328,8 +360,8 @@ class Recorder:
             self.tasks.set_status(task_id, "running")
         self.store.write(
             "INSERT OR REPLACE INTO tasks (id, parent_id, agent, goal, status, session_id,"
-            " created, updated) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
-            (task_id, parent, agent, goal, session_id, now, now),
+            " created, updated, title) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+            (task_id, parent, agent, goal, session_id, now, now, title),
         )
 
     def task_finished(
@@ -386,14 +418,23 @@ class Recorder:
     def publish_session(self, session: Session) -> None:
         """Publish a session's state, files and hunks (decisions, reasons, provenance).
 
-        What other steps published (the task, label, verification, review, conflicts)
-        is kept. Blocking (it reads the session's diff and the store): call it off the
-        loop.
+        What other steps published (the task, label, review, conflicts) is kept. An
+        open session's verification is read from the store (see :meth:`verification`),
+        and its hunks' provenance is kept there (see :meth:`authors`), so a restart
+        publishes the same. Blocking (it reads the session's diff and the store): call
+        it off the loop.
         """
         diff = session.diff()
         decisions = session.decisions()
         authors = self.authors(session)
+        new = [h.id for h in diff.hunks() if h.id not in authors]  # not stored yet
+        self._keep_authors(session.id, new, authors, diff)
         current: dict[str, Any] = self.state.get(["sessions", session.id]) or {}
+        verified, tests = current.get("verified"), current.get("tests")
+        if session.state == "open":
+            known = self.verification(session.id)
+            if known is not None:
+                verified, tests = known
         files = [
             contract.file_view(
                 f.path,
@@ -421,20 +462,53 @@ class Recorder:
                 task=str(current.get("task") or session.task or ""),
                 label=str(current.get("label") or session.label or ""),
                 state=session.state,
-                verified=current.get("verified"),
+                verified=verified,
                 files=files,
                 conflicts=current.get("conflicts") or self.conflicts_of(session.id),
-                review=current.get("review"),
-                tests=current.get("tests"),
+                review=current.get("review") or self._review_view(session.id),
+                tests=tests,
             ),
             parents=True,
         )
 
     def note_authors(self, session_id: str, hunk_ids: Sequence[str], task_id: str) -> None:
-        """Remember that ``task_id`` wrote these hunks (e.g. a revise run's new hunks)."""
-        known = self._hunk_authors.setdefault(session_id, {})
+        """Remember (in the store) that ``task_id`` wrote these hunks (e.g. a revise
+        run's or a fix round's new hunks)."""
+        rows = self.store.query("SELECT agent FROM tasks WHERE id = ?", (task_id,))
+        agent = str(rows[0]["agent"]) if rows else "coder"
+        model = self._model_of(task_id)
+        now = time.time()
+        with self.store.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO hunk_provenance (session_id, hunk_id, task_id, agent,"
+                " model, created) VALUES (?, ?, ?, ?, ?, ?)",
+                [(session_id, h, task_id, agent, model, now) for h in hunk_ids],
+            )
+
+    def _keep_authors(
+        self,
+        session_id: str,
+        hunk_ids: Sequence[str],
+        authors: Mapping[str, tuple[str, str]],
+        diff: SessionDiff,
+    ) -> None:
+        """Store the provenance of hunks published for the first time (a hunk's id
+        names its content, so who wrote it does not change afterwards); their credit
+        in ``authors`` is their path's."""
+        path_of: dict[str, str] = {h.id: f.path for f in diff.files for h in f.hunks}
+        rows = []
+        now = time.time()
         for hunk_id in hunk_ids:
-            known[hunk_id] = task_id
+            agent, model = authors.get(hunk_id) or authors.get(path_of[hunk_id]) or ("", "")
+            if agent:
+                rows.append((session_id, hunk_id, agent, model, now))
+        if rows:
+            with self.store.transaction() as conn:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO hunk_provenance (session_id, hunk_id, agent, model,"
+                    " created) VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
 
     def _model_of(self, task_id: str) -> str:
         rows = self.store.query(
@@ -452,8 +526,9 @@ class Recorder:
         A path is credited to the writing agent that changed it: the agent run in a
         branch forked from the session (a Coder of the pipeline) whose version the
         session holds exactly (else the first branch that changed it), else the latest
-        writing agent that ran in the session itself; hunk ids noted by
-        :meth:`note_authors` (a revise run) override both. The model is that task's
+        writing agent that ran in the session itself; hunk ids in the store's
+        ``hunk_provenance`` (noted by :meth:`note_authors` for a fix round or a revise
+        run, or kept when first published) override both. The model is that task's
         last reply's provider/model from the transcript.
         """
         found: dict[str, tuple[str, str]] = {}
@@ -493,15 +568,38 @@ class Recorder:
         if own is not None:
             for path in mine:
                 found.setdefault(path, (own[1], self._model_of(own[0])))
-        agents = {
-            str(r["id"]): str(r["agent"])
-            for r in self.store.query(
-                "SELECT id, agent FROM tasks WHERE session_id = ?", (session.id,)
-            )
-        }
-        for hunk_id, task_id in self._hunk_authors.get(session.id, {}).items():
-            found[hunk_id] = (agents.get(task_id, "coder"), self._model_of(task_id))
+        for row in self.store.query(
+            "SELECT hunk_id, agent, model FROM hunk_provenance WHERE session_id = ?",
+            (session.id,),
+        ):
+            found[str(row["hunk_id"])] = (str(row["agent"]), str(row["model"]))
         return found
+
+    def verification(self, session_id: str) -> tuple[bool, contract.VerificationView | None] | None:
+        """Whether a session is verified, from the store: its last run of the test
+        command passed on its current version (no file changed since) and no conflicts
+        are left; with that run's view. None when no test command is configured or
+        it never ran there (what was published stands).
+        """
+        command = self._test_command() if self._test_command is not None else None
+        if command is None:
+            return None
+        run = self.last_run(session_id, command)
+        if run is None:
+            return None
+        rows = self.store.query("SELECT updated FROM sessions WHERE id = ?", (session_id,))
+        current = not rows or float(rows[0]["updated"]) <= float(run["created"])
+        conflicts = self.conflicts_of(session_id)
+        resolved_at = max(
+            (r.get("resolved_at", 0.0) for c in conflicts for r in c["regions"]), default=0.0
+        )
+        passed = (
+            current
+            and run["exit_code"] == 0
+            and not contract.unresolved(conflicts)
+            and float(run["created"]) >= resolved_at  # the tests ran on what resolving made
+        )
+        return passed, verification_view(run)
 
     def record_review(self, session_id: str, review: dict[str, Any], task_id: str = "") -> None:
         """Keep the Reviewer's verdict and findings for a session."""
@@ -573,6 +671,22 @@ class Recorder:
             (task_id, task_id.replace("%", "").replace("_", "\\_") + ".%"),
         )
         return [dict(r) for r in rows]
+
+
+def verification_view(run: Mapping[str, Any]) -> contract.VerificationView:
+    """The state's view of a stored test run (see :func:`last_command_run`)."""
+    return contract.verification_view(
+        run["argv"],
+        exit_code=int(run["exit_code"]),
+        duration_ms=int(run["duration_ms"]),
+        output=str(run["output"]),
+        truncated=bool(run["truncated"]),
+    )
+
+
+def _first_line(goal: str) -> str:
+    """A task's default title: its goal's first line."""
+    return (goal.strip().splitlines() or [""])[0][:120]
 
 
 def last_command_run(store: Store, session_id: str, argv: Sequence[str]) -> dict[str, Any] | None:

@@ -17,10 +17,16 @@ The pipeline for a request, each step a real agent component in its own instance
    session is "verified" only when the kernel saw that command pass there.
 
 Everything the user reviews is one session; nothing reaches the working tree until the
-user accepts hunks and commits. The run's outcome (:data:`OUTCOMES`) says what really
-happened: a session without changes, or with conflicts left, is never verified, and
-failed subtasks are named with their reasons. Branch sessions are discarded (kept in
-history) once the task ends.
+user accepts hunks and commits. A follow-up request continues an open session instead of
+a new one: the steps work on its content and are given the requests made in it before
+(:func:`follow_up_goal`), its new hunks join the earlier ones, and it is verified again
+only when the tests pass on the whole of it. The run's outcome (:data:`OUTCOMES`) says
+what really happened: a session without changes, or with conflicts left, is never
+verified, and failed subtasks are named with their reasons. Branch sessions are
+discarded (kept in history) once the task ends.
+
+One piece (~640 lines): the pipeline's steps and the ``tasks`` imports its agents call
+(spawn, wait, merge) share one run's subtasks and branch sessions.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from briotui.kernel import contract
 from briotui.kernel.caps.model import Delegator
 from briotui.kernel.errors import BrioError, ConfigError, MergeConflict
 from briotui.kernel.llm.types import Provider
+from briotui.kernel.records import FOLLOW_UP_NOTE
 from briotui.kernel.runtime.context import RunBindings
 from briotui.kernel.runtime.instance import RunFailed, RunOutcome
 from briotui.kernel.tasktree import TaskStatus
@@ -112,6 +119,9 @@ STEP_TITLES = {
 
 SUBTASK_AGENTS = frozenset({"coder", "smart", "reviewer"})
 """Agents a Foreman may spawn for a subtask."""
+
+WRITING_AGENTS = frozenset({"coder"})
+"""Agents whose job is to change files: a run of one that applied nothing failed."""
 
 
 @dataclass
@@ -314,9 +324,11 @@ class Supervisor:
                 return {"id": record.id, "ok": False, "summary": failure.error.message}
             except BrioError as error:
                 return {"id": record.id, "ok": False, "summary": error.message}
-        if record.agent == "coder" and not await asyncio.to_thread(_has_changes, record.session):
+        if record.agent in WRITING_AGENTS and not await asyncio.to_thread(
+            _has_changes, record.session
+        ):
             # a Coder that applied nothing did not do its subtask, whatever it says
-            summary = "applied nothing: " + (outcome.summary or "no edits")
+            summary = applied_nothing(outcome.summary)
             state = self.kernel.state
             if state.exists(["tasks", record.id]):  # the task tree shows it failed
                 with state.batch():
@@ -391,26 +403,42 @@ class Supervisor:
 
     # -- the pipeline ----------------------------------------------------------------
 
-    async def run_pipeline(self, task_id: str, goal: str, session: Session) -> TaskResult:
-        """Council, Foreman (with Coders), Reviewer and, if configured, the tests."""
+    async def run_pipeline(
+        self, task_id: str, goal: str, session: Session, *, previous: Sequence[str] = ()
+    ) -> TaskResult:
+        """Council, Foreman (with Coders), Reviewer and, if configured, the tests.
+
+        With ``previous`` (the requests made in ``session`` before: a follow-up) the
+        agents get them with the new request (see :func:`follow_up_goal`, and the
+        ``previous-requests`` context); the run counts as having changed something
+        only if this run changed the session.
+        """
         kernel = self.kernel
         result = TaskResult(task_id, "running", session_id=session.id)
-        plan = await self._step("council", goal, session, task_id, [])
+        start = await asyncio.to_thread(_content, session) if previous else {}
+        extra: list[tuple[str, str]] = []
+        if previous:
+            goal = follow_up_goal(goal, previous)
+            extra = [("previous-requests", "\n".join(previous))]
+        plan = await self._step("council", goal, session, task_id, list(extra))
         result.plan = _json(plan.data).get("subtasks", [])
         if not result.plan:
             raise ConfigError("The Council's plan has no subtasks.", title="Empty plan")
         foreman = await self._step(
-            "foreman", goal, session, task_id, [("plan", json.dumps(result.plan))]
+            "foreman", goal, session, task_id, [("plan", json.dumps(result.plan)), *extra]
         )
         coded = _json(foreman.data)
         result.merge = coded.get("merge", {})
         result.failed_subtasks = self._failures(coded.get("subtasks", []))
-        changed = await asyncio.to_thread(_has_changes, session)
+        if previous:
+            changed = await asyncio.to_thread(_content, session) != start
+        else:
+            changed = await asyncio.to_thread(_has_changes, session)
         if not changed:  # nothing to review or to verify: the run says why
             result.verified = False if test_command(kernel) is not None else None
             return self._conclude(result, changed=False)
         review = await self._step(
-            "reviewer", goal, session, task_id, [("plan", json.dumps(result.plan))]
+            "reviewer", goal, session, task_id, [("plan", json.dumps(result.plan)), *extra]
         )
         result.review = _json(review.data)
         kernel.record_review(session.id, result.review)
@@ -584,6 +612,27 @@ def fix_feedback(run: dict[str, Any], round_no: int, rounds: int) -> str:
         + str(run["output"])[-FIX_OUTPUT_CHARS:]
         + "\n```\nChange the code (not the tests, unless they are wrong) so they pass."
     )
+
+
+def follow_up_goal(goal: str, previous: Sequence[str]) -> str:
+    """What the agents are asked for a follow-up request: the new request (its first
+    line stays the request), then the earlier requests the session already holds."""
+    earlier = "".join(f"{n}. {request}\n" for n, request in enumerate(previous, 1))
+    return (
+        f"{goal.strip()}{FOLLOW_UP_NOTE} that already holds the "
+        "changes made for the earlier request(s) below (the files you read show them): "
+        f"build on them, do not redo or undo them unless asked.\nEarlier requests:\n{earlier}"
+    )
+
+
+def _content(session: Session) -> dict[str, object]:
+    """What a session holds beyond its base: path -> blob (to see whether a run changed it)."""
+    return dict(session.overlay())
+
+
+def applied_nothing(summary: str) -> str:
+    """Why a writing agent's run failed although it ended: it changed no file."""
+    return "applied nothing: " + (summary or "no edits")
 
 
 def _has_changes(session: Session) -> bool:

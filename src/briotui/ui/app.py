@@ -80,7 +80,10 @@ def outcome_text(status: str, summary: str, error: str = "", *, session: str | N
     if status == "done":
         line = f"\n\n---\n\n**✔ Done.** {summary}"
         if session:
-            line += f"\n\nReview its changes (session `{session}`) with **ctrl+r**."
+            line += (
+                f"\n\nReview its changes (session `{session}`) with **ctrl+r**. A request "
+                "starting with **+** continues the session last reviewed or run."
+            )
         return line
     if status == "failed":
         head = f"**✘ Failed: {error}.**" if error else "**✘ Failed.**"
@@ -177,6 +180,10 @@ class BrioApp(App[int]):
         self._config_errors: list[ConfigError] = []
         self._unsubscribe_events: Any = None
         self._tree_changed = 0
+        self.follow_up = False
+        """Requests continue the open session (the toggle; a "+" prefix does it once)."""
+        self._open_session: str | None = None
+        """The session last opened in review, or made by this run's latest request."""
 
     # -- start and stop ------------------------------------------------------------------
 
@@ -229,6 +236,7 @@ class BrioApp(App[int]):
         self.mirror = self._subscription.snapshot.tree
         self._seq = self._subscription.snapshot.seq
         self._unsubscribe_events = self.kernel.events.subscribe(self._on_event)
+        self.restore_sessions()
         await self.push_screen(MainScreen())
         if interrupted:
             self.notify(
@@ -362,15 +370,28 @@ class BrioApp(App[int]):
     # -- commands ------------------------------------------------------------------------
 
     @work(exit_on_error=False, group="submit", description="submit a request")
-    async def submit_request(self, goal: str, agent: str | None = None) -> None:
-        """Hand ``goal`` to the kernel and select the new task."""
+    async def submit_request(
+        self, goal: str, agent: str | None = None, *, follow_up: bool = False
+    ) -> None:
+        """Hand ``goal`` to the kernel and select the new task.
+
+        With ``follow_up`` (a "+" request) or the follow-up toggle on, the request
+        continues the open session (:meth:`continue_target`) instead of a new one.
+        """
+        session_id = None
+        if follow_up or self.follow_up:
+            session_id = self.continue_target()
+            if session_id is None:
+                self.notify_no_open_session()
+                return
         if self.building:
             self.notify("Agents are still building; the request waits for them.", timeout=4)
         try:
-            task_id = await self.workbench.submit(goal, agent=agent)
+            task_id = await self.workbench.submit(goal, agent=agent, session_id=session_id)
         except BrioError as exc:
             self.notify(exc.message, title=exc.title, severity="error", timeout=10)
             return
+        self._open_session = self._session_of(task_id) or self._open_session
         self._reported.add(task_id)
         self._deliver()
         screen = self._main_screen()
@@ -378,6 +399,45 @@ class BrioApp(App[int]):
             await screen.select_task(task_id)
         ended = await self.workbench.outcome(task_id)
         self._add_text(task_id, outcome_text(*ended, session=self._session_of(task_id)))
+
+    def continue_target(self) -> str | None:
+        """The session a follow-up request continues: the one last opened in review,
+        else the one this run's latest request worked in; None unless it is open."""
+        sid = self._open_session
+        if sid is None:
+            return None
+        view = contract.session(self.mirror, sid) or contract.session(
+            self.workbench.state.get(""), sid
+        )  # the patch may not be delivered yet
+        return sid if view is not None and view["state"] == "open" else None
+
+    def notify_no_open_session(self) -> None:
+        """Say why a follow-up request cannot run: no session is open to continue."""
+        self.notify(
+            "There is no open session to continue. Review one first (ctrl+r, or ctrl+o for "
+            "Sessions), or send the request without “+” to start a new session.",
+            title="No open session",
+            severity="warning",
+            timeout=8,
+        )
+
+    def action_toggle_follow_up(self) -> None:
+        """Toggle "continue the open session" for the next requests."""
+        if not self.follow_up and self.continue_target() is None:
+            self.notify_no_open_session()
+            return
+        self.follow_up = not self.follow_up
+        if self.follow_up:
+            self.notify(
+                f"Requests now continue session {self.continue_target()} (ctrl+f: new "
+                "sessions again).",
+                title="Follow-up on",
+            )
+        else:
+            self.notify("Each request starts a new session again.", title="Follow-up off")
+        screen = self._main_screen()
+        if screen is not None:
+            screen.redraw()
 
     def _session_of(self, task_id: str) -> str | None:
         node = contract.task(self.mirror, task_id) or contract.task(
@@ -407,6 +467,7 @@ class BrioApp(App[int]):
                 title="Nothing to review",
             )
             return
+        self._open_session = sid
         self.push_screen(ReviewScreen(sid))
 
     def action_sessions(self) -> None:
@@ -414,6 +475,7 @@ class BrioApp(App[int]):
 
         def opened(session_id: str | None) -> None:
             if session_id:
+                self._open_session = session_id
                 self.push_screen(ReviewScreen(session_id))
 
         self.push_screen(SessionsScreen(), opened)
@@ -437,6 +499,12 @@ class BrioApp(App[int]):
         except BrioError as exc:
             self.notify(exc.message, title=exc.title, severity="warning", timeout=10)
             return []
+
+    @work(exit_on_error=False, group="restore", description="show the open sessions again")
+    async def restore_sessions(self) -> None:
+        """Publish the open sessions whole again (hunks, provenance, verification)."""
+        assert self.kernel is not None
+        await self.kernel.restore_sessions()
 
     def _selected_root(self) -> str | None:
         screen = self._main_screen()
@@ -596,6 +664,12 @@ class BrioApp(App[int]):
             "Discard task", "Roll back the selected task's session", self.action_discard_task
         )
         yield SystemCommand("New request", "Focus the request input", self._focus_request)
+        yield SystemCommand(
+            "Continue the open session (toggle)",
+            "Requests continue the session last reviewed instead of starting a new one "
+            "(“+ request” does it once; ctrl+f)",
+            self.action_toggle_follow_up,
+        )
         yield SystemCommand("Build agents", "Build missing agent components", self.action_build)
         yield SystemCommand(
             "Use the scripted demo",

@@ -40,8 +40,21 @@ class AppHost(Protocol):
         """Everything shown so far for a task."""
         ...
 
-    def submit_request(self, goal: str, agent: str | None = None) -> Worker[None]:
-        """Hand a goal to the kernel (a worker)."""
+    follow_up: bool
+    """Requests continue the open session (the toggle)."""
+
+    def submit_request(
+        self, goal: str, agent: str | None = None, *, follow_up: bool = False
+    ) -> Worker[None]:
+        """Hand a goal to the kernel (a worker); ``follow_up``: continue the open session."""
+        ...
+
+    def continue_target(self) -> str | None:
+        """The open session a follow-up request continues, or None."""
+        ...
+
+    def notify_no_open_session(self) -> None:
+        """Say that no session is open to continue."""
         ...
 
     def resume_task(self, task_id: str) -> Worker[None]:

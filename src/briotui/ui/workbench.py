@@ -66,9 +66,16 @@ class Workbench:
 
     # -- commands ----------------------------------------------------------------------
 
-    async def submit(self, goal: str, *, agent: str | None = None) -> str:
-        """Start a task for ``goal``; returns its id at once (the work runs in the background)."""
-        return await self.kernel.submit(goal, agent=agent, provider=self.provider)
+    async def submit(
+        self, goal: str, *, agent: str | None = None, session_id: str | None = None
+    ) -> str:
+        """Start a task for ``goal``; returns its id at once (the work runs in the background).
+
+        With ``session_id`` the request continues that open session (a follow-up).
+        """
+        return await self.kernel.submit(
+            goal, agent=agent, provider=self.provider, session_id=session_id
+        )
 
     async def outcome(self, task_id: str) -> tuple[str, str, str]:
         """How ``task_id`` ended — (status, summary, error title) — once it ends."""

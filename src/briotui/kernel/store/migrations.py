@@ -301,6 +301,27 @@ def _v7_session_conflicts(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v8_task_titles_hunk_provenance(conn: sqlite3.Connection) -> None:
+    """What a restart must show again: a task's title in the task tree ("Plan the
+    change", "Fix round 1") and who wrote each hunk of a session."""
+    run_script(
+        conn,
+        """
+        -- the title the task tree shows ('' : the goal's first line)
+        ALTER TABLE tasks ADD COLUMN title TEXT NOT NULL DEFAULT '';
+        CREATE TABLE hunk_provenance (
+            session_id  TEXT NOT NULL,
+            hunk_id     TEXT NOT NULL,
+            task_id     TEXT NOT NULL DEFAULT '',  -- the run that wrote it
+            agent       TEXT NOT NULL,
+            model       TEXT NOT NULL DEFAULT '',  -- provider/model of its last reply
+            created     REAL NOT NULL,
+            PRIMARY KEY (session_id, hunk_id)
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _v1_sessions,
     _v2_capabilities_tasks_usage,
@@ -309,6 +330,7 @@ MIGRATIONS: list[Migration] = [
     _v5_provider_failures,
     _v6_command_run_output,
     _v7_session_conflicts,
+    _v8_task_titles_hunk_provenance,
 ]
 """Every migration in order; version N is ``MIGRATIONS[N - 1]``."""
 

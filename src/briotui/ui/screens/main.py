@@ -21,6 +21,11 @@ from briotui.ui.widgets.task_tree import TaskTreeView
 
 PLACEHOLDER = "Ask for a change (Enter runs it; “@coder …” runs one agent)"
 
+FOLLOW_UP_PLACEHOLDER = "Follow-up: continues session {session} (ctrl+f: a new session instead)"
+"""The request input's placeholder while requests continue the open session."""
+
+NO_SESSION_PLACEHOLDER = "Follow-up is on, but no session is open to continue (ctrl+f: off)"
+
 
 class MainScreen(Screen[None]):
     """Where the user asks, watches, and picks a task to review."""
@@ -54,6 +59,15 @@ class MainScreen(Screen[None]):
             show=False,
             id="next-pane",
             tooltip="Move between the request, tasks and conversation",
+        ),
+        Binding(
+            "ctrl+f",
+            "app.toggle_follow_up",
+            "Follow-up",
+            show=False,
+            id="follow-up",
+            tooltip="Toggle: requests continue the session last reviewed instead of a new "
+            "one (“+ request” does it once)",
         ),
         Binding(
             "i",
@@ -102,6 +116,22 @@ class MainScreen(Screen[None]):
         self.query_one("#status", StatusBar).show_state(
             tree, session=session, tree_changed=self.tree_changed, demo=self.brio.demo
         )
+        self._show_follow_up()
+
+    def _show_follow_up(self) -> None:
+        """Say in the request input whether requests continue the open session."""
+        request = self.query_one("#request", Input)
+        if not self.brio.follow_up:
+            request.placeholder = PLACEHOLDER
+            request.border_title = None
+            return
+        target = self.brio.continue_target()
+        if target is None:
+            request.placeholder = NO_SESSION_PLACEHOLDER
+            request.border_title = "follow-up: no open session"
+        else:
+            request.placeholder = FOLLOW_UP_PLACEHOLDER.format(session=target)
+            request.border_title = f"follow-up → {target}"
 
     def refresh_banner(self) -> None:
         """Show what needs the user's attention: build progress, a missing provider."""
@@ -138,13 +168,19 @@ class MainScreen(Screen[None]):
         goal = event.value.strip()
         if not goal:
             return
+        follow_up = goal.startswith("+")  # "+ also add a test": continue the open session
+        if follow_up:
+            goal = goal[1:].strip()
+        if (follow_up or self.brio.follow_up) and self.brio.continue_target() is None:
+            self.brio.notify_no_open_session()  # the request stays in the input
+            return
         event.input.clear()
         agent: str | None = None
         if goal.startswith("@"):  # "@coder fix the typo": one agent instead of the pipeline
             name, _, rest = goal[1:].partition(" ")
             if name and rest.strip():
                 agent, goal = name, rest.strip()
-        self.brio.submit_request(goal, agent)
+        self.brio.submit_request(goal, agent, follow_up=follow_up)
 
     async def on_task_tree_view_task_selected(self, message: TaskTreeView.TaskSelected) -> None:
         if message.task_id != self.selected:
