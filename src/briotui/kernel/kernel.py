@@ -233,10 +233,20 @@ class Kernel:
         build: bool = False,
         on_event: Callable[[BuildEvent], None] | None = None,
     ) -> LoadedAgent:
-        """The loaded (compiled, linked) agent ``name``, building it first if asked."""
-        if name in self._loaded:
-            return self._loaded[name]
+        """The loaded (compiled, linked) agent ``name``, building it first if asked.
+
+        An agent on its world's shared Python runtime reads its code at each run (hot
+        reload); one edited so that it now needs a component of its own (or back) is
+        loaded again.
+        """
         spec = self.agent(name)
+        if name in self._loaded:
+            if not self.builder.left_runtime(self._loaded[name].spec):
+                return self._loaded[name]
+            self._loaded.pop(name, None)
+            stale = self._pools.pop(name, None)
+            if stale is not None:
+                await stale.close()
         if build and not self.builder.is_built(spec):
             [result] = await asyncio.to_thread(self.builder.build, [spec], on_event=on_event)
             if result.error is not None:
