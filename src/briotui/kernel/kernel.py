@@ -34,6 +34,7 @@ from briotui.kernel.errors import (
     AgentCancelled,
     AgentNotFound,
     BrioError,
+    BuildError,
     ConfigError,
     EmptyRequest,
     GrantNotFound,
@@ -67,6 +68,7 @@ from briotui.kernel.sqlservice import SqlService
 from briotui.kernel.state import StateTree
 from briotui.kernel.supervisor import Supervisor, TaskResult, pipeline_concurrency
 from briotui.kernel.tasktree import TaskStatus
+from briotui.kernel.trust import agents_tree_digest
 from briotui.kernel.vfs import Decision, Session, SessionManager
 from briotui.kernel.vfs.commit import CommitResult, RollbackResult
 
@@ -121,6 +123,8 @@ class Kernel:
         self.engine = make_engine(self.settings)
         self.ticker = EpochTicker(self.engine)
         self.builder = Builder(self.engine, self.settings, self.ticker, cache)
+        self.builder.code_check = self._check_agent_code
+        self._trusted_agents_tree = ""
         self._discovery: Discovery | None = None
         self._loaded: dict[str, LoadedAgent] = {}
         self._pools: dict[str, AgentPool] = {}
@@ -187,10 +191,31 @@ class Kernel:
         """The agents of this project: built-ins, and ``.brio/agents`` once trusted."""
         if self._discovery is None or refresh:
             trusted = self.config.user_agents_allowed()
+            # What the project's agents are as trusted now: their code is served to a run
+            # (read at each run by the shared Python runtime) only while it is the same.
+            self._trusted_agents_tree = agents_tree_digest(self.paths.user_agents)
             self._discovery = discover(
                 self.paths if trusted else None, trusted=self.config.agent_limits()
             )
         return self._discovery
+
+    def _check_agent_code(self, spec: AgentSpec) -> None:
+        """Refuse to serve a project agent's code changed since the project was trusted.
+
+        Raises:
+            BuildError: it changed; the user reviews it again with ``briotui trust``.
+        """
+        if spec.origin != "user":
+            return
+        if agents_tree_digest(self.paths.user_agents) != self._trusted_agents_tree:
+            raise BuildError(
+                f"The project's agents (.brio/agents/) changed since the project was trusted, "
+                f"so {spec.name!r} does not run its new code. Run `briotui trust` to review "
+                "the change, then run it again.",
+                agent=spec.name,
+                file=str(spec.directory),
+                title="Project agent changed since trusted",
+            )
 
     def agent(self, name: str) -> AgentSpec:
         """The spec of agent ``name`` (raises AgentNotFound or its manifest's BuildError)."""

@@ -60,6 +60,7 @@ from briotui.kernel.runtime.instance import LoadedAgent
 from briotui.kernel.runtime.pyruntime import (
     AGENT_CODE,
     RUNTIME_MODULE,
+    AgentCode,
     CodeCache,
     own_build_reason,
     runtime_world,
@@ -390,6 +391,9 @@ class Builder:
         self._fingerprint = settings.fingerprint()
         self._components: dict[str, wc.Component] = {}
         self._on_runtime: set[str] = set()
+        self.code_check: Callable[[AgentSpec], None] | None = None
+        """Called before a new version of an agent's code is served to a run (the kernel
+        refuses a project agent changed since the project was trusted)."""
         self._lock = threading.Lock()
 
     def artifact(self, spec: AgentSpec) -> Artifact:
@@ -588,11 +592,17 @@ class Builder:
         if artifact.kind != "runtime":
             return {}
         code = self.code
+        checked: list[AgentCode] = []
 
         def modules(_ctx: Any) -> list[dict[str, Any]]:
+            now = code.code(spec)
+            if not checked or checked[0] is not now:  # a new version: may it run?
+                if self.code_check is not None:
+                    self.code_check(spec)
+                checked[:] = [now]
             return [
                 {"name": m.name, "path": m.path, "source": m.source, "is_package": m.is_package}
-                for m in code.code(spec).modules
+                for m in now.modules
             ]
 
         return {AGENT_CODE: {"modules": modules}}
