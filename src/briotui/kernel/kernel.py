@@ -125,6 +125,8 @@ class Kernel:
         self.builder = Builder(self.engine, self.settings, self.ticker, cache)
         self.builder.code_check = self._check_agent_code
         self._trusted_agents_tree = ""
+        self.builtin_agents: Path | None = None
+        """Where the built-in agents are (None: the shipped ones; benchmarks use a copy)."""
         self._discovery: Discovery | None = None
         self._loaded: dict[str, LoadedAgent] = {}
         self._pools: dict[str, AgentPool] = {}
@@ -195,7 +197,9 @@ class Kernel:
             # (read at each run by the shared Python runtime) only while it is the same.
             self._trusted_agents_tree = agents_tree_digest(self.paths.user_agents)
             self._discovery = discover(
-                self.paths if trusted else None, trusted=self.config.agent_limits()
+                self.paths if trusted else None,
+                builtin=self.builtin_agents,
+                trusted=self.config.agent_limits(),
             )
         return self._discovery
 

@@ -72,8 +72,10 @@ ArtifactKind = Literal["runtime", "own", "prebuilt"]
 
 BUILD_TIMEOUT_S = 600
 
-PIPELINE_ORDER = ("council", "foreman", "coder", "reviewer")
-"""Worlds (and agents) in the order a first pipeline needs them: built first."""
+PIPELINE_ORDER = ("council", "foreman", "coder", "reviewer", "smart")
+"""Worlds (and agents) in the order a pipeline needs them: built first, the Council's
+first (the pipeline runs the Council, the Foreman, Coders, the Reviewer and the Smart
+Agent for the tests)."""
 
 
 @dataclass(frozen=True)
