@@ -158,10 +158,12 @@ async def test_the_tui_builds_nothing_and_says_nothing_when_all_is_built(
     monkeypatch.setattr(Builder, "build", counting)
     config = tmp_path / "config"
     config.mkdir()
+    trust_project(project, config)  # the app's user config trusts the project too
     app = make_app(project, provider=ScriptedProvider([]), config_dir=config, build=True)
     async with app.run_test(size=(100, 30)) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()
+        assert "sneaky" in app.kernel.discovery().agents  # type: ignore[union-attr]
         assert not [line for line in app.banner_lines() if "uild" in line]
         assert builds == []
         assert not app.building
