@@ -596,7 +596,8 @@ class Builder:
         code = self.code
         checked: list[AgentCode] = []
 
-        def modules(_ctx: Any) -> list[dict[str, Any]]:
+        def modules(ctx: Any) -> list[dict[str, Any]]:
+            ctx.host_calls -= 1  # the runtime reading its code is not the agent's call
             now = code.code(spec)
             if not checked or checked[0] is not now:  # a new version: may it run?
                 if self.code_check is not None:
