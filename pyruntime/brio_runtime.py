@@ -2,9 +2,12 @@
 
 componentize-py builds this module (not an agent's ``app.py``) into a component for
 each world, once. At its first ``run`` an instance asks the kernel for its agent's
-modules (``brio:runtime/agent-code``: name, file, source), compiles them and imports
-``app``; ``app.Agent().run(task)`` then does the work. So editing an agent's ``app.py``
-needs no componentize-py build and no wasmtime compile: the next run reads it.
+modules (``agent-code``: name, file, source, and the code object this runtime's own
+compiler made of it, which the kernel keeps per version of the source), loads them and
+imports ``app``; ``app.Agent().run(task)`` then does the work. So editing an agent's
+``app.py`` needs no componentize-py build and no wasmtime compile: the next run reads
+it. ``AgentCompiler`` compiles sources without running them, in an instance where no
+agent code ever ran.
 
 The agent's code runs with exactly the imports of the runtime's world (the world the
 kernel linked this component for): what the world does not import cannot be called.
@@ -24,7 +27,7 @@ import __future__  # noqa: F401
 import os  # noqa: F401
 import weakref  # noqa: F401
 import abc  # noqa: F401
-import base64  # noqa: F401
+import base64
 import bisect  # noqa: F401
 import collections  # noqa: F401
 import contextlib  # noqa: F401
@@ -58,6 +61,7 @@ import typing  # noqa: F401
 import unicodedata  # noqa: F401
 import urllib.parse  # noqa: F401
 
+import marshal
 import pkgutil
 
 import componentize_py_types  # noqa: F401
@@ -104,7 +108,10 @@ class _Sources(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module.__file__ = source.path
         if source.is_package:
             module.__path__ = []
-        code = compile(source.source, source.path, "exec", dont_inherit=True)
+        if source.code:  # compiled by this runtime's compiler (agent-compiler)
+            code = marshal.loads(base64.b64decode(source.code))
+        else:
+            code = compile(source.source, source.path, "exec", dont_inherit=True)
         exec(code, module.__dict__)
 
 
@@ -149,3 +156,18 @@ class Agent(exports.Agent):
         if _agent is None:
             _agent = _load()
         return _agent.run(task)  # type: ignore[attr-defined,no-any-return]
+
+
+class AgentCompiler(exports.AgentCompiler):
+    """Compiles an agent's sources without running them: the kernel calls it in an
+    instance of its own (no agent code ever ran there) and keeps the code objects."""
+
+    def compile(self, modules: list[tuple[str, str]]) -> list[str]:
+        out = []
+        for path, source in modules:
+            try:
+                code = compile(source, path, "exec", dont_inherit=True)
+            except (SyntaxError, ValueError) as exc:
+                raise Err(f"{path}: {exc}") from None
+            out.append(base64.b64encode(marshal.dumps(code)).decode("ascii"))
+        return out

@@ -106,6 +106,25 @@ async def test_user_agent_builds_and_runs_like_a_builtin(
         await kernel.close()
 
 
+async def test_an_agent_with_its_own_build_still_builds_and_runs(
+    project: Path, built_agents: list[str]
+) -> None:
+    write_agent(project, "own", {"app.py": USER_AGENT, "agent.toml": 'build = "own"\n'})
+    kernel = Kernel(project)
+    try:
+        [result] = await kernel.build_agents(["own"])
+        assert result.error is None
+        assert result.artifact == "own"
+        outcome = await kernel.run_agent(
+            "own",
+            "quiet words",
+            bindings=RunBindings(provider=ScriptedProvider([ScriptedReply("quiet words")])),
+        )
+        assert outcome.summary == "QUIET WORDS"
+    finally:
+        await kernel.close()
+
+
 async def test_broken_source_names_agent_file_and_cause_and_others_still_build(
     project: Path, built_agents: list[str]
 ) -> None:

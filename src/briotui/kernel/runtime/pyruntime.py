@@ -20,6 +20,7 @@ An agent that needs more (another module, a native extension, its own ``wit/``, 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import os
 import shutil
@@ -38,7 +39,10 @@ RUNTIME_MODULE = "brio_runtime"
 AGENT_CODE = "agent-code"
 """The interface through which a runtime instance reads its agent's modules."""
 
-AGENT_CODE_IMPORT = f"{WIT_PACKAGE}/{AGENT_CODE}@{WIT_VERSION}"
+AGENT_COMPILER = "agent-compiler"
+"""The interface through which the kernel has a runtime instance compile sources."""
+
+AGENT_COMPILER_EXPORT = f"{WIT_PACKAGE}/{AGENT_COMPILER}@{WIT_VERSION}"
 
 RUNTIME_WIT = f"""package {WIT_PACKAGE}@{WIT_VERSION};
 
@@ -54,10 +58,20 @@ interface {AGENT_CODE} {{
         source: string,
         /// Whether it is a package (an __init__.py).
         is-package: bool,
+        /// Its code object as the runtime's own compiler made it (marshal, base64),
+        /// or "" to compile the source.
+        code: string,
     }}
 
     /// The agent's modules; "app" is the entry point.
     modules: func() -> list<module>;
+}}
+
+/// The runtime compiles an agent's sources (never runs them) in an instance of its own,
+/// so its runs load code objects instead of compiling again.
+interface agent-compiler {{
+    /// Each (file, source)'s code object, marshalled and base64-encoded, in order.
+    compile: func(modules: list<tuple<string, string>>) -> result<list<string>, string>;
 }}
 """
 """The runtime's extra WIT, added to the package only when a runtime is built (agents
@@ -93,7 +107,8 @@ def runtime_wit(world: str) -> str:
     return (
         RUNTIME_WIT
         + f"\n/// The shared Python runtime of the {world!r} world.\n"
-        + f"world {runtime_world(world)} {{\n    include {world};\n    import {AGENT_CODE};\n}}\n"
+        + f"world {runtime_world(world)} {{\n    include {world};\n    import {AGENT_CODE};\n"
+        + f"    export {AGENT_COMPILER};\n}}\n"
     )
 
 
@@ -105,8 +120,10 @@ def write_runtime_wit(out: Path, world: str, wit: Path | None = None) -> None:
     (out / "brio-python-runtime.wit").write_text(runtime_wit(world), encoding="utf-8")
 
 
+@functools.lru_cache(maxsize=1)
 def runtime_source_digest() -> bytes:
-    """The hash of the runtime's own sources (they change only with briotui)."""
+    """The hash of the runtime's own sources, once per process (they change only with
+    briotui)."""
     digest = hashlib.sha256()
     root = pyruntime_dir()
     for path in sorted(root.rglob("*.py")):
