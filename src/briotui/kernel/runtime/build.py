@@ -621,7 +621,7 @@ class Builder:
                 {
                     "name": m.name,
                     "path": m.path,
-                    "source": m.source,
+                    "source": "" if compiled.get(m.path) else m.source,  # not needed then
                     "is_package": m.is_package,
                     "code": compiled.get(m.path, ""),
                 }
