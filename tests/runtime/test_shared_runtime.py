@@ -174,8 +174,7 @@ async def test_preloaded_modules_and_own_modules_import_on_the_runtime(
         {
             "app.py": app,
             "helpers.py": "def shout(text):\n    return text.upper()\n",
-            "pkg/__init__.py": "",
-            "pkg/sub.py": "VALUE = 'ok: '\n",
+            "pkg/sub.py": "VALUE = 'ok: '\n",  # a package without __init__.py
         },
     )
     kernel = Kernel(project)
@@ -264,6 +263,7 @@ async def test_hot_reload_in_a_running_kernel(
         with pytest.raises(RunFailed) as refused:  # changed since the project was trusted
             await run("parrot")
         assert "changed since the project was trusted" in refused.value.error.message
+        assert refused.value.error.title == "Project agent changed since trusted"
         trust_project(project)
         kernel.reload_config()
         assert await run("parrot") == "new hi"

@@ -46,7 +46,7 @@ import wasmtime
 from wasmtime import component as wc
 
 from briotui.kernel.agents import AgentSpec, world_imports
-from briotui.kernel.errors import AgentError, BuildError, ComponentError, WitError
+from briotui.kernel.errors import AgentError, BuildError, ComponentError, HostError, WitError
 from briotui.kernel.paths import pyruntime_dir, wit_dir
 from briotui.kernel.runtime.cache import (
     BuildCache,
@@ -614,7 +614,11 @@ class Builder:
             now = code.code(spec)
             if not checked or checked[0] is not now:  # a new version: may it run?
                 if self.code_check is not None:
-                    self.code_check(spec)
+                    try:
+                        self.code_check(spec)
+                    except BuildError as refused:  # the run fails with this, as it is
+                        ctx.fatal = HostError(refused.message, agent=spec.name, title=refused.title)
+                        raise wasmtime.WasmtimeError(f"brio: {refused.title}") from None
                 checked[:] = [now]
             compiled = self._compiled(key, now, spec) if key else {}
             return [

@@ -215,6 +215,15 @@ def _read_code(spec: AgentSpec) -> AgentCode:
             continue
         imports |= _top_imports(tree)
         modules.append(AgentModule(named[0], str(path), source, named[1]))
+    names = {m.name for m in modules}
+    for module in list(modules):  # a directory without __init__.py is a package too
+        parts = module.name.split(".")
+        for depth in range(1, len(parts)):
+            parent = ".".join(parts[:depth])
+            if parent not in names:
+                names.add(parent)
+                path = spec.directory.joinpath(*parts[:depth], "__init__.py")
+                modules.append(AgentModule(parent, str(path), "", True))
     own = {m.name.split(".")[0] for m in modules}
     if not reason and total > MAX_SOURCE_BYTES:
         reason = f"its sources are over {MAX_SOURCE_BYTES // (1024 * 1024)} MiB"
