@@ -21,6 +21,10 @@ A failure in one agent is reported with the agent, the file and the cause, and n
 stops the others. A failure is cached with its reason, keyed like the artifact (its
 inputs) and the kernel's host functions: an unchanged agent that cannot build or link
 is refused at once, not rebuilt for a minute first.
+
+One piece: choosing an agent's artifact, building each artifact once for all the agents
+that share it, remembering failures and loading are one cache's life cycle; what the
+shared runtime serves at run time lives in :mod:`.agentcode` and :mod:`.pyruntime`.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ import concurrent.futures
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import re
 import subprocess
@@ -40,14 +43,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import wasmtime
 from wasmtime import component as wc
 
 from briotui.kernel.agents import AgentSpec, world_imports
-from briotui.kernel.errors import AgentError, BuildError, ComponentError, HostError, WitError
+from briotui.kernel.errors import AgentError, BuildError, ComponentError, WitError
 from briotui.kernel.paths import pyruntime_dir, wit_dir
+from briotui.kernel.runtime.agentcode import CodeServer
 from briotui.kernel.runtime.cache import (
     BuildCache,
     CacheEntry,
@@ -59,10 +63,7 @@ from briotui.kernel.runtime.engine import EngineSettings, EpochTicker
 from briotui.kernel.runtime.host import HOST_FUNCTIONS, HostImpl, build_linker
 from briotui.kernel.runtime.instance import LoadedAgent
 from briotui.kernel.runtime.pyruntime import (
-    AGENT_CODE,
-    AGENT_COMPILER_EXPORT,
     RUNTIME_MODULE,
-    AgentCode,
     CodeCache,
     own_build_reason,
     runtime_world,
@@ -74,12 +75,6 @@ ArtifactKind = Literal["runtime", "own", "prebuilt"]
 
 BUILD_TIMEOUT_S = 600
 
-COMPILE_FUEL = 20_000_000_000
-"""Fuel for compiling an agent's sources in a runtime instance of its own."""
-COMPILE_MEMORY_BYTES = 512 * 1024 * 1024
-COMPILE_DEADLINE_MS = 60_000
-
-log = logging.getLogger(__name__)
 
 PIPELINE_ORDER = ("council", "foreman", "coder", "reviewer", "smart")
 """Worlds (and agents) in the order a pipeline needs them: built first, the Council's
@@ -402,11 +397,22 @@ class Builder:
         self._fingerprint = settings.fingerprint()
         self._components: dict[str, wc.Component] = {}
         self._on_runtime: set[str] = set()
-        self._code_objects: dict[str, dict[str, str]] = {}
-        self.code_check: Callable[[AgentSpec], None] | None = None
+        self._lock = threading.Lock()
+        self.server = CodeServer(engine, ticker, self.cache.root, self.code, self._component)
+
+    @property
+    def code_check(self) -> Callable[[AgentSpec], None] | None:
         """Called before a new version of an agent's code is served to a run (the kernel
         refuses a project agent changed since the project was trusted)."""
-        self._lock = threading.Lock()
+        return self.server.check
+
+    @code_check.setter
+    def code_check(self, check: Callable[[AgentSpec], None] | None) -> None:
+        self.server.check = check
+
+    def _component(self, key: str) -> wc.Component | None:
+        with self._lock:
+            return self._components.get(key)
 
     def artifact(self, spec: AgentSpec) -> Artifact:
         """What ``spec`` runs: its world's shared runtime, its own or a prebuilt component.
@@ -603,92 +609,7 @@ class Builder:
         """The runtime's ``agent-code`` for ``spec`` (nothing for other artifacts)."""
         if artifact.kind != "runtime":
             return {}
-        return self._extra_code(spec, artifact.key)
-
-    def _extra_code(self, spec: AgentSpec, key: str = "") -> Mapping[str, Mapping[str, HostImpl]]:
-        code = self.code
-        checked: list[AgentCode] = []
-
-        def modules(ctx: Any) -> list[dict[str, Any]]:
-            ctx.host_calls -= 1  # the runtime reading its code is not the agent's call
-            now = code.code(spec)
-            if not checked or checked[0] is not now:  # a new version: may it run?
-                if self.code_check is not None:
-                    try:
-                        self.code_check(spec)
-                    except BuildError as refused:  # the run fails with this, as it is
-                        ctx.fatal = HostError(refused.message, agent=spec.name, title=refused.title)
-                        raise wasmtime.WasmtimeError(f"brio: {refused.title}") from None
-                checked[:] = [now]
-            compiled = self._compiled(key, now, spec) if key else {}
-            return [
-                {
-                    "name": m.name,
-                    "path": m.path,
-                    "source": "" if compiled.get(m.path) else m.source,  # not needed then
-                    "is_package": m.is_package,
-                    "code": compiled.get(m.path, ""),
-                }
-                for m in now.modules
-            ]
-
-        return {AGENT_CODE: {"modules": modules}}
-
-    def _compiled(self, key: str, code: AgentCode, spec: AgentSpec) -> dict[str, str]:
-        """The code objects of ``code`` as the runtime ``key`` compiles them, by file.
-
-        Kept per version of the sources, in memory and in the cache (a new process
-        loads them instead of compiling). Made once per version by :meth:`_compile` in
-        an instance of the runtime of its own. Empty when they cannot be made: the
-        runtime then compiles the sources itself (and reports their errors).
-        """
-        name = f"{key}-{code.digest}"
-        with self._lock:
-            hit = self._code_objects.get(name)
-        if hit is not None:
-            return hit
-        path = self.cache.root / "pycode" / f"{name}.json"
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            compiled = {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            compiled = self._compile(key, code, spec)
-            if compiled:
-                with contextlib.suppress(OSError):
-                    atomic_write(path, json.dumps(compiled).encode())
-        with self._lock:
-            self._code_objects[name] = compiled
-        return compiled
-
-    def _compile(self, key: str, code: AgentCode, spec: AgentSpec) -> dict[str, str]:
-        with self._lock:
-            component = self._components.get(key)
-        if component is None or not code.modules:
-            return {}
-        try:
-            store = wasmtime.Store(self.engine)
-            store.set_wasi(wasmtime.WasiConfig())  # a store without WASI aborts the process
-            store.set_limits(memory_size=COMPILE_MEMORY_BYTES)
-            store.set_fuel(COMPILE_FUEL)
-            self.ticker.ensure_started()
-            store.set_epoch_deadline(self.ticker.ticks_for(COMPILE_DEADLINE_MS))
-            # The agent's own linker: the compiler calls none of it (no agent code runs).
-            linker, _ = build_linker(self.engine, component, spec, extra=self._extra_code(spec))
-            instance = linker.instantiate(store, component)
-            index = instance.get_export_index(store, AGENT_COMPILER_EXPORT)
-            fn_index = instance.get_export_index(store, "compile", index) if index else None
-            func = instance.get_func(store, fn_index) if fn_index else None
-            if func is None:
-                return {}
-            raw = func(store, [(m.path, m.source) for m in code.modules])
-            func.post_return(store)
-        except wasmtime.WasmtimeError as exc:
-            log.info("the runtime %s could not compile %s: %s", key, code.digest, exc)
-            return {}
-        values = (raw.payload if raw.tag == "ok" else None) if hasattr(raw, "tag") else raw
-        if not isinstance(values, list) or len(values) != len(code.modules):
-            return {}  # a syntax error: the run reports it, with its file and line
-        return {m.path: str(v) for m, v in zip(code.modules, values, strict=True)}
+        return self.server.host_functions(spec, artifact.key)
 
     def load(self, spec: AgentSpec) -> LoadedAgent:
         """Load ``spec``'s compiled artifact from the cache (milliseconds).
@@ -736,7 +657,7 @@ class Builder:
             else:
                 self._on_runtime.discard(spec.name)
         if artifact.kind == "runtime":  # its code objects now, not in its first run
-            self._compiled(artifact.key, self.code.code(spec), spec)
+            self.server.compiled(artifact.key, self.code.code(spec), spec)
         return LoadedAgent(spec, self.engine, component, linker, shape, self.ticker)
 
 
