@@ -265,8 +265,7 @@ class Kernel:
         """The loaded (compiled, linked) agent ``name``, building it first if asked.
 
         An agent on its world's shared Python runtime reads its code at each run (hot
-        reload); one edited so that it now needs a component of its own (or back) is
-        loaded again.
+        reload); one edited so that it now needs a component of its own is loaded again.
         """
         spec = self.agent(name)
         if name in self._loaded:
