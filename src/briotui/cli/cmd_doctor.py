@@ -95,7 +95,7 @@ def _agents(kernel: Kernel) -> list[Check]:
         except BrioError as exc:
             checks.append(Check(name, "error", exc.message, "Fix the agent's files."))
             continue
-        where = f"{spec.origin}, world {spec.world}, runs {runs}"
+        where = f"{spec.origin}, world {spec.world}, runs on {runs}"
         if kernel.builder.is_built(spec):
             checks.append(Check(name, "ok", f"{where}, built"))
         elif (failure := kernel.builder.failure(spec)) is not None:
