@@ -167,3 +167,37 @@ async def test_the_tui_builds_nothing_and_says_nothing_when_all_is_built(
         assert not [line for line in app.banner_lines() if "uild" in line]
         assert builds == []
         assert not app.building
+
+
+async def test_a_build_under_way_is_waited_for_not_done_twice(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TUI's background build and a request needing the same agent now."""
+    import asyncio
+    import time
+
+    directory = project / ".brio" / "agents" / "slow"
+    directory.mkdir(parents=True)
+    (directory / "agent.toml").write_text('component = "c.wat"\n')
+    (directory / "c.wat").write_text(f";; {project}\n{REVIEWER_THAT_WRITES}")
+    trust_project(project)
+    compiled: list[str] = []
+    real = build_module.compile_component
+
+    def slow(engine: object, spec: object, data: bytes) -> object:
+        compiled.append(getattr(spec, "name", "?"))
+        time.sleep(0.5)  # long enough for the second build to arrive meanwhile
+        return real(engine, spec, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(build_module, "compile_component", slow)
+    kernel = Kernel(project)
+    try:
+        spec = kernel.agent("slow")
+        first, second = await asyncio.gather(
+            asyncio.to_thread(kernel.builder.build, [spec]),
+            asyncio.to_thread(kernel.builder.build, [spec]),
+        )
+        assert compiled == ["slow"]  # once; the other waited and found it done
+        assert {first[0].status, second[0].status} == {"failed"}
+    finally:
+        await kernel.close()

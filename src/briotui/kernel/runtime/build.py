@@ -398,6 +398,7 @@ class Builder:
         self._components: dict[str, wc.Component] = {}
         self._on_runtime: set[str] = set()
         self._lock = threading.Lock()
+        self._building: dict[str, threading.Lock] = {}
         self.server = CodeServer(engine, ticker, self.cache.root, self.code, self._component)
 
     @property
@@ -517,6 +518,16 @@ class Builder:
         return result
 
     def _build_group(
+        self, group: _Group, *, force: bool, emit: Callable[[BuildEvent], None]
+    ) -> list[BuildResult]:
+        """Build one artifact; a build of the same artifact already under way (the TUI's
+        background build, when a request needs the agent now) is waited for, not redone."""
+        with self._lock:
+            busy = self._building.setdefault(group.artifact.key, threading.Lock())
+        with busy:
+            return self._build_group_now(group, force=force, emit=emit)
+
+    def _build_group_now(
         self, group: _Group, *, force: bool, emit: Callable[[BuildEvent], None]
     ) -> list[BuildResult]:
         artifact, specs = group.artifact, group.specs
