@@ -26,7 +26,7 @@ from briotui.kernel.runtime.cache import BuildCache, runtime_key
 from briotui.kernel.runtime.context import RunBindings
 from briotui.kernel.runtime.engine import EngineSettings, EpochTicker, make_engine
 from briotui.kernel.runtime.instance import RunFailed
-from briotui.kernel.runtime.pyruntime import PRELOADED
+from briotui.kernel.runtime.pyruntime import PRELOADED, CodeCache
 from briotui.kernel.runtime.values import component_imports
 
 pytestmark = pytest.mark.slow
@@ -286,3 +286,14 @@ def test_a_cache_takes_unchanged_artifacts_from_another(
     assert entry.compiled.stat().st_ino == shared.compiled.stat().st_ino  # linked, not copied
     alone = BuildCache(tmp_path / "alone")  # an explicit cache looks nowhere else
     assert not alone.entry(shared.key, fingerprint).compiled.exists()
+
+
+def test_a_symlinked_module_is_not_served(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOKEN = 'do not read me'\n")
+    directory = write_agent(tmp_path, "peek", {"app.py": ECHO_LIKE})
+    (directory / "loot.py").symlink_to(secret)
+    spec = discover(ProjectPaths.at(tmp_path)).agents["peek"]
+    code = CodeCache().code(spec)
+    assert [m.name for m in code.modules] == ["app"]
+    assert not any("do not read me" in m.source for m in code.modules)

@@ -146,13 +146,17 @@ class AgentModule:
 
 
 def _python_files(directory: Path) -> Iterator[Path]:
-    for root, dirs, files in os.walk(directory):
+    """The agent's ``.py`` files: regular files only, never through a symlink (a project's
+    agent must not get, say, ``~/.ssh`` served to it as a module)."""
+    for root, dirs, files in os.walk(directory):  # does not enter symlinked directories
         dirs[:] = sorted(
             d for d in dirs if d not in _SKIP_DIRS and not d.startswith((".", "componentize_py"))
         )
         for name in sorted(files):
             if name.endswith(".py") and not name.startswith("componentize_py"):
-                yield Path(root) / name
+                path = Path(root) / name
+                if not path.is_symlink() and path.is_file():
+                    yield path
 
 
 def _module_name(directory: Path, path: Path) -> tuple[str, bool] | None:
@@ -202,8 +206,11 @@ def _read_code(spec: AgentSpec) -> AgentCode:
         named = _module_name(spec.directory, path)
         if named is None:
             continue
+        total += path.stat().st_size
+        if total > MAX_SOURCE_BYTES:
+            reason = f"its sources are over {MAX_SOURCE_BYTES // (1024 * 1024)} MiB"
+            break
         data = path.read_bytes()
-        total += len(data)
         digest.update(str(path).encode() + b"\0" + data + b"\0")
         try:
             source = data.decode("utf-8")
@@ -225,8 +232,6 @@ def _read_code(spec: AgentSpec) -> AgentCode:
                 path = spec.directory.joinpath(*parts[:depth], "__init__.py")
                 modules.append(AgentModule(parent, str(path), "", True))
     own = {m.name.split(".")[0] for m in modules}
-    if not reason and total > MAX_SOURCE_BYTES:
-        reason = f"its sources are over {MAX_SOURCE_BYTES // (1024 * 1024)} MiB"
     if not reason and "app" not in own:
         reason = "it has no app.py"
     missing = sorted(imports - own - PRELOADED)
