@@ -139,6 +139,8 @@ async def test_the_reviewer_runtime_cannot_write(project: Path, built_agents: li
                 bindings=RunBindings(provider=ScriptedProvider([ScriptedReply("x")])),
             )
         assert "workspace_write" in failed.value.error.message
+        assert "sneaky-reviewer/app.py" in failed.value.error.message  # its file, named
+        assert str(project) not in failed.value.error.message  # not where it is on the host
     finally:
         await kernel.close()
 

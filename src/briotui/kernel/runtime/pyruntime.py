@@ -221,7 +221,8 @@ def _read_code(spec: AgentSpec) -> AgentCode:
             reason = reason or f"{path.name} does not parse with this Python"
             continue
         imports |= _top_imports(tree)
-        modules.append(AgentModule(named[0], str(path), source, named[1]))
+        shown = f"{spec.name}/{path.relative_to(spec.directory).as_posix()}"  # not the host's
+        modules.append(AgentModule(named[0], shown, source, named[1]))
     names = {m.name for m in modules}
     for module in list(modules):  # a directory without __init__.py is a package too
         parts = module.name.split(".")
@@ -229,8 +230,8 @@ def _read_code(spec: AgentSpec) -> AgentCode:
             parent = ".".join(parts[:depth])
             if parent not in names:
                 names.add(parent)
-                path = spec.directory.joinpath(*parts[:depth], "__init__.py")
-                modules.append(AgentModule(parent, str(path), "", True))
+                shown = "/".join([spec.name, *parts[:depth], "__init__.py"])
+                modules.append(AgentModule(parent, shown, "", True))
     own = {m.name.split(".")[0] for m in modules}
     if not reason and "app" not in own:
         reason = "it has no app.py"
