@@ -2,7 +2,10 @@
 
 Agent components are built once per test session into a persistent cache
 (``$BRIOTUI_TEST_CACHE``, default ``~/.cache/briotui-test``), so a second run of the
-suite reuses them; CI starts empty and builds them once.
+suite reuses them; CI starts empty and builds them once. The built-in Python agents run
+on the shared Python runtime of their world, so a cold suite builds one runtime per
+world, not one component per agent; and what the user's own cache (``~/.cache/briotui``)
+already holds is linked from there, not built again (same content-addressed layout).
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ def make_git_project(root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def built_agents() -> list[str]:
-    """Build every built-in agent once per session (cached across sessions)."""
+    """Build every built-in agent once per session (cached across sessions): one shared
+    Python runtime per world."""
     from briotui.kernel.kernel import Kernel
 
     async def build() -> list[str]:

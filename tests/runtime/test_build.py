@@ -106,6 +106,39 @@ async def test_user_agent_builds_and_runs_like_a_builtin(
         await kernel.close()
 
 
+async def test_own_builds_and_prebuilt_components_still_build_and_run(
+    project: Path, built_agents: list[str]
+) -> None:
+    write_agent(project, "own", {"app.py": USER_AGENT, "agent.toml": 'build = "own"\n'})
+    kernel = Kernel(project)
+    try:
+        [result] = await kernel.build_agents(["own"])
+        assert result.error is None
+        assert result.artifact == "own"
+        outcome = await kernel.run_agent(
+            "own",
+            "quiet words",
+            bindings=RunBindings(provider=ScriptedProvider([ScriptedReply("quiet words")])),
+        )
+        assert outcome.summary == "QUIET WORDS"
+        # The same component, prebuilt (as another toolchain would hand it over).
+        built = kernel.builder.entry_for(kernel.agent("own")).component.read_bytes()
+        write_agent(
+            project, "prebuilt", {"agent.toml": 'component = "agent.wasm"\n', "agent.wasm": built}
+        )
+        kernel.reload_config()
+        [result] = await kernel.build_agents(["prebuilt"])
+        assert (result.error, result.artifact) == (None, "prebuilt")
+        outcome = await kernel.run_agent(
+            "prebuilt",
+            "loud",
+            bindings=RunBindings(provider=ScriptedProvider([ScriptedReply("loud")])),
+        )
+        assert outcome.summary == "LOUD"
+    finally:
+        await kernel.close()
+
+
 async def test_broken_source_names_agent_file_and_cause_and_others_still_build(
     project: Path, built_agents: list[str]
 ) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from briotui.cli.output import print_json, say, table
 from briotui.cli.progress import BuildProgress
+from briotui.kernel.errors import BrioError
 from briotui.kernel.kernel import Kernel
 
 
@@ -71,9 +72,11 @@ async def _build(args: argparse.Namespace) -> int:
     if results and all(r.status == "cached" for r in results):
         say(f"All {len(results)} agents are up to date; nothing to build.")
     else:
+        artifacts = len({r.key for r in built})
         say(
-            f"Built {len(built)}, up to date {len(results) - len(built) - len(failed)}, "
-            f"failed {len(failed)}."
+            f"Built {len(built)} ({artifacts} component{'s' if artifacts != 1 else ''}), "
+            "up to date "
+            f"{len(results) - len(built) - len(failed)}, failed {len(failed)}."
         )
     for result in failed:
         assert result.error is not None
@@ -89,6 +92,13 @@ def run_list(args: argparse.Namespace) -> int:
         discovery = kernel.discovery()
         rows = []
         for spec in discovery.agents.values():
+            failure = kernel.builder.failure(spec)
+            try:
+                artifact = kernel.builder.artifact(spec)
+            except BrioError:
+                kind, runs = "?", "?"
+            else:
+                kind, runs = artifact.kind, artifact.describe()
             rows.append(
                 {
                     "name": spec.name,
@@ -96,6 +106,9 @@ def run_list(args: argparse.Namespace) -> int:
                     "world": spec.world,
                     "security": spec.security,
                     "built": kernel.builder.is_built(spec),
+                    "artifact": kind,
+                    "runs": runs,
+                    "failure": failure.to_dict() if failure else None,
                     "description": spec.description,
                     "directory": str(spec.directory),
                 }
@@ -108,14 +121,15 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     say(
         table(
-            ["agent", "origin", "world", "security", "built", "description"],
+            ["agent", "origin", "world", "security", "built", "runs on", "description"],
             [
                 [
                     r["name"],
                     r["origin"],
                     r["world"],
                     r["security"],
-                    "yes" if r["built"] else "no",
+                    "yes" if r["built"] else ("FAILED" if r["failure"] else "no"),
+                    _RUNS_ON.get(str(r["artifact"]), "?"),
                     r["description"],
                 ]
                 for r in rows
@@ -124,6 +138,19 @@ def run_list(args: argparse.Namespace) -> int:
     )
     for problem in discovery.problems:
         say(f"\n{problem.agent}: {problem.title}\n  {problem.message}", err=True)
-    if any(not r["built"] for r in rows):
+    for row in rows:
+        remembered = row["failure"]
+        if isinstance(remembered, dict):
+            say(f"\n{row['name']}: {remembered['title']}\n  {remembered['message']}", err=True)
+    if any(not r["built"] and not r["failure"] for r in rows):
         say("\nBuild the missing ones with `briotui agents build`.", err=True)
     return 0
+
+
+_RUNS_ON = {
+    "runtime": "python runtime",
+    "own": "own build",
+    "prebuilt": "prebuilt",
+}
+"""The "runs on" column: its world's shared Python runtime (code read at each run: edits
+need no build), a component of its own, or a prebuilt component."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from briotui import __version__
 from briotui.cli.output import print_json, say, table
+from briotui.devtools.bench.builds import bench_builds
 from briotui.devtools.bench.llm import bench_llm
 from briotui.devtools.bench.measure import Measure
 from briotui.devtools.bench.mesh import bench_mesh
@@ -36,7 +37,9 @@ def register(sub: Any) -> None:
             "instantiate, pool hand-out, host calls, event-loop lag, timeout release, "
             "the kernel's overhead per agent run, warm against cold runs), "
             "sessions (fork of a 50k-file project, diff and commit of 100 files), model "
-            "streaming overhead, the mesh and the state tree; print a table and write JSON."
+            "streaming overhead, the mesh and the state tree; print a table and write JSON. "
+            "With --builds, also agent builds from an empty cache (first run, all agents) "
+            "and hot reload."
         ),
     )
     bench.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -48,6 +51,11 @@ def register(sub: Any) -> None:
     bench.add_argument("--rounds", type=int, default=20, help="samples per figure (default 20)")
     bench.add_argument(
         "--quick", action="store_true", help="runtime figures only (skip sessions and models)"
+    )
+    bench.add_argument(
+        "--builds",
+        action="store_true",
+        help="also time agent builds from an empty cache and hot reloads (slow: minutes)",
     )
     bench.add_argument(
         "--live-agents",
@@ -96,6 +104,8 @@ async def _measure(args: argparse.Namespace) -> list[Measure]:
         measures += await bench_overhead(kernel, rounds=rounds)
     finally:
         await kernel.close()
+    if args.builds:
+        measures += await bench_builds()
     if args.quick:
         return measures
     kernel = Kernel(args.project)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from briotui.cli.output import print_json, say, table
-from briotui.kernel.errors import ConfigError
+from briotui.kernel.errors import BrioError, ConfigError
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.config import models_config
 from briotui.kernel.llm.health import check_providers
@@ -89,15 +89,28 @@ def _agents(kernel: Kernel) -> list[Check]:
     discovery = kernel.discovery()
     checks = []
     for spec in discovery.agents.values():
-        built = kernel.builder.is_built(spec)
-        checks.append(
-            Check(
-                f"agent {spec.name}",
-                "ok" if built else "warn",
-                f"{spec.origin}, world {spec.world}, {'built' if built else 'not built'}",
-                "" if built else "Run `briotui agents build`.",
+        name = f"agent {spec.name}"
+        try:
+            runs = kernel.builder.artifact(spec).describe()
+        except BrioError as exc:
+            checks.append(Check(name, "error", exc.message, "Fix the agent's files."))
+            continue
+        where = f"{spec.origin}, world {spec.world}, runs on {runs}"
+        if kernel.builder.is_built(spec):
+            checks.append(Check(name, "ok", f"{where}, built"))
+        elif (failure := kernel.builder.failure(spec)) is not None:
+            # Building again would only fail again: say why instead.
+            checks.append(
+                Check(
+                    name,
+                    "error",
+                    f"{where}; it cannot be built: {failure.title}: {failure.message}",
+                    "Fix the agent (its files, or the world in its agent.toml); an "
+                    "unchanged agent is not built again.",
+                )
             )
-        )
+        else:
+            checks.append(Check(name, "warn", f"{where}, not built", "Run `briotui agents build`."))
     for problem in discovery.problems:
         checks.append(
             Check(f"agent {problem.agent}", "error", problem.message, "Fix the agent's files.")

@@ -11,11 +11,12 @@ from briotui.kernel.runtime.build import BuildEvent
 
 _LABELS = {
     "cached": "up to date",
-    "building": "building (componentize-py)…",
+    "building": "building…",
     "compiling": "compiling…",
     "done": "done",
     "failed": "FAILED",
 }
+"""What each phase says when the event does not say what is being done."""
 
 
 class BuildProgress:
@@ -29,7 +30,7 @@ class BuildProgress:
         self._lock = threading.Lock()
 
     def __call__(self, event: BuildEvent) -> None:
-        label = _LABELS[event.phase]
+        label = f"{event.step}…" if event.step else _LABELS[event.phase]
         timing = f" ({event.elapsed_ms / 1000:.1f} s)" if event.phase in ("done", "failed") else ""
         line = f"{event.agent:<16} {label}{timing}"
         if event.error is not None:

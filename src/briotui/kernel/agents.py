@@ -8,6 +8,9 @@ the WIT contract, not the toolchain, is the API). ``agent.toml`` is optional::
     description = "Reviews a session's diff"
     security = "default"        # strict | default | relaxed: a preset of limits
     component = "agent.wasm"    # optional: a prebuilt component (.wasm or .wat)
+    build = "own"               # optional: build app.py into a component of its own
+                                # (default: the shared Python runtime of its world runs
+                                # it when it can, and edits need no build)
 
     [limits]                    # optional overrides of single limits
     deadline_ms = 60000
@@ -50,6 +53,7 @@ WIT_PACKAGE = "brio:agent"
 WIT_VERSION = "0.1.0"
 
 Origin = Literal["builtin", "user"]
+BuildMode = Literal["auto", "own"]
 
 _STRICTNESS: dict[str, int] = {"strict": 0, "default": 1, "relaxed": 2}
 _LIMIT_NAMES = frozenset(f.name for f in fields(Limits))
@@ -101,6 +105,8 @@ class AgentSpec:
         limits: Its effective limits.
         component_file: A prebuilt component (.wasm/.wat), or None for ``app.py``.
         extra_wit: The agent's own ``wit/`` directory, if it has one.
+        build: "auto" (a Python agent runs on its world's shared runtime when it can)
+            or "own" (``app.py`` is always built into a component of its own).
     """
 
     name: str
@@ -112,6 +118,7 @@ class AgentSpec:
     limits: Limits = field(default_factory=Limits)
     component_file: Path | None = None
     extra_wit: Path | None = None
+    build: BuildMode = "auto"
 
     @property
     def manifest(self) -> Path:
@@ -227,6 +234,15 @@ def _load_spec(
             file=str(directory / "app.py"),
             title="Agent has no source",
         )
+    build = data.get("build", "auto")
+    if build not in ("auto", "own"):
+        raise BuildError(
+            f'build = {build!r} in {manifest} is unknown; use "own" (a component of its own) '
+            "or leave it out (the shared Python runtime of its world, when it can).",
+            agent=name,
+            file=str(manifest),
+        )
+    build_mode: BuildMode = "own" if build == "own" else "auto"
     description = data.get("description", "")
     extra = directory / "wit"
     return AgentSpec(
@@ -239,6 +255,7 @@ def _load_spec(
         limits=limits,
         component_file=component_file,
         extra_wit=extra if extra.is_dir() else None,
+        build=build_mode,
     )
 
 

@@ -34,6 +34,7 @@ from briotui.kernel.errors import (
     AgentCancelled,
     AgentNotFound,
     BrioError,
+    BuildError,
     ConfigError,
     EmptyRequest,
     GrantNotFound,
@@ -73,6 +74,7 @@ from briotui.kernel.supervisor import (
     pipeline_concurrency,
 )
 from briotui.kernel.tasktree import TaskStatus
+from briotui.kernel.trust import agents_tree_digest
 from briotui.kernel.vfs import Decision, Session, SessionManager
 from briotui.kernel.vfs.commit import CommitResult, RollbackResult
 from briotui.kernel.vfs.resolve import Choice, Resolved
@@ -128,6 +130,10 @@ class Kernel:
         self.engine = make_engine(self.settings)
         self.ticker = EpochTicker(self.engine)
         self.builder = Builder(self.engine, self.settings, self.ticker, cache)
+        self.builder.code_check = self._check_agent_code
+        self._trusted_agents_tree = ""
+        self.builtin_agents: Path | None = None
+        """Where the built-in agents are (None: the shipped ones; benchmarks use a copy)."""
         self._discovery: Discovery | None = None
         self._loaded: dict[str, LoadedAgent] = {}
         self._pools: dict[str, AgentPool] = {}
@@ -194,10 +200,33 @@ class Kernel:
         """The agents of this project: built-ins, and ``.brio/agents`` once trusted."""
         if self._discovery is None or refresh:
             trusted = self.config.user_agents_allowed()
+            # What the project's agents are as trusted now: their code is served to a run
+            # (read at each run by the shared Python runtime) only while it is the same.
+            self._trusted_agents_tree = agents_tree_digest(self.paths.user_agents)
             self._discovery = discover(
-                self.paths if trusted else None, trusted=self.config.agent_limits()
+                self.paths if trusted else None,
+                builtin=self.builtin_agents,
+                trusted=self.config.agent_limits(),
             )
         return self._discovery
+
+    def _check_agent_code(self, spec: AgentSpec) -> None:
+        """Refuse to serve a project agent's code changed since the project was trusted.
+
+        Raises:
+            BuildError: it changed; the user reviews it again with ``briotui trust``.
+        """
+        if spec.origin != "user":
+            return
+        if agents_tree_digest(self.paths.user_agents) != self._trusted_agents_tree:
+            raise BuildError(
+                f"The project's agents (.brio/agents/) changed since the project was trusted, "
+                f"so {spec.name!r} does not run its new code. Run `briotui trust` to review "
+                "the change, then run it again.",
+                agent=spec.name,
+                file=str(spec.directory),
+                title="Project agent changed since trusted",
+            )
 
     def agent(self, name: str) -> AgentSpec:
         """The spec of agent ``name`` (raises AgentNotFound or its manifest's BuildError)."""
@@ -240,10 +269,19 @@ class Kernel:
         build: bool = False,
         on_event: Callable[[BuildEvent], None] | None = None,
     ) -> LoadedAgent:
-        """The loaded (compiled, linked) agent ``name``, building it first if asked."""
-        if name in self._loaded:
-            return self._loaded[name]
+        """The loaded (compiled, linked) agent ``name``, building it first if asked.
+
+        An agent on its world's shared Python runtime reads its code at each run (hot
+        reload); one edited so that it now needs a component of its own is loaded again.
+        """
         spec = self.agent(name)
+        if name in self._loaded:
+            if not self.builder.left_runtime(self._loaded[name].spec):
+                return self._loaded[name]
+            self._loaded.pop(name, None)
+            stale = self._pools.pop(name, None)
+            if stale is not None:
+                await stale.close()
         if build and not self.builder.is_built(spec):
             [result] = await asyncio.to_thread(self.builder.build, [spec], on_event=on_event)
             if result.error is not None:

@@ -131,12 +131,17 @@ def cache_dir() -> Path:
     override = os.environ.get(CACHE_ENV)
     if override:
         return Path(override)
+    return default_cache_dir()
+
+
+def default_cache_dir() -> Path:
+    """The user's own build cache, ``$XDG_CACHE_HOME/briotui`` (whatever overrides it)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "briotui"
 
 
 def data_dir() -> Path:
-    """Where the shipped ``wit/``, ``agents/`` and ``themes/`` live.
+    """Where the shipped ``wit/``, ``agents/``, ``pyruntime/`` and ``themes/`` live.
 
     In a wheel they are package data under ``briotui/_data``; in a source checkout
     (an editable install, the tests) they are the repository's top-level folders.
@@ -151,6 +156,11 @@ def data_dir() -> Path:
 def wit_dir() -> Path:
     """The ``brio`` WIT package every agent builds against."""
     return data_dir() / "wit"
+
+
+def pyruntime_dir() -> Path:
+    """The shared Python runtime's sources (built once per WIT world)."""
+    return data_dir() / "pyruntime"
 
 
 def builtin_agents_dir() -> Path:

@@ -210,6 +210,12 @@ def _argv_text(rule: object) -> str:
     return str(rule)
 
 
+def agents_tree_digest(directory: Path) -> str:
+    """The hash of every file under a project's ``.brio/agents/``, as trusting it records
+    ("" when there is none): a project agent's code runs only while it is unchanged."""
+    return _agents_tree(directory)[1]
+
+
 def _agents_tree(directory: Path) -> tuple[list[str], str]:
     """The agent directories under ``directory`` and a hash of every file in it.
 

@@ -249,8 +249,10 @@ class BrioApp(App[int]):
         for error in self._config_errors:
             self.notify(error.message, title=error.title, severity="warning", timeout=10)
         self.watch_project()
-        if self._build_on_start and self._missing_agents():
-            self.build_agents()
+        if self._build_on_start:
+            self._known_failures()
+            if self._missing_agents():
+                self.build_agents()
         if not self._provider_given and not self.provider_problem:
             self.check_provider()
         if self.settings.ignored:
@@ -763,9 +765,30 @@ class BrioApp(App[int]):
     # -- background work ---------------------------------------------------------------------
 
     def _missing_agents(self) -> list[str]:
+        """Agents to build: not built, and not remembered as failing unchanged (building
+        one of those again would only fail again; :meth:`_known_failures` says why)."""
         assert self.kernel is not None
         found = self.kernel.discovery()
-        return [s.name for s in found.agents.values() if not self.kernel.builder.is_built(s)]
+        builder = self.kernel.builder
+        return [
+            s.name
+            for s in found.agents.values()
+            if not builder.is_built(s) and builder.failure(s) is None
+        ]
+
+    def _known_failures(self) -> None:
+        """Say once which agents cannot be built, and why (without building them again)."""
+        assert self.kernel is not None
+        builder = self.kernel.builder
+        for spec in self.kernel.discovery().agents.values():
+            failure = None if builder.is_built(spec) else builder.failure(spec)
+            if failure is not None:
+                self.notify(
+                    failure.message[:400],
+                    title=f"{spec.name}: {failure.title}",
+                    severity="warning",
+                    timeout=10,
+                )
 
     def banner_lines(self) -> list[str]:
         """What the main screen's banner says (empty: no banner)."""
@@ -791,16 +814,23 @@ class BrioApp(App[int]):
     async def build_agents(self) -> None:
         """Build agents off the UI thread; progress goes to the banner."""
         assert self.kernel is not None
+        missing = self._missing_agents()
+        if not missing:  # all built (or remembered as failing): nothing to show
+            self.build_phases = {}
+            self._broadcast(BuildUpdated({}, True))
+            return
         self.building = True
-        self.build_phases = {name: "waiting" for name in self._missing_agents()}
+        self.build_phases = {name: "waiting" for name in missing}
         self._broadcast(BuildUpdated(dict(self.build_phases), False))
 
         def on_event(event: BuildEvent) -> None:
+            if event.agent not in self.build_phases:
+                return
             self.build_phases[event.agent] = BUILD_LABEL.get(event.phase, event.phase)
             self.call_from_thread(self._broadcast, BuildUpdated(dict(self.build_phases), False))
 
         try:
-            results = await self.kernel.build_agents(on_event=on_event)
+            results = await self.kernel.build_agents(missing, on_event=on_event)
         finally:
             self.building = False
         failed = [r for r in results if r.status == "failed"]

@@ -21,7 +21,7 @@ import json
 import logging
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -1024,18 +1024,25 @@ def _split(name: str) -> tuple[str, str, str] | None:
 
 
 def build_linker(
-    engine: wasmtime.Engine, component: wc.Component, spec: AgentSpec
+    engine: wasmtime.Engine,
+    component: wc.Component,
+    spec: AgentSpec,
+    *,
+    extra: Mapping[str, Mapping[str, HostImpl]] | None = None,
 ) -> tuple[wc.Linker, FuncShape]:
     """A linker for ``component`` that provides exactly what ``spec``'s world allows.
 
-    Returns the linker and the converters of the exported ``agent.run``.
+    Returns the linker and the converters of the exported ``agent.run``. ``extra``
+    adds brio interfaces outside the world, with their functions, for this component
+    only (the shared Python runtime's ``agent-code``: its agent's sources).
 
     Raises:
         CapabilityDenied: the component imports a brio interface its world does not.
         ComponentError: it imports something the kernel does not provide, was built
             against another version of the contract, or does not export ``agent.run``.
     """
-    allowed = world_imports()[spec.world] | TYPE_ONLY_INTERFACES
+    provided = {**HOST_FUNCTIONS, **(extra or {})}
+    allowed = world_imports()[spec.world] | TYPE_ONLY_INTERFACES | set(extra or {})
     imports = component_imports(component, engine)
     brio: dict[str, dict[str, Any]] = {}
     for name, funcs in imports.items():
@@ -1067,7 +1074,7 @@ def build_linker(
                 agent=spec.name,
                 title="Capability denied at link time",
             )
-        known = HOST_FUNCTIONS.get(iface, {})
+        known = provided.get(iface, {})
         missing = sorted(set(funcs) - set(known))
         if missing:
             raise ComponentError(
@@ -1095,6 +1102,6 @@ def build_linker(
             iface = name.split("/", 1)[1].split("@", 1)[0]
             with root.add_instance(name) as instance:
                 for fname, fty in funcs.items():
-                    impl = HOST_FUNCTIONS[iface][fname]
+                    impl = provided[iface][fname]
                     instance.add_func(fname, _wrap(iface, fname, impl, func_shape(fty)))
     return linker, export_shape(run_type)
