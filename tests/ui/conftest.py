@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import Input
 
 from briotui.kernel.llm.scripted import ScriptedProvider
@@ -64,3 +67,37 @@ def pinned_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
     from briotui.kernel.shell import runner
 
     monkeypatch.setattr(runner, "_probe_bwrap", lambda: (True, "bwrap (pinned for the UI tests)"))
+
+
+@pytest.fixture(autouse=True)
+def kernel_started_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app starts its kernel after the first frame; the tests drive a started app
+    (``test_start.py`` checks the start itself, in a fresh interpreter)."""
+    from briotui.ui.app import BrioApp
+
+    run_test = BrioApp.run_test
+    run_async = BrioApp.run_async
+
+    @contextlib.asynccontextmanager
+    async def started_run_test(
+        self: BrioApp, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[Pilot[Any]]:
+        async with run_test(self, *args, **kwargs) as pilot:
+            await asyncio.wait_for(self.kernel_started.wait(), 60)
+            await pilot.pause()
+            yield pilot
+
+    async def started_run_async(self: BrioApp, *args: Any, **kwargs: Any) -> Any:
+        auto_pilot = kwargs.get("auto_pilot")
+        if auto_pilot is not None:
+
+            async def after_start(pilot: Pilot[Any]) -> None:
+                await asyncio.wait_for(self.kernel_started.wait(), 60)
+                await pilot.pause()
+                await auto_pilot(pilot)
+
+            kwargs["auto_pilot"] = after_start
+        return await run_async(self, *args, **kwargs)
+
+    monkeypatch.setattr(BrioApp, "run_test", started_run_test)
+    monkeypatch.setattr(BrioApp, "run_async", started_run_async)

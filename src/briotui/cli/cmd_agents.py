@@ -1,15 +1,20 @@
-"""``briotui agents build|list``: build the agent components, and show what is there."""
+"""``briotui agents build|list|wit``: build the agent components, show what is there, and
+hand agent authors the WIT contract they build against."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 from briotui.cli.output import print_json, say, table
 from briotui.cli.progress import BuildProgress
-from briotui.kernel.errors import BrioError
+from briotui.kernel.errors import BrioError, WitExportError
 from briotui.kernel.kernel import Kernel
+from briotui.kernel.paths import wit_dir
 
 
 def register(sub: Any) -> None:
@@ -40,6 +45,21 @@ def register(sub: Any) -> None:
     )
     listing.add_argument("--json", action="store_true", help="print the list as JSON")
     listing.set_defaults(handler=run_list)
+
+    wit = agents_sub.add_parser(
+        "wit",
+        help="show or export the WIT files agents are built against",
+        description=(
+            "Show where the brio WIT package is (in a checkout or an installed wheel) and "
+            "its worlds, or copy its .wit files into a directory with --out, to build an "
+            "agent in another language against them (e.g. JavaScript with componentize-js)."
+        ),
+    )
+    wit.add_argument(
+        "--out", metavar="DIR", help="copy the .wit files into DIR (created if missing)"
+    )
+    wit.add_argument("--json", action="store_true", help="print the result as JSON")
+    wit.set_defaults(handler=run_wit)
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -154,3 +174,59 @@ _RUNS_ON = {
 }
 """The "runs on" column: its world's shared Python runtime (code read at each run: edits
 need no build), a component of its own, or a prebuilt component."""
+_WORLD = re.compile(r"^\s*world\s+([a-z][a-z0-9-]*)\s*\{", re.M)
+_PACKAGE = re.compile(r"^\s*package\s+([^;\s]+)\s*;", re.M)
+
+
+def run_wit(args: argparse.Namespace) -> int:
+    """Handle ``agents wit``: where the WIT package is, or a copy of it in ``--out``.
+
+    Raises:
+        WitExportError: the WIT files are missing, or ``--out`` cannot be written.
+    """
+    source = wit_dir()
+    files = sorted(source.glob("*.wit"))
+    if not files:
+        raise WitExportError(
+            f"No .wit files in {source}: this installation of briotui is incomplete. "
+            "Reinstall it (pip install --force-reinstall briotui)."
+        )
+    texts = [f.read_text(encoding="utf-8") for f in files]
+    worlds = sorted({w for text in texts for w in _WORLD.findall(text)})
+    package = next((m.group(1) for text in texts if (m := _PACKAGE.search(text))), "brio:agent")
+    where = source
+    if args.out:
+        where = Path(args.out).expanduser().resolve()
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+            for file in files:
+                shutil.copyfile(file, where / file.name)
+        except OSError as exc:
+            raise WitExportError(
+                f"Could not write the WIT files to {where}: {exc.strerror or exc}. "
+                "Choose a directory you can write to with --out DIR."
+            ) from None
+    if args.json:
+        print_json(
+            {
+                "status": "ok",
+                "directory": str(where),
+                "exported": bool(args.out),
+                "files": [f.name for f in files],
+                "package": package,
+                "worlds": worlds,
+            }
+        )
+        return 0
+    if args.out:
+        say(f"Wrote {len(files)} WIT files to {where}")
+    else:
+        say(f"The WIT package {package} is in {where}")
+    say(f"Worlds: {', '.join(worlds)}")
+    say(
+        "Build a JavaScript agent against a world with componentize-js, e.g.\n"
+        f"  componentize-js app.js --wit {where} --world-name minimal "
+        "--disable http fetch-event -o agent.wasm\n"
+        'then name the component in its agent.toml (component = "agent.wasm").'
+    )
+    return 0

@@ -24,8 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Start the Textual app (imported here so the CLI starts fast without it)."""
-    from briotui.cli.cmd_run import parse_provider
+    """Start the Textual app (imported here so the CLI starts fast without it).
+
+    Nothing here imports the kernel's runtime: the app imports and starts the kernel
+    after its first frame. Only ``--provider`` needs the model providers now.
+    """
     from briotui.kernel.errors import ConfigError
     from briotui.kernel.settings import Settings, load_settings
     from briotui.ui.app import make_app
@@ -38,7 +41,11 @@ def run(args: argparse.Namespace) -> int:
         if spec:
             raise
         settings = None  # the app reads them on mount and shows the error in the UI
-    provider = parse_provider(spec, settings or args.project) if spec else None
+    provider = None
+    if spec:
+        from briotui.cli.cmd_run import parse_provider
+
+        provider = parse_provider(spec, settings or args.project)
     app = make_app(
         args.project,
         provider=provider,

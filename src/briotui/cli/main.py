@@ -4,6 +4,10 @@ Each subcommand lives in its own module (``cmd_*.py``) with ``register(subparser
 and a handler returning an exit code. Errors from the kernel reach the user as their
 title and message, never as a traceback (``BRIOTUI_DEBUG=1`` shows the traceback too).
 
+A command line naming no subcommand starts the TUI; it is parsed without loading the
+subcommands' modules (they import the kernel), so the TUI's first frame does not wait
+for the kernel.
+
 Before dispatching, ``-C`` (default: the current directory) is checked and resolved
 to the project's root, so every command run in a subdirectory of a repository works on
 the repository (one ``.brio/``). Output cut short by a closed pipe
@@ -13,41 +17,37 @@ the repository (one ``.brio/``). Output cut short by a closed pipe
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import select
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 from briotui import __version__
-from briotui.cli import (
-    cmd_agents,
-    cmd_audit,
-    cmd_bench,
-    cmd_dev,
-    cmd_doctor,
-    cmd_run,
-    cmd_sessions,
-    cmd_tasks,
-    cmd_trust,
-    cmd_tui,
-)
+from briotui.cli import cmd_tui
 from briotui.cli.output import Writer, print_error, say
 from briotui.kernel.errors import BrioError, ProjectNotFound
 from briotui.kernel.paths import project_root
 
 SUBCOMMANDS = (
-    cmd_agents,
-    cmd_run,
-    cmd_sessions,
-    cmd_tasks,
-    cmd_audit,
-    cmd_doctor,
-    cmd_trust,
-    cmd_bench,
-    cmd_dev,
+    "cmd_agents",
+    "cmd_run",
+    "cmd_sessions",
+    "cmd_tasks",
+    "cmd_audit",
+    "cmd_doctor",
+    "cmd_trust",
+    "cmd_bench",
+    "cmd_dev",
 )
+"""The subcommands' modules under ``briotui.cli``, in the order ``--help`` lists them."""
+
+
+def _subcommands() -> list[ModuleType]:
+    return [importlib.import_module(f"briotui.cli.{name}") for name in SUBCOMMANDS]
 
 
 class Parser(argparse.ArgumentParser):
@@ -62,8 +62,29 @@ class Parser(argparse.ArgumentParser):
             say(message, end="", stream=file or sys.stderr)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (also used by the tests and ``--help``)."""
+_ROOT_VALUE_OPTIONS = frozenset({"-C", "--project", "--provider"})
+"""The root options that take a value as the next word."""
+
+
+def starts_tui(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` names no subcommand and asks for no help: the TUI starts."""
+    takes_value = False
+    for word in argv:
+        if takes_value:
+            takes_value = False
+        elif word in _ROOT_VALUE_OPTIONS:
+            takes_value = True
+        elif word in ("-h", "--help", "--version", "--") or not word.startswith("-"):
+            return False
+    return True
+
+
+def build_parser(*, subcommands: bool = True) -> argparse.ArgumentParser:
+    """The full argument parser (also used by the tests and ``--help``).
+
+    Args:
+        subcommands: False for the TUI's own options only (no subcommand module loaded).
+    """
     parser = Parser(
         prog="briotui",
         description=(
@@ -80,9 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the project directory (default: the current directory)",
     )
     cmd_tui.add_arguments(parser)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in SUBCOMMANDS:
-        module.register(sub)
+    if subcommands:
+        sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+        for module in _subcommands():
+            module.register(sub)
     return parser
 
 
@@ -130,9 +152,10 @@ def _quiet_broken_pipe() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run briotui; returns the process exit code."""
-    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(subcommands=not starts_tui(words))
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(words)
     except SystemExit as done:  # --help, --version or a usage error: printed already
         try:
             sys.stdout.flush()

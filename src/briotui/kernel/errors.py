@@ -69,6 +69,13 @@ class ConfigError(BrioError):
     default_title = "Configuration problem"
 
 
+class WitExportError(BrioError):
+    """The WIT files could not be shown or exported (``briotui agents wit``)."""
+
+    kind = "wit-export"
+    default_title = "Could not export the WIT files"
+
+
 class ProjectNotFound(BrioError):
     """The project directory given (``-C``) does not exist or is not a directory."""
 

@@ -13,12 +13,20 @@ sessions, tasks, prompts, providers, themes) is one short method here over the k
 One piece: the app is Textual's one :class:`~textual.app.App` (bindings, the state
 mirror, workers and the prompts it owns); the screens reach it only through
 :class:`~briotui.ui.host.AppHost`.
+
+Start: the first frame comes before the kernel. This module imports nothing of the
+kernel's runtime, sessions or models (only its light contract, settings and errors);
+on mount the app shows the main screen over an empty state, and once that first frame
+is displayed (Textual's ``Ready``) a worker imports and starts the kernel
+(:meth:`BrioApp._start_kernel`), off the event loop for the imports. A request typed
+meanwhile waits for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -33,17 +41,10 @@ from textual.screen import Screen
 from briotui.kernel import contract
 from briotui.kernel.caps.model import Answer, CapabilityRequest
 from briotui.kernel.errors import BrioError, ConfigError
-from briotui.kernel.kernel import Kernel
-from briotui.kernel.llm.types import Provider
 from briotui.kernel.paths import themes_dir, user_config_dir
-from briotui.kernel.runtime.build import BuildEvent
-from briotui.kernel.runtime.events import Event, ModelDelta, ModelFallback, ModelReply, ModelReset
 from briotui.kernel.settings import Settings, load_settings
-from briotui.kernel.state import StatePatch, Subscription
 from briotui.kernel.text import sanitize
-from briotui.kernel.trust import TrustStore
 from briotui.ui.config import UiConfig, save_theme, ui_config
-from briotui.ui.demo import demo_provider
 from briotui.ui.host import AppHost
 from briotui.ui.messages import (
     BuildUpdated,
@@ -56,11 +57,25 @@ from briotui.ui.screens.capability import CapabilityPrompt
 from briotui.ui.screens.dialogs import AskUser, ConfirmQuit
 from briotui.ui.screens.help import HelpScreen, key_rows
 from briotui.ui.screens.main import MainScreen
-from briotui.ui.screens.review import ReviewScreen
-from briotui.ui.screens.sessions import SessionsScreen
 from briotui.ui.screens.trust import TrustDecision, TrustDialog
 from briotui.ui.themes import DEFAULT_THEME, load_themes
-from briotui.ui.workbench import Workbench, provider_info
+
+if TYPE_CHECKING:  # imported after the first frame (see the module docstring)
+    from briotui.kernel.kernel import Kernel
+    from briotui.kernel.llm.types import Provider
+    from briotui.kernel.runtime.build import BuildEvent
+    from briotui.kernel.runtime.events import Event
+    from briotui.kernel.state import StatePatch, Subscription
+    from briotui.ui.workbench import Workbench
+
+KERNEL_MODULES: Final = ("briotui.kernel.kernel", "briotui.ui.workbench")
+"""What the app imports after its first frame, off the event loop."""
+
+
+def _import_kernel() -> None:
+    for name in KERNEL_MODULES:
+        importlib.import_module(name)
+
 
 FRAME_S: Final = 1 / 30
 """How often state changes and streamed text reach the screens, at most."""
@@ -147,7 +162,7 @@ class BrioApp(App[int]):
         self.project = Path(project).resolve()
         self.config_dir = config_dir or (settings.user_dir if settings else user_config_dir())
         self.demo = demo
-        self._provider = demo_provider() if demo else provider
+        self._provider = _demo_provider() if demo else provider
         self._provider_given = provider is not None or demo
         self._build_on_start = build
         self.provider_problem = ""
@@ -184,6 +199,8 @@ class BrioApp(App[int]):
         """Requests continue the open session (the toggle; a "+" prefix does it once)."""
         self._open_session: str | None = None
         """The session last opened in review, or made by this run's latest request."""
+        self.kernel_started = asyncio.Event()
+        """Set once the kernel runs (after the first frame); requests wait for it."""
 
     # -- start and stop ------------------------------------------------------------------
 
@@ -219,6 +236,19 @@ class BrioApp(App[int]):
     async def on_mount(self) -> None:
         self._load_settings()
         self.sub_title = self.project.name
+        await self.push_screen(MainScreen())  # over an empty state: the first frame
+
+    def on_ready(self) -> None:
+        """The first frame is on the screen: now the kernel."""
+        self._start_kernel()
+
+    @work(exclusive=True, group="kernel", description="start the kernel")
+    async def _start_kernel(self) -> None:
+        """Import and start the kernel after the first frame, then show its state."""
+        await asyncio.to_thread(_import_kernel)  # the imports, off the event loop
+        from briotui.kernel.kernel import Kernel
+        from briotui.ui.workbench import Workbench, provider_info
+
         self.kernel = Kernel(self.project, config=self.settings)
         if self._provider is None:
             self._open_router()
@@ -237,7 +267,9 @@ class BrioApp(App[int]):
         self._seq = self._subscription.snapshot.seq
         self._unsubscribe_events = self.kernel.events.subscribe(self._on_event)
         self.restore_sessions()
-        await self.push_screen(MainScreen())
+        self.kernel_started.set()
+        self._broadcast(StateUpdated(self._seq))  # the main screen shows the kernel's state
+        self._broadcast(BuildUpdated(dict(self.build_phases), not self.building))
         if interrupted:
             self.notify(
                 f"{len(interrupted)} task(s) were interrupted when briotui last quit: "
@@ -257,6 +289,13 @@ class BrioApp(App[int]):
             self.check_provider()
         if self.settings.ignored:
             self.action_trust_project()
+
+    def _starting(self) -> bool:
+        """Whether the kernel is not running yet (says so to the user)."""
+        if self.kernel_started.is_set():
+            return False
+        self.notify("briotui is still starting; try again in a moment.", timeout=3)
+        return True
 
     async def on_unmount(self) -> None:
         if self._subscription is not None:
@@ -283,6 +322,8 @@ class BrioApp(App[int]):
         self._schedule_flush()
 
     def _on_event(self, event: Event) -> None:
+        from briotui.kernel.runtime.events import ModelDelta, ModelFallback, ModelReply, ModelReset
+
         if isinstance(event, ModelDelta) and event.text:
             if event.task not in self._reply_start:
                 self._reply_start[event.task] = len(self._task_text(event.task))
@@ -380,6 +421,7 @@ class BrioApp(App[int]):
         With ``follow_up`` (a "+" request) or the follow-up toggle on, the request
         continues the open session (:meth:`continue_target`) instead of a new one.
         """
+        await self.kernel_started.wait()  # a request typed while briotui starts
         session_id = None
         if follow_up or self.follow_up:
             session_id = self.continue_target()
@@ -462,6 +504,8 @@ class BrioApp(App[int]):
 
     def action_review(self, session_id: str | None = None) -> None:
         """Open the review screen for the selected task's session."""
+        from briotui.ui.screens.review import ReviewScreen
+
         sid = session_id or self._selected_session()
         if sid is None:
             self.notify(
@@ -474,6 +518,10 @@ class BrioApp(App[int]):
 
     def action_sessions(self) -> None:
         """Open sessions and history."""
+        if self._starting():
+            return
+        from briotui.ui.screens.review import ReviewScreen
+        from briotui.ui.screens.sessions import SessionsScreen
 
         def opened(session_id: str | None) -> None:
             if session_id:
@@ -557,8 +605,10 @@ class BrioApp(App[int]):
 
     def action_use_demo(self) -> None:
         """Switch to the scripted demo provider (clearly labelled)."""
+        if self._starting():
+            return
         self.demo = True
-        self._provider = demo_provider()
+        self._provider = _demo_provider()
         self.provider_problem = ""
         self.workbench.use_provider(self._provider, demo=True)
         self._broadcast(BuildUpdated(dict(self.build_phases), not self.building))
@@ -566,6 +616,8 @@ class BrioApp(App[int]):
 
     def action_build(self) -> None:
         """Build missing agents in the background."""
+        if self._starting():
+            return
         self.build_agents()
 
     def _open_router(self) -> None:
@@ -587,6 +639,8 @@ class BrioApp(App[int]):
         if settings.request.empty:
             self.notify("This project's config asks for nothing that needs trust.")
             return
+        from briotui.kernel.trust import TrustStore
+
         store = TrustStore(self.config_dir)
         changed = not settings.trusted and store.digest(self.project) is not None
         dialog = TrustDialog(
@@ -649,11 +703,12 @@ class BrioApp(App[int]):
             "Review session", "Review the selected task's session", self.action_review
         )
         yield SystemCommand("Sessions and history", "Past tasks and sessions", self.action_sessions)
-        if isinstance(screen, ReviewScreen):
+        revise = getattr(screen, "action_revise", None)  # the review screen's
+        if revise is not None:
             yield SystemCommand(
                 "Revise session",
                 "Run the Coder again with the rejected hunks and their reasons",
-                screen.action_revise,
+                revise,
             )
             yield from screen.conflict_commands()
         yield SystemCommand("Cancel task", "Stop the selected task", self.action_cancel_task)
@@ -905,6 +960,12 @@ def make_app(
         build=build,
         settings=settings,
     )
+
+
+def _demo_provider() -> Provider:
+    from briotui.ui.demo import demo_provider
+
+    return demo_provider()
 
 
 if TYPE_CHECKING:

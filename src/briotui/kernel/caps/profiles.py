@@ -10,19 +10,24 @@ The config shape (each key optional; a listed agent's keys replace its defaults)
     mesh = ["foreman"]            # agents it may message
 
 A user agent without an entry has no grants: everything it asks for is prompted (or
-denied headless). The user's config may hold ``[agents.*]`` too; the project's apply only
-once the user trusts the project (see :mod:`briotui.kernel.settings`).
+denied headless). The same tables also hold an agent's ``security`` level and limits
+(``deadline_ms = 600000``, read by :mod:`briotui.kernel.agents`); a table with only those
+leaves the agent's grants as they were. The user's config may hold ``[agents.*]`` too;
+the project's apply only once the user trusts the project (see
+:mod:`briotui.kernel.settings`).
 """
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from briotui.kernel.caps.model import Capability, Grant, Source
 from briotui.kernel.errors import ConfigError
+from briotui.kernel.limits import Limits
 
 if TYPE_CHECKING:
     from briotui.kernel.settings import Settings
@@ -52,12 +57,19 @@ DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
 """What each built-in agent may do without asking."""
 
 
+GRANT_KEYS = frozenset({"read", "write", "shell", "mesh", "sql"})
+"""The keys of an ``[agents.NAME]`` table that are grants."""
+
+_SETTING_KEYS = frozenset({"security"} | {f.name for f in fields(Limits)})
+"""The other keys such a table may hold: the agent's security level and limits."""
+
+
 def _grants(agent: str, table: Mapping[str, Any], source: Source, where: str) -> list[Grant]:
-    unknown = set(table) - {"read", "write", "shell", "mesh", "sql"}
+    unknown = {k for k in table if k not in GRANT_KEYS and k.replace("-", "_") not in _SETTING_KEYS}
     if unknown:
         raise ConfigError(
             f"Unknown keys {sorted(unknown)} under [agents.{agent}] in {where}; use read, "
-            "write, shell, sql, mesh.",
+            "write, shell, sql, mesh (grants), security, or a limit such as deadline_ms.",
             title="Invalid agent grants",
         )
     grants: list[Grant] = []
@@ -102,7 +114,9 @@ def build_profiles(layers: Sequence[tuple[Mapping[str, Any], str]]) -> dict[str,
         for name, table in agents.items():
             if not isinstance(table, dict):
                 raise ConfigError(f"[agents.{name}] in {source} must be a table.")
-            profiles[name] = _grants(name, table, "config", source)
+            grants = _grants(name, table, "config", source)
+            if GRANT_KEYS & set(table):  # limits alone leave the grants as they were
+                profiles[name] = grants
     return profiles
 
 

@@ -27,6 +27,7 @@ import json
 import queue
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,7 @@ from briotui.kernel.runtime.engine import EpochTicker
 from briotui.kernel.runtime.events import AgentState, EventSink, StateChanged
 from briotui.kernel.runtime.host import AGENT_EXPORT
 from briotui.kernel.runtime.meter import Meter
+from briotui.kernel.runtime.output import GuestOutput
 from briotui.kernel.runtime.values import Err, FuncShape, Ok
 
 _ids = itertools.count(1)
@@ -174,6 +176,7 @@ class AgentInstance:
         self._guard: DeadlineGuard | None = None
         self._memories: tuple[int, ...] = ()
         """Where this instance's linear memories start (see :mod:`.memory`)."""
+        self._output: GuestOutput | None = None
         self._meter = Meter(
             agent=loaded.spec.name,
             instance=self.id,
@@ -217,6 +220,8 @@ class AgentInstance:
             job()
         self.ctx.release()
         memory.drop(self._free_store, self._memories)
+        if self._output is not None:
+            self._output.close()
         with _abandoned_lock:
             _abandoned.discard(self.id)
 
@@ -246,6 +251,9 @@ class AgentInstance:
             try:
                 result = fn()
             except BaseException as exc:  # delivered to the awaiting coroutine
+                # The traceback's frames hold the store: clear them so a trapped
+                # store (and the pipes of its output) is freed now, not at a later GC.
+                _clear_frames(exc)
                 deliver(False, exc)
             else:
                 deliver(True, result)
@@ -259,6 +267,7 @@ class AgentInstance:
         """Create the store and instantiate the component on the instance's thread."""
         if self._thread is not None:
             return
+        self._output = GuestOutput(self._loop, self.ctx.output("stdout"), self.ctx.output("stderr"))
         self._thread = threading.Thread(target=self._worker, name=f"agent-{self.id}", daemon=True)
         self._thread.start()
         try:
@@ -278,8 +287,8 @@ class AgentInstance:
         limits = loaded.spec.limits
         store = wasmtime.Store(loaded.engine)
         wasi = wasmtime.WasiConfig()  # always: a store without WASI aborts the process
-        wasi.stdout_custom = self.ctx.output("stdout")
-        wasi.stderr_custom = self.ctx.output("stderr")
+        assert self._output is not None
+        self._output.attach(wasi)  # pipes, never Python callbacks on wasmtime's threads
         store.set_wasi(wasi)
         store.set_limits(memory_size=limits.memory_bytes)
         store.set_fuel(limits.fuel)
@@ -427,6 +436,8 @@ class AgentInstance:
 
     def _usage(self, started: float, call_s: float = 0.0) -> RunUsage:
         meter = self._meter
+        if self._output is not None:
+            self._output.drain()  # everything the guest wrote is in the log before its tail
         meter.finish()  # the final meters: fuel used and the memories' high-water mark
         return RunUsage(
             fuel=meter.fuel_used,
@@ -468,7 +479,8 @@ class AgentInstance:
             raw = func(store, arg)
             func.post_return(store)
         except wasmtime.WasmtimeError as exc:
-            raise RunFailed(self._classify(exc, guard.reason), self._usage(started)) from None
+            usage = self._usage(started)  # first: it drains the guest's last output
+            raise RunFailed(self._classify(exc, guard.reason), usage) from None
         call_s = time.perf_counter() - called
         lift = self.loaded.run_shape.result
         result = lift(raw) if lift is not None else Ok({"summary": "", "data": ""})
@@ -550,6 +562,16 @@ class AgentInstance:
             agent=self.agent,
             stderr_tail=tail,
         )
+
+
+def _clear_frames(exc: BaseException) -> None:
+    """Drop the locals of the frames ``exc`` and the exceptions it chains to hold."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
 
 
 def _cause(exc: wasmtime.WasmtimeError) -> str:

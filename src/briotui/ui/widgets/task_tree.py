@@ -108,17 +108,22 @@ class TaskTreeView(Tree[str]):
             parent = self._task_nodes.get(parent_id) if parent_id else None
             under = parent if parent is not None else self.root
             # siblings stay in creation order however their updates arrived (subtasks
-            # coded in parallel publish in any order)
-            later = next(
-                (
-                    child
-                    for child in under.children
-                    if child.data is not None
-                    and child.data in tasks
-                    and key(tasks[child.data]) > key(data)
-                ),
-                None,
-            )
+            # coded in parallel publish in any order); they are kept sorted, so a task
+            # newer than the last sibling (all of them, at start) goes at the end at once
+            children = under.children
+            last = children[-1].data if children else None
+            later = None
+            if last is not None and (last not in tasks or key(tasks[last]) > key(data)):
+                later = next(
+                    (
+                        child
+                        for child in children
+                        if child.data is not None
+                        and child.data in tasks
+                        and key(tasks[child.data]) > key(data)
+                    ),
+                    None,
+                )
             node = under.add(label, data=task_id, expand=True, before=later)
             node.allow_expand = True
             self._task_nodes[task_id] = node
