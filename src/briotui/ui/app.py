@@ -710,7 +710,9 @@ class BrioApp(App[int]):
                 "Run the Coder again with the rejected hunks and their reasons",
                 revise,
             )
-            yield from screen.conflict_commands()
+        conflicts = getattr(screen, "conflict_commands", None)  # the review screen's too
+        if conflicts is not None:
+            yield from conflicts()
         yield SystemCommand("Cancel task", "Stop the selected task", self.action_cancel_task)
         yield SystemCommand(
             "Resume task",
