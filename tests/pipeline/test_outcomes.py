@@ -113,7 +113,9 @@ CALC = (
 def test_a_conflicting_branch_keeps_its_conflict_free_changes(
     tmp_path: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    project = repo(tmp_path / "proj", {**FILES, "calc.py": CALC})
+    # the project's test passes on either side of the conflict
+    passes = "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) in (10, 15)\n"
+    project = repo(tmp_path / "proj", {**FILES, "calc.py": CALC, "tests/test_calc.py": passes})
     replies = [
         council(
             {"title": "double", "goal": "Make add double the sum", "files": ["calc.py"]},
@@ -142,6 +144,11 @@ def test_a_conflicting_branch_keeps_its_conflict_free_changes(
     assert code == 3, data
     assert data["outcome"] == "partial"
     assert data["verified"] is False
+    # the tests passed; the conflict is the user's to resolve, so no fix round ran
+    assert data["tests_passed"] is True
+    assert data["fix_rounds"] == 0
+    assert not [t for t in data["tasks"].values() if "fix" in t["id"].rsplit(".", 1)[-1]]
+    assert "tests passed, but not verified while conflicts wait" in data["summary"]
     # the conflicting branch's other file and its conflict-free region were merged
     assert sorted(f["path"] for f in data["session"]["files"]) == ["calc.py", "text.py"]
     [conflict] = data["merge"]["conflicts"]

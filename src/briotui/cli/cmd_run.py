@@ -29,6 +29,7 @@ from briotui.kernel.supervisor import (
     TaskResult,
     applied_nothing,
     follow_up_goal,
+    tests_words,
 )
 from briotui.kernel.vfs import Session
 
@@ -260,7 +261,7 @@ def _print_pipeline(result: TaskResult, session: Session) -> None:
             where = finding.get("hunk_id") or "general"
             say(f"  [{one_line(finding['severity'])}] {one_line(where)}: {finding['message']}")
     if result.verified is not None:
-        say("Tests: " + ("passed in the session (verified)" if result.verified else "not passed"))
+        say("Tests: " + tests_words(result).removeprefix("tests "))
     say(f"Outcome: {OUTCOME_WORDS.get(result.final_outcome, result.final_outcome)}")
     if result.error:
         say(f"error: {result.error['title']}\n  {result.error['message']}", err=True)

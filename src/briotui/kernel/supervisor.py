@@ -151,6 +151,9 @@ class TaskResult:
     merge: dict[str, Any] = field(default_factory=dict)
     review: dict[str, Any] = field(default_factory=dict)
     verified: bool | None = None
+    tests_passed: bool | None = None
+    """Whether the last test run passed (None: no test command). Verified needs more:
+    a change, and no conflicts left."""
     fix_rounds: int = 0
     """How many rounds of the fix loop ran (the tests failed and the Coder tried again)."""
     error: dict[str, Any] | None = None
@@ -179,6 +182,16 @@ OUTCOMES = ("verified", "done", "tests-failed", "partial", "failed", "error", "c
 """How a run can end: verified (tests passed), done (no test command), tests-failed,
 partial (some subtasks failed or conflicts wait), failed (nothing was changed), error
 (the run stopped), cancelled."""
+
+
+def tests_words(result: TaskResult) -> str:
+    """What the test step came to, in words: verified, passed but not verified (the
+    conflicts left are not in what passed), or failed."""
+    if result.verified:
+        return "tests passed (verified)"
+    if result.tests_passed:
+        return "tests passed, but not verified while conflicts wait for you"
+    return "tests failed"
 
 
 def pipeline_concurrency(kernel: SupervisorHost) -> int:
@@ -453,15 +466,22 @@ class Supervisor:
             )
             # the kernel's own record of the command decides, not the agent's summary
             result.verified = kernel.is_verified(session.id)
+            result.tests_passed = self._tests_passed(session.id)
             rounds = fix_rounds(kernel)
             for round_no in range(1, rounds + 1):
-                if result.verified:
+                if result.tests_passed:  # conflicts are the user's to resolve, not a fix's
                     break
                 if not await self._fix_round(round_no, rounds, goal, session, task_id, command):
                     break
                 result.verified = kernel.is_verified(session.id)
+                result.tests_passed = self._tests_passed(session.id)
                 result.fix_rounds = round_no
         return self._conclude(result, changed=True)
+
+    def _tests_passed(self, session_id: str) -> bool:
+        """Whether the session's last run of the test command passed (the kernel's record)."""
+        run = self.kernel.test_run(session_id)
+        return run is not None and run["exit_code"] == 0
 
     def _failures(self, results: Sequence[Any]) -> list[dict[str, Any]]:
         """The subtasks whose last attempt failed: id, goal and why."""
@@ -517,7 +537,7 @@ class Supervisor:
         if changed:
             parts.append(f"review: {result.review.get('verdict', 'none')}")
         if result.verified is not None:
-            parts.append("tests " + ("passed" if result.verified else "not passed"))
+            parts.append(tests_words(result))
         if result.fix_rounds:
             parts.append(f"after {result.fix_rounds} fix round(s)")
         result.summary = "; ".join(parts)
