@@ -212,3 +212,27 @@ async def test_the_palette_demo_walks_the_whole_loop(
     async with app.run_test(size=(100, 30)) as pilot:
         app.action_use_demo()
         await demo_walks_the_loop(app, pilot, "add a subtract function")
+
+
+async def test_banner_and_notifications_show_config_tables_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found trying the TUI: "remove 'anthropic' from [llm] fallback" showed as "from
+    fallback" (markup ate the table name); notifications quote tables too."""
+    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OLLAMA_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")  # nothing listens there
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / ".git").mkdir()  # a repository root for the TUI
+    app = make_app(project, build=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: bool(app.provider_problem), 30)
+        await pilot.pause()
+        banner = str(app.screen.query_one("#banner").render())
+        assert "[llm] fallback" in banner, banner
+        app.notify("Set [tests] command in .brio/config.toml")
+        await pilot.pause()
+        [toast] = [n for n in app._notifications]
+        assert "[tests] command" in str(toast.message)
+        assert toast.markup is False

@@ -36,6 +36,7 @@ import jsonpatch
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from briotui.kernel import contract
@@ -846,6 +847,20 @@ class BrioApp(App[int]):
                     severity="warning",
                     timeout=10,
                 )
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Show a notification, as plain text whatever the caller asks: messages quote
+        config tables (``[tests] command``) and paths that markup would eat or misread.
+        """
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def banner_lines(self) -> list[str]:
         """What the main screen's banner says (empty: no banner)."""

@@ -90,7 +90,7 @@ class MainScreen(Screen[None]):
         return host_of(self.app)
 
     def compose(self) -> ComposeResult:
-        yield Static(id="banner")
+        yield Static(id="banner", markup=False)  # it quotes errors: "[llm] fallback"
         with Horizontal(id="main-body"):
             yield TaskTreeView(id="tasks")
             yield ConversationPane(id="conversation")

@@ -71,7 +71,11 @@ class TrustDialog(ModalScreen[TrustDecision]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="trust-dialog", classes="dialog"):
-            yield Static(f"Trust the project {sanitize(self.project)!r}?", classes="dialog-title")
+            yield Static(
+                f"Trust the project {sanitize(self.project)!r}?",
+                classes="dialog-title",
+                markup=False,
+            )
             intro = (
                 "Its config changed since you trusted it. "
                 if self.changed
