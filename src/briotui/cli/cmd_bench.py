@@ -154,5 +154,8 @@ def render(measures: list[Measure]) -> str:
         target = f"{op} {m.target:g} {m.unit}" if m.target is not None else "-"
         verdict = {True: "ok", False: "MISSED", None: "-"}[m.ok]
         ratio = f"{m.ratio:.2f}" if m.ratio is not None else "-"
-        rows.append([m.name, f"{m.value:.3f} {m.unit}", target, ratio, verdict])
-    return table(["figure", "measured", "target", "ratio", ""], rows)
+        peer = "-"
+        if m.peer and m.peer_value is not None and m.peer_ratio is not None:
+            peer = f"{m.peer} {m.peer_value:.3f} {m.unit} (x{m.peer_ratio:.2f})"
+        rows.append([m.name, f"{m.value:.3f} {m.unit}", target, ratio, verdict, peer])
+    return table(["figure", "measured", "target", "ratio", "", "peer (ratio)"], rows)

@@ -25,6 +25,9 @@ class Measure:
         target: The target, in the same unit, or None when the figure is for scale.
         better: "lower" or "higher": which side of the target is good.
         detail: How it was measured.
+        peer: What the figure is compared with, measured in the same run on the same
+            input (``git diff``, ``git apply + sync``...); empty when none.
+        peer_value: The peer's figure, in the same unit (None without a peer).
     """
 
     name: str
@@ -33,6 +36,8 @@ class Measure:
     target: float | None
     better: Better = "lower"
     detail: str = ""
+    peer: str = ""
+    peer_value: float | None = None
 
     @property
     def ok(self) -> bool | None:
@@ -48,6 +53,13 @@ class Measure:
             return None
         return self.value / self.target
 
+    @property
+    def peer_ratio(self) -> float | None:
+        """value / peer_value (below 1: faster than the peer for "lower")."""
+        if not self.peer_value:
+            return None
+        return self.value / self.peer_value
+
     def to_dict(self) -> dict[str, Any]:
         """As JSON-able data."""
         return {
@@ -59,6 +71,9 @@ class Measure:
             "ratio": None if self.ratio is None else round(self.ratio, 4),
             "ok": self.ok,
             "detail": self.detail,
+            "peer": self.peer or None,
+            "peer_value": None if self.peer_value is None else round(self.peer_value, 4),
+            "peer_ratio": None if self.peer_ratio is None else round(self.peer_ratio, 4),
         }
 
 
