@@ -3,14 +3,16 @@ session version is diffed once, and a commit of many files batches its fsyncs.""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from briotui.kernel.vfs import SessionManager
+from briotui.kernel.vfs import SessionManager, safefs
 from briotui.kernel.vfs import session as session_module
 from briotui.kernel.vfs.diff import FileChange, file_change
+from briotui.kernel.vfs.session import Session
 
 
 def _source(n: int) -> str:
@@ -125,3 +127,63 @@ def test_a_write_makes_a_new_version(
     s.rename("src/util.py", "src/helpers.py")
     assert s.diff().file("src/helpers.py") is not None
     assert len(calls) > 2
+
+
+def _many_files(manager: SessionManager, n: int) -> Session:
+    s = manager.create()
+    for i in range(n):
+        s.write(f"many/d{i % 3}/f{i}.txt", f"file {i}\n".encode(), False)
+    s.write("src/app.py", b"changed\n", False)
+    return s
+
+
+def _commit(s: Session, repo_dir: Path) -> None:
+    s.accept()
+    s.commit()
+    assert (repo_dir / "many/d2/f29.txt").read_bytes() == b"file 29\n"
+    assert (repo_dir / "src/app.py").read_bytes() == b"changed\n"
+
+
+@pytest.mark.skipif(not safefs.batch_sync(), reason="no syncfs with error reporting here")
+def test_a_commit_of_many_files_flushes_a_few_times_not_per_file(
+    manager: SessionManager, repo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fsyncs: list[int] = []
+    syncfs_calls: list[int] = []
+    real_fsync = os.fsync
+    real_syncfs = safefs._syncfs()
+    assert real_syncfs is not None
+
+    def counting_fsync(fd: int) -> None:
+        fsyncs.append(fd)
+        real_fsync(fd)
+
+    def counting_syncfs(fd: int) -> int:
+        syncfs_calls.append(fd)
+        return real_syncfs(fd)
+
+    s = _many_files(manager, 30)
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    monkeypatch.setattr(safefs, "_syncfs", lambda: counting_syncfs)
+    _commit(s, repo_dir)
+    # blobs: written, flushed, renamed, flushed; temps flushed; directories flushed
+    assert fsyncs == []
+    assert len(syncfs_calls) == 4
+
+
+def test_a_commit_without_syncfs_fsyncs_each_file(
+    manager: SessionManager, repo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fsyncs: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        fsyncs.append(fd)
+        real_fsync(fd)
+
+    s = _many_files(manager, 30)
+    monkeypatch.setattr(safefs, "_syncfs", lambda: None)
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    _commit(s, repo_dir)
+    # 31 temp files, 31 new blobs (file and directory each), and the 4 directories
+    assert len(fsyncs) >= 31 + 4

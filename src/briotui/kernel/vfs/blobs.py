@@ -86,7 +86,7 @@ class BlobStore:
         (one per blob and one per directory) where the OS allows it.
         """
         ids = [blob_id(d) for d in datas]
-        if not safefs.BATCH_SYNC:
+        if not safefs.batch_sync():
             for data in datas:
                 self.put(data)
             return ids

@@ -31,9 +31,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal, NewType
+from typing import TYPE_CHECKING, Literal, NewType
 
-import pygit2
+if TYPE_CHECKING:
+    import pygit2
 
 HunkId = NewType("HunkId", str)
 HunkKind = Literal["text", "file", "binary", "mode", "rename", "symlink"]
@@ -224,8 +225,15 @@ class SessionDiff:
         return "".join(f.text() for f in self.files)
 
 
-_XDIFF_FLAGS = pygit2.enums.DiffOption.FORCE_TEXT | pygit2.enums.DiffOption.INDENT_HEURISTIC
-"""Text already (binary is decided by :func:`is_binary`); git's default heuristic."""
+def _patch(old: bytes, new: bytes) -> pygit2.Patch:
+    """xdiff's patch of two texts: Myers with git's indent heuristic, ``CONTEXT`` lines.
+
+    pygit2 is imported on the first diff, not with the kernel (it takes a while).
+    """
+    import pygit2
+
+    flags = pygit2.enums.DiffOption.FORCE_TEXT | pygit2.enums.DiffOption.INDENT_HEURISTIC
+    return pygit2.Patch.create_from(old, new, context_lines=CONTEXT, flag=flags)
 
 
 TRIM_MARGIN = 100
@@ -283,12 +291,7 @@ def _text_hunks(path: str, old_data: bytes, new_data: bytes) -> list[Hunk]:
     that) with their changed ranges; only the lines inside hunks become strings."""
     head, old_end, new_end = _middle(old_data, new_data)
     skipped = old_data.count(b"\n", 0, head)
-    patch = pygit2.Patch.create_from(
-        old_data[head:old_end],
-        new_data[head:new_end],
-        context_lines=CONTEXT,
-        flag=_XDIFF_FLAGS,
-    )
+    patch = _patch(old_data[head:old_end], new_data[head:new_end])
     hunks: list[Hunk] = []
     seen: dict[str, int] = {}
     for xh in patch.hunks:

@@ -25,17 +25,16 @@ journal commit: 100 files cost 100 commits). ``syncfs`` writes back and waits fo
 every dirty page and inode of that filesystem, which includes the files and directory
 entries of the batch, so "all of them were fsynced" holds after it just as after the
 ``fsync`` calls. It is used only where it reports write-back errors (Linux 5.8 and
-later, see ``syncfs(2)``); elsewhere :data:`BATCH_SYNC` is false and callers fsync
+later, see ``syncfs(2)``); elsewhere :func:`batch_sync` is false and callers fsync
 each file and directory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
+import functools
 import os
-import platform
 import re
 import secrets
 import shutil
@@ -59,47 +58,60 @@ TMP_RE = re.compile(r"^\.brio-[0-9a-f]{16}\.tmp$")
 """The names of this module's temp files (skipped when scanning a directory)."""
 
 
-def _load_syncfs() -> Callable[[int], int] | None:
-    """libc's ``syncfs`` where it reports write-back errors (Linux >= 5.8), else None."""
-    if platform.system() != "Linux":
+@functools.cache
+def _syncfs() -> Callable[[int], int] | None:
+    """libc's ``syncfs`` where it reports write-back errors (Linux >= 5.8), else None.
+
+    Looked up on first use: ctypes is not imported with the kernel.
+    """
+    uname = os.uname()
+    if uname.sysname != "Linux":
         return None
     try:
-        major, minor = (int(x) for x in platform.release().split(".")[:2])
+        major, minor = (int(x) for x in uname.release.split(".")[:2])
     except ValueError:
         return None
     if (major, minor) < (5, 8):
         return None
+    import ctypes
+
     try:
         fn = ctypes.CDLL(None, use_errno=True).syncfs
     except (OSError, AttributeError):
         return None
     fn.argtypes = [ctypes.c_int]
     fn.restype = ctypes.c_int
-    return fn
+
+    def call(fd: int) -> int:
+        if fn(fd) == 0:
+            return 0
+        return ctypes.get_errno() or 5  # EIO if libc set none
+
+    return call
 
 
-_SYNCFS = _load_syncfs()
-
-BATCH_SYNC = _SYNCFS is not None
-"""Whether :func:`sync_filesystems` can make a batch durable at once; when false,
-callers fsync every file and directory themselves."""
+def batch_sync() -> bool:
+    """Whether :func:`sync_filesystems` can make a batch durable at once; when false,
+    callers fsync every file and directory themselves."""
+    return _syncfs() is not None
 
 
 def sync_filesystems(fds: Iterable[int]) -> None:
     """Make everything written to the filesystems holding ``fds`` durable: one
-    ``syncfs`` per filesystem (see the module docstring). Needs :data:`BATCH_SYNC`.
+    ``syncfs`` per filesystem (see the module docstring). Needs :func:`batch_sync`.
 
     Raises:
         OSError: A write-back failed (the data may not be on disk).
     """
-    assert _SYNCFS is not None
+    syncfs = _syncfs()
+    assert syncfs is not None
     done: set[int] = set()
     for fd in fds:
         dev = os.fstat(fd).st_dev
         if dev in done:
             continue
-        if _SYNCFS(fd) != 0:
-            err = ctypes.get_errno()
+        err = syncfs(fd)
+        if err:
             raise OSError(err, os.strerror(err))
         done.add(dev)
 

@@ -40,10 +40,10 @@ from types import TracebackType
 from briotui.kernel.errors import PathDenied, PathRefused
 from briotui.kernel.vfs.failpoints import failpoint
 from briotui.kernel.vfs.safefs import (
-    BATCH_SYNC,
     CREATE_FLAGS,
     DIR_FLAGS,
     READ_FLAGS,
+    batch_sync,
     split,
     sync_filesystems,
 )
@@ -252,7 +252,7 @@ class WorkTree:
             failpoint("tmp-partial")
             self._write_all(fd, memoryview(data)[half:])
             os.fchmod(fd, mode)
-            if not BATCH_SYNC:
+            if not batch_sync():
                 os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -268,7 +268,7 @@ class WorkTree:
         fsynced as it was written (a symlink's target lives in its inode and directory
         entry, made durable with its directory by :meth:`sync` after the rename)."""
         dirs, self._unsynced = self._unsynced, set()
-        if BATCH_SYNC and dirs:
+        if batch_sync() and dirs:
             sync_filesystems(self._fds[d] for d in sorted(dirs) if d in self._fds)
 
     @staticmethod
@@ -331,7 +331,7 @@ class WorkTree:
             if (fd := self._fds.get(rel_dir)) is not None
         ]
         self._dirty.clear()
-        if BATCH_SYNC:
+        if batch_sync():
             if fds:
                 sync_filesystems(fds)
             return
