@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from briotui.cli.cmd_bench import render
 from briotui.devtools.bench.measure import Measure
 from briotui.devtools.bench.sessions import bench_commit, bench_create, bench_diff, bench_fork
 
@@ -34,3 +35,7 @@ def test_session_benches_report_measures() -> None:
     for d in peers.values():
         assert d["peer_value"] > 0
         assert d["peer_ratio"] > 0
+    # the table shows the peer and the ratio beside the figure
+    table = render(rows)
+    assert "git diff" in table
+    assert "git apply + sync" in table

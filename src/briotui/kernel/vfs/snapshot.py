@@ -26,6 +26,7 @@ those that were dirty or left out in the loaded base, are stat-ed and re-read as
 HEAD's, which the loaded base already reads (from the working tree while its stat
 matches the manifest, else with ``git cat-file``). A different HEAD, size limit or
 protected set, or a chain of derived bases over :data:`MAX_CHAIN` long, rebuilds.
+HEAD comes from the same ``git status`` (``--porcelain=v2 --branch``): one git process.
 
 What a base holds is bounded: files over the session size limit, FIFOs, devices and
 sockets are left out (never opened, never read) and listed in :attr:`BaseSnapshot.left_out`
@@ -47,7 +48,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from briotui.kernel.errors import FileTooLarge, PathDenied, WorkspaceFileNotFound
+from briotui.kernel.errors import FileTooLarge, GitError, PathDenied, WorkspaceFileNotFound
 from briotui.kernel.store import Store
 from briotui.kernel.vfs import safefs
 from briotui.kernel.vfs.blobs import BlobStore
@@ -147,6 +148,39 @@ def _manifest_files(
 
 def _manifest_row(f: BaseFile) -> list[int]:
     return [f.size, f.mtime_ns, f.ino, int(f.executable) | (2 if f.symlink else 0)]
+
+
+def _status(root: Path) -> tuple[str | None, set[str]]:
+    """HEAD's commit and the paths ``git status`` names (changed against HEAD or the
+    index, deleted, untracked and not ignored), from one run.
+
+    Raises:
+        GitError: git failed (not a repository any more...).
+    """
+    out = run_git(
+        [
+            "status",
+            "--porcelain=v2",
+            "-z",
+            "--branch",
+            "--untracked-files=all",
+            "--no-renames",
+        ],
+        root,
+    ).stdout
+    head: str | None = None
+    paths: set[str] = set()
+    for item in out.split(b"\0"):
+        if item.startswith(b"# branch.oid "):
+            oid = item[len(b"# branch.oid ") :].decode()
+            head = None if oid == "(initial)" else oid
+        elif item.startswith(b"1 "):
+            paths.add(os.fsdecode(item.split(b" ", 8)[8]))
+        elif item.startswith(b"u "):
+            paths.add(os.fsdecode(item.split(b" ", 10)[10]))
+        elif item.startswith(b"? "):
+            paths.add(os.fsdecode(item[2:]))
+    return head, paths
 
 
 def _split_z(data: bytes) -> list[str]:
@@ -416,18 +450,20 @@ class BaseSnapshot:
         snap.depth = int(raw.get("depth", 0))
         return snap
 
-    def refreshed(self, manifest_dir: Path) -> BaseSnapshot:
+    def refreshed(self, manifest_dir: Path) -> BaseSnapshot | None:
         """This base brought up to date with the working tree (see the module
-        docstring): itself when nothing changed, else a base derived from it.
+        docstring): itself when nothing changed, else a base derived from it; None
+        when HEAD moved (or git cannot tell): build a new one.
 
-        Only for a git base whose HEAD is still the project's HEAD.
+        Only for a git base.
         """
         assert self.is_git
-        status = run_git(
-            ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"],
-            self.root,
-        ).stdout
-        now_dirty = {item[3:] for item in _split_z(status)}
+        try:
+            head, now_dirty = _status(self.root)
+        except GitError:
+            return None
+        if head is None or head != self.head:
+            return None
         was_dirty = set(self.files.keys() - self._clean)
         # Dirty before and not now: reverted to HEAD, deleted, or now ignored by git.
         settled = sorted(was_dirty - now_dirty)
@@ -641,17 +677,16 @@ def load_latest(
     max_file_size: int,
 ) -> BaseSnapshot | None:
     """The base a previous process recorded, if it can be reused as a starting point:
-    same HEAD, size limit and protected names, a chain short enough. Not refreshed
-    (see :meth:`BaseSnapshot.refreshed`)."""
+    same size limit and protected names, a chain short enough. Not refreshed: HEAD is
+    checked by :meth:`BaseSnapshot.refreshed`, from the same ``git status``."""
     try:
         data = json.loads((manifest_dir / _LATEST).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or not is_git_worktree(root):
         return None
-    if {k: data.get(k) for k in ("head", "max_file_size", "protected")} != _latest_key(
-        head_commit(root), max_file_size, policy
-    ):
+    key = _latest_key(data.get("head"), max_file_size, policy)
+    if {k: data.get(k) for k in ("head", "max_file_size", "protected")} != key:
         return None
     try:
         snap = BaseSnapshot.load(
