@@ -2,9 +2,13 @@
 
 Lines are matched by libgit2's xdiff (Myers with git's indent heuristic, through
 :mod:`pygit2`, in C and without a process per file), so hunks are the ones ``git diff``
-shows. Lines are split on ``\\n`` only and keep their endings, so a missing final
-newline is a difference of its own and renders as ``\\ No newline at end of file``,
-and CRLF lines are compared byte for byte.
+shows. Before xdiff sees a file, the head and tail both versions share are cut off,
+keeping :data:`TRIM_MARGIN` equal lines beside the changes (a long file with a few
+edits is mostly equal lines, and hashing them is most of the cost); in a very
+repetitive file that can rarely pair lines differently than ``git diff`` (still a
+correct diff). Lines are split on ``\\n`` only and keep their endings, so a missing
+final newline is a difference of its own and renders as ``\\ No newline at end of
+file``, and CRLF lines are compared byte for byte.
 
 A hunk id is a short hash of the file path, the hunk kind, the removed and added lines
 and the number of identical hunks before it in the file. It does not depend on line

@@ -265,15 +265,14 @@ class SessionManager:
     def _persisted_base(self) -> BaseSnapshot | None:
         """The base a previous process recorded, brought up to date (see
         :mod:`briotui.kernel.vfs.snapshot`), or None: build one."""
-        with self._lock:
-            snap = load_latest(
-                self.root,
-                self.store,
-                self.blobs,
-                self.policy,
-                self.manifest_dir,
-                max_file_size=self.max_file_size,
-            )
+        snap = load_latest(
+            self.root,
+            self.store,
+            self.blobs,
+            self.policy,
+            self.manifest_dir,
+            max_file_size=self.max_file_size,
+        )
         if snap is None:
             return None
         with self._lock:
