@@ -224,9 +224,10 @@ def plan_commit(session: Session) -> _Plan:
                     )
                 cur = tree.read(rel)
                 base_path = outcome.base_of.get(path)
-                base_bytes = (
-                    base.read(base_path) if base_path is not None and base_path == path else None
-                )
+                base_bytes = None
+                if base_path is not None and base_path == path:
+                    # the diff read the base already: change.old is base.read(old_path)
+                    base_bytes = change.old if path == change.old_path else base.read(path)
                 if base_path is not None and base_path != path:
                     base_bytes = None  # a rename target did not exist in the base
                 current = cur.data
