@@ -109,9 +109,14 @@ class BlobStore:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
             self._sync()  # every temp is whole on disk before any is renamed
-            for tmp, target in temps:
+
+            def rename(pair: tuple[Path, Path]) -> None:
                 failpoint("blob-written")
-                os.replace(tmp, target)
+                os.replace(*pair)
+
+            failed = [e for e in safefs.each_parallel(rename, temps) if e is not None]
+            if failed:
+                raise failed[0]
         except BaseException:
             for tmp, _target in temps:
                 with contextlib.suppress(FileNotFoundError):

@@ -383,14 +383,15 @@ def _switch(
             if notices is None:
                 raise
             notices.append(f"{f.path} could not be deleted ({_reason(exc)}).")
-    for seq, f in staged:
-        try:
-            tree.rename(_tmp_name(token, seq), f.path)
-        except (BrioError, OSError) as exc:
-            if notices is None:
-                raise
-            tree.remove_temp(f.path, _tmp_name(token, seq))
-            notices.append(f"{f.path} could not be replaced ({_reason(exc)}).")
+    # Several renames at once: their order never mattered (recovery takes any subset).
+    results = tree.rename_many([(_tmp_name(token, seq), f.path) for seq, f in staged])
+    for (seq, f), failure in zip(staged, results, strict=True):
+        if failure is None:
+            continue
+        if notices is None:
+            raise failure
+        tree.remove_temp(f.path, _tmp_name(token, seq))
+        notices.append(f"{f.path} could not be replaced ({_reason(failure)}).")
     tree.sync()
 
 

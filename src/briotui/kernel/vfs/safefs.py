@@ -43,12 +43,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 from briotui.kernel.errors import FileTooLarge, PathDenied, WorkspaceFileNotFound
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+_T = TypeVar("_T")
 
 MAX_DEPTH = 128
 """Directories nested deeper than this are not entered by :func:`walk` (reported)."""
@@ -114,6 +117,42 @@ def sync_filesystems(fds: Iterable[int]) -> None:
         if err:
             raise OSError(err, os.strerror(err))
         done.add(dev)
+
+
+PARALLEL_IO = 8
+"""How many renames :func:`each_parallel` runs at once."""
+
+
+def each_parallel(fn: Callable[[_T], None], items: list[_T]) -> list[BaseException | None]:
+    """Call ``fn`` on every item, up to :data:`PARALLEL_IO` at a time; returns each
+    call's exception, or None, in the order of ``items``.
+
+    For independent file system calls that mostly wait on the disk (renames after a
+    flush wait for the journal one by one): their waits overlap. The calls must not
+    depend on each other's order.
+    """
+    if len(items) < 4:
+        out: list[BaseException | None] = []
+        for item in items:
+            try:
+                fn(item)
+            except Exception as exc:
+                out.append(exc)
+            else:
+                out.append(None)
+        return out
+
+    def call(item: _T) -> BaseException | None:
+        try:
+            fn(item)
+        except Exception as exc:
+            return exc
+        return None
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_IO, len(items))) as pool:
+        return list(pool.map(call, items))
 
 
 def tmp_name() -> str:

@@ -44,6 +44,7 @@ from briotui.kernel.vfs.safefs import (
     DIR_FLAGS,
     READ_FLAGS,
     batch_sync,
+    each_parallel,
     split,
     sync_filesystems,
 )
@@ -286,6 +287,33 @@ class WorkTree:
         os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         self._dirty.add(parent)
         failpoint("renamed")
+
+    def rename_many(self, pairs: list[tuple[str, str]]) -> list[BaseException | None]:
+        """Rename every temp over its target (``(tmp, rel)`` pairs, as :meth:`rename`),
+        several at once (:func:`~briotui.kernel.vfs.safefs.each_parallel`); returns
+        each rename's exception, or None, in order. Every pair is tried."""
+        found: list[tuple[int, str, str]] = []
+        errors: dict[int, BaseException] = {}
+        for i, (tmp, rel) in enumerate(pairs):
+            parent, name = split(rel)
+            try:
+                dfd = self.dir_fd(parent)
+            except (PathRefused, OSError) as exc:
+                errors[i] = exc
+                continue
+            if dfd is None:
+                errors[i] = PathRefused(f"The directory of {rel!r} disappeared while committing.")
+                continue
+            self._dirty.add(parent)
+            found.append((dfd, tmp, name))
+
+        def one(item: tuple[int, str, str]) -> None:
+            dfd, tmp, name = item
+            os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            failpoint("renamed")
+
+        results = iter(each_parallel(one, found))
+        return [errors[i] if i in errors else next(results) for i in range(len(pairs))]
 
     def unlink(self, rel: str) -> None:
         """Remove the file or symlink ``rel`` (a link is removed, not its target)."""
