@@ -97,17 +97,28 @@ class BlobStore:
         if not todo:
             return ids
         temps: list[tuple[Path, Path]] = []
+        for bid in todo:
+            target = self.path_of(bid)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temps.append((target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp"), target))
+
+        def write(item: tuple[tuple[Path, Path], bytes]) -> None:
+            (tmp, _target), data = item
+            # A fresh name, created exclusively and never through a link.
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
+            )
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+
         try:
-            for bid, data in todo.items():
-                target = self.path_of(bid)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
-                fd = os.open(
-                    tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
-                )
-                temps.append((tmp, target))
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
+            failed = [
+                e
+                for e in safefs.each_parallel(write, list(zip(temps, todo.values(), strict=True)))
+                if e is not None
+            ]
+            if failed:
+                raise failed[0]
             self._sync()  # every temp is whole on disk before any is renamed
 
             def rename(pair: tuple[Path, Path]) -> None:

@@ -63,6 +63,7 @@ the others leave.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -85,7 +86,7 @@ from briotui.kernel.vfs.diff import apply_accepted
 from briotui.kernel.vfs.failpoints import failpoint
 from briotui.kernel.vfs.gitio import head_commit, is_git_worktree, run_git
 from briotui.kernel.vfs.merge import merge3
-from briotui.kernel.vfs.safefs import split
+from briotui.kernel.vfs.safefs import each_parallel, split
 from briotui.kernel.vfs.worktree import Current, WorkTree
 
 if TYPE_CHECKING:
@@ -328,26 +329,31 @@ def _stage(
     A failure removes the temp files written so far and raises, unless ``notices`` is
     given (recovery): then the file is reported there and skipped.
     """
-    staged: list[tuple[int, JournalFile]] = []
+    todo = [(seq, f) for seq, f in items if f.new_blob is not None]
+    for _seq, f in todo:  # the directories first, one by one: then the writes run at once
+        with contextlib.suppress(BrioError, OSError):
+            tree.dir_fd(split(f.path)[0], create=True)
+
+    def write(item: tuple[int, JournalFile]) -> None:
+        seq, f = item
+        assert f.new_blob is not None
+        tree.create_temp(
+            f.path,
+            _tmp_name(token, seq),
+            manager.blobs.get(f.new_blob),
+            executable=f.new_exec,
+            symlink=f.new_symlink,
+        )
+
+    results = each_parallel(write, todo)
+    staged = [item for item, failure in zip(todo, results, strict=True) if failure is None]
     try:
-        for seq, f in items:
-            if f.new_blob is None:
+        for (_seq, f), failure in zip(todo, results, strict=True):
+            if failure is None:
                 continue
-            data = manager.blobs.get(f.new_blob)
-            try:
-                tree.create_temp(
-                    f.path,
-                    _tmp_name(token, seq),
-                    data,
-                    executable=f.new_exec,
-                    symlink=f.new_symlink,
-                )
-            except (BrioError, OSError) as exc:
-                if notices is None:
-                    raise
-                notices.append(f"{f.path} could not be written ({_reason(exc)}).")
-                continue
-            staged.append((seq, f))
+            if notices is None or not isinstance(failure, (BrioError, OSError)):
+                raise failure
+            notices.append(f"{f.path} could not be written ({_reason(failure)}).")
         try:
             tree.sync_temps()  # every temp is whole on disk before any rename
         except OSError as exc:
