@@ -70,6 +70,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -173,6 +174,8 @@ class _Plan:
     merged: list[str] = field(default_factory=list)
     sources: dict[str, tuple[bytes | None, bytes]] = field(default_factory=dict)
     """Per written path: its base bytes and the session's own (accepted) bytes."""
+    contents: dict[str, bytes] = field(default_factory=dict)
+    """The new bytes by blob id (the file update writes them without reading back)."""
 
 
 def _tmp_name(token: str, seq: int) -> str:
@@ -267,6 +270,8 @@ def plan_commit(session: Session) -> _Plan:
                 old_blob = blob_id(current) if current is not None else None
                 new_blob = blob_id(new) if new is not None else None
                 keep += [b for b in (current, new) if b is not None]
+                if new is not None and new_blob is not None:
+                    plan.contents[new_blob] = new
                 plan.files.append(
                     JournalFile(
                         rel,
@@ -322,9 +327,11 @@ def _stage(
     token: str,
     items: list[tuple[int, JournalFile]],
     notices: list[str] | None = None,
+    contents: Mapping[str, bytes] | None = None,
 ) -> list[tuple[int, JournalFile]]:
     """Write the temp file of every new file, then make them all durable at once;
-    returns those written.
+    returns those written. ``contents`` holds new bytes by blob id already in memory
+    (the others are read from the blob store).
 
     A failure removes the temp files written so far and raises, unless ``notices`` is
     given (recovery): then the file is reported there and skipped.
@@ -340,7 +347,7 @@ def _stage(
         tree.create_temp(
             f.path,
             _tmp_name(token, seq),
-            manager.blobs.get(f.new_blob),
+            (contents or {}).get(f.new_blob) or manager.blobs.get(f.new_blob),
             executable=f.new_exec,
             symlink=f.new_symlink,
         )
@@ -417,6 +424,7 @@ def apply_journaled(
     message: str,
     mark_session: str | None = "committed",
     git: GitPlan | None = None,
+    contents: Mapping[str, bytes] | None = None,
 ) -> int:
     """Journal ``files`` (and the git step), apply them, mark the journal done.
 
@@ -427,6 +435,7 @@ def apply_journaled(
         message: The journal's message (``rollback...`` for a rollback).
         mark_session: The session's state once done (None: leave it).
         git: The git commit to make once the files are applied.
+        contents: New bytes by blob id that the caller has in memory.
 
     Returns:
         The journal id.
@@ -480,7 +489,7 @@ def apply_journaled(
     items = list(enumerate(files))
     with WorkTree(manager.root) as tree:
         try:
-            staged = _stage(manager, tree, token, items)
+            staged = _stage(manager, tree, token, items, contents=contents)
         except BaseException as exc:
             # Nothing was renamed or deleted yet: the commit did not happen.
             with manager.store.transaction() as conn:
@@ -1025,7 +1034,9 @@ def commit_session(
         git_plan = plan_git(manager, for_git, _message(text, provenance), parent)
         _refuse_empty(manager.root, git_plan.tree, parent, session.id)
     try:
-        commit_id = apply_journaled(manager, session.id, plan.files, message=text, git=git_plan)
+        commit_id = apply_journaled(
+            manager, session.id, plan.files, message=text, git=git_plan, contents=plan.contents
+        )
     finally:
         session.reload_state()
     git_sha: str | None = None
