@@ -50,7 +50,10 @@ durable before the journal says ``done`` (the directory flush precedes step 6). 
 before a flush leaves only temp files, which the journal's token names and recovery
 removes (or blob temps nothing refers to); a crash among the renames leaves some
 targets new and the others old, which recovery rolls forward from the durable new
-blobs, exactly as when each file was fsynced on its own.
+blobs, exactly as when each file was fsynced on its own. Between two flushes the
+writes (or the renames) run several at once
+(:func:`~briotui.kernel.vfs.safefs.each_parallel`): nothing ever ordered them among
+themselves, only against the flushes, which still wait for all of them.
 
 Git runs through :func:`~briotui.kernel.vfs.gitio.run_git`: ``hash-object
 --no-filters``, ``update-index --index-info``, ``write-tree``, ``commit-tree``,
