@@ -28,8 +28,15 @@ def test_unchanged_project_reuses_the_base(manager: SessionManager) -> None:
     assert second.id != first.id
 
 
-def test_without_a_watcher_every_create_rebuilds(manager: SessionManager) -> None:
-    assert manager.create().base is not manager.create().base
+def test_without_a_watcher_a_create_refreshes_the_recorded_base(
+    manager: SessionManager, repo_dir: Path
+) -> None:
+    first = manager.create()
+    assert manager.create().base is first.base  # nothing changed: the recorded base
+    (repo_dir / "src/util.py").write_text("def f():\n    return 3\n")
+    third = manager.create()
+    assert third.base is not first.base
+    assert third.read("src/util.py") == b"def f():\n    return 3\n"
 
 
 def test_user_edits_reach_the_next_session(manager: SessionManager, repo_dir: Path) -> None:

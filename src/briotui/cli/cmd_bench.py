@@ -36,10 +36,11 @@ def register(sub: Any) -> None:
             "Measure this machine against the targets: the runtime (component load, "
             "instantiate, pool hand-out, host calls, event-loop lag, timeout release, "
             "the kernel's overhead per agent run, warm against cold runs), "
-            "sessions (fork of a 50k-file project, diff and commit of 100 files), model "
-            "streaming overhead, the mesh and the state tree; print a table and write JSON. "
-            "With --builds, also agent builds from an empty cache (first run, all agents) "
-            "and hot reload."
+            "sessions (fork of a 50k-file project, create in a fresh process, diff and "
+            "commit of 100 files, each beside git doing the same: git status, git diff, "
+            "git apply + sync), model streaming overhead, the mesh and the state tree; "
+            "print a table and write JSON. With --builds, also agent builds from an empty "
+            "cache (first run, all agents) and hot reload."
         ),
     )
     bench.add_argument("--json", action="store_true", help="print the results as JSON")

@@ -3,16 +3,24 @@
 A blob is stored once under ``.brio/sessions/blobs/ab/cdef...`` named by its SHA-256,
 written to a temp file, fsynced and renamed into place: a blob that exists is whole.
 Sessions and forks share blobs, which is what makes a fork copy-free.
+
+:meth:`BlobStore.put_many` stores a batch (a commit's old and new bytes) with the same
+guarantee and two flushes in all: every temp file is written, the filesystem is synced
+once (every temp is whole on disk), every temp is renamed, and it is synced once more
+(every name is on disk) before it returns; see
+:func:`~briotui.kernel.vfs.safefs.sync_filesystems`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
 from pathlib import Path
 
 from briotui.kernel.errors import StoreError
+from briotui.kernel.vfs import safefs
 from briotui.kernel.vfs.failpoints import failpoint
 
 
@@ -71,6 +79,69 @@ class BlobStore:
         if durable:
             fsync_dir(target.parent)
         return bid
+
+    def put_many(self, datas: list[bytes]) -> list[str]:
+        """Store every one of ``datas`` durably, as :meth:`put` does each; returns their
+        ids, in order. Two filesystem flushes in all instead of two fsyncs per blob
+        (one per blob and one per directory) where the OS allows it.
+        """
+        ids = [blob_id(d) for d in datas]
+        if not safefs.batch_sync():
+            for data in datas:
+                self.put(data)
+            return ids
+        todo: dict[str, bytes] = {}
+        for bid, data in zip(ids, datas, strict=True):
+            if bid not in todo and not self.path_of(bid).exists():
+                todo[bid] = data
+        if not todo:
+            return ids
+        temps: list[tuple[Path, Path]] = []
+        for bid in todo:
+            target = self.path_of(bid)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temps.append((target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp"), target))
+
+        def write(item: tuple[tuple[Path, Path], bytes]) -> None:
+            (tmp, _target), data = item
+            # A fresh name, created exclusively and never through a link.
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
+            )
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+
+        try:
+            failed = [
+                e
+                for e in safefs.each_parallel(write, list(zip(temps, todo.values(), strict=True)))
+                if e is not None
+            ]
+            if failed:
+                raise failed[0]
+            self._sync()  # every temp is whole on disk before any is renamed
+
+            def rename(pair: tuple[Path, Path]) -> None:
+                failpoint("blob-written")
+                os.replace(*pair)
+
+            failed = [e for e in safefs.each_parallel(rename, temps) if e is not None]
+            if failed:
+                raise failed[0]
+        except BaseException:
+            for tmp, _target in temps:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+            raise
+        self._sync()  # every new name is on disk
+        return ids
+
+    def _sync(self) -> None:
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            safefs.sync_filesystems([fd])
+        finally:
+            os.close(fd)
 
     def get(self, bid: str) -> bytes:
         """The bytes of blob ``bid``.

@@ -1,13 +1,19 @@
 """A session's diff: file changes split into hunks with stable ids, and applying a subset.
 
-Lines are compared with :class:`difflib.SequenceMatcher` (pure Python, no process per
-file: 100 files diff well inside the 50 ms target). Lines keep their endings, so a
-missing final newline is a difference of its own and renders as
-``\\ No newline at end of file``.
+Lines are matched by libgit2's xdiff (Myers with git's indent heuristic, through
+:mod:`pygit2`, in C and without a process per file), so hunks are the ones ``git diff``
+shows. Before xdiff sees a file, the head and tail both versions share are cut off,
+keeping :data:`TRIM_MARGIN` equal lines beside the changes (a long file with a few
+edits is mostly equal lines, and hashing them is most of the cost); in a very
+repetitive file that can rarely pair lines differently than ``git diff`` (still a
+correct diff). Lines are split on ``\\n`` only and keep their endings, so a missing
+final newline is a difference of its own and renders as ``\\ No newline at end of
+file``, and CRLF lines are compared byte for byte.
 
 A hunk id is a short hash of the file path, the hunk kind, the removed and added lines
 and the number of identical hunks before it in the file. It does not depend on line
-numbers, so a decision on one hunk survives re-computation after other hunks change.
+numbers, so a decision on one hunk survives re-computation after other hunks change,
+nor on the matching algorithm beyond which lines it pairs.
 
 Hunk kinds:
 
@@ -26,11 +32,13 @@ header (``symbolic link``).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal, NewType
+from typing import TYPE_CHECKING, Literal, NewType
+
+if TYPE_CHECKING:
+    import pygit2
 
 HunkId = NewType("HunkId", str)
 HunkKind = Literal["text", "file", "binary", "mode", "rename", "symlink"]
@@ -44,6 +52,8 @@ def is_binary(data: bytes) -> bool:
     """Git's rule: a NUL byte in the first 8000 bytes, or not UTF-8 decodable."""
     if b"\0" in data[:BINARY_SNIFF]:
         return True
+    if data.isascii():  # the common case, without decoding
+        return False
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
@@ -219,39 +229,119 @@ class SessionDiff:
         return "".join(f.text() for f in self.files)
 
 
-def _text_hunks(path: str, old: list[str], new: list[str]) -> list[Hunk]:
-    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
+def _patch(old: bytes, new: bytes) -> pygit2.Patch:
+    """xdiff's patch of two texts: Myers with git's indent heuristic, ``CONTEXT`` lines.
+
+    pygit2 is imported on the first diff, not with the kernel (it takes a while).
+    """
+    import pygit2
+
+    flags = pygit2.enums.DiffOption.FORCE_TEXT | pygit2.enums.DiffOption.INDENT_HEURISTIC
+    return pygit2.Patch.create_from(old, new, context_lines=CONTEXT, flag=flags)
+
+
+TRIM_MARGIN = 100
+"""Equal lines kept around the changed middle when the common head and tail are cut
+off before xdiff (more than git's indent heuristic ever slides a change)."""
+
+
+def _same_head(a: bytes, b: bytes) -> int:
+    """The length of the common prefix of ``a`` and ``b`` (compared in C, by chunks)."""
+    n = min(len(a), len(b))
+    i, step = 0, 4096
+    while True:
+        while i + step <= n and a[i : i + step] == b[i : i + step]:
+            i += step
+        if step == 1:
+            return i
+        step //= 2
+
+
+def _same_tail(a: bytes, b: bytes, limit: int) -> int:
+    """The length of the common suffix of ``a`` and ``b``, at most ``limit``."""
+    la, lb = len(a), len(b)
+    i, step = 0, 4096
+    while True:
+        while i + step <= limit and a[la - i - step : la - i] == b[lb - i - step : lb - i]:
+            i += step
+        if step == 1:
+            return i
+        step //= 2
+
+
+def _middle(old: bytes, new: bytes) -> tuple[int, int, int]:
+    """What xdiff needs to see: ``(head, old_tail, new_tail)`` byte offsets such that
+    ``old[:head] == new[:head]`` and the tails from those offsets are equal, each cut
+    at a line start and leaving :data:`TRIM_MARGIN` equal lines next to the changes.
+
+    Hashing and classifying the lines nobody changed is most of a diff's cost on a
+    long file with a few edits.
+    """
+    head = _same_head(old, new)
+    cut = old.rfind(b"\n", 0, head) + 1  # the start of the first differing line
+    parts = old[:cut].rsplit(b"\n", TRIM_MARGIN + 1)
+    cut = len(parts[0]) + 1 if len(parts) == TRIM_MARGIN + 2 else 0
+    tail = _same_tail(old, new, min(len(old), len(new)) - cut)
+    nl = old.find(b"\n", len(old) - tail)  # the tail begins inside a line: skip it
+    end = len(old) if nl < 0 else nl + 1
+    rest = old[end:]
+    parts = rest.split(b"\n", TRIM_MARGIN)
+    end = len(old) - len(parts[-1]) if len(parts) == TRIM_MARGIN + 1 else len(old)
+    return cut, end, len(new) - (len(old) - end)
+
+
+def _text_hunks(path: str, old_data: bytes, new_data: bytes) -> list[Hunk]:
+    """xdiff's hunks (``CONTEXT`` lines of context, merged when closer than twice
+    that) with their changed ranges; only the lines inside hunks become strings."""
+    head, old_end, new_end = _middle(old_data, new_data)
+    skipped = old_data.count(b"\n", 0, head)
+    patch = _patch(old_data[head:old_end], new_data[head:new_end])
     hunks: list[Hunk] = []
     seen: dict[str, int] = {}
-    for group in matcher.get_grouped_opcodes(CONTEXT):
-        first, last = group[0], group[-1]
-        old_lo, old_hi = first[1], last[2]
-        new_lo, new_hi = first[3], last[4]
-        body: list[str] = []
+    for xh in patch.hunks:
+        o = old_lo = (xh.old_start - 1 if xh.old_lines else xh.old_start) + skipped
+        n = new_lo = (xh.new_start - 1 if xh.new_lines else xh.new_start) + skipped
         ops: list[tuple[int, int, int, int]] = []
+        run: tuple[int, int] | None = None
+        body: list[str] = []
         removed: list[str] = []
         added: list[str] = []
-        for tag, i1, i2, j1, j2 in group:
-            if tag == "equal":
-                body.extend(" " + line for line in old[i1:i2])
-                continue
-            ops.append((i1, i2, j1, j2))
-            body.extend("-" + line for line in old[i1:i2])
-            body.extend("+" + line for line in new[j1:j2])
-            removed.extend(old[i1:i2])
-            added.extend(new[j1:j2])
+        for line in xh.lines:
+            origin = line.origin
+            if origin == " ":
+                if run is not None:
+                    ops.append((run[0], o, run[1], n))
+                    run = None
+                body.append(" " + line.content)
+                o += 1
+                n += 1
+            elif origin == "-":
+                run = run or (o, n)
+                removed.append(line.content)
+                body.append("-" + removed[-1])
+                o += 1
+            elif origin == "+":
+                run = run or (o, n)
+                added.append(line.content)
+                body.append("+" + added[-1])
+                n += 1
+            # "<", ">", "=": xdiff's no-newline-at-end markers, not lines
+        if run is not None:
+            ops.append((run[0], o, run[1], n))
+        if not ops:
+            continue
         key = "".join(removed) + "\0" + "".join(added)
-        n = seen.get(key, 0)
-        seen[key] = n + 1
+        k = seen.get(key, 0)
+        seen[key] = k + 1
         hunks.append(
             Hunk(
-                id=_hid(path, "text", key, str(n)),
+                id=_hid(path, "text", key, str(k)),
                 path=path,
                 kind="text",
-                old_start=old_lo + 1 if old_hi > old_lo else old_lo,
-                old_count=old_hi - old_lo,
-                new_start=new_lo + 1 if new_hi > new_lo else new_lo,
-                new_count=new_hi - new_lo,
+                old_start=old_lo + 1 if o > old_lo else old_lo,
+                old_count=o - old_lo,
+                new_start=new_lo + 1 if n > new_lo else new_lo,
+                new_count=n - new_lo,
                 lines=tuple(body),
                 ops=tuple(ops),
             )
@@ -340,7 +430,7 @@ def file_change(
             if binary:
                 hunks.append(Hunk(_hid(path, "binary", _digest(old), _digest(new)), path, "binary"))
             else:
-                hunks.extend(_text_hunks(path, _split_lines(old), _split_lines(new)))
+                hunks.extend(_text_hunks(path, old, new))
         if old_exec != new_exec:
             hunks.append(Hunk(_hid(path, "mode", str(old_exec), str(new_exec)), path, "mode"))
     else:
@@ -409,7 +499,11 @@ def apply_accepted(change: FileChange, accepted: Iterable[str]) -> FileOutcome:
     elif "binary" in kinds:
         content = change.new
     elif "text" in kinds:
-        content = _apply_text(change.old, change.new, [h for h in taken if h.kind == "text"])
+        text = [h for h in taken if h.kind == "text"]
+        if len(text) == sum(1 for h in change.hunks if h.kind == "text"):
+            content = change.new  # every text hunk: the new bytes, as they are
+        else:
+            content = _apply_text(change.old, change.new, text)
     else:
         content = change.old
     executable = change.new_exec if "mode" in kinds or "symlink" in kinds else change.old_exec

@@ -41,7 +41,7 @@ from briotui.kernel.vfs.session import (
     SessionId,
     SessionState,
 )
-from briotui.kernel.vfs.snapshot import BaseSnapshot
+from briotui.kernel.vfs.snapshot import BaseSnapshot, load_latest, record_latest
 
 
 @dataclass(frozen=True)
@@ -243,7 +243,7 @@ class SessionManager:
             if head_commit(self.root) != live.head:
                 live = None  # a commit or checkout: start from the new HEAD
         if live is None:
-            snap = BaseSnapshot.build(
+            snap = self._persisted_base() or BaseSnapshot.build(
                 self.root,
                 self.store,
                 self.blobs,
@@ -255,11 +255,29 @@ class SessionManager:
             snap = live.derive(pending, self.manifest_dir)
         else:
             snap = live
+        record_latest(snap, self.manifest_dir, self.policy)
         with self._lock:
             self._bases[snap.id] = snap
             if self.watching:
                 self._live_base = snap
         return snap
+
+    def _persisted_base(self) -> BaseSnapshot | None:
+        """The base a previous process recorded, brought up to date (see
+        :mod:`briotui.kernel.vfs.snapshot`), or None: build one."""
+        snap = load_latest(
+            self.root,
+            self.store,
+            self.blobs,
+            self.policy,
+            self.manifest_dir,
+            max_file_size=self.max_file_size,
+        )
+        if snap is None:
+            return None
+        with self._lock:
+            snap = self._bases.setdefault(snap.id, snap)
+        return snap.refreshed(self.manifest_dir)
 
     @property
     def manifest_dir(self) -> Path:

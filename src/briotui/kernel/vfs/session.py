@@ -150,6 +150,9 @@ class Session:
         self._overlay = overlay
         self._fork_point = fork_point
         self._lock = threading.RLock()
+        self._version = 0
+        """Bumped by every change of the overlay: the key of the cached diff."""
+        self._diff_cache: tuple[int, SessionDiff] | None = None
 
     # -- state --------------------------------------------------------------------------
 
@@ -428,10 +431,12 @@ class Session:
                     ),
                 )
             conn.execute("UPDATE sessions SET updated = ? WHERE id = ?", (time.time(), self.id))
-        if entry is None:
-            self._overlay.pop(rel, None)
-        else:
-            self._overlay[rel] = entry
+        with self._lock:
+            if entry is None:
+                self._overlay.pop(rel, None)
+            else:
+                self._overlay[rel] = entry
+            self._version += 1
 
     # -- forks --------------------------------------------------------------------------
 
@@ -516,10 +521,30 @@ class Session:
             raise FileTooLarge(f"{rel!r} was left out of the session: {why}.")
         raise PathDenied(f"{rel!r} was left out of the session: {why}.")
 
-    def diff(self) -> SessionDiff:
-        """The session's changes against its base, split into hunks."""
+    def diff(self, *, reuse: bool = True) -> SessionDiff:
+        """The session's changes against its base, split into hunks.
+
+        Computed once per session version: every write, delete or rename makes a new
+        version, and until then accept, reject, commit and the review screen share
+        one diff (the base is immutable, so the overlay alone decides it).
+
+        Args:
+            reuse: Return the diff already computed for this version, if any (False
+                computes it again, for measuring).
+        """
         with self._lock:
+            version = self._version
+            cached = self._diff_cache
+            if reuse and cached is not None and cached[0] == version:
+                return cached[1]
             overlay = dict(self._overlay)
+        result = self._compute_diff(overlay)
+        with self._lock:
+            if self._version == version:
+                self._diff_cache = (version, result)
+        return result
+
+    def _compute_diff(self, overlay: dict[str, OverlayEntry]) -> SessionDiff:
         renamed_from = {
             e.origin for e in overlay.values() if e.blob is not None and e.origin is not None
         }

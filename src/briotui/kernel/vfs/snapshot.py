@@ -14,6 +14,20 @@ be found again:
 
 Snapshots are immutable apart from captures, and shared by a session and all its forks.
 
+The base index persists across processes: the last base made is named in
+``bases/latest.json`` (with the HEAD, size limit and protected names it was made
+with), so a new process (a CLI run) does not list and stat the whole project again.
+:func:`load_latest` loads it and :meth:`BaseSnapshot.refreshed` brings it up to date
+from one ``git status``: git compares every file with its index entry (size, mtime,
+ctime, inode: git's own stat cache, racy timestamps included) and names each file
+that differs from HEAD or the index, and each untracked one. The files it names, and
+those that were dirty or left out in the loaded base, are stat-ed and re-read as in
+:meth:`BaseSnapshot.derive`; every other file is still clean, so its base bytes are
+HEAD's, which the loaded base already reads (from the working tree while its stat
+matches the manifest, else with ``git cat-file``). A different HEAD, size limit or
+protected set, or a chain of derived bases over :data:`MAX_CHAIN` long, rebuilds.
+HEAD comes from the same ``git status`` (``--porcelain=v2 --branch``): one git process.
+
 What a base holds is bounded: files over the session size limit, FIFOs, devices and
 sockets are left out (never opened, never read) and listed in :attr:`BaseSnapshot.left_out`
 with the reason; git-ignored files are never listed (git's own ignore rules). A symlink
@@ -31,11 +45,10 @@ import secrets
 import stat
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from briotui.kernel.errors import FileTooLarge, PathDenied, WorkspaceFileNotFound
+from briotui.kernel.errors import FileTooLarge, GitError, PathDenied, WorkspaceFileNotFound
 from briotui.kernel.store import Store
 from briotui.kernel.vfs import safefs
 from briotui.kernel.vfs.blobs import BlobStore
@@ -45,9 +58,8 @@ from briotui.kernel.vfs.paths import PathPolicy
 UNLIMITED = 1 << 62
 
 
-@dataclass(frozen=True)
-class BaseFile:
-    """One file of the base manifest.
+class BaseFile(NamedTuple):
+    """One file of the base manifest (a named tuple: a 50k-file manifest loads fast).
 
     Attributes:
         size: Bytes at creation.
@@ -83,6 +95,13 @@ def _stat_file(root: Path, rel: str, max_size: int) -> BaseFile | str | None:
     return _entry_of(st, max_size)
 
 
+def _lstat(root: Path, rel: str) -> os.stat_result | None:
+    try:
+        return os.lstat(f"{root}/{rel}")
+    except OSError:
+        return None
+
+
 def _entry_of(st: os.stat_result, max_size: int) -> BaseFile | str | None:
     if stat.S_ISDIR(st.st_mode):
         return None
@@ -114,11 +133,13 @@ def _manifest_files(
         for rel in raw.get("removed", ()):
             files.pop(rel, None)
             left_out.pop(rel, None)
-    for p, v in raw["files"].items():
-        files[p] = BaseFile(
-            size=v[0], mtime_ns=v[1], ino=v[2], executable=bool(v[3] & 1), symlink=bool(v[3] & 2)
-        )
-        left_out.pop(p, None)
+    make = BaseFile._make
+    files.update(
+        (p, make((v[0], v[1], v[2], v[3] & 1 == 1, v[3] & 2 == 2))) for p, v in raw["files"].items()
+    )
+    if left_out:
+        for p in raw["files"]:
+            left_out.pop(p, None)
     for p, why in raw.get("left_out", {}).items():
         files.pop(p, None)
         left_out[p] = why
@@ -127,6 +148,39 @@ def _manifest_files(
 
 def _manifest_row(f: BaseFile) -> list[int]:
     return [f.size, f.mtime_ns, f.ino, int(f.executable) | (2 if f.symlink else 0)]
+
+
+def _status(root: Path) -> tuple[str | None, set[str]]:
+    """HEAD's commit and the paths ``git status`` names (changed against HEAD or the
+    index, deleted, untracked and not ignored), from one run.
+
+    Raises:
+        GitError: git failed (not a repository any more...).
+    """
+    out = run_git(
+        [
+            "status",
+            "--porcelain=v2",
+            "-z",
+            "--branch",
+            "--untracked-files=all",
+            "--no-renames",
+        ],
+        root,
+    ).stdout
+    head: str | None = None
+    paths: set[str] = set()
+    for item in out.split(b"\0"):
+        if item.startswith(b"# branch.oid "):
+            oid = item[len(b"# branch.oid ") :].decode()
+            head = None if oid == "(initial)" else oid
+        elif item.startswith(b"1 "):
+            paths.add(os.fsdecode(item.split(b" ", 8)[8]))
+        elif item.startswith(b"u "):
+            paths.add(os.fsdecode(item.split(b" ", 10)[10]))
+        elif item.startswith(b"? "):
+            paths.add(os.fsdecode(item[2:]))
+    return head, paths
 
 
 def _split_z(data: bytes) -> list[str]:
@@ -177,6 +231,8 @@ class BaseSnapshot:
         self._policy = policy
         self._lock = threading.Lock()
         self._sorted: list[str] | None = None
+        self.depth = 0
+        """How many derived bases lie between this one and a full manifest."""
 
     # -- building and loading -------------------------------------------------------
 
@@ -282,14 +338,17 @@ class BaseSnapshot:
                 [(self.id, p, b) for p, b in self._captured.items()],
             )
 
-    def derive(self, changed: set[str], manifest_dir: Path) -> BaseSnapshot:
+    def derive(
+        self, changed: set[str], manifest_dir: Path, *, dropped: frozenset[str] = frozenset()
+    ) -> BaseSnapshot:
         """A new base: this one with ``changed`` paths re-read from the working tree.
 
         O(len(changed)), not O(project): the kernel keeps a live base while it watches
         the project and derives from it instead of rebuilding. Changed files count as
         dirty: their bytes are captured now, like any dirty file at creation.
+        ``dropped`` paths leave the base (files git now ignores).
         """
-        changed = {rel for rel in changed if not self._policy.is_protected(rel)}
+        changed = {rel for rel in changed if not self._policy.is_protected(rel)} | dropped
         new = sorted(rel for rel in changed if rel not in self.files)
         if self.is_git and new:  # a new file the user's .gitignore excludes stays out
             ignored = run_git(
@@ -305,7 +364,7 @@ class BaseSnapshot:
         delta_left: dict[str, str] = {}
         removed: list[str] = []
         for rel in sorted(changed):
-            meta = _stat_file(self.root, rel, self.max_file_size)
+            meta = None if rel in dropped else _stat_file(self.root, rel, self.max_file_size)
             if isinstance(meta, str):
                 files.pop(rel, None)
                 left_out[rel] = delta_left[rel] = meta
@@ -333,8 +392,10 @@ class BaseSnapshot:
             left_out=left_out,
             max_file_size=self.max_file_size,
         )
+        snap.depth = self.depth + 1
         manifest = {
             "parent": self.id,
+            "depth": snap.depth,
             "files": {p: _manifest_row(f) for p, f in delta.items()},
             "removed": removed,
             "dirty": sorted(files.keys() - snap._clean),
@@ -372,7 +433,7 @@ class BaseSnapshot:
                 "SELECT path, blob FROM base_captures WHERE base_id = ?", (base_id,)
             )
         }
-        return cls(
+        snap = cls(
             base_id=base_id,
             root=root,
             head=head,
@@ -386,6 +447,56 @@ class BaseSnapshot:
             left_out=left_out,
             max_file_size=max_file_size,
         )
+        snap.depth = int(raw.get("depth", 0))
+        return snap
+
+    def refreshed(self, manifest_dir: Path) -> BaseSnapshot | None:
+        """This base brought up to date with the working tree (see the module
+        docstring): itself when nothing changed, else a base derived from it; None
+        when HEAD moved (or git cannot tell): build a new one.
+
+        Only for a git base.
+        """
+        assert self.is_git
+        try:
+            head, now_dirty = _status(self.root)
+        except GitError:
+            return None
+        if head is None or head != self.head:
+            return None
+        was_dirty = set(self.files.keys() - self._clean)
+        # Dirty before and not now: reverted to HEAD, deleted, or now ignored by git.
+        settled = sorted(was_dirty - now_dirty)
+        ignored: frozenset[str] = frozenset()
+        if settled:
+            ignored = frozenset(
+                _split_z(
+                    run_git(
+                        ["check-ignore", "-z", "--stdin"],
+                        self.root,
+                        input=b"\0".join(os.fsencode(p) for p in settled) + b"\0",
+                        check=False,
+                    ).stdout
+                )
+            )
+        changed = (now_dirty | was_dirty | set(self.left_out)) - ignored
+        if not ignored and all(self._same_now(rel) for rel in changed):
+            return self
+        return self.derive(changed, manifest_dir, dropped=ignored)
+
+    def _same_now(self, rel: str) -> bool:
+        """Whether ``rel`` in the working tree is as this base recorded it (by lstat)."""
+        st = _lstat(self.root, rel)
+        meta = self.files.get(rel)
+        if meta is not None:
+            return (
+                st is not None
+                and meta.matches(st)
+                and meta.executable == (bool(st.st_mode & stat.S_IXUSR) and not meta.symlink)
+            )
+        if rel in self.left_out:
+            return st is not None and _entry_of(st, self.max_file_size) == self.left_out[rel]
+        return st is None or _entry_of(st, self.max_file_size) is None
 
     # -- reading ----------------------------------------------------------------------
 
@@ -529,3 +640,60 @@ class BaseSnapshot:
         if st is None:
             return meta is not None
         return meta is None or not meta.matches(st)
+
+
+MAX_CHAIN = 20
+"""Derived bases a persisted base may lie behind before a process rebuilds it."""
+
+_LATEST = "latest.json"
+
+
+def _latest_key(head: str | None, max_file_size: int, policy: PathPolicy) -> dict[str, Any]:
+    return {
+        "head": head,
+        "max_file_size": max_file_size,
+        "protected": sorted(policy.protected),
+    }
+
+
+def record_latest(snap: BaseSnapshot, manifest_dir: Path, policy: PathPolicy) -> None:
+    """Name ``snap`` the base a new process starts from (temp file, then rename)."""
+    if not snap.is_git:
+        return
+    manifest_dir.mkdir(parents=True, exist_ok=True)
+    data = {"base": snap.id, **_latest_key(snap.head, snap.max_file_size, policy)}
+    tmp = manifest_dir / f".{_LATEST}.{secrets.token_hex(4)}.tmp"
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, manifest_dir / _LATEST)
+
+
+def load_latest(
+    root: Path,
+    store: Store,
+    blobs: BlobStore,
+    policy: PathPolicy,
+    manifest_dir: Path,
+    *,
+    max_file_size: int,
+) -> BaseSnapshot | None:
+    """The base a previous process recorded, if it can be reused as a starting point:
+    same size limit and protected names, a chain short enough. Not refreshed: HEAD is
+    checked by :meth:`BaseSnapshot.refreshed`, from the same ``git status``."""
+    try:
+        data = json.loads((manifest_dir / _LATEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not is_git_worktree(root):
+        return None
+    key = _latest_key(data.get("head"), max_file_size, policy)
+    if {k: data.get(k) for k in ("head", "max_file_size", "protected")} != key:
+        return None
+    try:
+        snap = BaseSnapshot.load(
+            str(data["base"]), root, store, blobs, policy, manifest_dir, max_file_size=max_file_size
+        )
+    except (OSError, ValueError, KeyError, WorkspaceFileNotFound):
+        return None
+    if not snap.is_git or snap.depth >= MAX_CHAIN:
+        return None
+    return snap

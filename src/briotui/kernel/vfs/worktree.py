@@ -12,13 +12,18 @@ the commit path makes goes through :class:`WorkTree`:
 * missing directories are made with ``os.mkdir(name, dir_fd=parent)``;
 * new content goes to a temporary file created with ``O_CREAT | O_EXCL | O_NOFOLLOW``
   in the target's directory (its name is chosen by the caller and unpredictable), is
-  fsynced, then renamed over the target with ``os.replace(src_dir_fd=, dst_dir_fd=)``;
+  made durable (:meth:`WorkTree.sync_temps`), then renamed over the target with
+  ``os.replace(src_dir_fd=, dst_dir_fd=)``;
   a symlink *entry* is created with ``os.symlink(target, tmp, dir_fd=)`` and renamed
   the same way; a rename replaces a link, it never writes through it;
 * reads use ``O_NOFOLLOW | O_NONBLOCK``: a symlink reads as its target path (git's
   blob of a mode 120000 entry), a FIFO or device is refused.
 
-Directories whose entries changed are remembered and fsynced once by :meth:`WorkTree.sync`.
+Durability is batched: the temp files of a commit are written first and made durable
+together by :meth:`WorkTree.sync_temps`, and the directories whose entries changed
+are made durable together by :meth:`WorkTree.sync`, each with one ``syncfs`` per
+filesystem where the OS reports its errors, else one ``fsync`` per temp file (as it
+is written) and per directory (see :func:`~briotui.kernel.vfs.safefs.sync_filesystems`).
 The descriptor primitives it shares with the rest of the kernel are in
 :mod:`briotui.kernel.vfs.safefs`.
 """
@@ -34,7 +39,15 @@ from types import TracebackType
 
 from briotui.kernel.errors import PathDenied, PathRefused
 from briotui.kernel.vfs.failpoints import failpoint
-from briotui.kernel.vfs.safefs import CREATE_FLAGS, DIR_FLAGS, READ_FLAGS, split
+from briotui.kernel.vfs.safefs import (
+    CREATE_FLAGS,
+    DIR_FLAGS,
+    READ_FLAGS,
+    batch_sync,
+    each_parallel,
+    split,
+    sync_filesystems,
+)
 
 DEFAULT_MODE = 0o644
 """The mode of a new file (the executable bits follow the entry)."""
@@ -79,6 +92,8 @@ class WorkTree:
         self.root = root
         self._fds: dict[str, int] = {}
         self._dirty: set[str] = set()
+        self._unsynced: set[str] = set()
+        """Directories holding temp files written but not made durable yet."""
 
     def __enter__(self) -> WorkTree:
         return self
@@ -215,7 +230,8 @@ class WorkTree:
         self, rel: str, tmp: str, data: bytes, *, executable: bool, symlink: bool
     ) -> None:
         """Create ``tmp`` next to ``rel`` holding ``data`` (a file, or a symlink whose
-        target is ``data``), durable; missing parent directories are made.
+        target is ``data``); missing parent directories are made. It is durable once
+        :meth:`sync_temps` returns.
 
         Raises:
             PathDenied: A parent is a symlink; ``tmp`` already exists.
@@ -227,7 +243,7 @@ class WorkTree:
         assert dfd is not None
         if symlink:
             os.symlink(os.fsdecode(data), tmp, dir_fd=dfd)
-            failpoint("tmp-synced")
+            self._unsynced.add(parent)
             return
         mode = self._mode_for(dfd, name, executable)
         fd = os.open(tmp, CREATE_FLAGS, 0o600, dir_fd=dfd)
@@ -237,14 +253,24 @@ class WorkTree:
             failpoint("tmp-partial")
             self._write_all(fd, memoryview(data)[half:])
             os.fchmod(fd, mode)
-            os.fsync(fd)
+            if not batch_sync():
+                os.fsync(fd)
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dfd)
             raise
         os.close(fd)
-        failpoint("tmp-synced")
+        self._unsynced.add(parent)
+
+    def sync_temps(self) -> None:
+        """Make every temp file created since the last call durable (its bytes and its
+        name): one ``syncfs`` per filesystem, or nothing left to do where each was
+        fsynced as it was written (a symlink's target lives in its inode and directory
+        entry, made durable with its directory by :meth:`sync` after the rename)."""
+        dirs, self._unsynced = self._unsynced, set()
+        if batch_sync() and dirs:
+            sync_filesystems(self._fds[d] for d in sorted(dirs) if d in self._fds)
 
     @staticmethod
     def _write_all(fd: int, view: memoryview) -> None:
@@ -261,6 +287,33 @@ class WorkTree:
         os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         self._dirty.add(parent)
         failpoint("renamed")
+
+    def rename_many(self, pairs: list[tuple[str, str]]) -> list[BaseException | None]:
+        """Rename every temp over its target (``(tmp, rel)`` pairs, as :meth:`rename`),
+        several at once (:func:`~briotui.kernel.vfs.safefs.each_parallel`); returns
+        each rename's exception, or None, in order. Every pair is tried."""
+        found: list[tuple[int, str, str]] = []
+        errors: dict[int, BaseException] = {}
+        for i, (tmp, rel) in enumerate(pairs):
+            parent, name = split(rel)
+            try:
+                dfd = self.dir_fd(parent)
+            except (PathRefused, OSError) as exc:
+                errors[i] = exc
+                continue
+            if dfd is None:
+                errors[i] = PathRefused(f"The directory of {rel!r} disappeared while committing.")
+                continue
+            self._dirty.add(parent)
+            found.append((dfd, tmp, name))
+
+        def one(item: tuple[int, str, str]) -> None:
+            dfd, tmp, name = item
+            os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            failpoint("renamed")
+
+        results = iter(each_parallel(one, found))
+        return [errors[i] if i in errors else next(results) for i in range(len(pairs))]
 
     def unlink(self, rel: str) -> None:
         """Remove the file or symlink ``rel`` (a link is removed, not its target)."""
@@ -298,9 +351,17 @@ class WorkTree:
         self._dirty.add(parent)
 
     def sync(self) -> None:
-        """fsync every directory whose entries changed, once each."""
-        for rel_dir in sorted(self._dirty, key=len, reverse=True):
-            fd = self._fds.get(rel_dir)
-            if fd is not None:
-                os.fsync(fd)
+        """Make the entries of every directory that changed durable: one ``syncfs`` per
+        filesystem, or one ``fsync`` per directory where that is not available."""
+        fds = [
+            fd
+            for rel_dir in sorted(self._dirty, key=len, reverse=True)
+            if (fd := self._fds.get(rel_dir)) is not None
+        ]
         self._dirty.clear()
+        if batch_sync():
+            if fds:
+                sync_filesystems(fds)
+            return
+        for fd in fds:
+            os.fsync(fd)
