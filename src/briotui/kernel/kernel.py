@@ -61,7 +61,7 @@ from briotui.kernel.runtime.pool import AgentPool
 from briotui.kernel.session_commands import CommitCheck, SessionCommands, feedback_of
 from briotui.kernel.settings import Settings, load_settings
 from briotui.kernel.shell.policy import CommandPolicy
-from briotui.kernel.shell.runner import ShellSettings, sandbox_status
+from briotui.kernel.shell.runner import ShellSettings, project_env, sandbox_status
 from briotui.kernel.shell.session import ShellService
 from briotui.kernel.sqlservice import SqlService
 from briotui.kernel.state import StateTree
@@ -276,6 +276,7 @@ class Kernel:
                 shell=self.config.shell(),
                 settings=self.shell_settings,
                 user_command=test_command_of(self.config),
+                env=project_env(self.paths.root, trusted_venv=self.config.trusted_venv()),
             )
         return self._shell
 
