@@ -28,7 +28,7 @@ from briotui.kernel import contract
 from briotui.kernel.agents import AgentSpec, Discovery, discover
 from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.checker import Capabilities, PromptFn
-from briotui.kernel.caps.model import ApproveMode
+from briotui.kernel.caps.model import ApproveMode, CapabilityRequest
 from briotui.kernel.caps.profiles import profiles_from_settings
 from briotui.kernel.errors import (
     AgentCancelled,
@@ -766,16 +766,34 @@ class Kernel:
     ) -> Sequence[tuple[str, str]]:
         """``context`` plus the repository map, for the agents that read it.
 
-        The map is built off the event loop (parsing is cached by content hash); a
-        failure to build it leaves the context as it was, logged.
+        The map is built off the event loop (parsing is cached by content hash) and
+        shows only the files the agent's grants let it read (checked without asking:
+        a file it would have to ask for is left out); a failure to build it leaves the
+        context as it was, logged.
         """
         if name not in REPO_MAP_AGENTS or bindings.workspace is None:
             return context
         if any(key == "repo-map" for key, _ in context):
             return context
         scope = next((v.split() for k, v in context if k == "files"), [])
+        caps = bindings.capabilities
+
+        def readable(path: str) -> bool:  # the agent's own grants, never a prompt
+            return caps is None or caps.allows(
+                CapabilityRequest(
+                    agent=name,
+                    capability="read",
+                    target=path,
+                    task_id=bindings.task_id,
+                    session_id=bindings.session_id,
+                    ceiling=bindings.ceiling,
+                )
+            )
+
         try:
-            text = await asyncio.to_thread(build_repo_map, bindings.workspace, goal, scope=scope)
+            text = await asyncio.to_thread(
+                build_repo_map, bindings.workspace, goal, scope=scope, readable=readable
+            )
         except (OSError, BrioError) as exc:
             log.warning("no repository map for %s: %s", name, exc)
             return context
