@@ -559,10 +559,8 @@ class Kernel:
                 parents=True,
             )
         if (
-            discard_unused
-            and session.state == "open"
-            and await asyncio.to_thread(_unused, session, result)
-        ):  # a failed, cancelled or empty run leaves nothing to review: kept in history
+            discard_unused and session.state == "open" and await asyncio.to_thread(_unused, session)
+        ):  # a run that changed nothing leaves nothing to review: kept in history
             await self._commands.discard(session.id)
         if session.state == "open":
             await asyncio.to_thread(self.recorder.publish_session, session)
@@ -932,6 +930,10 @@ def _verification(run: Mapping[str, Any]) -> contract.VerificationView:
     )
 
 
-def _unused(session: Session, result: TaskResult) -> bool:
-    """Whether a task's new session is left with nothing to review."""
-    return result.status in ("failed", "cancelled") or not session.diff().files
+def _unused(session: Session) -> bool:
+    """Whether a task's new session is left with nothing to review.
+
+    Only a session without changes: a run that failed or was cancelled after its
+    Coders finished keeps their work for review (its outcome says how it ended).
+    """
+    return not session.diff().files
