@@ -61,7 +61,7 @@ from briotui.kernel.runtime.pool import AgentPool
 from briotui.kernel.session_commands import CommitCheck, SessionCommands, feedback_of
 from briotui.kernel.settings import Settings, load_settings
 from briotui.kernel.shell.policy import CommandPolicy
-from briotui.kernel.shell.runner import ShellSettings, project_env, sandbox_status
+from briotui.kernel.shell.runner import ProjectEnv, ShellSettings, project_env, sandbox_status
 from briotui.kernel.shell.session import ShellService
 from briotui.kernel.sqlservice import SqlService
 from briotui.kernel.state import StateTree
@@ -171,11 +171,18 @@ class Kernel:
     def reload_config(self, config: Settings | None = None) -> Settings:
         """Use ``config`` (or read the files again), e.g. after the user trusted the project.
 
-        The shell policy, the agents' grants and the agents found follow the new settings.
+        The shell policy, the project's test command and Python environment, the
+        agents' grants and the agents found follow the new settings.
         """
         self._config = config or load_settings(self.paths)
         if self._shell is not None:  # keep its materialized work dirs; change the rules
-            self._shell.policy = CommandPolicy.from_config(self._config.shell())
+            from briotui.kernel.supervisor import test_command_of
+
+            self._shell.reconfigure(
+                policy=CommandPolicy.from_config(self._config.shell()),
+                user_command=test_command_of(self._config),
+                env=self._project_env(),
+            )
         self._discovery = None
         if self._capabilities is not None:
             self._capabilities.profiles = profiles_from_settings(self._config)
@@ -276,9 +283,14 @@ class Kernel:
                 shell=self.config.shell(),
                 settings=self.shell_settings,
                 user_command=test_command_of(self.config),
-                env=project_env(self.paths.root, trusted_venv=self.config.trusted_venv()),
+                env=self._project_env(),
             )
         return self._shell
+
+    def _project_env(self) -> ProjectEnv:
+        """The Python environment commands run with (the project's own virtualenv only
+        once the user trusted it)."""
+        return project_env(self.paths.root, trusted_venv=self.config.trusted_venv())
 
     def sql(self) -> SqlService:
         """Opens agent instances' private SQL tables in ``.brio/agents.db``."""

@@ -208,6 +208,21 @@ class ShellService:
         self._dirs: dict[str, Materialized] = {}
         self._lock = threading.Lock()
 
+    def reconfigure(
+        self,
+        *,
+        policy: CommandPolicy,
+        user_command: Sequence[str] | None,
+        env: ProjectEnv,
+    ) -> None:
+        """Take new project settings (the user trusted the project, or it changed):
+        the allowlist, the user's ``[tests] command`` and the Python environment.
+        Materialized work directories are kept."""
+        with self._lock:
+            self.policy = policy
+            self.user_command = tuple(user_command) if user_command else None
+            self.env = env
+
     def workdir(self, session: Session) -> Path:
         """Where ``session`` is materialized for commands."""
         return self.paths.sessions / "work" / session.id
