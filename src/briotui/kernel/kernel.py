@@ -835,7 +835,6 @@ class Kernel:
             )
         await self.load(name, build=build, on_event=on_build)
         pool = await self.pool(name, size=1)
-        instance = await pool.acquire()
         given = bindings or RunBindings()
         tid = task_id or given.task_id or uuid.uuid4().hex[:12]
         run_bindings = replace(  # the caller's bindings stay untouched
@@ -848,17 +847,24 @@ class Kernel:
             mesh=given.mesh or self.mesh,
         )
         context = await self._with_repo_map(name, goal, context, run_bindings)
+        # Everything that can fail before the run is done: from here on the instance
+        # handed out either runs or is discarded (never left with its thread and memory).
+        instance = await pool.acquire()
+        try:
+            if isinstance(run_bindings.workspace, Session):
+                self._task_sessions.setdefault(tid, run_bindings.workspace)
+            self.recorder.task_started(
+                tid,
+                agent=name,
+                goal=goal,
+                parent=parent_task,
+                session_id=run_bindings.session_id or None,
+                title=title,
+            )
+        except BaseException:
+            instance.discard()
+            raise
         self._running[tid] = instance
-        if isinstance(run_bindings.workspace, Session):
-            self._task_sessions.setdefault(tid, run_bindings.workspace)
-        self.recorder.task_started(
-            tid,
-            agent=name,
-            goal=goal,
-            parent=parent_task,
-            session_id=run_bindings.session_id or None,
-            title=title,
-        )
         try:
             outcome = await instance.run(AgentTask(tid, goal, tuple(context)), run_bindings)
         except RunFailed as failure:
