@@ -142,6 +142,8 @@ class Kernel:
         self._jobs: dict[str, asyncio.Task[TaskResult]] = {}
         self._task_sessions: dict[str, Session] = {}
         self._cancelled: set[str] = set()
+        self._driving: set[str] = set()
+        """Tasks whose driver is inside its run (a cancel may interrupt it there)."""
         self._commands = SessionCommands(self)
         self._answer: AnswerFn | None = None
         self.interrupted: list[str] = []
@@ -339,7 +341,8 @@ class Kernel:
         return self.recorder.review_of(session_id)
 
     def is_verified(self, session_id: str) -> bool:
-        """Whether the project's test command passed in the session (the kernel saw it)."""
+        """Whether the project's test command passed in the session as it is now (the
+        kernel saw it pass, and no file of the session changed since; republished)."""
         from briotui.kernel.supervisor import test_command
 
         command = test_command(self)
@@ -348,12 +351,20 @@ class Kernel:
             run is not None
             and run["exit_code"] == 0
             and not self.recorder.conflicts_of(session_id)  # what passed is not all of it
+            and not self.changed_since(session_id, float(run["created"]))  # e.g. a revision
         )
         if self.state.exists(["sessions", session_id]):
             self.state.set(["sessions", session_id, "verified"], verified)
             if run is not None:
                 self.state.set(["sessions", session_id, "tests"], _verification(run))
         return verified
+
+    def changed_since(self, session_id: str, when: float) -> bool:
+        """Whether a session's files changed after ``when`` (e.g. a test run's time)."""
+        rows = self.sessions().store.query(
+            "SELECT updated FROM sessions WHERE id = ?", (session_id,)
+        )
+        return bool(rows) and float(rows[0]["updated"]) > when
 
     def note_authors(self, session_id: str, hunk_ids: Sequence[str], task_id: str) -> None:
         """Remember that ``task_id`` wrote these hunks (a fix round's, a revision's)."""
@@ -487,6 +498,7 @@ class Kernel:
             after = {h.id for h in (await asyncio.to_thread(session.diff)).hunks()}
             self.recorder.note_authors(session.id, sorted(after - before), f"{task_id}.coder")
             if session.state == "open":
+                await asyncio.to_thread(self.is_verified, session.id)  # tested before it
                 await asyncio.to_thread(self.recorder.publish_session, session)
             return result
 
@@ -541,6 +553,7 @@ class Kernel:
         context: Sequence[tuple[str, str]] = (),
         discard_unused: bool = False,
     ) -> TaskResult:
+        self._driving.add(task_id)
         try:
             if agent is None:
                 result = await sup.run_pipeline(task_id, goal, session)
@@ -561,8 +574,13 @@ class Kernel:
             )
         except BrioError as error:
             result = TaskResult(task_id, "failed", error.message, session.id, error=error.to_dict())
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # Kernel.cancel: the run ends here, the task goes on
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
             result = TaskResult(task_id, "cancelled", "cancelled", session.id)
+        finally:
+            self._driving.discard(task_id)  # from here on a cancel does not interrupt
         await sup.settle()
         if result.error is not None and self.state.exists(["tasks", task_id]):
             self.state.set(
@@ -847,6 +865,11 @@ class Kernel:
             mesh=given.mesh or self.mesh,
         )
         context = await self._with_repo_map(name, goal, context, run_bindings)
+        if self.is_cancelled(tid):  # cancelled while it was loaded or mapped
+            raise RunFailed(
+                AgentCancelled(f"{name!r} did not start: its task was cancelled.", agent=name),
+                RunUsage(),
+            )
         # Everything that can fail before the run is done: from here on the instance
         # handed out either runs or is discarded (never left with its thread and memory).
         instance = await pool.acquire()
@@ -878,6 +901,17 @@ class Kernel:
                 session_id=run_bindings.session_id,
             )
             raise
+        except asyncio.CancelledError:  # its driver was cancelled (Kernel.cancel)
+            instance.cancel()
+            self.recorder.task_finished(
+                tid,
+                "cancelled",
+                f"{name!r} was stopped: its task was cancelled.",
+                None,
+                agent=name,
+                session_id=run_bindings.session_id,
+            )
+            raise
         finally:
             self._running.pop(tid, None)
         self.recorder.task_finished(
@@ -894,7 +928,9 @@ class Kernel:
         """Cancel ``task_id`` and its whole subtree; returns whether anything was running.
 
         Running agents are stopped by epoch interruption (their in-flight model requests
-        are cancelled with them); a submitted task's driver is cancelled too.
+        and commands are cancelled with them), no agent of the subtree starts any more,
+        and a submitted task's driver is cancelled too, wherever it waits (once: the
+        run then ends as ``cancelled``, its session kept if it has changes).
         """
         self._cancelled.add(task_id)
         hit = False
@@ -903,6 +939,9 @@ class Kernel:
                 instance.cancel()
                 hit = True
         job = self._jobs.get(task_id)
+        if job is not None and task_id in self._driving:
+            self._driving.discard(task_id)
+            job.cancel()
         return hit or (job is not None and not job.done())
 
     def is_cancelled(self, task_id: str) -> bool:

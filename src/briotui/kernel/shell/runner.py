@@ -341,15 +341,6 @@ def fallback_confinement() -> tuple[str, ...]:
     return tuple(found)
 
 
-def shell_sandbox_status() -> tuple[bool, str]:
-    """Whether commands are sandboxed with bubblewrap, for ``briotui doctor``.
-
-    Returns:
-        ``(available, detail)``; the detail says what to do when it is not.
-    """
-    return _probe_bwrap()
-
-
 @dataclass(frozen=True)
 class SandboxStatus:
     """How agents' commands run here, as the kernel publishes it at ``/sandbox``.
