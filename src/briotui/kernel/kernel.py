@@ -631,7 +631,12 @@ class Kernel:
         return self.recorder.task_of_session(session_id)
 
     async def discard_task(self, task_id: str) -> None:
-        """Drop a task's session (off the loop); see :meth:`discard`."""
+        """Drop a task's session (rolled back, off the loop: nothing of it reaches the
+        working tree).
+
+        Raises:
+            TaskNotFound: no such stored task.
+        """
         stored = await asyncio.to_thread(self.recorder.goal_of, task_id)
         if stored is None:
             raise TaskNotFound(f"No stored task {task_id!r}; `briotui tasks list` lists them.")
@@ -662,23 +667,6 @@ class Kernel:
         return await self.submit(
             goal, agent=None if agent == "pipeline" else agent, provider=provider
         )
-
-    def discard(self, task_id: str) -> None:
-        """Drop a task's session (rolled back: nothing of it reaches the working tree).
-
-        Raises:
-            TaskNotFound: no such stored task.
-        """
-        stored = self.recorder.goal_of(task_id)
-        if stored is None:
-            raise TaskNotFound(f"No stored task {task_id!r}.")
-        session_id = stored[2]
-        if session_id:
-            session = self.sessions().get(session_id)
-            if session.state == "open":
-                session.rollback()
-            if self.state.exists(["sessions", session_id]):
-                self.state.remove(["sessions", session_id])
 
     async def wait(self, task_id: str) -> TaskResult:
         """The result of a submitted task, once it ends."""

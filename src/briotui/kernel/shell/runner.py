@@ -668,9 +668,7 @@ def run_command(
     private = Path(tempfile.mkdtemp(prefix="briotui-run-"))
     try:
         toolchain = _toolchain([exe], [Path(os.path.realpath(p)) for p in readonly])
-        if use_sandbox:
-            home = private / "home"
-            home.mkdir()
+        if use_sandbox:  # HOME is the sandbox's private /tmp
             _synthetic_users(private)
             env = scrubbed_env(cwd, home="/tmp", path=search, extra=extra_env)
             bwrap = _bwrap_exe()
