@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from briotui.kernel.errors import BrioError, CommitUnverified, SessionStateError
+from briotui.kernel.errors import BrioError, CommitRefused, CommitUnverified, SessionStateError
 from briotui.kernel.runtime.events import COMMAND_OUTPUT_TAIL, CommandRan
 from briotui.kernel.vfs import Decision, Session
 from briotui.kernel.vfs.commit import CommitResult, RollbackResult
@@ -263,6 +263,9 @@ class SessionCommands:
         changed after it (a revision). Only some, or changed since: the test command runs
         on exactly the accepted hunks, in a scratch session (see the module docstring).
         No test command configured: nothing to verify (allowed).
+
+        Raises:
+            CommitRefused: No hunk is accepted (nothing to commit, nothing to test).
         """
         from briotui.kernel.supervisor import test_command
 
@@ -273,6 +276,11 @@ class SessionCommands:
         session = await asyncio.to_thread(self._open, session_id)
         hunks = {h.id for h in (await asyncio.to_thread(session.diff)).hunks()}
         accepted = session.accepted_ids() & hunks
+        if not accepted:  # nothing would be committed: no test run on an empty subset
+            raise CommitRefused(
+                f"Session {session_id} has no accepted hunks to apply. Accept some with "
+                f"`briotui sessions accept {session_id} [HUNK...]` first."
+            )
         if accepted == hunks:
             last = kernel.test_run(session_id)
             if last is None:
