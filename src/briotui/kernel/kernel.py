@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -420,11 +420,14 @@ class Kernel:
         include_staged: bool = False,
         provenance: str | None = None,
         force: bool = False,
+        expected_ids: Collection[str] | None = None,
     ) -> CommitResult:
         """Apply a session's accepted hunks to the working tree (and git-commit them).
 
         Without ``force`` only what passed the project's tests is committed (see
-        :meth:`verify_commit`); otherwise :class:`CommitUnverified` is raised.
+        :meth:`verify_commit`); otherwise :class:`CommitUnverified` is raised. With
+        ``expected_ids`` (a check's ``accepted``) the commit is refused with
+        :class:`DecisionsChanged` unless exactly those hunks are accepted.
         """
         return await self._commands.commit(
             session_id,
@@ -433,11 +436,13 @@ class Kernel:
             include_staged=include_staged,
             provenance=provenance,
             force=force,
+            expected_ids=expected_ids,
         )
 
     async def verify_commit(self, session_id: str) -> CommitCheck:
         """Whether the accepted hunks of a session passed the project's tests (running
-        them on exactly those hunks when only some are accepted)."""
+        them on exactly those hunks when only some are accepted); the check's
+        ``accepted`` are the hunk ids it is about (pass them to :meth:`commit`)."""
         return await self._commands.verify_commit(session_id)
 
     async def rollback(self, session_id: str, *, force: bool = False) -> RollbackResult:
