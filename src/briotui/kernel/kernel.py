@@ -674,8 +674,12 @@ class Kernel:
         )
 
     async def wait(self, task_id: str) -> TaskResult:
-        """The result of a submitted task, once it ends."""
-        return await self._jobs[task_id]
+        """The result of a submitted task, once it ends.
+
+        Cancelling a waiter (e.g. a front end's worker as it shuts down) does not cancel
+        the task: only :meth:`cancel` does, so a task always records how it ended.
+        """
+        return await asyncio.shield(self._jobs[task_id])
 
     async def watch_project(self, on_change: Callable[[int], None] | None = None) -> None:
         """Keep a live base while the kernel runs, so new sessions are O(changes).
@@ -881,8 +885,13 @@ class Kernel:
             instance.discard()
             raise
         self._running[tid] = instance
+        # shielded: a cancelled driver stops the agent and waits for it to wind down
+        # (bounded), so nothing of it still writes to the session once the driver goes on
+        run = asyncio.ensure_future(
+            instance.run(AgentTask(tid, goal, tuple(context)), run_bindings)
+        )
         try:
-            outcome = await instance.run(AgentTask(tid, goal, tuple(context)), run_bindings)
+            outcome = await asyncio.shield(run)
         except RunFailed as failure:
             status: TaskStatus = "cancelled" if failure.error.kind == "cancelled" else "failed"
             self.recorder.task_finished(
@@ -896,6 +905,8 @@ class Kernel:
             raise
         except asyncio.CancelledError:  # its driver was cancelled (Kernel.cancel)
             instance.cancel()
+            with contextlib.suppress(RunFailed, asyncio.CancelledError):
+                await asyncio.shield(run)  # a stopped instance ends within its grace
             self.recorder.task_finished(
                 tid,
                 "cancelled",
