@@ -421,10 +421,10 @@ class SessionCommands:
                 now = session.accepted_ids() & hunks
                 if now != expected:
                     raise DecisionsChanged(
-                        f"The accepted hunks of session {session_id} changed while the tests "
-                        f"ran on them ({len(expected)} tested, {len(now)} accepted now): what "
-                        "would be written was not tested. Nothing was written. Commit again "
-                        "to test what is accepted now."
+                        f"The accepted hunks of session {session_id} changed after they were "
+                        f"checked against the tests ({len(expected)} then, {len(now)} now): "
+                        "what would be written is not what was checked. Nothing was written. "
+                        "Commit again to check what is accepted now."
                     )
             try:
                 return session.commit(
