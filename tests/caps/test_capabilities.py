@@ -17,7 +17,7 @@ import pytest
 from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.checker import Capabilities
 from briotui.kernel.caps.model import Answer, CapabilityRequest, path_matches
-from briotui.kernel.caps.profiles import load_profiles
+from briotui.kernel.caps.profiles import build_profiles, profiles_from_settings
 from briotui.kernel.errors import CapabilityDenied, ConfigError
 from briotui.kernel.store import Store
 
@@ -35,7 +35,7 @@ def store(db: Path) -> Iterator[Store]:
 
 
 def make_caps(store: Store, db: Path, **kwargs: object) -> Capabilities:
-    return Capabilities(store, AuditLog(db), load_profiles(None), **kwargs)  # type: ignore[arg-type]
+    return Capabilities(store, AuditLog(db), build_profiles([]), **kwargs)  # type: ignore[arg-type]
 
 
 def req(agent: str, capability: str, target: str, **kw: str) -> CapabilityRequest:
@@ -94,14 +94,17 @@ def test_denials_equal_audit_rows(store: Store, db: Path) -> None:
 
 
 def test_config_replaces_a_profile(tmp_path: Path, store: Store, db: Path) -> None:
-    config = tmp_path / "config.toml"
+    from briotui.kernel.settings import load_settings
+
+    config = tmp_path / "config.toml"  # the user's own config: no trust gate
     config.write_text('[agents.coder]\nread = ["**"]\nwrite = ["src/**"]\n')
-    caps = Capabilities(store, AuditLog(db), load_profiles(config))
+    settings = load_settings(user_dir=tmp_path, user_file=config)
+    caps = Capabilities(store, AuditLog(db), profiles_from_settings(settings))
     assert caps.check(req("coder", "write", "src/a.py")).allowed
     assert not caps.check(req("coder", "write", "README.md")).allowed
     config.write_text('[agents.coder]\nwrite = "everything"\n')
     with pytest.raises(ConfigError):
-        load_profiles(config)
+        profiles_from_settings(load_settings(user_dir=tmp_path, user_file=config))
 
 
 async def test_answers_are_remembered_for_their_lifetime(store: Store, db: Path) -> None:
@@ -180,10 +183,10 @@ from pathlib import Path
 from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.checker import Capabilities
 from briotui.kernel.caps.model import CapabilityRequest
-from briotui.kernel.caps.profiles import load_profiles
+from briotui.kernel.caps.profiles import build_profiles
 from briotui.kernel.store import Store
 db = Path(sys.argv[1]); n = int(sys.argv[2])
-caps = Capabilities(Store.open(db), AuditLog(db), load_profiles(None))
+caps = Capabilities(Store.open(db), AuditLog(db), build_profiles([]))
 for i in range(n):
     caps.check(CapabilityRequest(agent="probe", capability="write", target=f"f{i}"))
 os.kill(os.getpid(), signal.SIGKILL)

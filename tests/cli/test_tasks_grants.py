@@ -100,3 +100,65 @@ def test_grants_list_and_revoke_with_what_was_delegated(
     assert listed["grants"] == []
     assert main(["-C", str(project), "grants", "revoke", parent]) != 0
     assert "No active grant" in capsys.readouterr().err
+
+
+def test_tasks_resume_takes_answer_and_approve_like_run(
+    project: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A resumed pipeline can be answered (--answer) and given approvals (--approve), as
+    `briotui run` can; the Council's question gets the answer given."""
+
+    async def leave() -> None:
+        kernel = Kernel(project)
+        try:
+            session = await asyncio.to_thread(kernel.new_session, label="pipeline", task="x")
+            kernel.recorder.task_started(
+                "t-asks", agent="pipeline", goal="comment the sum", parent=None,
+                session_id=session.id,
+            )  # fmt: skip
+        finally:
+            await kernel.close()
+
+    asyncio.run(leave())
+    plan = {"subtasks": [{"title": "c", "goal": "Comment the sum", "files": ["app.py"]}]}
+    replies = project.parent / "asks.json"
+    replies.write_text(
+        json.dumps(
+            [
+                {"agent": "council", "text": json.dumps({"question": "Which comment?"})},
+                {"agent": "council", "text": json.dumps(plan), "match": "say the sum"},
+                {"agent": "coder", "text": EDIT},
+                {"agent": "reviewer", "text": '{"verdict": "approve", "findings": []}'},
+            ]
+        )
+    )
+    code, resumed = run_json(
+        capsys, "-C", str(project), "tasks", "resume", "t-asks", "--provider",
+        f"scripted:{replies}", "--answer", "say the sum", "--approve", "all", "--json",
+    )  # fmt: skip
+    assert code == 0, resumed
+    assert resumed["status"] == "done", resumed
+
+
+def test_the_transcript_of_a_task_id_with_like_wildcards_is_only_its_own(
+    project: Path,
+) -> None:
+    """``%`` and ``_`` in a task id are matched literally (``t-1%`` is not ``t-1``)."""
+
+    async def check() -> None:
+        kernel = Kernel(project)
+        try:
+            store = kernel.sessions().store
+            for task_id, text in (("t-1.coder", "one"), ("t-1%.coder", "pct"), ("t-1x.c", "x")):
+                store.execute(
+                    "INSERT INTO messages (task_id, agent, role, content, provider, model,"
+                    " created) VALUES (?, 'coder', 'user', ?, 'p', 'm', 0)",
+                    (task_id, text),
+                )
+            assert [m["content"] for m in kernel.transcript("t-1%")] == ["pct"]
+            assert [m["content"] for m in kernel.transcript("t-1")] == ["one"]
+            assert [m["content"] for m in kernel.transcript("t-1_")] == []
+        finally:
+            await kernel.close()
+
+    asyncio.run(check())

@@ -72,7 +72,7 @@ async def test_a_restart_shows_the_same_tasks_and_can_resume_or_discard(
         assert done.session_id in second.state.get(["sessions"])
         again = await second.resume(done.task_id, provider=ScriptedProvider(replies))
         assert (await second.wait(again)).status == "done"
-        second.discard(done.task_id)
+        await second.discard_task(done.task_id)
         assert second.sessions().get(done.session_id).state != "open"
         assert done.session_id not in second.state.get(["sessions"])
     finally:

@@ -88,3 +88,22 @@ def test_doctor_says_which_environment_the_tests_use(
     detail = checks["tests"]["detail"]
     assert "python -m unittest" in detail
     assert str((project / ".venv").resolve()) in detail
+
+
+def test_doctor_says_an_untrusted_projects_venv_is_not_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A repository's own .venv waits for trust: doctor says it is not used and why, and
+    `briotui trust` lists it among what the project asks for."""
+    project = project_with_venv(tmp_path / "proj", "python -m unittest")
+    from briotui.kernel.settings import revoke_trust
+
+    revoke_trust(project)
+    capsys.readouterr()
+    main(["-C", str(project), "doctor", "--json"])
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert "virtualenv" in checks["project trust"]["detail"]
+    assert "not used because the project is not trusted" in checks["tests"]["detail"]
+    main(["-C", str(project), "trust", "--json"])
+    shown = json.loads(capsys.readouterr().out)
+    assert str((project / ".venv").resolve()) in json.dumps(shown)

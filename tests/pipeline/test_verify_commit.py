@@ -179,3 +179,20 @@ def test_a_session_changed_after_its_test_run_is_tested_again_before_commit(
     assert main([*cli, "commit", session_id]) != 0
     assert "Failing: tests/test_calc.py" in capsys.readouterr().err
     assert "def sub" not in (project / "mylib" / "__init__.py").read_text()
+
+
+def test_a_commit_with_no_accepted_hunk_is_refused_before_any_test_run(
+    tmp_path: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing accepted: `sessions commit` says so at once; it does not run the whole
+    suite on an empty subset first."""
+    project = project_at(tmp_path / "proj")
+    session_id, _ = asyncio.run(run_pipeline(project))
+    before = len(asyncio.run(kernel_runs(project)))
+    capsys.readouterr()
+    assert main(["-C", str(project), "sessions", "commit", session_id]) != 0
+    err = capsys.readouterr().err
+    assert "no accepted hunks" in err
+    assert "sessions accept" in err
+    assert len(asyncio.run(kernel_runs(project))) == before  # no test run on nothing
+    assert (project / "mylib" / "__init__.py").read_text() == CALC

@@ -11,7 +11,7 @@ import pytest
 
 from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.checker import Capabilities
-from briotui.kernel.caps.profiles import load_profiles
+from briotui.kernel.caps.profiles import build_profiles
 from briotui.kernel.limits import Limits
 from briotui.kernel.mesh import Mesh
 from briotui.kernel.paths import ProjectPaths
@@ -49,7 +49,7 @@ def in_thread(ctx: CallContext, fn: Any, *args: Any) -> Any:
 @pytest.fixture
 def caps(tmp_path: Path) -> Capabilities:
     db = tmp_path / "state.db"
-    return Capabilities(Store.open(db), AuditLog(db), load_profiles(None))
+    return Capabilities(Store.open(db), AuditLog(db), build_profiles([]))
 
 
 async def test_mesh_between_allowed_agents_and_denial(caps: Capabilities) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.checker import Capabilities
-from briotui.kernel.caps.profiles import load_profiles
+from briotui.kernel.caps.profiles import build_profiles
 from briotui.kernel.limits import Limits
 from briotui.kernel.runtime import context as ctxmod
 from briotui.kernel.runtime import host
@@ -73,7 +73,7 @@ def project(tmp_path: Path) -> Path:
 @pytest.fixture
 def caps(project: Path) -> Capabilities:
     db = project / ".brio-test.db"
-    return Capabilities(Store.open(db), AuditLog(db), load_profiles(None))
+    return Capabilities(Store.open(db), AuditLog(db), build_profiles([]))
 
 
 async def test_read_lines_of_a_file_over_the_message_limit(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from tests.conftest import CORPORA
 
-from briotui.kernel.shell.runner import shell_sandbox_status
+from briotui.kernel.shell.runner import ShellSettings, sandbox_status
 
-SANDBOX_OK, SANDBOX_DETAIL = shell_sandbox_status()
+_STATUS = sandbox_status(ShellSettings())
+SANDBOX_OK, SANDBOX_DETAIL = _STATUS.sandboxed, _STATUS.detail
 
 needs_bwrap = pytest.mark.skipif(
     not SANDBOX_OK,

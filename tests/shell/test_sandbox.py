@@ -15,7 +15,7 @@ import pytest
 
 from briotui.kernel.errors import CommandFailed, CommandTimeout
 from briotui.kernel.shell import runner
-from briotui.kernel.shell.runner import run_command, shell_sandbox_status
+from briotui.kernel.shell.runner import ShellSettings, run_command, sandbox_status
 
 from .conftest import SANDBOX_OK, needs_bwrap
 
@@ -45,9 +45,9 @@ print(results)
 
 
 def test_status_is_reported() -> None:
-    available, detail = shell_sandbox_status()
-    assert available is SANDBOX_OK
-    assert "bwrap" in detail or "bubblewrap" in detail
+    status = sandbox_status(ShellSettings())  # what the kernel publishes and doctor shows
+    assert status.sandboxed is SANDBOX_OK
+    assert "bwrap" in status.detail or "bubblewrap" in status.detail
 
 
 @needs_bwrap

@@ -128,3 +128,40 @@ async def test_the_palette_lists_trust_this_project(project: Path, config_dir: P
     async with app.run_test(size=(120, 40)):
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Trust this project" in titles
+
+
+async def test_a_corrupt_or_unwritable_trust_file_is_a_notice_not_a_traceback(
+    project: Path, config_dir: Path, tmp_path: Path
+) -> None:
+    """trust.json broken after start (palette → Trust), and the trust file's lock not
+    writable when the user says Trust: each is a notification with the error's title
+    and what to do; the app keeps running."""
+    from briotui.ui.screens.trust import TrustDialog
+
+    user_chain(config_dir, tmp_path)
+    write_config(project, '[tests]\ncommand = "make test"\n')
+    app = make_app(project, config_dir=config_dir, build=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, TrustDialog), 10)
+        await app.workers.wait_for_complete()
+        await pilot.press("n")  # Not now
+        await pilot.pause()
+        (config_dir / "trust.json").write_text("{ not json")
+        app.action_trust_project()  # the palette entry
+        await pilot.pause()
+        assert app.is_running
+        assert not isinstance(app.screen, TrustDialog)
+        [notice] = [n for n in app._notifications if n.title == "Trust file unreadable"]
+        assert "Delete it" in notice.message
+        # a trust file that cannot be written: the lock is a directory
+        (config_dir / "trust.json").unlink()
+        (config_dir / "trust.json.lock").mkdir()
+        app.action_trust_project()
+        await wait_until(pilot, lambda: isinstance(app.screen, TrustDialog), 10)
+        await pilot.press("t")
+        await pilot.pause()
+        assert app.is_running
+        assert not app.settings.trusted
+        assert any(n.title == "Trust not saved" for n in app._notifications), [
+            (n.title, n.message) for n in app._notifications
+        ]

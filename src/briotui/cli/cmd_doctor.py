@@ -167,7 +167,7 @@ def _tests_env(paths: ProjectPaths, settings: Settings) -> Check:
     """Which test command runs, and in which Python environment."""
     from briotui.kernel.supervisor import test_command_of
 
-    env = project_env(paths.root)
+    env = project_env(paths.root, trusted_venv=settings.trusted_venv())
     try:
         command = test_command_of(settings)
     except ConfigError as error:

@@ -12,7 +12,7 @@ from typing import Any
 
 from briotui.cli.output import one_line, print_json, reveal, say
 from briotui.cli.progress import BuildProgress
-from briotui.cli.prompt import question_answerer, terminal_prompt
+from briotui.cli.prompt import add_answer_arguments, question_answerer, terminal_prompt
 from briotui.kernel.errors import ConfigError
 from briotui.kernel.kernel import Kernel, refuse_empty
 from briotui.kernel.llm.config import Target, load_models_config
@@ -97,21 +97,7 @@ def register(sub: Any) -> None:
             "fallback chain)"
         ),
     )
-    run.add_argument(
-        "--approve",
-        choices=("never", "ask", "all"),
-        default="never",
-        help=(
-            "what a call outside the agent's grants gets: never (deny, the default), ask "
-            "(prompt on the terminal), all (allow once; every decision is audited)"
-        ),
-    )
-    run.add_argument(
-        "--answer",
-        metavar="TEXT",
-        help="the answer to an agent's clarifying question (default: asked on the terminal; "
-        "without a terminal the agent decides itself)",
-    )
+    add_answer_arguments(run)
     run.add_argument("--json", action="store_true", help="print one JSON object as the result")
     run.add_argument("-v", "--verbose", action="store_true", help="show the agent's log lines")
     run.set_defaults(handler=handle)

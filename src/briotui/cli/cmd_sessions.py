@@ -464,15 +464,21 @@ def run_decide(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _verify_before_commit(kernel: Kernel, session_id: str, args: argparse.Namespace) -> None:
+async def _verify_before_commit(
+    kernel: Kernel, session_id: str, args: argparse.Namespace
+) -> tuple[str, ...] | None:
     """Unless ``--force``: check that what would be committed passed the project's tests
     (run on exactly the accepted hunks when only some are accepted) and say so.
+
+    Returns:
+        The accepted hunk ids the check was about (the commit must be exactly these),
+        or None (``--force``, or no test command).
 
     Raises:
         CommitUnverified: It did not; nothing is written.
     """
     if args.force:
-        return
+        return None
     check = await kernel.verify_commit(session_id)
     if check.run is not None and check.scratch:
         say(f"tests on the accepted hunks: {one_line(check.message)}", err=args.json)
@@ -481,6 +487,7 @@ async def _verify_before_commit(kernel: Kernel, session_id: str, args: argparse.
             check.message + " Nothing was written. Commit anyway with --force, or fix the "
             "change first."
         )
+    return check.accepted
 
 
 def run_commit(args: argparse.Namespace) -> int:
@@ -489,7 +496,7 @@ def run_commit(args: argparse.Namespace) -> int:
     async def work(kernel: Kernel) -> tuple[str, CommitResult, bool]:
         manager = kernel.sessions()
         session = manager.get(args.session)
-        await _verify_before_commit(kernel, session.id, args)
+        tested = await _verify_before_commit(kernel, session.id, args)
         result = await kernel.commit(
             session.id,
             git=args.git,
@@ -497,6 +504,7 @@ def run_commit(args: argparse.Namespace) -> int:
             include_staged=args.include_staged,
             provenance=args.provenance,
             force=True,  # verified just above, or --force
+            expected_ids=tested,  # exactly what was verified, or nothing
         )
         return session.id, result, manager.is_git
 

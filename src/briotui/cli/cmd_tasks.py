@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from briotui.cli.output import one_line, print_json, say, table
+from briotui.cli.prompt import add_answer_arguments, use_answers
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.settings import Settings
 
@@ -42,6 +43,7 @@ def register(sub: Any) -> None:
         metavar="SPEC",
         help="where model requests go (as for `briotui run`; default: the configured chain)",
     )
+    add_answer_arguments(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=run_tasks_resume)
     p = leaves.add_parser("discard", help="roll a task's session back")
@@ -128,6 +130,7 @@ def run_tasks_resume(args: argparse.Namespace) -> int:
     provider = parse_provider(args.provider, settings)
 
     async def work(kernel: Kernel) -> dict[str, Any]:
+        use_answers(kernel, args)  # as `briotui run`: approvals and answers
         try:
             await kernel.build_agents()
             result = await kernel.wait(await kernel.resume(args.task, provider=provider))

@@ -3,13 +3,18 @@ agents' clarifying questions (answered on the terminal, by ``--answer``, or not 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from briotui.cli.output import say
 from briotui.kernel.caps.model import Answer, CapabilityRequest
 from briotui.kernel.text import sanitize
+
+if TYPE_CHECKING:
+    from briotui.kernel.kernel import Kernel
 
 _KEYS: dict[str, Answer] = {"y": "once", "s": "session", "a": "project", "n": "deny"}
 
@@ -78,3 +83,29 @@ def question_answerer(
         return line.strip() or None
 
     return answer
+
+
+def add_answer_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--approve`` and ``--answer``, for every command that runs agents headless
+    (``briotui run``, ``briotui tasks resume``); see :func:`use_answers`."""
+    parser.add_argument(
+        "--approve",
+        choices=("never", "ask", "all"),
+        default="never",
+        help=(
+            "what a call outside the agent's grants gets: never (deny, the default), ask "
+            "(prompt on the terminal), all (allow once; every decision is audited)"
+        ),
+    )
+    parser.add_argument(
+        "--answer",
+        metavar="TEXT",
+        help="the answer to an agent's clarifying question (default: asked on the terminal; "
+        "without a terminal the agent decides itself)",
+    )
+
+
+def use_answers(kernel: Kernel, args: argparse.Namespace) -> None:
+    """Give the kernel the approvals and answerer that ``--approve`` / ``--answer`` ask for."""
+    kernel.set_approvals(args.approve, terminal_prompt if args.approve == "ask" else None)
+    kernel.set_answerer(question_answerer(args.answer))

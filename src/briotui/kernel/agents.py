@@ -34,6 +34,7 @@ hide the other agents: discovery reports it as a problem.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -369,6 +370,9 @@ def discover(
                     )
                 )
                 continue
+            if origin == "user" and (linked := _symlink_problem(directory)) is not None:
+                problems.append(linked)
+                continue
             if origin == "builtin":
                 builtin_names.add(directory.name)  # even if its manifest is broken
             elif directory.name in builtin_names:
@@ -391,3 +395,30 @@ def discover(
                 continue
             agents[spec.name] = spec
     return Discovery(agents=agents, problems=problems)
+
+
+def _symlink_problem(directory: Path) -> BuildError | None:
+    """Why a project agent's directory is refused for a symlink, or None.
+
+    The trust digest hashes a symlink's target text, never what it points at, while
+    the build would follow it: code outside ``.brio/agents/`` could then change after
+    the user trusted the project without a new prompt. So a project agent may neither
+    be a symlink nor hold one.
+    """
+    found = [directory] if directory.is_symlink() else []
+    if not found:
+        for root, dirs, files in os.walk(directory, followlinks=False):
+            found += [Path(root) / n for n in (*dirs, *files) if (Path(root) / n).is_symlink()]
+            if found:
+                break
+    if not found:
+        return None
+    where = found[0]
+    return BuildError(
+        f"{where} is a symlink. A project agent's files must be real files inside "
+        f"{directory.parent} (what the project's trust covers); replace the link with "
+        "a copy of the file or directory.",
+        agent=directory.name,
+        file=str(where),
+        title="Symlink in a project agent",
+    )

@@ -437,6 +437,14 @@ class CommitUnverified(CommitRefused):
     default_title = "Not verified"
 
 
+class DecisionsChanged(CommitRefused):
+    """The session's accepted hunks changed between the test run on them and the commit
+    (a hunk accepted or rejected meanwhile): what would be written was not tested."""
+
+    kind = "decisions-changed"
+    default_title = "Decisions changed"
+
+
 class GitError(BrioError):
     """A git command failed; the message carries git's own words."""
 

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from briotui.kernel import contract
 from briotui.kernel.agents import AgentSpec, Discovery, discover
 from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.checker import Capabilities, PromptFn
-from briotui.kernel.caps.model import ApproveMode
+from briotui.kernel.caps.model import ApproveMode, CapabilityRequest
 from briotui.kernel.caps.profiles import profiles_from_settings
 from briotui.kernel.errors import (
     AgentCancelled,
@@ -63,7 +63,7 @@ from briotui.kernel.runtime.pool import AgentPool
 from briotui.kernel.session_commands import CommitCheck, Retest, SessionCommands, feedback_of
 from briotui.kernel.settings import Settings, load_settings
 from briotui.kernel.shell.policy import CommandPolicy
-from briotui.kernel.shell.runner import ShellSettings, sandbox_status
+from briotui.kernel.shell.runner import ProjectEnv, ShellSettings, project_env, sandbox_status
 from briotui.kernel.shell.session import ShellService
 from briotui.kernel.sqlservice import SqlService
 from briotui.kernel.state import StateTree
@@ -155,6 +155,8 @@ class Kernel:
         self._jobs: dict[str, asyncio.Task[TaskResult]] = {}
         self._task_sessions: dict[str, Session] = {}
         self._cancelled: set[str] = set()
+        self._driving: set[str] = set()
+        """Tasks whose driver is inside its run (a cancel may interrupt it there)."""
         self._commands = SessionCommands(self)
         self._answer: AnswerFn | None = None
         self.interrupted: list[str] = []
@@ -184,11 +186,18 @@ class Kernel:
     def reload_config(self, config: Settings | None = None) -> Settings:
         """Use ``config`` (or read the files again), e.g. after the user trusted the project.
 
-        The shell policy, the agents' grants and the agents found follow the new settings.
+        The shell policy, the project's test command and Python environment, the
+        agents' grants and the agents found follow the new settings.
         """
         self._config = config or load_settings(self.paths)
         if self._shell is not None:  # keep its materialized work dirs; change the rules
-            self._shell.policy = CommandPolicy.from_config(self._config.shell())
+            from briotui.kernel.supervisor import test_command_of
+
+            self._shell.reconfigure(
+                policy=CommandPolicy.from_config(self._config.shell()),
+                user_command=test_command_of(self._config),
+                env=self._project_env(),
+            )
         self._discovery = None
         if self._capabilities is not None:
             self._capabilities.profiles = profiles_from_settings(self._config)
@@ -321,8 +330,14 @@ class Kernel:
                 shell=self.config.shell(),
                 settings=self.shell_settings,
                 user_command=test_command_of(self.config),
+                env=self._project_env(),
             )
         return self._shell
+
+    def _project_env(self) -> ProjectEnv:
+        """The Python environment commands run with (the project's own virtualenv only
+        once the user trusted it)."""
+        return project_env(self.paths.root, trusted_venv=self.config.trusted_venv())
 
     def sql(self) -> SqlService:
         """Opens agent instances' private SQL tables in ``.brio/agents.db``."""
@@ -383,7 +398,8 @@ class Kernel:
         return self.recorder.review_of(session_id)
 
     def is_verified(self, session_id: str) -> bool:
-        """Whether the project's test command passed in the session (the kernel saw it)."""
+        """Whether the project's test command passed in the session as it is now (the
+        kernel saw it pass, and no file of the session changed since; republished)."""
         from briotui.kernel.supervisor import test_command
 
         command = test_command(self)
@@ -393,12 +409,20 @@ class Kernel:
             and run["exit_code"] == 0
             # with conflicts left, what passed is not all of it
             and not contract.unresolved(self.recorder.conflicts_of(session_id))
+            and not self.changed_since(session_id, float(run["created"]))  # e.g. a revision
         )
         if self.state.exists(["sessions", session_id]):
             self.state.set(["sessions", session_id, "verified"], verified)
             if run is not None:
                 self.state.set(["sessions", session_id, "tests"], verification_view(run))
         return verified
+
+    def changed_since(self, session_id: str, when: float) -> bool:
+        """Whether a session's files changed after ``when`` (e.g. a test run's time)."""
+        rows = self.sessions().store.query(
+            "SELECT updated FROM sessions WHERE id = ?", (session_id,)
+        )
+        return bool(rows) and float(rows[0]["updated"]) > when
 
     def note_authors(self, session_id: str, hunk_ids: Sequence[str], task_id: str) -> None:
         """Remember that ``task_id`` wrote these hunks (a fix round's, a revision's)."""
@@ -454,11 +478,14 @@ class Kernel:
         include_staged: bool = False,
         provenance: str | None = None,
         force: bool = False,
+        expected_ids: Collection[str] | None = None,
     ) -> CommitResult:
         """Apply a session's accepted hunks to the working tree (and git-commit them).
 
         Without ``force`` only what passed the project's tests is committed (see
-        :meth:`verify_commit`); otherwise :class:`CommitUnverified` is raised.
+        :meth:`verify_commit`); otherwise :class:`CommitUnverified` is raised. With
+        ``expected_ids`` (a check's ``accepted``) the commit is refused with
+        :class:`DecisionsChanged` unless exactly those hunks are accepted.
         """
         return await self._commands.commit(
             session_id,
@@ -467,11 +494,13 @@ class Kernel:
             include_staged=include_staged,
             provenance=provenance,
             force=force,
+            expected_ids=expected_ids,
         )
 
     async def verify_commit(self, session_id: str) -> CommitCheck:
         """Whether the accepted hunks of a session passed the project's tests (running
-        them on exactly those hunks when only some are accepted)."""
+        them on exactly those hunks when only some are accepted); the check's
+        ``accepted`` are the hunk ids it is about (pass them to :meth:`commit`)."""
         return await self._commands.verify_commit(session_id)
 
     async def resolve_conflict(
@@ -562,6 +591,7 @@ class Kernel:
             after = {h.id for h in (await asyncio.to_thread(session.diff)).hunks()}
             self.recorder.note_authors(session.id, sorted(after - before), f"{task_id}.coder")
             if session.state == "open":
+                await asyncio.to_thread(self.is_verified, session.id)  # tested before it
                 await asyncio.to_thread(self.recorder.publish_session, session)
             return result
 
@@ -691,6 +721,7 @@ class Kernel:
         previous: Sequence[str] = (),
         discard_unused: bool = False,
     ) -> TaskResult:
+        self._driving.add(task_id)
         try:
             if agent is None:
                 result = await sup.run_pipeline(task_id, goal, session, previous=previous)
@@ -714,8 +745,13 @@ class Kernel:
             )
         except BrioError as error:
             result = TaskResult(task_id, "failed", error.message, session.id, error=error.to_dict())
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # Kernel.cancel: the run ends here, the task goes on
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
             result = TaskResult(task_id, "cancelled", "cancelled", session.id)
+        finally:
+            self._driving.discard(task_id)  # from here on a cancel does not interrupt
         await sup.settle()
         if result.error is not None and self.state.exists(["tasks", task_id]):
             self.state.set(
@@ -724,10 +760,8 @@ class Kernel:
                 parents=True,
             )
         if (
-            discard_unused
-            and session.state == "open"
-            and await asyncio.to_thread(_unused, session, result)
-        ):  # a failed, cancelled or empty run leaves nothing to review: kept in history
+            discard_unused and session.state == "open" and await asyncio.to_thread(_unused, session)
+        ):  # a run that changed nothing leaves nothing to review: kept in history
             await self._commands.discard(session.id)
         if session.state == "open":
             await asyncio.to_thread(self.recorder.publish_session, session)
@@ -778,7 +812,12 @@ class Kernel:
         return self.recorder.task_of_session(session_id)
 
     async def discard_task(self, task_id: str) -> None:
-        """Drop a task's session (off the loop); see :meth:`discard`."""
+        """Drop a task's session (rolled back, off the loop: nothing of it reaches the
+        working tree).
+
+        Raises:
+            TaskNotFound: no such stored task.
+        """
         stored = await asyncio.to_thread(self.recorder.goal_of, task_id)
         if stored is None:
             raise TaskNotFound(f"No stored task {task_id!r}; `briotui tasks list` lists them.")
@@ -810,26 +849,13 @@ class Kernel:
             goal, agent=None if agent == "pipeline" else agent, provider=provider
         )
 
-    def discard(self, task_id: str) -> None:
-        """Drop a task's session (rolled back: nothing of it reaches the working tree).
-
-        Raises:
-            TaskNotFound: no such stored task.
-        """
-        stored = self.recorder.goal_of(task_id)
-        if stored is None:
-            raise TaskNotFound(f"No stored task {task_id!r}.")
-        session_id = stored[2]
-        if session_id:
-            session = self.sessions().get(session_id)
-            if session.state == "open":
-                session.rollback()
-            if self.state.exists(["sessions", session_id]):
-                self.state.remove(["sessions", session_id])
-
     async def wait(self, task_id: str) -> TaskResult:
-        """The result of a submitted task, once it ends."""
-        return await self._jobs[task_id]
+        """The result of a submitted task, once it ends.
+
+        Cancelling a waiter (e.g. a front end's worker as it shuts down) does not cancel
+        the task: only :meth:`cancel` does, so a task always records how it ended.
+        """
+        return await asyncio.shield(self._jobs[task_id])
 
     async def watch_project(self, on_change: Callable[[int], None] | None = None) -> None:
         """Keep a live base while the kernel runs, so new sessions are O(changes).
@@ -941,16 +967,34 @@ class Kernel:
     ) -> Sequence[tuple[str, str]]:
         """``context`` plus the repository map, for the agents that read it.
 
-        The map is built off the event loop (parsing is cached by content hash); a
-        failure to build it leaves the context as it was, logged.
+        The map is built off the event loop (parsing is cached by content hash) and
+        shows only the files the agent's grants let it read (checked without asking:
+        a file it would have to ask for is left out); a failure to build it leaves the
+        context as it was, logged.
         """
         if name not in REPO_MAP_AGENTS or bindings.workspace is None:
             return context
         if any(key == "repo-map" for key, _ in context):
             return context
         scope = next((v.split() for k, v in context if k == "files"), [])
+        caps = bindings.capabilities
+
+        def readable(path: str) -> bool:  # the agent's own grants, never a prompt
+            return caps is None or caps.allows(
+                CapabilityRequest(
+                    agent=name,
+                    capability="read",
+                    target=path,
+                    task_id=bindings.task_id,
+                    session_id=bindings.session_id,
+                    ceiling=bindings.ceiling,
+                )
+            )
+
         try:
-            text = await asyncio.to_thread(build_repo_map, bindings.workspace, goal, scope=scope)
+            text = await asyncio.to_thread(
+                build_repo_map, bindings.workspace, goal, scope=scope, readable=readable
+            )
         except (OSError, BrioError) as exc:
             log.warning("no repository map for %s: %s", name, exc)
             return context
@@ -982,7 +1026,6 @@ class Kernel:
             )
         await self.load(name, build=build, on_event=on_build)
         pool = await self.pool(name, size=1)
-        instance = await pool.acquire()
         given = bindings or RunBindings()
         tid = task_id or given.task_id or uuid.uuid4().hex[:12]
         run_bindings = replace(  # the caller's bindings stay untouched
@@ -995,19 +1038,36 @@ class Kernel:
             mesh=given.mesh or self.mesh,
         )
         context = await self._with_repo_map(name, goal, context, run_bindings)
+        if self.is_cancelled(tid):  # cancelled while it was loaded or mapped
+            raise RunFailed(
+                AgentCancelled(f"{name!r} did not start: its task was cancelled.", agent=name),
+                RunUsage(),
+            )
+        # Everything that can fail before the run is done: from here on the instance
+        # handed out either runs or is discarded (never left with its thread and memory).
+        instance = await pool.acquire()
+        try:
+            if isinstance(run_bindings.workspace, Session):
+                self._task_sessions.setdefault(tid, run_bindings.workspace)
+            self.recorder.task_started(
+                tid,
+                agent=name,
+                goal=goal,
+                parent=parent_task,
+                session_id=run_bindings.session_id or None,
+                title=title,
+            )
+        except BaseException:
+            instance.discard()
+            raise
         self._running[tid] = instance
-        if isinstance(run_bindings.workspace, Session):
-            self._task_sessions.setdefault(tid, run_bindings.workspace)
-        self.recorder.task_started(
-            tid,
-            agent=name,
-            goal=goal,
-            parent=parent_task,
-            session_id=run_bindings.session_id or None,
-            title=title,
+        # shielded: a cancelled driver stops the agent and waits for it to wind down
+        # (bounded), so nothing of it still writes to the session once the driver goes on
+        run = asyncio.ensure_future(
+            instance.run(AgentTask(tid, goal, tuple(context)), run_bindings)
         )
         try:
-            outcome = await instance.run(AgentTask(tid, goal, tuple(context)), run_bindings)
+            outcome = await asyncio.shield(run)
         except RunFailed as failure:
             status: TaskStatus = "cancelled" if failure.error.kind == "cancelled" else "failed"
             self.recorder.task_finished(
@@ -1015,6 +1075,19 @@ class Kernel:
                 status,
                 failure.error.message,
                 failure.usage,
+                agent=name,
+                session_id=run_bindings.session_id,
+            )
+            raise
+        except asyncio.CancelledError:  # its driver was cancelled (Kernel.cancel)
+            instance.cancel()
+            with contextlib.suppress(RunFailed, asyncio.CancelledError):
+                await asyncio.shield(run)  # a stopped instance ends within its grace
+            self.recorder.task_finished(
+                tid,
+                "cancelled",
+                f"{name!r} was stopped: its task was cancelled.",
+                None,
                 agent=name,
                 session_id=run_bindings.session_id,
             )
@@ -1035,7 +1108,9 @@ class Kernel:
         """Cancel ``task_id`` and its whole subtree; returns whether anything was running.
 
         Running agents are stopped by epoch interruption (their in-flight model requests
-        are cancelled with them); a submitted task's driver is cancelled too.
+        and commands are cancelled with them), no agent of the subtree starts any more,
+        and a submitted task's driver is cancelled too, wherever it waits (once: the
+        run then ends as ``cancelled``, its session kept if it has changes).
         """
         self._cancelled.add(task_id)
         hit = False
@@ -1044,6 +1119,9 @@ class Kernel:
                 instance.cancel()
                 hit = True
         job = self._jobs.get(task_id)
+        if job is not None and task_id in self._driving:
+            self._driving.discard(task_id)
+            job.cancel()
         return hit or (job is not None and not job.done())
 
     def is_cancelled(self, task_id: str) -> bool:
@@ -1079,6 +1157,10 @@ class Kernel:
 __all__ = ["AgentNotFound", "Kernel"]
 
 
-def _unused(session: Session, result: TaskResult) -> bool:
-    """Whether a task's new session is left with nothing to review."""
-    return result.status in ("failed", "cancelled") or not session.diff().files
+def _unused(session: Session) -> bool:
+    """Whether a task's new session is left with nothing to review.
+
+    Only a session without changes: a run that failed or was cancelled after its
+    Coders finished keeps their work for review (its outcome says how it ended).
+    """
+    return not session.diff().files

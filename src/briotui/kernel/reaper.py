@@ -247,30 +247,41 @@ def _children_of(pids: set[int]) -> set[int]:
     return found
 
 
-def _kill_descendants() -> None:
-    """Stop, then kill, everything below this process; reap it all."""
+REAP_TIMEOUT_S = 3.0
+"""How long the reaper keeps killing and reaping what the command left before it exits
+anyway (a process stuck in uninterruptible sleep cannot be reaped; the kernel waits
+5 s for the reaper before it kills it)."""
+
+
+def _kill_descendants(timeout_s: float = REAP_TIMEOUT_S) -> None:
+    """Stop, then kill, everything below this process and reap it, for at most
+    ``timeout_s``: each round scans /proc again, so a process forked after a scan is
+    found in the next one."""
     me = os.getpid()
-    for _ in range(100):
+    deadline = time.monotonic() + timeout_s
+    while True:
         found = _children_of({me})
-        if not found:
-            break
         for pid in found:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGSTOP)
         for pid in _children_of({me}) | found:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-        _reap()
-    _reap()
+        now = time.monotonic()
+        if _reap(until=min(deadline, now + 0.2)) or now >= deadline:
+            return
 
 
-def _reap() -> None:
+def _reap(until: float) -> bool:
+    """Reap exited children until none is left (True) or ``until`` passes (False)."""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return True
         if pid == 0:
+            if time.monotonic() >= until:
+                return False
             time.sleep(0.01)  # killed children take a moment to become zombies
 
 
@@ -286,6 +297,10 @@ def main(argv: list[str]) -> int:
     if _prctl(PR_SET_CHILD_SUBREAPER, 1) != 0:
         print("briotui: cannot track the command's processes (no subreaper)", file=sys.stderr)
         return 126
+    # SIGTERM (the kernel's timeout) is held back until this process is inside its
+    # ``try``: arriving earlier, its _Stop would escape with a traceback and leave the
+    # command running. The child gets the default action back before it is let in.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     signal.signal(signal.SIGTERM, _on_term)
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -293,15 +308,17 @@ def main(argv: list[str]) -> int:
         os.close(read_end)
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             confine(config)
             os.execve(command[0], command, os.environ)
         except OSError as exc:
             os.write(write_end, f"briotui: cannot start {command[0]}: {exc}".encode())
         os._exit(127)
-    os.close(write_end)
     status = 0
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # a pending one: _Stop
+        os.close(write_end)
         problem = b""
         while chunk := os.read(read_end, 4096):
             problem += chunk
@@ -320,7 +337,8 @@ def main(argv: list[str]) -> int:
         return os.WEXITSTATUS(status)
     sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else signal.SIGKILL
     sys.stdout.flush()
-    signal.signal(sig, signal.SIG_DFL)
+    if sig not in (signal.SIGKILL, signal.SIGSTOP):  # those two cannot be handled
+        signal.signal(sig, signal.SIG_DFL)
     os.kill(os.getpid(), sig)
     return 128 + sig
 

@@ -668,7 +668,7 @@ class Recorder:
         rows = self.store.query(
             "SELECT task_id, agent, role, content, provider, model, created FROM messages"
             " WHERE task_id = ? OR task_id LIKE ? ESCAPE '\\' ORDER BY id",
-            (task_id, task_id.replace("%", "").replace("_", "\\_") + ".%"),
+            (task_id, _like_literal(task_id) + ".%"),
         )
         return [dict(r) for r in rows]
 
@@ -709,3 +709,9 @@ def last_command_run(store: Store, session_id: str, argv: Sequence[str]) -> dict
     row["truncated"] = bool(row["truncated"])
     row["failed"] = contract.failed_tests(row["output"])
     return row
+
+
+def _like_literal(text: str) -> str:
+    """``text`` for a SQL LIKE pattern (``ESCAPE '\\'``): ``%`` and ``_`` match only
+    themselves."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

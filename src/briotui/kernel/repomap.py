@@ -17,7 +17,7 @@ import importlib
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -313,6 +313,7 @@ def build_repo_map(
     *,
     scope: Iterable[str] = (),
     budget_tokens: int = DEFAULT_BUDGET_TOKENS,
+    readable: Callable[[str], bool] | None = None,
 ) -> str:
     """The repository map of a session (blocking: run it off the event loop).
 
@@ -321,8 +322,15 @@ def build_repo_map(
         request: The user's request or the subtask's goal; what it names ranks first.
         scope: Files the plan put in scope; they rank above everything else.
         budget_tokens: The most the map may take, in tokens.
+        readable: Whether the agent the map is for may read a path (its grants,
+            checked without asking anyone); a path it may not read is neither listed
+            nor parsed. None: every file (the caller vouches for the reader).
     """
-    entries = [e for e in view.list_dir("", True) if e.kind == "file"][:MAX_FILES]
+    entries = [
+        e
+        for e in view.list_dir("", True)
+        if e.kind == "file" and (readable is None or readable(e.path))
+    ][:MAX_FILES]
 
     def contents() -> Iterable[tuple[str, bytes | None]]:
         for entry in entries:

@@ -32,14 +32,20 @@ from __future__ import annotations
 import asyncio
 import shlex
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from briotui.kernel import contract
-from briotui.kernel.errors import BrioError, CommitUnverified, SessionStateError
+from briotui.kernel.errors import (
+    BrioError,
+    CommitRefused,
+    CommitUnverified,
+    DecisionsChanged,
+    SessionStateError,
+)
 from briotui.kernel.runtime.events import COMMAND_OUTPUT_TAIL, CommandRan
-from briotui.kernel.vfs import Decision, Session
+from briotui.kernel.vfs import Decision, HunkId, Session
 from briotui.kernel.vfs.commit import CommitResult, RollbackResult
 from briotui.kernel.vfs.diff import apply_accepted
 from briotui.kernel.vfs.resolve import Choice, Resolved, resolve_in_session
@@ -175,12 +181,16 @@ class CommitCheck:
         run: The test run on the accepted hunks (as stored: ``argv``, ``exit_code``,
             ``duration_ms``, ``output``, ``failed``, ...), when one ran.
         scratch: The scratch session it ran in ("" when none).
+        accepted: The accepted hunk ids this check is about, sorted (None when no hunk
+            was looked at: no test command); pass them to :meth:`SessionCommands.commit`
+            as ``expected_ids`` so that exactly these are committed.
     """
 
     status: CheckStatus
     message: str
     run: dict[str, Any] | None = None
     scratch: str = ""
+    accepted: tuple[str, ...] | None = None
 
     @property
     def ok(self) -> bool:
@@ -296,6 +306,9 @@ class SessionCommands:
         changed after it (a revision). Only some, or changed since: the test command runs
         on exactly the accepted hunks, in a scratch session (see the module docstring).
         No test command configured: nothing to verify (allowed).
+
+        Raises:
+            CommitRefused: No hunk is accepted (nothing to commit, nothing to test).
         """
         from briotui.kernel.supervisor import test_command
 
@@ -316,6 +329,19 @@ class SessionCommands:
             return CommitCheck("no-tests", "No test command is configured ([tests] command).")
         hunks = {h.id for h in (await asyncio.to_thread(session.diff)).hunks()}
         accepted = session.accepted_ids() & hunks
+        if not accepted:  # nothing would be committed: no test run on an empty subset
+            raise CommitRefused(
+                f"Session {session_id} has no accepted hunks to apply. Accept some with "
+                f"`briotui sessions accept {session_id} [HUNK...]` first."
+            )
+        check = await self._check_accepted(session, accepted, hunks, command)
+        return replace(check, accepted=tuple(sorted(accepted)))  # what the check is about
+
+    async def _check_accepted(
+        self, session: Session, accepted: set[str], hunks: set[HunkId], command: list[str]
+    ) -> CommitCheck:
+        """:meth:`verify_commit` once the accepted hunks are known."""
+        kernel, session_id = self.kernel, session.id
         if accepted == hunks:
             last = kernel.test_run(session_id)
             if last is None:
@@ -505,16 +531,26 @@ class SessionCommands:
         include_staged: bool = False,
         provenance: str | None = None,
         force: bool = False,
+        expected_ids: Collection[str] | None = None,
     ) -> CommitResult:
         """Apply the accepted hunks to the working tree (and make a git commit if asked).
 
         The git message is :func:`commit_message`'s: ``message`` (or the session's task)
         as its subject, and where the change came from.
 
+        Args:
+            expected_ids: The accepted hunk ids the caller verified (a
+                :meth:`verify_commit` check's ``accepted``); the commit is refused if
+                the session's accepted hunks are not exactly these any more. Without
+                ``force`` the check made here sets them.
+
         Raises:
             CommitUnverified: Without ``force``, what would be committed did not pass
                 the project's tests (:meth:`verify_commit`); nothing was written.
+            DecisionsChanged: The accepted hunks changed since they were verified;
+                nothing was written.
         """
+        expected = set(expected_ids) if expected_ids is not None else None
         if not force:
             check = await self.verify_commit(session_id)
             if not check.ok:
@@ -522,9 +558,21 @@ class SessionCommands:
                     check.message + " Nothing was written. Commit anyway with --force "
                     "(the review asks), or fix the change first."
                 )
+            if expected is None and check.accepted is not None:
+                expected = set(check.accepted)
 
         def work() -> CommitResult:
             session = self._open(session_id)
+            if expected is not None:
+                hunks = {h.id for h in session.diff().hunks()}
+                now = session.accepted_ids() & hunks
+                if now != expected:
+                    raise DecisionsChanged(
+                        f"The accepted hunks of session {session_id} changed after they were "
+                        f"checked against the tests ({len(expected)} then, {len(now)} now): "
+                        "what would be written is not what was checked. Nothing was written. "
+                        "Commit again to check what is accepted now."
+                    )
             try:
                 return session.commit(
                     git=git,

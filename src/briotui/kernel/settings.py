@@ -203,6 +203,14 @@ class Settings:
         """The user's and the project's ``[ui]`` documents (harmless: both apply)."""
         return self.user, self.project
 
+    def trusted_venv(self) -> Path | None:
+        """The real path of the project's own virtualenv once the user trusted it, else
+        None (an untrusted repository's ``.venv`` is never used: see
+        :func:`briotui.kernel.shell.runner.project_env`)."""
+        if self.trusted and self.request.venv is not None:
+            return Path(self.request.venv.real)
+        return None
+
     def user_agents_allowed(self) -> bool:
         """Whether the project's ``.brio/agents/`` may be used."""
         return self.applies
@@ -234,7 +242,7 @@ def load_settings(
     paths = project if isinstance(project, ProjectPaths) else ProjectPaths.at(project)
     data = read_config_file(paths.config_file)
     partial = Settings(user_file=file, user=user, user_dir=directory)
-    request = build_request(data, paths.user_agents, partial.known_providers)
+    request = build_request(data, paths.user_agents, partial.known_providers, root=paths.root)
     trusted = not request.empty and TrustStore(directory).is_trusted(paths.root, request.digest)
     return Settings(
         user_file=file,

@@ -450,32 +450,43 @@ class Supervisor:
         if not changed:  # nothing to review or to verify: the run says why
             result.verified = False if test_command(kernel) is not None else None
             return self._conclude(result, changed=False)
-        review = await self._step(
-            "reviewer", goal, session, task_id, [("plan", json.dumps(result.plan)), *extra]
-        )
-        result.review = _json(review.data)
-        kernel.record_review(session.id, result.review)
-        command = test_command(kernel)
-        if command is not None:
-            await self._step(
-                "smart",
-                f"Run the project's tests: {shlex.join(command)}",
-                session,
-                task_id,
-                [("command", json.dumps(command))],
+        # The Coders' work is in the session now: a step that fails from here on (a
+        # provider outage at review, a test command that cannot run) ends the run, but
+        # the session stays for the user to review.
+        step = "review"
+        try:
+            review = await self._step(
+                "reviewer", goal, session, task_id, [("plan", json.dumps(result.plan)), *extra]
             )
-            # the kernel's own record of the command decides, not the agent's summary
-            result.verified = kernel.is_verified(session.id)
-            result.tests_passed = self._tests_passed(session.id)
-            rounds = fix_rounds(kernel)
-            for round_no in range(1, rounds + 1):
-                if result.tests_passed:  # conflicts are the user's to resolve, not a fix's
-                    break
-                if not await self._fix_round(round_no, rounds, goal, session, task_id, command):
-                    break
+            result.review = _json(review.data)
+            kernel.record_review(session.id, result.review)
+            command = test_command(kernel)
+            if command is not None:
+                step = "the tests"
+                await self._step(
+                    "smart",
+                    f"Run the project's tests: {shlex.join(command)}",
+                    session,
+                    task_id,
+                    [("command", json.dumps(command))],
+                )
+                # the kernel's own record of the command decides, not the agent's summary
                 result.verified = kernel.is_verified(session.id)
                 result.tests_passed = self._tests_passed(session.id)
-                result.fix_rounds = round_no
+                rounds = fix_rounds(kernel)
+                for round_no in range(1, rounds + 1):
+                    if result.tests_passed:  # conflicts are the user's to resolve, not a fix's
+                        break
+                    step = f"fix round {round_no}"
+                    if not await self._fix_round(round_no, rounds, goal, session, task_id, command):
+                        break
+                    result.verified = kernel.is_verified(session.id)
+                    result.tests_passed = self._tests_passed(session.id)
+                    result.fix_rounds = round_no
+        except RunFailed as failure:
+            return self._conclude(result, changed=True, stopped=(step, failure.error))
+        except BrioError as error:
+            return self._conclude(result, changed=True, stopped=(step, error))
         return self._conclude(result, changed=True)
 
     def _tests_passed(self, session_id: str) -> bool:
@@ -499,11 +510,20 @@ class Supervisor:
             )
         return failed
 
-    def _conclude(self, result: TaskResult, *, changed: bool) -> TaskResult:
+    def _conclude(
+        self,
+        result: TaskResult,
+        *,
+        changed: bool,
+        stopped: tuple[str, BrioError] | None = None,
+    ) -> TaskResult:
         """Set the run's outcome and its summary from what really happened.
 
         A session without changes is never verified, nor one with conflicts left to
-        resolve; failed subtasks and conflicts make the outcome ``partial``.
+        resolve; failed subtasks and conflicts make the outcome ``partial``. A step
+        that failed after the Coders (``stopped``: which step, and its error) makes
+        it ``error`` (``cancelled`` if it was cancelled): the run stopped, its session
+        keeps the changes.
         """
         conflicts = result.merge.get("conflicts", [])
         files = [f["path"] for c in conflicts for f in c.get("files", [])]
@@ -540,6 +560,16 @@ class Supervisor:
             parts.append(tests_words(result))
         if result.fix_rounds:
             parts.append(f"after {result.fix_rounds} fix round(s)")
+        if stopped is not None:
+            step, error = stopped
+            cancelled = error.kind == "cancelled"
+            result.status = "cancelled" if cancelled else "failed"
+            result.error = error.to_dict()
+            result.outcome = "cancelled" if cancelled else "error"
+            parts.append(
+                f"stopped at {step}: {error.message} (the changes are kept in the session "
+                "for review)"
+            )
         result.summary = "; ".join(parts)
         return result
 

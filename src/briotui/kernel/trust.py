@@ -12,7 +12,9 @@ dialog the TUI shows on start):
 - ``[tests] command`` (a command the pipeline runs);
 - ``[mcp]`` (servers to start);
 - ``[llm.budget]`` and ``[llm.prices]`` (what a task may spend before it is stopped);
-- agents under ``.brio/agents/`` (code that would run, possibly under a built-in's name).
+- agents under ``.brio/agents/`` (code that would run, possibly under a built-in's name);
+- the project's own virtualenv (``.venv`` or ``venv``): its ``bin`` would come first on
+  the PATH of every command and its ``pyvenv.cfg`` names a Python to show to them.
 
 :class:`TrustRequest` is exactly that set, with a digest over it (and over the contents
 of ``.brio/agents/``). :class:`TrustStore` keeps the user's decisions in
@@ -74,6 +76,63 @@ SPENDING_KEYS = ("budget", "prices")
 price a model at zero, so they wait for trust too."""
 
 
+VENV_NAMES = (".venv", "venv")
+"""Where a project keeps its own virtualenv, in the order they are looked for."""
+
+
+def find_project_venv(root: Path) -> Path | None:
+    """The project's own virtualenv directory (``.venv``, then ``venv``), unresolved.
+
+    A virtualenv is a directory with ``pyvenv.cfg`` and ``bin/``.
+    """
+    for name in VENV_NAMES:
+        path = root / name
+        if (path / "pyvenv.cfg").is_file() and (path / "bin").is_dir():
+            return path
+    return None
+
+
+def venv_home(venv: Path) -> str:
+    """The ``home =`` line of a virtualenv's ``pyvenv.cfg`` ("" when absent or unreadable)."""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        for line in (venv / "pyvenv.cfg").read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home":
+                return value.strip()
+    return ""
+
+
+@dataclass(frozen=True)
+class VenvAsk:
+    """The project's own virtualenv, which its commands would run with.
+
+    Attributes:
+        name: Its directory in the project (``.venv`` or ``venv``).
+        real: Its real path (symlinks resolved).
+        home: The Python its ``pyvenv.cfg`` names (``home =``), "" if none.
+    """
+
+    name: str
+    real: str
+    home: str = ""
+
+    def describe(self) -> str:
+        """One line: where it is and which Python it names."""
+        python = f", Python from {self.home}" if self.home else ""
+        return (
+            f"project virtualenv {self.name} ({self.real}{python}): its bin/ comes first on "
+            "the PATH of agents' commands"
+        )
+
+
+def project_venv_ask(root: Path) -> VenvAsk | None:
+    """What trusting ``root`` would let its commands run with, or None (no virtualenv)."""
+    found = find_project_venv(root)
+    if found is None:
+        return None
+    return VenvAsk(found.name, os.path.realpath(found), venv_home(found))
+
+
 @dataclass(frozen=True)
 class TrustRequest:
     """What a project's config asks for that needs the user's trust.
@@ -89,6 +148,7 @@ class TrustRequest:
         agents: Names of the agents under ``.brio/agents/``.
         spending: ``[llm.budget]`` / ``[llm.prices]`` entries, as ``(key, value)``: they
             decide when a task is stopped for what it costs.
+        venv: The project's own virtualenv, or None.
         digest: A hash over exactly these settings and the ``.brio/agents/`` files.
     """
 
@@ -100,6 +160,7 @@ class TrustRequest:
     mcp: tuple[tuple[str, str], ...] = ()
     agents: tuple[str, ...] = ()
     spending: tuple[tuple[str, str], ...] = ()
+    venv: VenvAsk | None = None
     digest: str = ""
 
     @property
@@ -114,6 +175,7 @@ class TrustRequest:
             or self.mcp
             or self.agents
             or self.spending
+            or self.venv
         )
 
     def lines(self, refused: Mapping[str, str] | None = None) -> list[str]:
@@ -137,6 +199,8 @@ class TrustRequest:
         out += [f"MCP server {name!r}: {what}" for name, what in self.mcp]
         out += [f"project agent {name!r} (.brio/agents/{name})" for name in self.agents]
         out += [f"spending limit or price llm.{key} = {value}" for key, value in self.spending]
+        if self.venv is not None:
+            out.append(self.venv.describe())
         return out
 
     def to_dict(self, refused: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -153,6 +217,7 @@ class TrustRequest:
             "mcp": [{"name": n, "server": w} for n, w in self.mcp],
             "agents": list(self.agents),
             "spending": [{"key": k, "value": v} for k, v in self.spending],
+            "venv": dict(self.venv.__dict__) if self.venv is not None else None,
             "digest": self.digest,
         }
 
@@ -252,7 +317,11 @@ def _agents_tree(directory: Path) -> tuple[list[str], str]:
 
 
 def build_request(
-    project: Mapping[str, Any], agents_dir: Path | None, known_providers: set[str]
+    project: Mapping[str, Any],
+    agents_dir: Path | None,
+    known_providers: set[str],
+    *,
+    root: Path | None = None,
 ) -> TrustRequest:
     """What the parsed project config (and ``.brio/agents/``) asks that needs trust.
 
@@ -260,6 +329,7 @@ def build_request(
         project: The parsed ``.brio/config.toml``.
         agents_dir: The project's ``.brio/agents/`` (it may not exist), or None.
         known_providers: Providers defined without the project (built-in and user's).
+        root: The project root, whose own virtualenv is asked about too (None: not).
     """
     hashed: dict[str, Any] = {}
     providers: list[ProviderAsk] = []
@@ -336,6 +406,9 @@ def build_request(
         names, tree = _agents_tree(agents_dir)
         if tree:
             hashed["agents_tree"] = tree
+    venv = project_venv_ask(root) if root is not None else None
+    if venv is not None:
+        hashed["venv"] = venv.__dict__
     request = TrustRequest(
         providers=tuple(providers),
         chains=tuple(chains),
@@ -345,6 +418,7 @@ def build_request(
         mcp=tuple(mcp_items),
         agents=tuple(names),
         spending=tuple(spending),
+        venv=venv,
     )
     if request.empty and not hashed:
         return request
@@ -358,6 +432,7 @@ def build_request(
         mcp=request.mcp,
         agents=request.agents,
         spending=request.spending,
+        venv=request.venv,
         digest=hashlib.sha256(canonical.encode()).hexdigest(),
     )
 

@@ -643,7 +643,11 @@ class BrioApp(App[int]):
         from briotui.kernel.trust import TrustStore
 
         store = TrustStore(self.config_dir)
-        changed = not settings.trusted and store.digest(self.project) is not None
+        try:
+            changed = not settings.trusted and store.digest(self.project) is not None
+        except ConfigError as exc:  # trust.json is broken: say so, never a traceback
+            self.notify(exc.message, title=exc.title, severity="error", timeout=10)
+            return
         dialog = TrustDialog(
             self.project.name, settings.request, project_key_refusals(settings), changed=changed
         )
@@ -659,7 +663,21 @@ class BrioApp(App[int]):
                         timeout=6,
                     )
                 return
-            store.trust(self.project, settings.request)  # exactly what the dialog showed
+            try:
+                store.trust(self.project, settings.request)  # exactly what the dialog showed
+            except ConfigError as exc:
+                self.notify(exc.message, title=exc.title, severity="error", timeout=10)
+                return
+            except OSError as exc:
+                self.notify(
+                    f"{store.path} could not be written ({exc.strerror or exc}); the project "
+                    "stays untrusted. Check that the directory is writable, then trust again "
+                    "(palette → “Trust this project”).",
+                    title="Trust not saved",
+                    severity="error",
+                    timeout=10,
+                )
+                return
             self.apply_settings(replace(settings, trusted=True))
             self.notify("The project's settings now apply.", title="Project trusted")
 

@@ -253,6 +253,24 @@ class Capabilities:
                 return above
         return None
 
+    def allows(self, request: CapabilityRequest) -> bool:
+        """Whether the agent's grants (and those of every agent above it) cover
+        ``request``, without asking anyone, using up a "once" grant or auditing.
+
+        For what the kernel shows an agent on its behalf (its repository map): only
+        what the agent could read itself without a prompt.
+        """
+        if (
+            request.scope
+            and request.capability == "write"
+            and not any(path_matches(g, request.target) for g in request.scope)
+        ):
+            return False
+        return (
+            self._covering(request, use=False) is not None
+            and self._uncovered_delegator(request) is None
+        )
+
     def refuse(self, request: CapabilityRequest, by: str, reason: str) -> Verdict:
         """Deny ``request`` without asking (a hard rule said no), and audit it."""
         verdict = Verdict(False, by, reason)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from briotui.kernel.caps.model import Capability, Grant, Source
@@ -137,20 +136,3 @@ def profiles_from_settings(settings: Settings) -> dict[str, list[Grant]]:
             )
         )
     return profiles
-
-
-def load_profiles(config_file: Path | None) -> dict[str, list[Grant]]:
-    """The grants of the built-in profiles replaced by the ``[agents]`` of ``config_file``.
-
-    The file is taken as given (no trust gate): the kernel uses
-    :func:`profiles_from_settings`.
-
-    Raises:
-        ConfigError: the config file or its ``[agents]`` tables are invalid.
-    """
-    if config_file is None:
-        return build_profiles([])
-    from briotui.kernel.configfile import read_config_file
-
-    data = read_config_file(config_file)
-    return build_profiles([(data.get("agents", {}), str(config_file))])

@@ -99,10 +99,6 @@ def default_safe_path() -> str:
     return os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"])
 
 
-VENV_NAMES: Final[tuple[str, ...]] = (".venv", "venv")
-"""Where a project keeps its own virtualenv, in the order they are looked for."""
-
-
 @dataclass(frozen=True)
 class ProjectEnv:
     """The Python environment a project's commands (its tests) run with.
@@ -112,18 +108,23 @@ class ProjectEnv:
         source: How it was found: ``.venv``, ``venv``, ``VIRTUAL_ENV`` or ``none``.
         path: The PATH commands get: the virtualenv's ``bin`` first, then
             :func:`default_safe_path`.
+        ignored: Why the project's own virtualenv is not used ("" when none was found
+            or it is used): an untrusted repository's ``.venv`` is never used.
     """
 
     venv: Path | None
     source: str
     path: str
+    ignored: str = ""
 
     def line(self) -> str:
         """One line saying which environment commands use (``briotui doctor``)."""
         if self.venv is None:
+            used = f"briotui's own Python ({sys.executable})"
+            if self.ignored:
+                return f"{used}: {self.ignored}"
             return (
-                f"no project virtualenv (.venv, venv or an active VIRTUAL_ENV): commands use "
-                f"briotui's own Python ({sys.executable})"
+                f"no project virtualenv (.venv, venv or an active VIRTUAL_ENV): commands use {used}"
             )
         return (
             f"the project's virtualenv {self.venv} (found as {self.source}), its bin first on PATH"
@@ -134,31 +135,51 @@ def _is_venv(path: Path) -> bool:
     return (path / "pyvenv.cfg").is_file() and (path / "bin").is_dir()
 
 
-def project_env(root: Path, environ: Mapping[str, str] | None = None) -> ProjectEnv:
+def project_env(
+    root: Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    trusted_venv: Path | None = None,
+) -> ProjectEnv:
     """Find the project's own virtualenv, so its tests run with its packages.
 
-    ``root/.venv``, then ``root/venv``, then the virtualenv active when briotui started
-    (``$VIRTUAL_ENV``), unless that is briotui's own environment.
+    ``root/.venv``, then ``root/venv`` (only the one the user trusted, see
+    :meth:`briotui.kernel.settings.Settings.trusted_venv`: a repository's own
+    ``.venv`` would put its programs first on PATH and name a Python whose directory
+    is shown to commands), then the virtualenv active when briotui started
+    (``$VIRTUAL_ENV``, the user's own), unless that is briotui's own environment.
 
     Args:
         root: The project root.
         environ: The environment briotui started with (``os.environ`` if None).
+        trusted_venv: The real path of the project virtualenv the user trusted, or None.
     """
+    from briotui.kernel.trust import find_project_venv
+
     env = os.environ if environ is None else environ
     found: tuple[Path, str] | None = None
-    for name in VENV_NAMES:
-        if _is_venv(root / name):
-            found = (Path(os.path.realpath(root / name)), name)
-            break
+    ignored = ""
+    own = find_project_venv(root)
+    if own is not None:
+        real = Path(os.path.realpath(own))
+        if trusted_venv is not None and real == Path(os.path.realpath(trusted_venv)):
+            found = (real, own.name)
+        else:
+            ignored = (
+                f"the project's {own.name} is not used because the project is not trusted "
+                "with it (`briotui trust` shows it and trusts the project)"
+            )
     active = env.get("VIRTUAL_ENV", "")
     if found is None and active and os.path.isabs(active) and _is_venv(Path(active)):
         real = Path(os.path.realpath(active))
         if real != Path(os.path.realpath(sys.prefix)):
             found = (real, "VIRTUAL_ENV")
     if found is None:
-        return ProjectEnv(None, "none", default_safe_path())
+        return ProjectEnv(None, "none", default_safe_path(), ignored)
     venv, source = found
-    return ProjectEnv(venv, source, os.pathsep.join([str(venv / "bin"), default_safe_path()]))
+    return ProjectEnv(
+        venv, source, os.pathsep.join([str(venv / "bin"), default_safe_path()]), ignored
+    )
 
 
 def scrubbed_env(
@@ -320,15 +341,6 @@ def fallback_confinement() -> tuple[str, ...]:
     return tuple(found)
 
 
-def shell_sandbox_status() -> tuple[bool, str]:
-    """Whether commands are sandboxed with bubblewrap, for ``briotui doctor``.
-
-    Returns:
-        ``(available, detail)``; the detail says what to do when it is not.
-    """
-    return _probe_bwrap()
-
-
 @dataclass(frozen=True)
 class SandboxStatus:
     """How agents' commands run here, as the kernel publishes it at ``/sandbox``.
@@ -444,14 +456,7 @@ def _toolchain(programs: Sequence[str], extra: Sequence[Path] = ()) -> list[str]
                 candidates += _dirs_of(interpreter) + _dirs_of(os.path.realpath(interpreter))
     for venv in extra:
         candidates.append(str(venv))
-        with contextlib.suppress(OSError, UnicodeDecodeError):
-            for line in (venv / "pyvenv.cfg").read_text(encoding="utf-8").splitlines():
-                key, _, value = line.partition("=")
-                if key.strip() == "home" and value.strip():
-                    home = value.strip()
-                    candidates += _dirs_of(home + "/python") + _dirs_of(
-                        os.path.realpath(home) + "/python"
-                    )
+        candidates += _base_python(venv)
     for entry in candidates:
         real = os.path.realpath(entry)
         if not _safe_to_show(real) or not os.path.isdir(real):
@@ -462,6 +467,45 @@ def _toolchain(programs: Sequence[str], extra: Sequence[Path] = ()) -> list[str]
             found.append(real)
     found.sort()
     return [p for i, p in enumerate(found) if not any(p.startswith(q + "/") for q in found[:i])]
+
+
+def _base_python(venv: Path) -> list[str]:
+    """The installation prefix of the Python a virtualenv's ``pyvenv.cfg`` names.
+
+    ``home =`` is text in a file (a repository can ship it), so its prefix is shown only
+    when it is a real Python installation (it has ``lib/python3.*/os.py``) and not a
+    dot-directory of a home (``~/.ssh``, ``~/.aws``); otherwise nothing.
+    """
+    from briotui.kernel.trust import venv_home
+
+    home = venv_home(venv)
+    if not home or not os.path.isabs(home):
+        return []
+    found = []
+    for bindir in (home, os.path.realpath(home)):
+        real = os.path.realpath(_prefix_of(bindir + "/python"))
+        if _is_python_prefix(real) and not _is_home_dot_dir(real) and real not in found:
+            found.append(real)
+    return found
+
+
+def _is_python_prefix(real: str) -> bool:
+    """Whether ``real`` is a Python installation's prefix (``lib/python3.*/os.py``)."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(os.path.join(real, "lib")):
+            if re.fullmatch(r"python3\.\d+", name) and os.path.isfile(
+                os.path.join(real, "lib", name, "os.py")
+            ):
+                return True
+    return False
+
+
+def _is_home_dot_dir(real: str) -> bool:
+    """Whether ``real`` is a dot-directory of a home (``~/.ssh``, ``/home/x/.aws``)."""
+    parent = os.path.dirname(real)
+    home = os.path.realpath(os.path.expanduser("~"))
+    is_home = parent in (home, "/root") or os.path.dirname(parent) == "/home"
+    return is_home and os.path.basename(real).startswith(".")
 
 
 def _safe_to_show(real: str) -> bool:
@@ -624,9 +668,7 @@ def run_command(
     private = Path(tempfile.mkdtemp(prefix="briotui-run-"))
     try:
         toolchain = _toolchain([exe], [Path(os.path.realpath(p)) for p in readonly])
-        if use_sandbox:
-            home = private / "home"
-            home.mkdir()
+        if use_sandbox:  # HOME is the sandbox's private /tmp
             _synthetic_users(private)
             env = scrubbed_env(cwd, home="/tmp", path=search, extra=extra_env)
             bwrap = _bwrap_exe()

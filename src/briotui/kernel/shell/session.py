@@ -182,9 +182,10 @@ class ShellService:
         user_command: The project's ``[tests] command`` as the user wrote it (trusted
             settings only); it may name its program by a path (e.g.
             ``.venv/bin/python -m pytest``), which no agent-chosen command may.
-        env: The project's Python environment (:func:`project_env` of the root if None):
-            its virtualenv's ``bin`` comes first on commands' PATH and is shown to them
-            read-only.
+        env: The project's Python environment: its virtualenv's ``bin`` comes first on
+            commands' PATH and is shown to them read-only. None: :func:`project_env` of
+            the root with no trusted project virtualenv (the kernel passes the one the
+            user trusted, see :meth:`~briotui.kernel.settings.Settings.trusted_venv`).
     """
 
     def __init__(
@@ -206,6 +207,21 @@ class ShellService:
         self.user_command = tuple(user_command) if user_command else None
         self._dirs: dict[str, Materialized] = {}
         self._lock = threading.Lock()
+
+    def reconfigure(
+        self,
+        *,
+        policy: CommandPolicy,
+        user_command: Sequence[str] | None,
+        env: ProjectEnv,
+    ) -> None:
+        """Take new project settings (the user trusted the project, or it changed):
+        the allowlist, the user's ``[tests] command`` and the Python environment.
+        Materialized work directories are kept."""
+        with self._lock:
+            self.policy = policy
+            self.user_command = tuple(user_command) if user_command else None
+            self.env = env
 
     def workdir(self, session: Session) -> Path:
         """Where ``session`` is materialized for commands."""

@@ -620,11 +620,12 @@ class ReviewScreen(Screen[None]):
         )
 
     @work(exclusive=True, exit_on_error=False, group="review-commit", description="commit")
-    async def commit(self, force: bool = False) -> None:
+    async def commit(self, force: bool = False, expected: tuple[str, ...] | None = None) -> None:
         """Commit off the loop; report what was written.
 
         What did not pass the tests (the session, or the accepted hunks run on their own)
-        is committed only after the user confirms (``force``).
+        is committed only after the user confirms (``force``); what is committed is
+        exactly the accepted hunks the check was about (``expected``), or nothing.
         """
         session = self.session
         if session is None:
@@ -638,11 +639,12 @@ class ReviewScreen(Screen[None]):
                 return
             if check.scratch:
                 self.notify(check.message, title="Tests on the accepted hunks")
+            expected = check.accepted
             if not check.ok:
 
                 def answered(yes: bool | None) -> None:
                     if yes:
-                        self.commit(force=True)
+                        self.commit(force=True, expected=expected)
 
                 ask = (
                     Confirm(
@@ -658,7 +660,9 @@ class ReviewScreen(Screen[None]):
                 return
         is_git = (self.brio.project / ".git").exists()
         try:  # the kernel makes the message, the same as `briotui sessions commit`
-            result = await self.brio.workbench.kernel.commit(session.id, git=is_git, force=True)
+            result = await self.brio.workbench.kernel.commit(
+                session.id, git=is_git, force=True, expected_ids=expected
+            )
         except BrioError as exc:
             self.notify(exc.message, title=exc.title, severity="error", timeout=10)
             return
