@@ -290,13 +290,13 @@ async def _run(args: argparse.Namespace, provider: Provider, settings: Settings)
             )
         except RunFailed as failure:
             if start is None:
-                await _discard_unused(kernel, session, failed=True)
+                await _discard_unused(kernel, session)
             _report_failure(args, failure, session, _extra(kernel, settings))
             return EXIT_CODES["error"]
         failed = await _applied_nothing(args, outcome, session, start)
         ended = "failed" if failed else "done"
         if start is None:
-            await _discard_unused(kernel, session, failed=False)
+            await _discard_unused(kernel, session)
         _report(
             args,
             outcome,
@@ -337,9 +337,10 @@ async def _applied_nothing(
     return [{"id": args.agent, "goal": goal, "reason": applied_nothing(outcome.summary)}]
 
 
-async def _discard_unused(kernel: Kernel, session: Session, *, failed: bool) -> None:
-    """A failed or empty run's session is discarded (kept in history, never committed)."""
-    if failed or not await asyncio.to_thread(lambda: bool(session.diff().files)):
+async def _discard_unused(kernel: Kernel, session: Session) -> None:
+    """An empty run's session is discarded (kept in history, never committed); a failed
+    run's changes stay for review, as the pipeline's do."""
+    if not await asyncio.to_thread(lambda: bool(session.diff().files)):
         await kernel.discard_session(session.id)
 
 
