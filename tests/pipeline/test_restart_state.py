@@ -112,8 +112,7 @@ async def test_a_session_changed_after_its_test_run_is_not_verified_after_a_rest
         view = contract.session(second.state.get(""), result.session_id)
         assert view is not None
         assert view["verified"] is False  # the run passed on an older version
-        assert view["tests"] is not None
-        assert view["tests"]["passed"] is True
+        assert view.get("tests") is None  # so it is not this version's test run
     finally:
         await second.close()
     # a fresh CLI process says the same

@@ -577,9 +577,10 @@ class Recorder:
 
     def verification(self, session_id: str) -> tuple[bool, contract.VerificationView | None] | None:
         """Whether a session is verified, from the store: its last run of the test
-        command passed on its current version (no file changed since) and no conflicts
-        are left; with that run's view. None when no test command is configured or
-        it never ran there (what was published stands).
+        command passed on its current version (no file changed or conflict resolved
+        since) and no conflicts are left; with that run's view (None when the run tested
+        other content). None when no test command is configured or it never ran there
+        (what was published stands).
         """
         command = self._test_command() if self._test_command is not None else None
         if command is None:
@@ -593,12 +594,9 @@ class Recorder:
         resolved_at = max(
             (r.get("resolved_at", 0.0) for c in conflicts for r in c["regions"]), default=0.0
         )
-        passed = (
-            current
-            and run["exit_code"] == 0
-            and not contract.unresolved(conflicts)
-            and float(run["created"]) >= resolved_at  # the tests ran on what resolving made
-        )
+        if not current or float(run["created"]) < resolved_at:
+            return False, None  # that run tested other content: no test run to show
+        passed = run["exit_code"] == 0 and not contract.unresolved(conflicts)
         return passed, verification_view(run)
 
     def record_review(self, session_id: str, review: dict[str, Any], task_id: str = "") -> None:
