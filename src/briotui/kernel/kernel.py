@@ -40,6 +40,7 @@ from briotui.kernel.errors import (
     TaskNotFound,
 )
 from briotui.kernel.llm.types import Provider
+from briotui.kernel.mcp.hub import McpHub
 from briotui.kernel.mesh import Mesh
 from briotui.kernel.paths import ProjectPaths
 from briotui.kernel.records import Recorder
@@ -139,6 +140,8 @@ class Kernel:
         self._recorder: Recorder | None = None
         self.mesh = Mesh()
         self._shell: ShellService | None = None
+        self._mcp: McpHub | None = None
+        self._mcp_loaded = False
         self._sql: SqlService | None = None
         self._jobs: dict[str, asyncio.Task[TaskResult]] = {}
         self._task_sessions: dict[str, Session] = {}
@@ -279,6 +282,21 @@ class Kernel:
                 user_command=test_command_of(self.config),
             )
         return self._shell
+
+    def mcp(self) -> McpHub | None:
+        """The project's MCP servers (none started until an agent asks), or None when
+        ``[mcp]`` configures none (or the project is not trusted with its own).
+
+        Raises:
+            ConfigError: ``[mcp]`` is malformed.
+        """
+        if not self._mcp_loaded:
+            settings = self.config.mcp()
+            self._mcp_loaded = True
+            if settings.servers:
+                sandbox = False if self.shell_settings.sandbox == "off" else None
+                self._mcp = McpHub(settings, self.paths.root, sandbox=sandbox)
+        return self._mcp
 
     def sql(self) -> SqlService:
         """Opens agent instances' private SQL tables in ``.brio/agents.db``."""
@@ -849,6 +867,7 @@ class Kernel:
             shell=given.shell or (self.shell() if isinstance(given.workspace, Session) else None),
             sql=given.sql or self.sql(),
             mesh=given.mesh or self.mesh,
+            mcp=given.mcp or self.mcp(),
         )
         context = await self._with_repo_map(name, goal, context, run_bindings)
         self._running[tid] = instance
@@ -923,6 +942,9 @@ class Kernel:
             await pool.close()
         self._pools.clear()
         self.ticker.stop()
+        if self._mcp is not None:
+            await asyncio.to_thread(self._mcp.close)
+            self._mcp = None
         if self._audit is not None:
             self._audit.close()
             self._audit = None

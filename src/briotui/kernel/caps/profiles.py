@@ -8,6 +8,7 @@ The config shape (each key optional; a listed agent's keys replace its defaults)
     shell = ["pytest *"]          # argv patterns
     sql = true                    # a private SQL scratch space
     mesh = ["foreman"]            # agents it may message
+    mcp = ["docs/*"]              # MCP tools (server/tool globs) it may call
 
 A user agent without an entry has no grants: everything it asks for is prompted (or
 denied headless). The user's config may hold ``[agents.*]`` too; the project's apply only
@@ -53,15 +54,15 @@ DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
 
 
 def _grants(agent: str, table: Mapping[str, Any], source: Source, where: str) -> list[Grant]:
-    unknown = set(table) - {"read", "write", "shell", "mesh", "sql"}
+    unknown = set(table) - {"read", "write", "shell", "mesh", "sql", "mcp"}
     if unknown:
         raise ConfigError(
             f"Unknown keys {sorted(unknown)} under [agents.{agent}] in {where}; use read, "
-            "write, shell, sql, mesh.",
+            "write, shell, sql, mesh, mcp.",
             title="Invalid agent grants",
         )
     grants: list[Grant] = []
-    caps: tuple[Capability, ...] = ("read", "write", "shell", "mesh")
+    caps: tuple[Capability, ...] = ("read", "write", "shell", "mesh", "mcp")
     for cap in caps:
         value = table.get(cap, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

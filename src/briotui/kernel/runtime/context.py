@@ -28,6 +28,7 @@ from briotui.kernel.sqlpolicy import AgentSql
 from briotui.kernel.workspace import WorkspaceView
 
 if TYPE_CHECKING:
+    from briotui.kernel.mcp.hub import McpHub
     from briotui.kernel.shell.session import ShellService
     from briotui.kernel.sqlservice import SqlService
 
@@ -83,6 +84,7 @@ class RunBindings:
         mesh: Carries messages between agents; None answers ``unavailable``.
         ceiling: For a subtask, the agents above it: what it may do is cut down to
             what each of them may do (empty for a top-level run).
+        mcp: The project's MCP servers, for the ``tools`` imports; None lists no tools.
     """
 
     task_id: str = ""
@@ -97,6 +99,7 @@ class RunBindings:
     workspace: WorkspaceView | None = None
     ask_user: AskUser | None = None
     ceiling: tuple[Delegator, ...] = ()
+    mcp: McpHub | None = None
 
 
 class HostTimeout(Exception):
