@@ -295,7 +295,12 @@ def test_results_are_sanitized_and_the_budget_is_counted(tmp_path: Path) -> None
 def test_a_server_that_cannot_start_is_a_doctor_line(tmp_path: Path) -> None:
     hub = McpHub(
         parse_mcp(
-            [({"servers": {"gone": {"command": ["no-such-mcp-server-xyz"], "timeout_s": 5}}}, "cfg")]
+            [
+                (
+                    {"servers": {"gone": {"command": ["no-such-mcp-server-xyz"], "timeout_s": 5}}},
+                    "cfg",
+                )
+            ]
         ),
         tmp_path,
     )
@@ -330,3 +335,26 @@ def test_malformed_mcp_settings_name_the_key() -> None:
             [({"servers": {"x": {"url": "http://h", "arguments": {"t": {"a": {"lt": 1}}}}}}, "c")]
         )
 
+
+def test_doctor_names_a_crashing_server(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from briotui.cli.main import main
+
+    (project / "tools").mkdir()
+    (project / "tools" / "broken.py").write_text(
+        "import sys\nprint('boom: bad setup', file=sys.stderr)\nsys.exit(2)\n"
+    )
+    _install(project)
+    (project / ".brio").mkdir(exist_ok=True)
+    (project / ".brio" / "config.toml").write_text(
+        f"[mcp.servers.good]\ncommand = [{json.dumps(sys.executable)}, 'tools/server_app.py']\n"
+        "timeout_s = 60\n"
+        f"[mcp.servers.broken]\ncommand = [{json.dumps(sys.executable)}, 'tools/broken.py']\n"
+    )
+    trust_project(project)
+    code = main(["-C", str(project), "doctor", "--json"])
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert code == 1
+    assert checks["MCP server good"]["status"] == "ok"
+    assert "5 tools" in checks["MCP server good"]["detail"]
+    assert checks["MCP server broken"]["status"] == "error"
+    assert "boom: bad setup" in checks["MCP server broken"]["detail"]
