@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.trust_helpers import trust_project
 
 from briotui.kernel.caps.model import Answer, CapabilityRequest
 from briotui.kernel.errors import ConfigError, McpRefused, McpUnavailable
@@ -28,7 +29,6 @@ from briotui.kernel.mcp.config import parse_mcp
 from briotui.kernel.mcp.hub import McpHub
 from briotui.kernel.runtime.context import RunBindings
 from briotui.kernel.settings import load_settings
-from tests.trust_helpers import trust_project
 
 SERVER = Path(__file__).with_name("server_app.py")
 
@@ -288,7 +288,8 @@ def test_results_are_sanitized_and_the_budget_is_counted(tmp_path: Path) -> None
         hub.spend("task-2")
     finally:
         hub.close()
-    assert "\x1b" not in result and "\x07" not in result
+    assert "\x1b" not in result
+    assert "\x07" not in result
     assert json.loads(result)["text"].endswith("HI")
 
 
