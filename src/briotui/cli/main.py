@@ -27,6 +27,7 @@ from briotui.cli import (
     cmd_bench,
     cmd_dev,
     cmd_doctor,
+    cmd_mcp,
     cmd_run,
     cmd_sessions,
     cmd_tasks,
@@ -45,6 +46,7 @@ SUBCOMMANDS = (
     cmd_audit,
     cmd_doctor,
     cmd_trust,
+    cmd_mcp,
     cmd_bench,
     cmd_dev,
 )

@@ -225,7 +225,8 @@ def parse_mcp(layers: list[tuple[Mapping[str, Any], str]]) -> McpSettings:
     for table, source in layers:
         if not isinstance(table, dict):
             raise _bad(source, "[mcp] must be a table")
-        unknown = set(table) - {"servers", "budget", "max_result_bytes"}
+        # clients_may_commit is read by `briotui mcp`, from the user's own config only
+        unknown = set(table) - {"servers", "budget", "max_result_bytes", "clients_may_commit"}
         if unknown:
             raise _bad(source, f"unknown [mcp] keys {sorted(unknown)}")
         for key in ("budget", "max_result_bytes"):
