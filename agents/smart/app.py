@@ -62,7 +62,8 @@ def call_tool(name, arguments):
     try:
         return tools.call_tool(name, arguments), False
     except Err as failure:
-        return f"{failure.value.kind}: {failure.value.message}", True
+        kind = failure.value.kind.name.lower().replace("_", "-")
+        return f"{kind}: {failure.value.message}", True
 
 
 def use_tools(goal, offered):

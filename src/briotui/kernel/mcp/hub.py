@@ -177,10 +177,10 @@ class _Connection:
         )
 
     async def run(self) -> None:
-        from mcp import ClientSession
-
         private: Path | None = None
         try:
+            from mcp import ClientSession
+
             async with contextlib.AsyncExitStack() as stack:
                 if self.config.url:
                     from mcp.client.streamable_http import streamable_http_client
