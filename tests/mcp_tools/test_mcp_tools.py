@@ -28,6 +28,7 @@ from briotui.kernel.llm.scripted import ScriptedProvider, load_replies
 from briotui.kernel.mcp.config import parse_mcp
 from briotui.kernel.mcp.hub import McpHub
 from briotui.kernel.runtime.context import RunBindings
+from briotui.kernel.runtime.events import ModelReply
 from briotui.kernel.settings import load_settings
 
 SERVER = Path(__file__).with_name("server_app.py")
@@ -95,10 +96,14 @@ def _audit(project: Path) -> list[tuple[str, str, str, str, str]]:
         )
 
 
-async def _run(project: Path, provider: ScriptedProvider, *, prompt: Any = None) -> Any:
+async def _run(
+    project: Path, provider: ScriptedProvider, *, prompt: Any = None, seen: list[Any] | None = None
+) -> Any:
     from briotui.kernel.kernel import Kernel
 
     kernel = Kernel(project)
+    if seen is not None:
+        kernel.events.subscribe(seen.append)
     if prompt is not None:
         kernel.set_approvals("ask", prompt)
     try:
@@ -121,8 +126,12 @@ async def test_smart_agent_lists_and_calls_a_stdio_tool(
             {"text": "The sum is 42.", "match": "42"},
         ],
     )
-    outcome = await _run(project, provider)
+    seen: list[Any] = []
+    outcome = await _run(project, provider, seen=seen)
     assert outcome.summary == "The sum is 42."
+    # the conversation shows the call inline, as server/tool (the TUI's "→ ..." line)
+    labels = [c for e in seen if isinstance(e, ModelReply) for c in e.tool_calls]
+    assert labels == ['t/add {"a":20,"b":22}']
     assert json.loads(outcome.data) == {"tool_calls": [{"tool": "t/add", "ok": True}]}
     [row] = _audit(project)
     assert row[:3] == ("mcp", "t/add", "allowed")
