@@ -221,8 +221,9 @@ class _Connection:
                 shutil.rmtree(private, ignore_errors=True)
 
     def _stdio_params(self) -> tuple[Any, Path]:
-        from briotui.kernel.shell.runner import confine
         from mcp import StdioServerParameters
+
+        from briotui.kernel.shell.runner import confine
 
         program, *args = self.config.command
         exe = shutil.which(program) if "/" not in program else program
