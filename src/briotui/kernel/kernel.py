@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from briotui.kernel import contract
+from briotui.kernel import contract, telemetry
 from briotui.kernel.agents import AgentSpec, Discovery, discover
 from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.checker import Capabilities, PromptFn
@@ -562,10 +562,32 @@ class Kernel:
             self, provider, concurrency=concurrency or pipeline_concurrency(self)
         )
         self._jobs[task_id] = self.loop.create_task(
-            self._drive(task_id, goal, agent, session, supervisor, discard_unused=True),
+            self._traced(
+                task_id,
+                goal,
+                agent,
+                self._drive(task_id, goal, agent, session, supervisor, discard_unused=True),
+            ),
             name=f"task {task_id}",
         )
         return task_id
+
+    async def _traced(
+        self, task_id: str, goal: str, agent: str | None, job: Awaitable[TaskResult]
+    ) -> TaskResult:
+        """``job`` inside the task's span (when tracing is on)."""
+        attributes = {
+            "briotui.task.id": task_id,
+            "briotui.task.goal": goal[:200],
+            "briotui.task.agent": agent or "pipeline",
+        }
+        with telemetry.span("briotui.task", attributes) as span:
+            result = await job
+            telemetry.set_attributes(
+                span,
+                {"briotui.outcome": result.final_outcome, "briotui.session.id": result.session_id},
+            )
+            return result
 
     async def _drive(
         self,
@@ -859,6 +881,38 @@ class Kernel:
         instance = await pool.acquire()
         given = bindings or RunBindings()
         tid = task_id or given.task_id or uuid.uuid4().hex[:12]
+        with telemetry.span(
+            f"invoke_agent {name}",
+            {
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": name,
+                "briotui.task.id": tid,
+                "briotui.world": self._loaded[name].spec.world,
+                "briotui.security": self._loaded[name].spec.security,
+            },
+        ) as span:
+            given = replace(given, trace=telemetry.current_context())
+            try:
+                outcome = await self._run_agent(
+                    name, goal, instance, given, tid, context, parent_task, title
+                )
+            except RunFailed as failure:
+                telemetry.set_attributes(span, _usage_attributes(failure.usage, failure.error.kind))
+                raise
+            telemetry.set_attributes(span, _usage_attributes(outcome.usage, "done"))
+            return outcome
+
+    async def _run_agent(
+        self,
+        name: str,
+        goal: str,
+        instance: AgentInstance,
+        given: RunBindings,
+        tid: str,
+        context: Sequence[tuple[str, str]],
+        parent_task: str | None,
+        title: str | None,
+    ) -> RunOutcome:
         run_bindings = replace(  # the caller's bindings stay untouched
             given,
             task_id=tid,
@@ -955,6 +1009,18 @@ class Kernel:
 
 
 __all__ = ["AgentNotFound", "Kernel"]
+
+
+def _usage_attributes(usage: RunUsage, outcome: str) -> dict[str, Any]:
+    """An agent run's span attributes once it ended."""
+    return {
+        "briotui.outcome": outcome,
+        "briotui.fuel": usage.fuel,
+        "briotui.peak_memory_bytes": usage.peak_memory_bytes,
+        "briotui.host_calls": usage.host_calls,
+        "gen_ai.usage.input_tokens": usage.tokens.input_tokens,
+        "gen_ai.usage.output_tokens": usage.tokens.output_tokens,
+    }
 
 
 def _verification(run: Mapping[str, Any]) -> contract.VerificationView:

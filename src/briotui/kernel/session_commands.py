@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from briotui.kernel import contract
+from briotui.kernel import contract, telemetry
 from briotui.kernel.errors import BrioError, CommitUnverified, SessionStateError
 from briotui.kernel.runtime.events import COMMAND_OUTPUT_TAIL, CommandRan
 from briotui.kernel.vfs import Decision, Session
@@ -348,16 +348,27 @@ class SessionCommands:
         """
         kernel = self.kernel
         # the user asked for this (a commit, a resolved conflict); their own command runs
-        out = (
-            await asyncio.to_thread(
-                kernel.shell().run,
-                session,
-                command,
-                cwd="",
-                timeout_s=SUBSET_TIMEOUT_S,
-                confirmed=True,
+        with telemetry.span(
+            "briotui.test_run",
+            {"briotui.test.command": shlex.join(command), "briotui.session.id": session.id},
+        ) as span:
+            out = (
+                await asyncio.to_thread(
+                    kernel.shell().run,
+                    session,
+                    command,
+                    cwd="",
+                    timeout_s=SUBSET_TIMEOUT_S,
+                    confirmed=True,
+                )
+            ).output
+            telemetry.set_attributes(
+                span,
+                {
+                    "briotui.test.passed": out.exit_code == 0,
+                    "briotui.test.exit_code": out.exit_code,
+                },
             )
-        ).output
         both = out.stdout + ("\n" if out.stdout and out.stderr else "") + out.stderr
         kernel.recorder.on_event(
             CommandRan(
@@ -515,6 +526,36 @@ class SessionCommands:
             CommitUnverified: Without ``force``, what would be committed did not pass
                 the project's tests (:meth:`verify_commit`); nothing was written.
         """
+        with telemetry.span(
+            "briotui.commit", {"briotui.session.id": session_id, "briotui.commit.git": git}
+        ) as span:
+            result = await self._commit(
+                session_id,
+                git=git,
+                message=message,
+                include_staged=include_staged,
+                provenance=provenance,
+                force=force,
+            )
+            telemetry.set_attributes(
+                span,
+                {
+                    "briotui.commit.written": len(result.written),
+                    "briotui.commit.git_commit": result.git_commit or None,
+                },
+            )
+            return result
+
+    async def _commit(
+        self,
+        session_id: str,
+        *,
+        git: bool,
+        message: str | None,
+        include_staged: bool,
+        provenance: str | None,
+        force: bool,
+    ) -> CommitResult:
         if not force:
             check = await self.verify_commit(session_id)
             if not check.ok:

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from briotui.kernel import contract
+from briotui.kernel import contract, telemetry
 from briotui.kernel.caps.model import Delegator
 from briotui.kernel.errors import BrioError, ConfigError, MergeConflict
 from briotui.kernel.llm.types import Provider
@@ -416,15 +416,20 @@ class Supervisor:
         kernel.record_review(session.id, result.review)
         command = test_command(kernel)
         if command is not None:
-            await self._step(
-                "smart",
-                f"Run the project's tests: {shlex.join(command)}",
-                session,
-                task_id,
-                [("command", json.dumps(command))],
-            )
-            # the kernel's own record of the command decides, not the agent's summary
-            result.verified = kernel.is_verified(session.id)
+            with telemetry.span(
+                "briotui.test_run",
+                {"briotui.test.command": shlex.join(command), "briotui.session.id": session.id},
+            ) as span:
+                await self._step(
+                    "smart",
+                    f"Run the project's tests: {shlex.join(command)}",
+                    session,
+                    task_id,
+                    [("command", json.dumps(command))],
+                )
+                # the kernel's own record of the command decides, not the agent's summary
+                result.verified = kernel.is_verified(session.id)
+                telemetry.set_attributes(span, {"briotui.test.passed": result.verified})
             rounds = fix_rounds(kernel)
             for round_no in range(1, rounds + 1):
                 if result.verified:

@@ -29,6 +29,7 @@ import re2  # type: ignore[import-untyped]
 import wasmtime
 from wasmtime import component as wc
 
+from briotui.kernel import telemetry
 from briotui.kernel.agents import WIT_PACKAGE, WIT_VERSION, AgentSpec, world_imports
 from briotui.kernel.caps.model import Capability, CapabilityRequest, Delegator
 from briotui.kernel.errors import (
@@ -233,6 +234,42 @@ def _last_prompt(req: CompletionRequest) -> str:
 
 
 def _complete(ctx: CallContext, req: CompletionRequest) -> Completion | Err[dict[str, str]]:
+    """Ask the run's provider, in a GenAI ``chat`` span when tracing is on."""
+    if ctx.bindings.trace is None:
+        return _complete_untraced(ctx, req)
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "briotui.purpose": req.purpose[:200],
+        "gen_ai.request.max_tokens": req.max_tokens,
+        "briotui.tools_offered": len(req.tools),
+    }
+    with telemetry.span("chat", attributes, parent=ctx.bindings.trace) as span:
+        result = _complete_untraced(ctx, req)
+        if isinstance(result, Completion):
+            assert span is not None
+            span.update_name(f"chat {result.model}")
+            telemetry.set_attributes(
+                span,
+                {
+                    "gen_ai.system": result.provider,
+                    "gen_ai.provider.name": result.provider,
+                    "gen_ai.request.model": result.model,
+                    "gen_ai.response.model": result.model,
+                    "gen_ai.response.finish_reasons": (result.stop_reason,),
+                    "gen_ai.usage.input_tokens": result.usage.input_tokens,
+                    "gen_ai.usage.output_tokens": result.usage.output_tokens,
+                    "briotui.cost_usd": result.cost_usd,
+                    "briotui.fallback_attempts": ctx.last_model_failures,
+                },
+            )
+        else:
+            telemetry.set_attributes(span, {"error.type": result.value["kind"]})
+        return result
+
+
+def _complete_untraced(
+    ctx: CallContext, req: CompletionRequest
+) -> Completion | Err[dict[str, str]]:
     """Ask the run's provider; publish the reply's events; count its usage."""
     provider = ctx.bindings.provider
     if provider is None:
@@ -279,6 +316,7 @@ def _complete(ctx: CallContext, req: CompletionRequest) -> Completion | Err[dict
         return _error("timeout", f"The model request was cut off {exc}.")
     except BrioError as exc:
         return _error("unavailable", f"{exc.title}: {exc.message}")
+    ctx.last_model_failures = len(failures)
     size = len(completion.text) + sum(len(c.arguments) for c in completion.tool_calls)
     if (refused := _too_large(ctx, size, "The model's reply")) is not None:
         return refused
