@@ -44,7 +44,9 @@ def _install(root: Path) -> str:
     return "tools/server_app.py"
 
 
-def _config(project: Path, server: str, *, agents: str = 'mcp = ["t/add"]') -> None:
+def _config(
+    project: Path, server: str, *, agents: str = 'mcp = ["t/add"]', user_dir: Path | None = None
+) -> None:
     _install(project)
     (project / ".brio").mkdir(exist_ok=True)
     (project / ".brio" / "config.toml").write_text(
@@ -65,7 +67,7 @@ a = {{ min = 0, max = 100 }}
 path = {{ paths = ["docs/**"] }}
 """
     )
-    trust_project(project)
+    trust_project(project, user_dir)
 
 
 def _stdio(project: Path) -> None:
