@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from mcp.server.mcpserver import MCPServer
 
@@ -36,6 +37,13 @@ def shout(text: str) -> str:
 def crash() -> str:
     """Exit the server process at once."""
     os._exit(3)
+
+
+@server.tool()
+def hang(seconds: float) -> str:
+    """Sleep, not answering, for that many seconds."""
+    time.sleep(seconds)
+    return "woke up"
 
 
 @server.tool()

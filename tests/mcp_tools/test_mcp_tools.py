@@ -23,7 +23,7 @@ import pytest
 from tests.trust_helpers import trust_project
 
 from briotui.kernel.caps.model import Answer, CapabilityRequest
-from briotui.kernel.errors import ConfigError, McpRefused, McpUnavailable
+from briotui.kernel.errors import ConfigError, McpRefused, McpTimeout, McpUnavailable
 from briotui.kernel.llm.scripted import ScriptedProvider, load_replies
 from briotui.kernel.mcp.config import parse_mcp
 from briotui.kernel.mcp.hub import McpHub
@@ -367,6 +367,17 @@ def test_doctor_names_a_crashing_server(project: Path, capsys: pytest.CaptureFix
     checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
     assert code == 1
     assert checks["MCP server good"]["status"] == "ok"
-    assert "5 tools" in checks["MCP server good"]["detail"]
+    assert "6 tools" in checks["MCP server good"]["detail"]
     assert checks["MCP server broken"]["status"] == "error"
     assert "boom: bad setup" in checks["MCP server broken"]["detail"]
+
+
+def test_a_hanging_server_gives_a_timeout(tmp_path: Path) -> None:
+    hub = _hub(tmp_path)
+    try:
+        hub.describe("t", "hang")  # started within the generous limit
+        object.__setattr__(hub.settings.servers["t"], "timeout_s", 1.0)
+        with pytest.raises(McpTimeout, match="did not answer within 1 s"):
+            hub.call("t", "hang", {"seconds": 30})
+    finally:
+        hub.close()
