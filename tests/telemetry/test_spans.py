@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from tests.cli.test_run_session_flow import BEFORE, REPLY, git
 from tests.trust_helpers import trust_project
@@ -59,11 +60,31 @@ async def _one_run(project: Path, tmp_path: Path) -> None:
         await kernel.close()
 
 
+def _metrics(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
+    data = reader.get_metrics_data()
+    out: dict[str, list[Any]] = {}
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                out[metric.name] = list(metric.data.data_points)
+    return out
+
+
 async def test_the_span_tree_of_one_run(
     lines_project: Path, tmp_path: Path, built_agents: list[str], memory: InMemorySpanExporter
 ) -> None:
-    assert telemetry.configure({"telemetry": {"enabled": True}}, exporters=[memory], environ={})
+    reader = InMemoryMetricReader()
+    assert telemetry.configure(
+        {"telemetry": {"enabled": True}}, exporters=[memory], metric_readers=[reader], environ={}
+    )
     await _one_run(lines_project, tmp_path)
+    metrics = _metrics(reader)
+    assert sum(p.value for p in metrics["briotui.agent.fuel"]) > 0
+    assert [p.value for p in metrics["briotui.agents.running"]] == [0]  # started and ended
+    tokens = {
+        p.attributes["gen_ai.token.type"]: p.sum for p in metrics["gen_ai.client.token.usage"]
+    }
+    assert tokens["output"] > 0
     spans = {s.name: s for s in memory.get_finished_spans()}
     assert set(spans) == {
         "briotui.task",
@@ -146,3 +167,22 @@ def test_an_otlp_endpoint_without_the_exporter_says_what_to_install() -> None:
             {}, environ={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}
         )
     telemetry.shutdown()
+
+
+async def test_capability_denials_are_counted(project: Path, memory: InMemorySpanExporter) -> None:
+    from briotui.kernel.caps.model import CapabilityRequest
+    from briotui.kernel.kernel import Kernel
+
+    reader = InMemoryMetricReader()
+    telemetry.configure({"telemetry": {"enabled": True}}, metric_readers=[reader], environ={})
+    kernel = Kernel(project)
+    try:
+        verdict = kernel.capabilities().check(
+            CapabilityRequest(agent="coder", capability="shell", target="curl evil.example")
+        )
+    finally:
+        await kernel.close()
+    assert not verdict.allowed
+    [point] = _metrics(reader)["briotui.capability.denials"]
+    assert point.value == 1
+    assert point.attributes == {"briotui.agent": "coder", "briotui.capability": "shell"}

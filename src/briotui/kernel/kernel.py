@@ -892,14 +892,20 @@ class Kernel:
             },
         ) as span:
             given = replace(given, trace=telemetry.current_context())
+            who = {"gen_ai.agent.name": name}
+            telemetry.count("briotui.agents.running", 1, who)
             try:
                 outcome = await self._run_agent(
                     name, goal, instance, given, tid, context, parent_task, title
                 )
             except RunFailed as failure:
                 telemetry.set_attributes(span, _usage_attributes(failure.usage, failure.error.kind))
+                telemetry.count("briotui.agent.fuel", failure.usage.fuel, who)
                 raise
+            finally:
+                telemetry.count("briotui.agents.running", -1, who)
             telemetry.set_attributes(span, _usage_attributes(outcome.usage, "done"))
+            telemetry.count("briotui.agent.fuel", outcome.usage.fuel, who)
             return outcome
 
     async def _run_agent(

@@ -17,6 +17,11 @@ It is on when any of these says so:
   the OTLP exporter, ``pip install opentelemetry-exporter-otlp-proto-http``);
 - ``--trace FILE`` is given: spans are written to FILE as JSON lines.
 
+Metrics go with the traces when a metric reader is given (an OTLP endpoint, or a test's
+in-memory reader): ``briotui.agents.running``, ``briotui.agent.fuel``,
+``gen_ai.client.token.usage`` (by ``gen_ai.token.type``), ``briotui.cost_usd`` and
+``briotui.capability.denials``; :func:`count` and :func:`gauge` are no-ops otherwise.
+
 Off, :func:`span` is one ``None`` check and a ``nullcontext``: nothing is created,
 nothing is exported.
 """
@@ -34,12 +39,24 @@ from typing import TYPE_CHECKING, Any, cast
 from briotui.kernel.errors import ConfigError
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricReader
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
     from opentelemetry.trace import Span, Tracer
 
 _tracer: Tracer | None = None
 _provider: TracerProvider | None = None
+_meters: MeterProvider | None = None
+_instruments: dict[str, Any] = {}
+
+COUNTERS = {
+    "briotui.agent.fuel": ("{instruction}", "Fuel (wasm instructions) agents used"),
+    "briotui.cost_usd": ("USD", "What model requests cost"),
+    "briotui.capability.denials": ("{call}", "Host calls the capability check denied"),
+}
+UP_DOWN = {"briotui.agents.running": ("{agent}", "Agents running now")}
+HISTOGRAMS = {"gen_ai.client.token.usage": ("{token}", "Tokens per model request")}
 
 _ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
@@ -72,6 +89,7 @@ def configure(
     source: str = "your config",
     trace_file: Path | None = None,
     exporters: Sequence[SpanExporter] = (),
+    metric_readers: Sequence[MetricReader] = (),
     environ: Mapping[str, str] | None = None,
 ) -> bool:
     """Turn tracing on if the user's config, the environment or ``trace_file`` say so.
@@ -82,6 +100,7 @@ def configure(
         trace_file: Write spans there as JSON lines (``--trace FILE``).
         exporters: More exporters, used only when tracing is on (tests pass an
             in-memory one).
+        metric_readers: Metric readers, used only when tracing is on.
         environ: The environment (``os.environ`` by default).
 
     Returns:
@@ -91,7 +110,7 @@ def configure(
         ConfigError: ``[telemetry]`` is malformed, or an OTLP endpoint is set without
             the OTLP exporter installed.
     """
-    global _tracer, _provider
+    global _tracer, _provider, _meters
     shutdown()
     env = os.environ if environ is None else environ
     on, endpoint = _user_table(user or {}, source)
@@ -121,18 +140,54 @@ def configure(
                 title="OpenTelemetry exporter missing",
             ) from None
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    readers = list(metric_readers)
+    if endpoint:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # type: ignore[import-not-found]
+            OTLPMetricExporter,
+        )
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    if readers:
+        from opentelemetry.sdk.metrics import MeterProvider
+
+        _meters = MeterProvider(metric_readers=readers, resource=provider.resource)
+        meter = _meters.get_meter("briotui")
+        for name, (unit, what) in COUNTERS.items():
+            _instruments[name] = meter.create_counter(name, unit=unit, description=what)
+        for name, (unit, what) in UP_DOWN.items():
+            _instruments[name] = meter.create_up_down_counter(name, unit=unit, description=what)
+        for name, (unit, what) in HISTOGRAMS.items():
+            _instruments[name] = meter.create_histogram(name, unit=unit, description=what)
     _provider = provider
     _tracer = provider.get_tracer("briotui")
     return True
 
 
+def count(name: str, amount: float, attributes: Mapping[str, Any] | None = None) -> None:
+    """Add ``amount`` to the metric ``name`` (a counter, up-down counter or histogram);
+    nothing when metrics are off."""
+    instrument = _instruments.get(name)
+    if instrument is None:
+        return
+    clean = {k: v for k, v in (attributes or {}).items() if v is not None}
+    if name in HISTOGRAMS:
+        instrument.record(amount, clean)
+    else:
+        instrument.add(amount, clean)
+
+
 def shutdown() -> None:
     """Flush and stop tracing (idempotent)."""
-    global _tracer, _provider
+    global _tracer, _provider, _meters
     if _provider is not None:
         _provider.shutdown()
+    if _meters is not None:
+        _meters.shutdown()
+    _instruments.clear()
     _tracer = None
     _provider = None
+    _meters = None
 
 
 @contextlib.contextmanager

@@ -262,6 +262,18 @@ def _complete(ctx: CallContext, req: CompletionRequest) -> Completion | Err[dict
                     "briotui.fallback_attempts": ctx.last_model_failures,
                 },
             )
+            for kind, tokens in (
+                ("input", result.usage.input_tokens),
+                ("output", result.usage.output_tokens),
+            ):
+                telemetry.count(
+                    "gen_ai.client.token.usage",
+                    tokens,
+                    {"gen_ai.token.type": kind, "gen_ai.system": result.provider},
+                )
+            telemetry.count(
+                "briotui.cost_usd", result.cost_usd or 0.0, {"gen_ai.system": result.provider}
+            )
         else:
             telemetry.set_attributes(span, {"error.type": result.value["kind"]})
         return result
