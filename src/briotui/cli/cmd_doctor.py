@@ -206,6 +206,26 @@ def _trust(settings: Settings) -> Check:
     )
 
 
+async def _mcp(kernel: Kernel) -> list[Check]:
+    """One line per configured MCP server: started and listed its tools, or why not."""
+    try:
+        hub = kernel.mcp()
+    except ConfigError as error:
+        return [Check("mcp config", "error", error.message)]
+    if hub is None:
+        return []
+    statuses = await asyncio.to_thread(hub.status)
+    return [
+        Check(
+            f"MCP server {s.name}",
+            "ok" if s.ok else "error",
+            f"{s.transport}: {s.detail}",
+            "" if s.ok else f"Fix [mcp.servers.{s.name}] in the config, or the server itself.",
+        )
+        for s in statuses
+    ]
+
+
 def handle(args: argparse.Namespace) -> int:
     """Handle ``doctor``."""
     return asyncio.run(_doctor(args))
@@ -226,6 +246,7 @@ async def _doctor(args: argparse.Namespace) -> int:
                 + _agents(kernel)
                 + [_trust(settings), _tests_env(kernel.paths, settings)]
                 + await _providers(settings)
+                + await _mcp(kernel)
                 + _project(
                     kernel.paths,
                     (

@@ -29,6 +29,7 @@ from types import ModuleType
 from briotui import __version__
 from briotui.cli import cmd_tui
 from briotui.cli.output import Writer, print_error, say
+from briotui.kernel import telemetry
 from briotui.kernel.errors import BrioError, ProjectNotFound
 from briotui.kernel.paths import project_root
 
@@ -40,6 +41,7 @@ SUBCOMMANDS = (
     "cmd_audit",
     "cmd_doctor",
     "cmd_trust",
+    "cmd_mcp",
     "cmd_bench",
     "cmd_dev",
 )
@@ -99,6 +101,13 @@ def build_parser(*, subcommands: bool = True) -> argparse.ArgumentParser:
         metavar="DIR",
         default=".",
         help="the project directory (default: the current directory)",
+    )
+    parser.add_argument(
+        "--trace",
+        metavar="FILE",
+        type=Path,
+        help="write OpenTelemetry spans to FILE as JSON lines (tracing is off otherwise, "
+        "unless [telemetry] or OTEL_EXPORTER_OTLP_ENDPOINT turn it on)",
     )
     cmd_tui.add_arguments(parser)
     if subcommands:
@@ -167,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(args, "handler", cmd_tui.run)
     try:
         args.project = resolve_project(args.project)
+        _start_tracing(args)
         code: int = handler(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
     except BrokenPipeError as exc:
@@ -181,7 +191,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # the last line of defence: never a bare traceback
         return _internal_error(exc)
+    finally:
+        telemetry.shutdown()
     return code
+
+
+def _start_tracing(args: argparse.Namespace) -> None:
+    """Turn OpenTelemetry on if ``--trace``, the user's ``[telemetry]`` or the OTLP
+    environment variables ask for it (the project's config cannot)."""
+    from briotui.kernel.configfile import read_config_file
+    from briotui.kernel.paths import user_config_dir
+
+    file = user_config_dir() / "config.toml"
+    telemetry.configure(read_config_file(file), source=str(file), trace_file=args.trace)
 
 
 def _internal_error(exc: Exception) -> int:

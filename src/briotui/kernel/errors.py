@@ -817,3 +817,53 @@ class TrustRefused(ConfigError):
 
     kind = "untrusted"
     default_title = "Project not trusted"
+
+
+# --- MCP tools for agents (briotui.kernel.mcp) ---------------------------------------
+#
+#   BrioError
+#   └── McpError               an MCP tool call failed (wit "failed")
+#       ├── McpUnavailable     the server cannot start or crashed (wit "unavailable")
+#       ├── McpTimeout         the server did not answer in time (wit "timeout")
+#       ├── McpToolNotFound    no such server or tool (wit "not-found")
+#       └── McpRefused         an argument outside its constraint, or past the budget (wit "denied")
+
+
+class McpError(BrioError):
+    """An MCP server's tool call failed (the tool reported an error)."""
+
+    kind = "mcp"
+    default_title = "MCP tool failed"
+    wit_kind = "failed"
+
+
+class McpUnavailable(McpError):
+    """An MCP server cannot be started or reached, or it crashed."""
+
+    kind = "mcp-unavailable"
+    default_title = "MCP server unavailable"
+    wit_kind = "unavailable"
+
+
+class McpTimeout(McpError):
+    """An MCP server did not answer within its time limit."""
+
+    kind = "mcp-timeout"
+    default_title = "MCP server did not answer"
+    wit_kind = "timeout"
+
+
+class McpToolNotFound(McpError):
+    """No configured MCP server or tool has that name."""
+
+    kind = "mcp-not-found"
+    default_title = "MCP tool not found"
+    wit_kind = "not-found"
+
+
+class McpRefused(McpError):
+    """A call outside the server's argument constraints, or past the task's budget."""
+
+    kind = "mcp-refused"
+    default_title = "MCP tool call refused"
+    wit_kind = "denied"

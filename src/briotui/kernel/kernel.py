@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from briotui.kernel import contract
+from briotui.kernel import contract, telemetry
 from briotui.kernel.agents import AgentSpec, Discovery, discover
 from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.checker import Capabilities, PromptFn
@@ -42,6 +42,7 @@ from briotui.kernel.errors import (
     TaskNotFound,
 )
 from briotui.kernel.llm.types import Provider
+from briotui.kernel.mcp.hub import McpHub
 from briotui.kernel.mesh import Mesh
 from briotui.kernel.paths import ProjectPaths
 from briotui.kernel.records import Recorder, verification_view
@@ -151,6 +152,8 @@ class Kernel:
         self._recorder: Recorder | None = None
         self.mesh = Mesh()
         self._shell: ShellService | None = None
+        self._mcp: McpHub | None = None
+        self._mcp_loaded = False
         self._sql: SqlService | None = None
         self._jobs: dict[str, asyncio.Task[TaskResult]] = {}
         self._task_sessions: dict[str, Session] = {}
@@ -338,6 +341,21 @@ class Kernel:
         """The Python environment commands run with (the project's own virtualenv only
         once the user trusted it)."""
         return project_env(self.paths.root, trusted_venv=self.config.trusted_venv())
+
+    def mcp(self) -> McpHub | None:
+        """The project's MCP servers (none started until an agent asks), or None when
+        ``[mcp]`` configures none (or the project is not trusted with its own).
+
+        Raises:
+            ConfigError: ``[mcp]`` is malformed.
+        """
+        if not self._mcp_loaded:
+            settings = self.config.mcp()
+            self._mcp_loaded = True
+            if settings.servers:
+                sandbox = False if self.shell_settings.sandbox == "off" else None
+                self._mcp = McpHub(settings, self.paths.root, sandbox=sandbox)
+        return self._mcp
 
     def sql(self) -> SqlService:
         """Opens agent instances' private SQL tables in ``.brio/agents.db``."""
@@ -652,14 +670,19 @@ class Kernel:
             self, provider, concurrency=concurrency or pipeline_concurrency(self)
         )
         self._jobs[task_id] = self.loop.create_task(
-            self._drive(
+            self._traced(
                 task_id,
                 goal,
                 agent,
-                session,
-                supervisor,
-                previous=previous,
-                discard_unused=session_id is None,
+                self._drive(
+                    task_id,
+                    goal,
+                    agent,
+                    session,
+                    supervisor,
+                    previous=previous,
+                    discard_unused=session_id is None,
+                ),
             ),
             name=f"task {task_id}",
         )
@@ -708,6 +731,23 @@ class Kernel:
         return self.recorder.requests_of(session.id) or (
             [session.task.strip()] if session.task.strip() else []
         )
+
+    async def _traced(
+        self, task_id: str, goal: str, agent: str | None, job: Awaitable[TaskResult]
+    ) -> TaskResult:
+        """``job`` inside the task's span (when tracing is on)."""
+        attributes = {
+            "briotui.task.id": task_id,
+            "briotui.task.goal": goal[:200],
+            "briotui.task.agent": agent or "pipeline",
+        }
+        with telemetry.span("briotui.task", attributes) as span:
+            result = await job
+            telemetry.set_attributes(
+                span,
+                {"briotui.outcome": result.final_outcome, "briotui.session.id": result.session_id},
+            )
+            return result
 
     async def _drive(
         self,
@@ -1028,6 +1068,44 @@ class Kernel:
         pool = await self.pool(name, size=1)
         given = bindings or RunBindings()
         tid = task_id or given.task_id or uuid.uuid4().hex[:12]
+        with telemetry.span(
+            f"invoke_agent {name}",
+            {
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": name,
+                "briotui.task.id": tid,
+                "briotui.world": self._loaded[name].spec.world,
+                "briotui.security": self._loaded[name].spec.security,
+            },
+        ) as span:
+            given = replace(given, trace=telemetry.current_context())
+            who = {"gen_ai.agent.name": name}
+            telemetry.count("briotui.agents.running", 1, who)
+            try:
+                outcome = await self._run_agent(
+                    name, goal, pool, given, tid, context, parent_task, title
+                )
+            except RunFailed as failure:
+                telemetry.set_attributes(span, _usage_attributes(failure.usage, failure.error.kind))
+                telemetry.count("briotui.agent.fuel", failure.usage.fuel, who)
+                raise
+            finally:
+                telemetry.count("briotui.agents.running", -1, who)
+            telemetry.set_attributes(span, _usage_attributes(outcome.usage, "done"))
+            telemetry.count("briotui.agent.fuel", outcome.usage.fuel, who)
+            return outcome
+
+    async def _run_agent(
+        self,
+        name: str,
+        goal: str,
+        pool: AgentPool,
+        given: RunBindings,
+        tid: str,
+        context: Sequence[tuple[str, str]],
+        parent_task: str | None,
+        title: str | None,
+    ) -> RunOutcome:
         run_bindings = replace(  # the caller's bindings stay untouched
             given,
             task_id=tid,
@@ -1036,6 +1114,7 @@ class Kernel:
             shell=given.shell or (self.shell() if isinstance(given.workspace, Session) else None),
             sql=given.sql or self.sql(),
             mesh=given.mesh or self.mesh,
+            mcp=given.mcp or self.mcp(),
         )
         context = await self._with_repo_map(name, goal, context, run_bindings)
         if self.is_cancelled(tid):  # cancelled while it was loaded or mapped
@@ -1145,6 +1224,9 @@ class Kernel:
             await pool.close()
         self._pools.clear()
         self.ticker.stop()
+        if self._mcp is not None:
+            await asyncio.to_thread(self._mcp.close)
+            self._mcp = None
         if self._audit is not None:
             self._audit.close()
             self._audit = None
@@ -1155,6 +1237,18 @@ class Kernel:
 
 
 __all__ = ["AgentNotFound", "Kernel"]
+
+
+def _usage_attributes(usage: RunUsage, outcome: str) -> dict[str, Any]:
+    """An agent run's span attributes once it ended."""
+    return {
+        "briotui.outcome": outcome,
+        "briotui.fuel": usage.fuel,
+        "briotui.peak_memory_bytes": usage.peak_memory_bytes,
+        "briotui.host_calls": usage.host_calls,
+        "gen_ai.usage.input_tokens": usage.tokens.input_tokens,
+        "gen_ai.usage.output_tokens": usage.tokens.output_tokens,
+    }
 
 
 def _unused(session: Session) -> bool:

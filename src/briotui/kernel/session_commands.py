@@ -36,7 +36,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from briotui.kernel import contract
+from briotui.kernel import contract, telemetry
 from briotui.kernel.errors import (
     BrioError,
     CommitRefused,
@@ -374,16 +374,27 @@ class SessionCommands:
         """
         kernel = self.kernel
         # the user asked for this (a commit, a resolved conflict); their own command runs
-        out = (
-            await asyncio.to_thread(
-                kernel.shell().run,
-                session,
-                command,
-                cwd="",
-                timeout_s=SUBSET_TIMEOUT_S,
-                confirmed=True,
+        with telemetry.span(
+            "briotui.test_run",
+            {"briotui.test.command": shlex.join(command), "briotui.session.id": session.id},
+        ) as span:
+            out = (
+                await asyncio.to_thread(
+                    kernel.shell().run,
+                    session,
+                    command,
+                    cwd="",
+                    timeout_s=SUBSET_TIMEOUT_S,
+                    confirmed=True,
+                )
+            ).output
+            telemetry.set_attributes(
+                span,
+                {
+                    "briotui.test.passed": out.exit_code == 0,
+                    "briotui.test.exit_code": out.exit_code,
+                },
             )
-        ).output
         both = out.stdout + ("\n" if out.stdout and out.stderr else "") + out.stderr
         kernel.recorder.on_event(
             CommandRan(
@@ -550,6 +561,38 @@ class SessionCommands:
             DecisionsChanged: The accepted hunks changed since they were verified;
                 nothing was written.
         """
+        with telemetry.span(
+            "briotui.commit", {"briotui.session.id": session_id, "briotui.commit.git": git}
+        ) as span:
+            result = await self._commit(
+                session_id,
+                git=git,
+                message=message,
+                include_staged=include_staged,
+                provenance=provenance,
+                force=force,
+                expected_ids=expected_ids,
+            )
+            telemetry.set_attributes(
+                span,
+                {
+                    "briotui.commit.written": len(result.written),
+                    "briotui.commit.git_commit": result.git_commit or None,
+                },
+            )
+            return result
+
+    async def _commit(
+        self,
+        session_id: str,
+        *,
+        git: bool,
+        message: str | None,
+        include_staged: bool,
+        provenance: str | None,
+        force: bool,
+        expected_ids: Collection[str] | None,
+    ) -> CommitResult:
         expected = set(expected_ids) if expected_ids is not None else None
         if not force:
             check = await self.verify_commit(session_id)

@@ -33,6 +33,7 @@ from briotui.kernel.trust import (
 )
 
 if TYPE_CHECKING:
+    from briotui.kernel.mcp.config import McpSettings
     from briotui.kernel.shell.runner import ShellSettings
 
 _USER_SHELL_KEYS = frozenset({"sandbox", "unsandboxed"})
@@ -210,6 +211,21 @@ class Settings:
         if self.trusted and self.request.venv is not None:
             return Path(self.request.venv.real)
         return None
+
+    def mcp(self) -> McpSettings:
+        """The ``[mcp]`` servers: the user's, plus the project's once it is trusted.
+
+        Raises:
+            ConfigError: an ``[mcp]`` table is malformed.
+        """
+        from briotui.kernel.mcp.config import parse_mcp
+
+        layers: list[tuple[Mapping[str, Any], str]] = []
+        if "mcp" in self.user:
+            layers.append((self.user["mcp"], str(self.user_file)))
+        if self.applies and self.project_file is not None and "mcp" in self.project:
+            layers.append((self.project["mcp"], str(self.project_file)))
+        return parse_mcp(layers)
 
     def user_agents_allowed(self) -> bool:
         """Whether the project's ``.brio/agents/`` may be used."""

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from briotui.kernel import contract
+from briotui.kernel import contract, telemetry
 from briotui.kernel.caps.model import Delegator
 from briotui.kernel.errors import BrioError, ConfigError, MergeConflict
 from briotui.kernel.llm.types import Provider
@@ -463,16 +463,21 @@ class Supervisor:
             command = test_command(kernel)
             if command is not None:
                 step = "the tests"
-                await self._step(
-                    "smart",
-                    f"Run the project's tests: {shlex.join(command)}",
-                    session,
-                    task_id,
-                    [("command", json.dumps(command))],
-                )
-                # the kernel's own record of the command decides, not the agent's summary
-                result.verified = kernel.is_verified(session.id)
-                result.tests_passed = self._tests_passed(session.id)
+                with telemetry.span(
+                    "briotui.test_run",
+                    {"briotui.test.command": shlex.join(command), "briotui.session.id": session.id},
+                ) as span:
+                    await self._step(
+                        "smart",
+                        f"Run the project's tests: {shlex.join(command)}",
+                        session,
+                        task_id,
+                        [("command", json.dumps(command))],
+                    )
+                    # the kernel's own record of the command decides, not the agent's summary
+                    result.verified = kernel.is_verified(session.id)
+                    result.tests_passed = self._tests_passed(session.id)
+                    telemetry.set_attributes(span, {"briotui.test.passed": result.tests_passed})
                 rounds = fix_rounds(kernel)
                 for round_no in range(1, rounds + 1):
                     if result.tests_passed:  # conflicts are the user's to resolve, not a fix's

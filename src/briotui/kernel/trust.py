@@ -397,7 +397,15 @@ def build_request(
     if mcp is not None:
         hashed["mcp"] = mcp
         if isinstance(mcp, dict):
+            servers = mcp.get("servers")
             for name, value in sorted(mcp.items()):
+                if name == "servers" and isinstance(servers, dict):
+                    # one line per server: what it runs (or where it connects)
+                    mcp_items += [
+                        (str(n), json.dumps(v, sort_keys=True, default=str))
+                        for n, v in sorted(servers.items())
+                    ]
+                    continue
                 mcp_items.append((str(name), json.dumps(value, sort_keys=True, default=str)))
         else:
             mcp_items.append(("mcp", json.dumps(mcp, default=str)))

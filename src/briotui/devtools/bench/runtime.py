@@ -26,6 +26,7 @@ import wasmtime
 from wasmtime import component as wc
 
 from briotui.devtools.bench.measure import Measure, median_ms
+from briotui.kernel import telemetry
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
 from briotui.kernel.runtime.context import RunBindings
@@ -92,6 +93,28 @@ async def bench_runtime(kernel: Kernel, *, rounds: int = 20) -> list[Measure]:
             detail=f"clock.monotonic-ns from a Python guest, {calls} calls, mean",
         )
     )
+    if not telemetry.enabled():  # the same calls with OpenTelemetry on (off is above)
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter,
+        )
+
+        telemetry.configure(
+            {"telemetry": {"enabled": True}}, exporters=[InMemorySpanExporter()], environ={}
+        )
+        try:
+            traced = await kernel.run_agent(PROBE, f"calls {calls}")
+        finally:
+            telemetry.shutdown()
+        out.append(
+            Measure(
+                "guest -> host call, tracing on",
+                float(json.loads(traced.data)["ns_per_call"]) / 1000,
+                "us",
+                15.0,
+                detail=f"as above with OpenTelemetry on (host calls are counted on the "
+                f"run's span, not traced one by one), {calls} calls, mean; off: {ns / 1000:.2f} us",
+            )
+        )
 
     lag = await _loop_lag(
         kernel,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from briotui.kernel import telemetry
 from briotui.kernel.caps.model import CapabilityRequest
 from briotui.kernel.store import Store
 
@@ -55,7 +56,14 @@ class AuditLog:
     def record(
         self, request: CapabilityRequest, decision: str, decided_by: str, reason: str = ""
     ) -> None:
-        """Append one row (committed before this returns)."""
+        """Append one row (committed before this returns); a denial is counted in the
+        ``briotui.capability.denials`` metric when metrics are on."""
+        if decision == "denied":
+            telemetry.count(
+                "briotui.capability.denials",
+                1,
+                {"briotui.agent": request.agent, "briotui.capability": request.capability},
+            )
         with self._lock:
             self._conn.execute(
                 "INSERT INTO audit (at, agent, instance, task_id, capability, target, decision,"

@@ -8,11 +8,12 @@ import shlex
 from dataclasses import dataclass
 from typing import Literal
 
-Capability = Literal["read", "write", "shell", "sql", "mesh"]
+Capability = Literal["read", "write", "shell", "sql", "mesh", "mcp"]
 """What a grant covers: reading or writing session paths, running a command, using the
-agent's SQL tables, talking to another agent."""
+agent's SQL tables, talking to another agent, calling an MCP server's tool
+(``server/tool``)."""
 
-CAPABILITIES: tuple[Capability, ...] = ("read", "write", "shell", "sql", "mesh")
+CAPABILITIES: tuple[Capability, ...] = ("read", "write", "shell", "sql", "mesh", "mcp")
 
 Lifetime = Literal["once", "task", "session", "project"]
 """How long a grant lasts: one call, the current task, the current session, or for good
@@ -119,6 +120,9 @@ class CapabilityRequest:
             "it can use CPU and read what the session holds",
             "sql": "the agent gets a private SQL scratch space",
             "mesh": "the agent can send messages to that agent",
+            "mcp": "the MCP server runs this tool with these arguments; what it does is up "
+            "to the server (a local server runs sandboxed, a remote one receives the "
+            "arguments)",
         }[self.capability]
 
 
@@ -163,7 +167,7 @@ def matches(grant: Grant, capability: Capability, target: str) -> bool:
     """Whether ``grant`` covers ``capability`` on ``target``."""
     if grant.capability != capability:
         return False
-    if capability in ("read", "write", "mesh"):
+    if capability in ("read", "write", "mesh", "mcp"):
         return path_matches(grant.pattern, target)
     if capability == "shell":
         return argv_matches(grant.pattern, shlex.split(target))

@@ -8,6 +8,7 @@ The config shape (each key optional; a listed agent's keys replace its defaults)
     shell = ["pytest *"]          # argv patterns
     sql = true                    # a private SQL scratch space
     mesh = ["foreman"]            # agents it may message
+    mcp = ["docs/*"]              # MCP tools (server/tool globs) it may call
 
 A user agent without an entry has no grants: everything it asks for is prompted (or
 denied headless). The same tables also hold an agent's ``security`` level and limits
@@ -56,7 +57,7 @@ DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
 """What each built-in agent may do without asking."""
 
 
-GRANT_KEYS = frozenset({"read", "write", "shell", "mesh", "sql"})
+GRANT_KEYS = frozenset({"read", "write", "shell", "mesh", "sql", "mcp"})
 """The keys of an ``[agents.NAME]`` table that are grants."""
 
 _SETTING_KEYS = frozenset({"security"} | {f.name for f in fields(Limits)})
@@ -68,11 +69,11 @@ def _grants(agent: str, table: Mapping[str, Any], source: Source, where: str) ->
     if unknown:
         raise ConfigError(
             f"Unknown keys {sorted(unknown)} under [agents.{agent}] in {where}; use read, "
-            "write, shell, sql, mesh (grants), security, or a limit such as deadline_ms.",
+            "write, shell, sql, mesh, mcp (grants), security, or a limit such as deadline_ms.",
             title="Invalid agent grants",
         )
     grants: list[Grant] = []
-    caps: tuple[Capability, ...] = ("read", "write", "shell", "mesh")
+    caps: tuple[Capability, ...] = ("read", "write", "shell", "mesh", "mcp")
     for cap in caps:
         value = table.get(cap, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

@@ -78,7 +78,11 @@ def label(call: ToolCall) -> str:
         return f"search {args['pattern']}" + (
             f" in {where}" if isinstance(where, str) and where else ""
         )
-    text = f"{call.name} {call.arguments}"
+    name = call.name
+    if "__" in name:  # an MCP tool offered as server__tool: shown as server/tool
+        server, _, tool = name.partition("__")
+        name = f"{server}/{tool}"
+    text = f"{name} {call.arguments}"
     return text if len(text) <= 80 else text[:79] + "…"
 
 

@@ -28,6 +28,7 @@ from briotui.kernel.sqlpolicy import AgentSql
 from briotui.kernel.workspace import WorkspaceView
 
 if TYPE_CHECKING:
+    from briotui.kernel.mcp.hub import McpHub
     from briotui.kernel.shell.session import ShellService
     from briotui.kernel.sqlservice import SqlService
 
@@ -83,6 +84,9 @@ class RunBindings:
         mesh: Carries messages between agents; None answers ``unavailable``.
         ceiling: For a subtask, the agents above it: what it may do is cut down to
             what each of them may do (empty for a top-level run).
+        mcp: The project's MCP servers, for the ``tools`` imports; None lists no tools.
+        trace: The run's OpenTelemetry span context (None when tracing is off): spans
+            opened by host calls on the worker thread are its children.
     """
 
     task_id: str = ""
@@ -97,6 +101,8 @@ class RunBindings:
     workspace: WorkspaceView | None = None
     ask_user: AskUser | None = None
     ceiling: tuple[Delegator, ...] = ()
+    mcp: McpHub | None = None
+    trace: object | None = None
 
 
 class HostTimeout(Exception):
@@ -157,6 +163,8 @@ class CallContext:
         self.limits = limits
         self.loop = loop
         self.events = events
+        self.last_model_failures = 0
+        """Failed attempts before the last model reply (its span's fallback count)."""
         self.bindings = RunBindings()
         self.log = BoundedLog(limits.log_bytes)
         self.cancelled = threading.Event()

@@ -29,6 +29,7 @@ import re2  # type: ignore[import-untyped]
 import wasmtime
 from wasmtime import component as wc
 
+from briotui.kernel import telemetry
 from briotui.kernel.agents import WIT_PACKAGE, WIT_VERSION, AgentSpec, world_imports
 from briotui.kernel.caps.model import Capability, CapabilityRequest, Delegator
 from briotui.kernel.errors import (
@@ -233,6 +234,54 @@ def _last_prompt(req: CompletionRequest) -> str:
 
 
 def _complete(ctx: CallContext, req: CompletionRequest) -> Completion | Err[dict[str, str]]:
+    """Ask the run's provider, in a GenAI ``chat`` span when tracing is on."""
+    if ctx.bindings.trace is None:
+        return _complete_untraced(ctx, req)
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "briotui.purpose": req.purpose[:200],
+        "gen_ai.request.max_tokens": req.max_tokens,
+        "briotui.tools_offered": len(req.tools),
+    }
+    with telemetry.span("chat", attributes, parent=ctx.bindings.trace) as span:
+        result = _complete_untraced(ctx, req)
+        if isinstance(result, Completion):
+            assert span is not None
+            span.update_name(f"chat {result.model}")
+            telemetry.set_attributes(
+                span,
+                {
+                    "gen_ai.system": result.provider,
+                    "gen_ai.provider.name": result.provider,
+                    "gen_ai.request.model": result.model,
+                    "gen_ai.response.model": result.model,
+                    "gen_ai.response.finish_reasons": (result.stop_reason,),
+                    "gen_ai.usage.input_tokens": result.usage.input_tokens,
+                    "gen_ai.usage.output_tokens": result.usage.output_tokens,
+                    "briotui.cost_usd": result.cost_usd,
+                    "briotui.fallback_attempts": ctx.last_model_failures,
+                },
+            )
+            for kind, tokens in (
+                ("input", result.usage.input_tokens),
+                ("output", result.usage.output_tokens),
+            ):
+                telemetry.count(
+                    "gen_ai.client.token.usage",
+                    tokens,
+                    {"gen_ai.token.type": kind, "gen_ai.system": result.provider},
+                )
+            telemetry.count(
+                "briotui.cost_usd", result.cost_usd or 0.0, {"gen_ai.system": result.provider}
+            )
+        else:
+            telemetry.set_attributes(span, {"error.type": result.value["kind"]})
+        return result
+
+
+def _complete_untraced(
+    ctx: CallContext, req: CompletionRequest
+) -> Completion | Err[dict[str, str]]:
     """Ask the run's provider; publish the reply's events; count its usage."""
     provider = ctx.bindings.provider
     if provider is None:
@@ -279,6 +328,7 @@ def _complete(ctx: CallContext, req: CompletionRequest) -> Completion | Err[dict
         return _error("timeout", f"The model request was cut off {exc}.")
     except BrioError as exc:
         return _error("unavailable", f"{exc.title}: {exc.message}")
+    ctx.last_model_failures = len(failures)
     size = len(completion.text) + sum(len(c.arguments) for c in completion.tool_calls)
     if (refused := _too_large(ctx, size, "The model's reply")) is not None:
         return refused
@@ -830,6 +880,73 @@ def mesh_reply(ctx: CallContext, request_id: int, body: str) -> Any:
     return _mesh_call(ctx, None, lambda ep, _peer: Ok(ep.reply(request, body) and None))
 
 
+# -- tools (MCP) ---------------------------------------------------------------------
+
+
+def tools_list(ctx: CallContext) -> Any:
+    """The MCP tools the agent may ask for (every configured server's)."""
+    hub = ctx.bindings.mcp
+    if hub is None:
+        return Ok([])
+    found, failures = hub.list_tools(should_stop=ctx.should_stop)
+    if failures and not found:
+        first = failures[0]
+        return _error(_wit_kind(first), first.message)
+    for failure in failures:
+        ctx.emit_log("warn", f"MCP: {failure.message}")
+    return Ok(
+        [{"name": t.qualified, "description": t.description, "parameters": t.parameters}
+         for t in found]
+    )  # fmt: skip
+
+
+def tools_call(ctx: CallContext, name: str, arguments: str) -> Any:
+    """Call an MCP tool: constraints, budget and the ``mcp`` capability first, audited."""
+    hub = ctx.bindings.mcp
+    if hub is None:
+        return _error(
+            "not-found",
+            "No MCP server is configured for this project (add [mcp.servers.NAME] to "
+            ".brio/config.toml and trust the project).",
+        )
+    if (refused := _too_large(ctx, len(arguments), "The tool call's arguments")) is not None:
+        return refused
+    server, slash, tool = name.partition("/")
+    if not slash or not server or not tool:
+        return _error("invalid", f"{name!r} is not a tool name: use server/tool from list-tools.")
+    try:
+        args = json.loads(arguments or "{}")
+    except ValueError:
+        args = None
+    if not isinstance(args, dict):
+        return _error("invalid", "The arguments must be a JSON object.")
+    shown = json.dumps(args, ensure_ascii=False, sort_keys=True)
+    try:
+        info = hub.describe(server, tool, should_stop=ctx.should_stop)
+    except BrioError as exc:
+        return _error(_wit_kind(exc), exc.message)
+    request = _request(ctx, "mcp", name, f"{info.description[:300]}\narguments: {shown[:1500]}")
+    caps = ctx.bindings.capabilities
+    try:
+        hub.config(server).check_arguments(tool, args)
+        hub.spend(ctx.bindings.task_id)
+    except BrioError as exc:  # a hard rule: no prompt can allow it
+        if caps is not None:
+            caps.refuse(request, "mcp:policy", exc.message)
+        return _error(_wit_kind(exc), exc.message)
+    if caps is not None:
+        verdict = caps.check(request, should_stop=ctx.should_stop)
+        if not verdict.allowed:
+            why = f" ({verdict.reason})" if verdict.reason else ""
+            return _error("denied", f"mcp {name!r} was denied{why}.")
+    try:
+        result = hub.call(server, tool, args, should_stop=ctx.should_stop)
+    except BrioError as exc:
+        ctx.emit_log("warn", f"MCP {name}: {exc.title}: {exc.message}")
+        return _error(_wit_kind(exc), exc.message)
+    return _too_large(ctx, len(result), f"The result of {name}") or Ok(result)
+
+
 # -- tasks ---------------------------------------------------------------------------
 
 
@@ -948,6 +1065,7 @@ HOST_FUNCTIONS: dict[str, dict[str, HostImpl]] = {
     },
     "workspace-write": {"write": ws_write, "delete": ws_delete, "rename": ws_rename},
     "shell": {"run": shell_run},
+    "tools": {"list-tools": tools_list, "call-tool": tools_call},
     "sql": {"prefix": sql_prefix, "execute": sql_execute},
     "mesh": {
         "send": mesh_send,

@@ -832,3 +832,86 @@ def _run(
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class Confined:
+    """A long-running program prepared to start inside the shell commands' sandbox.
+
+    Attributes:
+        argv: What to start (bubblewrap or the reaper, then the program).
+        env: Its scrubbed environment.
+        private: A private directory to delete once the program has exited.
+        sandboxed: Whether bubblewrap confines it (otherwise the reaper's best effort).
+    """
+
+    argv: list[str]
+    env: dict[str, str]
+    private: Path
+    sandboxed: bool
+
+
+def confine(
+    exe: str,
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    network: bool = False,
+    extra_env: Mapping[str, str] | None = None,
+    readonly: Sequence[Path] = (),
+    sandbox: bool | None = None,
+) -> Confined:
+    """Prepare ``exe`` to run as the shell commands do, for a program that keeps running
+    (an MCP server): the same bubblewrap container or reaper, a scrubbed environment,
+    but ``cwd`` read-only (a private home and /tmp are writable) and the network only
+    when ``network`` is True.
+
+    Args:
+        exe: The program's absolute path (the caller resolved it).
+        args: Its arguments.
+        cwd: Its working directory, shown read-only.
+        network: Whether it may use the network.
+        extra_env: Variables to pass (scrubbed, see :func:`scrubbed_env`).
+        readonly: More directories it may read.
+        sandbox: True to require bubblewrap, False to never use it, None when it works.
+
+    Raises:
+        CommandFailed: ``sandbox=True`` without bubblewrap.
+    """
+    use_sandbox, detail = _probe_bwrap() if sandbox is not False else (False, "")
+    if sandbox and not use_sandbox:
+        raise CommandFailed(f"A sandbox was required but is unavailable: {detail}")
+    private = Path(tempfile.mkdtemp(prefix="briotui-mcp-"))
+    home = private / "home"
+    home.mkdir()
+    cwd = Path(os.path.realpath(cwd))
+    toolchain = _toolchain([exe], [Path(os.path.realpath(p)) for p in (*readonly, cwd)])
+    neutral = {"USER": "briotui", "LOGNAME": "briotui", "SHELL": "/bin/false"}
+    if use_sandbox:
+        _synthetic_users(private)
+        env = scrubbed_env(cwd, home="/tmp", path=default_safe_path(), extra=extra_env)
+        bwrap = _bwrap_exe()
+        assert bwrap is not None
+        box = _bwrap_args(home, readonly=toolchain, passwd_dir=private)[:-2]  # its --chdir
+        if network:
+            box.insert(1, "--share-net")
+        argv = [bwrap, *box, "--chdir", str(cwd), "--", exe, *args]
+    else:
+        protect_kernel_process()
+        env = scrubbed_env(cwd, home=str(home), path=default_safe_path(), extra=extra_env)
+        env["TMPDIR"] = str(home)
+        config = {
+            "read": ["/usr", *_SYSTEM_DIRS, *_etc_keep(), *toolchain],
+            "write": [str(home)],
+            "devices": list(_DEVICES),
+            # Landlock (ABI 4) also blocks TCP: a server allowed the network goes without
+            "landlock": not network,
+            "netns": not network,
+        }
+        from briotui.kernel import reaper
+
+        argv = [
+            sys.executable, "-I", "-S", "-B", str(Path(reaper.__file__).resolve()),
+            json.dumps(config), "--", exe, *args,
+        ]  # fmt: skip
+    return Confined(argv, {**env, **neutral}, private, use_sandbox)

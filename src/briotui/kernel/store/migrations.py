@@ -123,7 +123,7 @@ def _v2_capabilities_tasks_usage(conn: sqlite3.Connection) -> None:
         CREATE TABLE grants (
             id          TEXT PRIMARY KEY,
             agent       TEXT NOT NULL,
-            capability  TEXT NOT NULL,   -- read | write | shell | sql | mesh
+            capability  TEXT NOT NULL,   -- read | write | shell | sql | mesh | mcp
             pattern     TEXT NOT NULL,   -- path glob, argv pattern, table prefix, peer glob
             lifetime    TEXT NOT NULL,   -- once | task | session | project
             scope_id    TEXT NOT NULL DEFAULT '',  -- the task or session it is bound to

@@ -20,6 +20,7 @@ INTERFACE = {
     "shell": "shell (run a command)",
     "sql": "sql (private tables)",
     "mesh": "mesh (message an agent)",
+    "mcp": "tools (call an MCP server's tool)",
 }
 TARGET_LABEL = {
     "read": "path",
@@ -27,6 +28,7 @@ TARGET_LABEL = {
     "shell": "command",
     "sql": "table",
     "mesh": "agent",
+    "mcp": "tool",
 }
 
 
