@@ -139,3 +139,23 @@ async def test_a_verified_session_reviewed_after_a_restart_is_verified_with_prov
         assert "coder" in author
         assert "scripted/fixer" in author  # the fix round's model wrote this hunk
         assert finished(app)
+
+
+async def test_the_closing_line_points_to_review_only_when_there_is_something_to_review(
+    project: Path, built_agents: list[str], scripted: Scripted, config_dir: Path
+) -> None:
+    """Found in tmux: an agent run that changed nothing ended "Review its changes
+    (session …) with ctrl+r" while its empty session was already discarded."""
+    replies = scripted(
+        {"text": "Nothing to change.", "agent": "echo"},
+        {"text": EDIT_REPLY, "agent": "coder", "match": "comment the sum"},
+    )
+    app = app_for(project, replies, config_dir)
+    async with app.run_test(size=(110, 30)) as pilot:
+        quiet = await run_request(pilot, "@echo anything to do?")
+        await wait_until(pilot, lambda: "Done." in app.transcript(quiet))
+        assert "Review its changes" not in app.transcript(quiet)
+        edited = await run_request(pilot, "@coder comment the sum")
+        session_id = tasks_of(app)[edited]["session"]
+        await wait_until(pilot, lambda: "Done." in app.transcript(edited))
+        assert f"Review its changes (session `{session_id}`)" in app.transcript(edited)

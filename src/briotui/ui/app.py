@@ -398,7 +398,7 @@ class BrioApp(App[int]):
             if task_id in self._reported or task_id in self._finished_seen:
                 continue
             self._finished_seen.add(task_id)
-            self._add_text(task_id, outcome_text(status, "", session=node["session"]))
+            self._add_text(task_id, outcome_text(status, "", session=self._reviewable(task_id)))
 
     def transcript(self, task_id: str) -> str:
         """Everything shown so far for ``task_id`` (streamed text, or the kernel's transcript)."""
@@ -443,7 +443,7 @@ class BrioApp(App[int]):
         if screen is not None:
             await screen.select_task(task_id)
         ended = await self.workbench.outcome(task_id)
-        self._add_text(task_id, outcome_text(*ended, session=self._session_of(task_id)))
+        self._add_text(task_id, outcome_text(*ended, session=self._reviewable(task_id)))
 
     def continue_target(self) -> str | None:
         """The session a follow-up request continues: the one last opened in review,
@@ -489,6 +489,19 @@ class BrioApp(App[int]):
             self.workbench.state.get(""), task_id
         )
         return node["session"] if node else None
+
+    def _reviewable(self, task_id: str) -> str | None:
+        """The task's session if it is open with changes to review (an empty one is
+        discarded: pointing at it would send the user to nothing)."""
+        session_id = self._session_of(task_id)
+        if session_id is None:
+            return None
+        view = contract.session(self.workbench.state.get(""), session_id) or contract.session(
+            self.mirror, session_id
+        )
+        if view is None or view["state"] != "open" or not view["files"]:
+            return None
+        return session_id
 
     def _main_screen(self) -> MainScreen | None:
         for screen in self.screen_stack:
