@@ -45,7 +45,7 @@ from briotui.kernel.llm.types import Provider
 from briotui.kernel.mcp.hub import McpHub
 from briotui.kernel.mesh import Mesh
 from briotui.kernel.paths import ProjectPaths
-from briotui.kernel.records import Recorder, verification_view
+from briotui.kernel.records import Recorder
 from briotui.kernel.repomap import build_repo_map
 from briotui.kernel.runtime.build import Builder, BuildEvent, BuildResult
 from briotui.kernel.runtime.cache import BuildCache
@@ -417,23 +417,16 @@ class Kernel:
 
     def is_verified(self, session_id: str) -> bool:
         """Whether the project's test command passed in the session as it is now (the
-        kernel saw it pass, and no file of the session changed since; republished)."""
-        from briotui.kernel.supervisor import test_command
-
-        command = test_command(self)
-        run = self.recorder.last_run(session_id, command) if command is not None else None
-        verified = (
-            run is not None
-            and run["exit_code"] == 0
-            # with conflicts left, what passed is not all of it
-            and not contract.unresolved(self.recorder.conflicts_of(session_id))
-            and not self.changed_since(session_id, float(run["created"]))  # e.g. a revision
-        )
+        kernel saw it pass, no file changed and no conflict was resolved since, none is
+        left); republished: ``verified`` is None when no test command is configured or
+        it never ran there, and ``tests`` is None when its last run tested other content.
+        """
+        known = self.recorder.verification(session_id)
         if self.state.exists(["sessions", session_id]):
-            self.state.set(["sessions", session_id, "verified"], verified)
-            if run is not None:
-                self.state.set(["sessions", session_id, "tests"], verification_view(run))
-        return verified
+            self.state.set(["sessions", session_id, "verified"], known and known[0])
+            if known is not None:
+                self.state.set(["sessions", session_id, "tests"], known[1])
+        return bool(known and known[0])
 
     def changed_since(self, session_id: str, when: float) -> bool:
         """Whether a session's files changed after ``when`` (e.g. a test run's time)."""

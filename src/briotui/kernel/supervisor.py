@@ -188,7 +188,7 @@ def tests_words(result: TaskResult) -> str:
     """What the test step came to, in words: verified, passed but not verified (the
     conflicts left are not in what passed), or failed."""
     if result.verified:
-        return "tests passed (verified)"
+        return "tests passed in the session (verified)"
     if result.tests_passed:
         return "tests passed, but not verified while conflicts wait for you"
     return "tests failed"

@@ -517,10 +517,11 @@ class BrioApp(App[int]):
         return node["session"] if node else None
 
     def action_review(self, session_id: str | None = None) -> None:
-        """Open the review screen for the selected task's session."""
+        """Open the review screen for the selected task's session (with no task
+        selected: the open session last reviewed or made in this run)."""
         from briotui.ui.screens.review import ReviewScreen
 
-        sid = session_id or self._selected_session()
+        sid = session_id or self._selected_session() or self.continue_target()
         if sid is None:
             self.notify(
                 "Select a task with a session first (or open Sessions: ctrl+o).",
