@@ -28,6 +28,7 @@ from briotui.cli import (
     cmd_dev,
     cmd_doctor,
     cmd_run,
+    cmd_serve,
     cmd_sessions,
     cmd_tasks,
     cmd_trust,
@@ -47,6 +48,7 @@ SUBCOMMANDS = (
     cmd_trust,
     cmd_bench,
     cmd_dev,
+    cmd_serve,
 )
 
 
