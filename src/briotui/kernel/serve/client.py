@@ -84,6 +84,9 @@ class RemoteClient:
         self.client_id = ""
         self.snapshots = 0
         """How many snapshots this client received (1 per join, unless resumed)."""
+        self.resyncs = 0
+        """How often the stream was out of step (a gap, a repeat, a patch that does not
+        apply) and the mirror had to start over (never, with a correct server)."""
         self.listeners: list[Listener] = []
         self.close_code: int | None = None
         self.close_reason = ""
@@ -167,6 +170,7 @@ class RemoteClient:
             pass
         except RemoteProtocolError as exc:  # a gap or a broken patch: start over
             log.warning("mirror out of step (%s); rejoining for a snapshot", exc.message)
+            self.resyncs += 1
             await ws.close()
             if self.rejoin and not self._closing:
                 self.seq = -1
@@ -205,10 +209,8 @@ class RemoteClient:
         kind = message.get("type")
         if kind == "patch":
             seq = int(message["seq"])
-            if seq <= self.seq:
-                return
             if seq != self.seq + 1:
-                raise RemoteProtocolError(f"Patch {seq} arrived after {self.seq}: a gap.")
+                raise RemoteProtocolError(f"Patch {seq} arrived after {self.seq}: out of step.")
             try:
                 jsonpatch.apply_patch(self.tree, message["ops"], in_place=True)
             except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
