@@ -162,11 +162,15 @@ async def test_a_slow_client_is_dropped_without_delaying_the_others(project: Pat
         await fast.wait_seq(kernel.state.seq)
         assert fast.tree == kernel.state.get("")
         assert not fast.closed.is_set()
+
         # the slow client sees why it was closed once it reads (or the socket is cut)
-        with pytest.raises(ConnectionClosed) as closed:
+        async def read_until_closed() -> None:
             async with asyncio.timeout(20):
                 while True:
                     await slow.recv()
+
+        with pytest.raises(ConnectionClosed) as closed:
+            await read_until_closed()
         if closed.value.rcvd is not None:
             assert closed.value.rcvd.code == CLOSE_SLOW
             assert "too slow" in closed.value.rcvd.reason
@@ -257,7 +261,8 @@ async def test_malformed_and_unknown_commands_get_a_typed_error_and_change_nothi
                 assert reply["type"] == "result", text
                 assert reply["ok"] is False, text
                 assert reply["error"]["kind"] == "remote-protocol", text
-                assert reply["error"]["title"] and reply["error"]["message"], text
+                assert reply["error"]["title"], text
+                assert reply["error"]["message"], text
                 given = json.loads(text) if text.startswith("{") else None
                 assert reply["id"] == (given.get("id") if isinstance(given, dict) else None)
             # the connection is still good
