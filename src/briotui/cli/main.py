@@ -23,6 +23,7 @@ from pathlib import Path
 from briotui import __version__
 from briotui.cli import (
     cmd_agents,
+    cmd_attach,
     cmd_audit,
     cmd_bench,
     cmd_dev,
@@ -49,6 +50,7 @@ SUBCOMMANDS = (
     cmd_bench,
     cmd_dev,
     cmd_serve,
+    cmd_attach,
 )
 
 

@@ -22,7 +22,7 @@ import contextlib
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 
 import jsonpatch
 from textual import work
@@ -31,7 +31,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
 from briotui.kernel import contract
-from briotui.kernel.caps.model import Answer, CapabilityRequest
+from briotui.kernel.caps.model import Answer, Capability, CapabilityRequest
 from briotui.kernel.errors import BrioError, ConfigError
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.types import Provider
@@ -138,8 +138,13 @@ class BrioApp(App[int]):
         config_dir: Path | None = None,
         build: bool = True,
         settings: Settings | None = None,
+        attach: str | None = None,
     ) -> None:
         super().__init__()
+        self.attach_url = attach
+        """The URL of a kernel served by ``briotui serve`` to drive instead of a local one."""
+        self._shown_prompts: set[str] = set()
+        self._prompt_screens: dict[str, CapabilityPrompt | AskUser] = {}
         self.HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
         self.project = Path(project).resolve()
         self.config_dir = config_dir or (settings.user_dir if settings else user_config_dir())
@@ -212,6 +217,9 @@ class BrioApp(App[int]):
     async def on_mount(self) -> None:
         self._load_settings()
         self.sub_title = self.project.name
+        if self.attach_url is not None:
+            await self._mount_attached(self.attach_url)
+            return
         self.kernel = Kernel(self.project, config=self.settings)
         if self._provider is None:
             self._open_router()
@@ -247,6 +255,65 @@ class BrioApp(App[int]):
             self.check_provider()
         if self.settings.ignored:
             self.action_trust_project()
+
+    async def _mount_attached(self, url: str) -> None:
+        """Drive a served kernel: its state mirrored here, its prompts answered from here.
+
+        Building agents, watching the working tree, checking providers and trust belong
+        to the machine serving the kernel; none of it runs here.
+        """
+        from briotui.kernel.serve.remote import RemoteKernel
+
+        try:
+            remote = await RemoteKernel.attach(url)
+        except BrioError as exc:
+            self.exit(return_code=2, message=f"{exc.title}: {exc.message}")
+            return
+        self._workbench = Workbench(remote, None, attached=True, answer=remote.answer)
+        self.sub_title = f"attached to {remote.client.hello.get('project', '?')}"
+        loop = asyncio.get_running_loop()
+        self._subscription = self.workbench.state.subscribe(self._on_patch, loop=loop)
+        self.mirror = self._subscription.snapshot.tree
+        self._seq = self._subscription.snapshot.seq
+        self._unsubscribe_events = remote.events.subscribe(self._on_event)
+        await self.push_screen(MainScreen())
+        self._answer_prompts()
+
+    def _answer_prompts(self) -> None:
+        """Ask here the prompts a served kernel published; withdraw those answered elsewhere."""
+        waiting = contract.prompts(self.mirror)
+        for prompt_id, view in waiting.items():
+            if prompt_id not in self._shown_prompts:
+                self._shown_prompts.add(prompt_id)
+                self.answer_prompt(prompt_id, view)
+        for prompt_id, screen in list(self._prompt_screens.items()):
+            if prompt_id not in waiting and screen.is_attached:
+                screen.dismiss(None)  # another client answered it first
+
+    @work(exit_on_error=False, group="prompts", description="answer a prompt")
+    async def answer_prompt(self, prompt_id: str, view: contract.PromptView) -> None:
+        """Show one published prompt and send the answer (the first answer wins)."""
+        workbench = self.workbench
+        answer: str | None
+        if view["kind"] == "question":
+            answer = await self.ask_user(view["agent"], view["target"], prompt_id=prompt_id)
+        else:
+            request = CapabilityRequest(
+                agent=view["agent"],
+                capability=cast(Capability, view["capability"]),
+                target=view["target"],
+                task_id=view["task"],
+                session_id=view["session"],
+                reason=view["reason"],
+                unsandboxed=view["unsandboxed"],
+            )
+            answer = await self.ask_capability(request, prompt_id=prompt_id)
+        if prompt_id not in contract.prompts(self.mirror):
+            return  # answered elsewhere meanwhile
+        try:
+            await workbench.answer(prompt_id, answer or "")
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="warning")
 
     async def on_unmount(self) -> None:
         if self._subscription is not None:
@@ -321,6 +388,8 @@ class BrioApp(App[int]):
         if self._state_dirty:
             self._state_dirty = False
             self._note_finished_tasks()
+            if self.attach_url is not None:
+                self._answer_prompts()
             self._broadcast(StateUpdated(self._seq))
         pending, self._pending_text = self._pending_text, {}
         for task_id, parts in pending.items():
@@ -557,7 +626,8 @@ class BrioApp(App[int]):
 
     async def action_quit(self) -> None:
         """Quit, asking first while tasks are running."""
-        running = self.workbench.running() if self._workbench is not None else []
+        attached = self._workbench is None or self.workbench.attached
+        running = self.workbench.running() if not attached else []  # attached: they go on
         if not running:
             self.exit(0)
             return
@@ -623,8 +693,11 @@ class BrioApp(App[int]):
 
     # -- capability prompts ----------------------------------------------------------------
 
-    async def ask_user(self, agent: str, question: str) -> str | None:
-        """The kernel's question to the user (one modal at a time); None for no answer."""
+    async def ask_user(self, agent: str, question: str, *, prompt_id: str = "") -> str | None:
+        """The kernel's question to the user (one modal at a time); None for no answer.
+
+        ``prompt_id`` names a served kernel's prompt (withdrawn when answered elsewhere).
+        """
         async with self._prompt_lock:
             if not self.is_running:
                 return None
@@ -634,11 +707,20 @@ class BrioApp(App[int]):
                 if not shown.done():
                     shown.set_result(result)
 
-            self.call_later(self.push_screen, AskUser(agent, question), answered)
-            return await shown
+            dialog = AskUser(agent, question)
+            if prompt_id:
+                self._prompt_screens[prompt_id] = dialog
+            self.call_later(self.push_screen, dialog, answered)
+            try:
+                return await shown
+            finally:
+                self._prompt_screens.pop(prompt_id, None)
 
-    async def ask_capability(self, request: CapabilityRequest) -> Answer:
-        """The kernel's prompt: one modal at a time; identical requests share one answer."""
+    async def ask_capability(self, request: CapabilityRequest, *, prompt_id: str = "") -> Answer:
+        """The kernel's prompt: one modal at a time; identical requests share one answer.
+
+        ``prompt_id`` names a served kernel's prompt (withdrawn when answered elsewhere).
+        """
         kind = request.capability + (" unsandboxed" if request.unsandboxed else "")
         key = (request.agent, kind, request.target, request.session_id)
         if key in self._asking:
@@ -658,13 +740,17 @@ class BrioApp(App[int]):
 
                     queued = max(0, len(self._asking) - 1)
                     prompt = CapabilityPrompt(request, queued=queued)
+                    if prompt_id:
+                        self._prompt_screens[prompt_id] = prompt
                     self.call_later(self.push_screen, prompt, answered)
                     answer = await shown
             future.set_result(answer)
-            self._record_decision(request, answer)
+            if not prompt_id or prompt_id in contract.prompts(self.mirror):  # not withdrawn
+                self._record_decision(request, answer)
             return answer
         finally:
             self._asking.pop(key, None)
+            self._prompt_screens.pop(prompt_id, None)
 
     def _record_decision(self, request: CapabilityRequest, answer: Answer) -> None:
         verdict = {
@@ -775,6 +861,7 @@ def make_app(
     config_dir: Path | None = None,
     build: bool = True,
     settings: Settings | None = None,
+    attach: str | None = None,
 ) -> BrioApp:
     """The app for ``project``: used by the CLI and the tests alike.
 
@@ -788,6 +875,8 @@ def make_app(
         settings: The settings, built once by the caller (the CLI's
             :func:`~briotui.kernel.settings.load_settings`; tests inject their own) and
             handed to the kernel too; None reads them on mount.
+        attach: Drive the kernel ``briotui serve`` serves at this URL instead of a
+            local one (``briotui attach``).
     """
     return BrioApp(
         project,
@@ -796,6 +885,7 @@ def make_app(
         config_dir=config_dir,
         build=build,
         settings=settings,
+        attach=attach,
     )
 
 

@@ -20,7 +20,9 @@ Server to client
     ``{"type": "snapshot", "seq": S, "state": TREE}``: the whole state tree (its shapes
     are :mod:`briotui.kernel.contract`) including every patch up to ``S``; then
     ``{"type": "patch", "seq": S + 1, "ops": [RFC 6902 operations]}`` and so on, in order
-    and without gaps. A client that joins with ``since=SEQ`` gets
+    and without gaps. The streamed conversation, which is not state, comes as
+    ``{"type": "event", "kind": "ModelDelta" | "ModelReply" | "ModelReset" |
+    "ModelFallback", "event": {...}}``. A client that joins with ``since=SEQ`` gets
     ``{"type": "resume", "seq": SEQ}`` and the patches after ``SEQ`` from a bounded
     replay buffer instead of a snapshot, or a fresh snapshot when they are gone.
 
@@ -33,7 +35,9 @@ Commands
     ``cancel``, ``decide``, ``commit``, ``rollback``, ``discard``, ``revise`` and
     ``answer`` (a waiting prompt under ``/prompts``: a capability prompt's ``once``,
     ``session``, ``project`` or ``deny``, or a question's text; the first answer wins,
-    later ones get ``prompt-not-found``). Each command is audited with the client's id.
+    later ones get ``prompt-not-found``); and the reads ``session`` (a session's diff and
+    decisions), ``sessions``, ``verify_commit``, ``test_run``, ``transcript`` and
+    ``task_of_session``. Each command but the reads is audited with the client's id.
     A message that is not JSON, not an object, of an unknown type, an unknown command or
     with wrong arguments gets a ``remote-protocol`` error and changes nothing.
 

@@ -82,12 +82,16 @@ class RemoteClient:
         self.seq = -1
         """The ``seq`` the mirror is at (-1 before the first snapshot)."""
         self.client_id = ""
+        self.hello: dict[str, Any] = {}
+        """The server's ``hello`` (its protocol, the project's name, whether it is git)."""
         self.snapshots = 0
         """How many snapshots this client received (1 per join, unless resumed)."""
         self.resyncs = 0
         """How often the stream was out of step (a gap, a repeat, a patch that does not
         apply) and the mirror had to start over (never, with a correct server)."""
         self.listeners: list[Listener] = []
+        self.event_listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        """Called with each forwarded kernel event: its class name and its fields."""
         self.close_code: int | None = None
         self.close_reason = ""
         self.closed = asyncio.Event()
@@ -225,7 +229,14 @@ class RemoteClient:
             self._notify(None)
         elif kind == "resume":
             self._joined = True
+        elif kind == "event":
+            for listener in list(self.event_listeners):
+                try:
+                    listener(str(message.get("kind", "")), dict(message.get("event") or {}))
+                except Exception:
+                    log.exception("an event listener failed")
         elif kind == "hello":
+            self.hello = dict(message)
             self.client_id = str(message.get("client", ""))
         elif kind == "result":
             future = self._pending.pop(message.get("id"), None)

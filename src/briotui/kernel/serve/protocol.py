@@ -63,8 +63,23 @@ COMMANDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
     "discard": {"session": (_STR, True)},
     "revise": {"session": (_STR, True), "instruction": (_STR, False)},
     "answer": {"prompt": (_STR, True), "answer": (_STR, True)},
+    "verify_commit": {"session": (_STR, True)},
+    "session": {"session": (_STR, True)},
+    "sessions": {},
+    "task_of_session": {"session": (_STR, True)},
+    "transcript": {"task": (_STR, True)},
+    "test_run": {"session": (_STR, True)},
 }
 """Each command's arguments: ``name -> (accepted types, required)``."""
+
+QUERIES: Final = frozenset(
+    {"verify_commit", "session", "sessions", "task_of_session", "transcript", "test_run"}
+)
+"""The commands that only read (not written to the audit log)."""
+
+STREAMED_EVENTS: Final = frozenset({"ModelDelta", "ModelReply", "ModelReset", "ModelFallback"})
+"""The kernel events forwarded as ``{"type": "event", "kind", "event"}``: the streamed
+conversation, which is not state (the transcript keeps it)."""
 
 DECISIONS: Final = ("accepted", "rejected", "pending")
 
@@ -171,6 +186,8 @@ __all__ = [
     "DEFAULT_QUEUE_LIMIT",
     "DEFAULT_REPLAY",
     "PROTOCOL",
+    "QUERIES",
+    "STREAMED_EVENTS",
     "Command",
     "dumps",
     "parse_command",

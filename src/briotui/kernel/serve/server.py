@@ -40,6 +40,7 @@ from websockets.http11 import Request, Response
 from briotui.kernel import contract
 from briotui.kernel.errors import BrioError, RemoteError, RemoteProtocolError
 from briotui.kernel.llm.types import Provider
+from briotui.kernel.runtime.events import Event
 from briotui.kernel.serve.prompts import PromptBoard
 from briotui.kernel.serve.protocol import (
     CLOSE_SLOW,
@@ -47,6 +48,8 @@ from briotui.kernel.serve.protocol import (
     DEFAULT_QUEUE_LIMIT,
     DEFAULT_REPLAY,
     PROTOCOL,
+    QUERIES,
+    STREAMED_EVENTS,
     Command,
     dumps,
     message_id,
@@ -55,6 +58,7 @@ from briotui.kernel.serve.protocol import (
     result_ok,
 )
 from briotui.kernel.serve.token import token_matches
+from briotui.kernel.serve.wire import diff_json
 from briotui.kernel.state import StatePatch, Subscription
 
 if TYPE_CHECKING:
@@ -144,6 +148,7 @@ class KernelServer:
         """The ``seq`` of the last patch the server's subscription received."""
         self.clients: dict[str, _Client] = {}
         self._subscription: Subscription | None = None
+        self._unsubscribe_events: Callable[[], None] | None = None
         self._server: Server | None = None
         self.dropped: list[tuple[str, str]] = []
         """Clients dropped for being slow: ``(client id, reason)``, oldest first."""
@@ -157,6 +162,12 @@ class KernelServer:
             "discard": self._discard,
             "revise": self._revise,
             "answer": self._answer,
+            "verify_commit": self._verify_commit,
+            "session": self._session,
+            "sessions": self._sessions,
+            "task_of_session": self._task_of_session,
+            "transcript": self._transcript,
+            "test_run": self._test_run,
         }
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -179,6 +190,7 @@ class KernelServer:
             self.kernel.set_approvals("ask", self.board.ask_capability)
             self.kernel.set_answerer(self.board.ask_question)
         self._subscription = self.kernel.state.subscribe(self._on_patch, loop=self.kernel.loop)
+        self._unsubscribe_events = self.kernel.events.subscribe(self._on_event)
         self._delivered = self._subscription.snapshot.seq
         self._server = await serve(
             self._handle,
@@ -201,6 +213,9 @@ class KernelServer:
         if self._subscription is not None:
             self._subscription.close()
             self._subscription = None
+        if self._unsubscribe_events is not None:
+            self._unsubscribe_events()
+            self._unsubscribe_events = None
         if self._server is not None:
             self._server.close(close_connections=True)
             with contextlib.suppress(asyncio.TimeoutError):
@@ -283,6 +298,8 @@ class KernelServer:
             "protocol": PROTOCOL,
             "client": client.id,
             "state_version": contract.STATE_VERSION,
+            "project": self.kernel.paths.root.name,
+            "git": (self.kernel.paths.root / ".git").exists(),
         }
         client.queue.put_nowait(dumps(hello))
         if since is not None and self._can_replay(since):
@@ -330,6 +347,17 @@ class KernelServer:
         for client in list(self.clients.values()):
             if patch.seq >= client.next_seq:
                 self._push(client, text)
+
+    def _on_event(self, event: Event) -> None:
+        """Forward the streamed conversation (model deltas and replies) to every client."""
+        kind = type(event).__name__
+        if kind not in STREAMED_EVENTS:
+            return
+        fields = dataclasses.asdict(event)
+        fields.pop("prompt", None)  # what the agent sent: large, and not shown
+        text = dumps({"type": "event", "kind": kind, "event": fields})
+        for client in list(self.clients.values()):
+            self._push(client, text)
 
     def _push(self, client: _Client, text: str) -> None:
         if client.dropped:
@@ -391,6 +419,18 @@ class KernelServer:
 
     async def _run(self, client: _Client, command: Command) -> None:
         target = _target_of(command)
+        if command.name in QUERIES:  # reads: answered, not audited
+            try:
+                value = await self._handlers[command.name](command, client.id)
+            except BrioError as error:
+                self._reply(client, result_error(command.id, error))
+            except Exception:
+                log.exception("query %s of %s failed", command.name, client.id)
+                failed = RemoteError(f"The kernel failed answering {command.name!r}.")
+                self._reply(client, result_error(command.id, failed))
+            else:
+                self._reply(client, result_ok(command.id, value))
+            return
         try:
             value = await self._handlers[command.name](command, client.id)
         except BrioError as error:
@@ -471,6 +511,38 @@ class KernelServer:
     async def _answer(self, command: Command, client: str) -> Any:
         self.board.answer(command.args["prompt"], command.args["answer"], f"client:{client}")
         return {}
+
+    # -- queries (read on demand; the state tree has the rest) ---------------------------
+
+    async def _verify_commit(self, command: Command, client: str) -> Any:
+        check = await self.kernel.verify_commit(command.args["session"])
+        return dataclasses.asdict(check)
+
+    async def _session(self, command: Command, client: str) -> Any:
+        def read() -> dict[str, Any]:
+            session = self.kernel.sessions().get(command.args["session"])
+            return {
+                "id": session.id,
+                "task": session.task,
+                "state": session.state,
+                "files": diff_json(session.diff()),
+                "decisions": {k: list(v) for k, v in session.decisions().items()},
+            }
+
+        return await asyncio.to_thread(read)
+
+    async def _sessions(self, command: Command, client: str) -> Any:
+        infos = await asyncio.to_thread(self.kernel.sessions().list)
+        return [dataclasses.asdict(info) for info in infos]
+
+    async def _task_of_session(self, command: Command, client: str) -> Any:
+        return await asyncio.to_thread(self.kernel.task_of_session, command.args["session"])
+
+    async def _transcript(self, command: Command, client: str) -> Any:
+        return await asyncio.to_thread(self.kernel.transcript, command.args["task"])
+
+    async def _test_run(self, command: Command, client: str) -> Any:
+        return await asyncio.to_thread(self.kernel.test_run, command.args["session"])
 
 
 def _refuse(connection: ServerConnection, status: http.HTTPStatus, text: str) -> Response:

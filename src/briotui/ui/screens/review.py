@@ -17,9 +17,10 @@ from textual.widgets.option_list import Option
 from briotui.kernel import contract
 from briotui.kernel.errors import BrioError
 from briotui.kernel.text import sanitize
-from briotui.kernel.vfs import Decision, FileChange, Hunk, Session, SessionDiff
+from briotui.kernel.vfs import Decision, FileChange, Hunk, SessionDiff
 from briotui.ui.host import AppHost, host_of
 from briotui.ui.messages import StateUpdated
+from briotui.ui.port import SessionPort
 from briotui.ui.screens.dialogs import Confirm, RejectReason, ReviseInstruction
 from briotui.ui.screens.test_output import ConfirmUnverified, TestOutput
 from briotui.ui.widgets.diff_view import ConflictView, HunkView
@@ -104,7 +105,7 @@ class ReviewScreen(Screen[None]):
     def __init__(self, session_id: str) -> None:
         super().__init__()
         self.session_id = session_id
-        self.session: Session | None = None
+        self.session: SessionPort | None = None
         self.diff = SessionDiff(())
         self.decisions: dict[str, tuple[Decision, str]] = {}
         self.hunks: list[Hunk] = []
@@ -145,7 +146,7 @@ class ReviewScreen(Screen[None]):
     async def load(self) -> None:
         """Read the session's diff and decisions off the loop, then draw them."""
 
-        def read() -> tuple[Session, SessionDiff, dict[str, tuple[Decision, str]]]:
+        def read() -> tuple[SessionPort, SessionDiff, dict[str, tuple[Decision, str]]]:
             session = self.brio.workbench.kernel.sessions().get(self.session_id)
             return session, session.diff(), session.decisions()
 
