@@ -67,6 +67,8 @@ async def test_the_attached_tui_does_the_whole_loop(restricted: Path, tmp_path: 
             [root] = [t for t in tasks_of(app).values() if not t.get("parent")]
             assert root["status"] == "done"
             session = root["session"]
+            # the conversation streamed over the socket into the attached TUI
+            await wait_until(pilot, lambda: "demo, edited" in app.transcript(root["id"]))
 
             await pilot.press("ctrl+r")  # review: the diff comes over the socket
             await app.workers.wait_for_complete()
@@ -99,7 +101,7 @@ async def test_the_attached_tui_does_the_whole_loop(restricted: Path, tmp_path: 
         await watcher.close()
 
 
-async def test_a_prompt_answered_by_another_client_leaves_the_tui(
+async def test_what_another_client_does_shows_in_the_attached_tui(
     restricted: Path, tmp_path: Path
 ) -> None:
     provider = ScriptedProvider([ScriptedReply(README_REPLY, agent="coder")])
@@ -117,6 +119,20 @@ async def test_a_prompt_answered_by_another_client_leaves_the_tui(
             await wait_until(pilot, lambda: finished(app), 120)
             [root] = [t for t in tasks_of(app).values() if not t.get("parent")]
             assert root["status"] == "done"
+            # a hunk decided by the other client shows in the open review
+            await pilot.press("ctrl+r")
+            await wait_until(pilot, lambda: isinstance(app.screen, ReviewScreen))
+            review = app.screen
+            assert isinstance(review, ReviewScreen)
+            await wait_until(pilot, lambda: bool(review.hunks))
+            [hunk] = review.hunks
+            assert review.decisions.get(hunk.id, ("pending", ""))[0] == "pending"
+            await other.command(
+                "decide", session=root["session"], decision="rejected", reason="not now"
+            )
+            await wait_until(
+                pilot, lambda: review.decisions.get(hunk.id) == ("rejected", "not now")
+            )
         await other.close()
 
 

@@ -782,6 +782,7 @@ class TrustRefused(ConfigError):
 #   ├── RemoteRefused          the server refused the connection (token, origin, TLS)
 #   ├── RemoteProtocolError    a message is malformed, too large, or an unknown command
 #   ├── RemoteClosed           the connection closed (the client may rejoin)
+#   ├── RemoteCommandFailed    a command failed on the served kernel (carries its error's kind)
 #   ├── PromptNotFound         the prompt was already answered (first answer wins) or withdrawn
 #   └── ServeRefused           `briotui serve` will not start as asked (non-loopback, no TLS)
 

@@ -16,7 +16,8 @@ Connecting
     is sent. ``client`` names the client in the audit log (a random suffix is added).
 
 Server to client
-    ``{"type": "hello", "protocol": 1, "client": ID, "state_version": N}`` first, then
+    ``{"type": "hello", "protocol": 1, "client": ID, "state_version": N, "project": NAME,
+    "git": BOOL}`` first, then
     ``{"type": "snapshot", "seq": S, "state": TREE}``: the whole state tree (its shapes
     are :mod:`briotui.kernel.contract`) including every patch up to ``S``; then
     ``{"type": "patch", "seq": S + 1, "ops": [RFC 6902 operations]}`` and so on, in order

@@ -189,6 +189,9 @@ class KernelServer:
         if self._publish_prompts:
             self.kernel.set_approvals("ask", self.board.ask_capability)
             self.kernel.set_answerer(self.board.ask_question)
+        if self.provider is not None and not self.kernel.state.get(["provider", "name"]):
+            # attached clients show which provider answers from the start
+            self.kernel.state.set(["provider"], contract.provider_view(self.provider.name))
         self._subscription = self.kernel.state.subscribe(self._on_patch, loop=self.kernel.loop)
         self._unsubscribe_events = self.kernel.events.subscribe(self._on_event)
         self._delivered = self._subscription.snapshot.seq

@@ -291,6 +291,13 @@ class ReviewScreen(Screen[None]):
         self.app.push_screen(TestOutput(run))
 
     def on_state_updated(self, message: StateUpdated) -> None:
+        # Decisions made elsewhere (another attached client, the CLI) are published in
+        # the session's state: show them as they come.
+        summary = contract.session(self.brio.mirror, self.session_id)
+        if summary is not None and self.session is not None:
+            for hunk in contract.hunks(summary):
+                if hunk["id"] in self.decisions or hunk["decision"] != "pending":
+                    self.decisions[hunk["id"]] = (hunk["decision"], hunk["reason"])
         self._redraw()
 
     # -- moving ------------------------------------------------------------------------
