@@ -87,13 +87,13 @@ async def test_rejoin_with_since_replays_the_missed_patches(project: Path) -> No
         await client.connect()
         kernel.state.set(["usage", "cost_usd"], 1.0)
         await client.wait_seq(kernel.state.seq)
-        seq, tree = client.seq, copy.deepcopy(client.tree)
+        seq, tree, hello = client.seq, copy.deepcopy(client.tree), dict(client.hello)
         await client.close()
         for i in range(30):
             kernel.state.set(["tasks", f"t{i}"], {"n": i})
         await asyncio.sleep(0.05)  # the server's subscription receives them
         again = RemoteClient(server.url, name="rejoiner")
-        again.tree, again.seq = tree, seq  # the mirror it had
+        again.tree, again.seq, again.hello = tree, seq, hello  # the mirror it had
         await again.connect(since=seq)
         assert again.snapshots == 0  # resumed: only the missed patches were sent
         await again.wait_seq(kernel.state.seq)
@@ -109,24 +109,41 @@ async def test_rejoin_past_the_replay_buffer_gets_a_fresh_snapshot(project: Path
     async with served(project, replay=5) as (kernel, server):
         client = RemoteClient(server.url)
         await client.connect()
-        seq, tree = client.seq, client.tree
+        seq, tree, hello = client.seq, client.tree, client.hello
         await client.close()
         for i in range(20):
             kernel.state.set(["tasks", f"t{i}"], {"n": i})
         await asyncio.sleep(0.05)
         again = RemoteClient(server.url)
-        again.tree, again.seq = tree, seq
+        again.tree, again.seq, again.hello = tree, seq, hello
         await again.connect(since=seq)
         assert again.snapshots == 1
         assert again.seq == kernel.state.seq
         assert again.tree == kernel.state.get("")
         # a since from the future is not trusted either
         future = RemoteClient(server.url)
+        future.hello = hello
         await future.connect(since=kernel.state.seq + 100)
         assert future.snapshots == 1
         assert future.tree == kernel.state.get("")
         await again.close()
         await future.close()
+
+
+async def test_a_since_numbered_by_another_server_gets_a_snapshot(project: Path) -> None:
+    async with served(project) as (kernel, server):
+        client = RemoteClient(server.url)
+        await client.connect()
+        kernel.state.set(["tasks", "t"], {"n": 1})
+        await client.wait_seq(kernel.state.seq)
+        stale = RemoteClient(server.url)
+        stale.tree, stale.seq = {"tasks": {"other": {}}}, client.seq  # another run's mirror
+        stale.hello = {"instance": "a-restarted-server"}
+        await stale.connect(since=client.seq)
+        assert stale.snapshots == 1
+        assert stale.tree == kernel.state.get("")
+        await client.close()
+        await stale.close()
 
 
 async def test_a_client_that_drops_rejoins_on_its_own(project: Path) -> None:

@@ -18,7 +18,7 @@ import sys
 from typing import Any
 
 from briotui.cli.output import say
-from briotui.kernel.errors import ServeRefused
+from briotui.kernel.errors import BrioError, ServeRefused
 
 
 def register(sub: Any) -> None:
@@ -143,6 +143,8 @@ async def _serve(
             loop.add_signal_handler(signum, stop.set)
     try:
         kernel.restore()
+        with contextlib.suppress(BrioError, OSError):  # without it sessions still work
+            await kernel.watch_project()  # a live base: new sessions start in milliseconds
         try:
             await server.start()
         except OSError as exc:

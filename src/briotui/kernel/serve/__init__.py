@@ -10,14 +10,15 @@ The protocol (version :data:`~briotui.kernel.serve.protocol.PROTOCOL`), JSON tex
 messages, one object each:
 
 Connecting
-    ``ws://HOST:PORT/?token=TOKEN[&since=SEQ][&client=NAME]``. The token may be sent as
+    ``ws://HOST:PORT/?token=TOKEN[&since=SEQ&instance=ID][&client=NAME]`` (``ID`` is
+    the ``instance`` of the server's ``hello`` that numbered ``SEQ``). The token may be sent as
     ``Authorization: Bearer TOKEN`` instead. A wrong or missing token is refused with
     HTTP 401, a browser ``Origin`` naming another host with HTTP 403, before any state
     is sent. ``client`` names the client in the audit log (a random suffix is added).
 
 Server to client
-    ``{"type": "hello", "protocol": 1, "client": ID, "state_version": N, "project": NAME,
-    "git": BOOL}`` first, then
+    ``{"type": "hello", "protocol": 1, "client": ID, "state_version": N, "instance": ID,
+    "project": NAME, "git": BOOL}`` first, then
     ``{"type": "snapshot", "seq": S, "state": TREE}``: the whole state tree (its shapes
     are :mod:`briotui.kernel.contract`) including every patch up to ``S``; then
     ``{"type": "patch", "seq": S + 1, "ops": [RFC 6902 operations]}`` and so on, in order

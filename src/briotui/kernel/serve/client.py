@@ -117,6 +117,7 @@ class RemoteClient:
             params["client"] = self.name
         if since is not None:
             params["since"] = since
+            params["instance"] = str(self.hello.get("instance", ""))
         headers = {"Origin": self.origin} if self.origin else None
         url = with_query(self.url, **params) if params else self.url
         try:

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -80,11 +79,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def _host_of(netloc: str) -> str:
-    """The host part of ``host[:port]`` or ``[v6]:port``, lower-cased."""
-    return (urlsplit("//" + netloc).hostname or "").lower()
 
 
 class _Client:
@@ -142,6 +136,8 @@ class KernelServer:
         self.max_message = max_message
         self.queue_limit = queue_limit
         self.board = PromptBoard(kernel.state)
+        self.instance = secrets.token_hex(6)
+        """This server's id: ``since`` counts only for the server that numbered it."""
         self._publish_prompts = prompts
         self._replay: deque[tuple[int, str]] = deque(maxlen=max(1, replay))
         self._delivered = 0
@@ -244,7 +240,7 @@ class KernelServer:
                 "Wrong or missing token: attach with the URL `briotui serve` printed.",
             )
         origin = request.headers.get("Origin")
-        if origin is not None and not self._origin_allowed(origin, request.headers):
+        if origin is not None and not self._origin_allowed(origin):
             log.warning(
                 "refused a connection from %s: origin %r", connection.remote_address, origin
             )
@@ -255,12 +251,15 @@ class KernelServer:
             )
         return None
 
-    def _origin_allowed(self, origin: str, headers: Headers) -> bool:
-        """A browser's page may attach only when it comes from the server's own host."""
+    def _origin_allowed(self, origin: str) -> bool:
+        """A browser's page may attach only when it comes from the host served on.
+
+        The ``Host`` header is not trusted for this (a rebound DNS name sends its own).
+        """
         origin_host = (urlsplit(origin).hostname or "").lower()
         if not origin_host:
             return False
-        served = _host_of(headers.get("Host", "")) or self.host.lower()
+        served = self.host.lower().strip("[]")
         if origin_host == served:
             return True
         return is_loopback(origin_host) and is_loopback(served)
@@ -274,6 +273,8 @@ class KernelServer:
         name = _CLIENT_NAME.sub("", (query.get("client") or [""])[0])[:32] or "client"
         client = _Client(f"{name}-{secrets.token_hex(3)}", ws)
         since = _int_or_none(query["since"][0] if query.get("since") else None)
+        if (query.get("instance") or [""])[0] != self.instance:
+            since = None  # numbered by another server (or a restart): start from a snapshot
         self._join(client, since)
         client.writer = asyncio.create_task(self._write(client), name=f"serve {client.id}")
         log.info("client %s joined from %s", client.id, ws.remote_address)
@@ -301,6 +302,7 @@ class KernelServer:
             "protocol": PROTOCOL,
             "client": client.id,
             "state_version": contract.STATE_VERSION,
+            "instance": self.instance,
             "project": self.kernel.paths.root.name,
             "git": (self.kernel.paths.root / ".git").exists(),
         }
