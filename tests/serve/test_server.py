@@ -13,16 +13,20 @@ import asyncio
 import copy
 import json
 import random
+import ssl
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
 
+import jsonpatch
 import pytest
 from tests.conftest import make_git_project
 from tests.state.test_state_property import random_op
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from briotui.kernel import contract
 from briotui.kernel.caps.model import CapabilityRequest
 from briotui.kernel.errors import RemoteClosed, RemoteCommandFailed, RemoteRefused
 from briotui.kernel.serve.client import RemoteClient
@@ -309,6 +313,7 @@ async def test_a_capability_prompt_is_state_and_the_first_answer_wins(project: P
             "README.md",
         )
         await alice.wait_for(lambda tree: prompt_id in tree.get("prompts", {}))
+        contract.validate_tree(kernel.state.get(""))  # the prompt fits the state contract
         assert await alice.command("answer", prompt=prompt_id, answer="once") == {}
         with pytest.raises(RemoteCommandFailed) as late:
             await bob.command("answer", prompt=prompt_id, answer="deny")
@@ -399,3 +404,52 @@ def test_the_threaded_state_keeps_clients_consistent(project: Path) -> None:
                 await client.close()
 
     asyncio.run(scenario())
+
+
+async def test_the_remote_kernels_state_follows_a_rejoin_from_a_fresh_snapshot(
+    project: Path,
+) -> None:
+    from briotui.kernel.serve.remote import RemoteKernel
+
+    async with served(project, replay=2) as (kernel, server):
+        kernel.state.set(["gone"], {"soon": True})
+        remote = await RemoteKernel.attach(server.url)
+        mirror: dict[str, Any] = {}
+
+        def apply(patch: Any) -> None:
+            jsonpatch.apply_patch(mirror, patch.ops, in_place=True)
+
+        subscription = remote.state.subscribe(apply)
+        mirror.update(subscription.snapshot.tree)
+        [(_, connected)] = list(server.clients.items())
+        await connected.ws.close()  # the connection drops ...
+        await remote.client.closed.wait()
+        kernel.state.remove(["gone"])  # ... and more changes than the replay keeps
+        for i in range(10):
+            kernel.state.set(["tasks", f"t{i}"], {"n": i})
+        await remote.client.wait_for(lambda tree: "t9" in tree.get("tasks", {}), within_s=10)
+        assert remote.client.snapshots == 2
+        assert mirror == kernel.state.get("")
+        assert remote.state.get(["tasks", "t9", "n"]) == 9
+        await remote.close()
+
+
+async def test_tls_with_the_users_certificate(project: Path, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(  # noqa: ASYNC221 - a test making its certificate once
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    async with served(project, ssl_context=server_tls) as (kernel, server):
+        assert server.url.startswith("wss://127.0.0.1:")
+        client_tls = ssl.create_default_context(cafile=str(cert))
+        client = RemoteClient(server.url, ssl_context=client_tls)
+        await client.connect()
+        assert client.tree == kernel.state.get("")
+        await client.close()
+        with pytest.raises(RemoteClosed):  # plain ws:// to a TLS server does not join
+            await RemoteClient(server.url.replace("wss://", "ws://")).connect(within_s=3)

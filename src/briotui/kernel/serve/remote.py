@@ -21,7 +21,7 @@ import contextlib
 import copy
 import dataclasses
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from briotui.kernel import contract
@@ -74,8 +74,9 @@ class RemoteState:
     def __init__(self, client: RemoteClient) -> None:
         self._client = client
         self._sinks: list[tuple[PatchSink, asyncio.AbstractEventLoop | None]] = []
+        self._keys: set[str] = set(client.tree)
+        """The top-level keys subscribers have (removed when a fresh snapshot lacks them)."""
         client.listeners.append(self._on_change)
-        self._resync: list[Callable[[], None]] = []
 
     @property
     def seq(self) -> int:
@@ -125,11 +126,16 @@ class RemoteState:
 
     def _on_change(self, patch: StatePatch | None) -> None:
         if patch is None:  # a fresh snapshot: replace everything
-            ops = [
-                {"op": "add", "path": "/" + key, "value": copy.deepcopy(value)}
-                for key, value in self._client.tree.items()
+            tree = self._client.tree
+            ops: list[dict[str, Any]] = [
+                {"op": "remove", "path": "/" + key} for key in self._keys - tree.keys()
+            ]
+            ops += [
+                {"op": "add", "path": "/" + key, "value": copy.deepcopy(v)}
+                for key, v in tree.items()
             ]
             patch = StatePatch(self._client.seq, ops)
+        self._keys = set(self._client.tree)
         for sink, loop in list(self._sinks):
             if loop is None:
                 sink(patch)
