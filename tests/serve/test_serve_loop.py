@@ -119,8 +119,12 @@ async def test_briotui_serve_prints_the_url_serves_and_stops(tmp_path: Path) -> 
     )
     try:
         assert proc.stdout is not None
-        line = await asyncio.to_thread(proc.stdout.readline)
-        info = json.loads(line)
+        printed = ""
+        while not printed.rstrip().endswith("}"):  # one JSON object, indented
+            line = await asyncio.to_thread(proc.stdout.readline)
+            assert line, proc.stderr.read() if proc.stderr else ""
+            printed += line
+        info = json.loads(printed)
         assert info["url"].startswith("ws://127.0.0.1:")
         assert "token=" in info["url"]
         assert info["tls"] is False

@@ -11,13 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import signal
 import ssl
-import sys
 from typing import Any
 
-from briotui.cli.output import say
+from briotui.cli.output import print_json, say
 from briotui.kernel.errors import BrioError, ServeRefused
 
 
@@ -160,13 +158,12 @@ async def _serve(
             "project": str(kernel.paths.root),
         }
         if args.json:
-            sys.stdout.write(json.dumps(info) + "\n")
+            print_json(info)
         else:
             say(f"Serving {kernel.paths.root}")
             say("Attach with:")
             say(f"    briotui attach '{server.url}'")
-            say("Stop with Ctrl-C.")
-        sys.stdout.flush()
+            say("Stop with Ctrl-C.", flush=True)
         await stop.wait()
     finally:
         await server.close()
