@@ -147,3 +147,20 @@ async def test_attaching_with_a_wrong_token_exits_with_the_reason(
             await pilot.pause()
             await asyncio.sleep(0.2)
         assert app.return_code == 2
+
+
+async def test_the_attached_tui_rejoins_after_the_connection_drops(tmp_path: Path) -> None:
+    project = make_git_project(tmp_path / "proj")
+    async with served(project) as (kernel, server):
+        app = make_app(tmp_path, attach=server.url, config_dir=tmp_path / "cfg", build=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_until(pilot, lambda: bool(server.clients))
+            [(_, connected)] = list(server.clients.items())
+            await connected.ws.close()  # the network blips
+            kernel.state.set(["usage", "cost_usd"], 4.5)
+            await wait_until(pilot, lambda: app.mirror["usage"]["cost_usd"] == 4.5, 20)
+            assert app.mirror == kernel.state.get("")
+            titles = [n.title for n in app._notifications]
+            assert "Kernel connection lost" in titles
+        await asyncio.sleep(0.1)
+        assert not server.clients  # quitting the TUI left the kernel

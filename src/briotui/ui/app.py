@@ -145,6 +145,7 @@ class BrioApp(App[int]):
         """The URL of a kernel served by ``briotui serve`` to drive instead of a local one."""
         self._shown_prompts: set[str] = set()
         self._prompt_screens: dict[str, CapabilityPrompt | AskUser] = {}
+        self._connection_watch: asyncio.Task[None] | None = None
         self.HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
         self.project = Path(project).resolve()
         self.config_dir = config_dir or (settings.user_dir if settings else user_config_dir())
@@ -278,6 +279,23 @@ class BrioApp(App[int]):
         self._unsubscribe_events = remote.events.subscribe(self._on_event)
         await self.push_screen(MainScreen())
         self._answer_prompts()
+        # a plain task, not a worker: it lasts as long as the app (workers are waited for)
+        self._connection_watch = asyncio.create_task(
+            self._watch_connection(remote.client.closed, remote.client.joined)
+        )
+
+    async def _watch_connection(self, closed: asyncio.Event, joined: asyncio.Event) -> None:
+        """Say when the connection to a served kernel drops and when it is back."""
+        while True:
+            await closed.wait()
+            self.notify(
+                "The connection to the kernel dropped; rejoining (the state catches up "
+                "when it is back).",
+                title="Kernel connection lost",
+                severity="warning",
+            )
+            await joined.wait()
+            self.notify("Rejoined the kernel.", title="Kernel connection back")
 
     def _answer_prompts(self) -> None:
         """Ask here the prompts a served kernel published; withdraw those answered elsewhere."""
@@ -316,12 +334,16 @@ class BrioApp(App[int]):
             self.notify(exc.message, title=exc.title, severity="warning")
 
     async def on_unmount(self) -> None:
+        if self._connection_watch is not None:
+            self._connection_watch.cancel()
         if self._subscription is not None:
             self._subscription.close()
         if self._unsubscribe_events is not None:
             self._unsubscribe_events()
         if self._workbench is not None:
             await self._workbench.close()
+            if self._workbench.attached:  # leave the served kernel (it keeps running)
+                await self._workbench.kernel.close()
         if self.kernel is not None:
             await self.kernel.close()
         close = getattr(self._provider, "aclose", None)

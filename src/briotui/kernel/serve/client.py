@@ -95,6 +95,9 @@ class RemoteClient:
         self.close_code: int | None = None
         self.close_reason = ""
         self.closed = asyncio.Event()
+        """Set while the connection is closed (cleared when it is joined again)."""
+        self.joined = asyncio.Event()
+        """Set while connected and joined (cleared when the connection closes)."""
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
@@ -156,6 +159,7 @@ class RemoteClient:
             await ws.close()
             raise RemoteClosed(f"The kernel closed the connection while joining ({exc}).") from None
         self._reader = asyncio.create_task(self._read(ws), name=f"remote {self.client_id}")
+        self.joined.set()
 
     async def close(self) -> None:
         """Close the connection (pending commands fail with RemoteClosed)."""
@@ -182,6 +186,7 @@ class RemoteClient:
         self.close_code = ws.close_code
         self.close_reason = ws.close_reason or ""
         self._fail_pending(f"The connection closed ({self.close_code} {self.close_reason}).")
+        self.joined.clear()
         self.closed.set()
         if self.rejoin and not self._closing:
             await self._rejoin()
