@@ -38,7 +38,8 @@ def register(sub: Any) -> None:
             "the kernel's overhead per agent run, warm against cold runs), "
             "sessions (fork of a 50k-file project, create in a fresh process, diff and "
             "commit of 100 files, each beside git doing the same: git status, git diff, "
-            "git apply + sync), model streaming overhead, the mesh and the state tree; "
+            "git apply + sync), model streaming overhead, the mesh, the state tree and a "
+            "served kernel's fan-out; "
             "print a table and write JSON. With --builds, also agent builds from an empty "
             "cache (first run, all agents) and hot reload."
         ),
@@ -119,7 +120,15 @@ async def _measure(args: argparse.Namespace) -> list[Measure]:
     models = await bench_llm()
     mesh = await asyncio.to_thread(bench_mesh)
     state = await asyncio.to_thread(bench_state)
-    return [*measures, *sessions, *models, *mesh, *state]
+    served = await _serve_figures()
+    return [*measures, *sessions, *models, *mesh, *state, *served]
+
+
+async def _serve_figures() -> list[Measure]:
+    """A served kernel on loopback: patch fan-out, change-to-client latency, late join."""
+    from briotui.devtools.bench.serve import bench_serve
+
+    return await bench_serve()
 
 
 _FIRST_FRAME = """

@@ -44,6 +44,8 @@ SUBCOMMANDS = (
     "cmd_mcp",
     "cmd_bench",
     "cmd_dev",
+    "cmd_serve",
+    "cmd_attach",
 )
 """The subcommands' modules under ``briotui.cli``, in the order ``--help`` lists them."""
 

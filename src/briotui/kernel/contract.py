@@ -269,6 +269,32 @@ class SandboxView(TypedDict):
     problem: NotRequired[str]
 
 
+# -- /prompts (questions waiting for a user; published by a served kernel) -----------
+
+
+PromptKind = Literal["capability", "question"]
+
+
+class PromptView(TypedDict):
+    """A question waiting for a user under ``/prompts/<id>``: a capability prompt (an
+    agent's call outside its grants) or an agent's clarifying question. Any attached
+    client may answer it; the first answer wins and the prompt is removed."""
+
+    id: str
+    kind: PromptKind
+    agent: str
+    task: str
+    session: str
+    capability: str
+    """What the agent asks to do (``write``, ``shell``...); "" for a question."""
+    target: str
+    """The path, the command line...; for a question, the question."""
+    reason: str
+    unsandboxed: bool
+    at: float
+    """When it was asked (epoch seconds)."""
+
+
 class StateView(TypedDict):
     """The whole state tree."""
 
@@ -279,6 +305,8 @@ class StateView(TypedDict):
     usage: UsageView
     provider: ProviderView
     sandbox: SandboxView
+    prompts: NotRequired[dict[str, PromptView]]
+    """Absent until a served kernel asks its first question."""
 
 
 # -- constructors (the kernel publishes only these) ----------------------------------
@@ -522,6 +550,34 @@ def error_view(error: Mapping[str, Any]) -> ErrorView:
     return view
 
 
+def prompt_view(
+    prompt_id: str,
+    *,
+    kind: PromptKind,
+    agent: str,
+    target: str,
+    task: str = "",
+    session: str = "",
+    capability: str = "",
+    reason: str = "",
+    unsandboxed: bool = False,
+    at: float = 0.0,
+) -> PromptView:
+    """``/prompts/<id>``."""
+    return PromptView(
+        id=prompt_id,
+        kind=kind,
+        agent=agent,
+        task=task,
+        session=session,
+        capability=capability,
+        target=target,
+        reason=reason,
+        unsandboxed=bool(unsandboxed),
+        at=float(at),
+    )
+
+
 def initial_tree(sandbox: SandboxView) -> StateView:
     """The tree a kernel starts with."""
     return StateView(
@@ -581,6 +637,12 @@ def provider(tree: Mapping[str, Any]) -> ProviderView:
     """``/provider``."""
     found: ProviderView | None = tree.get("provider")
     return found or no_provider()
+
+
+def prompts(tree: Mapping[str, Any]) -> dict[str, PromptView]:
+    """``/prompts``: the questions waiting for an answer (oldest first)."""
+    found: dict[str, PromptView] = tree.get("prompts") or {}
+    return dict(sorted(found.items(), key=lambda item: item[1].get("at", 0.0)))
 
 
 def sandbox(tree: Mapping[str, Any]) -> SandboxView | None:

@@ -867,3 +867,71 @@ class McpRefused(McpError):
     kind = "mcp-refused"
     default_title = "MCP tool call refused"
     wit_kind = "denied"
+
+
+# --- A served kernel and its clients (briotui.kernel.serve) --------------------------------
+#
+#   RemoteError                a served kernel or its connection failed
+#   ├── RemoteRefused          the server refused the connection (token, origin, TLS)
+#   ├── RemoteProtocolError    a message is malformed, too large, or an unknown command
+#   ├── RemoteClosed           the connection closed (the client may rejoin)
+#   ├── RemoteCommandFailed    a command failed on the served kernel (carries its error's kind)
+#   ├── PromptNotFound         the prompt was already answered (first answer wins) or withdrawn
+#   └── ServeRefused           `briotui serve` will not start as asked (non-loopback, no TLS)
+
+
+class RemoteError(BrioError):
+    """A served kernel, or the connection to it, failed."""
+
+    kind = "remote"
+    default_title = "Remote kernel error"
+
+
+class RemoteRefused(RemoteError):
+    """The server refused the connection: wrong token, bad origin, or TLS mismatch."""
+
+    kind = "remote-refused"
+    default_title = "Connection refused by the kernel"
+
+
+class RemoteProtocolError(RemoteError):
+    """A message is not valid JSON, too large, of an unknown type, or an unknown command."""
+
+    kind = "remote-protocol"
+    default_title = "Malformed message"
+
+
+class RemoteClosed(RemoteError):
+    """The connection to the served kernel closed (the client may rejoin)."""
+
+    kind = "remote-closed"
+    default_title = "Connection to the kernel closed"
+
+
+class RemoteCommandFailed(RemoteError):
+    """A command sent to a served kernel failed there; ``kind``, ``title`` and ``message``
+    are the kernel's own error's (e.g. ``session-not-found``)."""
+
+    kind = "remote-command"
+    default_title = "Command failed"
+
+    @classmethod
+    def of(cls, error: dict[str, Any]) -> RemoteCommandFailed:
+        """The error a result message's ``error`` object describes."""
+        failed = cls(str(error.get("message", "")), title=str(error.get("title") or "") or None)
+        failed.kind = str(error.get("kind") or cls.kind)
+        return failed
+
+
+class PromptNotFound(RemoteError):
+    """No such waiting prompt: another client answered it first, or it was withdrawn."""
+
+    kind = "prompt-not-found"
+    default_title = "Prompt already answered"
+
+
+class ServeRefused(ConfigError):
+    """``briotui serve`` will not start as asked (a non-loopback host without TLS)."""
+
+    kind = "serve-refused"
+    default_title = "Refusing to serve"

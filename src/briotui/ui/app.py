@@ -30,7 +30,7 @@ import importlib
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 
 import jsonpatch
 from textual import work
@@ -40,7 +40,7 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from briotui.kernel import contract
-from briotui.kernel.caps.model import Answer, CapabilityRequest
+from briotui.kernel.caps.model import Answer, Capability, CapabilityRequest
 from briotui.kernel.errors import BrioError, ConfigError
 from briotui.kernel.paths import themes_dir, user_config_dir
 from briotui.kernel.settings import Settings, load_settings
@@ -157,8 +157,14 @@ class BrioApp(App[int]):
         config_dir: Path | None = None,
         build: bool = True,
         settings: Settings | None = None,
+        attach: str | None = None,
     ) -> None:
         super().__init__()
+        self.attach_url = attach
+        """The URL of a kernel served by ``briotui serve`` to drive instead of a local one."""
+        self._shown_prompts: set[str] = set()
+        self._prompt_screens: dict[str, CapabilityPrompt | AskUser] = {}
+        self._connection_watch: asyncio.Task[None] | None = None
         self.HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
         self.project = Path(project).resolve()
         self.config_dir = config_dir or (settings.user_dir if settings else user_config_dir())
@@ -240,8 +246,16 @@ class BrioApp(App[int]):
         await self.push_screen(MainScreen())  # over an empty state: the first frame
 
     def on_ready(self) -> None:
-        """The first frame is on the screen: now the kernel."""
-        self._start_kernel()
+        """The first frame is on the screen: now the kernel (or the served one)."""
+        if self.attach_url is not None:
+            self._start_attached(self.attach_url)
+        else:
+            self._start_kernel()
+
+    @work(exclusive=True, group="kernel", description="attach to a served kernel")
+    async def _start_attached(self, url: str) -> None:
+        """Join a served kernel after the first frame (see :meth:`_mount_attached`)."""
+        await self._mount_attached(url)
 
     @work(exclusive=True, group="kernel", description="start the kernel")
     async def _start_kernel(self) -> None:
@@ -298,13 +312,94 @@ class BrioApp(App[int]):
         self.notify("briotui is still starting; try again in a moment.", timeout=3)
         return True
 
+    async def _mount_attached(self, url: str) -> None:
+        """Drive a served kernel: its state mirrored here, its prompts answered from here.
+
+        Building agents, watching the working tree, checking providers and trust belong
+        to the machine serving the kernel; none of it runs here.
+        """
+        from briotui.kernel.serve.remote import RemoteKernel
+
+        try:
+            remote = await RemoteKernel.attach(url)
+        except BrioError as exc:
+            self.exit(return_code=2, message=f"{exc.title}: {exc.message}")
+            return
+        self._workbench = Workbench(remote, None, attached=True, answer=remote.answer)
+        self.sub_title = f"attached to {remote.client.hello.get('project', '?')}"
+        loop = asyncio.get_running_loop()
+        self._subscription = self.workbench.state.subscribe(self._on_patch, loop=loop)
+        self.mirror = self._subscription.snapshot.tree
+        self._seq = self._subscription.snapshot.seq
+        self._unsubscribe_events = remote.events.subscribe(self._on_event)
+        self.kernel_started.set()
+        self._broadcast(StateUpdated(self._seq))  # the main screen shows the kernel's state
+        self._answer_prompts()
+        # a plain task, not a worker: it lasts as long as the app (workers are waited for)
+        self._connection_watch = asyncio.create_task(
+            self._watch_connection(remote.client.closed, remote.client.joined)
+        )
+
+    async def _watch_connection(self, closed: asyncio.Event, joined: asyncio.Event) -> None:
+        """Say when the connection to a served kernel drops and when it is back."""
+        while True:
+            await closed.wait()
+            self.notify(
+                "The connection to the kernel dropped; rejoining (the state catches up "
+                "when it is back).",
+                title="Kernel connection lost",
+                severity="warning",
+            )
+            await joined.wait()
+            self.notify("Rejoined the kernel.", title="Kernel connection back")
+
+    def _answer_prompts(self) -> None:
+        """Ask here the prompts a served kernel published; withdraw those answered elsewhere."""
+        waiting = contract.prompts(self.mirror)
+        for prompt_id, view in waiting.items():
+            if prompt_id not in self._shown_prompts:
+                self._shown_prompts.add(prompt_id)
+                self.answer_prompt(prompt_id, view)
+        for prompt_id, screen in list(self._prompt_screens.items()):
+            if prompt_id not in waiting and screen.is_attached:
+                screen.dismiss(None)  # another client answered it first
+
+    @work(exit_on_error=False, group="prompts", description="answer a prompt")
+    async def answer_prompt(self, prompt_id: str, view: contract.PromptView) -> None:
+        """Show one published prompt and send the answer (the first answer wins)."""
+        workbench = self.workbench
+        answer: str | None
+        if view["kind"] == "question":
+            answer = await self.ask_user(view["agent"], view["target"], prompt_id=prompt_id)
+        else:
+            request = CapabilityRequest(
+                agent=view["agent"],
+                capability=cast(Capability, view["capability"]),
+                target=view["target"],
+                task_id=view["task"],
+                session_id=view["session"],
+                reason=view["reason"],
+                unsandboxed=view["unsandboxed"],
+            )
+            answer = await self.ask_capability(request, prompt_id=prompt_id)
+        if prompt_id not in contract.prompts(self.mirror):
+            return  # answered elsewhere meanwhile
+        try:
+            await workbench.answer(prompt_id, answer or "")
+        except BrioError as exc:
+            self.notify(exc.message, title=exc.title, severity="warning")
+
     async def on_unmount(self) -> None:
+        if self._connection_watch is not None:
+            self._connection_watch.cancel()
         if self._subscription is not None:
             self._subscription.close()
         if self._unsubscribe_events is not None:
             self._unsubscribe_events()
         if self._workbench is not None:
             await self._workbench.close()
+            if self._workbench.attached:  # leave the served kernel (it keeps running)
+                await self._workbench.kernel.close()
         if self.kernel is not None:
             await self.kernel.close()
         close = getattr(self._provider, "aclose", None)
@@ -376,6 +471,8 @@ class BrioApp(App[int]):
         if self._state_dirty:
             self._state_dirty = False
             self._note_finished_tasks()
+            if self.attach_url is not None:
+                self._answer_prompts()
             self._broadcast(StateUpdated(self._seq))
         pending, self._pending_text = self._pending_text, {}
         for task_id, parts in pending.items():
@@ -717,7 +814,8 @@ class BrioApp(App[int]):
 
     async def action_quit(self) -> None:
         """Quit, asking first while tasks are running."""
-        running = self.workbench.running() if self._workbench is not None else []
+        attached = self._workbench is None or self.workbench.attached
+        running = self.workbench.running() if not attached else []  # attached: they go on
         if not running:
             self.exit(0)
             return
@@ -793,8 +891,11 @@ class BrioApp(App[int]):
 
     # -- capability prompts ----------------------------------------------------------------
 
-    async def ask_user(self, agent: str, question: str) -> str | None:
-        """The kernel's question to the user (one modal at a time); None for no answer."""
+    async def ask_user(self, agent: str, question: str, *, prompt_id: str = "") -> str | None:
+        """The kernel's question to the user (one modal at a time); None for no answer.
+
+        ``prompt_id`` names a served kernel's prompt (withdrawn when answered elsewhere).
+        """
         async with self._prompt_lock:
             if not self.is_running:
                 return None
@@ -804,11 +905,20 @@ class BrioApp(App[int]):
                 if not shown.done():
                     shown.set_result(result)
 
-            self.call_later(self.push_screen, AskUser(agent, question), answered)
-            return await shown
+            dialog = AskUser(agent, question)
+            if prompt_id:
+                self._prompt_screens[prompt_id] = dialog
+            self.call_later(self.push_screen, dialog, answered)
+            try:
+                return await shown
+            finally:
+                self._prompt_screens.pop(prompt_id, None)
 
-    async def ask_capability(self, request: CapabilityRequest) -> Answer:
-        """The kernel's prompt: one modal at a time; identical requests share one answer."""
+    async def ask_capability(self, request: CapabilityRequest, *, prompt_id: str = "") -> Answer:
+        """The kernel's prompt: one modal at a time; identical requests share one answer.
+
+        ``prompt_id`` names a served kernel's prompt (withdrawn when answered elsewhere).
+        """
         kind = request.capability + (" unsandboxed" if request.unsandboxed else "")
         key = (request.agent, kind, request.target, request.session_id)
         if key in self._asking:
@@ -828,13 +938,17 @@ class BrioApp(App[int]):
 
                     queued = max(0, len(self._asking) - 1)
                     prompt = CapabilityPrompt(request, queued=queued)
+                    if prompt_id:
+                        self._prompt_screens[prompt_id] = prompt
                     self.call_later(self.push_screen, prompt, answered)
                     answer = await shown
             future.set_result(answer)
-            self._record_decision(request, answer)
+            if not prompt_id or prompt_id in contract.prompts(self.mirror):  # not withdrawn
+                self._record_decision(request, answer)
             return answer
         finally:
             self._asking.pop(key, None)
+            self._prompt_screens.pop(prompt_id, None)
 
     def _record_decision(self, request: CapabilityRequest, answer: Answer) -> None:
         verdict = {
@@ -987,6 +1101,7 @@ def make_app(
     config_dir: Path | None = None,
     build: bool = True,
     settings: Settings | None = None,
+    attach: str | None = None,
 ) -> BrioApp:
     """The app for ``project``: used by the CLI and the tests alike.
 
@@ -1000,6 +1115,8 @@ def make_app(
         settings: The settings, built once by the caller (the CLI's
             :func:`~briotui.kernel.settings.load_settings`; tests inject their own) and
             handed to the kernel too; None reads them on mount.
+        attach: Drive the kernel ``briotui serve`` serves at this URL instead of a
+            local one (``briotui attach``).
     """
     return BrioApp(
         project,
@@ -1008,6 +1125,7 @@ def make_app(
         config_dir=config_dir,
         build=build,
         settings=settings,
+        attach=attach,
     )
 
 

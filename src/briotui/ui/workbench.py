@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 from briotui.kernel import contract
-from briotui.kernel.errors import BrioError
-from briotui.kernel.kernel import Kernel
+from briotui.kernel.errors import BrioError, PromptNotFound
 from briotui.kernel.llm.router import Router
 from briotui.kernel.llm.types import Provider
-from briotui.kernel.state import StateTree
 from briotui.kernel.text import sanitize
-from briotui.kernel.vfs import SessionManager
+from briotui.ui.port import KernelPort, SessionsPort, StatePort
 
 
 def provider_info(provider: Provider | None, *, demo: bool = False) -> contract.ProviderView:
@@ -47,15 +46,28 @@ class Workbench:
     """The kernel as the UI uses it.
 
     Args:
-        kernel: The project's kernel.
-        provider: Where model requests go (None: nothing answers).
+        kernel: The project's kernel, local or attached (``briotui attach``).
+        provider: Where model requests go (None: nothing answers, or the served
+            kernel's own provider when attached).
+        attached: The kernel is served elsewhere: its provider and its tasks are its
+            own (nothing published here; closing the UI leaves its tasks running).
+        answer: Answers a served kernel's published prompt (``/prompts``).
     """
 
-    def __init__(self, kernel: Kernel, provider: Provider | None) -> None:
+    def __init__(
+        self,
+        kernel: KernelPort,
+        provider: Provider | None,
+        *,
+        attached: bool = False,
+        answer: Callable[[str, str], Awaitable[None]] | None = None,
+    ) -> None:
         self.kernel = kernel
+        self._answer = answer
         self.provider = provider
-        self.state: StateTree = kernel.state
-        if not contract.provider(self.state.get("")).get("name"):
+        self.attached = attached
+        self.state: StatePort = kernel.state
+        if not attached and not contract.provider(self.state.get("")).get("name"):
             # Until the first reply says which model answered, show the configured one.
             self.use_provider(provider)
 
@@ -87,6 +99,16 @@ class Workbench:
         """Stop ``task_id`` (and its subtasks); returns whether something was running."""
         return self.kernel.cancel(task_id)
 
+    async def answer(self, prompt_id: str, answer: str) -> None:
+        """Answer a prompt a served kernel published (the first answer wins).
+
+        Raises:
+            PromptNotFound: another client answered it first, or it was withdrawn.
+        """
+        if self._answer is None:
+            raise PromptNotFound("This kernel publishes no prompts; it asks in a dialog.")
+        await self._answer(prompt_id, answer)
+
     def running(self) -> list[str]:
         """Ids of the tasks not finished yet."""
         return [
@@ -95,7 +117,7 @@ class Workbench:
             if node["status"] in ("pending", "running", "waiting")
         ]
 
-    def sessions(self) -> SessionManager:
+    def sessions(self) -> SessionsPort:
         """The project's sessions."""
         return self.kernel.sessions()
 
@@ -119,7 +141,10 @@ class Workbench:
         return "\n\n---\n\n".join(parts)
 
     async def close(self) -> None:
-        """Stop running tasks (waiting briefly for them to record how they ended)."""
+        """Stop running tasks (waiting briefly for them to record how they ended); an
+        attached UI leaves the served kernel's tasks running."""
+        if self.attached:
+            return
         running = self.running()
         for task_id in running:
             self.cancel(task_id)

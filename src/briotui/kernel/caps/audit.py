@@ -81,6 +81,28 @@ class AuditLog:
                 ),
             )
 
+    def record_command(
+        self, client: str, command: str, target: str, *, ok: bool, reason: str = ""
+    ) -> None:
+        """Append one row for a command a served kernel's client issued.
+
+        The row's ``agent`` is ``client:<id>``, its ``capability`` ``command``, its
+        ``target`` the command and what it named, and ``decided_by`` the client.
+        """
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO audit (at, agent, instance, task_id, capability, target, decision,"
+                " decided_by, reason) VALUES (?, ?, '', '', 'command', ?, ?, ?, ?)",
+                (
+                    time.time(),
+                    f"client:{client}",
+                    f"{command} {target}".strip()[:2000],
+                    "allowed" if ok else "denied",
+                    f"client:{client}",
+                    reason[:2000],
+                ),
+            )
+
     def rows(
         self, *, limit: int = 200, agent: str | None = None, decision: str | None = None
     ) -> list[AuditRow]:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.model import (
     Answer,
+    Answered,
     ApproveMode,
     Capability,
     CapabilityRequest,
@@ -39,8 +40,8 @@ from briotui.kernel.store import Store
 
 log = logging.getLogger(__name__)
 
-PromptFn = Callable[[CapabilityRequest], Coroutine[Any, Any, Answer]]
-"""Asks the user about a request; returns their answer."""
+PromptFn = Callable[[CapabilityRequest], Coroutine[Any, Any, Answer | Answered]]
+"""Asks the user about a request; returns their answer (with who gave it, if known)."""
 
 _STOP_POLL_S = 0.05
 """How often a waiting prompt looks whether the asking agent's run was stopped."""
@@ -89,7 +90,7 @@ class Capabilities:
         self.loop = loop
         self.prompt_timeout_s = prompt_timeout_s
         self._lock = threading.Lock()
-        self._asking: dict[tuple[str, str, str], concurrent.futures.Future[Answer]] = {}
+        self._asking: dict[tuple[str, str, str], concurrent.futures.Future[Answer | Answered]] = {}
         self._denied: set[tuple[str, str, str, str]] = set()
         self._confirmed: set[tuple[str, str, str]] = set()
 
@@ -335,16 +336,17 @@ class Capabilities:
             return Verdict(False, "policy:never", refusal)
         if self.mode == "all":
             return Verdict(True, "policy:all", "--approve all")
-        answer = self._ask(request, should_stop)
+        answer, by = self._ask(request, should_stop)
+        said = f" (answered by {by})" if by else ""
         if answer == "stopped":
             return Verdict(False, "stopped", "the agent's run was stopped while asking")
         if answer == "deny":
             self._denied.add(denied_key)
-            return Verdict(False, "user:deny", "the user said no")
+            return Verdict(False, "user:deny", "the user said no" + said)
         if answer != "once":
             scope = request.session_id if answer == "session" else ""
             self._confirmed.add((request.agent, request.target, scope))
-        return Verdict(True, f"user:{answer}")
+        return Verdict(True, f"user:{answer}", said.strip(" ()"))
 
     def _decide(
         self, request: CapabilityRequest, should_stop: Callable[[], bool] | None = None
@@ -382,12 +384,13 @@ class Capabilities:
             )
         if self.mode == "all":
             return Verdict(True, "policy:all", "--approve all")
-        answer = self._ask(request, should_stop)
+        answer, by = self._ask(request, should_stop)
+        said = f"answered by {by}" if by else ""
         if answer == "stopped":
             return Verdict(False, "stopped", "the agent's run was stopped while asking")
         if answer == "deny":
             self._denied.add(denied_key)
-            return Verdict(False, "user:deny")
+            return Verdict(False, "user:deny", said)
         pattern = request.target if request.capability != "sql" else "*"
         if answer != "once":
             scope = request.session_id if answer == "session" else ""
@@ -399,11 +402,20 @@ class Capabilities:
                 scope_id=scope,
                 source="user",
             )
-        return Verdict(True, f"user:{answer}")
+        return Verdict(True, f"user:{answer}", said)
 
     def _ask(
         self, request: CapabilityRequest, should_stop: Callable[[], bool] | None = None
-    ) -> Answer | Literal["stopped"]:
+    ) -> tuple[Answer | Literal["stopped"], str]:
+        """The user's answer and who gave it ("" when the prompt does not say)."""
+        given = self._wait_answer(request, should_stop)
+        if isinstance(given, Answered):
+            return given.answer, given.by
+        return given, ""
+
+    def _wait_answer(
+        self, request: CapabilityRequest, should_stop: Callable[[], bool] | None = None
+    ) -> Answer | Answered | Literal["stopped"]:
         prompt, loop = self.prompt, self.loop
         if prompt is None or loop is None:
             return "deny"

@@ -22,6 +22,19 @@ in this project (kept in the store across restarts)."""
 Answer = Literal["once", "session", "project", "deny"]
 """The user's answer to a capability prompt (keys y, s, a, n)."""
 
+
+@dataclass(frozen=True)
+class Answered:
+    """An answer to a capability prompt and who gave it (a served kernel's client).
+
+    A prompt function returns a bare :data:`Answer` when there is one user; a served
+    kernel returns this so the audit row names the client that answered.
+    """
+
+    answer: Answer
+    by: str
+
+
 ApproveMode = Literal["never", "ask", "all"]
 """What a call outside the grants gets when nobody is asked: ``never`` denies (the
 default), ``ask`` prompts the user, ``all`` allows it once (and audits it)."""

@@ -28,10 +28,11 @@ from textual.widgets.option_list import Option
 from briotui.kernel import contract
 from briotui.kernel.errors import BrioError
 from briotui.kernel.text import sanitize
-from briotui.kernel.vfs import Decision, FileChange, Hunk, Session, SessionDiff
+from briotui.kernel.vfs import Decision, FileChange, Hunk, SessionDiff
 from briotui.kernel.vfs.resolve import Choice
 from briotui.ui.host import AppHost, host_of
 from briotui.ui.messages import StateUpdated
+from briotui.ui.port import SessionPort
 from briotui.ui.screens.dialogs import Confirm, RejectReason, ReviseInstruction
 from briotui.ui.screens.test_output import ConfirmUnverified, TestOutput
 from briotui.ui.widgets.diff_view import ConflictView, HunkView
@@ -148,7 +149,7 @@ class ReviewScreen(Screen[None]):
     def __init__(self, session_id: str) -> None:
         super().__init__()
         self.session_id = session_id
-        self.session: Session | None = None
+        self.session: SessionPort | None = None
         self.diff = SessionDiff(())
         self.decisions: dict[str, tuple[Decision, str]] = {}
         self.hunks: list[Hunk] = []
@@ -197,7 +198,7 @@ class ReviewScreen(Screen[None]):
     async def load(self) -> None:
         """Read the session's diff and decisions off the loop, then draw them."""
 
-        def read() -> tuple[Session, SessionDiff, dict[str, tuple[Decision, str]]]:
+        def read() -> tuple[SessionPort, SessionDiff, dict[str, tuple[Decision, str]]]:
             session = self.brio.workbench.kernel.sessions().get(self.session_id)
             return session, session.diff(), session.decisions()
 
@@ -476,6 +477,13 @@ class ReviewScreen(Screen[None]):
         self.app.push_screen(TestOutput(run))
 
     def on_state_updated(self, message: StateUpdated) -> None:
+        # Decisions made elsewhere (another attached client, the CLI) are published in
+        # the session's state: show them as they come.
+        summary = contract.session(self.brio.mirror, self.session_id)
+        if summary is not None and self.session is not None:
+            for hunk in contract.hunks(summary):
+                if hunk["id"] in self.decisions or hunk["decision"] != "pending":
+                    self.decisions[hunk["id"]] = (hunk["decision"], hunk["reason"])
         self._redraw()
 
     # -- moving ------------------------------------------------------------------------
