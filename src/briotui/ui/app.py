@@ -319,6 +319,7 @@ class BrioApp(App[int]):
         to the machine serving the kernel; none of it runs here.
         """
         from briotui.kernel.serve.remote import RemoteKernel
+        from briotui.ui.workbench import Workbench
 
         try:
             remote = await RemoteKernel.attach(url)

@@ -44,7 +44,7 @@ _BOOL = (bool,)
 _OPT_STR = (str, type(None))
 
 COMMANDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
-    "submit": {"goal": (_STR, True), "agent": (_OPT_STR, False)},
+    "submit": {"goal": (_STR, True), "agent": (_OPT_STR, False), "session": (_OPT_STR, False)},
     "cancel": {"task": (_STR, True)},
     "decide": {
         "session": (_STR, True),
@@ -58,10 +58,19 @@ COMMANDS: Final[dict[str, dict[str, tuple[tuple[type, ...], bool]]]] = {
         "git": (_BOOL, False),
         "message": (_OPT_STR, False),
         "force": (_BOOL, False),
+        "expected": ((list, type(None)), False),
     },
     "rollback": {"session": (_STR, True), "force": (_BOOL, False)},
     "discard": {"session": (_STR, True)},
     "revise": {"session": (_STR, True), "instruction": (_STR, False)},
+    "resolve": {
+        "session": (_STR, True),
+        "path": (_STR, True),
+        "choice": (_STR, True),
+        "region": ((int, type(None)), False),
+        "text": (_STR, False),
+    },
+    "retest": {"session": (_STR, True)},
     "answer": {"prompt": (_STR, True), "answer": (_STR, True)},
     "verify_commit": {"session": (_STR, True)},
     "session": {"session": (_STR, True)},

@@ -521,6 +521,10 @@ class KernelServer:
 
     async def _resolve(self, command: Command, client: str) -> Any:
         args = command.args
+        if args["choice"] not in ("ours", "theirs", "both", "text"):
+            raise RemoteProtocolError(
+                f"'resolve' takes choice ours, theirs, both or text, not {args['choice']!r}."
+            )
         done = await self.kernel.resolve_conflict(
             args["session"],
             args["path"],
