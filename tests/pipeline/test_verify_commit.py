@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.pipeline.test_pipeline import REVIEW, edit, plan, repo
+from tests.scripted import REVIEW, edit, plan, repo
 
 from briotui.cli.main import main
 from briotui.kernel.kernel import Kernel

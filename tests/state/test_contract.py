@@ -13,7 +13,7 @@ from typing import Any
 
 import jsonpatch
 import pytest
-from tests.pipeline.test_pipeline import FILES, REVIEW, edit, plan, repo
+from tests.scripted import FILES, REVIEW, conflicting_coders, edit, plan, repo
 
 from briotui.kernel import contract
 from briotui.kernel.errors import StateShapeError
@@ -136,25 +136,7 @@ async def test_every_patch_of_a_full_pipeline_fits_the_contract(
 async def test_a_merge_conflict_is_published_with_its_path_and_regions(
     project: Path, built_agents: list[str]
 ) -> None:
-    provider = ScriptedProvider(
-        [
-            plan(
-                {"title": "double", "goal": "Make add double the sum", "files": ["calc.py"]},
-                {"title": "triple", "goal": "Make add triple the sum", "files": ["calc.py"]},
-            ),
-            ScriptedReply(
-                edit("calc.py", "    return a + b", "    return 2 * (a + b)"),
-                agent="coder",
-                match="double",
-            ),
-            ScriptedReply(
-                edit("calc.py", "    return a + b", "    return 3 * (a + b)"),
-                agent="coder",
-                match="triple",
-            ),
-            REVIEW,
-        ]
-    )
+    provider = ScriptedProvider(conflicting_coders("calc.py"))
     kernel = Kernel(project)
     checker = Checker(kernel)
     try:

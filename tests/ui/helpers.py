@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
+from tests.scripted import edit, plan
+from tests.scripted import review as verdict
 from textual.pilot import Pilot
 
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
@@ -51,18 +52,6 @@ README = "# demo\n"
 README_DOCUMENTED = "# demo\n\n`add(a, b)` adds two numbers.\n"
 
 
-def edit(path: str, old: str, new: str) -> str:
-    """A Coder reply that replaces ``old`` by ``new`` in ``path``."""
-    return f"{path}\n```\n<<<<<<< SEARCH\n{old}\n=======\n{new}\n>>>>>>> REPLACE\n```\n"
-
-
-def plan(*subtasks: dict[str, Any]) -> ScriptedReply:
-    """The Council's plan."""
-    return ScriptedReply(
-        json.dumps({"question": None, "subtasks": list(subtasks)}), agent="council"
-    )
-
-
 def hunk_id(path: str, old: str, new: str) -> str:
     """The id the kernel gives the one hunk of changing ``path`` from ``old`` to ``new``."""
     change = file_change(
@@ -96,9 +85,7 @@ def two_coders(review: dict[str, Any] | None = None) -> list[ScriptedReply]:
             agent="coder",
             match="Document add",
         ),
-        ScriptedReply(
-            json.dumps(review or {"verdict": "approve", "findings": []}), agent="reviewer"
-        ),
+        verdict(**(review or {})),
     ]
 
 
@@ -120,27 +107,6 @@ def findings_review() -> dict[str, Any]:
             },
         ],
     }
-
-
-def conflicting_coders() -> list[ScriptedReply]:
-    """A plan whose two Coders change the same line differently (the merge conflicts)."""
-    return [
-        plan(
-            {"title": "double", "goal": "Make add double the sum", "files": ["app.py"]},
-            {"title": "triple", "goal": "Make add triple the sum", "files": ["app.py"]},
-        ),
-        ScriptedReply(
-            edit("app.py", "    return a + b", "    return 2 * (a + b)"),
-            agent="coder",
-            match="double the sum",
-        ),
-        ScriptedReply(
-            edit("app.py", "    return a + b", "    return 3 * (a + b)"),
-            agent="coder",
-            match="triple the sum",
-        ),
-        ScriptedReply(json.dumps({"verdict": "request-changes", "findings": []}), agent="reviewer"),
-    ]
 
 
 class HeldProvider:

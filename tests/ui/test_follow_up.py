@@ -109,14 +109,13 @@ async def test_the_follow_up_toggle_shows_in_the_input_and_continues_the_session
 async def test_a_verified_session_reviewed_after_a_restart_is_verified_with_provenance(
     tmp_path: Path, built_agents: list[str], config_dir: Path
 ) -> None:
-    from tests.pipeline.test_pipeline import FILES, repo
-    from tests.pipeline.test_restart_state import replies
+    from tests.scripted import FILES, fix_round, repo
 
     project = repo(tmp_path / "proj", FILES)
     first = Kernel(project)
     try:
         result = await first.wait(
-            await first.submit("Add sub(a, b) to calc.py", provider=replies())
+            await first.submit("Add sub(a, b) to calc.py", provider=fix_round("fixer"))
         )
         assert result.verified is True, result
     finally:
