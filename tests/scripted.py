@@ -30,11 +30,21 @@ TESTS_CONFIG = '[tests]\ncommand = "python -m pytest -q"\n'
 """A project config whose test command runs pytest."""
 
 
-def repo(root: Path, files: dict[str, str], *, config: str | None = TESTS_CONFIG) -> Path:
-    """A trusted git repository at ``root`` with ``files`` committed.
+def repo(
+    root: Path,
+    files: dict[str, str],
+    *,
+    config: str | None = TESTS_CONFIG,
+    tracked: Iterable[str] | None = None,
+) -> Path:
+    """A trusted git repository at ``root`` with ``files`` written and committed.
 
-    ``config`` is written to ``.brio/config.toml`` (not committed); ``None`` leaves the
-    project without a config (its ``.brio`` folder exists but is empty).
+    Args:
+        root: Where (made if missing).
+        files: Each file's relative path and text.
+        config: What ``.brio/config.toml`` says (not committed); None leaves the project
+            without a config (its ``.brio`` folder exists but is empty).
+        tracked: The paths the first commit adds (default: every file).
     """
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -44,10 +54,19 @@ def repo(root: Path, files: dict[str, str], *, config: str | None = TESTS_CONFIG
         (root / ".brio" / "config.toml").write_text(config)
     run = ["git", "-c", "user.name=T", "-c", "user.email=t@e.x"]
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    subprocess.run([*run, "add", "--", *files], cwd=root, check=True)
+    subprocess.run(
+        [*run, "add", "--", *(files if tracked is None else tracked)], cwd=root, check=True
+    )
     subprocess.run([*run, "commit", "-qm", "init"], cwd=root, check=True)
     trust_project(root)  # its [tests] command applies only in a trusted project
     return root
+
+
+def git(project: Path, *args: str) -> str:
+    """What ``git ARGS`` prints in ``project`` (it must succeed)."""
+    return subprocess.run(
+        ["git", *args], cwd=project, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def edit(path: str, old: str, new: str) -> str:
@@ -85,6 +104,48 @@ REVIEW = review(
     ],
 )
 """An approval with a finding on no hunk and one on a hunk that does not exist."""
+
+
+def sub_and_whisper(
+    *, acceptance: list[str] | None = None, delay_ms: int = 0
+) -> list[ScriptedReply]:
+    """A plan of two subtasks on two files of :data:`FILES` (add sub to calc.py, add
+    whisper to text.py), a Coder for each, then :data:`REVIEW`.
+
+    Args:
+        acceptance: The sub subtask's acceptance criteria (none when None).
+        delay_ms: How long each Coder's model takes to answer.
+    """
+    sub: dict[str, Any] = {"title": "add sub", "goal": "Add sub(a, b) to calc.py"}
+    sub["files"] = ["calc.py"]
+    if acceptance is not None:
+        sub["acceptance"] = acceptance
+    return [
+        plan(
+            sub, {"title": "add whisper", "goal": "Add whisper(s) to text.py", "files": ["text.py"]}
+        ),
+        ScriptedReply(
+            edit(
+                "calc.py",
+                "    return a + b",
+                "    return a + b\n\n\ndef sub(a, b):\n    return a - b",
+            ),
+            agent="coder",
+            match="Add sub",
+            delay_ms=delay_ms,
+        ),
+        ScriptedReply(
+            edit(
+                "text.py",
+                "    return s.upper()",
+                "    return s.upper()\n\n\ndef whisper(s):\n    return s.lower()",
+            ),
+            agent="coder",
+            match="Add whisper",
+            delay_ms=delay_ms,
+        ),
+        REVIEW,
+    ]
 
 
 def conflicting_coders(

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.scripted import FILES, REVIEW, conflicting_coders, edit, plan, repo
+from tests.scripted import FILES, conflicting_coders, repo, sub_and_whisper
 
 from briotui.kernel.kernel import Kernel
-from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
+from briotui.kernel.llm.scripted import ScriptedProvider
 from briotui.kernel.state import StatePatch
 
 pytestmark = pytest.mark.slow
@@ -23,40 +23,7 @@ def project(tmp_path: Path) -> Path:
 async def test_two_subtasks_planned_coded_in_parallel_merged_reviewed_and_verified(
     project: Path, built_agents: list[str]
 ) -> None:
-    provider = ScriptedProvider(
-        [
-            plan(
-                {
-                    "title": "add sub",
-                    "goal": "Add sub(a, b) to calc.py",
-                    "files": ["calc.py"],
-                    "acceptance": ["sub(5, 3) == 2"],
-                },
-                {"title": "add whisper", "goal": "Add whisper(s) to text.py", "files": ["text.py"]},
-            ),
-            ScriptedReply(
-                edit(
-                    "calc.py",
-                    "    return a + b",
-                    "    return a + b\n\n\ndef sub(a, b):\n    return a - b",
-                ),
-                agent="coder",
-                match="Add sub",
-                delay_ms=300,
-            ),
-            ScriptedReply(
-                edit(
-                    "text.py",
-                    "    return s.upper()",
-                    "    return s.upper()\n\n\ndef whisper(s):\n    return s.lower()",
-                ),
-                agent="coder",
-                match="Add whisper",
-                delay_ms=300,
-            ),
-            REVIEW,
-        ]
-    )
+    provider = ScriptedProvider(sub_and_whisper(acceptance=["sub(5, 3) == 2"], delay_ms=300))
     kernel = Kernel(project)
     running_coders: set[str] = set()
     most = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tests.scripted import edit, plan
@@ -13,6 +14,7 @@ from textual.pilot import Pilot
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
 from briotui.kernel.llm.types import Completion, CompletionRequest, DeltaCallback
 from briotui.kernel.vfs.diff import file_change
+from briotui.ui.app import BrioApp, make_app
 
 EDIT_REPLY = (
     "app.py\n```\n<<<<<<< SEARCH\n    return a + b\n=======\n"
@@ -143,3 +145,19 @@ async def request(pilot: Pilot[Any], text: str) -> None:
 def subtask(app: Any, title: str) -> dict[str, Any]:
     """The task titled ``title`` ({} until it exists)."""
     return next((t for t in tasks_of(app).values() if t.get("title") == title), {})
+
+
+def app_for(project: Path, provider: ScriptedProvider, config_dir: Path) -> BrioApp:
+    """The app on ``project`` with ``provider``, its agents already built."""
+    return make_app(project, provider=provider, config_dir=config_dir, build=False)
+
+
+async def run_request(pilot: Any, text: str) -> str:
+    """Submit ``text`` and wait until every task is finished; the id of its root task."""
+    app: BrioApp = pilot.app
+    await pilot.click("#request")
+    await pilot.press(*text, "enter")
+    await app.workers.wait_for_complete()
+    await wait_until(pilot, lambda: finished(app))
+    roots = [t for t in tasks_of(app).values() if not t.get("parent")]
+    return str(sorted(roots, key=lambda t: t["created_at"])[-1]["id"])

@@ -18,20 +18,15 @@ from textual.widgets import Input, Static
 from briotui.kernel import contract
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.scripted import ScriptedProvider
-from briotui.ui.app import BrioApp, make_app
+from briotui.ui.app import BrioApp
 from briotui.ui.screens.review import ReviewScreen
 from briotui.ui.widgets.diff_view import HunkView
 
-from .helpers import EDIT_REPLY, README_REPLY, finished, tasks_of, wait_until
-from .test_app import run_request
+from .helpers import EDIT_REPLY, README_REPLY, app_for, finished, run_request, tasks_of, wait_until
 
 pytestmark = pytest.mark.slow
 
 Scripted = Callable[..., ScriptedProvider]
-
-
-def app_for(project: Path, provider: ScriptedProvider, config_dir: Path) -> BrioApp:
-    return make_app(project, provider=provider, config_dir=config_dir, build=False)
 
 
 def paths_of(app: BrioApp, session_id: str) -> list[str]:

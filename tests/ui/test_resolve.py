@@ -24,8 +24,7 @@ from briotui.ui.screens.dialogs import Confirm
 from briotui.ui.screens.review import ReviewScreen
 from briotui.ui.widgets.diff_view import ConflictView, HunkView
 
-from .helpers import tasks_of, wait_until
-from .test_app import run_request
+from .helpers import run_request, tasks_of, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -13,21 +13,15 @@ from tests.scripted import conflicting_coders, edit, review
 from textual.widgets import Static
 
 from briotui.kernel.llm.scripted import ScriptedProvider
-from briotui.ui.app import BrioApp, make_app
 from briotui.ui.screens.dialogs import AskUser, ReviseInstruction
 from briotui.ui.screens.review import ReviewScreen
 from briotui.ui.widgets.diff_view import ConflictView, HunkView
 
-from .helpers import EDIT_REPLY, finished, tasks_of, wait_until
-from .test_app import run_request
+from .helpers import EDIT_REPLY, app_for, finished, run_request, tasks_of, wait_until
 
 pytestmark = pytest.mark.slow
 
 Scripted = Callable[..., ScriptedProvider]
-
-
-def app_for(project: Path, provider: ScriptedProvider, config_dir: Path) -> BrioApp:
-    return make_app(project, provider=provider, config_dir=config_dir, build=False)
 
 
 async def test_a_commit_in_the_review_screen_shows_in_the_state_tree(
