@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
+from tests.scripted import git
 
 from briotui.cli.main import main
 
@@ -37,12 +37,6 @@ BAD_THEN_GOOD = [
     "app.py\n```\n<<<<<<< SEARCH\nno such line\n=======\nx\n>>>>>>> REPLACE\n```\n",
     "app.py\n```\n<<<<<<< SEARCH\nline 5\n=======\nline five\n>>>>>>> REPLACE\n```\n",
 ]
-
-
-def git(project: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=project, capture_output=True, text=True, check=True
-    ).stdout
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:  # type: ignore[type-arg]

@@ -12,18 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.scripted import git
 
 from briotui.cli.main import EXIT_BROKEN_PIPE, main
 from briotui.kernel.paths import GITIGNORE
 from briotui.kernel.vfs import SessionManager
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-def git(project: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=project, capture_output=True, text=True, check=True
-    ).stdout
 
 
 def session_with_a_change(project: Path, task: str = "comment the sum") -> str:

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.cli.test_run_session_flow import BEFORE, REPLY, git
+from tests.cli.test_run_session_flow import BEFORE, REPLY
+from tests.scripted import git
 
 pytestmark = pytest.mark.slow
 

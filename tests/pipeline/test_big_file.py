@@ -8,68 +8,21 @@ not read a part of it, and a SEARCH that did not match got only a generic hint.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
-from tests.trust_helpers import trust_project
+from tests.scripted import BIG, LINES, TARGET, Recording, edit, repo
 
 from briotui.kernel.kernel import Kernel
-from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
-from briotui.kernel.llm.types import Completion, CompletionRequest, DeltaCallback
+from briotui.kernel.llm.scripted import ScriptedReply
 
 pytestmark = pytest.mark.slow
 
 
-def big_module(functions: int = 3000) -> str:
-    parts = ['"""A generated module."""\n\n']
-    for n in range(functions):
-        if n == functions // 2:
-            parts.append("def parse_header(line):\n    return line.split(':', 1)\n\n\n")
-        parts.append(f"def helper_{n:04d}(value):\n    return value + {n}\n\n\n")
-    return "".join(parts)
-
-
-BIG = big_module()
-LINES = BIG.splitlines()
-TARGET = LINES.index("def parse_header(line):") + 1  # 1-based
-
-
-class Recording(ScriptedProvider):
-    """The scripted provider, keeping every request it was asked."""
-
-    def __init__(self, replies: list[ScriptedReply]) -> None:
-        super().__init__(replies)
-        self.requests: list[CompletionRequest] = []
-
-    async def complete(
-        self, request: CompletionRequest, on_delta: DeltaCallback | None = None
-    ) -> Completion:
-        self.requests.append(request)
-        return await super().complete(request, on_delta)
-
-    def asked_by(self, agent: str) -> list[CompletionRequest]:
-        return [r for r in self.requests if r.agent == agent]
-
-
-def edit(path: str, old: str, new: str) -> str:
-    return f"{path}\n```\n<<<<<<< SEARCH\n{old}\n=======\n{new}\n>>>>>>> REPLACE\n```\n"
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
-    root.mkdir()
-    (root / "big.py").write_text(BIG)
-    (root / "small.py").write_text("def other():\n    return 1\n")
-    (root / "notes.txt").write_text("notes\n")
-    (root / ".brio").mkdir()
-    run = ["git", "-c", "user.name=T", "-c", "user.email=t@e.x"]
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    subprocess.run([*run, "add", "big.py", "small.py", "notes.txt"], cwd=root, check=True)
-    subprocess.run([*run, "commit", "-qm", "init"], cwd=root, check=True)
-    trust_project(root)
-    return root
+    files = {"big.py": BIG, "small.py": "def other():\n    return 1\n", "notes.txt": "notes\n"}
+    return repo(tmp_path / "proj", files, config=None)
 
 
 async def test_coder_reads_searches_and_edits_inside_a_file_over_100_kb(

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.scripted import FILES, REVIEW, edit, plan, repo
 from tests.trust_helpers import trust_project
 
 import briotui.kernel.kernel as kernel_module
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
-
-from .test_pipeline import FILES, REVIEW, edit, plan, repo
 
 pytestmark = pytest.mark.slow
 

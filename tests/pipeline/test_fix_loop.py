@@ -7,38 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.pipeline.test_pipeline import FILES, REVIEW, edit, plan, repo
+from tests.scripted import FILES, fix_round, repo
 
 from briotui.kernel.kernel import Kernel
-from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
 
 pytestmark = pytest.mark.slow
-
-BROKEN = "def add(a, b):\n    return a - b\n\n\ndef sub(a, b):\n    return a - b"
-
-
-def replies() -> ScriptedProvider:
-    return ScriptedProvider(
-        [
-            plan({"title": "add sub", "goal": "Add sub(a, b) to calc.py", "files": ["calc.py"]}),
-            # the second attempt: it answers only a request that shows the failure
-            ScriptedReply(
-                edit(
-                    "calc.py",
-                    "def add(a, b):\n    return a - b",
-                    "def add(a, b):\n    return a + b",
-                ),
-                agent="coder",
-                match="assert -1 == 5",
-            ),
-            ScriptedReply(
-                edit("calc.py", "def add(a, b):\n    return a + b", BROKEN),
-                agent="coder",
-                match="Add sub",
-            ),
-            REVIEW,
-        ]
-    )
 
 
 async def test_failing_tests_go_back_to_the_coder_and_round_2_is_verified(
@@ -47,7 +20,7 @@ async def test_failing_tests_go_back_to_the_coder_and_round_2_is_verified(
     project = repo(tmp_path / "proj", FILES)
     kernel = Kernel(project)
     try:
-        task_id = await kernel.submit("Add sub(a, b) to calc.py", provider=replies())
+        task_id = await kernel.submit("Add sub(a, b) to calc.py", provider=fix_round())
         result = await kernel.wait(task_id)
         assert result.status == "done", result
         assert result.fix_rounds == 1
@@ -85,7 +58,7 @@ async def test_the_loop_stops_after_fix_rounds_and_the_session_stays_unverified(
     config.write_text(config.read_text() + "fix_rounds = 0\n")
     kernel = Kernel(project)
     try:
-        task_id = await kernel.submit("Add sub(a, b) to calc.py", provider=replies())
+        task_id = await kernel.submit("Add sub(a, b) to calc.py", provider=fix_round())
         result = await kernel.wait(task_id)
         assert result.fix_rounds == 0
         assert result.verified is False

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.pipeline.test_pipeline import FILES, edit, repo
+from tests.scripted import FILES, edit, repo
 
 from briotui.cli.main import main
 from briotui.kernel.vfs import SessionManager

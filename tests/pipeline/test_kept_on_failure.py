@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.scripted import FILES, edit, repo
 
 from briotui.cli.main import main
-
-from .test_pipeline import FILES, edit, repo
 
 pytestmark = pytest.mark.slow
 

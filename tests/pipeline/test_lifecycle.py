@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.scripted import FILES, edit, repo
 
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
-
-from .test_pipeline import FILES, edit, repo
 
 pytestmark = pytest.mark.slow
 

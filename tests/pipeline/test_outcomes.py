@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.scripted import FILES, edit, repo
 
 from briotui.cli.main import main
-
-from .test_pipeline import FILES, edit, repo
 
 pytestmark = pytest.mark.slow
 
@@ -77,11 +76,9 @@ def test_a_coder_that_applies_nothing_fails_the_run(
     assert "verified" not in out
 
 
-def test_one_failed_subtask_of_two_makes_the_run_partial(
-    tmp_path: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    project = repo(tmp_path / "proj", FILES)
-    replies = [
+def one_of_two_fails() -> list[dict[str, Any]]:
+    """A plan of two subtasks: the shout one is coded, every attempt at sub misses."""
+    return [
         council(
             {"title": "shout", "goal": "Make shout add a bang", "files": ["text.py"]},
             {"title": "sub", "goal": "Add sub to calc.py", "files": ["calc.py"]},
@@ -94,6 +91,13 @@ def test_one_failed_subtask_of_two_makes_the_run_partial(
         *[{"agent": "coder", "match": "Add sub", "text": NEVER_MATCHES}] * 6,
         {"agent": "reviewer", "text": json.dumps({"verdict": "approve", "findings": []})},
     ]
+
+
+def test_one_failed_subtask_of_two_makes_the_run_partial(
+    tmp_path: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = repo(tmp_path / "proj", FILES)
+    replies = one_of_two_fails()
     code = run(project, replies, tmp_path, "--json")
     data = json.loads(capsys.readouterr().out)
     assert code == 3, data
@@ -228,19 +232,7 @@ def test_branch_sessions_close_when_merged_and_a_failed_run_is_discarded(
     tmp_path: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = repo(tmp_path / "proj", FILES)
-    replies = [
-        council(
-            {"title": "shout", "goal": "Make shout add a bang", "files": ["text.py"]},
-            {"title": "sub", "goal": "Add sub to calc.py", "files": ["calc.py"]},
-        ),
-        {
-            "agent": "coder",
-            "match": "bang",
-            "text": edit("text.py", "    return s.upper()", '    return s.upper() + "!"'),
-        },
-        *[{"agent": "coder", "match": "Add sub", "text": NEVER_MATCHES}] * 6,
-        {"agent": "reviewer", "text": json.dumps({"verdict": "approve", "findings": []})},
-    ]
+    replies = one_of_two_fails()
     run(project, replies, tmp_path, "--json")
     session = json.loads(capsys.readouterr().out)["session"]["id"]
     assert main(["-C", str(project), "sessions", "list", "--json"]) == 0

@@ -3,72 +3,16 @@ review, tests in the session — with scripted model replies and real components
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
-from tests.trust_helpers import trust_project
+from tests.scripted import FILES, conflicting_coders, repo, sub_and_whisper
 
 from briotui.kernel.kernel import Kernel
-from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
+from briotui.kernel.llm.scripted import ScriptedProvider
 from briotui.kernel.state import StatePatch
 
 pytestmark = pytest.mark.slow
-
-FILES = {
-    "calc.py": "def add(a, b):\n    return a + b\n",
-    "text.py": "def shout(s):\n    return s.upper()\n",
-    "tests/test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
-}
-
-
-def repo(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    (root / ".brio").mkdir()
-    (root / ".brio" / "config.toml").write_text('[tests]\ncommand = "python -m pytest -q"\n')
-    run = ["git", "-c", "user.name=T", "-c", "user.email=t@e.x"]
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    subprocess.run([*run, "add", "calc.py", "text.py", "tests"], cwd=root, check=True)
-    subprocess.run([*run, "commit", "-qm", "init"], cwd=root, check=True)
-    trust_project(root)  # its [tests] command applies only in a trusted project
-    return root
-
-
-def plan(*subtasks: dict[str, Any]) -> ScriptedReply:
-    return ScriptedReply(
-        json.dumps({"question": None, "subtasks": list(subtasks)}), agent="council"
-    )
-
-
-def edit(path: str, old: str, new: str) -> str:
-    return f"{path}\n```\n<<<<<<< SEARCH\n{old}\n=======\n{new}\n>>>>>>> REPLACE\n```\n"
-
-
-REVIEW = ScriptedReply(
-    json.dumps(
-        {
-            "verdict": "approve",
-            "findings": [
-                {
-                    "hunk": "",
-                    "severity": "info",
-                    "message": "Consider a test for sub.",
-                    "suggestion": "test_sub",
-                },
-                {
-                    "hunk": "h-0000000000",
-                    "severity": "error",
-                    "message": "a hunk that does not exist",
-                },
-            ],
-        }
-    ),
-    agent="reviewer",
-)
 
 
 @pytest.fixture
@@ -79,40 +23,7 @@ def project(tmp_path: Path) -> Path:
 async def test_two_subtasks_planned_coded_in_parallel_merged_reviewed_and_verified(
     project: Path, built_agents: list[str]
 ) -> None:
-    provider = ScriptedProvider(
-        [
-            plan(
-                {
-                    "title": "add sub",
-                    "goal": "Add sub(a, b) to calc.py",
-                    "files": ["calc.py"],
-                    "acceptance": ["sub(5, 3) == 2"],
-                },
-                {"title": "add whisper", "goal": "Add whisper(s) to text.py", "files": ["text.py"]},
-            ),
-            ScriptedReply(
-                edit(
-                    "calc.py",
-                    "    return a + b",
-                    "    return a + b\n\n\ndef sub(a, b):\n    return a - b",
-                ),
-                agent="coder",
-                match="Add sub",
-                delay_ms=300,
-            ),
-            ScriptedReply(
-                edit(
-                    "text.py",
-                    "    return s.upper()",
-                    "    return s.upper()\n\n\ndef whisper(s):\n    return s.lower()",
-                ),
-                agent="coder",
-                match="Add whisper",
-                delay_ms=300,
-            ),
-            REVIEW,
-        ]
-    )
+    provider = ScriptedProvider(sub_and_whisper(acceptance=["sub(5, 3) == 2"], delay_ms=300))
     kernel = Kernel(project)
     running_coders: set[str] = set()
     most = 0
@@ -172,25 +83,7 @@ async def test_two_subtasks_planned_coded_in_parallel_merged_reviewed_and_verifi
 async def test_conflicting_branches_are_reported_not_overwritten(
     project: Path, built_agents: list[str]
 ) -> None:
-    provider = ScriptedProvider(
-        [
-            plan(
-                {"title": "double", "goal": "Make add double the sum", "files": ["calc.py"]},
-                {"title": "triple", "goal": "Make add triple the sum", "files": ["calc.py"]},
-            ),
-            ScriptedReply(
-                edit("calc.py", "    return a + b", "    return 2 * (a + b)"),
-                agent="coder",
-                match="double",
-            ),
-            ScriptedReply(
-                edit("calc.py", "    return a + b", "    return 3 * (a + b)"),
-                agent="coder",
-                match="triple",
-            ),
-            REVIEW,
-        ]
-    )
+    provider = ScriptedProvider(conflicting_coders("calc.py"))
     kernel = Kernel(project)
     try:
         result = await kernel.wait(await kernel.submit("Change add", provider=provider))

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.pipeline.test_pipeline import REVIEW, edit, plan
+from tests.scripted import REVIEW, edit, plan
 from tests.trust_helpers import trust_project
 
 from briotui.cli.main import main

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import make_git_project
-from tests.pipeline.test_big_file import Recording, edit
+from tests.scripted import Recording, edit
 from tests.trust_helpers import trust_project
 
 from briotui.kernel.kernel import Kernel

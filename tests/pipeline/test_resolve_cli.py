@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.scripted import edit, repo
 
 from briotui.cli.main import main
 
 from .test_outcomes import council, run
-from .test_pipeline import edit, repo
 
 pytestmark = pytest.mark.slow
 

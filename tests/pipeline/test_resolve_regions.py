@@ -218,7 +218,7 @@ async def test_a_whole_file_conflict_takes_the_branchs_file(project: Path) -> No
 async def test_the_session_is_verified_again_only_by_a_run_after_the_resolution(
     tmp_path: Path,
 ) -> None:
-    from .test_pipeline import FILES, repo
+    from tests.scripted import FILES, repo
 
     project = repo(tmp_path / "proj", FILES)  # trusted, [tests] command = python -m pytest -q
     kernel = Kernel(project)

@@ -10,40 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.pipeline.test_fix_loop import BROKEN
-from tests.pipeline.test_pipeline import FILES, REVIEW, edit, plan, repo
+from tests.scripted import FILES, fix_round, repo
 
 from briotui.cli.main import main
 from briotui.kernel import contract
 from briotui.kernel.kernel import Kernel
-from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
 
 pytestmark = pytest.mark.slow
-
-
-def replies() -> ScriptedProvider:
-    """A plan, a breaking Coder, and a fix round answered by another model ("fixer")."""
-    return ScriptedProvider(
-        [
-            plan({"title": "add sub", "goal": "Add sub(a, b) to calc.py", "files": ["calc.py"]}),
-            ScriptedReply(
-                edit(
-                    "calc.py",
-                    "def add(a, b):\n    return a - b",
-                    "def add(a, b):\n    return a + b",
-                ),
-                agent="coder",
-                match="assert -1 == 5",
-                model="fixer",
-            ),
-            ScriptedReply(
-                edit("calc.py", "def add(a, b):\n    return a + b", BROKEN),
-                agent="coder",
-                match="Add sub",
-            ),
-            REVIEW,
-        ]
-    )
 
 
 def published(kernel: Kernel, session_id: str) -> dict[str, Any]:
@@ -66,7 +39,7 @@ async def test_a_restart_publishes_the_same_verification_provenance_and_titles(
     first = Kernel(project)
     try:
         result = await first.wait(
-            await first.submit("Add sub(a, b) to calc.py", provider=replies())
+            await first.submit("Add sub(a, b) to calc.py", provider=fix_round("fixer"))
         )
         assert result.verified is True, result
         assert result.fix_rounds == 1
@@ -98,7 +71,7 @@ async def test_a_session_changed_after_its_test_run_is_not_verified_after_a_rest
     first = Kernel(project)
     try:
         result = await first.wait(
-            await first.submit("Add sub(a, b) to calc.py", provider=replies())
+            await first.submit("Add sub(a, b) to calc.py", provider=fix_round("fixer"))
         )
         assert result.verified is True, result
         session = first.sessions().get(result.session_id)

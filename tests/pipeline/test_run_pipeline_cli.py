@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from .test_pipeline import FILES, edit, repo
+from tests.scripted import FILES, edit, repo
 
 pytestmark = pytest.mark.slow
 

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.scripted import FILES, REVIEW, conflicting_coders, edit, repo
 
 from briotui.kernel.kernel import NO_ANSWER, Kernel
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
-
-from .test_pipeline import FILES, REVIEW, edit, plan, repo
 
 pytestmark = pytest.mark.slow
 
@@ -114,25 +113,7 @@ async def test_a_merge_conflict_is_published_with_its_regions(
 ) -> None:
     project = repo(tmp_path / "proj", FILES)
     provider = ScriptedProvider(
-        [
-            plan(
-                {"title": "double", "goal": "Make add double the sum", "files": ["calc.py"]},
-                {"title": "triple", "goal": "Make add triple the sum", "files": ["calc.py"]},
-            ),
-            ScriptedReply(
-                edit("calc.py", "    return a + b", "    return 2 * (a + b)"),
-                agent="coder",
-                match="double",
-                model="model-double",
-            ),
-            ScriptedReply(
-                edit("calc.py", "    return a + b", "    return 3 * (a + b)"),
-                agent="coder",
-                match="triple",
-                model="model-triple",
-            ),
-            REVIEW,
-        ]
+        conflicting_coders("calc.py", models=("model-double", "model-triple"))
     )
     kernel = Kernel(project)
     try:

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.pipeline.test_pipeline import FILES, REVIEW, edit, plan, repo
+from tests.scripted import FILES, REVIEW, edit, plan, repo
 
 from briotui.cli.main import main
 from briotui.kernel import contract

@@ -10,14 +10,13 @@ applies the SEARCH/REPLACE edit the model then sends. Every round is accounted.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.llm.conftest import ENV, KEYS, MODELS, models_config
-from tests.trust_helpers import trust_project
+from tests.scripted import BIG, LINES, TARGET, repo
 
 from briotui.devtools.loopback import FakeReply, LoopbackServer, WireProtocol
 from briotui.kernel.kernel import Kernel
@@ -35,18 +34,6 @@ from briotui.kernel.runtime.events import Event, ModelReply
 pytestmark = pytest.mark.slow
 
 
-def big_module(functions: int = 3000) -> str:
-    parts = ['"""A generated module."""\n\n']
-    for n in range(functions):
-        if n == functions // 2:
-            parts.append("def parse_header(line):\n    return line.split(':', 1)\n\n\n")
-        parts.append(f"def helper_{n:04d}(value):\n    return value + {n}\n\n\n")
-    return "".join(parts)
-
-
-BIG = big_module()
-LINES = BIG.splitlines()
-TARGET = LINES.index("def parse_header(line):") + 1  # 1-based
 OLD = "def parse_header(line):\n    return line.split(':', 1)"
 NEW = "def parse_header(line):\n    return line.strip().split(':', 1)"
 EDIT = f"big.py\n```\n<<<<<<< SEARCH\n{OLD}\n=======\n{NEW}\n>>>>>>> REPLACE\n```\n"
@@ -58,20 +45,9 @@ def call(call_id: str, name: str, **arguments: object) -> ToolCall:
 
 
 def make_project(root: Path, *, scoped: bool) -> Path:
-    (root / "private").mkdir(parents=True)
-    (root / "big.py").write_text(BIG)
-    (root / "private" / "keys.txt").write_text("not for the coder\n")
-    (root / ".brio").mkdir()
-    if scoped:
-        (root / ".brio" / "config.toml").write_text(
-            '[agents.coder]\nread = ["big.py"]\nwrite = ["big.py"]\n'
-        )
-    run = ["git", "-c", "user.name=T", "-c", "user.email=t@e.x"]
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    subprocess.run([*run, "add", "big.py", "private"], cwd=root, check=True)
-    subprocess.run([*run, "commit", "-qm", "init"], cwd=root, check=True)
-    trust_project(root)
-    return root
+    config = '[agents.coder]\nread = ["big.py"]\nwrite = ["big.py"]\n' if scoped else None
+    files = {"big.py": BIG, "private/keys.txt": "not for the coder\n"}
+    return repo(root, files, config=config)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.pipeline.test_pipeline import REVIEW, edit, plan
+from tests.scripted import REVIEW, edit, plan
 from tests.trust_helpers import trust_project
 
 from briotui.kernel.kernel import Kernel

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.pipeline.test_pipeline import REVIEW, edit, plan, repo
+from tests.scripted import REVIEW, edit, plan, repo
 
 from briotui.cli.main import main
 from briotui.kernel.kernel import Kernel
@@ -62,7 +62,7 @@ def replies() -> ScriptedProvider:
 
 
 def project_at(root: Path) -> Path:
-    project = repo(root, FILES)
+    project = repo(root, FILES, tracked=("calc.py", "text.py", "tests"))
     subprocess.run(["git", "add", "mylib"], cwd=project, check=True)
     subprocess.run(
         ["git", "-c", "user.name=T", "-c", "user.email=t@e.x", "commit", "-qm", "calc"],

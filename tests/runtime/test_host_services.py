@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
+from tests.runtime.guest import in_thread
 
 from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.checker import Capabilities
@@ -31,19 +31,6 @@ def make_ctx(
     )
     ctx.begin(bindings)
     return ctx
-
-
-def in_thread(ctx: CallContext, fn: Any, *args: Any) -> Any:
-    out: list[Any] = []
-
-    def run() -> None:
-        ctxmod.bind_thread(ctx)
-        out.append(fn(ctx, *args))
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join(10)
-    return out[0]
 
 
 @pytest.fixture

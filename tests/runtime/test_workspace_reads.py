@@ -5,32 +5,21 @@ real capability checker (with its audit log)."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
+from tests.runtime.guest import in_thread
+from tests.scripted import BIG
 
 from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.checker import Capabilities
 from briotui.kernel.caps.profiles import build_profiles
 from briotui.kernel.limits import Limits
-from briotui.kernel.runtime import context as ctxmod
 from briotui.kernel.runtime import host
 from briotui.kernel.runtime.context import CallContext, RunBindings
 from briotui.kernel.runtime.values import Err, Ok
 from briotui.kernel.store import Store
 from briotui.kernel.vfs import SessionManager
-
-
-def big_module(functions: int = 3000) -> str:
-    """A Python module well over 100 KB, with one function to find in the middle."""
-    parts = ['"""A generated module."""\n\n']
-    for n in range(functions):
-        if n == functions // 2:
-            parts.append("def parse_header(line):\n    return line.split(':', 1)\n\n\n")
-        parts.append(f"def helper_{n:04d}(value):\n    return value + {n}\n\n\n")
-    return "".join(parts)
 
 
 def make_ctx(agent: str, bindings: RunBindings, limits: Limits | None = None) -> CallContext:
@@ -45,25 +34,12 @@ def make_ctx(agent: str, bindings: RunBindings, limits: Limits | None = None) ->
     return ctx
 
 
-def in_thread(ctx: CallContext, fn: Any, *args: Any) -> Any:
-    out: list[Any] = []
-
-    def run() -> None:
-        ctxmod.bind_thread(ctx)
-        out.append(fn(ctx, *args))
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join(30)
-    return out[0]
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     root = tmp_path / "proj"
     (root / "pub" / "open").mkdir(parents=True)
     (root / "pub" / "closed").mkdir(parents=True)
-    (root / "big.py").write_text(big_module())
+    (root / "big.py").write_text(BIG)
     (root / "pub" / "open" / "a.txt").write_text("alpha TOKEN one\nbeta\n")
     (root / "pub" / "closed" / "b.txt").write_text("TOKEN secret\n")
     (root / "blob.bin").write_bytes(b"\xff\0TOKEN\0")

@@ -13,12 +13,12 @@ from typing import Any
 
 import jsonpatch
 import pytest
-from tests.pipeline.test_pipeline import FILES, REVIEW, edit, plan, repo
+from tests.scripted import FILES, conflicting_coders, repo, sub_and_whisper
 
 from briotui.kernel import contract
 from briotui.kernel.errors import StateShapeError
 from briotui.kernel.kernel import Kernel
-from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
+from briotui.kernel.llm.scripted import ScriptedProvider
 from briotui.kernel.state import StatePatch
 
 
@@ -78,33 +78,7 @@ def project(tmp_path: Path) -> Path:
 async def test_every_patch_of_a_full_pipeline_fits_the_contract(
     project: Path, built_agents: list[str]
 ) -> None:
-    provider = ScriptedProvider(
-        [
-            plan(
-                {"title": "add sub", "goal": "Add sub(a, b) to calc.py", "files": ["calc.py"]},
-                {"title": "add whisper", "goal": "Add whisper(s) to text.py", "files": ["text.py"]},
-            ),
-            ScriptedReply(
-                edit(
-                    "calc.py",
-                    "    return a + b",
-                    "    return a + b\n\n\ndef sub(a, b):\n    return a - b",
-                ),
-                agent="coder",
-                match="Add sub",
-            ),
-            ScriptedReply(
-                edit(
-                    "text.py",
-                    "    return s.upper()",
-                    "    return s.upper()\n\n\ndef whisper(s):\n    return s.lower()",
-                ),
-                agent="coder",
-                match="Add whisper",
-            ),
-            REVIEW,
-        ]
-    )
+    provider = ScriptedProvider(sub_and_whisper())
     kernel = Kernel(project)
     checker = Checker(kernel)
     try:
@@ -136,25 +110,7 @@ async def test_every_patch_of_a_full_pipeline_fits_the_contract(
 async def test_a_merge_conflict_is_published_with_its_path_and_regions(
     project: Path, built_agents: list[str]
 ) -> None:
-    provider = ScriptedProvider(
-        [
-            plan(
-                {"title": "double", "goal": "Make add double the sum", "files": ["calc.py"]},
-                {"title": "triple", "goal": "Make add triple the sum", "files": ["calc.py"]},
-            ),
-            ScriptedReply(
-                edit("calc.py", "    return a + b", "    return 2 * (a + b)"),
-                agent="coder",
-                match="double",
-            ),
-            ScriptedReply(
-                edit("calc.py", "    return a + b", "    return 3 * (a + b)"),
-                agent="coder",
-                match="triple",
-            ),
-            REVIEW,
-        ]
-    )
+    provider = ScriptedProvider(conflicting_coders("calc.py"))
     kernel = Kernel(project)
     checker = Checker(kernel)
     try:

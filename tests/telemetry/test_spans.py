@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from tests.cli.test_run_session_flow import BEFORE, REPLY, git
+from tests.cli.test_run_session_flow import BEFORE, REPLY
+from tests.scripted import git
 from tests.trust_helpers import trust_project
 
 from briotui.kernel import telemetry

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from tests.scripted import edit, plan
+from tests.scripted import review as verdict
 from textual.pilot import Pilot
 
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
 from briotui.kernel.llm.types import Completion, CompletionRequest, DeltaCallback
 from briotui.kernel.vfs.diff import file_change
+from briotui.ui.app import BrioApp, make_app
 
 EDIT_REPLY = (
     "app.py\n```\n<<<<<<< SEARCH\n    return a + b\n=======\n"
@@ -51,18 +54,6 @@ README = "# demo\n"
 README_DOCUMENTED = "# demo\n\n`add(a, b)` adds two numbers.\n"
 
 
-def edit(path: str, old: str, new: str) -> str:
-    """A Coder reply that replaces ``old`` by ``new`` in ``path``."""
-    return f"{path}\n```\n<<<<<<< SEARCH\n{old}\n=======\n{new}\n>>>>>>> REPLACE\n```\n"
-
-
-def plan(*subtasks: dict[str, Any]) -> ScriptedReply:
-    """The Council's plan."""
-    return ScriptedReply(
-        json.dumps({"question": None, "subtasks": list(subtasks)}), agent="council"
-    )
-
-
 def hunk_id(path: str, old: str, new: str) -> str:
     """The id the kernel gives the one hunk of changing ``path`` from ``old`` to ``new``."""
     change = file_change(
@@ -96,9 +87,7 @@ def two_coders(review: dict[str, Any] | None = None) -> list[ScriptedReply]:
             agent="coder",
             match="Document add",
         ),
-        ScriptedReply(
-            json.dumps(review or {"verdict": "approve", "findings": []}), agent="reviewer"
-        ),
+        verdict(**(review or {})),
     ]
 
 
@@ -120,27 +109,6 @@ def findings_review() -> dict[str, Any]:
             },
         ],
     }
-
-
-def conflicting_coders() -> list[ScriptedReply]:
-    """A plan whose two Coders change the same line differently (the merge conflicts)."""
-    return [
-        plan(
-            {"title": "double", "goal": "Make add double the sum", "files": ["app.py"]},
-            {"title": "triple", "goal": "Make add triple the sum", "files": ["app.py"]},
-        ),
-        ScriptedReply(
-            edit("app.py", "    return a + b", "    return 2 * (a + b)"),
-            agent="coder",
-            match="double the sum",
-        ),
-        ScriptedReply(
-            edit("app.py", "    return a + b", "    return 3 * (a + b)"),
-            agent="coder",
-            match="triple the sum",
-        ),
-        ScriptedReply(json.dumps({"verdict": "request-changes", "findings": []}), agent="reviewer"),
-    ]
 
 
 class HeldProvider:
@@ -177,3 +145,19 @@ async def request(pilot: Pilot[Any], text: str) -> None:
 def subtask(app: Any, title: str) -> dict[str, Any]:
     """The task titled ``title`` ({} until it exists)."""
     return next((t for t in tasks_of(app).values() if t.get("title") == title), {})
+
+
+def app_for(project: Path, provider: ScriptedProvider, config_dir: Path) -> BrioApp:
+    """The app on ``project`` with ``provider``, its agents already built."""
+    return make_app(project, provider=provider, config_dir=config_dir, build=False)
+
+
+async def run_request(pilot: Any, text: str) -> str:
+    """Submit ``text`` and wait until every task is finished; the id of its root task."""
+    app: BrioApp = pilot.app
+    await pilot.click("#request")
+    await pilot.press(*text, "enter")
+    await app.workers.wait_for_complete()
+    await wait_until(pilot, lambda: finished(app))
+    roots = [t for t in tasks_of(app).values() if not t.get("parent")]
+    return str(sorted(roots, key=lambda t: t["created_at"])[-1]["id"])

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
+from tests.scripted import git
 from tests.trust_helpers import trust_project
 
 from briotui.kernel.caps.model import CapabilityRequest
 from briotui.kernel.llm.scripted import ScriptedProvider
-from briotui.ui.app import BrioApp, make_app
+from briotui.ui.app import make_app
 from briotui.ui.screens.capability import CapabilityPrompt
 from briotui.ui.screens.dialogs import Confirm, ConfirmQuit, RejectReason
 from briotui.ui.screens.help import HelpScreen
@@ -22,31 +21,11 @@ from briotui.ui.screens.review import ReviewScreen
 from briotui.ui.screens.sessions import SessionsScreen
 from briotui.ui.widgets.conversation import ConversationPane
 
-from .helpers import EDIT_REPLY, README_REPLY, finished, tasks_of, wait_until
+from .helpers import EDIT_REPLY, README_REPLY, app_for, finished, run_request, tasks_of, wait_until
 
 pytestmark = pytest.mark.slow
 
 Scripted = Callable[..., ScriptedProvider]
-
-
-def git(project: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=project, capture_output=True, text=True, check=True
-    ).stdout
-
-
-def app_for(project: Path, provider: ScriptedProvider, config_dir: Path) -> BrioApp:
-    return make_app(project, provider=provider, config_dir=config_dir, build=False)
-
-
-async def run_request(pilot: Any, text: str) -> str:
-    app: BrioApp = pilot.app
-    await pilot.click("#request")
-    await pilot.press(*text, "enter")
-    await app.workers.wait_for_complete()
-    await wait_until(pilot, lambda: finished(app))
-    roots = [t for t in tasks_of(app).values() if not t.get("parent")]
-    return str(sorted(roots, key=lambda t: t["created_at"])[-1]["id"])
 
 
 async def test_a_request_runs_and_streams_into_the_conversation(

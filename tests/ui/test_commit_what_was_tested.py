@@ -16,8 +16,7 @@ from briotui.kernel.llm.scripted import ScriptedProvider
 from briotui.ui.app import make_app
 from briotui.ui.screens.review import ReviewScreen
 
-from .helpers import EDIT_REPLY, README_REPLY, tasks_of, wait_until
-from .test_app import run_request
+from .helpers import EDIT_REPLY, README_REPLY, run_request, tasks_of, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -18,20 +18,15 @@ from textual.widgets import Input, Static
 from briotui.kernel import contract
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.scripted import ScriptedProvider
-from briotui.ui.app import BrioApp, make_app
+from briotui.ui.app import BrioApp
 from briotui.ui.screens.review import ReviewScreen
 from briotui.ui.widgets.diff_view import HunkView
 
-from .helpers import EDIT_REPLY, README_REPLY, finished, tasks_of, wait_until
-from .test_app import run_request
+from .helpers import EDIT_REPLY, README_REPLY, app_for, finished, run_request, tasks_of, wait_until
 
 pytestmark = pytest.mark.slow
 
 Scripted = Callable[..., ScriptedProvider]
-
-
-def app_for(project: Path, provider: ScriptedProvider, config_dir: Path) -> BrioApp:
-    return make_app(project, provider=provider, config_dir=config_dir, build=False)
 
 
 def paths_of(app: BrioApp, session_id: str) -> list[str]:
@@ -109,14 +104,13 @@ async def test_the_follow_up_toggle_shows_in_the_input_and_continues_the_session
 async def test_a_verified_session_reviewed_after_a_restart_is_verified_with_provenance(
     tmp_path: Path, built_agents: list[str], config_dir: Path
 ) -> None:
-    from tests.pipeline.test_pipeline import FILES, repo
-    from tests.pipeline.test_restart_state import replies
+    from tests.scripted import FILES, fix_round, repo
 
     project = repo(tmp_path / "proj", FILES)
     first = Kernel(project)
     try:
         result = await first.wait(
-            await first.submit("Add sub(a, b) to calc.py", provider=replies())
+            await first.submit("Add sub(a, b) to calc.py", provider=fix_round("fixer"))
         )
         assert result.verified is True, result
     finally:

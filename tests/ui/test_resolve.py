@@ -9,11 +9,11 @@ and the session is verified only once the tests ran on the new content and passe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.scripted import conflicting_coders, review
 from textual.widgets import Static
 
 from briotui.kernel import contract
@@ -24,8 +24,7 @@ from briotui.ui.screens.dialogs import Confirm
 from briotui.ui.screens.review import ReviewScreen
 from briotui.ui.widgets.diff_view import ConflictView, HunkView
 
-from .helpers import edit, tasks_of, wait_until
-from .test_app import run_request
+from .helpers import run_request, tasks_of, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -47,26 +46,7 @@ async def test_taking_theirs_in_the_review_resolves_the_conflict_and_retests(
         '[tests]\ncommand = "python -m pytest -q"\nfix_rounds = 0\n'
     )
     trust_project(project, user_dir=config_dir)
-    plan = {
-        "subtasks": [
-            {"title": "double", "goal": "Make add double the sum", "files": ["app.py"]},
-            {"title": "triple", "goal": "Make add triple the sum", "files": ["app.py"]},
-        ]
-    }
-    provider = scripted(
-        {"text": json.dumps(plan), "agent": "council"},
-        {
-            "text": edit("app.py", "    return a + b", "    return 2 * (a + b)"),
-            "agent": "coder",
-            "match": "double",
-        },
-        {
-            "text": edit("app.py", "    return a + b", "    return 3 * (a + b)"),
-            "agent": "coder",
-            "match": "triple",
-        },
-        {"text": json.dumps({"verdict": "approve", "findings": []}), "agent": "reviewer"},
-    )
+    provider = ScriptedProvider(conflicting_coders("app.py", review()))
     app = make_app(project, provider=provider, config_dir=config_dir, build=False)
     async with app.run_test(size=(120, 44)) as pilot:
         task_id = await run_request(pilot, "change add")

@@ -11,10 +11,9 @@ import pytest
 
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
-from briotui.ui.app import BrioApp, make_app
 from briotui.ui.screens.sessions import SessionsScreen
 
-from .helpers import EDIT_REPLY, tasks_of, wait_until
+from .helpers import EDIT_REPLY, app_for, tasks_of, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -36,10 +35,6 @@ async def interrupted_task(project: Path) -> tuple[str, str]:
     finally:
         await first.close()
     return "t-gone", done.session_id
-
-
-def app_for(project: Path, provider: ScriptedProvider, config_dir: Path) -> BrioApp:
-    return make_app(project, provider=provider, config_dir=config_dir, build=False)
 
 
 async def test_an_interrupted_task_is_shown_on_the_next_start_and_resumes(

@@ -9,28 +9,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.scripted import conflicting_coders, edit, review
 from textual.widgets import Static
 
 from briotui.kernel.llm.scripted import ScriptedProvider
-from briotui.ui.app import BrioApp, make_app
 from briotui.ui.screens.dialogs import AskUser, ReviseInstruction
 from briotui.ui.screens.review import ReviewScreen
 from briotui.ui.widgets.diff_view import ConflictView, HunkView
 
-from .helpers import EDIT_REPLY, finished, tasks_of, wait_until
-from .test_app import run_request
+from .helpers import EDIT_REPLY, app_for, finished, run_request, tasks_of, wait_until
 
 pytestmark = pytest.mark.slow
 
 Scripted = Callable[..., ScriptedProvider]
-
-
-def app_for(project: Path, provider: ScriptedProvider, config_dir: Path) -> BrioApp:
-    return make_app(project, provider=provider, config_dir=config_dir, build=False)
-
-
-def edit(path: str, old: str, new: str) -> str:
-    return f"{path}\n```\n<<<<<<< SEARCH\n{old}\n=======\n{new}\n>>>>>>> REPLACE\n```\n"
 
 
 async def test_a_commit_in_the_review_screen_shows_in_the_state_tree(
@@ -94,26 +85,7 @@ async def test_revise_runs_the_coder_with_the_rejected_hunks_and_reasons(
 async def test_a_real_merge_conflict_is_drawn_with_its_regions(
     project: Path, built_agents: list[str], scripted: Scripted, config_dir: Path
 ) -> None:
-    plan = {
-        "subtasks": [
-            {"title": "double", "goal": "Make add double the sum", "files": ["app.py"]},
-            {"title": "triple", "goal": "Make add triple the sum", "files": ["app.py"]},
-        ]
-    }
-    provider = scripted(
-        {"text": json.dumps(plan), "agent": "council"},
-        {
-            "text": edit("app.py", "    return a + b", "    return 2 * (a + b)"),
-            "agent": "coder",
-            "match": "double",
-        },
-        {
-            "text": edit("app.py", "    return a + b", "    return 3 * (a + b)"),
-            "agent": "coder",
-            "match": "triple",
-        },
-        {"text": json.dumps({"verdict": "approve", "findings": []}), "agent": "reviewer"},
-    )
+    provider = ScriptedProvider(conflicting_coders("app.py", review()))
     app = app_for(project, provider, config_dir)
     async with app.run_test(size=(100, 40)) as pilot:
         await run_request(pilot, "change add")

@@ -10,8 +10,7 @@ import pytest
 from briotui.ui.app import make_app
 from briotui.ui.screens.sessions import SessionsScreen
 
-from .helpers import EDIT_REPLY, wait_until
-from .test_app import run_request
+from .helpers import EDIT_REPLY, run_request, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -6,12 +6,12 @@ plans as written and follows the output, and the demo walks the whole loop."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.scripted import git
 from tests.trust_helpers import trust_project
 from textual.widgets._markdown import MarkdownBlock
 
@@ -22,8 +22,7 @@ from briotui.ui.screens.dialogs import Confirm
 from briotui.ui.screens.review import ReviewScreen
 from briotui.ui.widgets.conversation import ConversationPane
 
-from .helpers import EDIT_REPLY, README_REPLY, tasks_of, wait_until
-from .test_app import run_request
+from .helpers import EDIT_REPLY, README_REPLY, app_for, run_request, tasks_of, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -33,16 +32,6 @@ LONG_REQUEST = (
     "comment the sum and retitle the readme so that a new reader sees at once what the "
     "project is for"
 )
-
-
-def git(project: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=project, capture_output=True, text=True, check=True
-    ).stdout
-
-
-def app_for(project: Path, provider: ScriptedProvider, config_dir: Path) -> BrioApp:
-    return make_app(project, provider=provider, config_dir=config_dir, build=False)
 
 
 def shown_text(app: BrioApp) -> str:

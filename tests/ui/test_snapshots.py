@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from tests.scripted import conflicting_coders, review
 from tests.trust_helpers import trust_project
 from textual.pilot import Pilot
 
@@ -31,7 +32,6 @@ from .helpers import (
     README_DOCUMENTED,
     TYPE_HINTS,
     HeldProvider,
-    conflicting_coders,
     edit,
     findings_review,
     finished,
@@ -213,7 +213,7 @@ def test_review_conflict_view(snap_compare: Any, project: Path, config_dir: Path
 
     app = make_app(
         project,
-        provider=ScriptedProvider(conflicting_coders()),
+        provider=ScriptedProvider(conflicting_coders("app.py", review("request-changes"))),
         config_dir=config_dir,
         build=False,
     )

@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from briotui.cli.kernel_work import with_kernel
 from briotui.cli.output import one_line, print_json, reveal, say
 from briotui.kernel.errors import ConfigError
 from briotui.kernel.kernel import Kernel
@@ -131,7 +130,7 @@ def run_resolve(args: argparse.Namespace) -> int:
             }
         return report
 
-    report = _with_kernel(args.project, work)
+    report = with_kernel(args, work)
     tests = report["tests"]
     code = 1 if tests is not None and tests["verified"] is False else 0
     if args.json:
@@ -161,22 +160,3 @@ def run_resolve(args: argparse.Namespace) -> int:
             for line in tests["run"]["tail"].splitlines()[-20:]:
                 say(f"    {reveal(line)}")
     return code
-
-
-T = TypeVar("T")
-
-
-def _with_kernel(project: Path | str, work: Callable[[Kernel], Awaitable[T]]) -> T:
-    """Run ``work`` against the project's kernel, closing it afterwards."""
-
-    async def main() -> T:
-        kernel = Kernel(project)
-        try:
-            manager = kernel.sessions()
-            for notice in manager.store.notices + manager.recovery_notices:
-                say(f"note: {notice}", err=True)
-            return await work(kernel)
-        finally:
-            await kernel.close()
-
-    return asyncio.run(main())

@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shlex
-from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 from briotui.cli.cmd_resolve import register_resolve
+from briotui.cli.kernel_work import say_notices, when, with_kernel
 from briotui.cli.output import Style, is_tty, one_line, paint, print_json, reveal, say, table
 from briotui.kernel import contract
 from briotui.kernel.errors import CommitUnverified
@@ -112,13 +112,8 @@ def register(sub: Any) -> None:
 
 def _open(args: argparse.Namespace) -> SessionManager:
     manager = SessionManager.open(getattr(args, "project", "."))
-    for notice in manager.store.notices + manager.recovery_notices:
-        say(f"note: {notice}", err=True)
+    say_notices(manager)
     return manager
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
 
 def _summary(session: Session, diff: SessionDiff | None = None) -> dict[str, Any]:
@@ -194,7 +189,7 @@ def run_list(args: argparse.Namespace) -> int:
                         i.id,
                         i.state,
                         i.changed_files,
-                        _when(i.created),
+                        when(i.created),
                         i.parent_id or "",
                         (i.task or i.label)[:50],
                     ]
@@ -249,7 +244,7 @@ def run_show(args: argparse.Namespace) -> int:
         data.update(extra)
         return data, manager.is_git
 
-    data, is_git = _with_kernel(args, work)
+    data, is_git = with_kernel(args, work)
     if args.json:
         print_json({"status": "ok", "session": data})
         return 0
@@ -419,29 +414,6 @@ def run_diff(args: argparse.Namespace) -> int:
         manager.close()
 
 
-T = TypeVar("T")
-
-
-def _with_kernel(
-    args: argparse.Namespace,
-    work: Callable[[Kernel], Awaitable[T]],
-    settings: Settings | None = None,
-) -> T:
-    """Run ``work`` against the project's kernel, closing it afterwards."""
-
-    async def main() -> T:
-        kernel = Kernel(getattr(args, "project", "."), config=settings)
-        try:
-            manager = kernel.sessions()
-            for notice in manager.store.notices + manager.recovery_notices:
-                say(f"note: {notice}", err=True)
-            return await work(kernel)
-        finally:
-            await kernel.close()
-
-    return asyncio.run(main())
-
-
 def run_decide(args: argparse.Namespace) -> int:
     """``sessions accept|reject ID [HUNK...]``."""
 
@@ -456,7 +428,7 @@ def run_decide(args: argparse.Namespace) -> int:
         )
         return session.id, ids
 
-    session_id, ids = _with_kernel(args, work)
+    session_id, ids = with_kernel(args, work)
     if args.json:
         print_json({"status": "ok", "session": session_id, "decision": args.decision, "hunks": ids})
     else:
@@ -508,7 +480,7 @@ def run_commit(args: argparse.Namespace) -> int:
         )
         return session.id, result, manager.is_git
 
-    session_id, result, is_git = _with_kernel(args, work)
+    session_id, result, is_git = with_kernel(args, work)
     if args.json:
         print_json(
             {
@@ -555,7 +527,7 @@ def run_discard(args: argparse.Namespace) -> int:
         await kernel.discard_session(session.id)
         return session.id
 
-    session_id = _with_kernel(args, work)
+    session_id = with_kernel(args, work)
     if args.json:
         print_json({"status": "ok", "session": session_id, "state": "discarded"})
     else:
@@ -569,7 +541,7 @@ def run_prune(args: argparse.Namespace) -> int:
     async def work(kernel: Kernel) -> list[str]:
         return await kernel.prune_sessions()
 
-    pruned = _with_kernel(args, work)
+    pruned = with_kernel(args, work)
     if args.json:
         print_json({"status": "ok", "discarded": pruned})
     elif pruned:
@@ -587,7 +559,7 @@ def run_rollback(args: argparse.Namespace) -> int:
         result = await kernel.rollback(session.id, force=args.force)
         return session.id, session.state, result
 
-    session_id, state, result = _with_kernel(args, work)
+    session_id, state, result = with_kernel(args, work)
     if args.json:
         print_json(
             {
@@ -639,7 +611,7 @@ def run_revise(args: argparse.Namespace) -> int:
             "error": result.error,
         }
 
-    report = _with_kernel(args, work, settings)
+    report = with_kernel(args, work, settings)
     if args.json:
         print_json(report)
     else:

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
+from briotui.cli.kernel_work import when, with_kernel
 from briotui.cli.output import one_line, print_json, say, table
 from briotui.cli.prompt import add_answer_arguments, use_answers
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.settings import Settings
-
-T = TypeVar("T")
 
 
 def register(sub: Any) -> None:
@@ -66,32 +63,13 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run_grants_revoke)
 
 
-def _with_kernel(
-    args: argparse.Namespace,
-    work: Callable[[Kernel], Awaitable[T]],
-    settings: Settings | None = None,
-) -> T:
-    async def main() -> T:
-        kernel = Kernel(getattr(args, "project", "."), config=settings)
-        try:
-            return await work(kernel)
-        finally:
-            await kernel.close()
-
-    return asyncio.run(main())
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
-
-
 def run_tasks_list(args: argparse.Namespace) -> int:
     """``tasks list``."""
 
     async def work(kernel: Kernel) -> list[dict[str, Any]]:
         return await asyncio.to_thread(kernel.stored_tasks)
 
-    rows = _with_kernel(args, work)
+    rows = with_kernel(args, work, notices=False)
     if args.json:
         print_json({"status": "ok", "tasks": rows})
         return 0
@@ -107,7 +85,7 @@ def run_tasks_list(args: argparse.Namespace) -> int:
                     "interrupted" if r["interrupted"] else r["status"],
                     r["agent"],
                     r["session_id"] or "",
-                    _when(r["created"]),
+                    when(r["created"]),
                     str(r["goal"])[:60],
                 ]
                 for r in rows
@@ -147,7 +125,7 @@ def run_tasks_resume(args: argparse.Namespace) -> int:
             "error": result.error,
         }
 
-    report = _with_kernel(args, work, settings)
+    report = with_kernel(args, work, settings, notices=False)
     if args.json:
         print_json(report)
     else:
@@ -165,7 +143,7 @@ def run_tasks_discard(args: argparse.Namespace) -> int:
     async def work(kernel: Kernel) -> None:
         await kernel.discard_task(args.task)
 
-    _with_kernel(args, work)
+    with_kernel(args, work, notices=False)
     if args.json:
         print_json({"status": "ok", "discarded": args.task})
     else:
@@ -179,7 +157,7 @@ def run_grants_list(args: argparse.Namespace) -> int:
     async def work(kernel: Kernel) -> list[dict[str, Any]]:
         return await asyncio.to_thread(kernel.grants)
 
-    rows = _with_kernel(args, work)
+    rows = with_kernel(args, work, notices=False)
     if args.json:
         print_json({"status": "ok", "grants": rows})
         return 0
@@ -212,7 +190,7 @@ def run_grants_revoke(args: argparse.Namespace) -> int:
     async def work(kernel: Kernel) -> int:
         return await kernel.revoke_grant(args.grant)
 
-    count = _with_kernel(args, work)
+    count = with_kernel(args, work, notices=False)
     if args.json:
         print_json({"status": "ok", "revoked": args.grant, "count": count})
     else:

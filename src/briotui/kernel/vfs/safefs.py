@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Self, TypeVar
 
 from briotui.kernel.errors import FileTooLarge, PathDenied, WorkspaceFileNotFound
 
@@ -195,21 +195,19 @@ def split(rel: str) -> tuple[str, str]:
     return head, tail
 
 
-class DirFds:
-    """Directory fds under one root, opened without following links, cached for a pass.
+class FdCache:
+    """Directory fds cached by their relative path ("" is the root), all closed on exit.
 
-    Use as a context manager; every fd is closed on exit.
-
-    Attributes:
-        root: The trusted root directory.
+    The base of :class:`DirFds` and of the working tree's
+    :class:`~briotui.kernel.vfs.worktree.WorkTree`, which open their directories
+    differently (what a missing directory or a symlink on the way means) but own
+    their fds the same way. Use as a context manager.
     """
 
-    def __init__(self, root: Path, *, nofollow_root: bool = False) -> None:
-        self.root = Path(root)
-        flags = DIR_FLAGS if nofollow_root else DIR_FLAGS & ~os.O_NOFOLLOW
-        self._fds: dict[str, int] = {"": os.open(self.root, flags)}
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
 
-    def __enter__(self) -> DirFds:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -226,6 +224,22 @@ class DirFds:
         for fd in fds.values():
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+class DirFds(FdCache):
+    """Directory fds under one root, opened without following links, cached for a pass.
+
+    Use as a context manager; every fd is closed on exit.
+
+    Attributes:
+        root: The trusted root directory.
+    """
+
+    def __init__(self, root: Path, *, nofollow_root: bool = False) -> None:
+        super().__init__()
+        self.root = Path(root)
+        flags = DIR_FLAGS if nofollow_root else DIR_FLAGS & ~os.O_NOFOLLOW
+        self._fds[""] = os.open(self.root, flags)
 
     def forget(self, rel_dir: str) -> None:
         """Drop cached fds of ``rel_dir`` and below (after it was removed or replaced)."""

@@ -35,7 +35,6 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from briotui.kernel.errors import PathDenied, PathRefused
 from briotui.kernel.vfs.failpoints import failpoint
@@ -43,6 +42,7 @@ from briotui.kernel.vfs.safefs import (
     CREATE_FLAGS,
     DIR_FLAGS,
     READ_FLAGS,
+    FdCache,
     batch_sync,
     each_parallel,
     split,
@@ -82,36 +82,18 @@ class Current:
         return self.data == data and (data is None or self.symlink == symlink)
 
 
-class WorkTree:
+class WorkTree(FdCache):
     """Directory descriptors under one project root, opened without following links.
 
     Use as a context manager; every method takes a normalized relative path.
     """
 
     def __init__(self, root: Path) -> None:
+        super().__init__()
         self.root = root
-        self._fds: dict[str, int] = {}
         self._dirty: set[str] = set()
         self._unsynced: set[str] = set()
         """Directories holding temp files written but not made durable yet."""
-
-    def __enter__(self) -> WorkTree:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close every directory descriptor."""
-        fds, self._fds = self._fds, {}
-        for fd in fds.values():
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
     # -- directories ----------------------------------------------------------------
 
