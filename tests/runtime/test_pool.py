@@ -50,3 +50,25 @@ async def test_a_run_waits_for_a_refill_under_way_rather_than_making_another(
     assert second.state is AgentState.READY
     assert pool.ready == 0
     await second.run(AgentTask("t", "spin 1"))
+
+
+async def test_closing_the_pool_during_a_refill_leaves_no_agent_thread(kernel: Kernel) -> None:
+    """An instance made (or being made) while its pool closes is stopped, not left idle
+    with its thread and memory for the rest of the process."""
+    import threading
+
+    def probe_threads() -> set[str]:
+        return {t.name for t in threading.enumerate() if t.name.startswith("agent-probe")}
+
+    pool = await kernel.pool("probe", size=1)
+    before = probe_threads()
+    first = await pool.acquire()
+    first.discard()  # the pool starts refilling
+    for _ in range(5):  # until the refill's instance is starting on its thread
+        await asyncio.sleep(0)
+    await pool.close()  # while the refill is under way
+    for _ in range(300):
+        if not probe_threads() - before:
+            break
+        await asyncio.sleep(0.01)
+    assert not probe_threads() - before, probe_threads() - before

@@ -43,13 +43,21 @@ class AgentPool:
 
     async def _new(self) -> AgentInstance:
         instance = AgentInstance(self.loaded, loop=self._loop, events=self._events)
-        await instance.start()
+        try:
+            await instance.start()
+        except BaseException:  # cancelled (the pool closed) or failed: stop its thread
+            instance.discard()
+            raise
         return instance
 
     async def fill(self) -> None:
         """Instantiate until the pool holds ``size`` ready instances."""
         while not self._closed and len(self._ready) < self.size:
-            self._ready.append(await self._new())
+            instance = await self._new()
+            if self._closed:  # closed while it was made: nobody would ever discard it
+                instance.discard()
+                return
+            self._ready.append(instance)
 
     def _schedule_refill(self) -> None:
         if self._closed or (self._refill is not None and not self._refill.done()):
