@@ -294,8 +294,13 @@ def test_a_symlinked_module_is_not_served(tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("TOKEN = 'do not read me'\n")
     directory = write_agent(tmp_path, "peek", {"app.py": ECHO_LIKE})
-    (directory / "loot.py").symlink_to(secret)
     spec = discover(ProjectPaths.at(tmp_path)).agents["peek"]
+    (directory / "loot.py").symlink_to(secret)
+    # discovery refuses it now (the trust digest never follows links) ...
+    found = discover(ProjectPaths.at(tmp_path))
+    assert "peek" not in found.agents
+    assert any("symlink" in p.message for p in found.problems)
+    # ... and a spec found before the link was planted is served without it
     code = CodeCache().code(spec)
     assert [m.name for m in code.modules] == ["app"]
     assert not any("do not read me" in m.source for m in code.modules)
