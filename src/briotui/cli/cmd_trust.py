@@ -25,11 +25,15 @@ def register(sub: Any) -> None:
     """Add the ``trust`` subcommand."""
     trust = sub.add_parser(
         "trust",
-        help="trust this project's config (providers, shell rules, grants, test command)",
+        help=(
+            "trust this project's config (providers, shell rules, grants, test command, "
+            "MCP servers, project agents, its virtualenv)"
+        ),
         description=(
             "Show what the project's .brio/config.toml and .brio/agents/ ask for that needs "
             "your trust (model providers with their URLs and key variables, shell commands, "
-            "agent grants, the test command, MCP servers, project agents) and trust it. "
+            "agent grants, the test command, MCP servers, project agents, the project's own "
+            "virtualenv) and trust it. "
             "Until then briotui runs the project with your own settings and safe defaults."
         ),
     )
