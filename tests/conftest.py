@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import os
 import shutil
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,3 +90,46 @@ async def kernel(project: Path, built_agents: list[str]) -> AsyncIterator[object
 def repo_root() -> Iterator[Path]:
     """The repository root."""
     return REPO
+
+
+WORKER_WAIT_S = 90.0
+"""How long ``app.workers.wait_for_complete()`` may take in a test before the workers
+still running are reported (with where each one waits) and cancelled."""
+
+
+@pytest.fixture(autouse=True)
+def bounded_worker_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``wait_for_complete`` with a bound, so a worker that never ends is a warning that
+    says where it waits instead of a suite that hangs until CI's time limit (seen twice
+    in full runs, never alone; the warning is there to find out why)."""
+    import traceback
+    import warnings
+
+    from textual.worker_manager import WorkerManager
+
+    async def wait_for_complete(self: WorkerManager, workers: Any = None) -> None:
+        pending = list(workers or self)
+        futures = [asyncio.ensure_future(worker.wait()) for worker in pending]
+        if not futures:
+            return
+        done, stuck = await asyncio.wait(futures, timeout=WORKER_WAIT_S)
+        if stuck:
+            where = []
+            for worker in pending:
+                if worker.is_finished:
+                    continue
+                task = getattr(worker, "_task", None)
+                frames = task.get_stack() if task is not None else []
+                stack = "".join(traceback.format_list(traceback.extract_stack(frames[-1])))
+                where.append(f"{worker.name} [{worker.description}] {worker.state.name}\n{stack}")
+            warnings.warn(
+                f"workers still running after {WORKER_WAIT_S:g} s:\n" + "\n".join(where),
+                stacklevel=2,
+            )
+            for future in stuck:
+                future.cancel()
+        for future in done:
+            with contextlib.suppress(asyncio.CancelledError):
+                future.result()
+
+    monkeypatch.setattr(WorkerManager, "wait_for_complete", wait_for_complete)
