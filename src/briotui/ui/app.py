@@ -78,6 +78,9 @@ def _import_kernel() -> None:
         importlib.import_module(name)
 
 
+READY_FALLBACK_S: Final = 1.0
+"""When the kernel starts if Textual's first-frame ``Ready`` has not come by then."""
+
 FRAME_S: Final = 1 / 30
 """How often state changes and streamed text reach the screens, at most."""
 
@@ -208,6 +211,7 @@ class BrioApp(App[int]):
         """The session last opened in review, or made by this run's latest request."""
         self.kernel_started = asyncio.Event()
         """Set once the kernel runs (after the first frame); requests wait for it."""
+        self._began = False
 
     # -- start and stop ------------------------------------------------------------------
 
@@ -244,9 +248,18 @@ class BrioApp(App[int]):
         self._load_settings()
         self.sub_title = self.project.name
         await self.push_screen(MainScreen())  # over an empty state: the first frame
+        # Ready comes with the first frame; should it never come, start anyway
+        self.set_timer(READY_FALLBACK_S, self._begin)
 
     def on_ready(self) -> None:
         """The first frame is on the screen: now the kernel (or the served one)."""
+        self._begin()
+
+    def _begin(self) -> None:
+        """Start the kernel (or join the served one), once."""
+        if self._began:
+            return
+        self._began = True
         if self.attach_url is not None:
             self._start_attached(self.attach_url)
         else:
