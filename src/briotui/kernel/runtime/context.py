@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+HostDispatch = Callable[["CallContext", str, str, Callable[..., Any], tuple[Any, ...]], Any]
+"""How a host call is carried out: ``(ctx, iface, name, impl, args) -> result``."""
+
 
 class TaskHost(Protocol):
     """What the ``tasks`` subtask imports call (the supervisor implements it)."""
@@ -178,6 +181,11 @@ class CallContext:
         self.host_seconds = 0.0
         self.on_host_call: Callable[[], None] | None = None
         """Called (on the instance's thread) at each host call: the live meters' sampler."""
+        self.dispatch: HostDispatch | None = None
+        """When set, each host call goes through it instead of calling the host function
+        directly: ``dispatch(ctx, iface, name, impl, args)`` returns the call's result.
+        The run journal records (or replays) through it; a worker relays through it.
+        Arguments and results are kernel shapes (:mod:`.hostcodec` encodes them)."""
         self.usage = Usage()
         self.models: list[tuple[str, str]] = []
         self.sql: AgentSql | None = None

@@ -1109,7 +1109,12 @@ def _wrap(iface: str, name: str, impl: HostImpl, shape: FuncShape) -> Callable[.
             stop_if_cancelled(ctx)
             if ctx.on_host_call is not None:
                 ctx.on_host_call()
-            result = impl(ctx, *[conv(arg) for conv, arg in zip(params, args, strict=True)])
+            lifted = tuple(conv(arg) for conv, arg in zip(params, args, strict=True))
+            dispatch = ctx.dispatch
+            if dispatch is None:
+                result = impl(ctx, *lifted)
+            else:
+                result = dispatch(ctx, iface, name, impl, lifted)
             stop_if_cancelled(ctx)
             return None if lower is None else lower(result)
         except wasmtime.WasmtimeError:
