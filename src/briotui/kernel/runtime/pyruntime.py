@@ -44,6 +44,12 @@ AGENT_COMPILER = "agent-compiler"
 
 AGENT_COMPILER_EXPORT = f"{WIT_PACKAGE}/{AGENT_COMPILER}@{WIT_VERSION}"
 
+AGENT_LOADER = "agent-loader"
+"""The interface through which the kernel has a runtime instance load its agent's code
+before a run is handed to it (a warm pool's instances)."""
+
+AGENT_LOADER_EXPORT = f"{WIT_PACKAGE}/{AGENT_LOADER}@{WIT_VERSION}"
+
 RUNTIME_WIT = f"""package {WIT_PACKAGE}@{WIT_VERSION};
 
 /// The shared Python runtime reads its agent's code from the kernel at start.
@@ -72,6 +78,13 @@ interface {AGENT_CODE} {{
 interface agent-compiler {{
     /// Each (file, source)'s code object, marshalled and base64-encoded, in order.
     compile: func(modules: list<tuple<string, string>>) -> result<list<string>, string>;
+}}
+
+/// A warm pool's instance loads its agent's code (imports app, makes its Agent) before
+/// a run is handed to it, so the run only calls `run`.
+interface agent-loader {{
+    /// Load the agent's code now; a failure is kept and reported by the run.
+    load: func();
 }}
 """
 """The runtime's extra WIT, added to the package only when a runtime is built (agents
@@ -108,7 +121,7 @@ def runtime_wit(world: str) -> str:
         RUNTIME_WIT
         + f"\n/// The shared Python runtime of the {world!r} world.\n"
         + f"world {runtime_world(world)} {{\n    include {world};\n    import {AGENT_CODE};\n"
-        + f"    export {AGENT_COMPILER};\n}}\n"
+        + f"    export {AGENT_COMPILER};\n    export {AGENT_LOADER};\n}}\n"
     )
 
 
