@@ -71,7 +71,7 @@ watchdog gives up on it. A guest running wasm code traps within a few epoch tick
 _abandoned_lock = threading.Lock()
 _abandoned: set[str] = set()
 
-_starter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="agent-starter")
+_starter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="brio-instance-starter")
 """Starts the instances' threads, off the loop (and never queued behind the loop's
 default executor, which long builds may fill)."""
 
