@@ -9,7 +9,9 @@ one component (``pyruntime/brio_runtime.py`` built against the world plus the
 
 At its first ``run`` an instance asks the kernel for its agent's modules through
 ``agent-code.modules`` and imports ``app`` from them, so editing ``app.py`` is picked up
-by the next run with no build and no compile (hot reload). The sandbox is unchanged:
+by the next run with no build and no compile (hot reload). A warm pool's instance does
+that before a run is handed to it (``agent-loader.load``), and the run checks that the
+code it loaded is still the code on disk. The sandbox is unchanged:
 the runtime of a world imports only that world's interfaces (the reviewer's has no
 ``workspace-write``), and the linker still checks every import at link time.
 
