@@ -6,7 +6,9 @@ modules (``agent-code``: name, file, source, and the code object this runtime's 
 compiler made of it, which the kernel keeps per version of the source), loads them and
 imports ``app``; ``app.Agent().run(task)`` then does the work. So editing an agent's
 ``app.py`` needs no componentize-py build and no wasmtime compile: the next run reads
-it. ``AgentCompiler`` compiles sources without running them, in an instance where no
+it. A warm pool's instance loads earlier, through ``agent-loader.load`` before a run is
+handed to it (the kernel then checks that the code did not change since), so its run
+only calls ``run``. ``AgentCompiler`` compiles sources without running them, in an instance where no
 agent code ever ran.
 
 The agent's code runs with exactly the imports of the runtime's world (the world the
@@ -30,7 +32,7 @@ import abc  # noqa: F401
 import base64
 import bisect  # noqa: F401
 import collections  # noqa: F401
-import contextlib  # noqa: F401
+import contextlib
 import copy  # noqa: F401
 import dataclasses  # noqa: F401
 import datetime  # noqa: F401
@@ -126,6 +128,8 @@ def _failure(summary: str) -> Err:
 
 
 _agent: object = None
+_failed: object = None
+"""The Err the agent's code failed to load with (raised by every run of the instance)."""
 
 
 def _load() -> object:
@@ -150,12 +154,33 @@ def _load() -> object:
     return cls()
 
 
+def _loaded() -> object:
+    """The agent, loaded once per instance (by ``AgentLoader.load`` or the first run)."""
+    global _agent, _failed
+    if _failed is not None:
+        raise _failed  # type: ignore[misc]
+    if _agent is None:
+        try:
+            _agent = _load()
+        except Err as failure:
+            _failed = failure
+            raise
+    return _agent
+
+
 class Agent(exports.Agent):
     def run(self, task: agent.Task) -> agent.Outcome:
-        global _agent
-        if _agent is None:
-            _agent = _load()
-        return _agent.run(task)  # type: ignore[attr-defined,no-any-return]
+        return _loaded().run(task)  # type: ignore[attr-defined,no-any-return]
+
+
+class AgentLoader(exports.AgentLoader):
+    """Loads the agent before a run is handed to the instance (a warm pool's): the kernel
+    allows no host call but ``agent-code`` meanwhile, and checks before the run that the
+    code did not change since."""
+
+    def load(self) -> None:
+        with contextlib.suppress(Err):  # kept: the run reports it
+            _loaded()
 
 
 class AgentCompiler(exports.AgentCompiler):

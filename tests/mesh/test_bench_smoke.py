@@ -23,7 +23,7 @@ KEYS = {
 
 def test_bench_mesh_rows() -> None:
     rows = bench_mesh(messages=2000, round_trips=50)
-    assert len(rows) == 7
+    assert len(rows) == 8
     for row in rows:
         assert isinstance(row, Measure)
         assert set(row.to_dict()) == KEYS

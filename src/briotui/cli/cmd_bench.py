@@ -6,8 +6,6 @@ import argparse
 import asyncio
 import json
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from briotui.devtools.bench.mesh import bench_mesh
 from briotui.devtools.bench.runtime import bench_live_agents, bench_overhead, bench_runtime
 from briotui.devtools.bench.sessions import run_all as run_sessions_bench
 from briotui.devtools.bench.state import bench_state
+from briotui.devtools.bench.tui import bench_tui
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.paths import ProjectPaths
 from briotui.kernel.runtime.engine import wasmtime_version
@@ -39,7 +38,9 @@ def register(sub: Any) -> None:
             "sessions (fork of a 50k-file project, create in a fresh process, diff and "
             "commit of 100 files, each beside git doing the same: git status, git diff, "
             "git apply + sync), model streaming overhead, the mesh, the state tree and a "
-            "served kernel's fan-out; "
+            "served kernel's fan-out, and the TUI's first frame beside harlequin and "
+            "posting when they are installed in $BRIOTUI_BENCH_PEERS (default "
+            "~/.cache/briotui-bench-peers); "
             "print a table and write JSON. With --builds, also agent builds from an empty "
             "cache (first run, all agents) and hot reload."
         ),
@@ -115,7 +116,7 @@ async def _measure(args: argparse.Namespace) -> list[Measure]:
         measures += await bench_live_agents(kernel, count=args.live_agents, rounds=rounds)
     finally:
         await kernel.close()
-    measures.append(await asyncio.to_thread(_tui_cold_start, args.project))
+    measures += await asyncio.to_thread(bench_tui, args.project)
     sessions = await asyncio.to_thread(run_sessions_bench)
     models = await bench_llm()
     mesh = await asyncio.to_thread(bench_mesh)
@@ -129,54 +130,6 @@ async def _serve_figures() -> list[Measure]:
     from briotui.devtools.bench.serve import bench_serve
 
     return await bench_serve()
-
-
-_FIRST_FRAME = """
-import asyncio, sys, time
-from briotui.ui.app import make_app
-async def main():
-    app = make_app(sys.argv[1])
-    async with app.run_test(size=(120, 40)) as pilot:  # entered: the first frame is shown
-        print(f"first-frame {time.time()}", flush=True)
-        await pilot.pause()
-asyncio.run(main())
-"""
-
-
-def _tui_cold_start(project: str) -> Measure:
-    """From starting a fresh interpreter to the TUI's first frame (agents already built).
-
-    The child stamps the wall clock when its first frame is shown (Textual's test
-    harness hands over then), so what it does after (start the kernel, shut down) is
-    not counted.
-    """
-    samples = []
-    for _ in range(3):
-        started = time.time()
-        proc = subprocess.run(
-            [sys.executable, "-c", _FIRST_FRAME, project],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if "first-frame" not in proc.stdout:
-            return Measure(
-                "cold start of the TUI to first frame",
-                float("nan"),
-                "s",
-                1.0,
-                detail="the app did not start: " + proc.stderr.strip()[-200:],
-            )
-        stamp = proc.stdout.split("first-frame", 1)[1].split()[0]
-        samples.append(float(stamp) - started)
-    return Measure(
-        "cold start of the TUI to first frame",
-        min(samples),
-        "s",
-        1.0,
-        detail="fresh interpreter to first frame, best of 3 (agents built)",
-    )
 
 
 def render(measures: list[Measure]) -> str:

@@ -2,14 +2,21 @@
 
 Targets: >= 300k messages/s one way between two host endpoints, and a request/reply
 round trip <= 30 us. Each figure is measured the way the kernel uses the mesh: agent
-worker threads, tasks on the event loop, and one of each.
+worker threads, tasks on the event loop, and one of each. Each round trip is printed
+beside its floor, measured in the same run: a bare Lock ping-pong between two threads
+(the OS and the GIL, no mesh), a bare loop wake-up (``call_soon_threadsafe``), and under
+both the operating system's own (two processes, a pipe ping-pong, no Python hand-off).
+The mesh's own part of a round trip is what it costs over its floor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import statistics
+import subprocess
+import sys
 import threading
 import time
 
@@ -117,6 +124,38 @@ def _thread_floor(n: int) -> float:
         pong.acquire()
         samples.append(time.perf_counter() - t0)
     server.join()
+    return statistics.median(samples) * 1e6
+
+
+_ECHO_CHILD = "import os\nwhile os.read(0, 1):\n    os.write(1, b'x')\n"
+"""A process that answers each byte on its standard input with one on its output."""
+
+
+def _process_floor(n: int) -> float:
+    """A byte ping-pong over two pipes with another process: the operating system's
+    wake-up of a waiting thread (scheduler, and a CPU core leaving its idle state), with
+    no GIL and no Python hand-off on either side. Microseconds, median of ``n``."""
+    child = subprocess.Popen(  # a child of its own, not a fork of this threaded process
+        [sys.executable, "-c", _ECHO_CHILD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        bufsize=0,
+    )
+    assert child.stdin is not None
+    assert child.stdout is not None
+    out, back = child.stdin.fileno(), child.stdout.fileno()
+    samples = []
+    try:
+        for i in range(n + 50):  # 50 to warm up
+            t0 = time.perf_counter()
+            os.write(out, b"x")
+            os.read(back, 1)
+            if i >= 50:
+                samples.append(time.perf_counter() - t0)
+    finally:
+        child.stdin.close()
+        child.wait(10)
+        child.stdout.close()
     return statistics.median(samples) * 1e6
 
 
@@ -240,6 +279,7 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[Mea
     rt_loop = asyncio.run(_round_trip_loop(round_trips))
     rt_mixed = asyncio.run(_round_trip_thread_to_loop(round_trips))
     floor = _thread_floor(round_trips)
+    os_floor = _process_floor(round_trips)
     queue_floor = _best([_queue_floor(messages) for _ in range(3)])
     loop_floor = asyncio.run(_loop_floor(round_trips))
     return [
@@ -277,7 +317,9 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[Mea
             "us",
             ROUND_TRIP_TARGET,
             "lower",
-            f"median of {round_trips} request()/reply() between two worker threads",
+            f"median of {round_trips} request()/reply() between two worker threads; the "
+            f"mesh's own part is the rest over the bare Lock ping-pong "
+            f"({rt_threads - floor:+.1f} us)",
             peer="bare Lock ping-pong",
             peer_value=floor,
         ),
@@ -295,7 +337,9 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[Mea
             "us",
             ROUND_TRIP_TARGET,
             "lower",
-            f"median of {round_trips} request() from a thread answered by a task",
+            f"median of {round_trips} request() from a thread answered by a task; the "
+            f"mesh's own part is the rest over the bare loop wake-up "
+            f"({rt_mixed - loop_floor:+.1f} us)",
             peer="bare loop wake-up",
             peer_value=loop_floor,
         ),
@@ -307,6 +351,19 @@ def bench_mesh(*, messages: int = 200_000, round_trips: int = 5_000) -> list[Mea
             "lower",
             "two threads handing two threading.Locks back and forth, no mesh: the OS and "
             "GIL cost under every cross-thread round trip on this machine",
+            peer="OS wake-up floor",
+            peer_value=os_floor,
+        ),
+        Measure(
+            "OS wake-up floor (two processes, pipe ping-pong)",
+            os_floor,
+            "us",
+            None,
+            "lower",
+            "one byte there and back over two pipes with a child process, no GIL and no "
+            "Python hand-off: what waking a waiting thread costs the operating system (and "
+            "the CPU) on this machine; every cross-thread round trip above pays at least "
+            "this",
         ),
     ]
 

@@ -273,8 +273,9 @@ async def bench_overhead(kernel: Kernel, *, rounds: int = 20) -> list[Measure]:
             warm_ms,
             "ms",
             None,
-            detail=f"echo through Kernel.run_agent, median of {rounds}; peer: the same run "
-            "with the pool empty (the run instantiates)",
+            detail=f"echo through Kernel.run_agent, median of {rounds}; a pooled instance "
+            "has loaded the agent's code before the run; peer: the same run with the pool "
+            "empty (the run instantiates and loads the code)",
             peer="cold run",
             peer_value=median_ms(cold),
         ),

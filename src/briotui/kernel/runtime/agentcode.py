@@ -90,6 +90,7 @@ class CodeServer:
                         ctx.fatal = HostError(refused.message, agent=spec.name, title=refused.title)
                         raise wasmtime.WasmtimeError(f"brio: {refused.title}") from None
                 checked[:] = [now]
+            ctx.code_digest = now.digest  # the version this instance runs
             compiled = self.compiled(key, now, spec) if key else {}
             return [
                 {

@@ -669,7 +669,10 @@ class Builder:
                 self._on_runtime.discard(spec.name)
         if artifact.kind == "runtime":  # its code objects now, not in its first run
             self.server.compiled(artifact.key, self.code.code(spec), spec)
-        return LoadedAgent(spec, self.engine, component, linker, shape, self.ticker)
+        version = (lambda: self.code.code(spec).digest) if artifact.kind == "runtime" else None
+        return LoadedAgent(
+            spec, self.engine, component, linker, shape, self.ticker, code_version=version
+        )
 
 
 def _for(error: BuildError, spec: AgentSpec) -> BuildError:

@@ -179,6 +179,11 @@ class CallContext:
         self.fatal: AgentError | None = None
         self.host_calls = 0
         self.host_seconds = 0.0
+        self.loading = False
+        """Set while a warm instance loads its agent's code before any run: host calls
+        other than ``agent-code`` trap then (see :meth:`.AgentInstance.prepare`)."""
+        self.code_digest = ""
+        """The version of the agent's code the instance loaded ("" if it loaded none)."""
         self.on_host_call: Callable[[], None] | None = None
         """Called (on the instance's thread) at each host call: the live meters' sampler."""
         self.dispatch: HostDispatch | None = None

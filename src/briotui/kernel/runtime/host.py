@@ -65,6 +65,7 @@ from briotui.kernel.runtime.events import (
     ModelReset,
     Progress,
 )
+from briotui.kernel.runtime.pyruntime import AGENT_CODE
 from briotui.kernel.runtime.values import (
     Case,
     Err,
@@ -1103,6 +1104,11 @@ def _wrap(iface: str, name: str, impl: HostImpl, shape: FuncShape) -> Callable[.
 
     def host_function(_store: Any, *args: Any) -> Any:
         ctx = ctxmod.current()
+        if ctx.loading and iface != AGENT_CODE:
+            # A warm instance loading its agent's code before any run: a host call now
+            # would be made outside a run (no task, no bindings). The kernel discards
+            # the instance; the run loads the code itself, as a cold one does.
+            raise wasmtime.WasmtimeError(f"brio: {label} called while the agent's code loads")
         started = time.perf_counter()
         ctx.host_calls += 1
         try:

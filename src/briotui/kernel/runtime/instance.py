@@ -21,6 +21,7 @@ does later reaches the kernel, and it releases what it holds when it ends.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 import json
@@ -41,6 +42,7 @@ from briotui.kernel.errors import (
     AgentCancelled,
     AgentError,
     AgentTimeout,
+    BrioError,
     FuelExhausted,
     GuestError,
     GuestPanic,
@@ -57,6 +59,7 @@ from briotui.kernel.runtime.events import AgentState, EventSink, StateChanged
 from briotui.kernel.runtime.host import AGENT_EXPORT
 from briotui.kernel.runtime.meter import Meter
 from briotui.kernel.runtime.output import GuestOutput
+from briotui.kernel.runtime.pyruntime import AGENT_LOADER_EXPORT
 from briotui.kernel.runtime.values import Err, FuncShape, Ok
 
 _ids = itertools.count(1)
@@ -67,6 +70,10 @@ watchdog gives up on it. A guest running wasm code traps within a few epoch tick
 
 _abandoned_lock = threading.Lock()
 _abandoned: set[str] = set()
+
+_starter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="brio-instance-starter")
+"""Starts the instances' threads, off the loop (and never queued behind the loop's
+default executor, which long builds may fill)."""
 
 _memory_counts: dict[tuple[str, int], int] = {}
 """How many linear memories an agent's component was found to have (1: predictable)."""
@@ -88,6 +95,10 @@ class LoadedAgent:
     linker: wc.Linker
     run_shape: FuncShape
     ticker: EpochTicker
+    code_version: Callable[[], str] | None = None
+    """The version of the agent's code on disk now, for an agent on its world's shared
+    Python runtime (None for a component of its own): an instance that loaded its code
+    before its run (:meth:`AgentInstance.prepare`) runs it only if it is still this."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +184,8 @@ class AgentInstance:
         self._thread: threading.Thread | None = None
         self._store: wasmtime.Store | None = None
         self._run: wc.Func | None = None
+        self._load: wc.Func | None = None
+        """The shared runtime's ``agent-loader.load`` (None for other components)."""
         self._guard: DeadlineGuard | None = None
         self._memories: tuple[int, ...] = ()
         """Where this instance's linear memories start (see :mod:`.memory`)."""
@@ -229,6 +242,7 @@ class AgentInstance:
         """Drop every reference to the store, so its memories are unmapped now."""
         self._store = None
         self._run = None
+        self._load = None
         self._guard = None
         self._meter.forget()
 
@@ -269,7 +283,9 @@ class AgentInstance:
             return
         self._output = GuestOutput(self._loop, self.ctx.output("stdout"), self.ctx.output("stderr"))
         self._thread = threading.Thread(target=self._worker, name=f"agent-{self.id}", daemon=True)
-        self._thread.start()
+        # Thread.start waits until the new thread runs: on a busy machine that is most of
+        # a millisecond, which the loop (a run finishing, say) must not wait for.
+        await self._loop.run_in_executor(_starter, self._thread.start)
         try:
             await self._submit(self._instantiate)
         except AgentError as error:
@@ -314,9 +330,64 @@ class AgentInstance:
         func = instance.get_func(store, run_index) if run_index else None
         if func is None:
             raise HostError(f"Agent {self.agent!r} lost its run export.", agent=self.agent)
+        self._load = None
+        if loaded.code_version is not None:
+            index = instance.get_export_index(store, AGENT_LOADER_EXPORT)
+            load_index = instance.get_export_index(store, "load", index) if index else None
+            self._load = instance.get_func(store, load_index) if load_index else None
+        self.ctx.code_digest = ""  # a new store: no code loaded yet
         self._store = store
         self._run = func
         self.instantiate_s = time.perf_counter() - started
+
+    async def prepare(self) -> bool:
+        """Load the agent's code now, before a run is handed to this instance (a warm
+        pool's instance), so that its run only calls ``run``.
+
+        Only for an agent on its world's shared runtime; for others this does nothing.
+        While the code loads no host call but ``agent-code`` is allowed: an agent whose
+        code calls the kernel (or fails, or traps) as it loads gets a fresh instance
+        instead, which loads the code in its run as a cold one does. The run checks that
+        the code did not change since it was loaded (see :meth:`_execute`).
+
+        Returns:
+            False if loading blocked past the agent's deadline outside wasm code (in a
+            WASI sleep, say): the instance was abandoned and must be discarded.
+        """
+        if self._load is None or self.state is not AgentState.READY:
+            return True
+        future = self._submit(self._prepare)
+        limit = self.loaded.spec.limits.deadline_ms / 1000 + ABANDON_GRACE_S
+        done, _ = await asyncio.wait({future}, timeout=limit)
+        if done:
+            future.result()
+            return True
+        self.ctx.abandoned = True  # its thread comes back on its own; nothing reaches us
+        self.ctx.cancelled.set()
+        future.cancel()
+        with _abandoned_lock:
+            _abandoned.add(self.id)
+        self._set_state(AgentState.FAILED, "blocked while loading its code")
+        return False
+
+    def _prepare(self) -> None:
+        """On the instance's thread: call ``agent-loader.load`` (see :meth:`prepare`)."""
+        load, store = self._load, self._store
+        if load is None or store is None:
+            return
+        ctx = self.ctx
+        ctx.loading = True
+        try:
+            load(store)
+            load.post_return(store)
+        except wasmtime.WasmtimeError:
+            ctx.loading = False
+            self._instantiate()  # the run loads the code itself (and reports what failed)
+        finally:
+            ctx.loading = False
+            ctx.fatal = None
+            ctx.host_calls = 0
+            ctx.host_seconds = 0.0
 
     async def run(self, task: AgentTask, bindings: RunBindings | None = None) -> RunOutcome:
         """Run ``task`` to its end. The instance is finished afterwards.
@@ -449,7 +520,22 @@ class AgentInstance:
             call_ms=call_s * 1000,
         )
 
+    def _stale(self) -> bool:
+        """Whether the code this instance loaded before its run changed since."""
+        digest, version = self.ctx.code_digest, self.loaded.code_version
+        if not digest or version is None:
+            return False
+        try:
+            return version() != digest
+        except BrioError:  # unreadable now: the run's own read reports it
+            return True
+
     def _execute(self, task: AgentTask, bindings: RunBindings, deadline_at: float) -> RunOutcome:
+        if self._stale():  # edited since this (warm) instance loaded it: hot reload
+            try:
+                self._instantiate()
+            except AgentError as error:
+                raise RunFailed(error, RunUsage()) from None
         store, func, guard = self._store, self._run, self._guard
         assert store is not None
         assert func is not None

@@ -63,11 +63,39 @@ class GuestOutput:
             assert fd is not None
             loop.add_reader(fd, self._readable, stream)
 
+    def _watch(self, stream: _Stream) -> None:
+        """Have the loop read ``stream`` (on the loop)."""
+        with self._lock:
+            fd = stream.fd
+        if fd is not None and not self._closed:
+            self._loop.add_reader(fd, self._readable, stream)
+
+    def _renew(self) -> None:
+        """New pipes for a store made again on the instance's thread: the write ends of
+        the old ones were closed at their attach, and ``/dev/fd/N`` of a closed N may by
+        now be any file this process opened since (a database, say)."""
+        old = self._streams
+        self.drain()  # what the old store wrote stays in the log
+        fresh = (_Stream(old[0].sink), _Stream(old[1].sink))
+        with self._lock:
+            self._streams = fresh
+        try:
+            for stream in old:
+                self._loop.call_soon_threadsafe(self._forget, stream)
+            for stream in fresh:
+                self._loop.call_soon_threadsafe(self._watch, stream)
+        except RuntimeError:  # the loop is closed: drain() reads them, close() closes them
+            for stream in old:
+                self._forget(stream)
+
     def attach(self, wasi: wasmtime.WasiConfig) -> None:
         """Point ``wasi``'s stdout and stderr at the pipes; wasmtime opens its own ends.
 
         Where ``/dev/fd`` is missing, the output falls back to wasmtime's callbacks.
+        Attached again (a store made again), it first makes new pipes.
         """
+        if any(stream.write_fd is None for stream in self._streams):
+            self._renew()
         out, err = self._streams
         try:
             wasi.stdout_file = out.path

@@ -1,10 +1,13 @@
 """A warm pool of pre-instantiated agents per kind, so handing one out takes microseconds.
 
 Instances are single-use (a task gets a fresh instance, so no state leaks between
-tasks). Handing one out does no other work: the pool is refilled once the instance
-it handed out has run (or was discarded), so the instantiation of the next
-instance never competes with the run for the CPU or the event loop. A run that finds
-the pool empty makes its instance itself (a cold run).
+tasks). An agent on its world's shared Python runtime is loaded in its pooled instances
+before they are handed out (its code imported, its ``Agent`` made), so a warm run only
+runs; the run checks that the code did not change since (hot reload). Handing one out
+does no other work: the pool is refilled once the instance it handed out has run (or
+was discarded), so the instantiation of the next instance never competes with the run
+for the CPU or the event loop. A run that finds the pool empty makes its instance
+itself (a cold run), which loads the code in its run.
 """
 
 from __future__ import annotations
@@ -41,19 +44,25 @@ class AgentPool:
         """How many instances are waiting."""
         return len(self._ready)
 
-    async def _new(self) -> AgentInstance:
-        instance = AgentInstance(self.loaded, loop=self._loop, events=self._events)
-        try:
-            await instance.start()
-        except BaseException:  # cancelled (the pool closed) or failed: stop its thread
-            instance.discard()
-            raise
-        return instance
+    async def _new(self, *, prepare: bool = False) -> AgentInstance:
+        """A new ready instance; with ``prepare``, one that has loaded its agent's code
+        too (see :meth:`AgentInstance.prepare`), so its run only runs."""
+        while True:
+            instance = AgentInstance(self.loaded, loop=self._loop, events=self._events)
+            try:
+                await instance.start()
+                if not prepare or await instance.prepare():
+                    return instance
+            except BaseException:  # cancelled (the pool closed) or failed: stop its thread
+                instance.discard()
+                raise
+            instance.discard()  # blocked while loading: abandoned, a fresh one loads in its run
+            prepare = False
 
     async def fill(self) -> None:
         """Instantiate until the pool holds ``size`` ready instances."""
         while not self._closed and len(self._ready) < self.size:
-            instance = await self._new()
+            instance = await self._new(prepare=True)
             if self._closed:  # closed while it was made: nobody would ever discard it
                 instance.discard()
                 return

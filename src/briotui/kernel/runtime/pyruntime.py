@@ -9,7 +9,9 @@ one component (``pyruntime/brio_runtime.py`` built against the world plus the
 
 At its first ``run`` an instance asks the kernel for its agent's modules through
 ``agent-code.modules`` and imports ``app`` from them, so editing ``app.py`` is picked up
-by the next run with no build and no compile (hot reload). The sandbox is unchanged:
+by the next run with no build and no compile (hot reload). A warm pool's instance does
+that before a run is handed to it (``agent-loader.load``), and the run checks that the
+code it loaded is still the code on disk. The sandbox is unchanged:
 the runtime of a world imports only that world's interfaces (the reviewer's has no
 ``workspace-write``), and the linker still checks every import at link time.
 
@@ -44,6 +46,12 @@ AGENT_COMPILER = "agent-compiler"
 
 AGENT_COMPILER_EXPORT = f"{WIT_PACKAGE}/{AGENT_COMPILER}@{WIT_VERSION}"
 
+AGENT_LOADER = "agent-loader"
+"""The interface through which the kernel has a runtime instance load its agent's code
+before a run is handed to it (a warm pool's instances)."""
+
+AGENT_LOADER_EXPORT = f"{WIT_PACKAGE}/{AGENT_LOADER}@{WIT_VERSION}"
+
 RUNTIME_WIT = f"""package {WIT_PACKAGE}@{WIT_VERSION};
 
 /// The shared Python runtime reads its agent's code from the kernel at start.
@@ -72,6 +80,13 @@ interface {AGENT_CODE} {{
 interface agent-compiler {{
     /// Each (file, source)'s code object, marshalled and base64-encoded, in order.
     compile: func(modules: list<tuple<string, string>>) -> result<list<string>, string>;
+}}
+
+/// A warm pool's instance loads its agent's code (imports app, makes its Agent) before
+/// a run is handed to it, so the run only calls `run`.
+interface agent-loader {{
+    /// Load the agent's code now; a failure is kept and reported by the run.
+    load: func();
 }}
 """
 """The runtime's extra WIT, added to the package only when a runtime is built (agents
@@ -108,7 +123,7 @@ def runtime_wit(world: str) -> str:
         RUNTIME_WIT
         + f"\n/// The shared Python runtime of the {world!r} world.\n"
         + f"world {runtime_world(world)} {{\n    include {world};\n    import {AGENT_CODE};\n"
-        + f"    export {AGENT_COMPILER};\n}}\n"
+        + f"    export {AGENT_COMPILER};\n    export {AGENT_LOADER};\n}}\n"
     )
 
 
