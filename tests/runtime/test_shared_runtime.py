@@ -304,3 +304,33 @@ def test_a_symlinked_module_is_not_served(tmp_path: Path) -> None:
     code = CodeCache().code(spec)
     assert [m.name for m in code.modules] == ["app"]
     assert not any("do not read me" in m.source for m in code.modules)
+
+
+@pytest.mark.parametrize("refresh", ["build_agents", "edited_before_first_use"])
+async def test_a_project_agent_changed_after_trust_stays_refused_in_a_running_kernel(
+    project: Path, built_agents: list[str], refresh: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Observed: the "trusted" version was whatever was on disk at the last discovery, so
+    # in a running kernel (the TUI, `briotui serve`) the next `build_agents` (or a first
+    # discovery after the edit) took the edited code as trusted and ran it unasked.
+    directory = write_agent(project, "parrot", {"app.py": ECHO_LIKE})
+    no_componentize(monkeypatch)
+    kernel = Kernel(project)
+    kernel.config  # noqa: B018 (the trust decision is taken when the config is read)
+
+    async def run() -> str:
+        provider = ScriptedProvider([ScriptedReply("hi")])
+        outcome = await kernel.run_agent("parrot", "x", bindings=RunBindings(provider=provider))
+        return outcome.summary
+
+    try:
+        if refresh == "build_agents":
+            assert await run() == "hi"
+        (directory / "app.py").write_text(ECHO_LIKE.replace('PREFIX = ""', 'PREFIX = "evil "'))
+        if refresh == "build_agents":
+            await kernel.build_agents(["parrot"])  # what the TUI does on start and rebuild
+        with pytest.raises(RunFailed) as refused:
+            await run()
+        assert refused.value.error.title == "Project agent changed since trusted"
+    finally:
+        await kernel.close()

@@ -132,7 +132,6 @@ class Kernel:
         self.ticker = EpochTicker(self.engine)
         self.builder = Builder(self.engine, self.settings, self.ticker, cache)
         self.builder.code_check = self._check_agent_code
-        self._trusted_agents_tree = ""
         self.builtin_agents: Path | None = None
         """Where the built-in agents are (None: the shipped ones; benchmarks use a copy)."""
         self._discovery: Discovery | None = None
@@ -212,9 +211,6 @@ class Kernel:
         """The agents of this project: built-ins, and ``.brio/agents`` once trusted."""
         if self._discovery is None or refresh:
             trusted = self.config.user_agents_allowed()
-            # What the project's agents are as trusted now: their code is served to a run
-            # (read at each run by the shared Python runtime) only while it is the same.
-            self._trusted_agents_tree = agents_tree_digest(self.paths.user_agents)
             self._discovery = discover(
                 self.paths if trusted else None,
                 builtin=self.builtin_agents,
@@ -230,7 +226,12 @@ class Kernel:
         """
         if spec.origin != "user":
             return
-        if agents_tree_digest(self.paths.user_agents) != self._trusted_agents_tree:
+        # What the user trusted is the tree hashed when the trust decision was taken (the
+        # config's load), never what is on disk at a later discovery: a project agent's
+        # code is served to a run (read at each run by the shared Python runtime) only
+        # while it is still that.
+        trusted = self.config.request.agents_tree if self.config.user_agents_allowed() else None
+        if trusted is None or agents_tree_digest(self.paths.user_agents) != trusted:
             raise BuildError(
                 f"The project's agents (.brio/agents/) changed since the project was trusted, "
                 f"so {spec.name!r} does not run its new code. Run `briotui trust` to review "
