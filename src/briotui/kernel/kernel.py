@@ -288,6 +288,9 @@ class Kernel:
         reload); one edited so that it now needs a component of its own is loaded again.
         """
         spec = self.agent(name)
+        # a project agent edited since trusted is neither built nor run (an own build or
+        # one edited off the shared runtime would otherwise build the new code unasked)
+        await asyncio.to_thread(self._check_agent_code, spec)
         if name in self._loaded:
             if not self.builder.left_runtime(self._loaded[name].spec):
                 return self._loaded[name]
