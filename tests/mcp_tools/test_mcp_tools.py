@@ -381,3 +381,39 @@ def test_a_hanging_server_gives_a_timeout(tmp_path: Path) -> None:
             hub.call("t", "hang", {"seconds": 30})
     finally:
         hub.close()
+
+
+def _doctor_mcp(project: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    from briotui.cli.main import main
+
+    main(["-C", str(project), "doctor", "--json"])
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    return checks["MCP server t"]
+
+
+def test_without_bubblewrap_a_stdio_server_starts_only_when_the_user_allows_it(
+    project: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Observed: without bubblewrap a project's stdio MCP server was started with the
+    # reaper's weaker confinement and nobody was asked, whatever [shell] unsandboxed said.
+    from briotui.kernel.shell import runner
+
+    monkeypatch.setattr(runner, "_probe_bwrap", lambda: (False, "bwrap is not installed"))
+    user = tmp_path / "user-config"
+    user.mkdir()
+    monkeypatch.setenv("BRIOTUI_CONFIG_DIR", str(user))
+    _stdio(project)  # trusted with this user's trust store
+
+    refused = _doctor_mcp(project, capsys)
+    assert refused["status"] == "error"
+    assert "without an OS sandbox" in refused["detail"]
+    assert 'unsandboxed = "allow"' in refused["detail"]
+    assert "Traceback" not in refused["detail"]
+
+    (user / "config.toml").write_text('[shell]\nunsandboxed = "allow"\n')
+    allowed = _doctor_mcp(project, capsys)
+    assert allowed["status"] == "ok", allowed
+    assert "6 tools" in allowed["detail"]

@@ -358,7 +358,12 @@ class Kernel:
             self._mcp_loaded = True
             if settings.servers:
                 sandbox = False if self.shell_settings.sandbox == "off" else None
-                self._mcp = McpHub(settings, self.paths.root, sandbox=sandbox)
+                self._mcp = McpHub(
+                    settings,
+                    self.paths.root,
+                    sandbox=sandbox,
+                    unsandboxed=self.shell_settings.unsandboxed,
+                )
         return self._mcp
 
     def sql(self) -> SqlService:
