@@ -485,6 +485,19 @@ class Recorder:
                 [(session_id, h, task_id, agent, model, now) for h in hunk_ids],
             )
 
+    def note_user_authors(self, session_id: str, hunk_ids: Sequence[str], by: str) -> None:
+        """Remember (in the store) that the user wrote these hunks, e.g. by resolving a
+        conflict (``by`` says how, e.g. ``user (tui)`` or a served kernel's client id);
+        they are never credited to the agent that last wrote in the session."""
+        agent = by if by.startswith("user") else f"user ({by})"
+        now = time.time()
+        with self.store.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO hunk_provenance (session_id, hunk_id, task_id, agent,"
+                " model, created) VALUES (?, ?, NULL, ?, '', ?)",
+                [(session_id, h, agent[:200], now) for h in hunk_ids],
+            )
+
     def _keep_authors(
         self,
         session_id: str,
