@@ -299,7 +299,9 @@ class Kernel:
             if stale is not None:
                 await stale.close()
         if build and not self.builder.is_built(spec):
-            [result] = await asyncio.to_thread(self.builder.build, [spec], on_event=on_event)
+            [result] = await asyncio.to_thread(  # a run waits for it: it goes first
+                self.builder.build, [spec], on_event=on_event, urgent=True
+            )
             if result.error is not None:
                 raise result.error
         loaded = await asyncio.to_thread(self.builder.load, spec)
@@ -609,7 +611,7 @@ class Kernel:
                 task_id, revision.goal, "coder", session, supervisor, context=context
             )
             after = {h.id for h in (await asyncio.to_thread(session.diff)).hunks()}
-            self.recorder.note_authors(session.id, sorted(after - before), f"{task_id}.coder")
+            self.recorder.note_authors(session.id, sorted(after - before), task_id)
             if session.state == "open":
                 await asyncio.to_thread(self.is_verified, session.id)  # tested before it
                 await asyncio.to_thread(self.recorder.publish_session, session)
@@ -771,13 +773,12 @@ class Kernel:
                 if previous:
                     goal = follow_up_goal(goal, previous)
                     context = (*context, ("previous-requests", "\n".join(previous)))
-                outcome = await self.run_agent(
+                outcome = await self.run_agent(  # the run is the task: one row, not two
                     agent,
                     goal,
                     bindings=sup.bindings(session),
                     context=context,
-                    task_id=f"{task_id}.{agent}",
-                    parent_task=task_id,
+                    task_id=task_id,
                 )
                 result = TaskResult(task_id, "done", outcome.summary, session.id)
         except RunFailed as failure:
@@ -1126,18 +1127,22 @@ class Kernel:
             )
         # Everything that can fail before the run is done: from here on the instance
         # handed out either runs or is discarded (never left with its thread and memory).
+        # a submitted task run as one agent (`@agent ...`): its driver records how it
+        # starts and ends (after the session is published); the run adds its usage
+        final = tid not in self._driving
         instance = await pool.acquire()
         try:
             if isinstance(run_bindings.workspace, Session):
                 self._task_sessions.setdefault(tid, run_bindings.workspace)
-            self.recorder.task_started(
-                tid,
-                agent=name,
-                goal=goal,
-                parent=parent_task,
-                session_id=run_bindings.session_id or None,
-                title=title,
-            )
+            if final:
+                self.recorder.task_started(
+                    tid,
+                    agent=name,
+                    goal=goal,
+                    parent=parent_task,
+                    session_id=run_bindings.session_id or None,
+                    title=title,
+                )
         except BaseException:
             instance.discard()
             raise
@@ -1158,6 +1163,7 @@ class Kernel:
                 failure.usage,
                 agent=name,
                 session_id=run_bindings.session_id,
+                final=final,
             )
             raise
         except asyncio.CancelledError:  # its driver was cancelled (Kernel.cancel)
@@ -1171,6 +1177,7 @@ class Kernel:
                 None,
                 agent=name,
                 session_id=run_bindings.session_id,
+                final=final,
             )
             raise
         finally:
@@ -1182,6 +1189,7 @@ class Kernel:
             outcome.usage,
             agent=name,
             session_id=run_bindings.session_id,
+            final=final,
         )
         return outcome
 
