@@ -265,6 +265,7 @@ MALFORMED: list[Any] = [
     '{"type": "command", "id": 8, "name": "commit", "args": {"session": "s", "force": "yes"}}',
     '{"type": "command", "id": 9, "name": "decide", '
     '"args": {"session": "s", "decision": "accepted", "hunks": [1]}}',
+    '{"type": "command", "id": 10, "name": "commit", "args": {"session": "s", "expected": [{}]}}',
 ]
 
 
