@@ -10,6 +10,7 @@ it.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -417,3 +418,31 @@ def test_without_bubblewrap_a_stdio_server_starts_only_when_the_user_allows_it(
     allowed = _doctor_mcp(project, capsys)
     assert allowed["status"] == "ok", allowed
     assert "6 tools" in allowed["detail"]
+
+
+def _open_temp_files() -> int:
+    """This process's open files that were deleted on creation (``TemporaryFile``)."""
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        count += target.endswith("(deleted)")
+    return count
+
+
+def test_a_server_restarted_after_crashes_leaves_no_open_files(tmp_path: Path) -> None:
+    # Observed: each start of a server opened a file for its stderr that was closed only
+    # when the hub closed: a server crashing again and again leaked one file each time.
+    before = _open_temp_files()
+    hub = _hub(tmp_path)
+    try:
+        for _ in range(3):
+            with pytest.raises(McpUnavailable):
+                hub.call("t", "crash", {})
+        assert _open_temp_files() - before <= 1  # the last crash's, for its message
+    finally:
+        hub.close()
+    assert _open_temp_files() == before

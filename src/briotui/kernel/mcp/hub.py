@@ -370,6 +370,8 @@ class McpHub:
         config = self.config(server)
         conn = self._connections.get(server)
         if conn is None or (not conn.alive and conn.ready.is_set()):
+            if conn is not None and conn.stderr is not None:
+                conn.stderr.close()  # its crash was told; a new start gets a new file
             conn = _Connection(config, self.root, self.sandbox, self.unsandboxed)
             self._connections[server] = conn
             conn.task = asyncio.get_running_loop().create_task(conn.run())
