@@ -5,6 +5,7 @@ The server is the real CLI in a subprocess; the Coder is the real component, scr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -137,3 +138,46 @@ async def test_commit_is_left_to_the_user_unless_their_config_allows_it(
     assert "stays for the user" in result.content[0].text
     assert (project / "app.py").read_text() == BEFORE
     assert git(project, "status", "--porcelain", "app.py") == ""
+
+
+def test_a_client_reads_and_decides_only_the_sessions_it_started(
+    lines_project: Path,
+    tmp_path: Path,
+    built_agents: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Observed: any MCP client could read, accept (and, allowed to commit, commit) the
+    # user's own sessions, e.g. one the user is reviewing in the TUI, by its id.
+    from briotui.cli.main import main
+
+    project = lines_project
+    user_dir = tmp_path / "user"
+    user_dir.mkdir()
+    (user_dir / "config.toml").write_text("[mcp]\nclients_may_commit = true\n")
+    monkeypatch.setenv("BRIOTUI_CONFIG_DIR", str(user_dir))
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps([REPLY]))
+    code = main(
+        ["-C", str(project), "run", "rename two lines", "--agent", "coder", "--provider",
+         f"scripted:{replies}", "--json"]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    users = json.loads(captured.out)["session"]["id"]
+    assert code == 0
+
+    async def steps(session: Any) -> list[Any]:
+        return [
+            await session.call_tool(name, {"session_id": users})
+            for name in ("diff", "accept", "commit")
+        ]
+
+    for result in asyncio.run(_session(project, user_dir, replies, steps)):
+        assert result.is_error
+        assert "not started through this MCP server" in result.content[0].text
+    code = main(["-C", str(project), "sessions", "show", users, "--json"])
+    shown = json.loads(capsys.readouterr().out)["session"]
+    decisions = {h["decision"] for f in shown["files"] for h in f["hunks"]}
+    assert decisions == {"pending"}  # the user's session is as the user left it
+    assert (project / "app.py").read_text() == BEFORE

@@ -10,6 +10,7 @@ it.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -381,3 +382,67 @@ def test_a_hanging_server_gives_a_timeout(tmp_path: Path) -> None:
             hub.call("t", "hang", {"seconds": 30})
     finally:
         hub.close()
+
+
+def _doctor_mcp(project: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    from briotui.cli.main import main
+
+    main(["-C", str(project), "doctor", "--json"])
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    return checks["MCP server t"]
+
+
+def test_without_bubblewrap_a_stdio_server_starts_only_when_the_user_allows_it(
+    project: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Observed: without bubblewrap a project's stdio MCP server was started with the
+    # reaper's weaker confinement and nobody was asked, whatever [shell] unsandboxed said.
+    from briotui.kernel.shell import runner
+
+    monkeypatch.setattr(runner, "_probe_bwrap", lambda: (False, "bwrap is not installed"))
+    user = tmp_path / "user-config"
+    user.mkdir()
+    monkeypatch.setenv("BRIOTUI_CONFIG_DIR", str(user))
+    _stdio(project)  # trusted with this user's trust store
+
+    refused = _doctor_mcp(project, capsys)
+    assert refused["status"] == "error"
+    assert "without an OS sandbox" in refused["detail"]
+    assert 'unsandboxed = "allow"' in refused["detail"]
+    assert "Traceback" not in refused["detail"]
+
+    (user / "config.toml").write_text('[shell]\nunsandboxed = "allow"\n')
+    allowed = _doctor_mcp(project, capsys)
+    assert allowed["status"] == "ok", allowed
+    assert "6 tools" in allowed["detail"]
+
+
+def _open_temp_files() -> int:
+    """This process's open files that were deleted on creation (``TemporaryFile``)."""
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        count += target.endswith("(deleted)")
+    return count
+
+
+def test_a_server_restarted_after_crashes_leaves_no_open_files(tmp_path: Path) -> None:
+    # Observed: each start of a server opened a file for its stderr that was closed only
+    # when the hub closed: a server crashing again and again leaked one file each time.
+    before = _open_temp_files()
+    hub = _hub(tmp_path)
+    try:
+        for _ in range(3):
+            with pytest.raises(McpUnavailable):
+                hub.call("t", "crash", {})
+        assert _open_temp_files() - before <= 1  # the last crash's, for its message
+    finally:
+        hub.close()
+    assert _open_temp_files() == before

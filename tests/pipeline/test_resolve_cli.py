@@ -221,3 +221,31 @@ def test_taking_theirs_keeps_the_clean_merge_and_an_older_run_does_not_verify_it
     code, out = cli(project, capsys, "sessions", "commit", session)
     assert code == 0, out
     assert (project / "calc.py").read_text() == RESOLVED
+
+
+def _hunk_authors(shown: dict[str, Any], path: str) -> dict[str, str]:
+    """Each hunk of ``path`` in `sessions show --json`: its id -> its agent."""
+    [file] = [f for f in shown["session"]["files"] if f["path"] == path]
+    return {h["id"]: h["agent"] for h in file["hunks"]}
+
+
+def test_hunks_the_user_resolved_are_credited_to_the_user(
+    tmp_path: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Observed: the hunk a resolution wrote was credited to the Coder (the session's last
+    # writing agent), as if the model had written what the user chose.
+    project, replies = conflicting_run(tmp_path)
+    assert run(project, replies, tmp_path, "--json") == 3
+    session = json.loads(capsys.readouterr().out)["session"]["id"]
+    _, shown = cli(project, capsys, "sessions", "show", session, "--json")
+    before = _hunk_authors(shown, "calc.py")
+    assert set(before.values()) == {"coder"}
+    _, done = cli(project, capsys, "sessions", "resolve", session, "calc.py", "--theirs", "--json")
+    assert done["changed"] is True, done
+    _, shown = cli(project, capsys, "sessions", "show", session, "--json")
+    after = _hunk_authors(shown, "calc.py")
+    new = {h: who for h, who in after.items() if h not in before}
+    assert new, after  # the resolution wrote a hunk of its own
+    assert set(new.values()) == {"user (cli)"}
+    kept = {h: who for h, who in after.items() if h in before}
+    assert set(kept.values()) <= {"coder"}  # the Coders' own hunks keep their credit

@@ -18,6 +18,7 @@ from tests.trust_helpers import trust_project
 import briotui.kernel.runtime.build as build_module
 from briotui.cli.main import main
 from briotui.kernel.agents import discover
+from briotui.kernel.errors import BuildError
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
 from briotui.kernel.paths import ProjectPaths
@@ -262,10 +263,10 @@ async def test_hot_reload_in_a_running_kernel(
 
         assert await run("parrot") == "hi"
         (directory / "app.py").write_text(ECHO_LIKE.replace('PREFIX = ""', 'PREFIX = "new "'))
-        with pytest.raises(RunFailed) as refused:  # changed since the project was trusted
+        with pytest.raises(BuildError) as refused:  # changed since the project was trusted
             await run("parrot")
-        assert "changed since the project was trusted" in refused.value.error.message
-        assert refused.value.error.title == "Project agent changed since trusted"
+        assert "changed since the project was trusted" in refused.value.message
+        assert refused.value.title == "Project agent changed since trusted"
         trust_project(project)
         kernel.reload_config()
         assert await run("parrot") == "new hi"
@@ -304,3 +305,55 @@ def test_a_symlinked_module_is_not_served(tmp_path: Path) -> None:
     code = CodeCache().code(spec)
     assert [m.name for m in code.modules] == ["app"]
     assert not any("do not read me" in m.source for m in code.modules)
+
+
+@pytest.mark.parametrize("refresh", ["build_agents", "edited_before_first_use"])
+async def test_a_project_agent_changed_after_trust_stays_refused_in_a_running_kernel(
+    project: Path, built_agents: list[str], refresh: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Observed: the "trusted" version was whatever was on disk at the last discovery, so
+    # in a running kernel (the TUI, `briotui serve`) the next `build_agents` (or a first
+    # discovery after the edit) took the edited code as trusted and ran it unasked.
+    directory = write_agent(project, "parrot", {"app.py": ECHO_LIKE})
+    no_componentize(monkeypatch)
+    kernel = Kernel(project)
+    kernel.config  # noqa: B018 (the trust decision is taken when the config is read)
+
+    async def run() -> str:
+        provider = ScriptedProvider([ScriptedReply("hi")])
+        outcome = await kernel.run_agent("parrot", "x", bindings=RunBindings(provider=provider))
+        return outcome.summary
+
+    try:
+        if refresh == "build_agents":
+            assert await run() == "hi"
+        (directory / "app.py").write_text(ECHO_LIKE.replace('PREFIX = ""', 'PREFIX = "evil "'))
+        if refresh == "build_agents":
+            await kernel.build_agents(["parrot"])  # what the TUI does on start and rebuild
+        with pytest.raises(BuildError) as refused:
+            await run()
+        assert refused.value.title == "Project agent changed since trusted"
+    finally:
+        await kernel.close()
+
+
+async def test_a_project_agent_edited_off_the_shared_runtime_is_not_built_unasked(
+    project: Path, built_agents: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Observed: only the shared runtime checked the trusted tree; an edit that makes the
+    # agent need a build of its own (here: an import the runtime lacks) was built and run
+    # by the running kernel without a new trust prompt.
+    directory = write_agent(project, "parrot", {"app.py": ECHO_LIKE})
+    calls = no_componentize(monkeypatch)
+    kernel = Kernel(project)
+    try:
+        provider = ScriptedProvider([ScriptedReply("hi")])
+        done = await kernel.run_agent("parrot", "x", bindings=RunBindings(provider=provider))
+        assert done.summary == "hi"
+        (directory / "app.py").write_text("import xml.dom\n" + ECHO_LIKE)
+        with pytest.raises(BuildError) as refused:
+            await kernel.run_agent("parrot", "x", bindings=RunBindings(provider=provider))
+        assert refused.value.title == "Project agent changed since trusted"
+    finally:
+        await kernel.close()
+    assert calls == []  # nothing of the edited code was built

@@ -265,6 +265,7 @@ MALFORMED: list[Any] = [
     '{"type": "command", "id": 8, "name": "commit", "args": {"session": "s", "force": "yes"}}',
     '{"type": "command", "id": 9, "name": "decide", '
     '"args": {"session": "s", "decision": "accepted", "hunks": [1]}}',
+    '{"type": "command", "id": 10, "name": "commit", "args": {"session": "s", "expected": [{}]}}',
 ]
 
 
@@ -453,3 +454,43 @@ async def test_tls_with_the_users_certificate(project: Path, tmp_path: Path) -> 
         await client.close()
         with pytest.raises(RemoteClosed):  # plain ws:// to a TLS server does not join
             await RemoteClient(server.url.replace("wss://", "ws://")).connect(within_s=3)
+
+
+async def test_a_command_still_running_when_its_client_leaves_is_finished_and_audited(
+    project: Path,
+) -> None:
+    # Observed: a client leaving (closed tab, network blip) cancelled its commands in
+    # flight; work already done in the kernel (a decision, a commit) then had no audit row.
+    async with served(project) as (kernel, server):
+        session = await asyncio.to_thread(kernel.new_session, label="x", task="t")
+        await asyncio.to_thread(session.write, "notes.txt", b"hello\n", False)
+        real = kernel.decide
+        left = asyncio.Event()
+
+        async def decide_then_linger(*args: Any, **kwargs: Any) -> Any:
+            done = await real(*args, **kwargs)  # the decision is made...
+            await left.wait()  # ...and the command is still in flight when the client goes
+            return done
+
+        kernel.decide = decide_then_linger  # type: ignore[method-assign]
+        async with connect(server.url) as ws:
+            assert json.loads(await ws.recv())["type"] == "hello"
+            assert json.loads(await ws.recv())["type"] == "snapshot"
+            command = {"session": session.id, "decision": "accepted"}
+            await ws.send(
+                json.dumps({"type": "command", "id": 1, "name": "decide", "args": command})
+            )
+            await asyncio.sleep(0.2)
+        for _ in range(100):  # the server noticed the client left
+            if not server.clients:
+                break
+            await asyncio.sleep(0.02)
+        left.set()
+        for _ in range(100):
+            if audit_commands(kernel):
+                break
+            await asyncio.sleep(0.05)
+        assert {d for d, _ in session.decisions().values()} == {"accepted"}
+        [row] = audit_commands(kernel)
+        assert row["target"].startswith(f"decide {session.id} accepted")
+        assert row["decision"] == "allowed"

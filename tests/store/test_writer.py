@@ -146,3 +146,28 @@ def test_reading_inside_a_transaction_does_not_wait_for_queued_writes(tmp_path: 
         assert store.query("SELECT status FROM tasks")[0][0] == "done"  # no deadlock
     assert store.query("SELECT status FROM tasks")[0][0] == "later"
     store.close()
+
+
+def test_records_queued_while_another_process_holds_the_lock_long_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Observed: when the write lock stayed taken through the writer's retries (busy
+    # timeout x 3), the queued group was logged and dropped: the task's record was lost.
+    from briotui.kernel.store import db as db_module
+
+    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_S", 0.05)  # the retries run out at once
+    db = tmp_path / "state.db"
+    store = Store.open(db)
+    recorder = Recorder(StateTree(), store)
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # held past every retry of the writer
+    try:
+        recorder.task_started("t1", agent="echo", goal="hi", parent=None, session_id=None)
+        deadline = threading.Event()
+        deadline.wait(1.0)  # the writer tries (and fails) meanwhile
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert [r["id"] for r in recorder.stored_tasks()] == ["t1"]
+    store.close()
+    assert _tasks(db) == [("t1", "running")]

@@ -17,7 +17,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from tests.cli.test_run_session_flow import BEFORE, REPLY
 from tests.scripted import git
-from tests.trust_helpers import trust_project
+from tests.trust_helpers import recording_server, trust_project
 
 from briotui.kernel import telemetry
 from briotui.kernel.llm.scripted import ScriptedProvider, load_replies
@@ -155,19 +155,61 @@ def test_trace_file_writes_json_lines(
     assert not telemetry.enabled()  # the CLI shut it down on exit
 
 
-def test_an_otlp_endpoint_without_the_exporter_says_what_to_install() -> None:
+def test_an_otlp_endpoint_without_the_exporter_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import builtins
+
     from briotui.kernel.errors import ConfigError
 
-    try:
-        import opentelemetry.exporter.otlp.proto.http  # noqa: F401
-    except ImportError:
-        with pytest.raises(ConfigError, match="opentelemetry-exporter-otlp-proto-http"):
-            telemetry.configure({}, environ={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"})
-    else:  # pragma: no cover - the exporter is installed here
-        assert telemetry.configure(
-            {}, environ={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}
-        )
+    real_import = builtins.__import__
+
+    def no_exporter(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name.startswith("opentelemetry.exporter.otlp"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_exporter)  # an install without it
+    with pytest.raises(ConfigError, match="opentelemetry-exporter-otlp-proto-http"):
+        telemetry.configure({}, environ={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"})
     telemetry.shutdown()
+
+
+@pytest.mark.parametrize("where", ["environment", "user config"])
+def test_spans_reach_an_otlp_collector_at_its_traces_path(
+    project: Path,
+    tmp_path: Path,
+    built_agents: list[str],
+    where: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Observed: the OTLP exporter was not a dependency, and once installed it got the
+    # base endpoint as a full URL, so every span was posted to the collector's root.
+    from briotui.cli.main import main
+
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps([{"text": "pong"}]))
+    user = tmp_path / "user-config"
+    user.mkdir()
+    monkeypatch.setenv("BRIOTUI_CONFIG_DIR", str(user))
+    with recording_server() as collector:
+        if where == "environment":
+            monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
+        else:
+            (user / "config.toml").write_text(
+                f'[telemetry]\nenabled = true\nendpoint = "{collector.url}/"\n'
+            )
+        code = main(
+            ["-C", str(project), "run", "ping", "--agent", "echo", "--provider",
+             f"scripted:{replies}", "--json"]
+        )  # fmt: skip
+        capsys.readouterr()
+    assert code == 0
+    posted = {str(r["path"]) for r in collector.requests if r["method"] == "POST"}
+    assert "/v1/traces" in posted, posted
+    assert posted <= {"/v1/traces", "/v1/metrics"}
+    assert not telemetry.enabled()
 
 
 async def test_capability_denials_are_counted(project: Path, memory: InMemorySpanExporter) -> None:

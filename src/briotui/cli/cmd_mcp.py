@@ -2,7 +2,9 @@
 
 Another assistant (any MCP client) can hand work to briotui's sandboxed pipeline: submit
 a request, wait for it, read the session's diff with hunk ids, the Reviewer's findings
-and whether the tests passed, accept or reject hunks, and commit. Nothing reaches the
+and whether the tests passed, accept or reject hunks, and commit: only the sessions of
+the requests it submitted through this server (the user's other sessions, say one being
+reviewed in the TUI, are not an MCP client's to read or decide). Nothing reaches the
 user's files unless a hunk is accepted and committed; committing from an MCP client is
 off unless the user's own config says ``[mcp] clients_may_commit = true`` (a project
 cannot turn it on): otherwise the session stays for the user to commit in the TUI.
@@ -20,11 +22,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from briotui.kernel.errors import BrioError, ConfigError
+from briotui.kernel.errors import BrioError, ConfigError, SessionNotFound
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.types import Provider
 from briotui.kernel.settings import Settings, load_settings
 from briotui.kernel.text import sanitize
+from briotui.kernel.vfs import Session
 
 WAIT_LIMIT_S = 3600.0
 """The longest one ``wait`` call blocks."""
@@ -88,6 +91,24 @@ class Service:
         self.tasks[task_id] = session.id if session else ""
         return {"task_id": task_id, "session_id": self.tasks[task_id]}
 
+    def own_session(self, session_id: str) -> Session:
+        """The session ``session_id`` (or a unique prefix) if a request submitted through
+        this server made it.
+
+        Raises:
+            SessionNotFound: no such session, or not one of this server's.
+        """
+        session = self.open().sessions().get(session_id)
+        if session.id not in self.tasks.values():
+            raise SessionNotFound(
+                f"Session {session.id} was not started through this MCP server: a client "
+                "reads and decides only the sessions of the requests it submitted (submit "
+                "returns their session_id). The user reviews their other sessions in "
+                "briotui.",
+                title="Not this client's session",
+            )
+        return session
+
     async def wait(self, task_id: str, timeout_s: float) -> dict[str, Any]:
         kernel = self.open()
         if task_id not in self.tasks:
@@ -107,7 +128,7 @@ class Service:
         kernel = self.open()
 
         def work() -> dict[str, Any]:
-            session = kernel.sessions().get(session_id)
+            session = self.own_session(session_id)
             diff = session.diff()
             decisions = session.decisions()
             return {
@@ -141,7 +162,7 @@ class Service:
         reason: str,
     ) -> dict[str, Any]:
         kernel = self.open()
-        session = kernel.sessions().get(session_id)
+        session = await asyncio.to_thread(self.own_session, session_id)
         decided = await kernel.decide(session.id, hunk_ids or None, decision, reason=reason)
         return {"session_id": session.id, "decision": decision, "hunks": decided}
 
@@ -155,7 +176,7 @@ class Service:
                 title="Commit left to the user",
             )
         kernel = self.open()
-        session = kernel.sessions().get(session_id)
+        session = await asyncio.to_thread(self.own_session, session_id)
         git = kernel.sessions().is_git
         result = await kernel.commit(session.id, git=git, message=message, provenance="briotui mcp")
         return {

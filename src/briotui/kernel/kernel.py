@@ -132,7 +132,6 @@ class Kernel:
         self.ticker = EpochTicker(self.engine)
         self.builder = Builder(self.engine, self.settings, self.ticker, cache)
         self.builder.code_check = self._check_agent_code
-        self._trusted_agents_tree = ""
         self.builtin_agents: Path | None = None
         """Where the built-in agents are (None: the shipped ones; benchmarks use a copy)."""
         self._discovery: Discovery | None = None
@@ -212,9 +211,6 @@ class Kernel:
         """The agents of this project: built-ins, and ``.brio/agents`` once trusted."""
         if self._discovery is None or refresh:
             trusted = self.config.user_agents_allowed()
-            # What the project's agents are as trusted now: their code is served to a run
-            # (read at each run by the shared Python runtime) only while it is the same.
-            self._trusted_agents_tree = agents_tree_digest(self.paths.user_agents)
             self._discovery = discover(
                 self.paths if trusted else None,
                 builtin=self.builtin_agents,
@@ -230,7 +226,12 @@ class Kernel:
         """
         if spec.origin != "user":
             return
-        if agents_tree_digest(self.paths.user_agents) != self._trusted_agents_tree:
+        # What the user trusted is the tree hashed when the trust decision was taken (the
+        # config's load), never what is on disk at a later discovery: a project agent's
+        # code is served to a run (read at each run by the shared Python runtime) only
+        # while it is still that.
+        trusted = self.config.request.agents_tree if self.config.user_agents_allowed() else None
+        if trusted is None or agents_tree_digest(self.paths.user_agents) != trusted:
             raise BuildError(
                 f"The project's agents (.brio/agents/) changed since the project was trusted, "
                 f"so {spec.name!r} does not run its new code. Run `briotui trust` to review "
@@ -287,6 +288,9 @@ class Kernel:
         reload); one edited so that it now needs a component of its own is loaded again.
         """
         spec = self.agent(name)
+        # a project agent edited since trusted is neither built nor run (an own build or
+        # one edited off the shared runtime would otherwise build the new code unasked)
+        await asyncio.to_thread(self._check_agent_code, spec)
         if name in self._loaded:
             if not self.builder.left_runtime(self._loaded[name].spec):
                 return self._loaded[name]
@@ -295,7 +299,9 @@ class Kernel:
             if stale is not None:
                 await stale.close()
         if build and not self.builder.is_built(spec):
-            [result] = await asyncio.to_thread(self.builder.build, [spec], on_event=on_event)
+            [result] = await asyncio.to_thread(  # a run waits for it: it goes first
+                self.builder.build, [spec], on_event=on_event, urgent=True
+            )
             if result.error is not None:
                 raise result.error
         loaded = await asyncio.to_thread(self.builder.load, spec)
@@ -354,7 +360,12 @@ class Kernel:
             self._mcp_loaded = True
             if settings.servers:
                 sandbox = False if self.shell_settings.sandbox == "off" else None
-                self._mcp = McpHub(settings, self.paths.root, sandbox=sandbox)
+                self._mcp = McpHub(
+                    settings,
+                    self.paths.root,
+                    sandbox=sandbox,
+                    unsandboxed=self.shell_settings.unsandboxed,
+                )
         return self._mcp
 
     def sql(self) -> SqlService:
@@ -600,7 +611,7 @@ class Kernel:
                 task_id, revision.goal, "coder", session, supervisor, context=context
             )
             after = {h.id for h in (await asyncio.to_thread(session.diff)).hunks()}
-            self.recorder.note_authors(session.id, sorted(after - before), f"{task_id}.coder")
+            self.recorder.note_authors(session.id, sorted(after - before), task_id)
             if session.state == "open":
                 await asyncio.to_thread(self.is_verified, session.id)  # tested before it
                 await asyncio.to_thread(self.recorder.publish_session, session)
@@ -762,13 +773,12 @@ class Kernel:
                 if previous:
                     goal = follow_up_goal(goal, previous)
                     context = (*context, ("previous-requests", "\n".join(previous)))
-                outcome = await self.run_agent(
+                outcome = await self.run_agent(  # the run is the task: one row, not two
                     agent,
                     goal,
                     bindings=sup.bindings(session),
                     context=context,
-                    task_id=f"{task_id}.{agent}",
-                    parent_task=task_id,
+                    task_id=task_id,
                 )
                 result = TaskResult(task_id, "done", outcome.summary, session.id)
         except RunFailed as failure:
@@ -1117,18 +1127,22 @@ class Kernel:
             )
         # Everything that can fail before the run is done: from here on the instance
         # handed out either runs or is discarded (never left with its thread and memory).
+        # a submitted task run as one agent (`@agent ...`): its driver records how it
+        # starts and ends (after the session is published); the run adds its usage
+        final = tid not in self._driving
         instance = await pool.acquire()
         try:
             if isinstance(run_bindings.workspace, Session):
                 self._task_sessions.setdefault(tid, run_bindings.workspace)
-            self.recorder.task_started(
-                tid,
-                agent=name,
-                goal=goal,
-                parent=parent_task,
-                session_id=run_bindings.session_id or None,
-                title=title,
-            )
+            if final:
+                self.recorder.task_started(
+                    tid,
+                    agent=name,
+                    goal=goal,
+                    parent=parent_task,
+                    session_id=run_bindings.session_id or None,
+                    title=title,
+                )
         except BaseException:
             instance.discard()
             raise
@@ -1149,6 +1163,7 @@ class Kernel:
                 failure.usage,
                 agent=name,
                 session_id=run_bindings.session_id,
+                final=final,
             )
             raise
         except asyncio.CancelledError:  # its driver was cancelled (Kernel.cancel)
@@ -1162,6 +1177,7 @@ class Kernel:
                 None,
                 agent=name,
                 session_id=run_bindings.session_id,
+                final=final,
             )
             raise
         finally:
@@ -1173,6 +1189,7 @@ class Kernel:
             outcome.usage,
             agent=name,
             session_id=run_bindings.session_id,
+            final=final,
         )
         return outcome
 

@@ -373,20 +373,27 @@ class Recorder:
         *,
         agent: str = "",
         session_id: str = "",
+        final: bool = True,
     ) -> None:
-        """A task ended (done, failed or cancelled)."""
+        """A task ended (done, failed or cancelled).
+
+        With ``final`` False only the run's usage is recorded: the task goes on (an
+        ``@agent`` request's one run, whose driver then records how the task ended).
+        """
         if self.state.exists(["tasks", task_id]):
             with self.state.batch():
                 if usage is not None:
                     self.tasks.add_usage(
                         task_id, fuel=usage.fuel, wall_ms=usage.wall_ms, coalesce=False
                     )
-                self.state.set(["tasks", task_id, "outcome"], self._outcome(task_id, summary))
-                self.tasks.set_status(task_id, status)
-        self.store.write(
-            "UPDATE tasks SET status = ?, result = ?, updated = ? WHERE id = ?",
-            (status, summary[:20_000], time.time(), task_id),
-        )
+                if final:
+                    self.state.set(["tasks", task_id, "outcome"], self._outcome(task_id, summary))
+                    self.tasks.set_status(task_id, status)
+        if final:
+            self.store.write(
+                "UPDATE tasks SET status = ?, result = ?, updated = ? WHERE id = ?",
+                (status, summary[:20_000], time.time(), task_id),
+            )
         provider, model = self._last_model.pop(task_id, ("", ""))
         if usage is not None:  # the tokens are in the rows of the run's replies
             self.store.write(
@@ -483,6 +490,19 @@ class Recorder:
                 "INSERT OR REPLACE INTO hunk_provenance (session_id, hunk_id, task_id, agent,"
                 " model, created) VALUES (?, ?, ?, ?, ?, ?)",
                 [(session_id, h, task_id, agent, model, now) for h in hunk_ids],
+            )
+
+    def note_user_authors(self, session_id: str, hunk_ids: Sequence[str], by: str) -> None:
+        """Remember (in the store) that the user wrote these hunks, e.g. by resolving a
+        conflict (``by`` says how, e.g. ``user (tui)`` or a served kernel's client id);
+        they are never credited to the agent that last wrote in the session."""
+        agent = by if by.startswith("user") else f"user ({by})"
+        now = time.time()
+        with self.store.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO hunk_provenance (session_id, hunk_id, task_id, agent,"
+                " model, created) VALUES (?, ?, NULL, ?, '', ?)",
+                [(session_id, h, agent[:200], now) for h in hunk_ids],
             )
 
     def _keep_authors(

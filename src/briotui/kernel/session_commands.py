@@ -473,7 +473,11 @@ class SessionCommands:
         def work() -> Resolved:
             with self._resolving:
                 session = self._open(session_id)
+                before = {h.id for h in session.diff().hunks()}
                 done = resolve_in_session(session, path, choice, region=region, text=text, by=by)
+                if done.changed:  # what the user chose is theirs, not the last agent's
+                    new = sorted({h.id for h in session.diff().hunks()} - before)
+                    self.kernel.recorder.note_user_authors(session.id, new, by)
                 self._republish_conflicts(session)
                 return done
 

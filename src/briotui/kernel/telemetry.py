@@ -13,8 +13,9 @@ It is on when any of these says so:
 - the user's config has ``[telemetry] enabled = true`` (optionally ``endpoint =
   "http://collector:4318"``), never a project's: a repository must not choose where
   its user's traces go;
-- ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) is set (exported with
-  the OTLP exporter, ``pip install opentelemetry-exporter-otlp-proto-http``);
+- ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) is set (exported over
+  OTLP/HTTP with ``opentelemetry-exporter-otlp-proto-http``, a dependency; a base
+  endpoint gets the signal's path, ``/v1/traces`` and ``/v1/metrics``);
 - ``--trace FILE`` is given: spans are written to FILE as JSON lines.
 
 Metrics go with the traces when a metric reader is given (an OTLP endpoint, or a test's
@@ -113,8 +114,8 @@ def configure(
     global _tracer, _provider, _meters
     shutdown()
     env = os.environ if environ is None else environ
-    on, endpoint = _user_table(user or {}, source)
-    endpoint = endpoint or next((env[v] for v in _ENDPOINT_VARS if env.get(v)), "")
+    on, configured = _user_table(user or {}, source)
+    endpoint = configured or next((env[v] for v in _ENDPOINT_VARS if env.get(v)), "")
     if not (on or endpoint or trace_file is not None):
         return False
     from opentelemetry.sdk.resources import Resource
@@ -127,9 +128,14 @@ def configure(
     if trace_file is not None:
         exporter = cast("SpanExporter", JsonLinesExporter(trace_file))  # duck-typed
         provider.add_span_processor(SimpleSpanProcessor(exporter))
+    metrics_url = ""
     if endpoint:
+        traces_url, metrics_url = _otlp_urls(configured, env)
         try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+                OTLPMetricExporter,
+            )
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
                 OTLPSpanExporter,
             )
         except ImportError:
@@ -139,15 +145,12 @@ def configure(
                 "unset the endpoint (use --trace FILE to write spans to a file).",
                 title="OpenTelemetry exporter missing",
             ) from None
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_url)))
     readers = list(metric_readers)
-    if endpoint:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # type: ignore[import-not-found]
-            OTLPMetricExporter,
-        )
+    if metrics_url:
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=metrics_url)))
     if readers:
         from opentelemetry.sdk.metrics import MeterProvider
 
@@ -162,6 +165,24 @@ def configure(
     _provider = provider
     _tracer = provider.get_tracer("briotui")
     return True
+
+
+def _otlp_urls(configured: str, env: Mapping[str, str]) -> tuple[str, str]:
+    """Where OTLP/HTTP sends traces and metrics ("" for no metrics).
+
+    A base endpoint (``[telemetry] endpoint`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``, e.g.
+    ``http://collector:4318``) gets the signal's path (``/v1/traces``, ``/v1/metrics``), as
+    the OTLP specification says; ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` and
+    ``..._METRICS_ENDPOINT`` are full URLs, used as they are. The exporter takes only
+    full URLs: given a base, it would post every span to the collector's root (404).
+    """
+    base = (configured or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")).rstrip("/")
+    traces = "" if configured else env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+    metrics = "" if configured else env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "")
+    return (
+        traces or f"{base}/v1/traces",
+        metrics or (f"{base}/v1/metrics" if base else ""),
+    )
 
 
 def count(name: str, amount: float, attributes: Mapping[str, Any] | None = None) -> None:

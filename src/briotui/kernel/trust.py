@@ -150,6 +150,9 @@ class TrustRequest:
             decide when a task is stopped for what it costs.
         venv: The project's own virtualenv, or None.
         digest: A hash over exactly these settings and the ``.brio/agents/`` files.
+        agents_tree: The hash of the ``.brio/agents/`` files alone when this request was
+            made ("" for none): what trusting the project covers, so a project agent's
+            code runs only while it still hashes to this.
     """
 
     providers: tuple[ProviderAsk, ...] = ()
@@ -162,6 +165,7 @@ class TrustRequest:
     spending: tuple[tuple[str, str], ...] = ()
     venv: VenvAsk | None = None
     digest: str = ""
+    agents_tree: str = ""
 
     @property
     def empty(self) -> bool:
@@ -410,6 +414,7 @@ def build_request(
         else:
             mcp_items.append(("mcp", json.dumps(mcp, default=str)))
     names: list[str] = []
+    tree = ""
     if agents_dir is not None:
         names, tree = _agents_tree(agents_dir)
         if tree:
@@ -427,6 +432,7 @@ def build_request(
         agents=tuple(names),
         spending=tuple(spending),
         venv=venv,
+        agents_tree=tree,
     )
     if request.empty and not hashed:
         return request
@@ -442,6 +448,7 @@ def build_request(
         spending=request.spending,
         venv=request.venv,
         digest=hashlib.sha256(canonical.encode()).hexdigest(),
+        agents_tree=tree,
     )
 
 

@@ -10,9 +10,13 @@ call to that loop and waits for it (polling its run's stop flag).
 Stdio servers start lazily, inside the same sandbox as the shell commands
 (:func:`briotui.kernel.shell.runner.confine`): a scrubbed environment (only the
 variables named in ``env`` pass), no network unless ``network = true``, the project
-read-only, bubblewrap when present. Their stderr goes to a private file whose tail
-explains a crash. A server that crashes or hangs gives a typed
-:class:`~briotui.kernel.errors.McpError`; the next call starts it again.
+read-only, bubblewrap when present. Without bubblewrap a server keeps running beside the
+user's files with far weaker confinement, so it is started only when the user's own
+config says so (``[shell] unsandboxed = "allow"``); otherwise it is refused with a
+:class:`~briotui.kernel.errors.McpUnavailable` that says what to install or set.
+Their stderr goes to a private file whose tail explains a crash. A server that crashes
+or hangs gives a typed :class:`~briotui.kernel.errors.McpError`; the next call starts it
+again.
 
 Results are sanitized (no escape sequences, no invisible characters) and cut to
 ``max_result_bytes`` before anything sees them.
@@ -32,7 +36,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from briotui.kernel.errors import (
     McpError,
@@ -43,6 +47,9 @@ from briotui.kernel.errors import (
 )
 from briotui.kernel.mcp.config import McpSettings, ServerConfig
 from briotui.kernel.text import sanitize
+
+if TYPE_CHECKING:
+    from briotui.kernel.shell.runner import UnsandboxedMode
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +147,17 @@ def result_json(result: Any, limit: int) -> tuple[str, bool]:
 class _Connection:
     """One server's connection: a task on the hub's loop that holds the session."""
 
-    def __init__(self, config: ServerConfig, root: Path, sandbox: bool | None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        root: Path,
+        sandbox: bool | None,
+        unsandboxed: UnsandboxedMode = "ask",
+    ) -> None:
         self.config = config
         self.root = root
         self.sandbox = sandbox
+        self.unsandboxed = unsandboxed
         self.session: Any = None
         self.ready = asyncio.Event()
         self.stop = asyncio.Event()
@@ -244,6 +258,17 @@ class _Connection:
             extra_env=passed,
             sandbox=self.sandbox,
         )
+        if not confined.sandboxed and self.unsandboxed != "allow":
+            shutil.rmtree(confined.private, ignore_errors=True)
+            raise McpUnavailable(
+                f"The MCP server {self.config.name!r} (in {self.config.source}) would run "
+                "without an OS sandbox: bubblewrap is not available here, and a server "
+                "keeps running beside your files with the project's agents calling it. "
+                "Install bubblewrap (e.g. `apt-get install bubblewrap`), or, to start MCP "
+                'servers unsandboxed anyway, set `unsandboxed = "allow"` under [shell] in '
+                "your own config (`briotui doctor` shows where it is).",
+                title="MCP server not sandboxed",
+            )
         # the SDK merges its own defaults (HOME, PATH, USER...) under these: every one
         # of them is set here, so nothing of the kernel's environment leaks through
         params = StdioServerParameters(
@@ -269,12 +294,22 @@ class McpHub:
         root: The project root (a stdio server's working directory, read-only).
         sandbox: True to require bubblewrap, False never, None when present (the
             user's ``[shell] sandbox``).
+        unsandboxed: The user's ``[shell] unsandboxed``: only ``"allow"`` starts a
+            stdio server without bubblewrap (it cannot be asked about per call).
     """
 
-    def __init__(self, settings: McpSettings, root: Path, *, sandbox: bool | None = None) -> None:
+    def __init__(
+        self,
+        settings: McpSettings,
+        root: Path,
+        *,
+        sandbox: bool | None = None,
+        unsandboxed: UnsandboxedMode = "ask",
+    ) -> None:
         self.settings = settings
         self.root = root
         self.sandbox = sandbox
+        self.unsandboxed: UnsandboxedMode = unsandboxed
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -335,7 +370,9 @@ class McpHub:
         config = self.config(server)
         conn = self._connections.get(server)
         if conn is None or (not conn.alive and conn.ready.is_set()):
-            conn = _Connection(config, self.root, self.sandbox)
+            if conn is not None and conn.stderr is not None:
+                conn.stderr.close()  # its crash was told; a new start gets a new file
+            conn = _Connection(config, self.root, self.sandbox, self.unsandboxed)
             self._connections[server] = conn
             conn.task = asyncio.get_running_loop().create_task(conn.run())
         try:

@@ -399,6 +399,10 @@ class Builder:
         self._on_runtime: set[str] = set()
         self._lock = threading.Lock()
         self._building: dict[str, threading.Lock] = {}
+        self._urgent = 0
+        """Builds a run is waiting for now (:meth:`build` with ``urgent``)."""
+        self._yield = threading.Condition()
+        """Background builds wait on it while an urgent build runs."""
         self.server = CodeServer(engine, ticker, self.cache.root, self.code, self._component)
 
     @property
@@ -477,11 +481,17 @@ class Builder:
         force: bool = False,
         jobs: int = 2,
         on_event: Callable[[BuildEvent], None] | None = None,
+        urgent: bool = False,
     ) -> list[BuildResult]:
         """Build every agent in ``specs``; each artifact once, the pipeline's first.
 
         Agents sharing an artifact (a world's Python runtime) share its one build.
         Failures do not stop the rest. Results come in the order of ``specs``.
+
+        An ``urgent`` build is one a request waits for (the agent it needs, not built
+        yet): while it runs, the other builds (the TUI's background build of every
+        agent) start no new artifact, so the machine's cores go to what the user waits
+        for; a background build already running goes on.
         """
         emit = on_event or (lambda _event: None)
         if not specs:
@@ -498,7 +508,7 @@ class Builder:
             groups.setdefault(artifact.key, _Group(artifact)).specs.append(spec)
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             futures = [
-                pool.submit(self._build_group, group, force=force, emit=emit)
+                pool.submit(self._build_group, group, force=force, emit=emit, urgent=urgent)
                 for group in groups.values()
             ]
             for future in futures:
@@ -518,14 +528,37 @@ class Builder:
         return result
 
     def _build_group(
-        self, group: _Group, *, force: bool, emit: Callable[[BuildEvent], None]
+        self,
+        group: _Group,
+        *,
+        force: bool,
+        emit: Callable[[BuildEvent], None],
+        urgent: bool = False,
     ) -> list[BuildResult]:
         """Build one artifact; a build of the same artifact already under way (the TUI's
-        background build, when a request needs the agent now) is waited for, not redone."""
+        background build, when a request needs the agent now) is waited for, not redone.
+        A background build waits before starting while an urgent one runs."""
         with self._lock:
             busy = self._building.setdefault(group.artifact.key, threading.Lock())
+        if urgent:
+            with self._yield:
+                self._urgent += 1
+            try:
+                with busy:
+                    return self._build_group_now(group, force=force, emit=emit)
+            finally:
+                with self._yield:
+                    self._urgent -= 1
+                    self._yield.notify_all()
+        if force or not self._cached(group.artifact):  # it would take a build's CPU
+            with self._yield:
+                self._yield.wait_for(lambda: self._urgent == 0)
         with busy:
             return self._build_group_now(group, force=force, emit=emit)
+
+    def _cached(self, artifact: Artifact) -> bool:
+        entry = self.cache.entry(artifact.key, self._fingerprint)
+        return entry.compiled.is_file() and entry.component.is_file()
 
     def _build_group_now(
         self, group: _Group, *, force: bool, emit: Callable[[BuildEvent], None]

@@ -39,7 +39,8 @@ Commands
     ``session``, ``project`` or ``deny``, or a question's text; the first answer wins,
     later ones get ``prompt-not-found``); and the reads ``session`` (a session's diff and
     decisions), ``sessions``, ``verify_commit``, ``test_run``, ``transcript`` and
-    ``task_of_session``. Each command but the reads is audited with the client's id.
+    ``task_of_session``. Each command but the reads is audited with the client's id; a
+    command still running when its client leaves is finished and audited all the same.
     A message that is not JSON, not an object, of an unknown type, an unknown command or
     with wrong arguments gets a ``remote-protocol`` error and changes nothing.
 

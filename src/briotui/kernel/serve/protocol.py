@@ -172,6 +172,10 @@ def parse_command(text: str | bytes) -> Command:
         hunks = args.get("hunks")
         if hunks is not None and not all(isinstance(h, str) for h in hunks):
             raise RemoteProtocolError("decide: 'hunks' must be a list of hunk ids.")
+    if name == "commit":
+        expected = args.get("expected")
+        if expected is not None and not all(isinstance(h, str) for h in expected):
+            raise RemoteProtocolError("commit: 'expected' must be a list of hunk ids.")
     return Command(ident, name, dict(args))
 
 

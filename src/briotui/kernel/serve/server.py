@@ -68,6 +68,9 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 16
 """How many commands of one client may run at once (more get an error reply)."""
 
+COMMAND_GRACE_S = 10.0
+"""How long closing the server waits for the commands still running."""
+
 _CLIENT_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -92,6 +95,8 @@ class _Client:
         """The first patch this client still needs (earlier ones are in what it got)."""
         self.dropped = False
         self.in_flight: set[asyncio.Task[None]] = set()
+        self.reads: set[asyncio.Task[None]] = set()
+        """Its queries in flight (dropped when it leaves; its commands run to the end)."""
         self.writer: asyncio.Task[None] | None = None
 
 
@@ -149,6 +154,9 @@ class KernelServer:
         self.dropped: list[tuple[str, str]] = []
         """Clients dropped for being slow: ``(client id, reason)``, oldest first."""
         self._closers: set[asyncio.Task[None]] = set()
+        self._commands: set[asyncio.Task[None]] = set()
+        """Commands in flight, of every client: finished (and audited) even when their
+        client leaves, waited for (bounded) when the server closes."""
         self._handlers: dict[str, Callable[[Command, str], Awaitable[Any]]] = {
             "submit": self._submit,
             "cancel": self._cancel,
@@ -222,6 +230,10 @@ class KernelServer:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
             self._server = None
+        if self._commands:  # what clients started ends (and is audited) before the kernel
+            _done, pending = await asyncio.wait(list(self._commands), timeout=COMMAND_GRACE_S)
+            for task in pending:
+                task.cancel()
         for task in list(self._closers):
             task.cancel()
 
@@ -289,7 +301,7 @@ class KernelServer:
             pass
         finally:
             self._leave(client)
-            for task in list(client.in_flight):
+            for task in list(client.reads):  # nobody waits for the answer any more
                 task.cancel()
             log.info("client %s left", client.id)
 
@@ -419,6 +431,11 @@ class KernelServer:
         task = asyncio.create_task(self._run(client, command), name=f"{client.id} {command.name}")
         client.in_flight.add(task)
         task.add_done_callback(client.in_flight.discard)
+        # a command is not cancelled when its client leaves: what it did in the kernel
+        # (a decision, a commit) must still get its audit row
+        running = client.reads if command.name in QUERIES else self._commands
+        running.add(task)
+        task.add_done_callback(running.discard)
 
     def _reply(self, client: _Client, text: str) -> None:
         if self.clients.get(client.id) is client:

@@ -46,7 +46,10 @@ BUSY_TIMEOUT_S = 10.0
 """How long a connection waits for another writer before giving up."""
 
 WRITE_RETRIES = 3
-"""How often the writer retries a group whose transaction could not be started."""
+"""How often the writer tries to start a transaction before it waits and tries later."""
+
+RETRY_PAUSE_S = 1.0
+"""How long the writer waits before trying again while the database stays locked."""
 
 Statement = tuple[str, Sequence[Any]]
 """One SQL statement and its parameters."""
@@ -189,22 +192,32 @@ class _Writer:
             with self._cond:
                 while not self._pending and not self._closed:
                     self._cond.wait()
-                if self._closed and not self._pending:
-                    return
+                if self._closed:
+                    return  # close() commits what is still queued
             try:
-                self.flush()
+                if not self.flush():  # the database stays locked: try again a bit later
+                    with self._cond:
+                        if not self._closed:
+                            self._cond.wait(RETRY_PAUSE_S)
             except Exception:  # keep writing later groups; this one is lost and logged
                 log.exception("queued records could not be written")
 
-    def flush(self) -> None:
-        """Commit everything queued so far (in this thread), then return."""
+    def flush(self) -> bool:
+        """Commit everything queued so far (in this thread), then return whether it was.
+
+        While another process holds the database's write lock past the retries, the
+        records stay queued, in order, for the next try (never dropped).
+        """
         with self._commit_lock:
             with self._cond:
                 groups, self._pending = self._pending, []
-            if groups:
-                self._commit(groups)
+            if not groups or self._commit(groups):
+                return True
+            with self._cond:
+                self._pending[:0] = groups
+            return False
 
-    def _commit(self, groups: list[Sequence[Statement]]) -> None:
+    def _commit(self, groups: list[Sequence[Statement]]) -> bool:
         conn = self._conn
         for attempt in range(WRITE_RETRIES):
             try:
@@ -212,8 +225,12 @@ class _Writer:
                 break
             except sqlite3.OperationalError as exc:  # the database stayed locked
                 if attempt == WRITE_RETRIES - 1:
-                    log.error("%d queued record(s) could not be written: %s", len(groups), exc)
-                    return
+                    log.warning(
+                        "%d queued record(s) wait: the database stays locked (%s)",
+                        len(groups),
+                        exc,
+                    )
+                    return False
         try:
             for group in groups:  # a failing group is rolled back alone
                 conn.execute("SAVEPOINT brio_write")
@@ -229,12 +246,17 @@ class _Writer:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
+        return True
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
             self._cond.notify()
-        self.flush()
+        if not self.flush():
+            log.error(
+                "%d queued record(s) were not written: the database stayed locked",
+                len(self._pending),
+            )
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=BUSY_TIMEOUT_S)
         with self._commit_lock:
