@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
@@ -41,6 +42,7 @@ from briotui.kernel.errors import (
     SessionNotContinuable,
     TaskNotFound,
 )
+from briotui.kernel.journal import Journals, RunHandle
 from briotui.kernel.llm.types import Provider
 from briotui.kernel.mcp.hub import McpHub
 from briotui.kernel.mesh import Mesh
@@ -164,6 +166,7 @@ class Kernel:
         self._answer: AnswerFn | None = None
         self.interrupted: list[str] = []
         """Tasks a previous run left unfinished (found by :meth:`restore`)."""
+        self._journals: Journals | None = None
         self.events.subscribe(self._on_event)
 
     # -- configuration -----------------------------------------------------------------
@@ -318,6 +321,51 @@ class Kernel:
         if self._sessions is None:
             self._sessions = SessionManager.open(self.paths.root)
         return self._sessions
+
+    def journals(self) -> Journals:
+        """The project's run journals (every agent run's host calls; opened on first use)."""
+        if self._journals is None:
+            sessions = self.sessions()
+            self._journals = Journals(sessions.store, sessions.blobs)
+        return self._journals
+
+    def _code_identity(self, name: str) -> tuple[str, str]:
+        """What agent ``name`` runs on (``kind:digest`` of its component) and its code's
+        digest, for its runs' journals ("" where it cannot be told)."""
+        try:
+            spec = self._loaded[name].spec
+            artifact = self.builder.artifact(spec)
+            code = self.builder.code.code(spec).digest if artifact.kind == "runtime" else ""
+        except (BrioError, KeyError, OSError):
+            return "", ""
+        return f"{artifact.kind}:{artifact.key}", code or artifact.key
+
+    def _journal_start(
+        self,
+        instance: AgentInstance,
+        name: str,
+        task: AgentTask,
+        session_id: str,
+    ) -> RunHandle | None:
+        """Begin the run's journal (off the loop: a resumed step's journal is read)."""
+        runtime, code = self._code_identity(name)
+        try:
+            return self.journals().start(
+                instance.ctx,
+                run_id=task.id,
+                agent=name,
+                task={"id": task.id, "goal": task.goal, "context": [list(c) for c in task.context]},
+                session_id=session_id,
+                runtime=runtime,
+                code=code,
+            )
+        except (BrioError, OSError, sqlite3.Error) as exc:  # the run goes on unjournaled
+            log.warning("no journal for run %s: %s", task.id, exc)
+            return None
+
+    def _journal_end(self, handle: RunHandle | None, status: str, outcome: dict[str, Any]) -> None:
+        if handle is not None and self._journals is not None:
+            self._journals.end(handle, status, outcome)
 
     def shell(self) -> ShellService:
         """Runs agents' allowed commands in sessions (the ``[shell]`` config applies).
@@ -1133,15 +1181,31 @@ class Kernel:
             instance.discard()
             raise
         self._running[tid] = instance
+        task = AgentTask(tid, goal, tuple(context))
+        try:
+            journal = await asyncio.to_thread(
+                self._journal_start, instance, name, task, run_bindings.session_id
+            )
+        except BaseException:  # cancelled before it started
+            self._running.pop(tid, None)
+            instance.discard()
+            self.recorder.task_finished(
+                tid,
+                "cancelled",
+                f"{name!r} did not start: its task was cancelled.",
+                None,
+                agent=name,
+                session_id=run_bindings.session_id,
+            )
+            raise
         # shielded: a cancelled driver stops the agent and waits for it to wind down
         # (bounded), so nothing of it still writes to the session once the driver goes on
-        run = asyncio.ensure_future(
-            instance.run(AgentTask(tid, goal, tuple(context)), run_bindings)
-        )
+        run = asyncio.ensure_future(instance.run(task, run_bindings))
         try:
             outcome = await asyncio.shield(run)
         except RunFailed as failure:
             status: TaskStatus = "cancelled" if failure.error.kind == "cancelled" else "failed"
+            self._journal_end(journal, status, {"error": failure.error.to_dict()})
             self.recorder.task_finished(
                 tid,
                 status,
@@ -1155,6 +1219,7 @@ class Kernel:
             instance.cancel()
             with contextlib.suppress(RunFailed, asyncio.CancelledError):
                 await asyncio.shield(run)  # a stopped instance ends within its grace
+            self._journal_end(journal, "cancelled", {})
             self.recorder.task_finished(
                 tid,
                 "cancelled",
@@ -1166,6 +1231,7 @@ class Kernel:
             raise
         finally:
             self._running.pop(tid, None)
+        self._journal_end(journal, "done", {"summary": outcome.summary, "data": outcome.data})
         self.recorder.task_finished(
             tid,
             "done",
@@ -1224,6 +1290,9 @@ class Kernel:
             self._audit.close()
             self._audit = None
             self._capabilities = None
+        if self._journals is not None:
+            await asyncio.to_thread(self._journals.close)
+            self._journals = None
         if self._sessions is not None:
             self._sessions.close()
             self._sessions = None
