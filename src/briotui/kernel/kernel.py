@@ -39,10 +39,13 @@ from briotui.kernel.errors import (
     ConfigError,
     EmptyRequest,
     GrantNotFound,
+    JournalNotFound,
     SessionNotContinuable,
     TaskNotFound,
 )
-from briotui.kernel.journal import Journals, RunHandle
+from briotui.kernel.journal import Journals, RunHandle, runs_of
+from briotui.kernel.journal.replay import AgentCodeSource
+from briotui.kernel.journal.replayer import TaskReplay, replay_task
 from briotui.kernel.llm.types import Provider
 from briotui.kernel.mcp.hub import McpHub
 from briotui.kernel.mesh import Mesh
@@ -928,6 +931,31 @@ class Kernel:
             self.interrupted.remove(task_id)
         return await self.submit(
             goal, agent=None if agent == "pipeline" else agent, provider=provider
+        )
+
+    async def replay(self, task_id: str, *, agent_code: AgentCodeSource = "current") -> TaskReplay:
+        """Replay every recorded agent run of ``task_id`` against its journal (no model
+        request, nothing of the user's touched); what differs, if anything.
+
+        Raises:
+            TaskNotFound: no such stored task.
+            JournalNotFound: the task has no run journal.
+        """
+        stored = await asyncio.to_thread(self.recorder.goal_of, task_id)
+        runs = await asyncio.to_thread(runs_of, self.sessions().store, task_id)
+        if not runs:
+            if stored is None:
+                raise TaskNotFound(f"No stored task {task_id!r}; `briotui tasks list` lists them.")
+            raise JournalNotFound(
+                f"Task {task_id!r} has no run journal (it ran before briotui recorded "
+                "journals, or none of its agents started), so it cannot be replayed.",
+            )
+        return await replay_task(
+            self,
+            task_id,
+            runs,
+            session_id=stored[2] if stored is not None else None,
+            agent_code=agent_code,
         )
 
     async def wait(self, task_id: str) -> TaskResult:
