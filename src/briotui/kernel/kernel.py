@@ -50,7 +50,7 @@ from briotui.kernel.llm.types import Provider
 from briotui.kernel.mcp.hub import McpHub
 from briotui.kernel.mesh import Mesh
 from briotui.kernel.paths import ProjectPaths
-from briotui.kernel.records import Recorder
+from briotui.kernel.records import INTERRUPTED, Recorder
 from briotui.kernel.repomap import build_repo_map
 from briotui.kernel.runtime.build import Builder, BuildEvent, BuildResult
 from briotui.kernel.runtime.cache import BuildCache
@@ -670,6 +670,7 @@ class Kernel:
         provider: Provider | None = None,
         concurrency: int | None = None,
         session_id: str | None = None,
+        resume_from: str | None = None,
     ) -> str:
         """Start a task in the background; returns its id (see :meth:`wait`).
 
@@ -681,6 +682,11 @@ class Kernel:
         it), the earlier requests made in it are given with the new one, its new hunks
         join the earlier ones in the same review, and its verification starts over
         (the tests run again on the whole session).
+
+        With ``resume_from`` (an interrupted task of the same request), each agent run
+        of the new task replays the journal of the same step of that task first (no
+        model request for what it already answered) and goes on live where it stopped
+        (see :mod:`briotui.kernel.journal.book`).
 
         Raises:
             EmptyRequest: ``goal`` is empty or only whitespace.
@@ -694,6 +700,8 @@ class Kernel:
             session = await asyncio.to_thread(self.continuable_session, session_id)
             previous = await asyncio.to_thread(self.requests_of, session)
         task_id = "t-" + uuid.uuid4().hex[:8]
+        if resume_from is not None:
+            self.journals().resume(task_id, resume_from)
         if provider is not None and not self.state.get(["provider", "name"]):
             self.state.set(["provider"], contract.provider_view(provider.name))
         if session_id is None:
@@ -917,8 +925,14 @@ class Kernel:
         if self.state.exists(["tasks", task_id]):
             self.state.set(["tasks", task_id, "outcome"], {"summary": "Discarded."})
 
-    async def resume(self, task_id: str, *, provider: Provider | None = None) -> str:
+    async def resume(
+        self, task_id: str, *, provider: Provider | None = None, journal: bool = True
+    ) -> str:
         """Run an interrupted (or finished) task's request again, as a new task.
+
+        When the task has run journals (and ``journal``), the new task replays them: the
+        steps it had done are done again from what was recorded (no model request), in
+        a fresh session, and the step it was in goes on live from where it stopped.
 
         Raises:
             TaskNotFound: no such stored task.
@@ -929,9 +943,44 @@ class Kernel:
         goal, agent, _ = stored
         if task_id in self.interrupted:
             self.interrupted.remove(task_id)
-        return await self.submit(
-            goal, agent=None if agent == "pipeline" else agent, provider=provider
+        journaled = journal and await asyncio.to_thread(self.has_journal, task_id)
+        new_id = await self.submit(
+            goal,
+            agent=None if agent == "pipeline" else agent,
+            provider=provider,
+            resume_from=task_id if journaled else None,
         )
+        status, result = await asyncio.to_thread(self._stored_status, task_id)
+        if status in ("running", "pending", "waiting") or result == INTERRUPTED:
+            # no longer offered as interrupted: it goes on as the new task
+            self.recorder.task_finished(
+                task_id,
+                "cancelled",
+                f"Interrupted; resumed as {new_id}.",
+                None,
+                session_id=stored[2] or "",
+            )
+        return new_id
+
+    def _stored_status(self, task_id: str) -> tuple[str, str]:
+        rows = self.sessions().store.query(
+            "SELECT status, result FROM tasks WHERE id = ?", (task_id,)
+        )
+        return (str(rows[0]["status"]), str(rows[0]["result"])) if rows else ("", "")
+
+    def has_journal(self, task_id: str) -> bool:
+        """Whether task ``task_id`` has run journals (it can be replayed and resumed)."""
+        rows = self.sessions().store.query(
+            "SELECT 1 FROM journal_runs WHERE top_id = ? LIMIT 1", (task_id,)
+        )
+        return bool(rows)
+
+    def replayed_calls(self, task_id: str) -> int | None:
+        """How many host calls a resumed task answered from its journals (None: it was
+        not resumed from journals)."""
+        if self._journals is None:
+            return None
+        return self._journals.replayed_calls.get(task_id)
 
     async def replay(self, task_id: str, *, agent_code: AgentCodeSource = "current") -> TaskReplay:
         """Replay every recorded agent run of ``task_id`` against its journal (no model

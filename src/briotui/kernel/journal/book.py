@@ -57,6 +57,7 @@ class Journals:
         self.blobs = blobs
         self.writer = JournalWriter(store, blobs)
         self._resume_from: dict[str, str] = {}
+        self._aliases: dict[str, list[tuple[str, str]]] = {}
         self._ordinals: dict[tuple[str, str], int] = {}
         self.replayed_calls: dict[str, int] = {}
         """Per resumed task: how many host calls were answered from journals."""
@@ -64,6 +65,7 @@ class Journals:
     def resume(self, task_id: str, interrupted: str) -> None:
         """Make the runs of task ``task_id`` replay those of task ``interrupted``."""
         self._resume_from[task_id] = interrupted
+        self._aliases[task_id] = [(task_id, interrupted)]
         self.replayed_calls[task_id] = 0
 
     def start(
@@ -101,7 +103,18 @@ class Journals:
         source = self._resume_from.get(top)
         recorded = find_run(self.store, source, key, ordinal) if source else None
         if recorded is not None and recorded.agent == agent:
-            replay = Replay(recorded, self.blobs, mode="resume", record=journal, inner=ctx.dispatch)
+            aliases = self._aliases.setdefault(top, [])
+            aliases.append((run_id, recorded.run_id))
+            if session_id and recorded.session_id:
+                aliases.append((session_id, recorded.session_id))
+            replay = Replay(
+                recorded,
+                self.blobs,
+                mode="resume",
+                record=journal,
+                inner=ctx.dispatch,
+                aliases=aliases,
+            )
             ctx.dispatch = replay
             return RunHandle(journal, replay)
         ctx.dispatch = journal.dispatch(ctx.dispatch)

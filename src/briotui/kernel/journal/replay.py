@@ -234,6 +234,7 @@ class Replay:
         agent_code: AgentCodeSource = "current",
         record: RunJournal | None = None,
         inner: HostDispatch | None = None,
+        aliases: list[tuple[str, str]] | None = None,
     ) -> None:
         self.run = run
         self.blobs = blobs
@@ -242,6 +243,10 @@ class Replay:
         self.journal = record
         self.inner = inner
         self._live: HostDispatch | None = record.dispatch(inner) if record is not None else inner
+        self.aliases = aliases if aliases is not None else []
+        """``(live, recorded)`` ids (tasks, runs, sessions) of a resume: a live id in a
+        call's arguments stands for the recorded one when the digests are compared.
+        Shared by the runs of one resumed task, which add theirs as they start."""
         self.index = 0
         """How many recorded calls were used."""
         self.live = False
@@ -316,7 +321,8 @@ class Replay:
                 f"call {seq} is {label}{_args_hint(args)}.",
             )
         recorded = calls[self.index]
-        digest = hostcodec.digest(iface, name, args)
+        aliases = sorted(self.aliases, key=lambda pair: -len(pair[0])) if self.aliases else ()
+        digest = hostcodec.digest(iface, name, args, aliases=aliases)
         if recorded.call != label or recorded.digest != digest:
             if self.mode == "resume":
                 return self._go_live(ctx, iface, name, impl, args)

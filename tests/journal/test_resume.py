@@ -1,0 +1,131 @@
+"""Resume after a crash: a ``briotui run`` killed with SIGKILL mid-pipeline is resumed on
+restart, replaying its journals, and the steps it had finished ask the model nothing again
+(the loopback model server counts every request)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.scripted import FILES, repo, sub_and_whisper
+
+from briotui.cli.main import main
+from briotui.devtools.loopback import LoopbackServer
+from briotui.kernel.journal import runs_of
+from briotui.kernel.store import Store
+from briotui.kernel.vfs import SessionManager
+
+pytestmark = pytest.mark.slow
+
+GOAL = "Add sub to calc.py and whisper to text.py"
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def point_at(config_dir: Path, server: LoopbackServer) -> None:
+    """The user's config: every model request goes to ``server`` (no retries)."""
+    (config_dir / "config.toml").write_text(
+        "[llm]\n"
+        'fallback = ["fake"]\n\n'
+        "[llm.retry]\nmax_attempts = 1\n\n"
+        "[[llm.providers]]\n"
+        'name = "fake"\n'
+        'kind = "ollama"\n'
+        f'base_url = "{server.base_url}"\n'
+        'model = "llama3.2"\n'
+    )
+
+
+def _task_rows(project: Path) -> list[dict[str, object]]:
+    store = Store.open(project / ".brio" / "state.db")
+    try:
+        return [dict(r) for r in store.query("SELECT * FROM tasks WHERE parent_id IS NULL")]
+    finally:
+        store.close()
+
+
+async def test_a_killed_pipeline_resumes_without_asking_again_for_finished_steps(
+    tmp_path: Path, built_agents: list[str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    monkeypatch.setenv("BRIOTUI_CONFIG_DIR", str(config_dir))
+    project = repo(tmp_path / "proj", FILES)  # trusted in this config dir
+    # The Coders' model takes a minute: the process is killed while both wait for it,
+    # after the Council's plan came back (and was journaled).
+    first = LoopbackServer("ollama", sub_and_whisper(delay_ms=60_000))
+    async with first:
+        point_at(config_dir, first)
+        env = {**os.environ, "PYTHONPATH": str(SRC)}
+        proc = subprocess.Popen(  # noqa: ASYNC220 - the real command, killed below
+            [sys.executable, "-m", "briotui", "-C", str(project), "run", GOAL, "--json"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 240
+            while len(first.completion_requests) < 3:  # the plan, then both Coders
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "the run never reached its Coders"
+                await asyncio.sleep(0.05)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    asked_first = [r.body for r in first.completion_requests]
+    council_request = asked_first[0]
+    [killed] = _task_rows(project)
+    assert killed["status"] == "running"  # it never got to say how it ended
+    # the Council's reply was durable when the Coders were asked: it is in the journal
+    store = Store.open(project / ".brio" / "state.db")
+    try:
+        runs = {r.agent: r for r in runs_of(store, str(killed["id"]))}
+    finally:
+        store.close()
+    assert runs["council"].status == "done"
+    assert any(c.call.startswith("llm.") for c in runs["council"].calls)
+
+    # Restart: resume every interrupted task. The new server has no plan to give: a
+    # Council asked again would get the Reviewer's verdict and fail the task.
+    second = LoopbackServer("ollama", sub_and_whisper()[1:])
+    async with second:
+        point_at(config_dir, second)
+        capsys.readouterr()
+        code = await asyncio.to_thread(
+            main, ["-C", str(project), "tasks", "resume", "--interrupted", "--json"]
+        )
+        out = json.loads(capsys.readouterr().out)
+    assert code == 0, out
+    [report] = out["resumed"]
+    assert report["resumed"] == killed["id"]
+    assert report["status"] == "done", report
+    assert report["replayed_calls"] > 0
+    asked_again = [r.body for r in second.completion_requests]
+    # the two Coders (in flight when killed) and the Reviewer; the Council never again
+    assert len(asked_again) == 3, asked_again
+    assert council_request not in asked_again
+    # the resumed session holds both Coders' work; the working tree is untouched
+    manager = SessionManager.open(project)
+    try:
+        session = manager.get(report["session"])
+        assert b"def sub(a, b)" in session.read("calc.py")
+        assert b"def whisper(s)" in session.read("text.py")
+    finally:
+        manager.close()
+    assert (project / "calc.py").read_text() == FILES["calc.py"]
+    # the killed task is no longer offered for resuming
+    statuses = {r["id"]: r["status"] for r in _task_rows(project)}
+    assert statuses[killed["id"]] == "cancelled"
+    assert statuses[report["task"]] == "done"
