@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.scripted import FILES, repo, sub_and_whisper
+from tests.scripted import FILES, Recording, repo, sub_and_whisper
 
 from briotui.cli.main import main
 from briotui.devtools.loopback import LoopbackServer
 from briotui.kernel.journal import runs_of
+from briotui.kernel.kernel import Kernel
 from briotui.kernel.store import Store
 from briotui.kernel.vfs import SessionManager
 
@@ -129,3 +130,39 @@ async def test_a_killed_pipeline_resumes_without_asking_again_for_finished_steps
     statuses = {r["id"]: r["status"] for r in _task_rows(project)}
     assert statuses[killed["id"]] == "cancelled"
     assert statuses[report["task"]] == "done"
+
+
+async def test_a_task_stopped_by_quitting_is_offered_and_resumed_from_its_journal(
+    tmp_path: Path, built_agents: list[str]
+) -> None:
+    project = repo(tmp_path / "proj", FILES)
+    first = Recording(sub_and_whisper(delay_ms=60_000))
+    kernel = Kernel(project)
+    try:
+        task_id = await kernel.submit(GOAL, provider=first)
+        deadline = time.monotonic() + 240
+        while len(first.asked_by("coder")) < 2:  # the plan is in, both Coders wait
+            assert time.monotonic() < deadline, "the run never reached its Coders"
+            await asyncio.sleep(0.05)
+    finally:
+        await kernel.close()  # quit with the task running
+    again = Recording(sub_and_whisper()[1:])
+    kernel = Kernel(project)
+    try:
+        assert kernel.restore() == [task_id]  # offered on the next start
+        new_id = await kernel.resume(task_id, provider=again)
+        result = await kernel.wait(new_id)
+        assert result.status == "done", result
+        assert kernel.replayed_calls(new_id)
+        assert again.asked_by("council") == []  # its plan came from the journal
+        assert len(again.asked_by("coder")) == 2
+        session = kernel.sessions().get(result.session_id)
+        assert b"def sub(a, b)" in session.read("calc.py")
+        assert b"def whisper(s)" in session.read("text.py")
+    finally:
+        await kernel.close()
+    kernel = Kernel(project)
+    try:
+        assert kernel.restore() == []  # resumed: not offered again
+    finally:
+        await kernel.close()

@@ -922,6 +922,11 @@ class Kernel:
                 self.state.remove(["sessions", session_id])
         if task_id in self.interrupted:
             self.interrupted.remove(task_id)
+        await asyncio.to_thread(  # no longer offered as interrupted
+            self.sessions().store.execute,
+            "UPDATE tasks SET result = 'Discarded.' WHERE id = ? AND result = ?",
+            (task_id, INTERRUPTED),
+        )
         if self.state.exists(["tasks", task_id]):
             self.state.set(["tasks", task_id, "outcome"], {"summary": "Discarded."})
 
@@ -1351,11 +1356,18 @@ class Kernel:
         """Cancel runs, close pools and stop the epoch ticker."""
         for instance in list(self._running.values()):
             instance.cancel()
-        for task_id, job in self._jobs.items():
-            if not job.done():
-                self.cancel(task_id)
+        stopped = [task_id for task_id, job in self._jobs.items() if not job.done()]
+        for task_id in stopped:
+            self.cancel(task_id)
         if self._jobs:  # let cancelled tasks record how they ended before the store closes
             await asyncio.wait(list(self._jobs.values()), timeout=10)
+        if stopped and self._sessions is not None:
+            # stopped by the quit, not by the user: offered for resuming on the next start
+            self._sessions.store.write(
+                "UPDATE tasks SET result = ? WHERE status = 'cancelled' AND id IN"
+                f" ({', '.join('?' for _ in stopped)})",
+                (INTERRUPTED, *stopped),
+            )
         for pool in self._pools.values():
             await pool.close()
         self._pools.clear()

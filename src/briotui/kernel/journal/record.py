@@ -153,6 +153,8 @@ class RunJournal:
                 journal.calls = seq
                 pending.append((seq, iface, name, args, Raised(str(exc))))
                 raise
+            if ctx.cancelled.is_set():  # cut off by a cancel: the agent never sees it
+                return result
             seq = next(counter)
             journal.calls = seq
             pending.append((seq, iface, name, args, result))
