@@ -170,6 +170,8 @@ class Kernel:
         self.interrupted: list[str] = []
         """Tasks a previous run left unfinished (found by :meth:`restore`)."""
         self._journals: Journals | None = None
+        self.journaling = True
+        """Whether agent runs are journaled (``briotui bench`` turns it off to compare)."""
         self.events.subscribe(self._on_event)
 
     # -- configuration -----------------------------------------------------------------
@@ -351,6 +353,8 @@ class Kernel:
         session_id: str,
     ) -> RunHandle | None:
         """Begin the run's journal (off the loop: a resumed step's journal is read)."""
+        if not self.journaling:
+            return None
         runtime, code = self._code_identity(name)
         try:
             return self.journals().start(
@@ -995,6 +999,8 @@ class Kernel:
             TaskNotFound: no such stored task.
             JournalNotFound: the task has no run journal.
         """
+        if self._journals is not None:  # this process's runs: every call written first
+            await asyncio.to_thread(self._journals.writer.flush)
         stored = await asyncio.to_thread(self.recorder.goal_of, task_id)
         runs = await asyncio.to_thread(runs_of, self.sessions().store, task_id)
         if not runs:

@@ -5,14 +5,21 @@ its host calls (model replies, file reads, clock readings, command results) are 
 replay needs. Each run gets a :class:`RunJournal`; its dispatch (on
 :attr:`CallContext.dispatch`, wrapping whatever dispatch was there) carries the call out
 and appends ``(seq, iface, name, args, result)`` to an in-memory list. That append is
-all the agent's thread pays for an ordinary call: digests, JSON encoding and the SQLite
-writes happen on the :class:`JournalWriter`'s thread in batches (every
-:data:`FLUSH_INTERVAL_S`).
+all the agent's thread pays for an ordinary call.
 
 Expensive results must survive a crash: after a call to an interface in
 :data:`DURABLE_IFACES` (a model reply, a tool, a command, a subtask, the user's answer)
 the agent's thread writes everything pending and commits it before the agent sees the
 result, so a SIGKILL right after loses nothing a resume would have to pay for again.
+That work is hidden behind the call itself (a model reply takes seconds).
+
+Everything else (digests, JSON, the SQLite writes) is done by the
+:class:`JournalWriter`'s thread, in batches, and *not while the run is busy* unless it
+has to: Python threads share one interpreter lock, so encoding beside a running agent
+would slow its calls down as much as encoding on its own thread. The writer takes a
+run's pending calls when the run ends, when :data:`BACKLOG` of them piled up, or when the
+oldest has waited :data:`MAX_AGE_S`. What a crash loses of them is cheap to redo: a
+resume replays the journal up to its last durable call and goes on live from there.
 
 Results whose JSON is over :data:`BLOB_BOUND` bytes (a large file read, the agent's own
 code) go to the blob store by content hash, so a journal row stays small and the same
@@ -25,7 +32,6 @@ replay stays exact anyway and what is detected when it does not.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import re
@@ -38,6 +44,7 @@ import wasmtime
 
 from briotui.kernel.runtime import hostcodec
 from briotui.kernel.runtime.context import CallContext, HostDispatch
+from briotui.kernel.runtime.values import Err, Ok
 from briotui.kernel.store import Store
 from briotui.kernel.vfs.blobs import BlobStore
 
@@ -47,7 +54,24 @@ BLOB_BOUND = 64 * 1024
 """A result whose JSON is longer than this is kept in the blob store, by content hash."""
 
 FLUSH_INTERVAL_S = 0.05
-"""How often the writer thread writes the ordinary calls recorded since."""
+"""How often the writer thread looks at the runs' pending calls."""
+
+BACKLOG = 32_768
+"""The writer takes a running run's pending calls once this many piled up...
+
+(as many as a run makes in about a quarter of a second of nothing but clock readings;
+a real agent makes that many in no run at all)"""
+
+BACKLOG_BYTES = 64 * 1024 * 1024
+"""... or once their results (reads, replies) hold about this many bytes..."""
+
+MAX_AGE_S = 2.0
+"""... or once the oldest of them has waited this long."""
+
+ROWS_PER_INSERT = 150
+"""Calls written by one INSERT statement (6 parameters each, under SQLite's 999)."""
+
+_DIGESTS_KEPT = 4096
 
 DURABLE_IFACES = frozenset({"llm", "tools", "shell", "tasks", "mesh"})
 """Interfaces whose results are committed before the agent sees them: costly or
@@ -62,8 +86,9 @@ UNJOURNALED = "$unjournaled"
 
 _ID_SUFFIX = re.compile(r"-[0-9a-f]{4}$")
 
-Pending = tuple[int, str, str, tuple[Any, ...], Any]
-"""One recorded call not written yet: seq, interface, function, arguments, result."""
+Pending = tuple[str, str, tuple[Any, ...], Any]
+"""One recorded call not written yet: interface, function, arguments, result. Its
+sequence number is its place: the calls written before it, plus one."""
 
 
 class Raised:
@@ -92,6 +117,11 @@ def run_key(run_id: str) -> str:
 
 def result_text(value: Any) -> str:
     """A recorded result as the JSON text the journal keeps."""
+    kind = type(value)
+    if kind is int or kind is bool or value is None:  # the common small results, fast
+        return json.dumps(value)
+    if kind is str:
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, Raised):
         data: Any = {RAISED: value.message}
     else:
@@ -109,34 +139,34 @@ class RunJournal:
         run_id: The run's task id.
         pending: Calls recorded and not written yet (appended by the agent's thread).
         lock: Held while pending calls are taken and written (by either thread).
+        calls: How many calls were taken from ``pending`` (the last one's number).
     """
 
-    def __init__(self, run_id: str, writer: JournalWriter, first_seq: int = 1) -> None:
+    def __init__(self, run_id: str, writer: JournalWriter) -> None:
         self.run_id = run_id
         self.writer = writer
         self.pending: list[Pending] = []
         self.lock = threading.Lock()
-        self._seq = itertools.count(first_seq)
-        self.calls = first_seq - 1
-        """How many calls were recorded (the last seq)."""
-
-    def next_seq(self) -> int:
-        """The next call's sequence number."""
-        seq = next(self._seq)
-        self.calls = seq
-        return seq
+        self.calls = 0
+        self.ended: tuple[str, dict[str, Any]] | None = None
+        """How the run ended (status, outcome), once it did; the writer records it."""
+        self.waiting_since: float | None = None
+        """When the writer first saw calls pending (for :data:`MAX_AGE_S`)."""
+        self.scanned = 0
+        self.pending_bytes = 0
+        """What the writer's thread estimated the pending results hold (for
+        :data:`BACKLOG_BYTES`), over the first ``scanned`` of them."""
 
     def append(self, iface: str, name: str, args: tuple[Any, ...], result: Any) -> None:
         """Record one call (a replayed one, during a resume); written like the others."""
-        self.pending.append((self.next_seq(), iface, name, args, result))
+        self.pending.append((iface, name, args, result))
         if iface in DURABLE_IFACES:
             self.writer.drain(self, durable=True)
 
     def dispatch(self, inner: HostDispatch | None = None) -> HostDispatch:
         """A host dispatch that carries each call out (through ``inner`` if given) and
         records it. The agent's thread only appends; see the module docstring."""
-        pending = self.pending
-        counter = self._seq
+        append = self.pending.append
         durable = DURABLE_IFACES
         drain = self.writer.drain
         journal = self
@@ -149,17 +179,15 @@ class RunJournal:
             except wasmtime.WasmtimeError:
                 raise  # the run stops here: nothing to replay after it
             except Exception as exc:
-                seq = next(counter)
-                journal.calls = seq
-                pending.append((seq, iface, name, args, Raised(str(exc))))
+                append((iface, name, args, Raised(str(exc))))
                 raise
-            if ctx.cancelled.is_set():  # cut off by a cancel: the agent never sees it
-                return result
-            seq = next(counter)
-            journal.calls = seq
-            pending.append((seq, iface, name, args, result))
-            if iface in durable:
+            if iface in durable:  # the calls that wait, and so can be cut off
+                if ctx.cancelled.is_set():  # cut off by a cancel: the agent never sees it
+                    return result
+                append((iface, name, args, result))
                 drain(journal, durable=True)
+                return result
+            append((iface, name, args, result))
             return result
 
         return record
@@ -180,6 +208,13 @@ class JournalWriter:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._work = threading.Lock()
+        """Held by whoever takes ended runs and pending calls (the thread, a flush)."""
+        self._digests: dict[tuple[str, str, tuple[Any, ...]], str] = {}
+        self.busy_s = 0.0
+        """Time spent encoding and writing calls (for ``briotui bench``)."""
+        self.written = 0
+        """Calls written."""
 
     # -- a run's journal -----------------------------------------------------------
 
@@ -211,9 +246,15 @@ class JournalWriter:
                 self._thread.start()
 
     def end(self, journal: RunJournal, status: str, outcome: dict[str, Any]) -> None:
-        """Write what is left of ``journal`` and how its run ended."""
+        """The run of ``journal`` ended: its writer thread writes what is left of it and
+        how it ended (the caller, on the event loop, does not wait for that)."""
         with self._cond:
-            self._active.discard(journal)
+            journal.ended = (status, outcome)
+            self._cond.notify_all()
+
+    def _finish(self, journal: RunJournal) -> None:
+        assert journal.ended is not None
+        status, outcome = journal.ended
         self.drain(journal)
         self.store.write(
             "UPDATE journal_runs SET status = ?, outcome = ?, calls = ?, ended = ?"
@@ -226,33 +267,65 @@ class JournalWriter:
         everything queued before) before returning."""
         with journal.lock:
             n = len(journal.pending)
+            journal.waiting_since = None
+            journal.scanned = journal.pending_bytes = 0
             if n:
+                started = time.perf_counter()
                 batch = journal.pending[:n]
                 del journal.pending[:n]
                 try:
-                    self.store.write_many([self._row(journal.run_id, p) for p in batch])
+                    self._write(journal, batch)
                 except Exception:  # a journal must never break the run it records
                     log.exception("the journal of %s could not be written", journal.run_id)
+                self.busy_s += time.perf_counter() - started
+                self.written += n
         if durable:
             try:
                 self.store.flush()
             except Exception:
                 log.exception("the journal of %s could not be committed", journal.run_id)
 
-    def _row(self, run_id: str, call: Pending) -> tuple[str, tuple[Any, ...]]:
-        seq, iface, name, args, result = call
-        digest = hostcodec.digest(iface, name, args)
-        text = result_text(result)
-        blob: str | None = None
-        stored: str | None = text
-        if len(text) > BLOB_BOUND:
-            blob = self.blobs.put(text.encode("utf-8"), durable=False)
-            stored = None
-        return (
-            "INSERT OR REPLACE INTO journal_calls (run_id, seq, call, digest, result, blob)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (run_id, seq, f"{iface}.{name}", digest, stored, blob),
-        )
+    def _write(self, journal: RunJournal, batch: list[Pending]) -> None:
+        run_id = journal.run_id
+        values: list[Any] = []
+        for iface, name, args, result in batch:
+            journal.calls += 1
+            seq = journal.calls
+            text = result_text(result)
+            blob: str | None = None
+            stored: str | None = text
+            if len(text) > BLOB_BOUND:
+                blob = self.blobs.put(text.encode("utf-8"), durable=False)
+                stored = None
+            values += (run_id, seq, f"{iface}.{name}", self._digest(iface, name, args))
+            values += (stored, blob)
+        statements = []
+        width = 6 * ROWS_PER_INSERT
+        for at in range(0, len(values), width):
+            chunk = values[at : at + width]
+            statements.append(
+                (
+                    "INSERT OR REPLACE INTO journal_calls (run_id, seq, call, digest, result,"
+                    " blob) VALUES " + ",".join(["(?, ?, ?, ?, ?, ?)"] * (len(chunk) // 6)),
+                    tuple(chunk),
+                )
+            )
+        self.store.write_many(statements)
+
+    def _digest(self, iface: str, name: str, args: tuple[Any, ...]) -> str:
+        """:func:`hostcodec.digest`, remembered for the same small arguments (the clock's
+        none, a path read again)."""
+        try:
+            key = (iface, name, args)
+            known = self._digests.get(key)
+        except TypeError:  # unhashable arguments (a list, a record)
+            return hostcodec.digest(iface, name, args)
+        if known is None:
+            known = hostcodec.digest(iface, name, args)
+            if len(self._digests) >= _DIGESTS_KEPT:
+                self._digests.clear()
+            self._digests[key] = known
+        return known
 
     # -- the thread ------------------------------------------------------------------
 
@@ -260,26 +333,63 @@ class JournalWriter:
         while True:
             with self._cond:
                 self._cond.wait(FLUSH_INTERVAL_S)
-                if self._closed:
-                    return
+                closed = self._closed
                 journals = list(self._active)
-            for journal in journals:
-                if journal.pending:
-                    self.drain(journal)
+            now = time.monotonic()
+            with self._work:
+                for journal in journals:
+                    if journal.ended is not None:
+                        self._take(journal)
+                    elif journal.pending:
+                        if journal.waiting_since is None:
+                            journal.waiting_since = now
+                        if (
+                            len(journal.pending) >= BACKLOG
+                            or self._pending_bytes(journal) >= BACKLOG_BYTES
+                            or now - journal.waiting_since >= MAX_AGE_S
+                        ):
+                            self.drain(journal)
+            if closed:
+                return
+
+    @staticmethod
+    def _pending_bytes(journal: RunJournal) -> int:
+        """About how many bytes the pending results hold (counting the new ones)."""
+        pending = journal.pending
+        end = len(pending)
+        size = journal.pending_bytes
+        for _, _, _, result in pending[journal.scanned : end]:
+            value = result.value if isinstance(result, Ok | Err) else result
+            size += len(value) if isinstance(value, str | bytes) else 64
+        journal.scanned, journal.pending_bytes = end, size
+        return size
+
+    def _take(self, journal: RunJournal) -> None:
+        """Finish an ended run's journal, once (holding ``_work``)."""
+        with self._cond:
+            if journal not in self._active:
+                return
+            self._active.discard(journal)
+        self._finish(journal)
 
     def flush(self) -> None:
-        """Write every active journal's pending calls now (and commit them)."""
-        with self._cond:
-            journals = list(self._active)
-        for journal in journals:
-            self.drain(journal)
+        """Write every journal's pending calls (and the ends of ended runs) now, and
+        commit them."""
+        with self._work:
+            with self._cond:
+                journals = list(self._active)
+            for journal in journals:
+                if journal.ended is not None:
+                    self._take(journal)
+                else:
+                    self.drain(journal)
         self.store.flush()
 
     def close(self) -> None:
         """Write what is pending and stop the thread."""
-        self.flush()
         with self._cond:
             self._closed = True
             self._cond.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=30)
+        self.flush()

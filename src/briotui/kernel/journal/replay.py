@@ -247,6 +247,7 @@ class Replay:
         """``(live, recorded)`` ids (tasks, runs, sessions) of a resume: a live id in a
         call's arguments stands for the recorded one when the digests are compared.
         Shared by the runs of one resumed task, which add theirs as they start."""
+        self._digests: dict[tuple[str, str, Any], str] = {}
         self.index = 0
         """How many recorded calls were used."""
         self.live = False
@@ -321,8 +322,7 @@ class Replay:
                 f"call {seq} is {label}{_args_hint(args)}.",
             )
         recorded = calls[self.index]
-        aliases = sorted(self.aliases, key=lambda pair: -len(pair[0])) if self.aliases else ()
-        digest = hostcodec.digest(iface, name, args, aliases=aliases)
+        digest = self._digest(iface, name, args)
         if recorded.call != label or recorded.digest != digest:
             if self.mode == "resume":
                 return self._go_live(ctx, iface, name, impl, args)
@@ -355,6 +355,21 @@ class Replay:
         if self.journal is not None:
             self.journal.append(iface, name, args, result)
         return result
+
+    def _digest(self, iface: str, name: str, args: Any) -> str:
+        """The call's digest (the aliases of a resume applied), remembered for the same
+        small arguments (the clock's none, a path read again)."""
+        if self.aliases:
+            aliases = sorted(self.aliases, key=lambda pair: -len(pair[0]))
+            return hostcodec.digest(iface, name, args, aliases=aliases)
+        try:
+            key = (iface, name, args)
+            known = self._digests.get(key)
+        except TypeError:  # unhashable arguments (a list, a record)
+            return hostcodec.digest(iface, name, args)
+        if known is None:
+            known = self._digests[key] = hostcodec.digest(iface, name, args)
+        return known
 
     def finish(self) -> None:
         """After a strict replay's run ended: a recorded call it never made diverges."""
