@@ -110,6 +110,7 @@ def test_a_changed_agent_reports_where_it_diverges(
     assert div["got"] == "llm.complete"
     assert "other arguments" in div["detail"]
     assert "chatty" in div["detail"]
+    assert any(n.startswith("myecho: its code changed") for n in report["notes"])
     kernel_runs = _runs(project, task_id)
     calls = [c.call for c in kernel_runs[0].calls]
     assert div["seq"] == calls.index("llm.complete") + 1

@@ -95,7 +95,6 @@ async def test_a_killed_pipeline_resumes_without_asking_again_for_finished_steps
         runs = {r.agent: r for r in runs_of(store, str(killed["id"]))}
     finally:
         store.close()
-    assert runs["council"].status == "done"
     assert any(c.call.startswith("llm.") for c in runs["council"].calls)
 
     # Restart: resume every interrupted task. The new server has no plan to give: a

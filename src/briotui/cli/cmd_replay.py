@@ -52,6 +52,9 @@ def run_replay(args: argparse.Namespace) -> int:
         return await kernel.replay(args.task, agent_code=args.agent_code)
 
     report = with_kernel(args, work, notices=False)
+    if not args.json:
+        for note in report.notes:
+            say(f"note: {one_line(note)}", err=True)
     if args.json:
         print_json(report.to_dict())
         return 0 if report.identical else 1

@@ -334,7 +334,7 @@ class Kernel:
             self._journals = Journals(sessions.store, sessions.blobs)
         return self._journals
 
-    def _code_identity(self, name: str) -> tuple[str, str]:
+    def code_identity(self, name: str) -> tuple[str, str]:
         """What agent ``name`` runs on (``kind:digest`` of its component) and its code's
         digest, for its runs' journals ("" where it cannot be told)."""
         try:
@@ -355,7 +355,7 @@ class Kernel:
         """Begin the run's journal (off the loop: a resumed step's journal is read)."""
         if not self.journaling:
             return None
-        runtime, code = self._code_identity(name)
+        runtime, code = self.code_identity(name)
         try:
             return self.journals().start(
                 instance.ctx,

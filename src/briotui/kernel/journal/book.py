@@ -25,6 +25,7 @@ The interrupted session is left as it was, for the user to compare or discard.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from briotui.kernel.journal.record import JournalWriter, RunJournal, run_key, top_of
@@ -59,6 +60,7 @@ class Journals:
         self._resume_from: dict[str, str] = {}
         self._aliases: dict[str, list[tuple[str, str]]] = {}
         self._ordinals: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()  # runs start on worker threads, in parallel
         self.replayed_calls: dict[str, int] = {}
         """Per resumed task: how many host calls were answered from journals."""
 
@@ -84,8 +86,9 @@ class Journals:
         Reads the store (a resumed step's journal): call it off the event loop.
         """
         top, key = top_of(run_id), run_key(run_id)
-        ordinal = self._ordinals.get((top, key), 0) + 1
-        self._ordinals[(top, key)] = ordinal
+        with self._lock:
+            ordinal = self._ordinals.get((top, key), 0) + 1
+            self._ordinals[(top, key)] = ordinal
         journal = RunJournal(run_id, self.writer)
         self.writer.begin(
             journal,
@@ -103,10 +106,11 @@ class Journals:
         source = self._resume_from.get(top)
         recorded = find_run(self.store, source, key, ordinal) if source else None
         if recorded is not None and recorded.agent == agent:
-            aliases = self._aliases.setdefault(top, [])
-            aliases.append((run_id, recorded.run_id))
-            if session_id and recorded.session_id:
-                aliases.append((session_id, recorded.session_id))
+            with self._lock:
+                aliases = self._aliases.setdefault(top, [])
+                aliases.append((run_id, recorded.run_id))
+                if session_id and recorded.session_id:
+                    aliases.append((session_id, recorded.session_id))
             replay = Replay(
                 recorded,
                 self.blobs,

@@ -44,6 +44,10 @@ class ReplayHost(Protocol):
         """The project's sessions."""
         ...
 
+    def code_identity(self, name: str) -> tuple[str, str]:
+        """What the loaded agent ``name`` runs on and its code's digest."""
+        ...
+
 
 @dataclass
 class RunReport:
@@ -86,6 +90,9 @@ class TaskReplay:
     session_differs: list[str] = field(default_factory=list)
     session_checked: bool = False
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    """What the user should know to read the result (code changed since, a session
+    that could not be compared)."""
 
     @property
     def calls(self) -> int:
@@ -109,6 +116,7 @@ class TaskReplay:
                 "checked": self.session_checked,
                 "differs": self.session_differs,
             },
+            "notes": self.notes,
             "seconds": round(self.seconds, 3),
             "calls_per_second": round(self.calls / self.seconds) if self.seconds > 0 else 0,
         }
@@ -148,9 +156,12 @@ async def replay_run(
     *,
     agent_code: AgentCodeSource,
     blobs: Any,
+    notes: list[str] | None = None,
 ) -> tuple[RunReport, Divergence | None]:
     """Replay one recorded run in a fresh instance of its agent (see the module)."""
     await host.load(run.agent, build=True)
+    if notes is not None:
+        _note_code(host, run, agent_code, notes)
     pool = await host.pool(run.agent, size=1)
     instance = await pool.acquire()
     replay = Replay(run, blobs, mode="strict", agent_code=agent_code, inner=instance.ctx.dispatch)
@@ -189,6 +200,26 @@ async def replay_run(
     return report, replay.divergence
 
 
+def _note_code(
+    host: ReplayHost, run: RecordedRun, agent_code: AgentCodeSource, notes: list[str]
+) -> None:
+    """Say (once per agent) when the agent's code or runtime is not what was recorded."""
+    runtime, code = host.code_identity(run.agent)
+    said = f"{run.agent}:"
+    if any(n.startswith(said) for n in notes):
+        return
+    if agent_code == "current" and run.code and code and code != run.code:
+        notes.append(
+            f"{run.agent}: its code changed since the task ran (recorded {run.code[:12]}, "
+            f"now {code[:12]}); the replay runs the current code."
+        )
+    elif agent_code == "recorded" and run.runtime and runtime and runtime != run.runtime:
+        notes.append(
+            f"{run.agent}: the runtime changed since the task ran (recorded "
+            f"{run.runtime[:20]}, now {runtime[:20]}); the recorded code may not load on it."
+        )
+
+
 def _session_differences(original: Session, replayed: Session) -> list[str]:
     """The files ``original`` changed whose content ``replayed`` does not have."""
     paths = sorted(set(original.overlay()) | set(replayed.overlay()))
@@ -225,18 +256,24 @@ async def replay_task(
     try:
         for run in runs:
             run_report, divergence = await replay_run(
-                host, run, scratch, agent_code=agent_code, blobs=sessions.blobs
+                host, run, scratch, agent_code=agent_code, blobs=sessions.blobs, notes=report.notes
             )
             report.runs.append(run_report)
             if divergence is not None:
                 report.divergence = divergence
                 break
         if report.divergence is None and session_id:
-            original = await asyncio.to_thread(sessions.get, session_id)
-            report.session_differs = await asyncio.to_thread(
-                _session_differences, original, scratch
-            )
-            report.session_checked = True
+            try:
+                original = await asyncio.to_thread(sessions.get, session_id)
+                report.session_differs = await asyncio.to_thread(
+                    _session_differences, original, scratch
+                )
+                report.session_checked = True
+            except (BrioError, OSError) as exc:
+                report.notes.append(
+                    f"The task's session {session_id} cannot be read now ({exc}); the "
+                    "files were not compared."
+                )
     finally:
         await asyncio.to_thread(scratch.discard)
     report.seconds = time.perf_counter() - started
