@@ -158,6 +158,15 @@ async def test_a_task_stopped_by_quitting_is_offered_and_resumed_from_its_journa
         session = kernel.sessions().get(result.session_id)
         assert b"def sub(a, b)" in session.read("calc.py")
         assert b"def whisper(s)" in session.read("text.py")
+        # both replay: the stopped one up to where each run was stopped, the resumed one
+        # whole (its journals hold the replayed calls and the live ones)
+        stopped = await kernel.replay(task_id)
+        assert stopped.identical, stopped.to_dict()
+        assert any(r.interrupted for r in stopped.runs)
+        resumed = await kernel.replay(new_id)
+        assert resumed.identical, resumed.to_dict()
+        assert resumed.session_checked
+        assert not any(r.interrupted for r in resumed.runs)
     finally:
         await kernel.close()
     kernel = Kernel(project)

@@ -76,7 +76,7 @@ def run_replay(args: argparse.Namespace) -> int:
         return 1
     interrupted = sum(1 for r in report.runs if r.interrupted)
     note = (
-        f" ({interrupted} interrupted run(s) replayed up to where they stopped)"
+        f" ({interrupted} interrupted run(s) replayed up to where they were stopped)"
         if interrupted
         else ""
     )

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import wasmtime
 
-from briotui.kernel.errors import ReplayDiverged
+from briotui.kernel.errors import AgentCancelled, ReplayDiverged
 from briotui.kernel.journal.record import RAISED, UNJOURNALED, Raised, RunJournal
 from briotui.kernel.runtime import hostcodec
 from briotui.kernel.runtime.context import CallContext, HostDispatch
@@ -254,6 +254,10 @@ class Replay:
         """Whether the run went live (a resume past its journal or a divergence)."""
         self.replayed = 0
         self.divergence: Divergence | None = None
+        self.stopped = run.status in ("running", "cancelled")
+        """The recorded run was interrupted or cancelled: its journal ends where it was
+        stopped, and a strict replay stops there too (no divergence)."""
+        self.reached_stop = False
 
     def _carry_out(
         self, ctx: CallContext, iface: str, name: str, impl: Callable[..., Any], args: Any
@@ -313,6 +317,14 @@ class Replay:
         if self.index >= len(calls):
             if self.mode == "resume":
                 return self._go_live(ctx, iface, name, impl, args)
+            if self.stopped:  # the recorded run was stopped here: so is this one
+                self.reached_stop = True
+                if ctx.fatal is None:
+                    ctx.fatal = AgentCancelled(
+                        "Replayed up to where the recorded run was stopped.",
+                        agent=self.run.agent,
+                    )
+                raise wasmtime.WasmtimeError("brio: replayed up to where the run stopped")
             self.diverge(
                 ctx,
                 seq,
@@ -374,6 +386,8 @@ class Replay:
     def finish(self) -> None:
         """After a strict replay's run ended: a recorded call it never made diverges."""
         calls = self.run.calls
+        if self.stopped:
+            return  # it never ended: nothing to compare its end with
         if self.divergence is None and not self.live and self.index < len(calls):
             missing = calls[self.index]
             self.diverge(

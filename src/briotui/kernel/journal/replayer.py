@@ -182,9 +182,8 @@ async def replay_run(
         outcome = await instance.run(task, bindings)
     except RunFailed as failed:
         failure = failed
-    interrupted = run.status == "running"
-    if not interrupted:
-        replay.finish()
+    interrupted = replay.stopped  # interrupted or cancelled: replayed up to where it stopped
+    replay.finish()
     if replay.divergence is None and not interrupted:
         differs = _compare_outcome(run, _outcome_of(outcome, failure))
         if differs:
