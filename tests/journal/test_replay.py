@@ -150,3 +150,49 @@ def test_replay_errors_exit_2(
     assert out["status"] == "error"
     assert out["error"]["kind"] == "task-not-found"
     assert "t-nosuch" in out["error"]["message"]
+
+
+SCRIBE = """
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.exports import agent
+from wit_world.imports import workspace_write
+
+
+class Agent(exports.Agent):
+    def run(self, task: agent.Task) -> agent.Outcome:
+        done = []
+        for path in ("ok.txt", "no.txt"):
+            try:
+                workspace_write.write(path, b"written\\n", False)
+                done.append(path)
+            except Err:
+                done.append("denied " + path)
+        return agent.Outcome(summary=", ".join(done), data="")
+"""
+
+
+def test_a_write_that_was_denied_is_not_applied_by_the_replay(
+    tmp_path: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = repo(tmp_path / "proj", FILES, config='[agents.scribe]\nwrite = ["ok.txt"]\n')
+    agent_dir = project / ".brio" / "agents" / "scribe"
+    agent_dir.mkdir(parents=True)
+    (agent_dir / "agent.toml").write_text('world = "coder"\ndescription = "writes two files"\n')
+    (agent_dir / "app.py").write_text(SCRIBE)
+    trust_project(project)
+    replies = project / ".replies.json"
+    replies.write_text("[]")
+    code = main(
+        ["-C", str(project), "run", "write them", "--agent", "scribe",
+         "--provider", f"scripted:{replies}", "--json"]
+    )  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0, out
+    assert out["result"]["summary"] == "ok.txt, denied no.txt"
+    [task_id] = [r.top_id for r in _all_runs(project)]
+    # the replay runs with no capability checks (everything it does was checked when it
+    # ran): the write denied then must not be applied now, or the files would differ
+    code, report = replay(capsys, project, task_id)
+    assert code == 0, report
+    assert report["session"] == {"checked": True, "differs": []}

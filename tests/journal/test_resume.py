@@ -174,3 +174,30 @@ async def test_a_task_stopped_by_quitting_is_offered_and_resumed_from_its_journa
         assert kernel.restore() == []  # resumed: not offered again
     finally:
         await kernel.close()
+
+
+def test_a_one_agent_run_resumes_from_its_journal(
+    tmp_path: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = repo(tmp_path / "proj", FILES)
+    replies = project / ".replies.json"
+    replies.write_text(json.dumps(["forty-two"]))
+    code = main(
+        ["-C", str(project), "run", "what is it?", "--agent", "echo",
+         "--provider", f"scripted:{replies}", "--json"]
+    )  # fmt: skip
+    assert code == 0
+    capsys.readouterr()
+    [task] = _task_rows(project)
+    # the run is the task itself (`run --agent`); its resume is a task with one run of
+    # echo, which replays it: the empty script would fail any model request
+    replies.write_text("[]")
+    code = main(
+        ["-C", str(project), "tasks", "resume", str(task["id"]),
+         "--provider", f"scripted:{replies}", "--json"]
+    )  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0, out
+    assert out["status"] == "done"
+    assert out["summary"] == "forty-two"
+    assert out["replayed_calls"] >= 3  # the clock, the log line, the model's reply

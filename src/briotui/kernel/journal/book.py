@@ -105,6 +105,9 @@ class Journals:
         )
         source = self._resume_from.get(top)
         recorded = find_run(self.store, source, key, ordinal) if source else None
+        if source and recorded is None and key == agent:
+            # a one-agent task run directly (`briotui run --agent`): the run was the task
+            recorded = find_run(self.store, source, "", ordinal)
         if recorded is not None and recorded.agent == agent:
             with self._lock:
                 aliases = self._aliases.setdefault(top, [])

@@ -9,7 +9,8 @@ result instead of carrying the call out. Which calls are still carried out:
   again: file writes, deletes and renames are applied to the session the replay is
   bound to (a throwaway one for ``briotui replay``, the fresh session of a resumed
   task), log lines and progress are published. The agent still gets the *recorded*
-  result, so what it sees is exactly what it saw.
+  result, so what it sees is exactly what it saw. A call that failed then (a write
+  that was denied) is not carried out again.
 - With ``mode="resume"`` also :data:`RESUME_EXECUTE` (the project's commands: the
   resumed session must be verified again by the kernel seeing its tests pass there)
   and :data:`RESUME_DRIVE`: the ``tasks`` calls that run subtasks, carried out for real
@@ -41,6 +42,7 @@ from briotui.kernel.errors import AgentCancelled, ReplayDiverged
 from briotui.kernel.journal.record import RAISED, UNJOURNALED, Raised, RunJournal
 from briotui.kernel.runtime import hostcodec
 from briotui.kernel.runtime.context import CallContext, HostDispatch
+from briotui.kernel.runtime.values import Err
 from briotui.kernel.store import Store
 from briotui.kernel.vfs.blobs import BlobStore
 
@@ -360,7 +362,9 @@ class Replay:
             if self.journal is not None:
                 self.journal.append(iface, name, args, Raised(str(failed)))
             raise
-        if label in EXECUTE or (self.mode == "resume" and label in RESUME_EXECUTE):
+        if isinstance(result, Err):
+            pass  # it failed then (denied, not found...): it had no effect to apply again
+        elif label in EXECUTE or (self.mode == "resume" and label in RESUME_EXECUTE):
             self._carry_out(ctx, iface, name, impl, args)
         elif self.mode == "resume" and label in RESUME_DRIVE:
             result = self._carry_out(ctx, iface, name, impl, args)
