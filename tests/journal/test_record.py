@@ -53,10 +53,14 @@ async def test_a_pipeline_run_is_journaled_call_by_call(
         assert json.loads(reply.result)["$ok"]["text"]
         coder_writes = [c for r in runs if r.agent == "coder" for c in r.calls]
         assert any(c.call == "workspace-write.write" for c in coder_writes)
-        # the agent's code (over the inline bound) is kept in the blob store by hash
-        code = council.calls[0]
-        if code.result is None:
-            assert code.blob
-            assert kernel.sessions().blobs.get(code.blob)
+        # the agent's code is kept once, in the blob store by content hash: every run of
+        # the same code points at the same blob
+        codes = {r.calls[0].blob for r in runs if r.calls[0].call == "agent-code.modules"}
+        coder_codes = {r.calls[0].blob for r in runs if r.agent == "coder"}
+        assert len(coder_codes) == 1
+        assert all(r.calls[0].result is None for r in runs)
+        for blob in codes:
+            assert blob
+            assert kernel.sessions().blobs.get(blob)
     finally:
         await kernel.close()

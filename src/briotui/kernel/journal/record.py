@@ -21,9 +21,9 @@ run's pending calls when the run ends, when :data:`BACKLOG` of them piled up, or
 oldest has waited :data:`MAX_AGE_S`. What a crash loses of them is cheap to redo: a
 resume replays the journal up to its last durable call and goes on live from there.
 
-Results whose JSON is over :data:`BLOB_BOUND` bytes (a large file read, the agent's own
-code) go to the blob store by content hash, so a journal row stays small and the same
-content is kept once.
+Results whose JSON is over :data:`BLOB_BOUND` bytes (a large file read), and the
+agent's own code (read by the shared runtime at each run), go to the blob store by
+content hash, so a journal row stays small and the same content is kept once.
 
 What the agent sees from WASI (``wasi:clocks``, ``wasi:random``) does not go through
 the host-call seam, so it is not journaled; see :mod:`briotui.kernel.journal` for why a
@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 
 BLOB_BOUND = 64 * 1024
 """A result whose JSON is longer than this is kept in the blob store, by content hash."""
+
+AGENT_CODE_IFACE = "agent-code"
+"""The shared runtime reading its agent's code: the same for every run of a version of
+the code, so always kept once, in the blob store."""
 
 FLUSH_INTERVAL_S = 0.05
 """How often the writer thread looks at the runs' pending calls."""
@@ -294,7 +298,7 @@ class JournalWriter:
             text = result_text(result)
             blob: str | None = None
             stored: str | None = text
-            if len(text) > BLOB_BOUND:
+            if len(text) > BLOB_BOUND or iface == AGENT_CODE_IFACE:
                 blob = self.blobs.put(text.encode("utf-8"), durable=False)
                 stored = None
             values += (run_id, seq, f"{iface}.{name}", self._digest(iface, name, args))
