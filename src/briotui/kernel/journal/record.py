@@ -77,10 +77,14 @@ ROWS_PER_INSERT = 150
 
 _DIGESTS_KEPT = 4096
 
-DURABLE_IFACES = frozenset({"llm", "tools", "shell", "tasks", "mesh"})
+DURABLE_IFACES = frozenset({"llm", "tools", "shell", "tasks", "mesh", "sql"})
 """Interfaces whose results are committed before the agent sees them: costly or
 impossible to get again (a model reply, a tool's effect, a command's run, a subtask,
-the user's answer, a peer's message)."""
+the user's answer, a peer's message), or with an effect outside the session that a
+resume must not make twice (the agent's SQL tables)."""
+
+NOT_DURABLE = frozenset({"progress", "milestone"})
+"""Functions of those interfaces that are cheap and change nothing (``tasks``' notes)."""
 
 RAISED = "$raise"
 """The key of a recorded call that raised (the kernel failed serving it)."""
@@ -164,7 +168,7 @@ class RunJournal:
     def append(self, iface: str, name: str, args: tuple[Any, ...], result: Any) -> None:
         """Record one call (a replayed one, during a resume); written like the others."""
         self.pending.append((iface, name, args, result))
-        if iface in DURABLE_IFACES:
+        if iface in DURABLE_IFACES and name not in NOT_DURABLE:
             self.writer.drain(self, durable=True)
 
     def dispatch(self, inner: HostDispatch | None = None) -> HostDispatch:
@@ -172,6 +176,7 @@ class RunJournal:
         records it. The agent's thread only appends; see the module docstring."""
         append = self.pending.append
         durable = DURABLE_IFACES
+        cheap = NOT_DURABLE
         drain = self.writer.drain
         journal = self
 
@@ -189,7 +194,8 @@ class RunJournal:
                 if ctx.cancelled.is_set():  # cut off by a cancel: the agent never sees it
                     return result
                 append((iface, name, args, result))
-                drain(journal, durable=True)
+                if name not in cheap:
+                    drain(journal, durable=True)
                 return result
             append((iface, name, args, result))
             return result

@@ -27,6 +27,12 @@ When the agent asks for something else than the journal has at that point (or fo
 than it has), a strict replay stops the run with a :class:`Divergence`; a resume goes
 live from that call on, recording into the new run's journal, and so does it at the end
 of the journal (where the interrupted run stopped).
+
+Known limits of a resume: what the replayed part did outside the session is not done
+again (its SQL statements ran then, into the same database; its MCP tools' effects
+happened), which is right; but messages between agents (``mesh``) are answered from the
+journal, so a peer that goes live before its sender does would wait for a message the
+replayed sender does not send again (no shipped agent uses the mesh).
 """
 
 from __future__ import annotations
