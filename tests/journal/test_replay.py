@@ -68,6 +68,12 @@ async def test_a_recorded_pipeline_replays_identically_with_no_model(
     # nothing reached the user's files
     assert (project / "calc.py").read_text() == FILES["calc.py"]
     assert (project / "text.py").read_text() == FILES["text.py"]
+    # one run of the task alone: a Coder
+    coder = next(r["run"] for r in report["runs"] if r["agent"] == "coder")
+    code, alone = await _in_thread(replay, capsys, project, coder)
+    assert code == 0, alone
+    assert [r["run"] for r in alone["runs"]] == [coder]
+    assert alone["session"]["checked"] is False
 
 
 async def _in_thread(fn, *args):  # type: ignore[no-untyped-def]

@@ -34,7 +34,11 @@ def register(sub: Any) -> None:
             "first call where a run differs (exit 1), or that it replayed identically (0)."
         ),
     )
-    p.add_argument("task", metavar="TASK", help="a task id (see `briotui tasks list`)")
+    p.add_argument(
+        "task",
+        metavar="TASK",
+        help="a task id (see `briotui tasks list`), or one agent run of it (TASK.agent-id)",
+    )
     p.add_argument(
         "--agent-code",
         choices=("current", "recorded"),

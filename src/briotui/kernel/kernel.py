@@ -43,7 +43,7 @@ from briotui.kernel.errors import (
     SessionNotContinuable,
     TaskNotFound,
 )
-from briotui.kernel.journal import Journals, RunHandle, runs_of
+from briotui.kernel.journal import Journals, RunHandle, run_by_id, runs_of
 from briotui.kernel.journal.replay import AgentCodeSource
 from briotui.kernel.journal.replayer import TaskReplay, replay_task
 from briotui.kernel.llm.types import Provider
@@ -347,17 +347,16 @@ class Kernel:
 
     def _journal_start(
         self,
+        journals: Journals,
         instance: AgentInstance,
         name: str,
         task: AgentTask,
         session_id: str,
     ) -> RunHandle | None:
         """Begin the run's journal (off the loop: a resumed step's journal is read)."""
-        if not self.journaling:
-            return None
         runtime, code = self.code_identity(name)
         try:
-            return self.journals().start(
+            return journals.start(
                 instance.ctx,
                 run_id=task.id,
                 agent=name,
@@ -993,7 +992,9 @@ class Kernel:
 
     async def replay(self, task_id: str, *, agent_code: AgentCodeSource = "current") -> TaskReplay:
         """Replay every recorded agent run of ``task_id`` against its journal (no model
-        request, nothing of the user's touched); what differs, if anything.
+        request, nothing of the user's touched); what differs, if anything. ``task_id``
+        may also name one agent run of a task (``t-1a2b.foreman-9f0e.1``): that run alone
+        is replayed (its files are not compared).
 
         Raises:
             TaskNotFound: no such stored task.
@@ -1002,7 +1003,10 @@ class Kernel:
         if self._journals is not None:  # this process's runs: every call written first
             await asyncio.to_thread(self._journals.writer.flush)
         stored = await asyncio.to_thread(self.recorder.goal_of, task_id)
-        runs = await asyncio.to_thread(runs_of, self.sessions().store, task_id)
+        store = self.sessions().store
+        runs = await asyncio.to_thread(runs_of, store, task_id)
+        if not runs and (one := await asyncio.to_thread(run_by_id, store, task_id)):
+            return await replay_task(self, task_id, [one], session_id=None, agent_code=agent_code)
         if not runs:
             if stored is None:
                 raise TaskNotFound(f"No stored task {task_id!r}; `briotui tasks list` lists them.")
@@ -1271,8 +1275,17 @@ class Kernel:
         self._running[tid] = instance
         task = AgentTask(tid, goal, tuple(context))
         try:
-            journal = await asyncio.to_thread(
-                self._journal_start, instance, name, task, run_bindings.session_id
+            journal = (
+                await asyncio.to_thread(
+                    self._journal_start,
+                    self.journals(),  # made here, on the loop: one for the kernel
+                    instance,
+                    name,
+                    task,
+                    run_bindings.session_id,
+                )
+                if self.journaling
+                else None
             )
         except BaseException:  # cancelled before it started
             self._running.pop(tid, None)

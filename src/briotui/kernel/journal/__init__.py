@@ -32,6 +32,7 @@ from briotui.kernel.journal.replay import (
     Replay,
     find_run,
     journaled_tasks,
+    run_by_id,
     runs_of,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "RunJournal",
     "find_run",
     "journaled_tasks",
+    "run_by_id",
     "run_key",
     "runs_of",
     "top_of",

@@ -214,6 +214,12 @@ def find_run(store: Store, top_id: str, key: str, ordinal: int) -> RecordedRun |
     return _run(rows[0], _calls(store, rows[0]["run_id"])) if rows else None
 
 
+def run_by_id(store: Store, run_id: str) -> RecordedRun | None:
+    """The recorded run ``run_id`` (one agent run of a task), if any."""
+    rows = store.query(f"SELECT {_RUN_COLUMNS} FROM journal_runs WHERE run_id = ?", (run_id,))
+    return _run(rows[0], _calls(store, run_id)) if rows else None
+
+
 def journaled_tasks(store: Store) -> set[str]:
     """The top-level tasks that have a journal."""
     return {r[0] for r in store.query("SELECT DISTINCT top_id FROM journal_runs")}
