@@ -249,6 +249,7 @@ class JournalWriter:
         )
         with self._cond:
             self._active.add(journal)
+            self._cond.notify_all()
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="brio-journal-writer", daemon=True
@@ -342,7 +343,9 @@ class JournalWriter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait(FLUSH_INTERVAL_S)
+                if not self._closed:
+                    # idle (no run being journaled): sleep until one begins or the end
+                    self._cond.wait(FLUSH_INTERVAL_S if self._active else None)
                 closed = self._closed
                 journals = list(self._active)
             now = time.monotonic()
