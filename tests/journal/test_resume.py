@@ -201,3 +201,41 @@ def test_a_one_agent_run_resumes_from_its_journal(
     assert out["status"] == "done"
     assert out["summary"] == "forty-two"
     assert out["replayed_calls"] >= 3  # the clock, the log line, the model's reply
+
+
+async def test_a_model_reply_survives_a_sigkill_right_after_it_returned(
+    tmp_path: Path, built_agents: list[str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    monkeypatch.setenv("BRIOTUI_CONFIG_DIR", str(config_dir))
+    project = repo(tmp_path / "proj", FILES)
+    first = LoopbackServer("ollama", sub_and_whisper())
+    async with first:
+        point_at(config_dir, first)
+        # killed at the first durable journal write: the Council's model reply, committed
+        # and not yet seen by the Council
+        env = {**os.environ, "PYTHONPATH": str(SRC), "BRIOTUI_FAILPOINT": "journal-durable:1"}
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "briotui", "-C", str(project), "run", GOAL, "--json"],
+            env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=240, check=False,
+        )  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert len(first.completion_requests) == 1  # the Council's request, answered
+    council_request = first.completion_requests[0].body
+    second = LoopbackServer("ollama", sub_and_whisper()[1:])
+    async with second:
+        point_at(config_dir, second)
+        capsys.readouterr()
+        code = await asyncio.to_thread(
+            main, ["-C", str(project), "tasks", "resume", "--interrupted", "--json"]
+        )
+        out = json.loads(capsys.readouterr().out)
+    assert code == 0, out
+    [report] = out["resumed"]
+    assert report["status"] == "done", report
+    asked_again = [r.body for r in second.completion_requests]
+    assert council_request not in asked_again  # its reply came from the journal
+    assert len(asked_again) == 3  # the two Coders and the Reviewer

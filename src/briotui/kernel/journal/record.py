@@ -47,6 +47,7 @@ from briotui.kernel.runtime.context import CallContext, HostDispatch
 from briotui.kernel.runtime.values import Err, Ok
 from briotui.kernel.store import Store
 from briotui.kernel.vfs.blobs import BlobStore
+from briotui.kernel.vfs.failpoints import failpoint
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +296,7 @@ class JournalWriter:
                 self.store.flush()
             except Exception:
                 log.exception("the journal of %s could not be committed", journal.run_id)
+            failpoint("journal-durable")  # tests: SIGKILL right after a costly result
 
     def _write(self, journal: RunJournal, batch: list[Pending]) -> None:
         run_id = journal.run_id
