@@ -239,3 +239,29 @@ async def test_a_model_reply_survives_a_sigkill_right_after_it_returned(
     asked_again = [r.body for r in second.completion_requests]
     assert council_request not in asked_again  # its reply came from the journal
     assert len(asked_again) == 3  # the two Coders and the Reviewer
+
+
+async def test_an_interrupted_task_is_offered_until_discarded(
+    tmp_path: Path, built_agents: list[str]
+) -> None:
+    project = repo(tmp_path / "proj", FILES)
+    kernel = Kernel(project)
+    try:
+        session = kernel.new_session(label="pipeline", task=GOAL)
+        kernel.recorder.task_started(  # what a crash leaves: a task still running
+            "t-gone", agent="pipeline", goal=GOAL, parent=None, session_id=session.id
+        )
+    finally:
+        await kernel.close()
+    kernel = Kernel(project)
+    try:
+        assert [t["id"] for t in kernel.stored_tasks() if t["interrupted"]] == ["t-gone"]
+        await kernel.discard_task("t-gone")  # without a restart in between (the CLI)
+        assert [t["id"] for t in kernel.stored_tasks() if t["interrupted"]] == []
+    finally:
+        await kernel.close()
+    kernel = Kernel(project)
+    try:
+        assert kernel.restore() == []
+    finally:
+        await kernel.close()

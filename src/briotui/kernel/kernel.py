@@ -925,11 +925,12 @@ class Kernel:
                 self.state.remove(["sessions", session_id])
         if task_id in self.interrupted:
             self.interrupted.remove(task_id)
-        await asyncio.to_thread(  # no longer offered as interrupted
-            self.sessions().store.execute,
-            "UPDATE tasks SET result = 'Discarded.' WHERE id = ? AND result = ?",
-            (task_id, INTERRUPTED),
-        )
+        status, result = await asyncio.to_thread(self._stored_status, task_id)
+        if status in ("running", "pending", "waiting") or result == INTERRUPTED:
+            # no longer offered as interrupted
+            self.recorder.task_finished(
+                task_id, "cancelled", "Discarded.", None, session_id=session_id or ""
+            )
         if self.state.exists(["tasks", task_id]):
             self.state.set(["tasks", task_id, "outcome"], {"summary": "Discarded."})
 
@@ -1274,9 +1275,10 @@ class Kernel:
             raise
         self._running[tid] = instance
         task = AgentTask(tid, goal, tuple(context))
-        try:
-            journal = (
-                await asyncio.to_thread(
+        journal: RunHandle | None = None
+        starting = (
+            asyncio.ensure_future(
+                asyncio.to_thread(
                     self._journal_start,
                     self.journals(),  # made here, on the loop: one for the kernel
                     instance,
@@ -1284,10 +1286,17 @@ class Kernel:
                     task,
                     run_bindings.session_id,
                 )
-                if self.journaling
-                else None
             )
+            if self.journaling
+            else None
+        )
+        try:
+            if starting is not None:
+                journal = await asyncio.shield(starting)
         except BaseException:  # cancelled before it started
+            if starting is not None:  # its journal, begun or not, is closed
+                with contextlib.suppress(BaseException):
+                    self._journal_end(await starting, "cancelled", {})
             self._running.pop(tid, None)
             instance.discard()
             self.recorder.task_finished(
