@@ -212,6 +212,12 @@ def _note_code(
             f"{run.agent}: its code changed since the task ran (recorded {run.code[:12]}, "
             f"now {code[:12]}); the replay runs the current code."
         )
+    elif agent_code == "recorded" and run.runtime and not run.runtime.startswith("runtime:"):
+        notes.append(
+            f"{run.agent}: it runs on a component of its own, whose code is built in: the "
+            "replay runs its current build (--agent-code recorded applies to agents on the "
+            "shared Python runtime)."
+        )
     elif agent_code == "recorded" and run.runtime and runtime and runtime != run.runtime:
         notes.append(
             f"{run.agent}: the runtime changed since the task ran (recorded "
