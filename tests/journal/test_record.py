@@ -62,5 +62,8 @@ async def test_a_pipeline_run_is_journaled_call_by_call(
         for blob in codes:
             assert blob
             assert kernel.sessions().blobs.get(blob)
+        # a run's code identity is the code it read
+        for run in runs:
+            assert run.code == run.calls[0].blob
     finally:
         await kernel.close()

@@ -170,6 +170,7 @@ class Kernel:
         self.interrupted: list[str] = []
         """Tasks a previous run left unfinished (found by :meth:`restore`)."""
         self._journals: Journals | None = None
+        self._identities: dict[str, tuple[LoadedAgent, tuple[str, str]]] = {}
         self.journaling = True
         """Whether agent runs are journaled (``briotui bench`` turns it off to compare)."""
         self.events.subscribe(self._on_event)
@@ -335,15 +336,26 @@ class Kernel:
         return self._journals
 
     def code_identity(self, name: str) -> tuple[str, str]:
-        """What agent ``name`` runs on (``kind:digest`` of its component) and its code's
-        digest, for its runs' journals ("" where it cannot be told)."""
-        try:
-            spec = self._loaded[name].spec
-            artifact = self.builder.artifact(spec)
-            code = self.builder.code.code(spec).digest if artifact.kind == "runtime" else ""
-        except (BrioError, KeyError, OSError):
+        """What the loaded agent ``name`` runs on (``kind:digest`` of its component) and,
+        for an agent with a component of its own, its code's digest ("" for an agent on
+        the shared runtime: its journal names the code it read, and "" where it cannot be
+        told). Worked out once per loaded component."""
+        loaded = self._loaded.get(name)
+        if loaded is None:
             return "", ""
-        return f"{artifact.kind}:{artifact.key}", code or artifact.key
+        known = self._identities.get(name)
+        if known is not None and known[0] is loaded:
+            return known[1]
+        try:
+            artifact = self.builder.artifact(loaded.spec)
+        except (BrioError, OSError):
+            return "", ""
+        identity = (
+            f"{artifact.kind}:{artifact.key}",
+            "" if artifact.kind == "runtime" else artifact.key,
+        )
+        self._identities[name] = (loaded, identity)
+        return identity
 
     def _journal_start(
         self,
@@ -353,7 +365,7 @@ class Kernel:
         task: AgentTask,
         session_id: str,
     ) -> RunHandle | None:
-        """Begin the run's journal (off the loop: a resumed step's journal is read)."""
+        """Begin the run's journal (a resumed step's reads its journal: off the loop)."""
         runtime, code = self.code_identity(name)
         try:
             return journals.start(
@@ -1276,20 +1288,16 @@ class Kernel:
         self._running[tid] = instance
         task = AgentTask(tid, goal, tuple(context))
         journal: RunHandle | None = None
-        starting = (
-            asyncio.ensure_future(
+        journals = self.journals() if self.journaling else None  # made on the loop: one
+        starting: asyncio.Future[RunHandle | None] | None = None
+        if journals is not None and journals.resuming(tid):
+            starting = asyncio.ensure_future(
                 asyncio.to_thread(
-                    self._journal_start,
-                    self.journals(),  # made here, on the loop: one for the kernel
-                    instance,
-                    name,
-                    task,
-                    run_bindings.session_id,
+                    self._journal_start, journals, instance, name, task, run_bindings.session_id
                 )
             )
-            if self.journaling
-            else None
-        )
+        elif journals is not None:  # nothing to read: no thread hop
+            journal = self._journal_start(journals, instance, name, task, run_bindings.session_id)
         try:
             if starting is not None:
                 journal = await asyncio.shield(starting)

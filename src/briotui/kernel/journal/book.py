@@ -70,6 +70,11 @@ class Journals:
         self._aliases[task_id] = [(task_id, interrupted)]
         self.replayed_calls[task_id] = 0
 
+    def resuming(self, run_id: str) -> bool:
+        """Whether run ``run_id`` belongs to a task being resumed (its start reads the
+        store)."""
+        return top_of(run_id) in self._resume_from
+
     def start(
         self,
         ctx: CallContext,
@@ -83,7 +88,8 @@ class Journals:
     ) -> RunHandle:
         """Begin the journal of run ``run_id`` and install its dispatch on ``ctx``.
 
-        Reads the store (a resumed step's journal): call it off the event loop.
+        For a run of a task being resumed (:meth:`resuming`) it reads the store (the
+        step's journal): call it off the event loop then.
         """
         top, key = top_of(run_id), run_key(run_id)
         with self._lock:

@@ -301,6 +301,7 @@ class JournalWriter:
     def _write(self, journal: RunJournal, batch: list[Pending]) -> None:
         run_id = journal.run_id
         values: list[Any] = []
+        statements: list[tuple[str, tuple[Any, ...]]] = []
         for iface, name, args, result in batch:
             journal.calls += 1
             seq = journal.calls
@@ -310,9 +311,15 @@ class JournalWriter:
             if len(text) > BLOB_BOUND or iface == AGENT_CODE_IFACE:
                 blob = self.blobs.put(text.encode("utf-8"), durable=False)
                 stored = None
+                if iface == AGENT_CODE_IFACE:  # the code the run read: its identity
+                    statements.append(
+                        (
+                            "UPDATE journal_runs SET code = ? WHERE run_id = ? AND code = ''",
+                            (blob, run_id),
+                        )
+                    )
             values += (run_id, seq, f"{iface}.{name}", self._digest(iface, name, args))
             values += (stored, blob)
-        statements = []
         width = 6 * ROWS_PER_INSERT
         for at in range(0, len(values), width):
             chunk = values[at : at + width]

@@ -45,12 +45,12 @@ from typing import Any, Literal
 import wasmtime
 
 from briotui.kernel.errors import AgentCancelled, ReplayDiverged
-from briotui.kernel.journal.record import RAISED, UNJOURNALED, Raised, RunJournal
+from briotui.kernel.journal.record import RAISED, UNJOURNALED, Raised, RunJournal, result_text
 from briotui.kernel.runtime import hostcodec
 from briotui.kernel.runtime.context import CallContext, HostDispatch
 from briotui.kernel.runtime.values import Err
 from briotui.kernel.store import Store
-from briotui.kernel.vfs.blobs import BlobStore
+from briotui.kernel.vfs.blobs import BlobStore, blob_id
 
 EXECUTE = frozenset(
     {
@@ -272,6 +272,8 @@ class Replay:
         """The recorded run was interrupted or cancelled: its journal ends where it was
         stopped, and a strict replay stops there too (no divergence)."""
         self.reached_stop = False
+        self.live_code: str | None = None
+        """The identity of the code the runtime read live (``agent-code`` served live)."""
 
     def _carry_out(
         self, ctx: CallContext, iface: str, name: str, impl: Callable[..., Any], args: Any
@@ -326,6 +328,8 @@ class Replay:
             result = self._carry_out(ctx, iface, name, impl, args)
             if self.journal is not None:
                 self.journal.append(iface, name, args, result)
+            elif self.live_code is None:  # which code it runs, as its journal would name it
+                self.live_code = blob_id(result_text(result).encode("utf-8"))
             return result
         seq = self.index + 1
         if self.index >= len(calls):

@@ -160,8 +160,6 @@ async def replay_run(
 ) -> tuple[RunReport, Divergence | None]:
     """Replay one recorded run in a fresh instance of its agent (see the module)."""
     await host.load(run.agent, build=True)
-    if notes is not None:
-        _note_code(host, run, agent_code, notes)
     pool = await host.pool(run.agent, size=1)
     instance = await pool.acquire()
     replay = Replay(run, blobs, mode="strict", agent_code=agent_code, inner=instance.ctx.dispatch)
@@ -182,6 +180,8 @@ async def replay_run(
         outcome = await instance.run(task, bindings)
     except RunFailed as failed:
         failure = failed
+    if notes is not None:
+        _note_code(host, run, replay, agent_code, notes)
     interrupted = replay.stopped  # interrupted or cancelled: replayed up to where it stopped
     replay.finish()
     if replay.divergence is None and not interrupted:
@@ -200,25 +200,32 @@ async def replay_run(
 
 
 def _note_code(
-    host: ReplayHost, run: RecordedRun, agent_code: AgentCodeSource, notes: list[str]
+    host: ReplayHost,
+    run: RecordedRun,
+    replay: Replay,
+    agent_code: AgentCodeSource,
+    notes: list[str],
 ) -> None:
     """Say (once per agent) when the agent's code or runtime is not what was recorded."""
-    runtime, code = host.code_identity(run.agent)
     said = f"{run.agent}:"
     if any(n.startswith(said) for n in notes):
         return
-    if agent_code == "current" and run.code and code and code != run.code:
-        notes.append(
-            f"{run.agent}: its code changed since the task ran (recorded {run.code[:12]}, "
-            f"now {code[:12]}); the replay runs the current code."
-        )
-    elif agent_code == "recorded" and run.runtime and not run.runtime.startswith("runtime:"):
+    runtime, code = host.code_identity(run.agent)
+    on_runtime = run.runtime.startswith("runtime:")
+    if agent_code == "current":
+        now = replay.live_code if on_runtime else code
+        if run.code and now and now != run.code:
+            notes.append(
+                f"{run.agent}: its code changed since the task ran (recorded "
+                f"{run.code[:12]}, now {now[:12]}); the replay runs the current code."
+            )
+    elif run.runtime and not on_runtime:
         notes.append(
             f"{run.agent}: it runs on a component of its own, whose code is built in: the "
             "replay runs its current build (--agent-code recorded applies to agents on the "
             "shared Python runtime)."
         )
-    elif agent_code == "recorded" and run.runtime and runtime and runtime != run.runtime:
+    elif run.runtime and runtime and runtime != run.runtime:
         notes.append(
             f"{run.agent}: the runtime changed since the task ran (recorded "
             f"{run.runtime[:20]}, now {runtime[:20]}); the recorded code may not load on it."
