@@ -13,6 +13,7 @@ from typing import Any
 from briotui import __version__
 from briotui.cli.output import print_json, say, table
 from briotui.devtools.bench.builds import bench_builds
+from briotui.devtools.bench.journal import bench_journal
 from briotui.devtools.bench.llm import bench_llm
 from briotui.devtools.bench.measure import Measure
 from briotui.devtools.bench.mesh import bench_mesh
@@ -34,7 +35,8 @@ def register(sub: Any) -> None:
         description=(
             "Measure this machine against the targets: the runtime (component load, "
             "instantiate, pool hand-out, host calls, event-loop lag, timeout release, "
-            "the kernel's overhead per agent run, warm against cold runs), "
+            "the kernel's overhead per agent run, warm against cold runs, the run "
+            "journal's overhead per host call and replay speed), "
             "sessions (fork of a 50k-file project, create in a fresh process, diff and "
             "commit of 100 files, each beside git doing the same: git status, git diff, "
             "git apply + sync), model streaming overhead, the mesh, the state tree and a "
@@ -105,6 +107,11 @@ async def _measure(args: argparse.Namespace) -> list[Measure]:
     kernel = Kernel(args.project)
     try:
         measures += await bench_overhead(kernel, rounds=rounds)
+    finally:
+        await kernel.close()
+    kernel = Kernel(args.project)
+    try:
+        measures += await bench_journal(kernel, rounds=rounds)
     finally:
         await kernel.close()
     if args.builds:

@@ -1,7 +1,9 @@
 """``briotui tasks ...`` and ``briotui grants ...``: interrupted work and stored grants.
 
 A task that was running when briotui went away is kept (with its session) and listed
-as interrupted; ``tasks resume`` runs its request again as a new task, ``tasks
+as interrupted; ``tasks resume`` runs its request again as a new task, replaying its
+run journals so the steps it had done cost no model request again (``--no-journal``
+asks everything again; ``--interrupted`` resumes every interrupted task), ``tasks
 discard`` rolls its session back. ``grants`` lists the permissions the user gave
 agents and revokes one (and everything delegated from it).
 """
@@ -15,6 +17,7 @@ from typing import Any
 from briotui.cli.kernel_work import when, with_kernel
 from briotui.cli.output import one_line, print_json, say, table
 from briotui.cli.prompt import add_answer_arguments, use_answers
+from briotui.kernel.errors import BrioError
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.settings import Settings
 
@@ -33,8 +36,27 @@ def register(sub: Any) -> None:
     p = leaves.add_parser("list", help="list the stored tasks")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=run_tasks_list)
-    p = leaves.add_parser("resume", help="run a task's request again, as a new task")
-    p.add_argument("task", metavar="ID", help="a task id (see `briotui tasks list`)")
+    p = leaves.add_parser(
+        "resume",
+        help="resume a task: its request again as a new task, replaying what it had done",
+        description=(
+            "Run a task's request again as a new task in a fresh session. When the task "
+            "has run journals, the steps it had done are replayed from them (no model "
+            "request is made again for them) and the step it was in goes on from where "
+            "it stopped."
+        ),
+    )
+    p.add_argument("task", metavar="ID", nargs="?", help="a task id (see `briotui tasks list`)")
+    p.add_argument(
+        "--interrupted",
+        action="store_true",
+        help="resume every task interrupted when briotui went away",
+    )
+    p.add_argument(
+        "--no-journal",
+        action="store_true",
+        help="ask the model everything again instead of replaying the task's journals",
+    )
     p.add_argument(
         "--provider",
         metavar="SPEC",
@@ -100,41 +122,66 @@ def run_tasks_list(args: argparse.Namespace) -> int:
 
 
 def run_tasks_resume(args: argparse.Namespace) -> int:
-    """``tasks resume ID``: run the request again and wait for it."""
+    """``tasks resume ID`` (or ``--interrupted``): resume and wait for it."""
     from briotui.cli.cmd_run import parse_provider
     from briotui.kernel.settings import load_settings
 
+    if (args.task is None) == (not args.interrupted):
+        raise BrioError(
+            "Name one task (`briotui tasks resume ID`) or use --interrupted, not both.",
+            title="Which task to resume?",
+        )
     settings: Settings = load_settings(getattr(args, "project", "."))  # once: provider and kernel
     provider = parse_provider(args.provider, settings)
 
-    async def work(kernel: Kernel) -> dict[str, Any]:
+    async def work(kernel: Kernel) -> list[dict[str, Any]]:
         use_answers(kernel, args)  # as `briotui run`: approvals and answers
+        if args.interrupted:
+            stored = await asyncio.to_thread(kernel.stored_tasks)
+            ids = [str(t["id"]) for t in stored if t["interrupted"]]
+        else:
+            ids = [args.task]
+        reports: list[dict[str, Any]] = []
         try:
-            await kernel.build_agents()
-            result = await kernel.wait(await kernel.resume(args.task, provider=provider))
+            if ids:
+                await kernel.build_agents()
+            for task_id in ids:
+                new_id = await kernel.resume(
+                    task_id, provider=provider, journal=not args.no_journal
+                )
+                result = await kernel.wait(new_id)
+                reports.append(
+                    {
+                        "status": result.status,
+                        "resumed": task_id,
+                        "task": result.task_id,
+                        "session": result.session_id,
+                        "summary": result.summary,
+                        "error": result.error,
+                        "replayed_calls": kernel.replayed_calls(new_id),
+                    }
+                )
         finally:
             close = getattr(provider, "aclose", None)
             if close is not None:
                 await close()
-        return {
-            "status": result.status,
-            "resumed": args.task,
-            "task": result.task_id,
-            "session": result.session_id,
-            "summary": result.summary,
-            "error": result.error,
-        }
+        return reports
 
-    report = with_kernel(args, work, settings, notices=False)
+    reports = with_kernel(args, work, settings, notices=False)
     if args.json:
-        print_json(report)
-    else:
+        print_json(reports[0] if args.task is not None else {"status": "ok", "resumed": reports})
+    elif not reports:
+        say("No interrupted tasks.")
+    for report in [] if args.json else reports:
         say(
-            f"Task {report['task']} (resuming {one_line(args.task)}) {report['status']}: "
-            + one_line(str(report["summary"]))
+            f"Task {report['task']} (resuming {one_line(report['resumed'])}) "
+            f"{report['status']}: " + one_line(str(report["summary"]))
         )
+        replayed = report["replayed_calls"]
+        if replayed is not None:
+            say(f"  {replayed} host calls answered from the journal (no model request again)")
         say(f"  review it: briotui sessions diff {report['session']}")
-    return 0 if report["status"] == "done" else 1
+    return 0 if all(r["status"] == "done" for r in reports) else 1
 
 
 def run_tasks_discard(args: argparse.Namespace) -> int:

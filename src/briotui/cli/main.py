@@ -38,6 +38,7 @@ SUBCOMMANDS = (
     "cmd_run",
     "cmd_sessions",
     "cmd_tasks",
+    "cmd_replay",
     "cmd_audit",
     "cmd_doctor",
     "cmd_trust",

@@ -20,7 +20,9 @@ The tree::
     │   ├── GuestError             the guest returned an error value on purpose
     │   ├── AgentCancelled         its task was cancelled (epoch interrupt)
     │   ├── HostError              the kernel failed while serving the agent
-    │   └── AgentBusy              re-entry into an instance that is already running
+    │   ├── AgentBusy              re-entry into an instance that is already running
+    │   └── ReplayDiverged         a replayed run asked for what its journal does not have
+    ├── JournalNotFound            a task has no run journal to replay
     └── ProviderError              a model provider failed (names provider, model, cause)
 
 Nothing here formats tracebacks: a user sees ``title`` and ``message``; logs keep the
@@ -935,3 +937,18 @@ class ServeRefused(ConfigError):
 
     kind = "serve-refused"
     default_title = "Refusing to serve"
+
+
+class ReplayDiverged(AgentError):
+    """A replayed agent run asked for something its journal does not have at that point:
+    its code (or what it was given) is no longer what made the recorded run."""
+
+    kind = "replay-diverged"
+    default_title = "Replay diverged from the recorded run"
+
+
+class JournalNotFound(BrioError):
+    """A task has no run journal to replay or resume from."""
+
+    kind = "journal-not-found"
+    default_title = "No run journal"

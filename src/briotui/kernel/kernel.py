@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
@@ -38,14 +39,18 @@ from briotui.kernel.errors import (
     ConfigError,
     EmptyRequest,
     GrantNotFound,
+    JournalNotFound,
     SessionNotContinuable,
     TaskNotFound,
 )
+from briotui.kernel.journal import Journals, RunHandle, run_by_id, runs_of
+from briotui.kernel.journal.replay import AgentCodeSource
+from briotui.kernel.journal.replayer import TaskReplay, replay_task
 from briotui.kernel.llm.types import Provider
 from briotui.kernel.mcp.hub import McpHub
 from briotui.kernel.mesh import Mesh
 from briotui.kernel.paths import ProjectPaths
-from briotui.kernel.records import Recorder
+from briotui.kernel.records import INTERRUPTED, Recorder
 from briotui.kernel.repomap import build_repo_map
 from briotui.kernel.runtime.build import Builder, BuildEvent, BuildResult
 from briotui.kernel.runtime.cache import BuildCache
@@ -163,6 +168,10 @@ class Kernel:
         self._answer: AnswerFn | None = None
         self.interrupted: list[str] = []
         """Tasks a previous run left unfinished (found by :meth:`restore`)."""
+        self._journals: Journals | None = None
+        self._identities: dict[str, tuple[LoadedAgent, tuple[str, str]]] = {}
+        self.journaling = True
+        """Whether agent runs are journaled (``briotui bench`` turns it off to compare)."""
         self.events.subscribe(self._on_event)
 
     # -- configuration -----------------------------------------------------------------
@@ -324,6 +333,63 @@ class Kernel:
         if self._sessions is None:
             self._sessions = SessionManager.open(self.paths.root)
         return self._sessions
+
+    def journals(self) -> Journals:
+        """The project's run journals (every agent run's host calls; opened on first use)."""
+        if self._journals is None:
+            sessions = self.sessions()
+            self._journals = Journals(sessions.store, sessions.blobs)
+        return self._journals
+
+    def code_identity(self, name: str) -> tuple[str, str]:
+        """What the loaded agent ``name`` runs on (``kind:digest`` of its component) and,
+        for an agent with a component of its own, its code's digest ("" for an agent on
+        the shared runtime: its journal names the code it read, and "" where it cannot be
+        told). Worked out once per loaded component."""
+        loaded = self._loaded.get(name)
+        if loaded is None:
+            return "", ""
+        known = self._identities.get(name)
+        if known is not None and known[0] is loaded:
+            return known[1]
+        try:
+            artifact = self.builder.artifact(loaded.spec)
+        except (BrioError, OSError):
+            return "", ""
+        identity = (
+            f"{artifact.kind}:{artifact.key}",
+            "" if artifact.kind == "runtime" else artifact.key,
+        )
+        self._identities[name] = (loaded, identity)
+        return identity
+
+    def _journal_start(
+        self,
+        journals: Journals,
+        instance: AgentInstance,
+        name: str,
+        task: AgentTask,
+        session_id: str,
+    ) -> RunHandle | None:
+        """Begin the run's journal (a resumed step's reads its journal: off the loop)."""
+        runtime, code = self.code_identity(name)
+        try:
+            return journals.start(
+                instance.ctx,
+                run_id=task.id,
+                agent=name,
+                task={"id": task.id, "goal": task.goal, "context": [list(c) for c in task.context]},
+                session_id=session_id,
+                runtime=runtime,
+                code=code,
+            )
+        except (BrioError, OSError, sqlite3.Error) as exc:  # the run goes on unjournaled
+            log.warning("no journal for run %s: %s", task.id, exc)
+            return None
+
+    def _journal_end(self, handle: RunHandle | None, status: str, outcome: dict[str, Any]) -> None:
+        if handle is not None and self._journals is not None:
+            self._journals.end(handle, status, outcome)
 
     def shell(self) -> ShellService:
         """Runs agents' allowed commands in sessions (the ``[shell]`` config applies).
@@ -630,6 +696,7 @@ class Kernel:
         provider: Provider | None = None,
         concurrency: int | None = None,
         session_id: str | None = None,
+        resume_from: str | None = None,
     ) -> str:
         """Start a task in the background; returns its id (see :meth:`wait`).
 
@@ -641,6 +708,11 @@ class Kernel:
         it), the earlier requests made in it are given with the new one, its new hunks
         join the earlier ones in the same review, and its verification starts over
         (the tests run again on the whole session).
+
+        With ``resume_from`` (an interrupted task of the same request), each agent run
+        of the new task replays the journal of the same step of that task first (no
+        model request for what it already answered) and goes on live where it stopped
+        (see :mod:`briotui.kernel.journal.book`).
 
         Raises:
             EmptyRequest: ``goal`` is empty or only whitespace.
@@ -654,6 +726,8 @@ class Kernel:
             session = await asyncio.to_thread(self.continuable_session, session_id)
             previous = await asyncio.to_thread(self.requests_of, session)
         task_id = "t-" + uuid.uuid4().hex[:8]
+        if resume_from is not None:
+            self.journals().resume(task_id, resume_from)
         if provider is not None and not self.state.get(["provider", "name"]):
             self.state.set(["provider"], contract.provider_view(provider.name))
         if session_id is None:
@@ -873,11 +947,23 @@ class Kernel:
                 self.state.remove(["sessions", session_id])
         if task_id in self.interrupted:
             self.interrupted.remove(task_id)
+        status, result = await asyncio.to_thread(self._stored_status, task_id)
+        if status in ("running", "pending", "waiting") or result == INTERRUPTED:
+            # no longer offered as interrupted
+            self.recorder.task_finished(
+                task_id, "cancelled", "Discarded.", None, session_id=session_id or ""
+            )
         if self.state.exists(["tasks", task_id]):
             self.state.set(["tasks", task_id, "outcome"], {"summary": "Discarded."})
 
-    async def resume(self, task_id: str, *, provider: Provider | None = None) -> str:
+    async def resume(
+        self, task_id: str, *, provider: Provider | None = None, journal: bool = True
+    ) -> str:
         """Run an interrupted (or finished) task's request again, as a new task.
+
+        When the task has run journals (and ``journal``), the new task replays them: the
+        steps it had done are done again from what was recorded (no model request), in
+        a fresh session, and the step it was in goes on live from where it stopped.
 
         Raises:
             TaskNotFound: no such stored task.
@@ -888,8 +974,75 @@ class Kernel:
         goal, agent, _ = stored
         if task_id in self.interrupted:
             self.interrupted.remove(task_id)
-        return await self.submit(
-            goal, agent=None if agent == "pipeline" else agent, provider=provider
+        journaled = journal and await asyncio.to_thread(self.has_journal, task_id)
+        new_id = await self.submit(
+            goal,
+            agent=None if agent == "pipeline" else agent,
+            provider=provider,
+            resume_from=task_id if journaled else None,
+        )
+        status, result = await asyncio.to_thread(self._stored_status, task_id)
+        if status in ("running", "pending", "waiting") or result == INTERRUPTED:
+            # no longer offered as interrupted: it goes on as the new task
+            self.recorder.task_finished(
+                task_id,
+                "cancelled",
+                f"Interrupted; resumed as {new_id}.",
+                None,
+                session_id=stored[2] or "",
+            )
+        return new_id
+
+    def _stored_status(self, task_id: str) -> tuple[str, str]:
+        rows = self.sessions().store.query(
+            "SELECT status, result FROM tasks WHERE id = ?", (task_id,)
+        )
+        return (str(rows[0]["status"]), str(rows[0]["result"])) if rows else ("", "")
+
+    def has_journal(self, task_id: str) -> bool:
+        """Whether task ``task_id`` has run journals (it can be replayed and resumed)."""
+        rows = self.sessions().store.query(
+            "SELECT 1 FROM journal_runs WHERE top_id = ? LIMIT 1", (task_id,)
+        )
+        return bool(rows)
+
+    def replayed_calls(self, task_id: str) -> int | None:
+        """How many host calls a resumed task answered from its journals (None: it was
+        not resumed from journals)."""
+        if self._journals is None:
+            return None
+        return self._journals.replayed_calls.get(task_id)
+
+    async def replay(self, task_id: str, *, agent_code: AgentCodeSource = "current") -> TaskReplay:
+        """Replay every recorded agent run of ``task_id`` against its journal (no model
+        request, nothing of the user's touched); what differs, if anything. ``task_id``
+        may also name one agent run of a task (``t-1a2b.foreman-9f0e.1``): that run alone
+        is replayed (its files are not compared).
+
+        Raises:
+            TaskNotFound: no such stored task.
+            JournalNotFound: the task has no run journal.
+        """
+        if self._journals is not None:  # this process's runs: every call written first
+            await asyncio.to_thread(self._journals.writer.flush)
+        stored = await asyncio.to_thread(self.recorder.goal_of, task_id)
+        store = self.sessions().store
+        runs = await asyncio.to_thread(runs_of, store, task_id)
+        if not runs and (one := await asyncio.to_thread(run_by_id, store, task_id)):
+            return await replay_task(self, task_id, [one], session_id=None, agent_code=agent_code)
+        if not runs:
+            if stored is None:
+                raise TaskNotFound(f"No stored task {task_id!r}; `briotui tasks list` lists them.")
+            raise JournalNotFound(
+                f"Task {task_id!r} has no run journal (it ran before briotui recorded "
+                "journals, or none of its agents started), so it cannot be replayed.",
+            )
+        return await replay_task(
+            self,
+            task_id,
+            runs,
+            session_id=stored[2] if stored is not None else None,
+            agent_code=agent_code,
         )
 
     async def wait(self, task_id: str) -> TaskResult:
@@ -1147,15 +1300,44 @@ class Kernel:
             instance.discard()
             raise
         self._running[tid] = instance
+        task = AgentTask(tid, goal, tuple(context))
+        journal: RunHandle | None = None
+        journals = self.journals() if self.journaling else None  # made on the loop: one
+        starting: asyncio.Future[RunHandle | None] | None = None
+        if journals is not None and journals.resuming(tid):
+            starting = asyncio.ensure_future(
+                asyncio.to_thread(
+                    self._journal_start, journals, instance, name, task, run_bindings.session_id
+                )
+            )
+        elif journals is not None:  # nothing to read: no thread hop
+            journal = self._journal_start(journals, instance, name, task, run_bindings.session_id)
+        try:
+            if starting is not None:
+                journal = await asyncio.shield(starting)
+        except BaseException:  # cancelled before it started
+            if starting is not None:  # its journal, begun or not, is closed
+                with contextlib.suppress(BaseException):
+                    self._journal_end(await starting, "cancelled", {})
+            self._running.pop(tid, None)
+            instance.discard()
+            self.recorder.task_finished(
+                tid,
+                "cancelled",
+                f"{name!r} did not start: its task was cancelled.",
+                None,
+                agent=name,
+                session_id=run_bindings.session_id,
+            )
+            raise
         # shielded: a cancelled driver stops the agent and waits for it to wind down
         # (bounded), so nothing of it still writes to the session once the driver goes on
-        run = asyncio.ensure_future(
-            instance.run(AgentTask(tid, goal, tuple(context)), run_bindings)
-        )
+        run = asyncio.ensure_future(instance.run(task, run_bindings))
         try:
             outcome = await asyncio.shield(run)
         except RunFailed as failure:
             status: TaskStatus = "cancelled" if failure.error.kind == "cancelled" else "failed"
+            self._journal_end(journal, status, {"error": failure.error.to_dict()})
             self.recorder.task_finished(
                 tid,
                 status,
@@ -1170,6 +1352,7 @@ class Kernel:
             instance.cancel()
             with contextlib.suppress(RunFailed, asyncio.CancelledError):
                 await asyncio.shield(run)  # a stopped instance ends within its grace
+            self._journal_end(journal, "cancelled", {})
             self.recorder.task_finished(
                 tid,
                 "cancelled",
@@ -1182,6 +1365,7 @@ class Kernel:
             raise
         finally:
             self._running.pop(tid, None)
+        self._journal_end(journal, "done", {"summary": outcome.summary, "data": outcome.data})
         self.recorder.task_finished(
             tid,
             "done",
@@ -1225,11 +1409,18 @@ class Kernel:
         """Cancel runs, close pools and stop the epoch ticker."""
         for instance in list(self._running.values()):
             instance.cancel()
-        for task_id, job in self._jobs.items():
-            if not job.done():
-                self.cancel(task_id)
+        stopped = [task_id for task_id, job in self._jobs.items() if not job.done()]
+        for task_id in stopped:
+            self.cancel(task_id)
         if self._jobs:  # let cancelled tasks record how they ended before the store closes
             await asyncio.wait(list(self._jobs.values()), timeout=10)
+        if stopped and self._sessions is not None:
+            # stopped by the quit, not by the user: offered for resuming on the next start
+            self._sessions.store.write(
+                "UPDATE tasks SET result = ? WHERE status = 'cancelled' AND id IN"
+                f" ({', '.join('?' for _ in stopped)})",
+                (INTERRUPTED, *stopped),
+            )
         for pool in self._pools.values():
             await pool.close()
         self._pools.clear()
@@ -1241,6 +1432,9 @@ class Kernel:
             self._audit.close()
             self._audit = None
             self._capabilities = None
+        if self._journals is not None:
+            await asyncio.to_thread(self._journals.close)
+            self._journals = None
         if self._sessions is not None:
             self._sessions.close()
             self._sessions = None

@@ -237,7 +237,8 @@ class Recorder:
 
         Tasks still marked running were interrupted (briotui quit or crashed): they are
         marked cancelled here, and their ids returned so the user can resume (submit
-        again) or discard (roll back their session) them.
+        again) or discard (roll back their session) them. So are the top-level tasks a
+        quit stopped, and those offered before that were neither resumed nor discarded.
         """
         interrupted: list[str] = []
         rows = self.store.query("SELECT * FROM tasks ORDER BY created")
@@ -259,6 +260,8 @@ class Recorder:
                 if status in ("running", "pending", "waiting"):
                     status = "cancelled"
                     interrupted.append(row["id"])
+                elif row["result"] == INTERRUPTED and row["parent_id"] is None:
+                    interrupted.append(row["id"])  # stopped by a quit, or offered before
                 if self.state.exists(["tasks", row["id"]]):
                     continue
                 parent = (

@@ -55,7 +55,7 @@ from briotui.ui.messages import (
     WorkingTreeChanged,
 )
 from briotui.ui.screens.capability import CapabilityPrompt
-from briotui.ui.screens.dialogs import AskUser, ConfirmQuit
+from briotui.ui.screens.dialogs import AskUser, ConfirmQuit, InterruptedOffer
 from briotui.ui.screens.help import HelpScreen, key_rows
 from briotui.ui.screens.main import MainScreen
 from briotui.ui.screens.trust import TrustDecision, TrustDialog
@@ -139,7 +139,7 @@ class BrioApp(App[int]):
             "Resume",
             show=False,
             id="resume-task",
-            tooltip="Run the selected (interrupted) task's request again",
+            tooltip="Resume the selected (interrupted) task from its journal",
         ),
         Binding(
             "f8",
@@ -299,13 +299,7 @@ class BrioApp(App[int]):
         self._broadcast(StateUpdated(self._seq))  # the main screen shows the kernel's state
         self._broadcast(BuildUpdated(dict(self.build_phases), not self.building))
         if interrupted:
-            self.notify(
-                f"{len(interrupted)} task(s) were interrupted when briotui last quit: "
-                f"{', '.join(interrupted[:3])}. Select one and press f5 to resume it or f8 to "
-                "discard it (or use the palette).",
-                title="Interrupted tasks",
-                timeout=15,
-            )
+            self._offer_interrupted(interrupted)
         for error in self._config_errors:
             self.notify(error.message, title=error.title, severity="warning", timeout=10)
         self.watch_project()
@@ -682,6 +676,32 @@ class BrioApp(App[int]):
         assert self.kernel is not None
         await self.kernel.restore_sessions()
 
+    def _offer_interrupted(self, interrupted: list[str]) -> None:
+        """Offer to resume or discard the top-level tasks a quit or crash interrupted."""
+        assert self.kernel is not None
+        roots = [t for t in interrupted if "." not in t]
+        if not roots:
+            return
+        goals = {str(t["id"]): str(t["goal"]) for t in self.kernel.stored_tasks()}
+        tasks = [(t, goals.get(t, "")) for t in roots]
+
+        def chosen(choice: str | None) -> None:
+            for task_id in roots:
+                if choice == "resume":
+                    self.resume_task(task_id)
+                elif choice == "discard":
+                    self.discard_task(task_id)
+            if choice not in ("resume", "discard"):
+                self.notify(
+                    f"{len(roots)} task(s) were interrupted when briotui last quit: "
+                    f"{', '.join(roots[:3])}. Select one and press f5 to resume it or f8 "
+                    "to discard it (or use the palette).",
+                    title="Interrupted tasks",
+                    timeout=15,
+                )
+
+        self.push_screen(InterruptedOffer(tasks), chosen)
+
     def _selected_root(self) -> str | None:
         screen = self._main_screen()
         if screen is None or screen.selected is None:
@@ -704,7 +724,10 @@ class BrioApp(App[int]):
         except BrioError as exc:
             self.notify(exc.message, title=exc.title, severity="error")
             return
-        self.notify(f"Resumed task {task_id} as {new_id}.", title="Resumed")
+        local = self.kernel  # None when attached to a served kernel
+        journaled = local is not None and await asyncio.to_thread(local.has_journal, task_id)
+        how = " (replaying what it had done from its journal)" if journaled else ""
+        self.notify(f"Resumed task {task_id} as {new_id}{how}.", title="Resumed")
 
     def action_discard_task(self, task_id: str | None = None) -> None:
         """Drop the selected task's session (nothing of it reaches your files)."""
@@ -861,7 +884,7 @@ class BrioApp(App[int]):
         yield SystemCommand("Cancel task", "Stop the selected task", self.action_cancel_task)
         yield SystemCommand(
             "Resume task",
-            "Run the selected (interrupted) task's request again",
+            "Resume the selected (interrupted) task: what it had done is replayed from its journal",
             self.action_resume_task,
         )
         yield SystemCommand(

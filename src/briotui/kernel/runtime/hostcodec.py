@@ -21,7 +21,7 @@ import dataclasses
 import enum
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from briotui.kernel.runtime.values import Case, Err, Ok
@@ -95,8 +95,27 @@ def loads(text: str | bytes) -> Any:
     return decode(json.loads(text))
 
 
-def digest(iface: str, name: str, args: tuple[Any, ...]) -> str:
-    """A stable SHA-256 of one host call: which function, with which arguments."""
+def digest(
+    iface: str,
+    name: str,
+    args: tuple[Any, ...],
+    *,
+    aliases: Sequence[tuple[str, str]] = (),
+) -> str:
+    """A stable SHA-256 of one host call: which function, with which arguments.
+
+    Args:
+        iface: The interface.
+        name: The function.
+        args: Its arguments.
+        aliases: ``(this, that)`` pairs: ``this`` is replaced by ``that`` wherever it
+            occurs in the arguments' JSON first (a resumed task's ids standing for the
+            interrupted task's, so the same call digests the same).
+    """
     h = hashlib.sha256(f"{iface}.{name}\0".encode())
-    h.update(dumps(args).encode())
+    text = dumps(args)
+    for this, that in aliases:
+        if this:
+            text = text.replace(this, that)
+    h.update(text.encode())
     return h.hexdigest()

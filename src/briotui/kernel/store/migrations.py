@@ -322,6 +322,43 @@ def _v8_task_titles_hunk_provenance(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v9_run_journal(conn: sqlite3.Connection) -> None:
+    """The run journal: each agent run's host calls in order, so a run can be replayed
+    exactly (``briotui replay``) and an interrupted task resumed without asking the
+    model again for what it already answered."""
+    run_script(
+        conn,
+        """
+        CREATE TABLE journal_runs (
+            run_id      TEXT PRIMARY KEY,      -- the agent run's task id
+            top_id      TEXT NOT NULL,         -- the top-level task it belongs to
+            run_key     TEXT NOT NULL,         -- its place in the task (random parts left out)
+            ordinal     INTEGER NOT NULL,      -- the n-th run with that key in the task
+            agent       TEXT NOT NULL,
+            runtime     TEXT NOT NULL DEFAULT '',  -- the component it ran on (kind:digest)
+            code        TEXT NOT NULL DEFAULT '',  -- the agent code's digest
+            task        TEXT NOT NULL,         -- the task input: {id, goal, context} (JSON)
+            session_id  TEXT NOT NULL DEFAULT '',
+            status      TEXT NOT NULL,         -- running | done | failed | cancelled
+            outcome     TEXT NOT NULL DEFAULT '',  -- {summary, data} or {error} (JSON)
+            calls       INTEGER NOT NULL DEFAULT 0,
+            started     REAL NOT NULL,
+            ended       REAL
+        );
+        CREATE INDEX journal_runs_top ON journal_runs(top_id, started);
+        CREATE TABLE journal_calls (
+            run_id      TEXT NOT NULL,
+            seq         INTEGER NOT NULL,      -- 1, 2, ... in the order the agent called
+            call        TEXT NOT NULL,         -- iface.name
+            digest      TEXT NOT NULL,         -- of the call and its arguments
+            result      TEXT,                  -- the result (hostcodec JSON), or NULL:
+            blob        TEXT,                  -- ... then the blob holding it (large ones)
+            PRIMARY KEY (run_id, seq)
+        ) WITHOUT ROWID;
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _v1_sessions,
     _v2_capabilities_tasks_usage,
@@ -331,6 +368,7 @@ MIGRATIONS: list[Migration] = [
     _v6_command_run_output,
     _v7_session_conflicts,
     _v8_task_titles_hunk_provenance,
+    _v9_run_journal,
 ]
 """Every migration in order; version N is ``MIGRATIONS[N - 1]``."""
 

@@ -1,6 +1,6 @@
 """Small dialogs: a reason for a rejection, an instruction for a revision, an agent's
 question to the user, confirming a quit, confirming an action (a commit that leaves
-hunks undecided, a rollback)."""
+hunks undecided, a rollback), and the offer made on start for interrupted tasks."""
 
 from __future__ import annotations
 
@@ -197,3 +197,72 @@ class Confirm(ModalScreen[bool]):
     def action_no(self) -> None:
         """Do nothing."""
         self.dismiss(False)
+
+
+class InterruptedOffer(ModalScreen[str]):
+    """On start: the tasks a quit or a crash interrupted; resume them, discard them, or
+    decide later (they stay offered, f5/f8 on a selected task).
+
+    Dismisses with ``"resume"``, ``"discard"`` or ``"later"``.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "r",
+            "choose('resume')",
+            "Resume",
+            id="interrupted-resume",
+            tooltip="Resume them: what they had done is replayed, no model request again",
+        ),
+        Binding(
+            "d",
+            "choose('discard')",
+            "Discard",
+            id="interrupted-discard",
+            tooltip="Roll their sessions back",
+        ),
+        Binding(
+            "l,escape",
+            "choose('later')",
+            "Later",
+            id="interrupted-later",
+            tooltip="Decide later (f5 resumes, f8 discards the selected task)",
+        ),
+    ]
+
+    def __init__(self, tasks: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.tasks = tasks
+
+    def compose(self) -> ComposeResult:
+        lines = [
+            f"  {sanitize(tid)}  {sanitize(goal).replace(chr(10), ' ')[:60]}"
+            for tid, goal in self.tasks[:8]
+        ]
+        if len(self.tasks) > 8:
+            lines.append(f"  … and {len(self.tasks) - 8} more")
+        with Vertical(id="interrupted-dialog", classes="dialog"):
+            yield Static("Interrupted tasks", classes="dialog-title")
+            yield Static(
+                f"{len(self.tasks)} task(s) were interrupted when briotui last stopped:\n"
+                + "\n".join(lines)
+                + "\n\nResume goes on from where they stopped: the steps they had done are "
+                "replayed from their journals (no model request again). Discard rolls "
+                "their sessions back.",
+                id="interrupted-text",
+            )
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("[u]R[/u]esume", id="resume", variant="success", compact=True)
+                yield Button("[u]D[/u]iscard", id="discard", variant="error", compact=True)
+                yield Button("[u]L[/u]ater", id="later", variant="primary", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#resume", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(str(event.button.id))
+
+    def action_choose(self, choice: str) -> None:
+        """Dismiss with ``choice``."""
+        self.dismiss(choice)

@@ -1,5 +1,6 @@
 """Sessions and history: past sessions from the store, open ones reviewable or
-discardable, their tasks resumable (an interrupted task is run again as a new task)."""
+discardable, their tasks resumable (an interrupted task goes on as a new task, the steps
+it had done replayed from its run journals: no model request again for them)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ class SessionsScreen(Screen[str | None]):
             "resume",
             "Resume task",
             id="sessions-resume",
-            tooltip="Run the highlighted session's task again (e.g. an interrupted one)",
+            tooltip="Resume the highlighted session's task (an interrupted one goes on from "
+            "its journal)",
         ),
         Binding(
             "d",
