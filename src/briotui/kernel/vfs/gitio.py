@@ -146,3 +146,53 @@ def head_commit(root: Path) -> str | None:
     if proc.returncode != 0:
         return None
     return proc.stdout.decode().strip() or None
+
+
+def head_blobs(root: Path, items: Sequence[tuple[str, bytes]]) -> dict[str, str]:
+    """Which of ``items`` (path, bytes) are exactly HEAD's blob of that path, stored in
+    the repository's own object database: path -> git blob id.
+
+    Read in-process with libgit2 (:mod:`pygit2`: objects only, no program runs). Empty
+    when that cannot be told: ``root`` is not the top of a git working tree, HEAD is
+    unborn, or libgit2 refuses the repository (an unsupported format, another owner).
+    A blob git does not have locally (a partial clone) is not named.
+    """
+    if not items or not (root / ".git").exists():
+        return {}
+    import pygit2
+
+    try:
+        repo = pygit2.Repository(str(root))
+        if repo.workdir is None or not os.path.samefile(repo.workdir, root):
+            return {}
+        if repo.head_is_unborn:
+            return {}
+        tree = repo.head.peel(pygit2.Tree)
+        odb = repo.odb
+        out: dict[str, str] = {}
+        for path, data in items:
+            try:
+                entry = tree[path]
+            except KeyError:
+                continue
+            if entry.type_str != "blob":
+                continue
+            if entry.id == pygit2.hash(data) and odb.exists(entry.id):
+                out[path] = str(entry.id)
+        return out
+    except (pygit2.GitError, KeyError, ValueError, OSError):
+        return {}
+
+
+def read_blob(root: Path, sha: str) -> bytes | None:
+    """The bytes of git blob ``sha`` in the repository at ``root`` (None: git does not
+    have it, or it is not a blob). Read in-process with libgit2, no program runs."""
+    import pygit2
+
+    try:
+        obj = pygit2.Repository(str(root)).get(sha)
+    except (pygit2.GitError, KeyError, ValueError, OSError):
+        return None
+    if not isinstance(obj, pygit2.Blob):
+        return None
+    return bytes(obj.data)
