@@ -280,7 +280,8 @@ def bench_diff(n_changed: int = 100, repeat: int = 10) -> list[Measure]:
 
 def bench_commit(n_changed: int = 100, repeat: int = 5) -> list[Measure]:
     """Time accept + a journaled, fsynced commit of ``n_changed`` edited files (no git
-    commit) against ``git apply`` of the same patch followed by ``sync``."""
+    commit) against ``git apply`` of the same patch followed by ``sync``, each started
+    after a ``sync`` (nothing else dirty for either side's flushes to write back)."""
     times: list[float] = []
     git_times: list[float] = []
     for _ in range(repeat):
@@ -288,6 +289,10 @@ def bench_commit(n_changed: int = 100, repeat: int = 5) -> list[Measure]:
         try:
             manager, session, _paths = _edited_session(tmp, n_changed)
             patch = session.diff().text().encode()
+            # Both sides start with nothing dirty on disk: else the commit's first flush
+            # would also write back the project this loop just made (git's side syncs
+            # after its checkout too).
+            subprocess.run(["sync"], check=True)
             t0 = time.perf_counter()
             session.accept()
             session.commit()

@@ -50,9 +50,10 @@ guarantees rest on three happens-before edges, and batching keeps each of them: 
 blob the journal names is durable before the journal commits (``put_many`` returns
 after its second flush; old bytes left in git are HEAD's own objects, which the
 session's base reads too, and which a rollback checks against the journal's id before
-using them: a missing one stops the rollback before anything is touched); every temp file is durable before the first rename (the one
-flush sits between writing the last temp and renaming the first), so no rename can
-expose a partly written file after a power cut; and every rename and deletion is
+using them: a missing one stops the rollback before anything is touched); every
+temp file is durable before the first rename (the one flush sits between writing the
+last temp and renaming the first), so no rename can expose a partly written file
+after a power cut; and every rename and deletion is
 durable before the journal says ``done`` (the directory flush precedes step 6). A crash
 before a flush leaves only temp files, which the journal's token names and recovery
 removes (or blob temps nothing refers to); a crash among the renames leaves some
@@ -64,7 +65,8 @@ themselves, only against the flushes, which still wait for all of them.
 
 Git runs through :func:`~briotui.kernel.vfs.gitio.run_git`: ``hash-object
 --no-filters``, ``update-index --index-info``, ``write-tree``, ``commit-tree``,
-``update-ref``. No hook, filter, pager or signing program runs.
+``update-ref``. No hook, filter, pager or signing program runs. Finding and reading
+the old bytes git holds reads objects in-process (libgit2): no program runs either.
 
 One piece: planning, the journaled file update, crash recovery, the git step and
 rollback all read and write the same journal rows, and recovery must know every state

@@ -16,6 +16,7 @@ filter 'lfs' failed"). Content briotui writes into git is hashed with
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -148,6 +149,13 @@ def head_commit(root: Path) -> str | None:
     return proc.stdout.decode().strip() or None
 
 
+def git_blob_id(data: bytes) -> str:
+    """The id git gives ``data`` as a blob (SHA-1, as ``git hash-object`` computes it)."""
+    h = hashlib.sha1(b"blob %d\0" % len(data), usedforsecurity=False)
+    h.update(data)
+    return h.hexdigest()
+
+
 def head_blobs(root: Path, items: Sequence[tuple[str, bytes]]) -> dict[str, str]:
     """Which of ``items`` (path, bytes) are exactly HEAD's blob of that path, stored in
     the repository's own object database: path -> git blob id.
@@ -177,8 +185,9 @@ def head_blobs(root: Path, items: Sequence[tuple[str, bytes]]) -> dict[str, str]
                 continue
             if entry.type_str != "blob":
                 continue
-            if entry.id == pygit2.hash(data) and odb.exists(entry.id):
-                out[path] = str(entry.id)
+            sha = str(entry.id)
+            if sha == git_blob_id(data) and odb.exists(entry.id):
+                out[path] = sha
         return out
     except (pygit2.GitError, KeyError, ValueError, OSError):
         return {}
