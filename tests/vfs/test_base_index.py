@@ -103,3 +103,18 @@ def test_a_new_head_rebuilds_the_base(tmp_path: Path) -> None:
     assert second["base"] != first["base"]
     assert "parent" not in _manifest(root, second["base"])
     assert second["README.md"] == "# Committed since\n"
+
+
+def test_a_recorded_base_that_cannot_be_loaded_is_rebuilt(tmp_path: Path) -> None:
+    """The git status started while the recorded base loads is stopped when the base
+    cannot be used (its manifest is gone): the process builds a new base, which sees
+    the change made in between."""
+    root = tmp_path / "proj"
+    make_repo(root, BASE_FILES)
+    first = _create_in_child(root)
+    (ProjectPaths.at(root).sessions / "bases" / f"{first['base']}.json").unlink()
+    (root / "src/util.py").write_text("changed in between\n")
+    second = _create_in_child(root, "src/util.py")
+    assert second["base"] != first["base"]
+    assert "parent" not in _manifest(root, second["base"])
+    assert second["src/util.py"] == "changed in between\n"

@@ -16,6 +16,7 @@ filter 'lfs' failed"). Content briotui writes into git is hashed with
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -121,19 +122,74 @@ def run_git(
     Raises:
         GitError: git is missing, or it exited non-zero and ``check`` is true.
     """
+    cmd = _git_cmd(args, cwd, durable=durable)
+    env = git_env()
+    if index_file is not None:
+        env["GIT_INDEX_FILE"] = str(index_file)
+    proc = subprocess.run(cmd, cwd=str(cwd), env=env, input=input, capture_output=True, check=False)
+    if check:
+        _check(proc, args, cwd)
+    return proc
+
+
+def _git_cmd(args: Sequence[str], cwd: Path, *, durable: bool = False) -> list[str]:
     cmd = [_need_git()]
     for item in (*_SAFE_CONFIG, *(_DURABLE_CONFIG if durable else ())):
         cmd += ["-c", item]
     cmd += list(_filter_overrides(str(cwd)))
     cmd += list(args)
-    env = git_env()
-    if index_file is not None:
-        env["GIT_INDEX_FILE"] = str(index_file)
-    proc = subprocess.run(cmd, cwd=str(cwd), env=env, input=input, capture_output=True, check=False)
-    if check and proc.returncode != 0:
+    return cmd
+
+
+def _check(proc: subprocess.CompletedProcess[bytes], args: Sequence[str], cwd: Path) -> None:
+    if proc.returncode != 0:
         words = proc.stderr.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
         raise GitError(f"git {' '.join(args[:2])} failed in {cwd}: {words}")
-    return proc
+
+
+class GitRun:
+    """A git command started by :func:`start_git`, running while the caller works."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], args: Sequence[str], cwd: Path) -> None:
+        self._proc = proc
+        self._args = list(args)
+        self._cwd = cwd
+
+    def result(self) -> subprocess.CompletedProcess[bytes]:
+        """Wait for git and return what it did.
+
+        Raises:
+            GitError: git exited non-zero.
+        """
+        out, err = self._proc.communicate()
+        proc = subprocess.CompletedProcess(self._args, self._proc.returncode, out, err)
+        _check(proc, self._args, self._cwd)
+        return proc
+
+    def cancel(self) -> None:
+        """Stop git (its result is not wanted) and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.kill()
+        self._proc.communicate()
+
+
+def start_git(args: Sequence[str], cwd: Path) -> GitRun:
+    """Start ``git ARGS`` in ``cwd`` as :func:`run_git` would run it (same config and
+    environment, no input), without waiting: :meth:`GitRun.result` waits.
+
+    Raises:
+        GitError: git is missing.
+    """
+    cmd = _git_cmd(args, cwd)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=str(cwd),
+        env=git_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    return GitRun(proc, args, cwd)
 
 
 def is_git_worktree(root: Path) -> bool:

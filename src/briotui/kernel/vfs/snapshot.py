@@ -26,7 +26,9 @@ those that were dirty or left out in the loaded base, are stat-ed and re-read as
 HEAD's, which the loaded base already reads (from the working tree while its stat
 matches the manifest, else with ``git cat-file``). A different HEAD, size limit or
 protected set, or a chain of derived bases over :data:`MAX_CHAIN` long, rebuilds.
-HEAD comes from the same ``git status`` (``--porcelain=v2 --branch``): one git process.
+HEAD comes from the same ``git status`` (``--porcelain=v2 --branch``): one git process,
+started before the recorded base is read (:func:`start_status`), so that git and the
+loading of a large manifest run at once.
 
 What a base holds is bounded: files over the session size limit, FIFOs, devices and
 sockets are left out (never opened, never read) and listed in :attr:`BaseSnapshot.left_out`
@@ -52,7 +54,7 @@ from briotui.kernel.errors import FileTooLarge, GitError, PathDenied, WorkspaceF
 from briotui.kernel.store import Store
 from briotui.kernel.vfs import safefs
 from briotui.kernel.vfs.blobs import BlobStore
-from briotui.kernel.vfs.gitio import head_commit, is_git_worktree, run_git
+from briotui.kernel.vfs.gitio import GitRun, head_commit, is_git_worktree, run_git, start_git
 from briotui.kernel.vfs.paths import PathPolicy
 
 UNLIMITED = 1 << 62
@@ -150,24 +152,27 @@ def _manifest_row(f: BaseFile) -> list[int]:
     return [f.size, f.mtime_ns, f.ino, int(f.executable) | (2 if f.symlink else 0)]
 
 
-def _status(root: Path) -> tuple[str | None, set[str]]:
+_STATUS = ["status", "--porcelain=v2", "-z", "--branch", "--untracked-files=all", "--no-renames"]
+
+
+def start_status(root: Path) -> GitRun:
+    """Start the ``git status`` :meth:`BaseSnapshot.refreshed` reads, so that it runs
+    while this process loads the recorded base (the two take about as long).
+
+    Raises:
+        GitError: git is missing.
+    """
+    return start_git(_STATUS, root)
+
+
+def _status(root: Path, started: GitRun | None = None) -> tuple[str | None, set[str]]:
     """HEAD's commit and the paths ``git status`` names (changed against HEAD or the
-    index, deleted, untracked and not ignored), from one run.
+    index, deleted, untracked and not ignored), from one run (``started``, if given).
 
     Raises:
         GitError: git failed (not a repository any more...).
     """
-    out = run_git(
-        [
-            "status",
-            "--porcelain=v2",
-            "-z",
-            "--branch",
-            "--untracked-files=all",
-            "--no-renames",
-        ],
-        root,
-    ).stdout
+    out = (started or start_status(root)).result().stdout
     head: str | None = None
     paths: set[str] = set()
     for item in out.split(b"\0"):
@@ -450,16 +455,21 @@ class BaseSnapshot:
         snap.depth = int(raw.get("depth", 0))
         return snap
 
-    def refreshed(self, manifest_dir: Path) -> BaseSnapshot | None:
+    def refreshed(self, manifest_dir: Path, status: GitRun | None = None) -> BaseSnapshot | None:
         """This base brought up to date with the working tree (see the module
         docstring): itself when nothing changed, else a base derived from it; None
         when HEAD moved (or git cannot tell): build a new one.
 
         Only for a git base.
+
+        Args:
+            manifest_dir: Where manifests are kept.
+            status: The ``git status`` to read, started before this base was loaded
+                (:func:`start_status`); None: run one now.
         """
         assert self.is_git
         try:
-            head, now_dirty = _status(self.root)
+            head, now_dirty = _status(self.root, status)
         except GitError:
             return None
         if head is None or head != self.head:
@@ -665,6 +675,11 @@ def record_latest(snap: BaseSnapshot, manifest_dir: Path, policy: PathPolicy) ->
     tmp = manifest_dir / f".{_LATEST}.{secrets.token_hex(4)}.tmp"
     tmp.write_text(json.dumps(data))
     os.replace(tmp, manifest_dir / _LATEST)
+
+
+def has_latest(manifest_dir: Path) -> bool:
+    """Whether a previous process named a base to start from (see :func:`load_latest`)."""
+    return (manifest_dir / _LATEST).is_file()
 
 
 def load_latest(
