@@ -135,9 +135,12 @@ def _manifest_files(
         for rel in raw.get("removed", ()):
             files.pop(rel, None)
             left_out.pop(rel, None)
-    make = BaseFile._make
+    new = tuple.__new__  # what BaseFile._make does, without its call per row (50k rows)
     files.update(
-        (p, make((v[0], v[1], v[2], v[3] & 1 == 1, v[3] & 2 == 2))) for p, v in raw["files"].items()
+        {
+            p: new(BaseFile, (v[0], v[1], v[2], v[3] & 1 == 1, v[3] & 2 == 2))
+            for p, v in raw["files"].items()
+        }
     )
     if left_out:
         for p in raw["files"]:
