@@ -100,7 +100,7 @@ from briotui.kernel.vfs.diff import apply_accepted
 from briotui.kernel.vfs.failpoints import failpoint
 from briotui.kernel.vfs.gitio import head_blobs, head_commit, is_git_worktree, read_blob, run_git
 from briotui.kernel.vfs.merge import merge3
-from briotui.kernel.vfs.safefs import batch_sync, each_parallel, split
+from briotui.kernel.vfs.safefs import each_parallel, split
 from briotui.kernel.vfs.worktree import Current, WorkTree
 
 if TYPE_CHECKING:
@@ -319,7 +319,7 @@ def plan_commit(session: Session) -> _Plan:
         )
     # Old bytes that are HEAD's blob of their path stay in git, named by the journal;
     # the others are copied. Durable before the journal names them (see the module).
-    in_git = head_blobs(manager.root, list(olds.items())) if batch_sync() else {}
+    in_git = head_blobs(manager.root, list(olds.items()))
     for n, f in enumerate(plan.files):
         if f.path in in_git:
             plan.files[n] = replace(f, old_git=in_git[f.path])
