@@ -606,7 +606,7 @@ def _restore_old_bytes(manager: SessionManager, files: list[JournalFile]) -> Non
         data = read_blob(manager.root, f.old_git)
         if data is None or blob_id(data) != f.old_blob:
             raise StoreError(
-                f"The content {f.path} had before the commit was kept as git object "
+                f"What {f.path} held before the commit was kept as git object "
                 f"{f.old_git[:12]}, which this repository no longer has (or which no "
                 "longer matches). Nothing was changed. Restore the file with git, e.g. "
                 f"`git checkout <commit> -- {f.path}`.",
