@@ -364,7 +364,7 @@ def bench_create(n_files: int = 50_000, repeat: int = 3) -> list[Measure]:
             shutil.rmtree(tmp / ".brio", ignore_errors=True)
             cold.append(_create_in_child(tmp))
             for rel in paths[n * 10 : n * 10 + 10]:
-                (tmp / rel).write_text(f"user edit {n}\n")
+                (tmp / rel).write_text(f"user edit {n} of {rel}\n")
             warm.append(_create_in_child(tmp))
         status_ms = _git_ms(["status", "--porcelain", "--untracked-files=all"], tmp, repeat)
         return [

@@ -58,6 +58,8 @@ from briotui.kernel.vfs.gitio import GitRun, head_commit, is_git_worktree, run_g
 from briotui.kernel.vfs.paths import PathPolicy
 
 UNLIMITED = 1 << 62
+CAPTURE_BATCH = 64 << 20
+"""Bytes of captured files held in memory before they are stored (one flush each)."""
 
 
 class BaseFile(NamedTuple):
@@ -593,20 +595,38 @@ class BaseSnapshot:
 
     def capture_many(self, rels: list[str], *, strict: bool = False) -> None:
         """Capture several files in one transaction; unreadable ones are skipped
-        unless ``strict`` (reading them later raises the reason)."""
+        unless ``strict`` (reading them later raises the reason). The blobs are stored
+        in batches of up to :data:`CAPTURE_BATCH` bytes, each made durable at once
+        (:meth:`~briotui.kernel.vfs.blobs.BlobStore.put_many`), not two fsyncs each."""
         kept: list[tuple[str, str, str]] = []
+        batch: list[tuple[str, bytes]] = []
+        size = 0
+
+        def flush() -> None:
+            nonlocal size
+            ids = self._blobs.put_many([data for _, data in batch])
+            for (rel, _), bid in zip(batch, ids, strict=True):
+                with self._lock:
+                    self._captured.setdefault(rel, bid)
+                kept.append((self.id, rel, bid))
+            batch.clear()
+            size = 0
+
         for rel in rels:
             if rel in self._captured:
                 continue
             try:
-                bid = self._blobs.put(self.read(rel))
+                data = self.read(rel)
             except (PathDenied, WorkspaceFileNotFound, FileTooLarge):
                 if strict:
                     raise
                 continue
-            with self._lock:
-                self._captured.setdefault(rel, bid)
-            kept.append((self.id, rel, bid))
+            batch.append((rel, data))
+            size += len(data)
+            if size >= CAPTURE_BATCH:
+                flush()
+        if batch:
+            flush()
         if kept:
             with self._store.transaction() as conn:
                 conn.executemany(
