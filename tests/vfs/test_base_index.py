@@ -118,3 +118,38 @@ def test_a_recorded_base_that_cannot_be_loaded_is_rebuilt(tmp_path: Path) -> Non
     assert second["base"] != first["base"]
     assert "parent" not in _manifest(root, second["base"])
     assert second["src/util.py"] == "changed in between\n"
+
+
+def test_a_recorded_base_loads_back_exactly(tmp_path: Path) -> None:
+    """What a fresh process loads is the base as it was built: sizes, times, inodes,
+    the executable bit and symlinks, names that are not UTF-8 included."""
+    from briotui.kernel.vfs import SessionManager
+    from briotui.kernel.vfs.snapshot import BaseSnapshot
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    odd = os.fsdecode(b"caf\xe9-\xff.txt")
+    (root / odd).write_text("latin-1 name, committed\n")
+    (root / "link-to-readme").symlink_to("README.md")
+    (root / "empty.txt").write_bytes(b"")
+    make_repo(root, BASE_FILES, executable=("bin/run.sh",))
+    m = SessionManager.open(root)
+    try:
+        built = m.create(task="t").base
+        loaded = BaseSnapshot.load(
+            built.id,
+            root,
+            m.store,
+            m.blobs,
+            m.policy,
+            m.manifest_dir,
+            max_file_size=m.max_file_size,
+        )
+    finally:
+        m.close()
+    assert loaded.files == built.files
+    assert loaded.files["bin/run.sh"].executable
+    assert loaded.files["link-to-readme"].symlink
+    assert not loaded.files["README.md"].executable
+    assert odd in loaded.files
+    assert loaded.files["empty.txt"].size == 0

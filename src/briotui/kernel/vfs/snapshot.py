@@ -28,7 +28,10 @@ matches the manifest, else with ``git cat-file``). A different HEAD, size limit 
 protected set, or a chain of derived bases over :data:`MAX_CHAIN` long, rebuilds.
 HEAD comes from the same ``git status`` (``--porcelain=v2 --branch``): one git process,
 started before the recorded base is read (:func:`start_status`), so that git and the
-loading of a large manifest run at once.
+loading of a large manifest run at once. A built base's manifest stores its rows as
+columns (paths joined by NUL, numbers as packed little-endian integers), which load
+several times faster than one JSON list per file; a derived base's few changed rows
+stay JSON lists.
 
 What a base holds is bounded: files over the session size limit, FIFOs, devices and
 sockets are left out (never opened, never read) and listed in :attr:`BaseSnapshot.left_out`
@@ -40,13 +43,18 @@ symlinked parent (:mod:`briotui.kernel.vfs.safefs`).
 
 from __future__ import annotations
 
+import base64
 import bisect
+import functools
 import json
 import os
 import secrets
 import stat
+import sys
 import threading
 import time
+from array import array
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -137,7 +145,10 @@ def _manifest_files(
         for rel in raw.get("removed", ()):
             files.pop(rel, None)
             left_out.pop(rel, None)
-    new = tuple.__new__  # what BaseFile._make does, without its call per row (50k rows)
+    packed = raw.get("packed")
+    if packed is not None:
+        files.update(_unpack(packed))
+    new = tuple.__new__  # what BaseFile._make does, without its call per row
     files.update(
         {
             p: new(BaseFile, (v[0], v[1], v[2], v[3] & 1 == 1, v[3] & 2 == 2))
@@ -155,6 +166,66 @@ def _manifest_files(
 
 def _manifest_row(f: BaseFile) -> list[int]:
     return [f.size, f.mtime_ns, f.ino, int(f.executable) | (2 if f.symlink else 0)]
+
+
+_EXEC_BIT = bytes(i & 1 for i in range(256))
+_LINK_BIT = bytes((i >> 1) & 1 for i in range(256))
+
+
+def _column(code: str, values: Iterable[int]) -> str:
+    col = array(code, values)
+    if sys.byteorder == "big":
+        col.byteswap()  # stored little-endian
+    return base64.b64encode(col.tobytes()).decode("ascii")
+
+
+def _uncolumn(code: str, text: str) -> array[int]:
+    col = array(code)
+    col.frombytes(base64.b64decode(text))
+    if sys.byteorder == "big":
+        col.byteswap()
+    return col
+
+
+def _pack(files: dict[str, BaseFile]) -> dict[str, str]:
+    """A built base's rows as columns (the paths joined by NUL, each number column as
+    little-endian 64-bit integers in base64): a 50k-file manifest loads several times
+    faster than as one JSON list per file."""
+    rows = list(files.values())
+    return {
+        "paths": "\0".join(files),
+        "size": _column("q", (f.size for f in rows)),
+        "mtime_ns": _column("q", (f.mtime_ns for f in rows)),
+        "ino": _column("Q", (f.ino for f in rows)),
+        "flags": base64.b64encode(
+            bytes(int(f.executable) | (2 if f.symlink else 0) for f in rows)
+        ).decode("ascii"),
+    }
+
+
+def _unpack(packed: dict[str, str]) -> dict[str, BaseFile]:
+    """The rows :func:`_pack` wrote.
+
+    Raises:
+        ValueError: The columns do not have one value per path (a damaged manifest).
+    """
+    paths = packed["paths"].split("\0") if packed["paths"] else []
+    sizes = _uncolumn("q", packed["size"])
+    mtimes = _uncolumn("q", packed["mtime_ns"])
+    inos = _uncolumn("Q", packed["ino"])
+    flags = base64.b64decode(packed["flags"])
+    if not len(paths) == len(sizes) == len(mtimes) == len(inos) == len(flags):
+        raise ValueError("a base manifest's columns differ in length")
+    make = functools.partial(tuple.__new__, BaseFile)
+    rows = zip(
+        sizes,
+        mtimes,
+        inos,
+        map(bool, flags.translate(_EXEC_BIT)),
+        map(bool, flags.translate(_LINK_BIT)),
+        strict=True,
+    )
+    return dict(zip(paths, map(make, rows), strict=True))
 
 
 _STATUS = ["status", "--porcelain=v2", "-z", "--branch", "--untracked-files=all", "--no-renames"]
@@ -323,7 +394,8 @@ class BaseSnapshot:
         )
         manifest_dir.mkdir(parents=True, exist_ok=True)
         manifest = {
-            "files": {p: _manifest_row(f) for p, f in files.items()},
+            "packed": _pack(files),
+            "files": {},
             "dirty": sorted(files.keys() - clean),
             "left_out": left_out,
         }
