@@ -322,7 +322,7 @@ def _v8_task_titles_hunk_provenance(conn: sqlite3.Connection) -> None:
     )
 
 
-def _v9_commit_old_bytes_in_git(conn: sqlite3.Connection) -> None:
+def _v10_commit_old_bytes_in_git(conn: sqlite3.Connection) -> None:
     """A commit's old bytes that git already holds (HEAD's blob of the path) are not
     copied into the blob store: the journal names git's object instead."""
     run_script(
@@ -344,7 +344,7 @@ MIGRATIONS: list[Migration] = [
     _v6_command_run_output,
     _v7_session_conflicts,
     _v8_task_titles_hunk_provenance,
-    _v9_commit_old_bytes_in_git,
+    _v10_commit_old_bytes_in_git,
 ]
 """Every migration in order; version N is ``MIGRATIONS[N - 1]``."""
 
