@@ -103,3 +103,53 @@ def test_a_new_head_rebuilds_the_base(tmp_path: Path) -> None:
     assert second["base"] != first["base"]
     assert "parent" not in _manifest(root, second["base"])
     assert second["README.md"] == "# Committed since\n"
+
+
+def test_a_recorded_base_that_cannot_be_loaded_is_rebuilt(tmp_path: Path) -> None:
+    """The git status started while the recorded base loads is stopped when the base
+    cannot be used (its manifest is gone): the process builds a new base, which sees
+    the change made in between."""
+    root = tmp_path / "proj"
+    make_repo(root, BASE_FILES)
+    first = _create_in_child(root)
+    (ProjectPaths.at(root).sessions / "bases" / f"{first['base']}.json").unlink()
+    (root / "src/util.py").write_text("changed in between\n")
+    second = _create_in_child(root, "src/util.py")
+    assert second["base"] != first["base"]
+    assert "parent" not in _manifest(root, second["base"])
+    assert second["src/util.py"] == "changed in between\n"
+
+
+def test_a_recorded_base_loads_back_exactly(tmp_path: Path) -> None:
+    """What a fresh process loads is the base as it was built: sizes, times, inodes,
+    the executable bit and symlinks, names that are not UTF-8 included."""
+    from briotui.kernel.vfs import SessionManager
+    from briotui.kernel.vfs.snapshot import BaseSnapshot
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    odd = os.fsdecode(b"caf\xe9-\xff.txt")
+    (root / odd).write_text("latin-1 name, committed\n")
+    (root / "link-to-readme").symlink_to("README.md")
+    (root / "empty.txt").write_bytes(b"")
+    make_repo(root, BASE_FILES, executable=("bin/run.sh",))
+    m = SessionManager.open(root)
+    try:
+        built = m.create(task="t").base
+        loaded = BaseSnapshot.load(
+            built.id,
+            root,
+            m.store,
+            m.blobs,
+            m.policy,
+            m.manifest_dir,
+            max_file_size=m.max_file_size,
+        )
+    finally:
+        m.close()
+    assert loaded.files == built.files
+    assert loaded.files["bin/run.sh"].executable
+    assert loaded.files["link-to-readme"].symlink
+    assert not loaded.files["README.md"].executable
+    assert odd in loaded.files
+    assert loaded.files["empty.txt"].size == 0

@@ -44,10 +44,16 @@ NEW = {
     "bin/run.sh": b"#!/bin/sh\necho changed\n",
 }
 DELETED = ("README.md", "notes.txt")
+# The user edits one of the session's files after the session started (another line):
+# the commit merges, and its old bytes (yours) and new ones are new blobs, written and
+# flushed before the journal. Every other old file is HEAD's, named in git, not copied.
+APP_BASE = "".join(f"line {i}\n" for i in range(1, 41)).encode()
+USER_EDITED = {"src/app.py": APP_BASE.replace(b"line 35\n", b"thirty-five\n")}
+MERGED = {"src/app.py": NEW["src/app.py"].replace(b"line 35\n", b"thirty-five\n")}
 
 # (failpoint, how many times it is hit during one commit)
 POINTS = {
-    "blob-written": 3,
+    "blob-written": 2,
     "before-journal": 1,
     "after-journal": 1,
     "tmp-partial": 4,
@@ -67,6 +73,8 @@ m.get(sys.argv[2]).commit()
 
 
 def _old(rel: str) -> bytes | None:
+    if rel in USER_EDITED:
+        return USER_EDITED[rel]
     data = BASE_FILES.get(rel)
     return data.encode() if isinstance(data, str) else data
 
@@ -89,6 +97,8 @@ def _prepare(template: Path, dest: Path) -> str:
         s.delete(rel)
     s.accept()
     m.close()
+    for rel, data in USER_EDITED.items():
+        (dest / rel).write_bytes(data)
     return s.id
 
 
@@ -114,7 +124,7 @@ def _check(root: Path, sid: str) -> str:
         files = _snapshot(root)
         states = set()
         for rel, now in files.items():
-            new = NEW.get(rel)
+            new = MERGED.get(rel, NEW.get(rel))
             old = _old(rel)
             assert now in (old, new), f"{rel} is neither old nor new"
             states.add("new" if now == new else "old")
@@ -185,6 +195,30 @@ def test_sigkill_during_recovery(template: Path, tmp_path: Path) -> None:
         assert _check(root, sid) == "new"
     assert kills >= 2
     print(f"\n{kills} kill points tried during recovery")
+
+
+def test_rollback_after_a_recovered_commit_restores_every_old_file(
+    template: Path, tmp_path: Path
+) -> None:
+    """Killed among the renames, rolled forward by recovery, then undone: every file
+    is back, the ones HEAD held read from git (never copied), the one the user had
+    edited from the blob store."""
+    root = tmp_path / "undo"
+    sid = _prepare(template, root)
+    assert _run_child(root, sid, "renamed:2") == -signal.SIGKILL
+    assert _check(root, sid) == "new"
+    m = SessionManager.open(root)
+    try:
+        kept_in_git = {
+            r["path"]
+            for r in m.store.query("SELECT path FROM commit_files WHERE old_git IS NOT NULL")
+        }
+        assert kept_in_git == {"src/util.py", "bin/run.sh", *DELETED}
+        m.get(sid).rollback()
+    finally:
+        m.close()
+    assert _snapshot(root) == {rel: _old(rel) for rel in [*NEW, *DELETED]}
+    assert os.stat(root / "bin/run.sh").st_mode & 0o100
 
 
 def test_commit_without_failpoint_completes(template: Path, tmp_path: Path) -> None:

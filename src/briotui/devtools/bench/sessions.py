@@ -280,7 +280,8 @@ def bench_diff(n_changed: int = 100, repeat: int = 10) -> list[Measure]:
 
 def bench_commit(n_changed: int = 100, repeat: int = 5) -> list[Measure]:
     """Time accept + a journaled, fsynced commit of ``n_changed`` edited files (no git
-    commit) against ``git apply`` of the same patch followed by ``sync``."""
+    commit) against ``git apply`` of the same patch followed by ``sync``, each started
+    after a ``sync`` (nothing else dirty for either side's flushes to write back)."""
     times: list[float] = []
     git_times: list[float] = []
     for _ in range(repeat):
@@ -288,6 +289,10 @@ def bench_commit(n_changed: int = 100, repeat: int = 5) -> list[Measure]:
         try:
             manager, session, _paths = _edited_session(tmp, n_changed)
             patch = session.diff().text().encode()
+            # Both sides start with nothing dirty on disk: else the commit's first flush
+            # would also write back the project this loop just made (git's side syncs
+            # after its checkout too).
+            subprocess.run(["sync"], check=True)
             t0 = time.perf_counter()
             session.accept()
             session.commit()
@@ -359,7 +364,7 @@ def bench_create(n_files: int = 50_000, repeat: int = 3) -> list[Measure]:
             shutil.rmtree(tmp / ".brio", ignore_errors=True)
             cold.append(_create_in_child(tmp))
             for rel in paths[n * 10 : n * 10 + 10]:
-                (tmp / rel).write_text(f"user edit {n}\n")
+                (tmp / rel).write_text(f"user edit {n} of {rel}\n")
             warm.append(_create_in_child(tmp))
         status_ms = _git_ms(["status", "--porcelain", "--untracked-files=all"], tmp, repeat)
         return [

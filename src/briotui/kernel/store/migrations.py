@@ -359,6 +359,19 @@ def _v9_run_journal(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v10_commit_old_bytes_in_git(conn: sqlite3.Connection) -> None:
+    """A commit's old bytes that git already holds (HEAD's blob of the path) are not
+    copied into the blob store: the journal names git's object instead."""
+    run_script(
+        conn,
+        """
+        -- the git blob id of the old bytes when they are HEAD's blob of the path and
+        -- were not copied into the blob store (NULL: old_blob is in the blob store)
+        ALTER TABLE commit_files ADD COLUMN old_git TEXT;
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _v1_sessions,
     _v2_capabilities_tasks_usage,
@@ -369,6 +382,7 @@ MIGRATIONS: list[Migration] = [
     _v7_session_conflicts,
     _v8_task_titles_hunk_provenance,
     _v9_run_journal,
+    _v10_commit_old_bytes_in_git,
 ]
 """Every migration in order; version N is ``MIGRATIONS[N - 1]``."""
 

@@ -80,12 +80,22 @@ class BlobStore:
             fsync_dir(target.parent)
         return bid
 
-    def put_many(self, datas: list[bytes]) -> list[str]:
+    def has(self, bid: str) -> bool:
+        """Whether blob ``bid`` is stored (a stored blob is whole: see :meth:`put`)."""
+        return self.path_of(bid).exists()
+
+    def put_many(self, datas: list[bytes], ids: list[str] | None = None) -> list[str]:
         """Store every one of ``datas`` durably, as :meth:`put` does each; returns their
         ids, in order. Two filesystem flushes in all instead of two fsyncs per blob
-        (one per blob and one per directory) where the OS allows it.
+        (one per blob and one per directory) where the OS allows it, none when every
+        blob is already stored.
+
+        Args:
+            datas: The bytes.
+            ids: Their ids when the caller computed them already (not hashed again).
         """
-        ids = [blob_id(d) for d in datas]
+        if ids is None:
+            ids = [blob_id(d) for d in datas]
         if not safefs.batch_sync():
             for data in datas:
                 self.put(data)

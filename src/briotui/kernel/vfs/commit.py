@@ -6,9 +6,12 @@ The protocol (each step durable before the next):
    session's base is rebased with a 3-way merge (:func:`~briotui.kernel.vfs.merge.merge3`);
    a real conflict raises :class:`~briotui.kernel.errors.MergeConflict` and nothing
    is written. A parent directory that is a symlink is refused here.
-2. Keep the old and new bytes of every target file in the blob store, durable
+2. Keep the new bytes of every target file in the blob store, durable
    (:meth:`~briotui.kernel.vfs.blobs.BlobStore.put_many`: write all, flush, rename
-   all, flush). With
+   all, flush; usually they are there already, a session stores what it writes), and
+   the old bytes for a rollback: copied the same way, except where they are exactly
+   HEAD's blob of the path (:func:`~briotui.kernel.vfs.gitio.head_blobs`, the usual
+   case): those stay in git, and the journal names them by their git id too. With
    ``--git``, also build the git commit now (blobs, a tree from a copy of the index,
    the commit object), touching neither the index nor HEAD. The git commit holds
    HEAD's version of each file plus the accepted hunks (:func:`git_files`): the
@@ -16,7 +19,8 @@ The protocol (each step durable before the next):
    tree, as ``git add -p`` would leave them. A commit whose tree is HEAD's is
    refused: never an empty git commit.
 3. Journal: one SQLite transaction (WAL, ``synchronous=FULL``) records the commit as
-   ``applying`` with every file's old and new blob, a random token for its temp file
+   ``applying`` with every file's old and new blob ids (and the old one's git id
+   where git holds it), a random token for its temp file
    names and, with ``--git``, the git step wanted (message, expected HEAD, tree,
    commit object, index entries).
 4. Files, through :class:`~briotui.kernel.vfs.worktree.WorkTree` (no symlink is ever
@@ -31,7 +35,8 @@ The protocol (each step durable before the next):
 
 :func:`recover` runs whenever a :class:`~briotui.kernel.vfs.session.SessionManager`
 opens: a journal still ``applying`` is rolled forward (its new bytes are durable since
-step 2), leaving alone any file that has since become neither old nor new; its temp
+step 2), leaving alone any file that has since become neither old nor new (it tells
+old from new by their ids: it never needs the old bytes themselves); its temp
 files are removed; a wanted git step is finished, or, when it cannot be (HEAD moved,
 the index is locked), the user is told so and ``briotui sessions commit ID --git``
 makes it later. So after a crash every file is entirely old or entirely new, the set
@@ -43,9 +48,12 @@ OS reports its write-back errors (else one ``fsync`` per file and per directory,
 a handful of flushes instead of some 300 fsyncs. The order is still safe because the
 guarantees rest on three happens-before edges, and batching keeps each of them: every
 blob the journal names is durable before the journal commits (``put_many`` returns
-after its second flush); every temp file is durable before the first rename (the one
-flush sits between writing the last temp and renaming the first), so no rename can
-expose a partly written file after a power cut; and every rename and deletion is
+after its second flush; old bytes left in git are HEAD's own objects, which the
+session's base reads too, and which a rollback checks against the journal's id before
+using them: a missing one stops the rollback before anything is touched); every
+temp file is durable before the first rename (the one flush sits between writing the
+last temp and renaming the first), so no rename can expose a partly written file
+after a power cut; and every rename and deletion is
 durable before the journal says ``done`` (the directory flush precedes step 6). A crash
 before a flush leaves only temp files, which the journal's token names and recovery
 removes (or blob temps nothing refers to); a crash among the renames leaves some
@@ -57,7 +65,8 @@ themselves, only against the flushes, which still wait for all of them.
 
 Git runs through :func:`~briotui.kernel.vfs.gitio.run_git`: ``hash-object
 --no-filters``, ``update-index --index-info``, ``write-tree``, ``commit-tree``,
-``update-ref``. No hook, filter, pager or signing program runs.
+``update-ref``. No hook, filter, pager or signing program runs. Finding and reading
+the old bytes git holds reads objects in-process (libgit2): no program runs either.
 
 One piece: planning, the journaled file update, crash recovery, the git step and
 rollback all read and write the same journal rows, and recovery must know every state
@@ -84,11 +93,12 @@ from briotui.kernel.errors import (
     GitError,
     MergeConflict,
     SessionStateError,
+    StoreError,
 )
 from briotui.kernel.vfs.blobs import blob_id
 from briotui.kernel.vfs.diff import apply_accepted
 from briotui.kernel.vfs.failpoints import failpoint
-from briotui.kernel.vfs.gitio import head_commit, is_git_worktree, run_git
+from briotui.kernel.vfs.gitio import head_blobs, head_commit, is_git_worktree, read_blob, run_git
 from briotui.kernel.vfs.merge import merge3
 from briotui.kernel.vfs.safefs import each_parallel, split
 from briotui.kernel.vfs.worktree import Current, WorkTree
@@ -114,6 +124,9 @@ class JournalFile:
         new_exec: Executable after.
         old_symlink: It was a symlink (``old_blob`` is the link's target path).
         new_symlink: It becomes a symlink (``new_blob`` is the target path).
+        old_git: The git blob id of the old bytes when they are HEAD's blob of the
+            path and were not copied into the blob store (``old_blob`` is still their
+            id, which recovery compares; a rollback reads them from git).
     """
 
     path: str
@@ -123,6 +136,7 @@ class JournalFile:
     new_exec: bool
     old_symlink: bool = False
     new_symlink: bool = False
+    old_git: str | None = None
 
 
 @dataclass(frozen=True)
@@ -213,7 +227,9 @@ def plan_commit(session: Session) -> _Plan:
     accepted = session.accepted_ids()
     diff = session.diff()
     plan = _Plan()
-    keep: list[bytes] = []
+    keep: dict[str, bytes] = {}
+    olds: dict[str, bytes] = {}
+    """Per path: its old bytes, not in the blob store yet (git may hold them)."""
     conflicts: list[dict[str, object]] = []
     with WorkTree(manager.root) as tree:
         for change in diff.files:
@@ -272,8 +288,10 @@ def plan_commit(session: Session) -> _Plan:
                     continue
                 old_blob = blob_id(current) if current is not None else None
                 new_blob = blob_id(new) if new is not None else None
-                keep += [b for b in (current, new) if b is not None]
+                if current is not None and old_blob and not manager.blobs.has(old_blob):
+                    olds[rel] = current
                 if new is not None and new_blob is not None:
+                    keep[new_blob] = new
                     plan.contents[new_blob] = new
                 plan.files.append(
                     JournalFile(
@@ -294,12 +312,20 @@ def plan_commit(session: Session) -> _Plan:
             "the conflicts (edit the file or the session) and commit again.",
             conflicts=conflicts,
         )
-    manager.blobs.put_many(keep)  # durable before the journal names them
     if not plan.files:
         raise CommitRefused(
             f"Session {session.id} has no accepted hunks to apply. Accept some with "
             f"`briotui sessions accept {session.id} [HUNK...]` first."
         )
+    # Old bytes that are HEAD's blob of their path stay in git, named by the journal;
+    # the others are copied. Durable before the journal names them (see the module).
+    in_git = head_blobs(manager.root, list(olds.items()))
+    for n, f in enumerate(plan.files):
+        if f.path in in_git:
+            plan.files[n] = replace(f, old_git=in_git[f.path])
+        elif f.path in olds and f.old_blob is not None:
+            keep[f.old_blob] = olds[f.path]
+    manager.blobs.put_many(list(keep.values()), list(keep))
     return plan
 
 
@@ -472,7 +498,8 @@ def apply_journaled(
         commit_id = int(cur.lastrowid or 0)
         conn.executemany(
             "INSERT INTO commit_files (commit_id, seq, path, old_blob, old_exec, new_blob,"
-            " new_exec, old_symlink, new_symlink) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " new_exec, old_symlink, new_symlink, old_git) VALUES"
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     commit_id,
@@ -484,6 +511,7 @@ def apply_journaled(
                     int(f.new_exec),
                     int(f.old_symlink),
                     int(f.new_symlink),
+                    f.old_git,
                 )
                 for seq, f in enumerate(files)
             ],
@@ -557,6 +585,38 @@ def _record_git(
     )
 
 
+def _content_has_id(cur: Current, bid: str | None, *, symlink: bool) -> bool:
+    """Whether ``cur`` has the bytes of blob id ``bid`` as that kind (None: absent)."""
+    if bid is None or cur.data is None:
+        return bid is None and cur.data is None
+    return cur.symlink == symlink and blob_id(cur.data) == bid
+
+
+def _restore_old_bytes(manager: SessionManager, files: list[JournalFile]) -> None:
+    """Copy into the blob store, durably, the old bytes a commit left in git.
+
+    Raises:
+        StoreError: Git no longer has them (or they do not match the journal).
+    """
+    datas: list[bytes] = []
+    ids: list[str] = []
+    for f in files:
+        if f.old_blob is None or f.old_git is None or manager.blobs.has(f.old_blob):
+            continue
+        data = read_blob(manager.root, f.old_git)
+        if data is None or blob_id(data) != f.old_blob:
+            raise StoreError(
+                f"What {f.path} held before the commit was kept as git object "
+                f"{f.old_git[:12]}, which this repository no longer has (or which no "
+                "longer matches). Nothing was changed. Restore the file with git, e.g. "
+                f"`git checkout <commit> -- {f.path}`.",
+                title="Old content missing",
+            )
+        datas.append(data)
+        ids.append(f.old_blob)
+    manager.blobs.put_many(datas, ids)
+
+
 def _journal_files(manager: SessionManager, commit_id: int) -> list[JournalFile]:
     rows = manager.store.query(
         "SELECT * FROM commit_files WHERE commit_id = ? ORDER BY seq", (commit_id,)
@@ -570,6 +630,7 @@ def _journal_files(manager: SessionManager, commit_id: int) -> list[JournalFile]
             bool(r["new_exec"]),
             old_symlink=bool(r["old_symlink"]),
             new_symlink=bool(r["new_symlink"]),
+            old_git=r["old_git"],
         )
         for r in rows
     ]
@@ -623,11 +684,11 @@ def recover(manager: SessionManager) -> list[str]:
                         f"{f.path} was left as it is after an interrupted commit: {_reason(exc)}"
                     )
                     continue
-                old = manager.blobs.get(f.old_blob) if f.old_blob else None
                 new = manager.blobs.get(f.new_blob) if f.new_blob else None
                 if cur.same(new, executable=f.new_exec, symlink=f.new_symlink):
                     continue
-                if cur.content_is(old, symlink=f.old_symlink) or cur.content_is(
+                # The old bytes by their id: they may be in git, not in the blob store.
+                if _content_has_id(cur, f.old_blob, symlink=f.old_symlink) or cur.content_is(
                     new, symlink=f.new_symlink
                 ):
                     todo.append((seq, f))
@@ -1129,6 +1190,7 @@ def rollback_session(session: Session, *, force: bool = False) -> RollbackResult
             "--force to restore the pre-commit content anyway.",
             conflicts=[{"path": p, "regions": []} for p in changed],
         )
+    _restore_old_bytes(manager, files)  # before HEAD or any file is touched
     notes: list[str] = []
     reverted = False
     git_sha = row["git_commit"]

@@ -16,6 +16,8 @@ filter 'lfs' failed"). Content briotui writes into git is hashed with
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import shutil
 import subprocess
@@ -120,19 +122,74 @@ def run_git(
     Raises:
         GitError: git is missing, or it exited non-zero and ``check`` is true.
     """
+    cmd = _git_cmd(args, cwd, durable=durable)
+    env = git_env()
+    if index_file is not None:
+        env["GIT_INDEX_FILE"] = str(index_file)
+    proc = subprocess.run(cmd, cwd=str(cwd), env=env, input=input, capture_output=True, check=False)
+    if check:
+        _check(proc, args, cwd)
+    return proc
+
+
+def _git_cmd(args: Sequence[str], cwd: Path, *, durable: bool = False) -> list[str]:
     cmd = [_need_git()]
     for item in (*_SAFE_CONFIG, *(_DURABLE_CONFIG if durable else ())):
         cmd += ["-c", item]
     cmd += list(_filter_overrides(str(cwd)))
     cmd += list(args)
-    env = git_env()
-    if index_file is not None:
-        env["GIT_INDEX_FILE"] = str(index_file)
-    proc = subprocess.run(cmd, cwd=str(cwd), env=env, input=input, capture_output=True, check=False)
-    if check and proc.returncode != 0:
+    return cmd
+
+
+def _check(proc: subprocess.CompletedProcess[bytes], args: Sequence[str], cwd: Path) -> None:
+    if proc.returncode != 0:
         words = proc.stderr.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
         raise GitError(f"git {' '.join(args[:2])} failed in {cwd}: {words}")
-    return proc
+
+
+class GitRun:
+    """A git command started by :func:`start_git`, running while the caller works."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], args: Sequence[str], cwd: Path) -> None:
+        self._proc = proc
+        self._args = list(args)
+        self._cwd = cwd
+
+    def result(self) -> subprocess.CompletedProcess[bytes]:
+        """Wait for git and return what it did.
+
+        Raises:
+            GitError: git exited non-zero.
+        """
+        out, err = self._proc.communicate()
+        proc = subprocess.CompletedProcess(self._args, self._proc.returncode, out, err)
+        _check(proc, self._args, self._cwd)
+        return proc
+
+    def cancel(self) -> None:
+        """Stop git (its result is not wanted) and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.kill()
+        self._proc.communicate()
+
+
+def start_git(args: Sequence[str], cwd: Path) -> GitRun:
+    """Start ``git ARGS`` in ``cwd`` as :func:`run_git` would run it (same config and
+    environment, no input), without waiting: :meth:`GitRun.result` waits.
+
+    Raises:
+        GitError: git is missing.
+    """
+    cmd = _git_cmd(args, cwd)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=str(cwd),
+        env=git_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    return GitRun(proc, args, cwd)
 
 
 def is_git_worktree(root: Path) -> bool:
@@ -146,3 +203,61 @@ def head_commit(root: Path) -> str | None:
     if proc.returncode != 0:
         return None
     return proc.stdout.decode().strip() or None
+
+
+def git_blob_id(data: bytes) -> str:
+    """The id git gives ``data`` as a blob (SHA-1, as ``git hash-object`` computes it)."""
+    h = hashlib.sha1(b"blob %d\0" % len(data), usedforsecurity=False)
+    h.update(data)
+    return h.hexdigest()
+
+
+def head_blobs(root: Path, items: Sequence[tuple[str, bytes]]) -> dict[str, str]:
+    """Which of ``items`` (path, bytes) are exactly HEAD's blob of that path, stored in
+    the repository's own object database: path -> git blob id.
+
+    Read in-process with libgit2 (:mod:`pygit2`: objects only, no program runs). Empty
+    when that cannot be told: ``root`` is not the top of a git working tree, HEAD is
+    unborn, or libgit2 refuses the repository (an unsupported format, another owner).
+    A blob git does not have locally (a partial clone) is not named.
+    """
+    if not items or not (root / ".git").exists():
+        return {}
+    import pygit2
+
+    try:
+        repo = pygit2.Repository(str(root))
+        if repo.workdir is None or not os.path.samefile(repo.workdir, root):
+            return {}
+        if repo.head_is_unborn:
+            return {}
+        tree = repo.head.peel(pygit2.Tree)
+        odb = repo.odb
+        out: dict[str, str] = {}
+        for path, data in items:
+            try:
+                entry = tree[path]
+            except KeyError:
+                continue
+            if entry.type_str != "blob":
+                continue
+            sha = str(entry.id)
+            if sha == git_blob_id(data) and odb.exists(entry.id):
+                out[path] = sha
+        return out
+    except (pygit2.GitError, KeyError, ValueError, OSError):
+        return {}
+
+
+def read_blob(root: Path, sha: str) -> bytes | None:
+    """The bytes of git blob ``sha`` in the repository at ``root`` (None: git does not
+    have it, or it is not a blob). Read in-process with libgit2, no program runs."""
+    import pygit2
+
+    try:
+        obj = pygit2.Repository(str(root)).get(sha)
+    except (pygit2.GitError, KeyError, ValueError, OSError):
+        return None
+    if not isinstance(obj, pygit2.Blob):
+        return None
+    return bytes(obj.data)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from briotui.kernel.errors import (
+    GitError,
     PathRefused,
     SessionNotFound,
 )
@@ -41,7 +42,13 @@ from briotui.kernel.vfs.session import (
     SessionId,
     SessionState,
 )
-from briotui.kernel.vfs.snapshot import BaseSnapshot, load_latest, record_latest
+from briotui.kernel.vfs.snapshot import (
+    BaseSnapshot,
+    has_latest,
+    load_latest,
+    record_latest,
+    start_status,
+)
 
 
 @dataclass(frozen=True)
@@ -264,20 +271,36 @@ class SessionManager:
 
     def _persisted_base(self) -> BaseSnapshot | None:
         """The base a previous process recorded, brought up to date (see
-        :mod:`briotui.kernel.vfs.snapshot`), or None: build one."""
-        snap = load_latest(
-            self.root,
-            self.store,
-            self.blobs,
-            self.policy,
-            self.manifest_dir,
-            max_file_size=self.max_file_size,
-        )
+        :mod:`briotui.kernel.vfs.snapshot`), or None: build one.
+
+        Its ``git status`` starts first and runs while the recorded base loads.
+        """
+        status = None
+        if has_latest(self.manifest_dir) and self.is_git:
+            try:
+                status = start_status(self.root)
+            except (GitError, OSError):
+                status = None
+        try:
+            snap = load_latest(
+                self.root,
+                self.store,
+                self.blobs,
+                self.policy,
+                self.manifest_dir,
+                max_file_size=self.max_file_size,
+            )
+        except BaseException:
+            if status is not None:
+                status.cancel()
+            raise
         if snap is None:
+            if status is not None:
+                status.cancel()
             return None
         with self._lock:
             snap = self._bases.setdefault(snap.id, snap)
-        return snap.refreshed(self.manifest_dir)
+        return snap.refreshed(self.manifest_dir, status)
 
     @property
     def manifest_dir(self) -> Path:
