@@ -88,7 +88,8 @@ async def test_a_run_records_the_code_it_loaded_whatever_the_pool_held(
     kernel = Kernel(project)
     try:
         pool = await kernel.pool("parrot", size=1)
-        assert pool.ready == 1 and pool._ready[0].ctx.code_digest  # warm
+        assert pool.ready == 1
+        assert pool._ready[0].ctx.code_digest
         warm = await kernel.run_agent("parrot", "x", bindings=replying("hello"), task_id="t-warm")
         assert warm.summary == "hello"
         await pool.close()  # no instance waits: the next run makes its own
@@ -96,7 +97,8 @@ async def test_a_run_records_the_code_it_loaded_whatever_the_pool_held(
         assert cold.summary == "hello"
         kernel._pools.pop("parrot", None)
         pool = await kernel.pool("parrot", size=1)
-        assert pool.ready == 1 and pool._ready[0].ctx.code_digest  # warm, with version 1
+        assert pool.ready == 1
+        assert pool._ready[0].ctx.code_digest
         (directory / "app.py").write_text(PARROT_V2)
         trust_project(project)
         kernel.reload_config()
@@ -116,7 +118,8 @@ async def test_a_run_records_the_code_it_loaded_whatever_the_pool_held(
             t: next(m["source"] for m in json.loads(blobs.get(r.code))["modules"])
             for t, r in runs.items()
         }
-        assert 'PREFIX = ""' in sources["t-warm"] and 'PREFIX = ""' in sources["t-cold"]
+        assert 'PREFIX = ""' in sources["t-warm"]
+        assert 'PREFIX = ""' in sources["t-cold"]
         assert 'PREFIX = "v2: "' in sources["t-edited"]
     finally:
         await kernel.close()

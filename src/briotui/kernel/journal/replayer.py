@@ -236,10 +236,11 @@ def _note_code(
     was = recorded[0] if recorded is not None else run.code
     now = loaded if on_runtime else code
     if agent_code == "recorded" and on_runtime and not replay.served_recorded:
-        if recorded is None and run.code:
+        if recorded is None:
             notes.append(
-                f"{run.agent}: the code the task ran is not in its journal any more; the "
-                "replay runs the current code."
+                f"{run.agent}: the code the task ran is not in its journal (the run was "
+                "stopped before it was written, or its blob is gone); the replay runs the "
+                "current code."
             )
             return
         agent_code = "current"  # it loaded the current code: say so if it differs
