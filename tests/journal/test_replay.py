@@ -57,10 +57,9 @@ async def test_a_recorded_pipeline_replays_identically_with_no_model(
     assert report["status"] == "identical"
     assert [r["agent"] for r in report["runs"]].count("coder") == 2
     assert len(report["runs"]) == 6
-    # every call answered from the journal but the runtime reading the agent's code
-    # (served live: --agent-code current)
+    # every call answered from the journal (loading the agent's code is none of them)
     assert all(r["identical"] for r in report["runs"])
-    assert all(r["replayed"] == r["calls"] - 1 for r in report["runs"]), report
+    assert all(r["replayed"] == r["calls"] for r in report["runs"]), report
     assert report["host_calls"] > 20
     # the throwaway session got the same files as the task's own session
     assert report["session"] == {"checked": True, "differs": []}
@@ -126,9 +125,13 @@ def test_a_changed_agent_reports_where_it_diverges(
     text = capsys.readouterr().out
     assert f"diverged at call {div['seq']}" in text
     assert "expected: llm.complete" in text
-    # the code it was recorded with still replays identically
+    # the code it was recorded with still replays identically: the replaying instance
+    # loads the recorded code, not the current code a warm pool's instance loaded
     code, report = replay(capsys, project, task_id, "--agent-code", "recorded")
     assert code == 0, report
+    assert report["status"] == "identical"
+    assert not any("code changed" in n for n in report["notes"])
+    assert all(r["replayed"] == r["calls"] for r in report["runs"])
 
 
 def _runs(project: Path, task_id: str) -> list[RecordedRun]:

@@ -129,6 +129,15 @@ async def test_a_killed_pipeline_resumes_without_asking_again_for_finished_steps
     statuses = {r["id"]: r["status"] for r in _task_rows(project)}
     assert statuses[killed["id"]] == "cancelled"
     assert statuses[report["task"]] == "done"
+    # the resumed runs name the code their instances loaded, and no load is a call
+    store = Store.open(project / ".brio" / "state.db")
+    try:
+        resumed = runs_of(store, report["task"])
+    finally:
+        store.close()
+    assert resumed
+    assert all(r.code for r in resumed)
+    assert not any(c.call.startswith("agent-code.") for r in resumed for c in r.calls)
 
 
 async def test_a_task_stopped_by_quitting_is_offered_and_resumed_from_its_journal(

@@ -338,7 +338,9 @@ class Kernel:
         """The project's run journals (every agent run's host calls; opened on first use)."""
         if self._journals is None:
             sessions = self.sessions()
-            self._journals = Journals(sessions.store, sessions.blobs)
+            self._journals = Journals(
+                sessions.store, sessions.blobs, code=self.builder.server.served
+            )
         return self._journals
 
     def code_identity(self, name: str) -> tuple[str, str]:

@@ -28,7 +28,13 @@ import logging
 import threading
 from typing import Any
 
-from briotui.kernel.journal.record import JournalWriter, RunJournal, run_key, top_of
+from briotui.kernel.journal.record import (
+    CodeLookup,
+    JournalWriter,
+    RunJournal,
+    run_key,
+    top_of,
+)
 from briotui.kernel.journal.replay import Replay, find_run
 from briotui.kernel.runtime.context import CallContext
 from briotui.kernel.store import Store
@@ -50,13 +56,16 @@ class Journals:
 
     Args:
         store: The project database.
-        blobs: The blob store (large results).
+        blobs: The blob store (large results, the agents' code).
+        code: The version of an agent's code an instance loaded, by its digest (a run's
+            code, see :mod:`.record`); None: runs on the shared runtime name no code.
     """
 
-    def __init__(self, store: Store, blobs: BlobStore) -> None:
+    def __init__(self, store: Store, blobs: BlobStore, code: CodeLookup | None = None) -> None:
         self.store = store
         self.blobs = blobs
         self.writer = JournalWriter(store, blobs)
+        self.writer.code_lookup = code
         self._resume_from: dict[str, str] = {}
         self._aliases: dict[str, list[tuple[str, str]]] = {}
         self._ordinals: dict[tuple[str, str], int] = {}
@@ -96,6 +105,7 @@ class Journals:
             ordinal = self._ordinals.get((top, key), 0) + 1
             self._ordinals[(top, key)] = ordinal
         journal = RunJournal(run_id, self.writer)
+        journal.loaded(ctx)  # a warm instance loaded its code before the run
         self.writer.begin(
             journal,
             {

@@ -21,9 +21,19 @@ run's pending calls when the run ends, when :data:`BACKLOG` of them piled up, or
 oldest has waited :data:`MAX_AGE_S`. What a crash loses of them is cheap to redo: a
 resume replays the journal up to its last durable call and goes on live from there.
 
-Results whose JSON is over :data:`BLOB_BOUND` bytes (a large file read), and the
-agent's own code (read by the shared runtime at each run), go to the blob store by
-content hash, so a journal row stays small and the same content is kept once.
+Results whose JSON is over :data:`BLOB_BOUND` bytes (a large file read) go to the blob
+store by content hash, so a journal row stays small and the same content is kept once.
+
+Loading the agent's code is not one of its calls. An agent on its world's shared
+Python runtime reads its code through ``agent-code``, either before its run (a warm
+pool's instance) or at its start (a cold one, or one whose code changed since): so
+whether that call happens in a run depends on the pool, never on the agent, and it is
+left out of the call sequence (a replay neither expects nor matches it). What the
+instance loaded is its context's ``code_digest``, set whenever it loads; the journal
+notes it when the run begins and after an ``agent-code`` call in the run
+(:meth:`RunJournal.loaded`), and keeps that version's sources (:func:`code_text`) in
+the blob store, once per version, as the run's ``code``: the code a replay with
+``--agent-code recorded`` loads.
 
 What the agent sees from WASI (``wasi:clocks``, ``wasi:random``) does not go through
 the host-call seam, so it is not journaled; see :mod:`briotui.kernel.journal` for why a
@@ -44,6 +54,7 @@ import wasmtime
 
 from briotui.kernel.runtime import hostcodec
 from briotui.kernel.runtime.context import CallContext, HostDispatch
+from briotui.kernel.runtime.pyruntime import AgentCode
 from briotui.kernel.runtime.values import Err, Ok
 from briotui.kernel.store import Store
 from briotui.kernel.vfs.blobs import BlobStore
@@ -55,8 +66,11 @@ BLOB_BOUND = 64 * 1024
 """A result whose JSON is longer than this is kept in the blob store, by content hash."""
 
 AGENT_CODE_IFACE = "agent-code"
-"""The shared runtime reading its agent's code: the same for every run of a version of
-the code, so always kept once, in the blob store."""
+"""The shared runtime reading its agent's code: not journaled as a call (see the
+module docstring); the version it loaded is the run's code."""
+
+CodeLookup = Callable[[str], AgentCode | None]
+"""The version of an agent's code an instance loaded, by its digest (the code server's)."""
 
 FLUSH_INTERVAL_S = 0.05
 """How often the writer thread looks at the runs' pending calls."""
@@ -124,6 +138,18 @@ def run_key(run_id: str) -> str:
     return ".".join(_ID_SUFFIX.sub("", p) for p in parts)
 
 
+def code_text(code: AgentCode) -> bytes:
+    """A version of an agent's code as the journal keeps it (one blob per version)."""
+    data = {
+        "digest": code.digest,
+        "modules": [
+            {"name": m.name, "path": m.path, "source": m.source, "is_package": m.is_package}
+            for m in code.modules
+        ],
+    }
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def result_text(value: Any) -> str:
     """A recorded result as the JSON text the journal keeps."""
     kind = type(value)
@@ -165,6 +191,22 @@ class RunJournal:
         self.pending_bytes = 0
         """What the writer's thread estimated the pending results hold (for
         :data:`BACKLOG_BYTES`), over the first ``scanned`` of them."""
+        self.code: AgentCode | None = None
+        """The version of the agent's code the run's instance loaded (None: not known,
+        or a component of its own, whose identity is given when the run begins)."""
+        self.code_written = ""
+        """The digest of the code whose blob the run's row names."""
+
+    def loaded(self, ctx: CallContext) -> None:
+        """Note the code the run's instance loaded (its ``code_digest``): called when the
+        run begins (a warm instance loaded it before) and after it loads it in the run."""
+        digest = ctx.code_digest
+        if not digest or (self.code is not None and self.code.digest == digest):
+            return
+        lookup = self.writer.code_lookup
+        code = lookup(digest) if lookup is not None else None
+        if code is not None:
+            self.code = code
 
     def append(self, iface: str, name: str, args: tuple[Any, ...], result: Any) -> None:
         """Record one call (a replayed one, during a resume); written like the others."""
@@ -189,7 +231,8 @@ class RunJournal:
             except wasmtime.WasmtimeError:
                 raise  # the run stops here: nothing to replay after it
             except Exception as exc:
-                append((iface, name, args, Raised(str(exc))))
+                if iface != AGENT_CODE_IFACE:
+                    append((iface, name, args, Raised(str(exc))))
                 raise
             if iface in durable:  # the calls that wait, and so can be cut off
                 if ctx.cancelled.is_set():  # cut off by a cancel: the agent never sees it
@@ -197,6 +240,9 @@ class RunJournal:
                 append((iface, name, args, result))
                 if name not in cheap:
                     drain(journal, durable=True)
+                return result
+            if iface == AGENT_CODE_IFACE:  # loading the code, not a call of the agent's
+                journal.loaded(ctx)
                 return result
             append((iface, name, args, result))
             return result
@@ -222,6 +268,10 @@ class JournalWriter:
         self._work = threading.Lock()
         """Held by whoever takes ended runs and pending calls (the thread, a flush)."""
         self._digests: dict[tuple[str, str, tuple[Any, ...]], str] = {}
+        self._code_blobs: dict[str, str] = {}
+        """The blob of each version of agents' code written (by digest)."""
+        self.code_lookup: CodeLookup | None = None
+        """Where a run's journal finds the code its instance loaded, by digest."""
         self.busy_s = 0.0
         """Time spent encoding and writing calls (for ``briotui bench``)."""
         self.written = 0
@@ -281,7 +331,8 @@ class JournalWriter:
             n = len(journal.pending)
             journal.waiting_since = None
             journal.scanned = journal.pending_bytes = 0
-            if n:
+            code = journal.code
+            if n or (code is not None and code.digest != journal.code_written):
                 started = time.perf_counter()
                 batch = journal.pending[:n]
                 del journal.pending[:n]
@@ -308,18 +359,18 @@ class JournalWriter:
             text = result_text(result)
             blob: str | None = None
             stored: str | None = text
-            if len(text) > BLOB_BOUND or iface == AGENT_CODE_IFACE:
+            if len(text) > BLOB_BOUND:
                 blob = self.blobs.put(text.encode("utf-8"), durable=False)
                 stored = None
-                if iface == AGENT_CODE_IFACE:  # the code the run read: its identity
-                    statements.append(
-                        (
-                            "UPDATE journal_runs SET code = ? WHERE run_id = ? AND code = ''",
-                            (blob, run_id),
-                        )
-                    )
             values += (run_id, seq, f"{iface}.{name}", self._digest(iface, name, args))
             values += (stored, blob)
+        code = journal.code
+        if code is not None and code.digest != journal.code_written:  # the code it loaded
+            bid = self._code_blobs.get(code.digest)
+            if bid is None:
+                bid = self._code_blobs[code.digest] = self.blobs.put(code_text(code), durable=False)
+            statements.append(("UPDATE journal_runs SET code = ? WHERE run_id = ?", (bid, run_id)))
+            journal.code_written = code.digest
         width = 6 * ROWS_PER_INSERT
         for at in range(0, len(values), width):
             chunk = values[at : at + width]

@@ -16,9 +16,13 @@ result instead of carrying the call out. Which calls are still carried out:
   and :data:`RESUME_DRIVE`: the ``tasks`` calls that run subtasks, carried out for real
   with their *live* result, because the subtasks they start are runs of the resumed
   task (each replayed from its own journal in turn).
-- ``agent-code.modules`` (the shared Python runtime reading the agent's code) is served
-  live with ``agent_code="current"`` (so a changed agent can be replayed against old
-  journals) and from the journal with ``"recorded"``.
+- Loading the agent's code (``agent-code.modules``, the shared Python runtime reading
+  it) is no call of the run's: a journal has none (see :mod:`.record`), and a replay
+  neither expects nor counts one. If the replaying instance loads its code in the run,
+  the load is served live with ``agent_code="current"`` (so a changed agent can be
+  replayed against old journals) and from the code the run recorded (its ``code`` blob)
+  with ``"recorded"``; :func:`.replayer.replay_run` gives a ``recorded`` replay an
+  instance that has loaded no code yet, so that its load goes through here.
 
 Everything else (model replies, reads, clock readings, tool results, SQL, messages) is
 answered from the journal: nothing real is touched.
@@ -44,13 +48,13 @@ from typing import Any, Literal
 
 import wasmtime
 
-from briotui.kernel.errors import AgentCancelled, ReplayDiverged
-from briotui.kernel.journal.record import RAISED, UNJOURNALED, Raised, RunJournal, result_text
+from briotui.kernel.errors import AgentCancelled, BrioError, ReplayDiverged
+from briotui.kernel.journal.record import RAISED, UNJOURNALED, Raised, RunJournal
 from briotui.kernel.runtime import hostcodec
 from briotui.kernel.runtime.context import CallContext, HostDispatch
 from briotui.kernel.runtime.values import Err
 from briotui.kernel.store import Store
-from briotui.kernel.vfs.blobs import BlobStore, blob_id
+from briotui.kernel.vfs.blobs import BlobStore
 
 EXECUTE = frozenset(
     {
@@ -189,11 +193,43 @@ def _calls(store: Store, run_id: str) -> tuple[RecordedCall, ...]:
         (run_id,),
     )
     calls: list[RecordedCall] = []
+    seq = 0
     for r in rows:  # a gap (a crash between two batches) ends what can be replayed
-        if r["seq"] != len(calls) + 1:
+        if r["seq"] != seq + 1:
             break
-        calls.append(RecordedCall(r["seq"], r["call"], r["digest"], r["result"], r["blob"]))
+        seq += 1
+        if r["call"] == AGENT_CODE:  # an older journal's code load: no call of the run's
+            continue
+        calls.append(RecordedCall(len(calls) + 1, r["call"], r["digest"], r["result"], r["blob"]))
     return tuple(calls)
+
+
+def recorded_code(blobs: BlobStore, code: str) -> tuple[str, list[dict[str, Any]]] | None:
+    """The code a run recorded (its ``code`` blob): its digest ("" if an older journal
+    does not say) and what ``agent-code.modules`` returns for it; None if there is none
+    (a component of its own, an interrupted run that never loaded it, a missing blob)."""
+    if not code:
+        return None
+    try:
+        data = json.loads(blobs.get(code).decode("utf-8"))
+    except (BrioError, OSError, ValueError):
+        return None
+    if isinstance(data, dict) and isinstance(data.get("modules"), list):
+        modules = [
+            {
+                "name": str(m["name"]),
+                "path": str(m["path"]),
+                "source": str(m["source"]),
+                "is_package": bool(m["is_package"]),
+                "code": "",  # the runtime compiles the sources
+            }
+            for m in data["modules"]
+        ]
+        return str(data.get("digest", "")), modules
+    if isinstance(data, list):  # an older journal kept the call's result itself
+        decoded = hostcodec.decode(data)
+        return ("", decoded) if isinstance(decoded, list) else None
+    return None
 
 
 def runs_of(store: Store, top_id: str) -> list[RecordedRun]:
@@ -237,6 +273,8 @@ class Replay:
         record: For a resume: the new run's journal (every call goes into it, replayed
             or live).
         inner: The dispatch that was there before (live calls go through it).
+        aliases: For a resume: the ``(live, recorded)`` ids shared by its runs.
+        code: The recorded code, if the caller read it already (:func:`recorded_code`).
     """
 
     def __init__(
@@ -249,6 +287,7 @@ class Replay:
         record: RunJournal | None = None,
         inner: HostDispatch | None = None,
         aliases: list[tuple[str, str]] | None = None,
+        code: tuple[str, list[dict[str, Any]]] | None = None,
     ) -> None:
         self.run = run
         self.blobs = blobs
@@ -272,8 +311,18 @@ class Replay:
         """The recorded run was interrupted or cancelled: its journal ends where it was
         stopped, and a strict replay stops there too (no divergence)."""
         self.reached_stop = False
-        self.live_code: str | None = None
-        """The identity of the code the runtime read live (``agent-code`` served live)."""
+        self._code: tuple[str, list[dict[str, Any]]] | bool | None = (
+            code if code is not None else False
+        )
+        """The recorded code (see :func:`recorded_code`), once read (False: not yet)."""
+        self.served_recorded = False
+        """Whether the instance loaded the recorded code (served from the journal)."""
+
+    def recorded(self) -> tuple[str, list[dict[str, Any]]] | None:
+        """The code the run recorded (read once), or None."""
+        if self._code is False:
+            self._code = recorded_code(self.blobs, self.run.code)
+        return self._code if isinstance(self._code, tuple) else None
 
     def _carry_out(
         self, ctx: CallContext, iface: str, name: str, impl: Callable[..., Any], args: Any
@@ -321,16 +370,9 @@ class Replay:
         if self.live:
             return self._go_live(ctx, iface, name, impl, args)
         label = f"{iface}.{name}"
+        if label == AGENT_CODE:  # the instance loading its code: no call of the run's
+            return self._load_code(ctx, iface, name, impl, args)
         calls = self.run.calls
-        if label == AGENT_CODE and (self.agent_code == "current" or self.mode == "resume"):
-            if self.index < len(calls) and calls[self.index].call == AGENT_CODE:
-                self.index += 1
-            result = self._carry_out(ctx, iface, name, impl, args)
-            if self.journal is not None:
-                self.journal.append(iface, name, args, result)
-            elif self.live_code is None:  # which code it runs, as its journal would name it
-                self.live_code = blob_id(result_text(result).encode("utf-8"))
-            return result
         seq = self.index + 1
         if self.index >= len(calls):
             if self.mode == "resume":
@@ -370,8 +412,6 @@ class Replay:
             )
         self.index += 1
         self.replayed += 1
-        if label == AGENT_CODE:
-            ctx.host_calls -= 1  # as the live call does: the runtime reading its code
         try:
             result = self._value(recorded)
         except ReplayedFailure as failed:
@@ -386,6 +426,24 @@ class Replay:
             result = self._carry_out(ctx, iface, name, impl, args)
         if self.journal is not None:
             self.journal.append(iface, name, args, result)
+        return result
+
+    def _load_code(
+        self, ctx: CallContext, iface: str, name: str, impl: Callable[..., Any], args: Any
+    ) -> Any:
+        """Serve the instance's code: the recorded code for a strict replay with
+        ``agent_code="recorded"`` (when the run recorded it), else the current one."""
+        if self.agent_code == "recorded" and self.mode == "strict":
+            code = self.recorded()
+            if code is not None:
+                digest, modules = code
+                ctx.host_calls -= 1  # as the live call does: the runtime reading its code
+                ctx.code_digest = digest
+                self.served_recorded = True
+                return modules
+        result = self._carry_out(ctx, iface, name, impl, args)
+        if self.journal is not None:  # a resume's run: its journal names what it loaded
+            self.journal.loaded(ctx)
         return result
 
     def _digest(self, iface: str, name: str, args: Any) -> str:

@@ -2,10 +2,12 @@
 
 ``briotui replay TASK`` runs every recorded run of the task again, in the order they
 started, each in a fresh instance of its agent whose host calls are answered from the
-run's journal (:class:`~.replay.Replay`, strict). No model is asked (the runs get no
-provider at all), nothing of the user's is touched: the runs' file writes go to one
-throwaway session made for the replay (discarded afterwards), their commands, tools,
-messages and subtasks are answered from the journal.
+run's journal (:class:`~.replay.Replay`, strict); with ``--agent-code recorded`` an
+agent on the shared runtime gets an instance of its own that loads, in the run, the code
+the run recorded (a warm pool's instance loaded the current code already). No model is
+asked (the runs get no provider at all), nothing of the user's is touched: the runs'
+file writes go to one throwaway session made for the replay (discarded afterwards),
+their commands, tools, messages and subtasks are answered from the journal.
 
 It checks, run by run, that the agent makes the same calls in the same order with the
 same arguments, that it ends the way it ended then (its summary and data, or its
@@ -22,7 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from briotui.kernel.errors import BrioError
-from briotui.kernel.journal.replay import AgentCodeSource, Divergence, RecordedRun, Replay
+from briotui.kernel.journal.replay import (
+    AgentCodeSource,
+    Divergence,
+    RecordedRun,
+    Replay,
+    recorded_code,
+)
 from briotui.kernel.runtime.context import RunBindings
 from briotui.kernel.runtime.instance import AgentTask, LoadedAgent, RunFailed, RunOutcome
 from briotui.kernel.runtime.pool import AgentPool
@@ -159,10 +167,19 @@ async def replay_run(
     notes: list[str] | None = None,
 ) -> tuple[RunReport, Divergence | None]:
     """Replay one recorded run in a fresh instance of its agent (see the module)."""
-    await host.load(run.agent, build=True)
+    loaded = await host.load(run.agent, build=True)
     pool = await host.pool(run.agent, size=1)
-    instance = await pool.acquire()
-    replay = Replay(run, blobs, mode="strict", agent_code=agent_code, inner=instance.ctx.dispatch)
+    on_runtime = loaded.code_version is not None
+    code = recorded_code(blobs, run.code) if on_runtime and agent_code == "recorded" else None
+    if code is not None:
+        # an instance that loads its code in the run, through the replay: the recorded
+        # code, whatever a warm instance of the pool loaded
+        instance = await pool.fresh()
+    else:
+        instance = await pool.acquire()
+    replay = Replay(
+        run, blobs, mode="strict", agent_code=agent_code, inner=instance.ctx.dispatch, code=code
+    )
     instance.ctx.dispatch = replay
     task = AgentTask(
         str(run.task.get("id", run.run_id)),
@@ -181,7 +198,7 @@ async def replay_run(
     except RunFailed as failed:
         failure = failed
     if notes is not None:
-        _note_code(host, run, replay, agent_code, notes)
+        _note_code(host, run, replay, agent_code, instance.ctx.code_digest, notes)
     interrupted = replay.stopped  # interrupted or cancelled: replayed up to where it stopped
     replay.finish()
     if replay.divergence is None and not interrupted:
@@ -204,20 +221,34 @@ def _note_code(
     run: RecordedRun,
     replay: Replay,
     agent_code: AgentCodeSource,
+    loaded: str,
     notes: list[str],
 ) -> None:
-    """Say (once per agent) when the agent's code or runtime is not what was recorded."""
+    """Say (once per agent) when the agent's code or runtime is not what was recorded
+    (``loaded``: the digest of the code the replaying instance loaded, if on the shared
+    runtime)."""
     said = f"{run.agent}:"
     if any(n.startswith(said) for n in notes):
         return
     runtime, code = host.code_identity(run.agent)
     on_runtime = run.runtime.startswith("runtime:")
+    recorded = replay.recorded() if on_runtime else None
+    was = recorded[0] if recorded is not None else run.code
+    now = loaded if on_runtime else code
+    if agent_code == "recorded" and on_runtime and not replay.served_recorded:
+        if recorded is None:
+            notes.append(
+                f"{run.agent}: the code the task ran is not in its journal (the run was "
+                "stopped before it was written, or its blob is gone); the replay runs the "
+                "current code."
+            )
+            return
+        agent_code = "current"  # it loaded the current code: say so if it differs
     if agent_code == "current":
-        now = replay.live_code if on_runtime else code
-        if run.code and now and now != run.code:
+        if was and now and now != was:
             notes.append(
                 f"{run.agent}: its code changed since the task ran (recorded "
-                f"{run.code[:12]}, now {now[:12]}); the replay runs the current code."
+                f"{was[:12]}, now {now[:12]}); the replay runs the current code."
             )
     elif run.runtime and not on_runtime:
         notes.append(

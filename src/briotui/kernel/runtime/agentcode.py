@@ -8,6 +8,11 @@ sources, by the runtime's own compiler (the ``agent-compiler`` export: CPython's
 kept in memory and in the build cache (``pycode/``), so a new process loads them too.
 Anything that goes wrong there only costs time: the runtime compiles the sources itself
 (and reports their errors, with file and line).
+
+The server also remembers which versions it served (:meth:`CodeServer.served`): the
+version an instance loaded is in its context (``code_digest``), whether it loaded it
+before its run (a warm pool's instance) or in it, and the run journal keeps that
+version's sources as the run's code.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ COMPILE_FUEL = 20_000_000_000
 """Fuel for compiling an agent's sources in a runtime instance of its own."""
 COMPILE_MEMORY_BYTES = 512 * 1024 * 1024
 COMPILE_DEADLINE_MS = 60_000
+SERVED_KEPT = 256
+"""Versions of agents' code :meth:`CodeServer.served` remembers (a few per agent edited)."""
 
 
 class CodeServer:
@@ -71,6 +78,21 @@ class CodeServer:
         """Called before a new version of an agent's code is served (it may refuse)."""
         self._lock = threading.Lock()
         self._objects: dict[str, dict[str, str]] = {}
+        self._served: dict[str, AgentCode] = {}
+
+    def served(self, digest: str) -> AgentCode | None:
+        """The version ``digest`` of an agent's code, if this server served it (the code
+        an instance with that ``code_digest`` loaded)."""
+        with self._lock:
+            return self._served.get(digest)
+
+    def _remember(self, code: AgentCode) -> None:
+        with self._lock:
+            if code.digest in self._served:
+                return
+            if len(self._served) >= SERVED_KEPT:
+                del self._served[next(iter(self._served))]  # the oldest
+            self._served[code.digest] = code
 
     def host_functions(
         self, spec: AgentSpec, key: str = ""
@@ -90,18 +112,9 @@ class CodeServer:
                         ctx.fatal = HostError(refused.message, agent=spec.name, title=refused.title)
                         raise wasmtime.WasmtimeError(f"brio: {refused.title}") from None
                 checked[:] = [now]
+                self._remember(now)
             ctx.code_digest = now.digest  # the version this instance runs
-            compiled = self.compiled(key, now, spec) if key else {}
-            return [
-                {
-                    "name": m.name,
-                    "path": m.path,
-                    "source": "" if compiled.get(m.path) else m.source,  # not needed then
-                    "is_package": m.is_package,
-                    "code": compiled.get(m.path, ""),
-                }
-                for m in now.modules
-            ]
+            return served_modules(now, self.compiled(key, now, spec) if key else {})
 
         return {AGENT_CODE: {"modules": modules}}
 
@@ -154,3 +167,18 @@ class CodeServer:
         if not isinstance(values, list) or len(values) != len(code.modules):
             return {}  # a syntax error: the run reports it, with its file and line
         return {m.path: str(v) for m, v in zip(code.modules, values, strict=True)}
+
+
+def served_modules(code: AgentCode, compiled: Mapping[str, str]) -> list[dict[str, Any]]:
+    """What ``agent-code.modules`` returns for ``code``: its modules, each with its code
+    object where ``compiled`` has one (its source is not needed then)."""
+    return [
+        {
+            "name": m.name,
+            "path": m.path,
+            "source": "" if compiled.get(m.path) else m.source,
+            "is_package": m.is_package,
+            "code": compiled.get(m.path, ""),
+        }
+        for m in code.modules
+    ]

@@ -105,6 +105,13 @@ class AgentPool:
         instance.when_done(self.refill_later)
         return instance
 
+    async def fresh(self) -> AgentInstance:
+        """An instance of its own, not from the pool and with no code loaded yet: its run
+        loads the agent's code itself, through whatever dispatch the caller installs
+        first (a replay serving the code a run was recorded with). The pool is not
+        refilled for it."""
+        return await self._new()
+
     async def close(self) -> None:
         """Discard the waiting instances and stop refilling."""
         self._closed = True
