@@ -336,7 +336,7 @@ def _v9_run_journal(conn: sqlite3.Connection) -> None:
             ordinal     INTEGER NOT NULL,      -- the n-th run with that key in the task
             agent       TEXT NOT NULL,
             runtime     TEXT NOT NULL DEFAULT '',  -- the component it ran on (kind:digest)
-            code        TEXT NOT NULL DEFAULT '',  -- the agent code's digest
+            code        TEXT NOT NULL DEFAULT '',  -- the blob holding the code the run loaded
             task        TEXT NOT NULL,         -- the task input: {id, goal, context} (JSON)
             session_id  TEXT NOT NULL DEFAULT '',
             status      TEXT NOT NULL,         -- running | done | failed | cancelled
