@@ -30,6 +30,8 @@ from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.checker import Capabilities, PromptFn
 from briotui.kernel.caps.model import ApproveMode, CapabilityRequest
 from briotui.kernel.caps.profiles import profiles_from_settings
+from briotui.kernel.cluster.config import ClusterConfig, cluster_config, project_namespace
+from briotui.kernel.cluster.dispatch import Dispatcher, RemoteInstance
 from briotui.kernel.errors import (
     AgentCancelled,
     AgentNotFound,
@@ -138,7 +140,9 @@ class Kernel:
         self._discovery: Discovery | None = None
         self._loaded: dict[str, LoadedAgent] = {}
         self._pools: dict[str, AgentPool] = {}
-        self._running: dict[str, AgentInstance] = {}
+        self._running: dict[str, AgentInstance | RemoteInstance] = {}
+        self.cluster: Dispatcher | None = None
+        """Workers over NATS (:meth:`join_cluster`); None runs every agent here."""
         self._sessions: SessionManager | None = None
         self._capabilities: Capabilities | None = None
         self._audit: AuditLog | None = None
@@ -310,6 +314,57 @@ class Kernel:
             self._pools[name] = pool
             await pool.fill()
         return self._pools[name]
+
+    async def join_cluster(self, config: ClusterConfig) -> Dispatcher:
+        """Send agent runs to workers over NATS from now on (local when none answers).
+
+        Raises:
+            ClusterError: the NATS server is unreachable or refused the credentials.
+        """
+        if self.cluster is None:
+            dispatcher = Dispatcher(
+                config,
+                project_namespace(self.paths.root),
+                loop=self.loop,
+                events=self.events.publish,
+                builder=self.builder,
+            )
+            await dispatcher.start()
+            self.cluster = dispatcher
+        return self.cluster
+
+    async def join_configured_cluster(
+        self, *, nats: str | None = None, token_file: str | None = None
+    ) -> Dispatcher | None:
+        """Join the cluster the user's ``[cluster]`` config (or ``nats``) names; None
+        (the embedded default, nothing changes) when there is none.
+
+        Raises:
+            ClusterError: NATS credentials in the project's config, the server is
+                unreachable or refused the credentials.
+        """
+        settings = self.config
+        config = cluster_config(
+            settings.user,
+            str(settings.user_file),
+            settings.project,
+            str(settings.project_file),
+            nats=nats,
+            token_file=token_file,
+        )
+        if config is None:
+            return None
+        return await self.join_cluster(config)
+
+    async def _acquire(
+        self, name: str, pool: AgentPool, task: AgentTask
+    ) -> AgentInstance | RemoteInstance:
+        """An instance for ``task``: on a worker if one takes it in time, else local."""
+        if self.cluster is not None and self.cluster.wants(name):
+            remote = await self.cluster.offer(self._loaded[name], task)
+            if remote is not None:
+                return remote
+        return await pool.acquire()
 
     # -- sessions --------------------------------------------------------------------
 
@@ -1117,7 +1172,8 @@ class Kernel:
             )
         # Everything that can fail before the run is done: from here on the instance
         # handed out either runs or is discarded (never left with its thread and memory).
-        instance = await pool.acquire()
+        task = AgentTask(tid, goal, tuple(context))
+        instance = await self._acquire(name, pool, task)
         try:
             if isinstance(run_bindings.workspace, Session):
                 self._task_sessions.setdefault(tid, run_bindings.workspace)
@@ -1132,40 +1188,57 @@ class Kernel:
         except BaseException:
             instance.discard()
             raise
-        self._running[tid] = instance
-        # shielded: a cancelled driver stops the agent and waits for it to wind down
-        # (bounded), so nothing of it still writes to the session once the driver goes on
-        run = asyncio.ensure_future(
-            instance.run(AgentTask(tid, goal, tuple(context)), run_bindings)
-        )
-        try:
-            outcome = await asyncio.shield(run)
-        except RunFailed as failure:
-            status: TaskStatus = "cancelled" if failure.error.kind == "cancelled" else "failed"
-            self.recorder.task_finished(
-                tid,
-                status,
-                failure.error.message,
-                failure.usage,
-                agent=name,
-                session_id=run_bindings.session_id,
-            )
-            raise
-        except asyncio.CancelledError:  # its driver was cancelled (Kernel.cancel)
-            instance.cancel()
-            with contextlib.suppress(RunFailed, asyncio.CancelledError):
-                await asyncio.shield(run)  # a stopped instance ends within its grace
-            self.recorder.task_finished(
-                tid,
-                "cancelled",
-                f"{name!r} was stopped: its task was cancelled.",
-                None,
-                agent=name,
-                session_id=run_bindings.session_id,
-            )
-            raise
-        finally:
-            self._running.pop(tid, None)
+        # What the session held before the run: a run lost with its worker is retried
+        # once from exactly this (its half-done writes are dropped first).
+        workspace = run_bindings.workspace
+        before = workspace.overlay() if isinstance(workspace, Session) else None
+        retried = False
+        while True:
+            self._running[tid] = instance
+            # shielded: a cancelled driver stops the agent and waits for it to wind down
+            # (bounded), so nothing of it still writes to the session once the driver goes on
+            run = asyncio.ensure_future(instance.run(task, run_bindings))
+            try:
+                outcome = await asyncio.shield(run)
+            except RunFailed as failure:
+                if (
+                    failure.error.kind == "worker-lost"
+                    and not retried
+                    and not self.is_cancelled(tid)
+                ):
+                    retried = True
+                    log.warning("task %s: %s; retrying once", tid, failure.error.message)
+                    if isinstance(workspace, Session) and before is not None:
+                        await asyncio.to_thread(workspace.restore_overlay, before)
+                    self._running.pop(tid, None)
+                    instance = await self._acquire(name, pool, task)
+                    continue
+                status: TaskStatus = "cancelled" if failure.error.kind == "cancelled" else "failed"
+                self.recorder.task_finished(
+                    tid,
+                    status,
+                    failure.error.message,
+                    failure.usage,
+                    agent=name,
+                    session_id=run_bindings.session_id,
+                )
+                raise
+            except asyncio.CancelledError:  # its driver was cancelled (Kernel.cancel)
+                instance.cancel()
+                with contextlib.suppress(RunFailed, asyncio.CancelledError):
+                    await asyncio.shield(run)  # a stopped instance ends within its grace
+                self.recorder.task_finished(
+                    tid,
+                    "cancelled",
+                    f"{name!r} was stopped: its task was cancelled.",
+                    None,
+                    agent=name,
+                    session_id=run_bindings.session_id,
+                )
+                raise
+            finally:
+                self._running.pop(tid, None)
+            break
         self.recorder.task_finished(
             tid,
             "done",
@@ -1216,6 +1289,9 @@ class Kernel:
         for pool in self._pools.values():
             await pool.close()
         self._pools.clear()
+        if self.cluster is not None:
+            await self.cluster.close()
+            self.cluster = None
         self.ticker.stop()
         if self._mcp is not None:
             await asyncio.to_thread(self._mcp.close)
