@@ -3,16 +3,28 @@ components, host calls relayed to the kernel and checked there."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from tests.cluster.conftest import NatsServer
-from tests.cluster.workers import workers
-from tests.scripted import FILES, repo, sub_and_whisper
+from tests.cluster.workers import SRC, workers
+from tests.scripted import FILES, edit, repo, sub_and_whisper
+from tests.trust_helpers import trust_project
 
+from briotui.kernel.caps.model import Answer, CapabilityRequest
 from briotui.kernel.cluster.config import ClusterConfig
+from briotui.kernel.cluster.dispatch import Dispatcher
+from briotui.kernel.errors import ClusterError
 from briotui.kernel.kernel import Kernel
-from briotui.kernel.llm.scripted import ScriptedProvider
+from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
+from briotui.kernel.runtime.events import StateChanged
 
 pytestmark = pytest.mark.slow
 
@@ -20,6 +32,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     return repo(tmp_path / "proj", FILES)
+
+
+def placed(dispatcher: Dispatcher, task_id: str) -> list[str]:
+    """The workers the runs of ``task_id``'s tree ran on (the last attempt of each)."""
+    return [w for tid, w in sorted(dispatcher.placements.items()) if tid.startswith(task_id)]
 
 
 def cluster(server: NatsServer, **kw: object) -> ClusterConfig:
@@ -55,3 +72,137 @@ async def test_pipeline_runs_its_coders_on_two_workers(
             assert (project / "calc.py").read_text() == FILES["calc.py"]
         finally:
             await kernel.close()
+
+
+CODER_EDIT = edit(
+    "calc.py", "    return a + b", "    return a + b\n\n\ndef sub(a, b):\n    return a - b"
+)
+
+
+async def test_a_capability_prompt_raised_on_a_worker_is_answered_in_the_kernel(
+    tmp_path: Path, built_agents: list[str], nats_server: NatsServer
+) -> None:
+    project = repo(
+        tmp_path / "proj", FILES, config='[agents.coder]\nread = ["**"]\nwrite = ["src/**"]\n'
+    )
+    trust_project(project)  # the grants apply: calc.py is outside the Coder's writes
+    asked: list[CapabilityRequest] = []
+
+    async def prompt(request: CapabilityRequest) -> Answer:
+        asked.append(request)
+        return "once"
+
+    provider = ScriptedProvider([ScriptedReply(CODER_EDIT, agent="coder")])
+    with workers(nats_server.url, nats_server.token, "wp"):
+        kernel = Kernel(project)
+        kernel.set_approvals("ask", prompt)
+        try:
+            dispatcher = await kernel.join_cluster(cluster(nats_server, offer_ms=2000))
+            task_id = await kernel.submit("Add sub", agent="coder", provider=provider)
+            result = await kernel.wait(task_id)
+            assert result.status == "done", result
+            assert placed(dispatcher, task_id) == ["wp"]
+            # the worker's write reached the kernel's check, which asked the user here
+            assert [(r.capability, r.target) for r in asked] == [("write", "calc.py")]
+            session = kernel.sessions().get(result.session_id)
+            assert b"def sub(a, b)" in session.read("calc.py")
+            with sqlite3.connect(project / ".brio" / "state.db") as conn:
+                rows = list(
+                    conn.execute(
+                        "SELECT instance, decision, decided_by FROM audit WHERE target = ?",
+                        ("calc.py",),
+                    )
+                )
+            # the audit row is the kernel's, naming the instance on the worker
+            assert rows[-1][1:] == ("allowed", "user:once")
+            assert "@wp#" in rows[-1][0]
+        finally:
+            await kernel.close()
+
+
+async def test_a_worker_killed_mid_run_is_lost_and_the_task_retried_elsewhere(
+    project: Path, built_agents: list[str], nats_server: NatsServer
+) -> None:
+    provider = ScriptedProvider(
+        [
+            ScriptedReply(CODER_EDIT, agent="coder", delay_ms=6000),
+            ScriptedReply(CODER_EDIT, agent="coder"),
+        ]
+    )
+    with workers(nats_server.url, nats_server.token, "wk1", "wk2") as started:
+        by_id = {w.id: w for w in started}
+        kernel = Kernel(project)
+        try:
+            dispatcher = await kernel.join_cluster(
+                cluster(nats_server, offer_ms=2000, lost_after_ms=1000)
+            )
+            task_id = await kernel.submit("Add sub", agent="coder", provider=provider)
+            # wait until the Coder is inside its (slow) model call, relayed from a worker
+            end = time.monotonic() + 60
+            first = None
+            while time.monotonic() < end:
+                running = [r for r in dispatcher.runs.values() if r.ctx.host_calls > 0]
+                if running:
+                    first = running[0]
+                    break
+                await asyncio.sleep(0.05)
+            assert first is not None
+            await asyncio.sleep(0.5)
+            by_id[first.worker].process.send_signal(signal.SIGKILL)
+            result = await kernel.wait(task_id)
+            assert result.status == "done", result
+            [second] = placed(dispatcher, task_id)
+            assert second != first.worker and second in by_id
+            session = kernel.sessions().get(result.session_id)
+            assert session.read("calc.py").count(b"def sub(a, b)") == 1
+            assert sorted(f.path for f in session.diff().files) == ["calc.py"]
+        finally:
+            await kernel.close()
+
+
+async def test_no_nats_configured_keeps_the_embedded_path(
+    project: Path, built_agents: list[str]
+) -> None:
+    kernel = Kernel(project)
+    try:
+        assert await kernel.join_configured_cluster() is None
+        assert kernel.cluster is None
+        provider = ScriptedProvider([ScriptedReply(CODER_EDIT, agent="coder")])
+        seen: list[object] = []
+        kernel.events.subscribe(seen.append)
+        result = await kernel.wait(await kernel.submit("Add sub", agent="coder", provider=provider))
+        assert result.status == "done"
+        # a local instance ran it (its id has no worker)
+        ids = {e.instance for e in seen if isinstance(e, StateChanged) and e.agent == "coder"}
+        assert ids and all("@" not in i for i in ids)
+    finally:
+        await kernel.close()
+
+
+def test_a_wrong_token_is_a_clear_error(nats_server: NatsServer, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("not-the-token\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "briotui", "worker", "--nats", nats_server.url,
+         "--token-file", str(token)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "NATS refused the token" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+async def test_a_token_in_the_project_config_is_refused(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    project = repo(tmp_path / "proj", FILES, config=f'[cluster]\ntoken = "{nats_server.token}"\n')
+    kernel = Kernel(project)
+    try:
+        with pytest.raises(ClusterError, match="never go in a repository file"):
+            await kernel.join_configured_cluster(nats=nats_server.url)
+        assert kernel.cluster is None
+    finally:
+        await kernel.close()
