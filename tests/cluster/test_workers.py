@@ -152,7 +152,8 @@ async def test_a_worker_killed_mid_run_is_lost_and_the_task_retried_elsewhere(
             result = await kernel.wait(task_id)
             assert result.status == "done", result
             [second] = placed(dispatcher, task_id)
-            assert second != first.worker and second in by_id
+            assert second != first.worker
+            assert second in by_id
             session = kernel.sessions().get(result.session_id)
             assert session.read("calc.py").count(b"def sub(a, b)") == 1
             assert sorted(f.path for f in session.diff().files) == ["calc.py"]
@@ -174,7 +175,8 @@ async def test_no_nats_configured_keeps_the_embedded_path(
         assert result.status == "done"
         # a local instance ran it (its id has no worker)
         ids = {e.instance for e in seen if isinstance(e, StateChanged) and e.agent == "coder"}
-        assert ids and all("@" not in i for i in ids)
+        assert ids
+        assert all("@" not in i for i in ids)
     finally:
         await kernel.close()
 

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from briotui.kernel import contract, telemetry
 from briotui.kernel.agents import AgentSpec, Discovery, discover
@@ -31,7 +31,6 @@ from briotui.kernel.caps.checker import Capabilities, PromptFn
 from briotui.kernel.caps.model import ApproveMode, CapabilityRequest
 from briotui.kernel.caps.profiles import profiles_from_settings
 from briotui.kernel.cluster.config import ClusterConfig, cluster_config, project_namespace
-from briotui.kernel.cluster.dispatch import Dispatcher, RemoteInstance
 from briotui.kernel.errors import (
     AgentCancelled,
     AgentNotFound,
@@ -87,6 +86,9 @@ AnswerFn = Callable[[str, str], Awaitable[str | None]]
 
 NO_ANSWER = "(no answer from the user) Decide yourself and say what you assumed."
 """What an agent hears when the user gives no answer (or none can)."""
+
+if TYPE_CHECKING:  # the NATS client is imported only when a cluster is joined
+    from briotui.kernel.cluster.dispatch import Dispatcher, RemoteInstance
 
 log = logging.getLogger(__name__)
 
@@ -322,6 +324,8 @@ class Kernel:
             ClusterError: the NATS server is unreachable or refused the credentials.
         """
         if self.cluster is None:
+            from briotui.kernel.cluster.dispatch import Dispatcher
+
             dispatcher = Dispatcher(
                 config,
                 project_namespace(self.paths.root),
