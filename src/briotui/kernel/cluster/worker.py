@@ -47,6 +47,7 @@ from briotui.kernel.runtime.engine import EngineSettings, EpochTicker, make_engi
 from briotui.kernel.runtime.events import Event
 from briotui.kernel.runtime.host import build_linker
 from briotui.kernel.runtime.instance import AgentInstance, AgentTask, LoadedAgent, RunFailed
+from briotui.kernel.runtime.pool import AgentPool
 from briotui.kernel.runtime.pyruntime import AGENT_CODE
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,9 @@ class Worker:
         self.ticker = EpochTicker(self.engine)
         self._fp = f"{self.settings.fingerprint()}-{platform.machine()}"
         self._components: dict[str, wc.Component] = {}
+        self._pools: dict[tuple[object, ...], AgentPool] = {}
+        """Warm instances per (component, agent, world, limits): a run takes one in
+        microseconds and the pool refills after it, as in the kernel."""
         self._hashes: dict[Path, str] = {}
         self._running: dict[str, _Slot] = {}
         self._link: Link | None = None
@@ -210,6 +214,8 @@ class Worker:
                 slot.instance.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
+        for pool in self._pools.values():
+            await pool.close()
         if self._link is not None:
             await self._link.close()
         self.ticker.stop()
@@ -281,8 +287,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         result: dict[str, Any]
         try:
-            loaded = await self._load(offer)
-            instance = AgentInstance(loaded, loop=loop, events=_quiet)
+            instance = await (await self._pool(offer)).acquire()
             relay = Relay(self._link, protocol.subject(offer.ns, "call", offer.run), loop)
             instance.ctx.dispatch = relay.dispatch
             slot = self._running[offer.run]
@@ -345,6 +350,17 @@ class Worker:
             await self._subscribe_offers()
 
     # -- components -------------------------------------------------------------------
+
+    async def _pool(self, offer: protocol.RunOffer) -> AgentPool:
+        key = (offer.component, offer.agent, offer.world, offer.runtime,
+               tuple(sorted(offer.limits.items())))  # fmt: skip
+        pool = self._pools.get(key)
+        if pool is None:
+            loaded = await self._load(offer)
+            pool = self._pools.setdefault(
+                key, AgentPool(loaded, size=1, loop=asyncio.get_running_loop(), events=_quiet)
+            )
+        return pool
 
     async def _load(self, offer: protocol.RunOffer) -> LoadedAgent:
         component = await self._component(offer)
