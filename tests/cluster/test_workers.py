@@ -4,6 +4,7 @@ components, host calls relayed to the kernel and checked there."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 import sqlite3
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from tests.cluster.conftest import NatsServer
-from tests.cluster.workers import SRC, workers
+from tests.cluster.workers import SRC, start_worker, workers
 from tests.scripted import FILES, edit, repo, sub_and_whisper
 from tests.trust_helpers import trust_project
 
@@ -24,6 +25,7 @@ from briotui.kernel.cluster.dispatch import Dispatcher
 from briotui.kernel.errors import ClusterError
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
+from briotui.kernel.runtime.context import RunBindings
 from briotui.kernel.runtime.events import StateChanged
 
 pytestmark = pytest.mark.slow
@@ -206,5 +208,49 @@ async def test_a_token_in_the_project_config_is_refused(
         with pytest.raises(ClusterError, match="never go in a repository file"):
             await kernel.join_configured_cluster(nats=nats_server.url)
         assert kernel.cluster is None
+    finally:
+        await kernel.close()
+
+
+async def test_a_worker_without_the_component_fetches_it_by_hash_and_compiles_it_once(
+    project: Path, built_agents: list[str], nats_server: NatsServer, tmp_path: Path
+) -> None:
+    empty = {  # a machine that never built anything
+        "BRIOTUI_CACHE_DIR": str(tmp_path / "wcache"),
+        "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+        "BRIOTUI_CACHE_ALSO": "",
+    }
+    compiled_dir = tmp_path / "wcache" / "cluster"
+    kernel = Kernel(project)
+    try:
+        dispatcher = await kernel.join_cluster(cluster(nats_server, offer_ms=3000))
+
+        async def echo(goal: str) -> str:
+            provider = ScriptedProvider([ScriptedReply("hello")])
+            outcome = await kernel.run_agent(
+                "echo", goal, task_id=f"t-{goal}", bindings=RunBindings(provider=provider)
+            )
+            return outcome.summary
+
+        worker = start_worker(nats_server.url, nats_server.token, "fresh", extra_env=empty)
+        try:
+            assert await echo("one")
+            [artifact] = compiled_dir.glob("*.cwasm")  # fetched from the store, compiled
+            made = artifact.stat().st_mtime_ns
+            assert await echo("two")
+        finally:
+            worker.stop()
+        again = start_worker(nats_server.url, nats_server.token, "again", extra_env=empty)
+        try:
+            assert await echo("three")  # a new process: its own compiled copy, no recompile
+        finally:
+            again.stop()
+        assert [p.stat().st_mtime_ns for p in compiled_dir.glob("*.cwasm")] == [made]
+        assert dispatcher.placements == {"t-one": "fresh", "t-two": "fresh", "t-three": "again"}
+        # the object name is the component's content hash, checked on the worker
+        assert artifact.name.split("-")[0] in {
+            hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in (kernel.builder.entry_for(kernel.agent("echo")).component,)
+        }
     finally:
         await kernel.close()
