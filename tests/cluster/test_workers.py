@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -254,3 +255,33 @@ async def test_a_worker_without_the_component_fetches_it_by_hash_and_compiles_it
         }
     finally:
         await kernel.close()
+
+
+def test_briotui_run_sends_the_agent_to_a_worker_when_the_user_config_names_nats(
+    project: Path, built_agents: list[str], nats_server: NatsServer, tmp_path: Path
+) -> None:
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (config_dir / "config.toml").write_text(f'[cluster]\nnats = "{nats_server.url}"\n')
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps([CODER_EDIT]))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(SRC),
+        "BRIOTUI_CONFIG_DIR": str(config_dir),
+        "BRIOTUI_NATS_TOKEN": nats_server.token,
+    }
+    trust_project(project, user_dir=config_dir)
+    with workers(nats_server.url, nats_server.token, "wcli"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "briotui", "-C", str(project), "run", "Add sub", "--agent",
+             "coder", "--provider", f"scripted:{replies}", "--approve", "never", "--json"],
+            capture_output=True, text=True, timeout=180, env=env, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    with sqlite3.connect(project / ".brio" / "state.db") as conn:
+        instances = {row[0] for row in conn.execute("SELECT instance FROM audit")}
+    # the kernel's audit rows name the instance that ran on the worker
+    assert instances
+    assert all("@wcli#" in i for i in instances)
