@@ -20,6 +20,7 @@ from tests.cluster.workers import SRC, start_worker, workers
 from tests.scripted import FILES, edit, repo, sub_and_whisper
 from tests.trust_helpers import trust_project
 
+from briotui.kernel import contract
 from briotui.kernel.caps.model import Answer, CapabilityRequest
 from briotui.kernel.cluster.config import ClusterConfig
 from briotui.kernel.cluster.dispatch import Dispatcher
@@ -66,6 +67,10 @@ async def test_pipeline_runs_its_coders_on_two_workers(
             assert len(coders) == 2
             # each Coder ran on a worker, one on each (one slot each)
             assert {dispatcher.placements[tid] for tid in coders} == {"wa", "wb"}
+            # the task tree says where each ran (and still fits the state contract)
+            assert {tree[tid]["worker"] for tid in coders} == {"wa", "wb"}
+            assert all("worker" not in t for t in tree.values() if t["agent"] != "coder")
+            contract.validate_tree(kernel.state.get(""))
             assert not any(t["agent"] != "coder" for t in (tree[k] for k in dispatcher.placements))
             session = kernel.sessions().get(result.session_id)
             assert sorted(f.path for f in session.diff().files) == ["calc.py", "text.py"]

@@ -156,6 +156,8 @@ async def _serve(
         cluster = await kernel.join_configured_cluster(
             nats=getattr(args, "nats", None), token_file=getattr(args, "token_file", None)
         )
+        if cluster is not None:
+            cluster.notice = lambda line: say(line, err=True, flush=True)
         kernel.restore()
         with contextlib.suppress(BrioError, OSError):  # without it sessions still work
             await kernel.watch_project()  # a live base: new sessions start in milliseconds

@@ -80,13 +80,15 @@ async def _work(args: argparse.Namespace, config: Any) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
+    if not args.json:
+        worker.report = lambda line: say(f"ran {line}", flush=True)
     await worker.start()
     info = {"worker": worker.id, "nats": config.nats, "slots": worker.slots}
     if args.json:  # one line: a supervisor reads it to know the worker listens
         say(json.dumps(info), flush=True)
     else:
         say(
-            f"Worker {worker.id}: {worker.slots} slots on {config.nats}. Stop with Ctrl-C.",
+            f"Worker {worker.id}: {worker.slots} slot(s) on {config.nats}. Stop with Ctrl-C.",
             flush=True,
         )
     try:

@@ -1199,6 +1199,9 @@ class Kernel:
         retried = False
         while True:
             self._running[tid] = instance
+            worker = getattr(instance, "worker", None)
+            if isinstance(worker, str) and self.state.exists(["tasks", tid]):
+                self.state.set(["tasks", tid, "worker"], worker)
             # shielded: a cancelled driver stops the agent and waits for it to wind down
             # (bounded), so nothing of it still writes to the session once the driver goes on
             run = asyncio.ensure_future(instance.run(task, run_bindings))

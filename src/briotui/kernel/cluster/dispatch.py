@@ -23,7 +23,7 @@ import hashlib
 import itertools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -343,6 +343,8 @@ class Dispatcher:
         """Task id -> the worker that ran it (the last attempt)."""
         self._components: dict[Path, str] = {}
         self._monitor: asyncio.Task[None] | None = None
+        self.notice: Callable[[str], None] | None = None
+        """Told when a worker is lost (``briotui serve`` prints it)."""
 
     @property
     def link(self) -> Link:
@@ -513,4 +515,9 @@ class Dispatcher:
                 info = self.workers.get(run.worker)
                 if info is not None and now - info.last_seen > lost_after:
                     log.warning("worker %s lost; failing run %s", run.worker, run.run_id)
+                    if self.notice is not None:
+                        self.notice(
+                            f"worker {run.worker} lost: its {run.agent} run failed and is "
+                            "retried once elsewhere"
+                        )
                     run.lose()

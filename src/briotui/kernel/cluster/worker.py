@@ -22,6 +22,7 @@ import platform
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,8 @@ class Worker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self.stats = WorkerStats()
+        self.report: Callable[[str], None] | None = None
+        """Told one line per run (the ``briotui worker`` command prints them)."""
 
     @property
     def free(self) -> int:
@@ -333,6 +336,10 @@ class Worker:
             }
         result["worker"] = self.id
         self.stats.runs += 1
+        if self.report is not None:
+            failed = result.get("error")
+            how = f"failed: {failed.get('title')}" if isinstance(failed, dict) else "done"
+            self.report(f"{offer.agent} (task {offer.task.get('id')}, project {offer.ns}): {how}")
         await self._finish(offer, result)
 
     async def _finish(self, offer: protocol.RunOffer, result: dict[str, Any]) -> None:
