@@ -81,14 +81,14 @@ class RemoteInstance:
         loaded: LoadedAgent,
         impls: Mapping[str, Mapping[str, HostImpl]],
         run_id: str,
-        worker: str,
+        worker: str = "",
     ) -> None:
         self.dispatcher = dispatcher
         self.loaded = loaded
         self.impls = impls
         self.run_id = run_id
         self.worker = worker
-        self.id = f"{loaded.spec.name}@{worker}#{next(_ids)}"
+        self.id = f"{loaded.spec.name}@{worker or '?'}#{next(_ids)}"
         self.state = AgentState.READY
         loop = dispatcher.loop
         self._loop = loop
@@ -114,6 +114,12 @@ class RemoteInstance:
     def agent(self) -> str:
         """The agent's name."""
         return self.loaded.spec.name
+
+    def accepted(self, worker: str) -> None:
+        """``worker`` took the run (before :meth:`run` binds it)."""
+        self.worker = worker
+        self.id = f"{self.agent}@{worker}#{self.id.rsplit('#', 1)[-1]}"
+        self.ctx.instance_id = self.id
 
     def _set_state(self, state: AgentState, detail: str = "") -> None:
         self.state = state
@@ -183,6 +189,7 @@ class RemoteInstance:
             self._result.set_result(
                 {"error": AgentCancelled("discarded", agent=self.agent).to_dict()}
             )
+        self._bound.set()  # a call already waiting for the run is refused now
         self._end()
 
     def lose(self) -> None:
@@ -410,50 +417,57 @@ class Dispatcher:
         spec = loaded.spec
         try:
             sha, key = await self._publish_component(spec)
-        except (OSError, Exception) as exc:  # not publishable: it runs here
-            log.info("agent %s stays local: %s", spec.name, exc)
+        except Exception as exc:  # not publishable (a store error): it runs here
+            log.warning("agent %s stays local: %s", spec.name, exc)
+            if self.notice is not None:
+                self.notice(
+                    f"{spec.name} runs here: its component could not be put in the "
+                    f"cluster's object store ({exc})"
+                )
             return None
         artifact = self.builder.artifact(spec)
         impls: dict[str, Mapping[str, HostImpl]] = dict(HOST_FUNCTIONS)
         runtime = artifact.kind == "runtime"
         if runtime:
             impls.update(self.builder.server.host_functions(spec, artifact.key))
-        run_id = protocol.new_run_id()
-        offer = protocol.RunOffer(
-            run=run_id,
-            ns=self.ns,
-            agent=spec.name,
-            world=spec.world,
-            limits=dict(spec.limits.__dict__),
-            component=sha,
-            key=key,
-            runtime=runtime,
-            task={"id": task.id, "goal": task.goal, "context": [list(c) for c in task.context]},
-        )
-        raw = await self.link.pack(offer.to_dict())
         subject = protocol.subject(self.ns, "run", spec.world)
         end = time.monotonic() + self.config.offer_ms / 1000
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                return None
+        while time.monotonic() < end:
+            # A fresh run id per attempt, registered before the offer leaves: a worker
+            # with a warm instance relays its first call before its "yes" is read here
+            # (the call waits for the run to be bound), and a worker whose "yes" came
+            # too late runs an id the kernel no longer knows (its calls are refused).
+            run_id = protocol.new_run_id()
+            instance = RemoteInstance(self, loaded, impls, run_id)
+            self.runs[run_id] = instance
+            offer = protocol.RunOffer(
+                run=run_id,
+                ns=self.ns,
+                agent=spec.name,
+                world=spec.world,
+                limits=dict(spec.limits.__dict__),
+                component=sha,
+                key=key,
+                runtime=runtime,
+                task={"id": task.id, "goal": task.goal, "context": [list(c) for c in task.context]},
+            )
+            answer: Any = None
             try:
+                raw = await self.link.pack(offer.to_dict())
+                left = max(0.001, end - time.monotonic())
                 msg = await self.link.nc.request(subject, raw, timeout=left)
                 answer = protocol.loads(msg.data)
             except (NatsTimeout, NoRespondersError, TimeoutError):
-                if left > 0.05:
-                    await asyncio.sleep(0.02)
-                    continue
-                return None
+                pass
             worker = answer.get("worker") if isinstance(answer, dict) else None
             if isinstance(worker, str):
-                break
-            await asyncio.sleep(0.01)  # busy: another worker of the group may be free
-        instance = RemoteInstance(self, loaded, impls, run_id, worker)
-        self.runs[run_id] = instance
-        self.placements[task.id] = worker
-        self.workers.setdefault(worker, WorkerInfo(worker, time.monotonic()))
-        return instance
+                instance.accepted(worker)
+                self.placements[task.id] = worker
+                self.workers.setdefault(worker, WorkerInfo(worker, time.monotonic()))
+                return instance
+            instance.discard()  # no worker took it (or too late: it is told to stop)
+            await asyncio.sleep(0.02)  # busy, or no worker listens yet
+        return None
 
     def send_cancel(self, run_id: str) -> None:
         """Tell the worker of ``run_id`` to stop it."""
