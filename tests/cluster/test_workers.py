@@ -43,6 +43,12 @@ def placed(dispatcher: Dispatcher, task_id: str) -> list[str]:
     return [w for tid, w in sorted(dispatcher.placements.items()) if tid.startswith(task_id)]
 
 
+def placed_task(dispatcher: Dispatcher, task_id: str) -> str:
+    """The id of the run of ``task_id``'s tree that went to a worker."""
+    [tid] = [t for t in dispatcher.placements if t.startswith(task_id)]
+    return tid
+
+
 def cluster(server: NatsServer, **kw: object) -> ClusterConfig:
     return ClusterConfig(nats=server.url, token=server.token, **kw)  # type: ignore[arg-type]
 
@@ -290,3 +296,76 @@ def test_briotui_run_sends_the_agent_to_a_worker_when_the_user_config_names_nats
     # the kernel's audit rows name the instance that ran on the worker
     assert instances
     assert all("@wcli#" in i for i in instances)
+
+
+SCRIBE = """
+from wit_world import exports
+from wit_world.exports import agent
+from wit_world.imports import llm, workspace_write
+
+
+def ask(text):
+    request = llm.CompletionRequest(
+        messages=[llm.Message(role=llm.Role.USER, content=text)],
+        max_tokens=100, temperature=None, stop=[], purpose="scribe",
+    )
+    return llm.complete(request).text.strip()
+
+
+class Agent(exports.Agent):
+    def run(self, task):
+        name = ask("name a file")
+        workspace_write.write(name, b"written\\n", False)
+        ask("finish")
+        workspace_write.write("final.txt", b"done\\n", False)
+        return agent.Outcome(summary="wrote " + name, data="")
+"""
+
+
+async def test_what_a_lost_run_wrote_is_dropped_before_the_retry(
+    project: Path, built_agents: list[str], nats_server: NatsServer
+) -> None:
+    directory = project / ".brio" / "agents" / "scribe"
+    directory.mkdir(parents=True)
+    (directory / "agent.toml").write_text('world = "coder"\n')
+    (directory / "app.py").write_text(SCRIBE)
+    trust_project(project)
+    provider = ScriptedProvider(
+        [
+            ScriptedReply("lost.txt", match="name a file"),
+            ScriptedReply("ok", match="finish", delay_ms=8000),
+            ScriptedReply("kept.txt", match="name a file"),
+            ScriptedReply("ok", match="finish"),
+        ]
+    )
+    with workers(nats_server.url, nats_server.token, "ws1", "ws2") as started:
+        by_id = {w.id: w for w in started}
+        kernel = Kernel(project)
+        kernel.set_approvals("all")
+        try:
+            dispatcher = await kernel.join_cluster(
+                cluster(nats_server, offer_ms=2000, lost_after_ms=1000)
+            )
+            task_id = await kernel.submit("scribe", agent="scribe", provider=provider)
+            end = time.monotonic() + 60
+            first = None
+            while time.monotonic() < end and first is None:
+                # asked for a name, wrote lost.txt, now in its slow second model call
+                busy = [r for r in dispatcher.runs.values() if r.ctx.host_calls >= 3]
+                first = busy[0] if busy else None
+                await asyncio.sleep(0.05)
+            assert first is not None
+            session = kernel.session_of(placed_task(dispatcher, task_id))
+            assert session is not None
+            assert session.read("lost.txt") == b"written\n"  # the lost run's write landed
+            await asyncio.sleep(0.3)
+            by_id[first.worker].process.send_signal(signal.SIGKILL)
+            result = await kernel.wait(task_id)
+            assert result.status == "done", result
+            session = kernel.sessions().get(result.session_id)
+            # the retry started from the session as it was: lost.txt is gone
+            assert sorted(f.path for f in session.diff().files) == ["final.txt", "kept.txt"]
+            [second] = placed(dispatcher, task_id)
+            assert second != first.worker
+        finally:
+            await kernel.close()
