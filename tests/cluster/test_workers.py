@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,16 @@ def project(tmp_path: Path) -> Path:
 def placed(dispatcher: Dispatcher, task_id: str) -> list[str]:
     """The workers the runs of ``task_id``'s tree ran on (the last attempt of each)."""
     return [w for tid, w in sorted(dispatcher.placements.items()) if tid.startswith(task_id)]
+
+
+async def until(predicate: Callable[[], bool], limit_s: float = 60) -> bool:
+    """Whether ``predicate`` became true within ``limit_s`` (polled)."""
+    end = time.monotonic() + limit_s
+    while not predicate():
+        if time.monotonic() > end:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 def placed_task(dispatcher: Dispatcher, task_id: str) -> str:
@@ -367,5 +378,28 @@ async def test_what_a_lost_run_wrote_is_dropped_before_the_retry(
             assert sorted(f.path for f in session.diff().files) == ["final.txt", "kept.txt"]
             [second] = placed(dispatcher, task_id)
             assert second != first.worker
+        finally:
+            await kernel.close()
+
+
+async def test_a_cancel_reaches_the_run_on_its_worker(
+    project: Path, built_agents: list[str], nats_server: NatsServer
+) -> None:
+    provider = ScriptedProvider([ScriptedReply(CODER_EDIT, agent="coder", delay_ms=30000)])
+    with workers(nats_server.url, nats_server.token, "wc"):
+        kernel = Kernel(project)
+        try:
+            dispatcher = await kernel.join_cluster(cluster(nats_server, offer_ms=2000))
+            task_id = await kernel.submit("Add sub", agent="coder", provider=provider)
+            assert await until(lambda: any(r.ctx.host_calls for r in dispatcher.runs.values()))
+            assert kernel.cancel(task_id)
+            result = await kernel.wait(task_id)
+            assert result.status == "cancelled", result
+            # the worker stopped the run and freed its slot (a later heartbeat says so)
+            info = dispatcher.workers["wc"]
+            ended = time.monotonic()
+            assert await until(lambda: info.last_seen > ended and info.free == 1 and not info.runs)
+            assert placed(dispatcher, task_id) == ["wc"]
+            assert not dispatcher.runs  # the run ended in the kernel too
         finally:
             await kernel.close()
