@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import nats
 import pytest
+from nats.aio.msg import Msg
 from tests.cluster.conftest import NatsServer
 from tests.cluster.workers import SRC, start_worker, workers
 from tests.scripted import FILES, edit, repo, sub_and_whisper
@@ -28,8 +30,10 @@ from briotui.kernel.cluster.dispatch import Dispatcher
 from briotui.kernel.errors import ClusterError
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
+from briotui.kernel.runtime import hostcodec
 from briotui.kernel.runtime.context import RunBindings
-from briotui.kernel.runtime.events import StateChanged
+from briotui.kernel.runtime.events import LogLine, StateChanged
+from briotui.kernel.runtime.instance import AgentTask
 
 pytestmark = pytest.mark.slow
 
@@ -403,3 +407,42 @@ async def test_a_cancel_reaches_the_run_on_its_worker(
             assert not dispatcher.runs  # the run ended in the kernel too
         finally:
             await kernel.close()
+
+
+async def test_a_relayed_call_sent_twice_is_applied_once(
+    project: Path, built_agents: list[str], nats_server: NatsServer
+) -> None:
+    kernel = Kernel(project)
+    nc = await nats.connect(nats_server.url, token=nats_server.token)
+    try:
+        dispatcher = await kernel.join_cluster(cluster(nats_server, lost_after_ms=60_000))
+        loaded = await kernel.load("echo", build=True)
+
+        async def take(msg: Msg) -> None:  # a stand-in worker: takes the offer
+            await msg.respond(b'{"worker": "stand-in"}')
+
+        await nc.subscribe(f"brio.{dispatcher.ns}.run.*", queue="brio-workers", cb=take)
+        task = AgentTask("t-dup", "dup")
+        remote = await dispatcher.offer(loaded, task)
+        assert remote is not None
+        seen: list[object] = []
+        kernel.events.subscribe(seen.append)
+        runner = asyncio.ensure_future(remote.run(task, RunBindings(task_id="t-dup")))
+        call = json.dumps(
+            {"seq": 1, "iface": "log", "name": "emit", "args": hostcodec.encode(("info", "once"))}
+        ).encode()
+        subject = f"brio.{dispatcher.ns}.call.{remote.run_id}"
+        first = await nc.request(subject, call, timeout=10)
+        again = await nc.request(subject, call, timeout=10)  # a retry: same run, same seq
+        assert first.data == again.data
+        assert json.loads(first.data) == {"ok": None}
+        await asyncio.sleep(0.2)
+        lines = [e for e in seen if isinstance(e, LogLine) and e.message == "once"]
+        assert len(lines) == 1  # served once
+        assert remote.ctx.host_calls == 1
+        remote.finish({"outcome": {"summary": "ok", "data": ""}})
+        outcome = await runner
+        assert outcome.summary == "ok"
+    finally:
+        await nc.close()
+        await kernel.close()
