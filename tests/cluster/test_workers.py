@@ -431,7 +431,7 @@ async def test_a_relayed_call_sent_twice_is_applied_once(
         call = json.dumps(
             {"seq": 1, "iface": "log", "name": "emit", "args": hostcodec.encode(("info", "once"))}
         ).encode()
-        subject = f"brio.{dispatcher.ns}.call.{remote.run_id}"
+        subject = f"brio.{dispatcher.ns}.call.{dispatcher.id}.{remote.run_id}"
         first = await nc.request(subject, call, timeout=10)
         again = await nc.request(subject, call, timeout=10)  # a retry: same run, same seq
         assert first.data == again.data

@@ -1215,6 +1215,9 @@ class Kernel:
                 ):
                     retried = True
                     log.warning("task %s: %s; retrying once", tid, failure.error.message)
+                    for sub, running in list(self._running.items()):
+                        if sub.startswith(tid + "."):  # what the lost run started stops
+                            running.cancel()
                     if isinstance(workspace, Session) and before is not None:
                         await asyncio.to_thread(workspace.restore_overlay, before)
                     self._running.pop(tid, None)

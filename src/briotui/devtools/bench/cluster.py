@@ -113,7 +113,7 @@ async def _round_trip(project: Path, config: ClusterConfig, n: int) -> list[Meas
         runner = asyncio.ensure_future(
             remote.run(AgentTask("bench", "bench"), RunBindings(task_id="bench"))
         )
-        subject = protocol.subject(dispatcher.ns, "call", run_id)
+        subject = protocol.run_subject(dispatcher.ns, "call", dispatcher.id, run_id)
         samples = await asyncio.to_thread(_relay_calls, config, subject, loaded, n)
         remote.finish({"outcome": {"summary": "", "data": ""}})
         await runner

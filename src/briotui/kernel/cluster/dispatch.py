@@ -23,6 +23,7 @@ import hashlib
 import itertools
 import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -346,6 +347,8 @@ class Dispatcher:
         self._link: Link | None = None
         self.workers: dict[str, WorkerInfo] = {}
         self.runs: dict[str, RemoteInstance] = {}
+        self.id = uuid.uuid4().hex[:12]
+        """This kernel's id in its runs' subjects."""
         self.placements: dict[str, str] = {}
         """Task id -> the worker that ran it (the last attempt)."""
         self._components: dict[Path, str] = {}
@@ -367,8 +370,8 @@ class Dispatcher:
         """
         self._link = await Link.connect(self.config, name=f"briotui-kernel {self.ns}")
         nc = self._link.nc
-        await nc.subscribe(protocol.subject(self.ns, "call", "*"), cb=self._on_call)
-        await nc.subscribe(protocol.subject(self.ns, "done", "*"), cb=self._on_done)
+        await nc.subscribe(protocol.run_subject(self.ns, "call", self.id, "*"), cb=self._on_call)
+        await nc.subscribe(protocol.run_subject(self.ns, "done", self.id, "*"), cb=self._on_done)
         await nc.subscribe(protocol.HEARTBEAT, cb=self._on_heartbeat)
         self._monitor = self.loop.create_task(self._watch_workers())
 
@@ -450,6 +453,7 @@ class Dispatcher:
                 key=key,
                 runtime=runtime,
                 task={"id": task.id, "goal": task.goal, "context": [list(c) for c in task.context]},
+                kernel=self.id,
             )
             answer: Any = None
             try:

@@ -5,13 +5,16 @@ Subjects (``<ns>`` is the project's namespace, :func:`.config.project_namespace`
 - ``brio.<ns>.run.<world>`` — request, queue group :data:`QUEUE`: the kernel offers a
   run (:class:`RunOffer`); one worker with a free slot answers ``{"worker": id}``, a
   full one ``{"busy": true}``.
-- ``brio.<ns>.call.<run>`` — request, worker → kernel: one relayed host call
+- ``brio.<ns>.call.<kernel>.<run>`` — request, worker → kernel: one relayed host call
   ``{"seq", "iface", "name", "args"}``; the reply is ``{"ok": value}``,
   ``{"failed": text}`` (the kernel failed serving it) or ``{"fatal": error}`` (the run
   must stop, e.g. cancelled). Values use :mod:`briotui.kernel.runtime.hostcodec`.
-- ``brio.<ns>.done.<run>`` — request, worker → kernel: the run's end
+- ``brio.<ns>.done.<kernel>.<run>`` — request, worker → kernel: the run's end
   ``{"outcome": {...}}`` or ``{"error": {...}, "usage": {...}}``; retried until acked.
 - ``brio.<ns>.cancel.<run>`` — publish, kernel → worker: stop the run.
+
+``<kernel>`` is the offering kernel's own id: two kernels of the same project (two
+clones of a repository share its namespace) never see each other's runs' calls.
 - ``brio.<ns>.state`` — the project's state patches (published by the kernel).
 - :data:`HEARTBEAT` — publish, every worker every :data:`HEARTBEAT_S`: its id, slots
   and runs. A worker is compute only and serves any project whose kernel shares its
@@ -63,6 +66,11 @@ BLOB_MARGIN = 4096
 def subject(ns: str, kind: str, tail: str) -> str:
     """``brio.<ns>.<kind>.<tail>``."""
     return f"brio.{ns}.{kind}.{tail}"
+
+
+def run_subject(ns: str, kind: str, kernel: str, run: str) -> str:
+    """A run's call or done subject: ``brio.<ns>.<kind>.<kernel>.<run>``."""
+    return f"brio.{ns}.{kind}.{kernel}.{run}"
 
 
 def new_run_id() -> str:

@@ -291,7 +291,9 @@ class Worker:
         result: dict[str, Any]
         try:
             instance = await (await self._pool(offer)).acquire()
-            relay = Relay(self._link, protocol.subject(offer.ns, "call", offer.run), loop)
+            relay = Relay(
+                self._link, protocol.run_subject(offer.ns, "call", offer.kernel, offer.run), loop
+            )
             instance.ctx.dispatch = relay.dispatch
             slot = self._running[offer.run]
             slot.instance = instance
@@ -345,7 +347,7 @@ class Worker:
     async def _finish(self, offer: protocol.RunOffer, result: dict[str, Any]) -> None:
         assert self._link is not None
         raw = await self._link.pack(result)
-        done = protocol.subject(offer.ns, "done", offer.run)
+        done = protocol.run_subject(offer.ns, "done", offer.kernel, offer.run)
         for _ in range(DONE_TRIES):
             try:
                 await self._link.nc.request(done, raw, timeout=2)
