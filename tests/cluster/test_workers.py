@@ -446,3 +446,44 @@ async def test_a_relayed_call_sent_twice_is_applied_once(
     finally:
         await nc.close()
         await kernel.close()
+
+
+@pytest.fixture
+def clone(project: Path, tmp_path: Path) -> Path:
+    """Another clone of ``project`` (the same first commit: the same namespace)."""
+    where = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(project), str(where)], check=True)
+    (where / ".brio").mkdir(exist_ok=True)
+    trust_project(where)
+    return where
+
+
+async def test_two_kernels_of_one_project_share_workers_without_crossing_calls(
+    project: Path, clone: Path, built_agents: list[str], nats_server: NatsServer
+) -> None:
+    kernels = [Kernel(project), Kernel(clone)]
+    with workers(nats_server.url, nats_server.token, "shared", slots=2):
+        try:
+            dispatchers = [
+                await k.join_cluster(cluster(nats_server, offer_ms=2000)) for k in kernels
+            ]
+            assert dispatchers[0].ns == dispatchers[1].ns  # the same project's namespace
+            ids = [
+                await k.submit(
+                    "Add sub",
+                    agent="coder",
+                    provider=ScriptedProvider(
+                        [ScriptedReply(CODER_EDIT, agent="coder", delay_ms=500)]
+                    ),
+                )
+                for k in kernels
+            ]
+            results = [await k.wait(i) for k, i in zip(kernels, ids, strict=True)]
+            assert [r.status for r in results] == ["done", "done"], results
+            for kernel, dispatcher, task_id in zip(kernels, dispatchers, ids, strict=True):
+                assert placed(dispatcher, task_id) == ["shared"]
+                session = kernel.sessions().get(results[kernels.index(kernel)].session_id)
+                assert b"def sub(a, b)" in session.read("calc.py")
+        finally:
+            for kernel in kernels:
+                await kernel.close()
