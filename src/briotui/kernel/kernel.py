@@ -1195,7 +1195,11 @@ class Kernel:
         # What the session held before the run: a run lost with its worker is retried
         # once from exactly this (its half-done writes are dropped first).
         workspace = run_bindings.workspace
-        before = workspace.overlay() if isinstance(workspace, Session) else None
+        before = (  # (only with workers: the embedded path does nothing more per run)
+            workspace.overlay()
+            if self.cluster is not None and isinstance(workspace, Session)
+            else None
+        )
         retried = False
         while True:
             self._running[tid] = instance
