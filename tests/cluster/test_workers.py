@@ -487,3 +487,53 @@ async def test_two_kernels_of_one_project_share_workers_without_crossing_calls(
         finally:
             for kernel in kernels:
                 await kernel.close()
+
+
+TUI = """
+import asyncio, json, sys
+from pathlib import Path
+import briotui.ui.app as ui
+from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
+
+async def main():
+    provider = ScriptedProvider([ScriptedReply("Hello from a worker.")])
+    app = ui.BrioApp(sys.argv[1], provider=provider, config_dir=Path(sys.argv[2]), build=False)
+    seen = {}
+    async with app.run_test(size=(100, 30)) as pilot:
+        for _ in range(600):
+            if app.kernel is not None and app.kernel.cluster is not None:
+                break
+            await pilot.pause(0.05)
+        await pilot.click("#request")
+        await pilot.press(*"@echo hi", "enter")
+        for _ in range(1200):
+            tasks = app.mirror.get("tasks") or {}
+            if tasks and all(t["status"] in ("done", "failed") for t in tasks.values()):
+                break
+            await pilot.pause(0.05)
+        tasks = (app.mirror.get("tasks") or {}).values()
+        seen["tasks"] = [[t["agent"], t["status"], t.get("worker")] for t in tasks]
+    print(json.dumps(seen))
+
+asyncio.run(main())
+"""
+
+
+def test_the_tui_runs_agents_on_workers_when_the_user_config_names_nats(
+    project: Path, built_agents: list[str], nats_server: NatsServer, tmp_path: Path
+) -> None:
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (config_dir / "config.toml").write_text(f'[cluster]\nnats = "{nats_server.url}"\n')
+    trust_project(project, user_dir=config_dir)
+    env = {**os.environ, "PYTHONPATH": str(SRC), "BRIOTUI_NATS_TOKEN": nats_server.token}
+    with workers(nats_server.url, nats_server.token, "wtui"):
+        proc = subprocess.run(
+            [sys.executable, "-c", TUI, str(project), str(config_dir)],
+            capture_output=True, text=True, env=env, timeout=300, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    # the request's run went to the worker (the task around it stays in the kernel)
+    assert ["echo", "done", "wtui"] in seen["tasks"], seen
+    assert all(status == "done" for _, status, _ in seen["tasks"]), seen
