@@ -537,3 +537,43 @@ def test_the_tui_runs_agents_on_workers_when_the_user_config_names_nats(
     # the request's run went to the worker (the task around it stays in the kernel)
     assert ["echo", "done", "wtui"] in seen["tasks"], seen
     assert all(status == "done" for _, status, _ in seen["tasks"]), seen
+
+
+READER = """
+from wit_world import exports
+from wit_world.exports import agent
+from wit_world.imports import workspace, workspace_write
+
+
+class Agent(exports.Agent):
+    def run(self, task):
+        data = workspace.read("big.bin")
+        workspace_write.write("copy.bin", data, False)
+        return agent.Outcome(summary=str(len(data)), data="")
+"""
+
+
+async def test_payloads_over_the_servers_limit_travel_through_the_blob_store(
+    project: Path, built_agents: list[str], nats_server: NatsServer
+) -> None:
+    directory = project / ".brio" / "agents" / "reader"
+    directory.mkdir(parents=True)
+    (directory / "agent.toml").write_text('world = "coder"\n')
+    (directory / "app.py").write_text(READER)
+    trust_project(project)
+    big = bytes(range(256)) * (5 * 1024)  # 1.25 MiB: over NATS's 1 MiB max_payload
+    (project / "big.bin").write_bytes(big)
+    with workers(nats_server.url, nats_server.token, "wbig"):
+        kernel = Kernel(project)
+        kernel.set_approvals("all")
+        try:
+            dispatcher = await kernel.join_cluster(cluster(nats_server, offer_ms=2000))
+            session = kernel.sessions().create(label="big", task="copy")
+            outcome = await kernel.run_agent(
+                "reader", "copy it", task_id="t-big", bindings=RunBindings(workspace=session)
+            )
+            assert dispatcher.placements == {"t-big": "wbig"}
+            assert outcome.summary == str(len(big))
+            assert session.read("copy.bin") == big
+        finally:
+            await kernel.close()

@@ -113,8 +113,14 @@ class Relay:
             except NoRespondersError:
                 now = time.monotonic()
                 no_kernel_since = no_kernel_since or now
-                if now - no_kernel_since > 10:
-                    raise RelayStopped(f"{iface}.{name}: the kernel does not answer") from None
+                if now - no_kernel_since > 10:  # the kernel is gone: the run stops here
+                    ctx.fatal = HostError(
+                        f"The kernel stopped answering {ctx.agent!r}'s host calls; the run "
+                        "was stopped on the worker.",
+                        agent=ctx.agent,
+                    )
+                    ctx.cancelled.set()
+                    raise wasmtime.WasmtimeError("brio: the kernel is gone") from None
                 time.sleep(0.1)
         if "ok" in reply:
             return hostcodec.decode(reply["ok"])
@@ -261,8 +267,9 @@ class Worker:
 
     async def _on_offer(self, msg: Msg) -> None:
         try:
-            offer = protocol.RunOffer.of(protocol.loads(msg.data))
-        except (ValueError, TypeError, KeyError) as exc:
+            assert self._link is not None
+            offer = protocol.RunOffer.of(await self._link.unpack(msg.data))
+        except Exception as exc:  # a malformed offer (or its blob is gone)
             await msg.respond(protocol.dumps({"refused": f"bad offer: {exc}"}))
             return
         if self.free <= 0:
