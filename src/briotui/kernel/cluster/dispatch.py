@@ -379,6 +379,9 @@ class Dispatcher:
         """Fail what still runs remotely and disconnect."""
         for run in list(self.runs.values()):
             run.cancel()
+            run.finish(  # nobody will report it any more
+                {"error": AgentCancelled("The kernel closed.", agent=run.agent).to_dict()}
+            )
         if self._monitor is not None:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -461,7 +464,10 @@ class Dispatcher:
                 left = max(0.001, end - time.monotonic())
                 msg = await self.link.nc.request(subject, raw, timeout=left)
                 answer = protocol.loads(msg.data)
-            except (NatsTimeout, NoRespondersError, TimeoutError):
+            except NoRespondersError:  # no worker listens (none, or all full): run here
+                instance.discard()
+                return None
+            except (NatsTimeout, TimeoutError):
                 pass
             worker = answer.get("worker") if isinstance(answer, dict) else None
             if isinstance(worker, str):
