@@ -176,6 +176,7 @@ async def _throughput(project: Path, config: ClusterConfig, runs: int) -> list[M
             dispatcher = await kernel.join_cluster(config)
             remote = await _rate(kernel, runs, 4)
             spread = sorted(set(dispatcher.placements.values()))
+            placed = len(dispatcher.placements) - 1  # less the warm-up run
         finally:
             await kernel.close()
     finally:
@@ -189,8 +190,9 @@ async def _throughput(project: Path, config: ClusterConfig, runs: int) -> list[M
             "agents/s",
             None,
             better="higher",
-            detail=f"{runs} echo runs, 4 at a time, on workers {', '.join(spread)} "
-            "(2 slots each); peer: the same runs in one local kernel",
+            detail=f"{runs} echo runs, 4 at a time: {placed} on workers {', '.join(spread)} "
+            "(2 slots each), the rest here when both were full; peer: the same runs in "
+            "one local kernel",
             peer="one local kernel",
             peer_value=local,
         )
