@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -577,3 +578,20 @@ async def test_payloads_over_the_servers_limit_travel_through_the_blob_store(
             assert session.read("copy.bin") == big
         finally:
             await kernel.close()
+
+
+def test_an_unreachable_server_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "briotui", "worker", "--nats", f"nats://127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=60,  # nats-py alone retries a refused first connection forever
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "NATS server unreachable" in proc.stderr
+    assert "Traceback" not in proc.stderr

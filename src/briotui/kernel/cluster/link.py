@@ -7,6 +7,7 @@ a wrong token, an unreachable server or a server without JetStream is a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import uuid
@@ -19,6 +20,9 @@ from nats.js.object_store import ObjectStore
 from briotui.kernel.cluster import protocol
 from briotui.kernel.cluster.config import ClusterConfig
 from briotui.kernel.errors import ClusterError
+
+CONNECT_LIMIT_S = 5.0
+"""How long connecting may take before the server counts as unreachable."""
 
 
 class Link:
@@ -53,17 +57,28 @@ class Link:
 
         options = config.connect_options()
         try:
-            probe = await nats.connect(
-                **options, name=name, allow_reconnect=False, connect_timeout=3, error_cb=on_error
+            # nats-py retries a refused first connection without end: bound it
+            probe = await asyncio.wait_for(
+                nats.connect(
+                    **options,
+                    name=name,
+                    allow_reconnect=False,
+                    connect_timeout=3,
+                    error_cb=on_error,
+                ),
+                timeout=CONNECT_LIMIT_S,
             )
             await probe.close()
-            nc = await nats.connect(
-                **options,
-                name=name,
-                connect_timeout=3,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.25,
-                error_cb=on_error,
+            nc = await asyncio.wait_for(
+                nats.connect(
+                    **options,
+                    name=name,
+                    connect_timeout=3,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.25,
+                    error_cb=on_error,
+                ),
+                timeout=CONNECT_LIMIT_S,
             )
         except Exception as exc:
             raise _connect_error(config, [*errors, exc]) from None
@@ -163,7 +178,10 @@ async def _bucket(js: Any, name: str) -> ObjectStore:
 
 
 def _connect_error(config: ClusterConfig, errors: list[Exception]) -> ClusterError:
-    text = " ".join(str(e) for e in errors)
+    texts = list(dict.fromkeys(str(e) for e in errors if str(e)))  # once each, in order
+    if not texts:
+        texts = [f"no answer within {CONNECT_LIMIT_S:.0f} s"]
+    text = "; ".join(texts[:2])
     if "Authorization Violation" in text or "Authentication" in text:
         return ClusterError(
             f"The NATS server at {config.nats} refused the credentials: check the token "
