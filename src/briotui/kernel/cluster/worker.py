@@ -355,15 +355,17 @@ class Worker:
         assert self._link is not None
         raw = await self._link.pack(result)
         done = protocol.run_subject(offer.ns, "done", offer.kernel, offer.run)
+        # The slot is free (and offers are taken again) before the kernel hears of the
+        # end: its next offer, sent when it does, finds this worker listening.
+        self._running.pop(offer.run, None)
+        if self.free > 0 and not self._stop.is_set():
+            await self._subscribe_offers()
         for _ in range(DONE_TRIES):
             try:
                 await self._link.nc.request(done, raw, timeout=2)
                 break
             except Exception:  # the kernel is gone or slow: it may also have given up
                 await asyncio.sleep(0.2)
-        self._running.pop(offer.run, None)
-        if self.free > 0 and not self._stop.is_set():
-            await self._subscribe_offers()
 
     # -- components -------------------------------------------------------------------
 
