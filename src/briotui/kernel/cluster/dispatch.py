@@ -538,7 +538,7 @@ class Dispatcher:
             for run in list(self.runs.values()):
                 info = self.workers.get(run.worker)
                 if info is not None and now - info.last_seen > lost_after:
-                    log.warning("worker %s lost; failing run %s", run.worker, run.run_id)
+                    log.info("worker %s lost; failing run %s", run.worker, run.run_id)
                     if self.notice is not None:
                         self.notice(
                             f"worker {run.worker} lost: its {run.agent} run failed and is "
