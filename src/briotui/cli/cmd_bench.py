@@ -40,9 +40,10 @@ def register(sub: Any) -> None:
             "sessions (fork of a 50k-file project, create in a fresh process, diff and "
             "commit of 100 files, each beside git doing the same: git status, git diff, "
             "git apply + sync), model streaming overhead, the mesh, the state tree and a "
-            "served kernel's fan-out, and the TUI's first frame beside harlequin and "
-            "posting when they are installed in $BRIOTUI_BENCH_PEERS (default "
-            "~/.cache/briotui-bench-peers); "
+            "served kernel's fan-out, workers over NATS (a relayed host call's round "
+            "trip, agents/s on two local workers against one kernel), and the TUI's first "
+            "frame beside harlequin and posting when they are installed in "
+            "$BRIOTUI_BENCH_PEERS (default ~/.cache/briotui-bench-peers); "
             "print a table and write JSON. With --builds, also agent builds from an empty "
             "cache (first run, all agents) and hot reload."
         ),
@@ -129,7 +130,16 @@ async def _measure(args: argparse.Namespace) -> list[Measure]:
     mesh = await asyncio.to_thread(bench_mesh)
     state = await asyncio.to_thread(bench_state)
     served = await _serve_figures()
-    return [*measures, *sessions, *models, *mesh, *state, *served]
+    cluster = await _cluster_figures(args.project, rounds)
+    return [*measures, *sessions, *models, *mesh, *state, *served, *cluster]
+
+
+async def _cluster_figures(project: str, rounds: int) -> list[Measure]:
+    """Workers over NATS on loopback: a relayed host call's round trip, agents per second
+    on two local workers against one local kernel (none without nats-server)."""
+    from briotui.devtools.bench.cluster import bench_cluster
+
+    return await bench_cluster(Path(project), rounds=rounds)
 
 
 async def _serve_figures() -> list[Measure]:

@@ -168,6 +168,7 @@ async def _pipeline(args: argparse.Namespace, provider: Provider, settings: Sett
         kernel.state.subscribe(_progress_printer(kernel))
     try:
         await kernel.build_agents(on_event=None if args.json else BuildProgress())
+        await kernel.join_configured_cluster()  # [cluster] nats: agents run on workers
         result = await kernel.wait(
             await kernel.submit(args.task, provider=provider, session_id=args.session)
         )
@@ -268,6 +269,7 @@ async def _run(args: argparse.Namespace, provider: Provider, settings: Settings)
 
         kernel.events.subscribe(show)
     try:
+        await kernel.join_configured_cluster()  # [cluster] nats: agents run on workers
         goal, context, start = args.task, [], None
         if args.session:  # a follow-up: the open session, continued
             session = await asyncio.to_thread(kernel.continuable_session, args.session)

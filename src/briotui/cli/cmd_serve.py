@@ -61,6 +61,19 @@ def register(sub: Any) -> None:
             "(never) or allow once (all)"
         ),
     )
+    serve.add_argument(
+        "--nats",
+        metavar="URL",
+        help=(
+            "run agents on `briotui worker` processes reached over this NATS server "
+            "(default: [cluster] nats in your config; without one every agent runs here)"
+        ),
+    )
+    serve.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="the NATS token (default: $BRIOTUI_NATS_TOKEN or [cluster] in your config)",
+    )
     serve.set_defaults(handler=handle)
 
 
@@ -140,6 +153,11 @@ async def _serve(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
     try:
+        cluster = await kernel.join_configured_cluster(
+            nats=getattr(args, "nats", None), token_file=getattr(args, "token_file", None)
+        )
+        if cluster is not None:
+            cluster.notice = lambda line: say(line, err=True, flush=True)
         kernel.restore()
         with contextlib.suppress(BrioError, OSError):  # without it sessions still work
             await kernel.watch_project()  # a live base: new sessions start in milliseconds
@@ -156,6 +174,8 @@ async def _serve(
             "port": server.port,
             "tls": context is not None,
             "project": str(kernel.paths.root),
+            "nats": cluster.config.nats if cluster is not None else None,
+            "namespace": cluster.ns if cluster is not None else None,
         }
         if args.json:
             print_json(info)
@@ -163,6 +183,11 @@ async def _serve(
             say(f"Serving {kernel.paths.root}")
             say("Attach with:")
             say(f"    briotui attach '{server.url}'")
+            if cluster is not None:
+                say(
+                    f"Agents run on workers at {cluster.config.nats} (project namespace "
+                    f"{cluster.ns}); start them with: briotui worker --nats {cluster.config.nats}"
+                )
             say("Stop with Ctrl-C.", flush=True)
         await stop.wait()
     finally:

@@ -46,6 +46,7 @@ SUBCOMMANDS = (
     "cmd_bench",
     "cmd_dev",
     "cmd_serve",
+    "cmd_worker",
     "cmd_attach",
 )
 """The subcommands' modules under ``briotui.cli``, in the order ``--help`` lists them."""

@@ -104,6 +104,9 @@ class TaskView(TypedDict):
     children: list[str]
     created_at: float
     outcome: NotRequired[OutcomeView]
+    worker: NotRequired[str]
+    """The worker (``briotui worker --name``) the task's agent runs or ran on; absent
+    for a run on the kernel's own machine."""
 
 
 # -- /agents -------------------------------------------------------------------------

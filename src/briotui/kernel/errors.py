@@ -952,3 +952,19 @@ class JournalNotFound(BrioError):
 
     kind = "journal-not-found"
     default_title = "No run journal"
+
+
+class WorkerLost(AgentError):
+    """The worker running an agent stopped heartbeating (killed, crashed, cut off); the
+    run failed and its task may be retried once elsewhere from a clean session."""
+
+    kind = "worker-lost"
+    default_title = "Worker lost"
+
+
+class ClusterError(ConfigError):
+    """The kernel or a worker cannot use the configured NATS cluster (unreachable, a
+    wrong token, a token in a repository file)."""
+
+    kind = "cluster"
+    default_title = "Cluster problem"

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from briotui.kernel import contract, telemetry
 from briotui.kernel.agents import AgentSpec, Discovery, discover
@@ -31,6 +31,7 @@ from briotui.kernel.caps.audit import AuditLog
 from briotui.kernel.caps.checker import Capabilities, PromptFn
 from briotui.kernel.caps.model import ApproveMode, CapabilityRequest
 from briotui.kernel.caps.profiles import profiles_from_settings
+from briotui.kernel.cluster.config import ClusterConfig, cluster_config, project_namespace
 from briotui.kernel.errors import (
     AgentCancelled,
     AgentNotFound,
@@ -91,6 +92,9 @@ AnswerFn = Callable[[str, str], Awaitable[str | None]]
 NO_ANSWER = "(no answer from the user) Decide yourself and say what you assumed."
 """What an agent hears when the user gives no answer (or none can)."""
 
+if TYPE_CHECKING:  # the NATS client is imported only when a cluster is joined
+    from briotui.kernel.cluster.dispatch import Dispatcher, RemoteInstance
+
 log = logging.getLogger(__name__)
 
 REPO_MAP_AGENTS = frozenset({"coder", "council"})
@@ -142,7 +146,9 @@ class Kernel:
         self._discovery: Discovery | None = None
         self._loaded: dict[str, LoadedAgent] = {}
         self._pools: dict[str, AgentPool] = {}
-        self._running: dict[str, AgentInstance] = {}
+        self._running: dict[str, AgentInstance | RemoteInstance] = {}
+        self.cluster: Dispatcher | None = None
+        """Workers over NATS (:meth:`join_cluster`); None runs every agent here."""
         self._sessions: SessionManager | None = None
         self._capabilities: Capabilities | None = None
         self._audit: AuditLog | None = None
@@ -326,6 +332,59 @@ class Kernel:
             await pool.fill()
         return self._pools[name]
 
+    async def join_cluster(self, config: ClusterConfig) -> Dispatcher:
+        """Send agent runs to workers over NATS from now on (local when none answers).
+
+        Raises:
+            ClusterError: the NATS server is unreachable or refused the credentials.
+        """
+        if self.cluster is None:
+            from briotui.kernel.cluster.dispatch import Dispatcher
+
+            dispatcher = Dispatcher(
+                config,
+                project_namespace(self.paths.root),
+                loop=self.loop,
+                events=self.events.publish,
+                builder=self.builder,
+            )
+            await dispatcher.start()
+            self.cluster = dispatcher
+        return self.cluster
+
+    async def join_configured_cluster(
+        self, *, nats: str | None = None, token_file: str | None = None
+    ) -> Dispatcher | None:
+        """Join the cluster the user's ``[cluster]`` config (or ``nats``) names; None
+        (the embedded default, nothing changes) when there is none.
+
+        Raises:
+            ClusterError: NATS credentials in the project's config, the server is
+                unreachable or refused the credentials.
+        """
+        settings = self.config
+        config = cluster_config(
+            settings.user,
+            str(settings.user_file),
+            settings.project,
+            str(settings.project_file),
+            nats=nats,
+            token_file=token_file,
+        )
+        if config is None:
+            return None
+        return await self.join_cluster(config)
+
+    async def _acquire(
+        self, name: str, pool: AgentPool, task: AgentTask
+    ) -> AgentInstance | RemoteInstance:
+        """An instance for ``task``: on a worker if one takes it in time, else local."""
+        if self.cluster is not None and self.cluster.wants(name):
+            remote = await self.cluster.offer(self._loaded[name], task)
+            if remote is not None:
+                return remote
+        return await pool.acquire()
+
     # -- sessions --------------------------------------------------------------------
 
     def sessions(self) -> SessionManager:
@@ -368,7 +427,7 @@ class Kernel:
     def _journal_start(
         self,
         journals: Journals,
-        instance: AgentInstance,
+        instance: AgentInstance | RemoteInstance,
         name: str,
         task: AgentTask,
         session_id: str,
@@ -1285,7 +1344,8 @@ class Kernel:
         # a submitted task run as one agent (`@agent ...`): its driver records how it
         # starts and ends (after the session is published); the run adds its usage
         final = tid not in self._driving
-        instance = await pool.acquire()
+        task = AgentTask(tid, goal, tuple(context))
+        instance = await self._acquire(name, pool, task)
         try:
             if isinstance(run_bindings.workspace, Session):
                 self._task_sessions.setdefault(tid, run_bindings.workspace)
@@ -1301,72 +1361,108 @@ class Kernel:
         except BaseException:
             instance.discard()
             raise
-        self._running[tid] = instance
-        task = AgentTask(tid, goal, tuple(context))
-        journal: RunHandle | None = None
+        # What the session held before the run: a run lost with its worker is retried
+        # once from exactly this (its half-done writes are dropped first).
+        workspace = run_bindings.workspace
+        before = (  # (only with workers: the embedded path does nothing more per run)
+            workspace.overlay()
+            if self.cluster is not None and isinstance(workspace, Session)
+            else None
+        )
+        retried = False
         journals = self.journals() if self.journaling else None  # made on the loop: one
-        starting: asyncio.Future[RunHandle | None] | None = None
-        if journals is not None and journals.resuming(tid):
-            starting = asyncio.ensure_future(
-                asyncio.to_thread(
-                    self._journal_start, journals, instance, name, task, run_bindings.session_id
+        while True:
+            self._running[tid] = instance
+            worker = getattr(instance, "worker", None)
+            if isinstance(worker, str) and self.state.exists(["tasks", tid]):
+                self.state.set(["tasks", tid, "worker"], worker)
+            journal: RunHandle | None = None
+            starting: asyncio.Future[RunHandle | None] | None = None
+            if journals is not None and journals.resuming(tid):
+                starting = asyncio.ensure_future(
+                    asyncio.to_thread(
+                        self._journal_start,
+                        journals,
+                        instance,
+                        name,
+                        task,
+                        run_bindings.session_id,
+                    )
                 )
-            )
-        elif journals is not None:  # nothing to read: no thread hop
-            journal = self._journal_start(journals, instance, name, task, run_bindings.session_id)
-        try:
-            if starting is not None:
-                journal = await asyncio.shield(starting)
-        except BaseException:  # cancelled before it started
-            if starting is not None:  # its journal, begun or not, is closed
-                with contextlib.suppress(BaseException):
-                    self._journal_end(await starting, "cancelled", {})
-            self._running.pop(tid, None)
-            instance.discard()
-            self.recorder.task_finished(
-                tid,
-                "cancelled",
-                f"{name!r} did not start: its task was cancelled.",
-                None,
-                agent=name,
-                session_id=run_bindings.session_id,
-            )
-            raise
-        # shielded: a cancelled driver stops the agent and waits for it to wind down
-        # (bounded), so nothing of it still writes to the session once the driver goes on
-        run = asyncio.ensure_future(instance.run(task, run_bindings))
-        try:
-            outcome = await asyncio.shield(run)
-        except RunFailed as failure:
-            status: TaskStatus = "cancelled" if failure.error.kind == "cancelled" else "failed"
-            self._journal_end(journal, status, {"error": failure.error.to_dict()})
-            self.recorder.task_finished(
-                tid,
-                status,
-                failure.error.message,
-                failure.usage,
-                agent=name,
-                session_id=run_bindings.session_id,
-                final=final,
-            )
-            raise
-        except asyncio.CancelledError:  # its driver was cancelled (Kernel.cancel)
-            instance.cancel()
-            with contextlib.suppress(RunFailed, asyncio.CancelledError):
-                await asyncio.shield(run)  # a stopped instance ends within its grace
-            self._journal_end(journal, "cancelled", {})
-            self.recorder.task_finished(
-                tid,
-                "cancelled",
-                f"{name!r} was stopped: its task was cancelled.",
-                None,
-                agent=name,
-                session_id=run_bindings.session_id,
-                final=final,
-            )
-            raise
-        finally:
-            self._running.pop(tid, None)
+            elif journals is not None:  # nothing to read: no thread hop
+                journal = self._journal_start(
+                    journals, instance, name, task, run_bindings.session_id
+                )
+            try:
+                if starting is not None:
+                    journal = await asyncio.shield(starting)
+            except BaseException:  # cancelled before it started
+                if starting is not None:  # its journal, begun or not, is closed
+                    with contextlib.suppress(BaseException):
+                        self._journal_end(await starting, "cancelled", {})
+                self._running.pop(tid, None)
+                instance.discard()
+                self.recorder.task_finished(
+                    tid,
+                    "cancelled",
+                    f"{name!r} did not start: its task was cancelled.",
+                    None,
+                    agent=name,
+                    session_id=run_bindings.session_id,
+                    final=final,
+                )
+                raise
+            # shielded: a cancelled driver stops the agent and waits for it to wind down
+            # (bounded), so nothing of it still writes to the session once the driver goes on
+            run = asyncio.ensure_future(instance.run(task, run_bindings))
+            try:
+                outcome = await asyncio.shield(run)
+            except RunFailed as failure:
+                status: TaskStatus = "cancelled" if failure.error.kind == "cancelled" else "failed"
+                self._journal_end(journal, status, {"error": failure.error.to_dict()})
+                if (
+                    failure.error.kind == "worker-lost"
+                    and not retried
+                    and not self.is_cancelled(tid)
+                ):
+                    retried = True
+                    log.warning("task %s: %s; retrying once", tid, failure.error.message)
+                    for sub, running in list(self._running.items()):
+                        if sub.startswith(tid + "."):  # what the lost run started stops
+                            running.cancel()
+                    if isinstance(workspace, Session) and before is not None:
+                        await asyncio.to_thread(workspace.restore_overlay, before)
+                    self._running.pop(tid, None)
+                    instance = await self._acquire(name, pool, task)
+                    continue
+                self.recorder.task_finished(
+                    tid,
+                    status,
+                    failure.error.message,
+                    failure.usage,
+                    agent=name,
+                    session_id=run_bindings.session_id,
+                    final=final,
+                )
+                raise
+            except asyncio.CancelledError:  # its driver was cancelled (Kernel.cancel)
+                instance.cancel()
+                with contextlib.suppress(RunFailed, asyncio.CancelledError):
+                    await asyncio.shield(run)  # a stopped instance ends within its grace
+                self._journal_end(journal, "cancelled", {})
+                self.recorder.task_finished(
+                    tid,
+                    "cancelled",
+                    f"{name!r} was stopped: its task was cancelled.",
+                    None,
+                    agent=name,
+                    session_id=run_bindings.session_id,
+                    final=final,
+                )
+                raise
+            finally:
+                self._running.pop(tid, None)
+            break
         self._journal_end(journal, "done", {"summary": outcome.summary, "data": outcome.data})
         self.recorder.task_finished(
             tid,
@@ -1426,6 +1522,9 @@ class Kernel:
         for pool in self._pools.values():
             await pool.close()
         self._pools.clear()
+        if self.cluster is not None:
+            await self.cluster.close()
+            self.cluster = None
         self.ticker.stop()
         if self._mcp is not None:
             await asyncio.to_thread(self._mcp.close)

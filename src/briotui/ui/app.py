@@ -303,6 +303,7 @@ class BrioApp(App[int]):
         for error in self._config_errors:
             self.notify(error.message, title=error.title, severity="warning", timeout=10)
         self.watch_project()
+        self.join_cluster()
         if self._build_on_start:
             self._known_failures()
             if self._missing_agents():
@@ -311,6 +312,27 @@ class BrioApp(App[int]):
             self.check_provider()
         if self.settings.ignored:
             self.action_trust_project()
+
+    @work(exclusive=True, group="cluster", description="join the workers' NATS server")
+    async def join_cluster(self) -> None:
+        """Send agent runs to workers when the user's ``[cluster] nats`` names a server
+        (nothing happens without one); a problem is a notice, agents then run here."""
+        from briotui.kernel.errors import BrioError
+
+        if self.kernel is None:
+            return
+        try:
+            cluster = await self.kernel.join_configured_cluster()
+        except BrioError as error:
+            self.notify(
+                f"{error.message} Agents run on this machine.",
+                title=error.title,
+                severity="warning",
+                timeout=10,
+            )
+            return
+        if cluster is not None:
+            self.notify(f"Agents run on workers at {cluster.config.nats}.", title="Workers")
 
     def _starting(self) -> bool:
         """Whether the kernel is not running yet (says so to the user)."""

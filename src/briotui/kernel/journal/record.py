@@ -280,7 +280,12 @@ class JournalWriter:
     # -- a run's journal -----------------------------------------------------------
 
     def begin(self, journal: RunJournal, row: dict[str, Any]) -> None:
-        """Start writing ``journal``: its run's row (``row``: the journal_runs columns)."""
+        """Start writing ``journal``: its run's row (``row``: the journal_runs columns).
+
+        A run id seen before (a run retried after its worker was lost) starts a new
+        journal: the calls of the earlier attempt are dropped with its row.
+        """
+        self.store.write("DELETE FROM journal_calls WHERE run_id = ?", (journal.run_id,))
         self.store.write(
             "INSERT OR REPLACE INTO journal_runs (run_id, top_id, run_key, ordinal, agent,"
             " runtime, code, task, session_id, status, started)"

@@ -187,6 +187,18 @@ class Session:
         with self._lock:
             return dict(self._overlay)
 
+    def restore_overlay(self, overlay: dict[str, OverlayEntry]) -> None:
+        """Put the session's changed paths back to ``overlay`` (an earlier :meth:`overlay`).
+
+        A run lost with its worker is retried from the session as it was before that run:
+        what the lost run wrote is dropped, path by path, before the retry starts.
+        """
+        self._require_open()
+        current = self.overlay()
+        for rel in sorted(set(current) | set(overlay)):
+            if current.get(rel) != overlay.get(rel):
+                self._put(rel, overlay.get(rel))
+
     # -- path helpers ---------------------------------------------------------------
 
     def _norm(self, path: str, *, allow_root: bool = False) -> str:
