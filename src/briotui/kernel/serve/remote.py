@@ -21,8 +21,8 @@ import contextlib
 import copy
 import dataclasses
 import threading
-from collections.abc import Collection, Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Collection, Coroutine, Sequence
+from typing import Any, Protocol, TypeVar
 
 from briotui.kernel import contract
 from briotui.kernel.errors import RemoteError
@@ -34,7 +34,7 @@ from briotui.kernel.runtime.events import (
     ModelReply,
     ModelReset,
 )
-from briotui.kernel.serve.client import RemoteClient
+from briotui.kernel.serve.client import Listener, RemoteClient
 from briotui.kernel.serve.wire import (
     commit_check_of,
     commit_result_of,
@@ -69,10 +69,31 @@ _EVENTS: dict[str, type[Event]] = {
 _ENDED = ("done", "failed", "cancelled")
 
 
+class MirrorClient(Protocol):
+    """What :class:`RemoteKernel` needs of its client: a :class:`RemoteClient`, or a
+    read-only follower of the state over NATS (:mod:`briotui.kernel.cluster.statefeed`)."""
+
+    tree: dict[str, Any]
+    seq: int
+    hello: dict[str, Any]
+    listeners: list[Listener]
+    event_listeners: list[Callable[[str, dict[str, Any]], None]]
+    closed: asyncio.Event
+    joined: asyncio.Event
+
+    async def command(self, name: str, within_s: float | None = None, **args: Any) -> Any: ...
+
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], *, within_s: float = 30.0
+    ) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
+
+
 class RemoteState:
     """The mirror of a served kernel's state, read like a :class:`StateTree`."""
 
-    def __init__(self, client: RemoteClient) -> None:
+    def __init__(self, client: MirrorClient) -> None:
         self._client = client
         self._sinks: list[tuple[PatchSink, asyncio.AbstractEventLoop | None]] = []
         self._keys: set[str] = set(client.tree)
@@ -207,12 +228,12 @@ class RemoteKernel:
     """A kernel served by ``briotui serve``, driven over its socket.
 
     Args:
-        client: A connected :class:`RemoteClient`.
+        client: A connected :class:`RemoteClient` (or another :class:`MirrorClient`).
     """
 
     remote = True
 
-    def __init__(self, client: RemoteClient) -> None:
+    def __init__(self, client: MirrorClient) -> None:
         self.client = client
         self.loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
@@ -461,4 +482,4 @@ class RemoteKernel:
         await self.client.close()
 
 
-__all__ = ["RemoteKernel", "RemoteSession", "RemoteSessions", "RemoteState"]
+__all__ = ["MirrorClient", "RemoteKernel", "RemoteSession", "RemoteSessions", "RemoteState"]

@@ -1,0 +1,1 @@
+"""Agents and observers on other machines, over NATS (``briotui serve --nats``)."""
