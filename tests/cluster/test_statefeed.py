@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from tests.cluster.conftest import NatsServer
+from tests.cluster.conftest import NatsServer, _free_port, _wait_listening, nats_server_binary
 
 from briotui.kernel import contract
 from briotui.kernel.cluster.observer import ObserverKernel
@@ -25,6 +27,7 @@ from briotui.kernel.cluster.statefeed import (
     Reassembler,
     StateFollower,
     StatePublisher,
+    connect_nats,
     open_follower,
     parts,
     publish_state,
@@ -318,3 +321,54 @@ async def test_an_observer_follows_but_refuses_every_command(nats_server: NatsSe
         finally:
             await observer.close()
             await publisher.close()
+
+
+async def test_a_follower_rejoins_after_a_nats_reconnect(tmp_path: Path) -> None:
+    """NATS restarts while the kernel changes: the follower joins again and converges.
+
+    The publisher sends no ticks here, so only the reconnect itself can make the follower
+    notice what it missed.
+    """
+    binary = nats_server_binary()
+    if binary is None:
+        pytest.skip("nats-server is not installed")
+    port, token = _free_port(), "reconnect-token"
+    url = f"nats://127.0.0.1:{port}"
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [binary, "-a", "127.0.0.1", "-p", str(port), "--auth", token],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_listening(port, process)
+        return process
+
+    server = start()
+    tasks = tasks_on(asyncio.get_running_loop())
+    prefix = fresh_prefix()
+    pub_nc = await connect_nats(url, token=token)
+    publisher = StatePublisher(tasks.state, pub_nc, prefix, tick_s=0)
+    follower: StateFollower | None = None
+    try:
+        await publisher.start()
+        follower = await open_follower(url, prefix, token=token)
+        work(tasks, 3)
+        await converged(follower, tasks.state)
+        server.kill()
+        server.wait()
+        await asyncio.wait_for(follower.closed.wait(), 10)  # it knows it is not following
+        work(tasks, 5, 3)  # changes while NATS is down
+        tasks.state.remove("/tasks/t0")
+        server = start()
+        await asyncio.wait_for(follower.joined.wait(), 20)
+        await converged(follower, tasks.state)
+        assert follower.snapshots >= 2  # it joined again from a snapshot
+        assert "t0" not in follower.tree["tasks"]
+    finally:
+        if follower is not None:
+            await follower.close()
+        await publisher.close()
+        await pub_nc.close()
+        server.terminate()
+        server.wait()
