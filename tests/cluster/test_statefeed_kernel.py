@@ -14,6 +14,7 @@ import nats
 import pytest
 from tests.cluster.conftest import NatsServer
 from tests.conftest import make_git_project
+from tests.serve.helpers import served
 from tests.ui.helpers import README_REPLY, wait_until
 
 from briotui.cli.main import main
@@ -22,6 +23,8 @@ from briotui.kernel.cluster.observer import ObserverKernel
 from briotui.kernel.cluster.statefeed import StateFollower, publish_state
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
+from briotui.kernel.serve.client import RemoteClient
+from briotui.kernel.tasktree import TaskTree
 from briotui.ui.app import make_app
 
 
@@ -151,3 +154,35 @@ def test_attach_nats_without_a_kernel_or_a_token_file_is_a_clear_error(
     assert code == 2
     assert "Cannot read the token file" in out + err
     assert "Traceback" not in out + err
+
+
+async def test_a_served_kernel_relays_its_state_to_websocket_and_nats_alike(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """What ``briotui serve --nats`` does: one kernel, its WebSocket clients and NATS
+    followers all see the same state."""
+    project = make_git_project(tmp_path / "proj")
+    async with served(project) as (kernel, server):
+        nc = await nats.connect(nats_server.url, token=nats_server.token)
+        publisher = await publish_state(kernel.state, nc, "brio.relay", project=project.name)
+        try:
+            watcher = RemoteClient(server.url, name="watcher")
+            await watcher.connect()
+            observer = await ObserverKernel.follow(
+                nats_server.url, "brio.relay", token=nats_server.token
+            )
+            assert observer.client.hello["project"] == "proj"
+            tasks = TaskTree(kernel.state)
+            for i in range(20):
+                tasks.add_task(f"t{i}", title=f"task {i}", agent="coder", parent=None)
+                tasks.set_progress(f"t{i}", 50, "half way")
+            tasks.set_status("t3", "done")
+            kernel.state.flush()
+            await watcher.wait_seq(kernel.state.seq)
+            await observer.client.wait_for(lambda _t: observer.state.seq >= kernel.state.seq)
+            assert observer.client.tree == watcher.tree == kernel.state.get("")
+            await watcher.close()
+            await observer.close()
+        finally:
+            await publisher.close()
+            await nc.close()
