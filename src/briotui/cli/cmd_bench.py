@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
             "sessions (fork of a 50k-file project, create in a fresh process, diff and "
             "commit of 100 files, each beside git doing the same: git status, git diff, "
             "git apply + sync), model streaming overhead, the mesh, the state tree and a "
-            "served kernel's fan-out; "
+            "served kernel's fan-out and the state feed over a loopback NATS; "
             "print a table and write JSON. With --builds, also agent builds from an empty "
             "cache (first run, all agents) and hot reload."
         ),
@@ -121,7 +121,8 @@ async def _measure(args: argparse.Namespace) -> list[Measure]:
     mesh = await asyncio.to_thread(bench_mesh)
     state = await asyncio.to_thread(bench_state)
     served = await _serve_figures()
-    return [*measures, *sessions, *models, *mesh, *state, *served]
+    feed = await _statefeed_figures()
+    return [*measures, *sessions, *models, *mesh, *state, *served, *feed]
 
 
 async def _serve_figures() -> list[Measure]:
@@ -129,6 +130,13 @@ async def _serve_figures() -> list[Measure]:
     from briotui.devtools.bench.serve import bench_serve
 
     return await bench_serve()
+
+
+async def _statefeed_figures() -> list[Measure]:
+    """The state feed over a loopback NATS: fan-out to followers, late join."""
+    from briotui.devtools.bench.statefeed import bench_statefeed
+
+    return await bench_statefeed()
 
 
 _FIRST_FRAME = """
