@@ -118,6 +118,13 @@ async def test_the_observer_tui_follows_and_refuses_a_request(
             assert "cannot submit a request" in refused[0].message
             roots = [t for t in contract.tasks(kernel.state.get("")).values() if not t["parent"]]
             assert [t["id"] for t in roots] == [task_id]  # nothing reached the kernel
+            main_screen = app._main_screen()
+            assert main_screen is not None
+            await main_screen.select_task(task_id)
+            app.action_cancel_task()  # refused with a notice, not a crash
+            await pilot.pause()
+            notices = [n.message for n in app._notifications if n.title == "Read-only observer"]
+            assert any("cannot cancel a task" in m for m in notices), notices
     finally:
         await publisher.close()
         await pub_nc.close()

@@ -682,7 +682,12 @@ class BrioApp(App[int]):
         if screen is None or screen.selected is None:
             self.notify("Select a running task first.", title="Nothing to cancel")
             return
-        if self.workbench.cancel(screen.selected):
+        try:
+            cancelling = self.workbench.cancel(screen.selected)
+        except BrioError as exc:  # an observer (attach --nats) cannot cancel
+            self.notify(exc.message, title=exc.title, severity="warning")
+            return
+        if cancelling:
             self.notify(f"Cancelling task {screen.selected}.")
         else:
             self.notify("That task is not running.", title="Nothing to cancel")
