@@ -372,3 +372,26 @@ async def test_a_follower_rejoins_after_a_nats_reconnect(tmp_path: Path) -> None
         await pub_nc.close()
         server.terminate()
         server.wait()
+
+
+async def test_a_patch_that_does_not_apply_makes_the_follower_join_again(
+    nats_server: NatsServer,
+) -> None:
+    tasks = tasks_on(asyncio.get_running_loop())
+    prefix = fresh_prefix()
+    work(tasks, 2)
+    async with connection(nats_server) as pub_nc, connection(nats_server) as sub_nc:
+        publisher = await publish_state(tasks.state, pub_nc, prefix)
+        follower = StateFollower(sub_nc, prefix)
+        await follower.start()
+        broken = b'{"i":"%s","seq":%d,"ops":[{"op":"remove","path":"/nowhere"},{"op":5}]}' % (
+            publisher.instance.encode(),
+            follower.seq + 1,
+        )
+        await pub_nc.publish(f"{prefix}.state.patch", broken)
+        await pub_nc.publish(f"{prefix}.state.patch", b"not json")
+        await pub_nc.flush()
+        await follower.wait_for(lambda _tree: follower.snapshots >= 2, within_s=10)
+        work(tasks, 3, 2)
+        await converged(follower, tasks.state)
+        await publisher.close()

@@ -269,14 +269,16 @@ class StatePublisher:
         self._responder: NatsSubscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         """Start publishing patches and answering snapshot requests (on this loop)."""
         loop = asyncio.get_running_loop()
         self._subscription = self.state.subscribe(self._on_patch, loop=loop)
         self._delivered = self._subscription.snapshot.seq
+        self._loop = loop
         if self.events is not None:
-            self._unsubscribe_events = self.events.subscribe(self._on_event)
+            self._unsubscribe_events = self.events.subscribe(self._on_event_anywhere)
         self._responder = await self.nc.subscribe(self.snapshot_subject, cb=self._answer)
         await self.nc.flush()
         self._tasks.append(asyncio.create_task(self._write(), name="state feed writer"))
@@ -320,6 +322,18 @@ class StatePublisher:
         data = _dumps({"i": self.instance, "seq": patch.seq, "ops": patch.ops})
         self._enqueue(self.patch_subject, data, f"{self.instance}:{patch.seq}")
         self.published += 1
+
+    def _on_event_anywhere(self, event: Event) -> None:
+        """An event from any thread (a bus without a loop delivers in the publishing one)."""
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop or self._loop is None:
+            self._on_event(event)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody follows
+                self._loop.call_soon_threadsafe(self._on_event, event)
 
     def _on_event(self, event: Event) -> None:
         kind = type(event).__name__
@@ -683,7 +697,7 @@ class StateFollower:
     def _apply(self, seq: int, ops: list[dict[str, Any]], *, notify: bool) -> bool:
         try:
             jsonpatch.apply_patch(self.tree, ops, in_place=True)
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException):
+        except Exception:  # any patch that does not apply: the join from a snapshot mends it
             return False
         self.seq = seq
         if notify:
