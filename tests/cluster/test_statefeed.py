@@ -395,3 +395,38 @@ async def test_a_patch_that_does_not_apply_makes_the_follower_join_again(
         work(tasks, 3, 2)
         await converged(follower, tasks.state)
         await publisher.close()
+
+
+async def test_the_observer_tui_follows_a_restarted_kernel(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A kernel that restarts numbers its patches from 1 again: the TUI shows its state,
+    not the old one (its mirror once ignored every patch numbered below the old seq)."""
+    from tests.ui.helpers import wait_until
+
+    from briotui.ui.app import make_app
+
+    loop = asyncio.get_running_loop()
+    before = tasks_on(loop)
+    work(before, 10)
+    prefix = fresh_prefix()
+    async with connection(nats_server) as pub_nc:
+        publisher = await publish_state(before.state, pub_nc, prefix, project="demo")
+
+        async def observe() -> ObserverKernel:
+            return await ObserverKernel.follow(nats_server.url, prefix, token=nats_server.token)
+
+        app = make_app(
+            tmp_path, attach=nats_server.url, observe=observe, config_dir=tmp_path / "cfg"
+        )
+        async with app.run_test(size=(110, 32)) as pilot:
+            await wait_until(pilot, lambda: len(app.mirror.get("tasks", {})) == 10)
+            await publisher.close()
+            after = tasks_on(loop)  # the restarted kernel: a new tree, a new numbering
+            work(after, 2, start=100)
+            publisher = await publish_state(after.state, pub_nc, prefix, project="demo")
+            work(after, 1, start=102)
+            await wait_until(pilot, lambda: app.mirror == after.state.get(""), 20)
+            work(after, 1, start=103)  # and it keeps following
+            await wait_until(pilot, lambda: app.mirror == after.state.get(""), 20)
+        await publisher.close()

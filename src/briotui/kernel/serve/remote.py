@@ -98,12 +98,16 @@ class RemoteState:
         self._sinks: list[tuple[PatchSink, asyncio.AbstractEventLoop | None]] = []
         self._keys: set[str] = set(client.tree)
         """The top-level keys subscribers have (removed when a fresh snapshot lacks them)."""
+        self._seq = client.seq
+        """The ``seq`` of the last patch subscribers got. It follows the kernel's, but never
+        goes back: a restarted kernel numbers from 1 again, and subscribers drop patches
+        numbered below what they have."""
         client.listeners.append(self._on_change)
 
     @property
     def seq(self) -> int:
-        """The ``seq`` the mirror is at."""
-        return self._client.seq
+        """The ``seq`` of the last patch subscribers got (the kernel's, unless it restarted)."""
+        return self._seq
 
     def get(self, path: Path = "", default: Json = None) -> Json:
         """A deep copy of the value at ``path`` in the mirror (``default`` if none)."""
@@ -156,7 +160,10 @@ class RemoteState:
                 {"op": "add", "path": "/" + key, "value": copy.deepcopy(v)}
                 for key, v in tree.items()
             ]
-            patch = StatePatch(self._client.seq, ops)
+            patch = StatePatch(max(self._seq + 1, self._client.seq), ops)
+        elif patch.seq <= self._seq:  # numbered by a restarted kernel: renumber it
+            patch = StatePatch(self._seq + 1, patch.ops)
+        self._seq = patch.seq
         self._keys = set(self._client.tree)
         for sink, loop in list(self._sinks):
             if loop is None:
