@@ -22,16 +22,9 @@ from nats.aio.msg import Msg
 from tests.cluster.conftest import NatsServer, _free_port, _wait_listening, nats_server_binary
 
 from briotui.kernel import contract
+from briotui.kernel.cluster.follower import StateFollower, connect_nats, open_follower
 from briotui.kernel.cluster.observer import ObserverKernel
-from briotui.kernel.cluster.statefeed import (
-    Reassembler,
-    StateFollower,
-    StatePublisher,
-    connect_nats,
-    open_follower,
-    parts,
-    publish_state,
-)
+from briotui.kernel.cluster.statefeed import Reassembler, StatePublisher, parts, publish_state
 from briotui.kernel.errors import (
     ObserverReadOnly,
     StateFeedError,

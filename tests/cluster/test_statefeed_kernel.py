@@ -19,8 +19,9 @@ from tests.ui.helpers import README_REPLY, wait_until
 
 from briotui.cli.main import main
 from briotui.kernel import contract
+from briotui.kernel.cluster.follower import StateFollower
 from briotui.kernel.cluster.observer import ObserverKernel
-from briotui.kernel.cluster.statefeed import StateFollower, publish_state
+from briotui.kernel.cluster.statefeed import publish_state
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
 from briotui.kernel.serve.client import RemoteClient

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from briotui.devtools.bench.measure import Measure
-from briotui.kernel.cluster.statefeed import StateFollower, StatePublisher
+from briotui.kernel.cluster.follower import StateFollower
+from briotui.kernel.cluster.statefeed import StatePublisher
 from briotui.kernel.state import StateTree
 from briotui.kernel.tasktree import TaskTree
 

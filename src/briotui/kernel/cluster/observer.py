@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from briotui.kernel.cluster.statefeed import StateFollower, open_follower
+from briotui.kernel.cluster.follower import StateFollower, open_follower
 from briotui.kernel.serve.remote import RemoteKernel
 from briotui.kernel.session_commands import CommitCheck, Retest
 from briotui.kernel.vfs import Decision
