@@ -423,3 +423,25 @@ async def test_the_observer_tui_follows_a_restarted_kernel(
             work(after, 1, start=103)  # and it keeps following
             await wait_until(pilot, lambda: app.mirror == after.state.get(""), 20)
         await publisher.close()
+
+
+async def test_a_publisher_that_falls_behind_drops_and_followers_join_again(
+    nats_server: NatsServer,
+) -> None:
+    """The kernel never waits for NATS: past its queue bound the publisher drops what
+    waits, and followers see the gap and join again from a snapshot."""
+    tasks = tasks_on(asyncio.get_running_loop())
+    prefix = fresh_prefix()
+    async with connection(nats_server) as pub_nc, connection(nats_server) as sub_nc:
+        publisher = StatePublisher(tasks.state, pub_nc, prefix, queue_limit=5, tick_s=0.2)
+        await publisher.start()
+        follower = StateFollower(sub_nc, prefix)
+        await follower.start()
+        loop = asyncio.get_running_loop()
+        for i in range(100):  # delivered to the publisher in one go: its queue overflows
+            loop.call_soon(work, tasks, 1, i)
+        await asyncio.sleep(0)
+        await converged(follower, tasks.state)
+        assert publisher.dropped > 0
+        assert follower.snapshots >= 2
+        await publisher.close()

@@ -162,6 +162,10 @@ def test_attach_nats_without_a_kernel_or_a_token_file_is_a_clear_error(
     assert code == 2
     assert "Cannot read the token file" in out + err
     assert "Traceback" not in out + err
+    code = main(["attach", "ws://127.0.0.1:1/?token=x", "--nats", nats_server.url])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "either a ws://... URL or --nats" in out + err
 
 
 async def test_a_served_kernel_relays_its_state_to_websocket_and_nats_alike(
