@@ -164,3 +164,36 @@ async def test_the_attached_tui_rejoins_after_the_connection_drops(tmp_path: Pat
             assert "Kernel connection lost" in titles
         await asyncio.sleep(0.1)
         assert not server.clients  # quitting the TUI left the kernel
+
+
+async def test_the_attached_tui_follows_a_restarted_serve(tmp_path: Path) -> None:
+    """`briotui serve` restarted on the same port numbers its patches from 1 again: the
+    attached TUI shows the new kernel's state (it once kept the old one, dropping every
+    patch numbered below the old seq)."""
+    from briotui.kernel.kernel import Kernel
+    from briotui.kernel.serve.server import KernelServer
+    from briotui.kernel.tasktree import TaskTree
+
+    from .helpers import TOKEN
+
+    project = make_git_project(tmp_path / "proj")
+    async with served(project) as (kernel, server):
+        tasks = TaskTree(kernel.state)
+        for i in range(30):
+            tasks.add_task(f"t{i}", title=f"task {i}", agent="coder", parent=None)
+        port = server.port
+        app = make_app(tmp_path, attach=server.url, config_dir=tmp_path / "cfg", build=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_until(pilot, lambda: len(app.mirror.get("tasks", {})) == 30)
+            await server.close()
+            await kernel.close()
+            again = Kernel(project)
+            restarted = KernelServer(again, TOKEN, port=port)
+            await restarted.start()
+            try:
+                TaskTree(again.state).add_task("new", title="new", agent="coder", parent=None)
+                await wait_until(pilot, lambda: "new" in app.mirror.get("tasks", {}), 30)
+                assert app.mirror == again.state.get("")
+            finally:
+                await restarted.close()
+                await again.close()

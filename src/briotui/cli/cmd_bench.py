@@ -40,10 +40,10 @@ def register(sub: Any) -> None:
             "sessions (fork of a 50k-file project, create in a fresh process, diff and "
             "commit of 100 files, each beside git doing the same: git status, git diff, "
             "git apply + sync), model streaming overhead, the mesh, the state tree and a "
-            "served kernel's fan-out, workers over NATS (a relayed host call's round "
-            "trip, agents/s on two local workers against one kernel), and the TUI's first "
-            "frame beside harlequin and posting when they are installed in "
-            "$BRIOTUI_BENCH_PEERS (default ~/.cache/briotui-bench-peers); "
+            "served kernel's fan-out, the state feed over a loopback NATS, workers over "
+            "NATS (a relayed host call's round trip, agents/s on two local workers against "
+            "one kernel), and the TUI's first frame beside harlequin and posting when they "
+            "are installed in $BRIOTUI_BENCH_PEERS (default ~/.cache/briotui-bench-peers); "
             "print a table and write JSON. With --builds, also agent builds from an empty "
             "cache (first run, all agents) and hot reload."
         ),
@@ -130,8 +130,9 @@ async def _measure(args: argparse.Namespace) -> list[Measure]:
     mesh = await asyncio.to_thread(bench_mesh)
     state = await asyncio.to_thread(bench_state)
     served = await _serve_figures()
+    feed = await _statefeed_figures()
     cluster = await _cluster_figures(args.project, rounds)
-    return [*measures, *sessions, *models, *mesh, *state, *served, *cluster]
+    return [*measures, *sessions, *models, *mesh, *state, *served, *feed, *cluster]
 
 
 async def _cluster_figures(project: str, rounds: int) -> list[Measure]:
@@ -147,6 +148,13 @@ async def _serve_figures() -> list[Measure]:
     from briotui.devtools.bench.serve import bench_serve
 
     return await bench_serve()
+
+
+async def _statefeed_figures() -> list[Measure]:
+    """The state feed over a loopback NATS: fan-out to followers, late join."""
+    from briotui.devtools.bench.statefeed import bench_statefeed
+
+    return await bench_statefeed()
 
 
 def render(measures: list[Measure]) -> str:

@@ -968,3 +968,50 @@ class ClusterError(ConfigError):
 
     kind = "cluster"
     default_title = "Cluster problem"
+
+
+# --- A project's state followed over NATS (briotui.kernel.cluster.statefeed) -----------------
+#
+#   RemoteError
+#   ├── StateFeedError         the state feed over NATS failed (a bad subject prefix, a reply
+#   │   │                      that does not parse)
+#   │   └── StateFeedTooLarge  a snapshot over the feed's size bound was refused
+#   ├── StateFeedRefused       (a RemoteRefused) the NATS server refused the token or credentials
+#   ├── StateFeedUnavailable   (a RemoteClosed) NATS cannot be reached, or no kernel publishes
+#   │                          the project's state on it
+#   └── ObserverReadOnly       an observer following over NATS tried to submit or decide
+
+
+class StateFeedError(RemoteError):
+    """The state feed over NATS failed: a bad subject prefix, or a message that does not parse."""
+
+    kind = "state-feed"
+    default_title = "State feed over NATS failed"
+
+
+class StateFeedTooLarge(StateFeedError):
+    """The project's state is larger than the feed's snapshot bound (it was not sent)."""
+
+    kind = "state-feed-too-large"
+    default_title = "Project state too large for the feed"
+
+
+class StateFeedRefused(RemoteRefused):
+    """The NATS server refused the connection (a wrong token or credentials)."""
+
+    kind = "state-feed-refused"
+    default_title = "NATS refused the connection"
+
+
+class StateFeedUnavailable(RemoteClosed):
+    """NATS cannot be reached, or no kernel publishes the project's state on it."""
+
+    kind = "state-feed-unavailable"
+    default_title = "No state feed on NATS"
+
+
+class ObserverReadOnly(RemoteError):
+    """An observer following a project over NATS can only watch: no request, no decision."""
+
+    kind = "observer-read-only"
+    default_title = "Read-only observer"

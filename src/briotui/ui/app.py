@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
@@ -66,6 +66,7 @@ if TYPE_CHECKING:  # imported after the first frame (see the module docstring)
     from briotui.kernel.llm.types import Provider
     from briotui.kernel.runtime.build import BuildEvent
     from briotui.kernel.runtime.events import Event
+    from briotui.kernel.serve.remote import RemoteKernel
     from briotui.kernel.state import StatePatch, Subscription
     from briotui.ui.workbench import Workbench
 
@@ -161,10 +162,15 @@ class BrioApp(App[int]):
         build: bool = True,
         settings: Settings | None = None,
         attach: str | None = None,
+        observe: Callable[[], Awaitable[RemoteKernel]] | None = None,
     ) -> None:
         super().__init__()
         self.attach_url = attach
         """The URL of a kernel served by ``briotui serve`` to drive instead of a local one."""
+        self._observe = observe
+        self.observing = observe is not None
+        """Following a project's state over NATS, read-only (``attach --nats``): no
+        prompts are asked here and every command is refused by the kernel object."""
         self._shown_prompts: set[str] = set()
         self._prompt_screens: dict[str, CapabilityPrompt | AskUser] = {}
         self._connection_watch: asyncio.Task[None] | None = None
@@ -351,12 +357,18 @@ class BrioApp(App[int]):
         from briotui.ui.workbench import Workbench
 
         try:
-            remote = await RemoteKernel.attach(url)
+            remote = await (self._observe() if self._observe else RemoteKernel.attach(url))
         except BrioError as exc:
             self.exit(return_code=2, message=f"{exc.title}: {exc.message}")
             return
-        self._workbench = Workbench(remote, None, attached=True, answer=remote.answer)
-        self.sub_title = f"attached to {remote.client.hello.get('project', '?')}"
+        answer = None if self.observing else remote.answer
+        self._workbench = Workbench(remote, None, attached=True, answer=answer)
+        project = remote.client.hello.get("project", "?")
+        self.sub_title = (
+            f"following {project} over NATS (read-only)"
+            if self.observing
+            else f"attached to {project}"
+        )
         loop = asyncio.get_running_loop()
         self._subscription = self.workbench.state.subscribe(self._on_patch, loop=loop)
         self.mirror = self._subscription.snapshot.tree
@@ -364,7 +376,15 @@ class BrioApp(App[int]):
         self._unsubscribe_events = remote.events.subscribe(self._on_event)
         self.kernel_started.set()
         self._broadcast(StateUpdated(self._seq))  # the main screen shows the kernel's state
-        self._answer_prompts()
+        if self.observing:
+            self.notify(
+                "You follow this project read-only: requests, decisions and prompts are "
+                "answered where the kernel is served.",
+                title="Observer",
+                timeout=8,
+            )
+        else:
+            self._answer_prompts()
         # a plain task, not a worker: it lasts as long as the app (workers are waited for)
         self._connection_watch = asyncio.create_task(
             self._watch_connection(remote.client.closed, remote.client.joined)
@@ -501,7 +521,7 @@ class BrioApp(App[int]):
         if self._state_dirty:
             self._state_dirty = False
             self._note_finished_tasks()
-            if self.attach_url is not None:
+            if self.attach_url is not None and not self.observing:
                 self._answer_prompts()
             self._broadcast(StateUpdated(self._seq))
         pending, self._pending_text = self._pending_text, {}
@@ -678,7 +698,12 @@ class BrioApp(App[int]):
         if screen is None or screen.selected is None:
             self.notify("Select a running task first.", title="Nothing to cancel")
             return
-        if self.workbench.cancel(screen.selected):
+        try:
+            cancelling = self.workbench.cancel(screen.selected)
+        except BrioError as exc:  # an observer (attach --nats) cannot cancel
+            self.notify(exc.message, title=exc.title, severity="warning")
+            return
+        if cancelling:
             self.notify(f"Cancelling task {screen.selected}.")
         else:
             self.notify("That task is not running.", title="Nothing to cancel")
@@ -1161,6 +1186,7 @@ def make_app(
     build: bool = True,
     settings: Settings | None = None,
     attach: str | None = None,
+    observe: Callable[[], Awaitable[RemoteKernel]] | None = None,
 ) -> BrioApp:
     """The app for ``project``: used by the CLI and the tests alike.
 
@@ -1176,6 +1202,8 @@ def make_app(
             handed to the kernel too; None reads them on mount.
         attach: Drive the kernel ``briotui serve`` serves at this URL instead of a
             local one (``briotui attach``).
+        observe: With ``attach``: how to join instead (``briotui attach --nats``: a
+            read-only kernel following the project's state over NATS).
     """
     return BrioApp(
         project,
@@ -1185,6 +1213,7 @@ def make_app(
         build=build,
         settings=settings,
         attach=attach,
+        observe=observe,
     )
 
 

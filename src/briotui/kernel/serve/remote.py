@@ -21,8 +21,8 @@ import contextlib
 import copy
 import dataclasses
 import threading
-from collections.abc import Collection, Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Collection, Coroutine, Sequence
+from typing import Any, Protocol, TypeVar
 
 from briotui.kernel import contract
 from briotui.kernel.errors import RemoteError
@@ -34,7 +34,7 @@ from briotui.kernel.runtime.events import (
     ModelReply,
     ModelReset,
 )
-from briotui.kernel.serve.client import RemoteClient
+from briotui.kernel.serve.client import Listener, RemoteClient
 from briotui.kernel.serve.wire import (
     commit_check_of,
     commit_result_of,
@@ -69,20 +69,45 @@ _EVENTS: dict[str, type[Event]] = {
 _ENDED = ("done", "failed", "cancelled")
 
 
+class MirrorClient(Protocol):
+    """What :class:`RemoteKernel` needs of its client: a :class:`RemoteClient`, or a
+    read-only follower of the state over NATS (:mod:`briotui.kernel.cluster.statefeed`)."""
+
+    tree: dict[str, Any]
+    seq: int
+    hello: dict[str, Any]
+    listeners: list[Listener]
+    event_listeners: list[Callable[[str, dict[str, Any]], None]]
+    closed: asyncio.Event
+    joined: asyncio.Event
+
+    async def command(self, name: str, within_s: float | None = None, **args: Any) -> Any: ...
+
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], *, within_s: float = 30.0
+    ) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
+
+
 class RemoteState:
     """The mirror of a served kernel's state, read like a :class:`StateTree`."""
 
-    def __init__(self, client: RemoteClient) -> None:
+    def __init__(self, client: MirrorClient) -> None:
         self._client = client
         self._sinks: list[tuple[PatchSink, asyncio.AbstractEventLoop | None]] = []
         self._keys: set[str] = set(client.tree)
         """The top-level keys subscribers have (removed when a fresh snapshot lacks them)."""
+        self._seq = client.seq
+        """The ``seq`` of the last patch subscribers got. It follows the kernel's, but never
+        goes back: a restarted kernel numbers from 1 again, and subscribers drop patches
+        numbered below what they have."""
         client.listeners.append(self._on_change)
 
     @property
     def seq(self) -> int:
-        """The ``seq`` the mirror is at."""
-        return self._client.seq
+        """The ``seq`` of the last patch subscribers got (the kernel's, unless it restarted)."""
+        return self._seq
 
     def get(self, path: Path = "", default: Json = None) -> Json:
         """A deep copy of the value at ``path`` in the mirror (``default`` if none)."""
@@ -135,7 +160,10 @@ class RemoteState:
                 {"op": "add", "path": "/" + key, "value": copy.deepcopy(v)}
                 for key, v in tree.items()
             ]
-            patch = StatePatch(self._client.seq, ops)
+            patch = StatePatch(max(self._seq + 1, self._client.seq), ops)
+        elif patch.seq <= self._seq:  # numbered by a restarted kernel: renumber it
+            patch = StatePatch(self._seq + 1, patch.ops)
+        self._seq = patch.seq
         self._keys = set(self._client.tree)
         for sink, loop in list(self._sinks):
             if loop is None:
@@ -207,12 +235,12 @@ class RemoteKernel:
     """A kernel served by ``briotui serve``, driven over its socket.
 
     Args:
-        client: A connected :class:`RemoteClient`.
+        client: A connected :class:`RemoteClient` (or another :class:`MirrorClient`).
     """
 
     remote = True
 
-    def __init__(self, client: RemoteClient) -> None:
+    def __init__(self, client: MirrorClient) -> None:
         self.client = client
         self.loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
@@ -461,4 +489,4 @@ class RemoteKernel:
         await self.client.close()
 
 
-__all__ = ["RemoteKernel", "RemoteSession", "RemoteSessions", "RemoteState"]
+__all__ = ["MirrorClient", "RemoteKernel", "RemoteSession", "RemoteSessions", "RemoteState"]
