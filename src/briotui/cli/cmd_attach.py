@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +75,11 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def namespace_of(project: str | Path) -> str:
-    """The default namespace of a project on NATS: its directory's name, as a subject token."""
-    name = re.sub(r"[^A-Za-z0-9_-]", "_", Path(project).resolve().name)
-    return name or "project"
+    """The default namespace of a project on NATS, as ``briotui serve --nats`` uses it:
+    the hash of the repository's first commit (the same on every clone)."""
+    from briotui.kernel.cluster.config import project_namespace
+
+    return project_namespace(Path(project))
 
 
 def read_token(path: Path) -> str:

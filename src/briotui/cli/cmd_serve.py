@@ -13,10 +13,13 @@ import asyncio
 import contextlib
 import signal
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from briotui.cli.output import print_json, say
 from briotui.kernel.errors import BrioError, ServeRefused
+
+if TYPE_CHECKING:
+    from briotui.kernel.cluster.statefeed import StatePublisher
 
 
 def register(sub: Any) -> None:
@@ -152,12 +155,23 @@ async def _serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
+    feed: StatePublisher | None = None
     try:
         cluster = await kernel.join_configured_cluster(
             nats=getattr(args, "nats", None), token_file=getattr(args, "token_file", None)
         )
         if cluster is not None:
             cluster.notice = lambda line: say(line, err=True, flush=True)
+            from briotui.kernel.cluster.statefeed import publish_state
+
+            # observers elsewhere follow the project: briotui attach --nats URL
+            feed = await publish_state(
+                kernel.state,
+                cluster.link.nc,
+                f"brio.{cluster.ns}",
+                project=kernel.paths.root.name,
+                events=kernel.events,
+            )
         kernel.restore()
         with contextlib.suppress(BrioError, OSError):  # without it sessions still work
             await kernel.watch_project()  # a live base: new sessions start in milliseconds
@@ -188,10 +202,16 @@ async def _serve(
                     f"Agents run on workers at {cluster.config.nats} (project namespace "
                     f"{cluster.ns}); start them with: briotui worker --nats {cluster.config.nats}"
                 )
+                say(
+                    f"Follow it read-only with: briotui attach --nats {cluster.config.nats} "
+                    f"--namespace {cluster.ns} --token-file FILE"
+                )
             say("Stop with Ctrl-C.", flush=True)
         await stop.wait()
     finally:
         await server.close()
+        if feed is not None:
+            await feed.close()
         await kernel.close()
         close = getattr(provider, "aclose", None)
         if close is not None:
