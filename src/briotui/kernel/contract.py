@@ -87,6 +87,9 @@ class OutcomeView(TypedDict):
 
     summary: NotRequired[str]
     error: NotRequired[ErrorView]
+    kind: NotRequired[str]
+    """How a request ended, for a top-level task: verified, done, tests-failed, partial,
+    failed (nothing was changed), error or cancelled."""
 
 
 class TaskView(TypedDict):

@@ -949,6 +949,7 @@ class Kernel:
             result.summary,
             None,
             session_id=session.id,
+            kind=result.final_outcome,
         )
         return result
 

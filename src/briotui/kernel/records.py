@@ -377,8 +377,12 @@ class Recorder:
         agent: str = "",
         session_id: str = "",
         final: bool = True,
+        kind: str = "",
     ) -> None:
         """A task ended (done, failed or cancelled).
+
+        ``kind`` is how a request ended (a top-level task's outcome: a pipeline can end
+        ``done`` with nothing changed, which is ``failed``).
 
         With ``final`` False only the run's usage is recorded: the task goes on (an
         ``@agent`` request's one run, whose driver then records how the task ended).
@@ -390,7 +394,9 @@ class Recorder:
                         task_id, fuel=usage.fuel, wall_ms=usage.wall_ms, coalesce=False
                     )
                 if final:
-                    self.state.set(["tasks", task_id, "outcome"], self._outcome(task_id, summary))
+                    self.state.set(
+                        ["tasks", task_id, "outcome"], self._outcome(task_id, summary, kind)
+                    )
                     self.tasks.set_status(task_id, status)
         if final:
             self.store.write(
@@ -414,8 +420,10 @@ class Recorder:
                 ),
             )
 
-    def _outcome(self, task_id: str, summary: str) -> contract.OutcomeView:
+    def _outcome(self, task_id: str, summary: str, kind: str = "") -> contract.OutcomeView:
         outcome = contract.OutcomeView(summary=summary[:4000])
+        if kind:
+            outcome["kind"] = kind
         error = self.state.get(["tasks", task_id, "outcome", "error"])
         if error:
             outcome["error"] = contract.error_view(error)

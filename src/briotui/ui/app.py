@@ -94,11 +94,32 @@ BUILD_LABEL: Final = {
 }
 
 
-def outcome_text(status: str, summary: str, error: str = "", *, session: str | None = None) -> str:
-    """The Markdown closing a task's conversation: how it ended and what to do next."""
+OUTCOME_HEADS: Final = {
+    "verified": "✔ Verified.",
+    "tests-failed": "✘ Tests failed.",
+    "partial": "◐ Partly done.",
+    "failed": "✘ Nothing was changed.",
+}
+"""The closing line's head for a request that ran to its end, by its outcome (anything
+else: "✔ Done.")."""
+
+
+def outcome_text(
+    status: str,
+    summary: str,
+    error: str = "",
+    kind: str = "",
+    *,
+    session: str | None = None,
+) -> str:
+    """The Markdown closing a task's conversation: how it ended and what to do next.
+
+    ``kind`` is the request's outcome (verified, partial, failed...): a pipeline that
+    ran to its end without changing anything is not shown as done.
+    """
     summary = summary.strip()
     if status == "done":
-        line = f"\n\n---\n\n**✔ Done.** {summary}"
+        line = f"\n\n---\n\n**{OUTCOME_HEADS.get(kind, '✔ Done.')}** {summary}"
         if session:
             line += (
                 f"\n\nReview its changes (session `{session}`) with **ctrl+r**. A request "
@@ -545,7 +566,10 @@ class BrioApp(App[int]):
             if task_id in self._reported or task_id in self._finished_seen:
                 continue
             self._finished_seen.add(task_id)
-            self._add_text(task_id, outcome_text(status, "", session=self._reviewable(task_id)))
+            kind = str((node.get("outcome") or {}).get("kind", ""))
+            self._add_text(
+                task_id, outcome_text(status, "", "", kind, session=self._reviewable(task_id))
+            )
 
     def transcript(self, task_id: str) -> str:
         """Everything shown so far for ``task_id`` (streamed text, or the kernel's transcript)."""

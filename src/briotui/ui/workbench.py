@@ -89,11 +89,17 @@ class Workbench:
             goal, agent=agent, provider=self.provider, session_id=session_id
         )
 
-    async def outcome(self, task_id: str) -> tuple[str, str, str]:
-        """How ``task_id`` ended — (status, summary, error title) — once it ends."""
+    async def outcome(self, task_id: str) -> tuple[str, str, str, str]:
+        """How ``task_id`` ended — (status, summary, error title, outcome kind: see
+        :data:`briotui.kernel.supervisor.OUTCOMES`) — once it ends."""
         result = await self.kernel.wait(task_id)
         title = str((result.error or {}).get("title", ""))
-        return str(result.status), sanitize(result.summary or ""), sanitize(title)
+        return (
+            str(result.status),
+            sanitize(result.summary or ""),
+            sanitize(title),
+            result.final_outcome,
+        )
 
     def cancel(self, task_id: str) -> bool:
         """Stop ``task_id`` (and its subtasks); returns whether something was running."""

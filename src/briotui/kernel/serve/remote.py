@@ -317,12 +317,14 @@ class RemoteKernel:
         assert view is not None
         outcome = view.get("outcome") or {}
         error = outcome.get("error")
+        kind = str(outcome.get("kind", ""))
         return TaskResult(
             task_id,
             view["status"],
             str(outcome.get("summary", "")),
             view["session"] or "",
             error=dict(error) if error else None,
+            outcome=kind if view["status"] == "done" else "",
         )
 
     def cancel(self, task_id: str) -> bool:

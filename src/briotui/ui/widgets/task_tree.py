@@ -36,6 +36,11 @@ def themed(style: str, variables: dict[str, str]) -> str:
 def task_label(node: TaskView, variables: dict[str, str], *, width: int = 60) -> Text:
     """The label of one task: icon, title, agent, progress, milestones and usage."""
     status = node["status"]
+    kind = (node.get("outcome") or {}).get("kind", "")
+    if status == "done" and kind in ("failed", "tests-failed"):
+        status = "failed"  # a request that ran to its end but changed nothing, or failed its tests
+    elif status == "done" and kind == "partial":
+        status = "waiting"  # some subtasks failed, or conflicts wait for you
     title = sanitize(node["title"]).replace("\n", " ")
     if len(title) > width:
         title = title[: width - 1] + "…"
