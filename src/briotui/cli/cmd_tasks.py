@@ -104,7 +104,7 @@ def run_tasks_list(args: argparse.Namespace) -> int:
             [
                 [
                     r["id"],
-                    "interrupted" if r["interrupted"] else r["status"],
+                    "interrupted" if r["interrupted"] else (r["outcome"] or r["status"]),
                     r["agent"],
                     r["session_id"] or "",
                     when(r["created"]),

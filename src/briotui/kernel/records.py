@@ -277,6 +277,13 @@ class Recorder:
                     session=row["session_id"],
                     status=status,
                 )
+                if row["outcome"] and status == row["status"]:  # how a request ended
+                    self.state.set(
+                        ["tasks", row["id"], "outcome"],
+                        contract.OutcomeView(
+                            summary=str(row["result"] or "")[:4000], kind=row["outcome"]
+                        ),
+                    )
         if interrupted:
             self.store.execute(
                 "UPDATE tasks SET status = 'cancelled', result = ?"
@@ -289,7 +296,8 @@ class Recorder:
         """The stored tasks, oldest first: id, agent, goal, status, session, result."""
         where = " WHERE parent_id IS NULL" if roots_only else ""
         rows = self.store.query(
-            "SELECT id, parent_id, agent, goal, status, session_id, result, created, updated"
+            "SELECT id, parent_id, agent, goal, status, outcome, session_id, result, created,"
+            " updated"
             f" FROM tasks{where} ORDER BY created"
         )
         return [
@@ -400,8 +408,8 @@ class Recorder:
                     self.tasks.set_status(task_id, status)
         if final:
             self.store.write(
-                "UPDATE tasks SET status = ?, result = ?, updated = ? WHERE id = ?",
-                (status, summary[:20_000], time.time(), task_id),
+                "UPDATE tasks SET status = ?, result = ?, outcome = ?, updated = ? WHERE id = ?",
+                (status, summary[:20_000], kind, time.time(), task_id),
             )
         provider, model = self._last_model.pop(task_id, ("", ""))
         if usage is not None:  # the tokens are in the rows of the run's replies

@@ -372,6 +372,17 @@ def _v10_commit_old_bytes_in_git(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v11_task_outcome(conn: sqlite3.Connection) -> None:
+    """How a request ended (verified, partial, failed...), beside its status: a request
+    that ran to its end but changed nothing is ``done`` with the outcome ``failed``."""
+    run_script(
+        conn,
+        """
+        ALTER TABLE tasks ADD COLUMN outcome TEXT NOT NULL DEFAULT '';
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _v1_sessions,
     _v2_capabilities_tasks_usage,
@@ -383,6 +394,7 @@ MIGRATIONS: list[Migration] = [
     _v8_task_titles_hunk_provenance,
     _v9_run_journal,
     _v10_commit_old_bytes_in_git,
+    _v11_task_outcome,
 ]
 """Every migration in order; version N is ``MIGRATIONS[N - 1]``."""
 
