@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import weakref
 from dataclasses import dataclass
 
 import wasmtime
+
+from briotui.kernel.errors import HostError
 
 TICK_MS = 2
 """Epoch tick period. A deadline fires at most one tick (plus scheduling) late."""
@@ -58,36 +61,72 @@ class EpochTicker:
 
     Stores set their deadline in ticks relative to the epoch at call start, so a
     runaway guest is interrupted within about one tick of its deadline.
+
+    The thread holds its engine weakly: a ticker whose kernel was dropped without
+    :meth:`stop` ends with the engine instead of keeping it (and its thread, waking
+    500 times a second) alive for the rest of the process. :meth:`stop` is final: a
+    guest made after it (a pool's refill that was under way when its kernel closed)
+    gets an error instead of starting the thread again.
     """
 
     def __init__(self, engine: wasmtime.Engine, tick_ms: int = TICK_MS) -> None:
-        self._engine = engine
+        self._engine = weakref.ref(engine)
         self.tick_ms = tick_ms
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._stopped = False
+
+    @property
+    def running(self) -> bool:
+        """Whether the ticking thread is alive."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
     def ensure_started(self) -> None:
-        """Start the ticker if it is not running (idempotent, thread-safe)."""
+        """Start the ticker if it is not running (idempotent, thread-safe).
+
+        Raises:
+            HostError: The ticker was stopped (its kernel is closed): no guest may run
+                without its deadline.
+        """
         with self._lock:
+            if self._stopped:
+                raise HostError(
+                    "The kernel was closed while an agent was starting; start it again "
+                    "to run agents.",
+                    title="Kernel closed",
+                )
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="brio-epoch-ticker", daemon=True)
+            self._thread = threading.Thread(
+                target=_tick,
+                args=(self._engine, self._stop, self.tick_ms / 1000),
+                name="brio-epoch-ticker",
+                daemon=True,
+            )
             self._thread.start()
 
     def ticks_for(self, ms: int) -> int:
         """Epoch ticks that cover ``ms`` milliseconds (at least one)."""
         return max(1, -(-ms // self.tick_ms))
 
-    def _run(self) -> None:
-        period = self.tick_ms / 1000
-        while not self._stop.wait(period):
-            self._engine.increment_epoch()
-
     def stop(self) -> None:
-        """Stop the ticker and wait for its thread."""
-        self._stop.set()
-        thread = self._thread
-        if thread is not None:
+        """Stop the ticker for good and wait for its thread."""
+        with self._lock:
+            self._stopped = True
+            self._stop.set()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=1)
+
+
+def _tick(engine_ref: weakref.ref[wasmtime.Engine], stop: threading.Event, period: float) -> None:
+    """The ticker's loop: no strong reference to the ticker or the engine between ticks."""
+    while not stop.wait(period):
+        engine = engine_ref()
+        if engine is None:  # the kernel is gone: so is the reason to tick
+            return
+        engine.increment_epoch()
+        del engine
