@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import weakref
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,34 @@ async def test_a_refill_under_way_when_the_kernel_closes_leaves_no_ticker(
         if thread.name.startswith("agent-"):
             thread.join(timeout=10)
     assert not _tickers() - before
+
+
+@pytest.mark.slow
+async def test_a_closed_kernel_is_freed_with_its_engine(
+    project: Path, built_agents: list[str]
+) -> None:
+    """A kernel that ran an agent on the shared Python runtime and was closed is freed.
+
+    The runtime's ``agent-code`` host function sits in wasmtime's process-wide table
+    until its linker is freed; it held the kernel's code check, and the kernel holds the
+    linker: every kernel (engine, components, stores, about 50 MB) lived as long as the
+    process, and full suite runs grew to gigabytes.
+    """
+    threads = set(threading.enumerate())
+    kernel = Kernel(project)
+    pool = await kernel.pool("probe", size=1)
+    instance = await pool.acquire()
+    await instance.run(AgentTask("t", "spin 1"))
+    await kernel.close()
+    await asyncio.sleep(0)  # the run's end scheduled a refill (of a closed pool: a no-op)
+    for thread in set(threading.enumerate()) - threads:  # the instances' threads end
+        if not thread.name.startswith("agent-"):
+            continue
+        thread.join(timeout=10)
+    gone = weakref.ref(kernel)
+    engine = weakref.ref(kernel.engine)
+    del kernel, pool, instance
+    gc.collect()  # the kernel and its linkers; their host functions leave wasmtime's table
+    gc.collect()  # and what those functions held (the builder and the engine)
+    assert gone() is None
+    assert engine() is None
