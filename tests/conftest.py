@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -65,7 +66,15 @@ def built_agents() -> list[str]:
         assert not failed, [r.error.message for r in failed if r.error]
         return [r.agent for r in results]
 
-    return asyncio.run(build())
+    TEST_CACHE.mkdir(parents=True, exist_ok=True)
+    # One build at a time on this machine: a second test process (a parallel worker, or
+    # another run) waits for the first one's build, then finds every agent cached.
+    with open(TEST_CACHE / "build.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return asyncio.run(build())
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture
