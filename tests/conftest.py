@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -65,7 +66,15 @@ def built_agents() -> list[str]:
         assert not failed, [r.error.message for r in failed if r.error]
         return [r.agent for r in results]
 
-    return asyncio.run(build())
+    TEST_CACHE.mkdir(parents=True, exist_ok=True)
+    # One build at a time on this machine: a second test process (a parallel worker, or
+    # another run) waits for the first one's build, then finds every agent cached.
+    with open(TEST_CACHE / "build.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return asyncio.run(build())
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture
@@ -97,6 +106,18 @@ WORKER_WAIT_S = 90.0
 still running are reported (with where each one waits) and cancelled."""
 
 
+def _awaiting(coro: Any) -> list[Any]:
+    """The frames of a suspended coroutine and of what it awaits, outermost first
+    (``Task.get_stack`` stops at the task's own coroutine)."""
+    frames = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            frames.append(frame)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return frames
+
+
 @pytest.fixture(autouse=True)
 def bounded_worker_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     """``wait_for_complete`` with a bound, so a worker that never ends is a warning that
@@ -119,8 +140,9 @@ def bounded_worker_waits(monkeypatch: pytest.MonkeyPatch) -> None:
                 if worker.is_finished:
                     continue
                 task = getattr(worker, "_task", None)
-                frames = task.get_stack() if task is not None else []
-                stack = "".join(traceback.format_list(traceback.extract_stack(frames[-1])))
+                frames = _awaiting(task.get_coro()) if task is not None else []
+                summary = traceback.StackSummary.extract((f, f.f_lineno) for f in frames)
+                stack = "".join(summary.format())
                 where.append(f"{worker.name} [{worker.description}] {worker.state.name}\n{stack}")
             warnings.warn(
                 f"workers still running after {WORKER_WAIT_S:g} s:\n" + "\n".join(where),

@@ -89,3 +89,20 @@ def test_a_new_head_rebuilds_the_base(manager: SessionManager, repo_dir: Path) -
     second = manager.create()
     assert second.base.head != first.base.head
     assert second.read("README.md") == b"# Changed and committed\n"
+
+
+def test_a_watcher_stopped_before_it_is_ready_does_not_hold_up_its_start(
+    manager: SessionManager,
+) -> None:
+    """A TUI quit right after its start stops the watcher before its first report:
+    ``start_watching`` (waiting for that report, up to 5 s) returns as soon as the
+    watcher has ended, instead of holding up the app's exit for the full 5 s."""
+    import threading
+
+    starting = threading.Thread(target=manager.start_watching)
+    starting.start()
+    while not manager.watching:  # the watcher thread exists; its first report is ~0.1 s away
+        time.sleep(0.001)
+    manager.stop_watching()
+    starting.join(timeout=3)
+    assert not starting.is_alive()

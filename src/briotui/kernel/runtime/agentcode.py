@@ -18,9 +18,11 @@ version's sources as the run's code.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,15 @@ SERVED_KEPT = 256
 """Versions of agents' code :meth:`CodeServer.served` remembers (a few per agent edited)."""
 
 
+def _owner_gone(spec: AgentSpec) -> None:
+    """The check of a kernel that is gone: nothing of it may serve code any more."""
+    raise BuildError(
+        f"The kernel that loaded {spec.name!r} was closed; start it again to run agents.",
+        agent=spec.name,
+        title="Kernel closed",
+    )
+
+
 class CodeServer:
     """What the shared runtimes' ``agent-code`` import serves, and the code objects.
 
@@ -74,8 +85,7 @@ class CodeServer:
         self.root = root
         self.code = code
         self.component = component
-        self.check: Callable[[AgentSpec], None] | None = None
-        """Called before a new version of an agent's code is served (it may refuse)."""
+        self._check: Callable[[], Callable[[AgentSpec], None] | None] | None = None
         self._lock = threading.Lock()
         self._objects: dict[str, dict[str, str]] = {}
         self._served: dict[str, AgentCode] = {}
@@ -93,6 +103,29 @@ class CodeServer:
             if len(self._served) >= SERVED_KEPT:
                 del self._served[next(iter(self._served))]  # the oldest
             self._served[code.digest] = code
+
+    @property
+    def check(self) -> Callable[[AgentSpec], None] | None:
+        """Called before a new version of an agent's code is served (it may refuse).
+
+        A bound method is held weakly: the host functions live in wasmtime's global
+        table until their linker is freed, and the linker is the kernel's, so a strong
+        reference to the kernel here would keep every kernel (its engine, components and
+        stores: about 50 MB each) alive for the rest of the process.
+        """
+        if self._check is None:
+            return None
+        check = self._check()
+        return check if check is not None else _owner_gone
+
+    @check.setter
+    def check(self, check: Callable[[AgentSpec], None] | None) -> None:
+        if check is None:
+            self._check = None
+        elif inspect.ismethod(check):
+            self._check = weakref.WeakMethod(check)
+        else:
+            self._check = lambda: check
 
     def host_functions(
         self, spec: AgentSpec, key: str = ""

@@ -218,24 +218,29 @@ class SessionManager:
                 rel.replace(os.sep, "/")
             )
 
-        for changes in watchfiles.watch(
-            root,
-            watch_filter=keep,
-            stop_event=stop,
-            debounce=50,
-            step=10,
-            rust_timeout=100,
-            yield_on_timeout=True,
-        ):
-            ready.set()  # the first yield (a timeout, at the latest) means it is watching
-            if changes:
-                rels = {os.path.relpath(p, root).replace(os.sep, "/") for _, p in changes}
-                with self._lock:
-                    before = len(self._pending)
-                    self._pending |= rels
-                    after = len(self._pending)
-                if after != before:
-                    self._notify(after)
+        try:
+            for changes in watchfiles.watch(
+                root,
+                watch_filter=keep,
+                stop_event=stop,
+                debounce=50,
+                step=10,
+                rust_timeout=100,
+                yield_on_timeout=True,
+            ):
+                ready.set()  # the first yield (a timeout, at the latest) means it is watching
+                if changes:
+                    rels = {os.path.relpath(p, root).replace(os.sep, "/") for _, p in changes}
+                    with self._lock:
+                        before = len(self._pending)
+                        self._pending |= rels
+                        after = len(self._pending)
+                    if after != before:
+                        self._notify(after)
+        finally:
+            # stopped (or failed) before its first yield: whoever waits for it to be
+            # ready must not wait out its 5 s (a TUI quit right after start did)
+            ready.set()
 
     def _current_base(self) -> BaseSnapshot:
         """The base for a new session: the live one (derived if need be) or a new build."""
