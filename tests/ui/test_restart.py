@@ -51,6 +51,14 @@ async def test_an_interrupted_task_is_shown_on_the_next_start_and_resumes(
     async with app.run_test(size=(110, 30)) as pilot:
         await pilot.pause()
         assert isinstance(app.screen, InterruptedOffer)  # offered on start
+        # Observed: keys typed for a request as the dialog opened chose for it ("d"
+        # discarded the interrupted session, "r" resumed it). Early keys are ignored.
+        await pilot.press(*"add docs", "r")
+        await pilot.pause()
+        assert isinstance(app.screen, InterruptedOffer)
+        assert session_id in app.mirror["sessions"]
+        assert all(t["status"] != "running" for t in tasks_of(app).values())
+        await pilot.pause(InterruptedOffer.GUARD_S)
         await pilot.press("l")  # later: it stays offered (f5/f8)
         await pilot.pause()
         tasks = tasks_of(app)
@@ -130,6 +138,7 @@ async def test_quit_with_a_task_running_start_again_and_resume_it_from_its_journ
         await pilot.pause()
         assert isinstance(app.screen, InterruptedOffer)
         assert task_id in str(app.screen.query_one("#interrupted-text").render())
+        await pilot.pause(InterruptedOffer.GUARD_S)  # a choice made as it opens is ignored
         await pilot.press("r")
         await app.workers.wait_for_complete()
         await wait_until(

@@ -4,6 +4,7 @@ hunks undecided, a rollback), and the offer made on start for interrupted tasks.
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -204,7 +205,15 @@ class InterruptedOffer(ModalScreen[str]):
     decide later (they stay offered, f5/f8 on a selected task).
 
     Dismisses with ``"resume"``, ``"discard"`` or ``"later"``.
+
+    It opens as the TUI starts, when the user may already be typing a request: Resume
+    and Discard chosen within :attr:`GUARD_S` of it opening are ignored (a typed "d"
+    must not discard a session, an "r" must not spend tokens), and "Later" (which
+    changes nothing, as does Escape) has the focus.
     """
+
+    GUARD_S: ClassVar[float] = 1.0
+    """How long after opening the dialog ignores choices (keys typed for something else)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
@@ -233,6 +242,7 @@ class InterruptedOffer(ModalScreen[str]):
     def __init__(self, tasks: list[tuple[str, str]]) -> None:
         super().__init__()
         self.tasks = tasks
+        self._opened = float("inf")  # set when it is shown
 
     def compose(self) -> ComposeResult:
         lines = [
@@ -257,12 +267,23 @@ class InterruptedOffer(ModalScreen[str]):
                 yield Button("[u]L[/u]ater", id="later", variant="primary", compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#resume", Button).focus()
+        self._opened = time.monotonic()
+        self.query_one("#later", Button).focus()  # the choice that changes nothing
+
+    def _too_soon(self, choice: str) -> bool:
+        """Whether ``choice`` (resume or discard: "later" changes nothing) came too soon
+        after the dialog opened to be meant for it."""
+        if choice != "later" and time.monotonic() - self._opened < self.GUARD_S:
+            self.app.bell()
+            return True
+        return False
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
-        self.dismiss(str(event.button.id))
+        if not self._too_soon(str(event.button.id)):
+            self.dismiss(str(event.button.id))
 
     def action_choose(self, choice: str) -> None:
-        """Dismiss with ``choice``."""
-        self.dismiss(choice)
+        """Dismiss with ``choice`` (unless it came too soon: see :attr:`GUARD_S`)."""
+        if not self._too_soon(choice):
+            self.dismiss(choice)
