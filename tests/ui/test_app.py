@@ -14,7 +14,7 @@ from briotui.kernel.caps.model import CapabilityRequest
 from briotui.kernel.llm.scripted import ScriptedProvider
 from briotui.ui.app import make_app
 from briotui.ui.screens.capability import CapabilityPrompt
-from briotui.ui.screens.dialogs import Confirm, ConfirmQuit, RejectReason
+from briotui.ui.screens.dialogs import Confirm, ConfirmQuit, InterruptedOffer, RejectReason
 from briotui.ui.screens.help import HelpScreen
 from briotui.ui.screens.main import MainScreen
 from briotui.ui.screens.review import ReviewScreen
@@ -231,6 +231,12 @@ async def test_quitting_with_work_in_flight_asks(
         await pilot.press("y")
         await pilot.pause()
     assert app.return_code == 0
+    # Observed: the quit cancelled the task as if the user had, so the next start did not
+    # offer to resume it (the dialog says its work is kept and shown on the next start).
+    again = app_for(project, scripted(), config_dir)
+    async with again.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: isinstance(again.screen, InterruptedOffer))
+        await pilot.press("escape")
 
 
 async def test_model_text_is_sanitized(

@@ -930,8 +930,9 @@ class BrioApp(App[int]):
 
         def answered(quit_now: bool | None) -> None:
             if quit_now:
-                for task_id in running:
-                    self.workbench.cancel(task_id)
+                # The kernel stops them as it closes (on unmount) and marks them
+                # interrupted, so the next start offers to resume them. Cancelling them
+                # here would record them as cancelled by the user: never offered again.
                 self.exit(0)
 
         self.push_screen(ConfirmQuit(len(running)), answered)

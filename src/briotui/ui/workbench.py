@@ -7,8 +7,6 @@ The UI reads the tree only through the contract's accessors.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
 from briotui.kernel import contract
@@ -147,13 +145,7 @@ class Workbench:
         return "\n\n---\n\n".join(parts)
 
     async def close(self) -> None:
-        """Stop running tasks (waiting briefly for them to record how they ended); an
-        attached UI leaves the served kernel's tasks running."""
-        if self.attached:
-            return
-        running = self.running()
-        for task_id in running:
-            self.cancel(task_id)
-        for task_id in running:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.kernel.wait(task_id), timeout=5)
+        """Leave the kernel's tasks as they are: an attached UI leaves the served kernel's
+        tasks running, and a local kernel stops its own as it closes, marking them
+        interrupted so that the next start offers to resume them (cancelling them here
+        would record them as cancelled by the user, never offered again)."""
