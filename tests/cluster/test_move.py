@@ -16,6 +16,7 @@ from tests.cluster.workers import workers
 from tests.scripted import FILES, repo
 from tests.trust_helpers import trust_project
 
+from briotui.kernel.journal import runs_of
 from briotui.kernel.kernel import Kernel
 from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply, request_text
 from briotui.kernel.llm.types import Completion, CompletionRequest, DeltaCallback
@@ -86,10 +87,17 @@ async def test_a_run_lost_with_its_worker_resumes_from_its_journal_on_another(
             session = kernel.sessions().get(result.session_id)
             assert sorted(f.path for f in session.diff().files) == ["final.txt", "first.txt"]
             assert session.read("first.txt") == b"written\n"
-            # one journal for the run, holding all of it: the task replays identically
+            # the name question and the first write came from the lost run's journal
+            assert kernel.journals().moved_calls[task_id] >= 2
+            # one journal for the run, holding all of it, at its place in the task: the
+            # task replays identically
             replayed = await kernel.replay(task_id)
             assert replayed.divergence is None, replayed.divergence
+            assert len(replayed.runs) == 1
+            assert replayed.session_checked
             assert not replayed.session_differs, replayed.session_differs
             assert replayed.calls >= 4
+            [run] = runs_of(kernel.journals().store, task_id)
+            assert (run.ordinal, run.status) == (1, "done")
         finally:
             await kernel.close()

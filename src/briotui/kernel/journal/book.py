@@ -39,6 +39,7 @@ import sqlite3
 import threading
 from typing import Any
 
+from briotui.kernel.errors import BrioError
 from briotui.kernel.journal.record import (
     CodeLookup,
     JournalWriter,
@@ -47,7 +48,6 @@ from briotui.kernel.journal.record import (
     top_of,
 )
 from briotui.kernel.journal.replay import RecordedRun, Replay, find_run, run_by_id
-from briotui.kernel.errors import BrioError
 from briotui.kernel.runtime.context import CallContext
 from briotui.kernel.store import Store
 from briotui.kernel.vfs.blobs import BlobStore
@@ -188,7 +188,9 @@ class Journals:
         try:
             return run_by_id(self.store, lost.journal.run_id)
         except (BrioError, OSError, sqlite3.Error, ValueError) as exc:
-            log.warning("the journal of lost run %s could not be read: %s", lost.journal.run_id, exc)
+            log.warning(
+                "the journal of lost run %s could not be read: %s", lost.journal.run_id, exc
+            )
             return None
 
     def end(self, handle: RunHandle, status: str, outcome: dict[str, Any]) -> None:
