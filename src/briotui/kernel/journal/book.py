@@ -58,9 +58,13 @@ log = logging.getLogger(__name__)
 class RunHandle:
     """One journaled run: its journal, and its replay when it is resumed."""
 
-    def __init__(self, journal: RunJournal, replay: Replay | None, *, moved: bool = False) -> None:
+    def __init__(
+        self, journal: RunJournal, replay: Replay | None, *, ordinal: int = 1, moved: bool = False
+    ) -> None:
         self.journal = journal
         self.replay = replay
+        self.ordinal = ordinal
+        """Which run of its place in the task it is (see :func:`~.replay.find_run`)."""
         self.moved = moved
         """Whether the replay is of the run's own attempt lost with its worker."""
 
@@ -132,8 +136,8 @@ class Journals:
         top, key = top_of(run_id), run_key(run_id)
         moved = self._lost_run(lost) if lost is not None else None
         with self._lock:
-            if moved is not None:  # the same run again: its place in the task is kept
-                ordinal = moved.ordinal
+            if lost is not None:  # the same run again: its place in the task is kept
+                ordinal = lost.ordinal
             else:
                 ordinal = self._ordinals.get((top, key), 0) + 1
                 self._ordinals[(top, key)] = ordinal
@@ -156,7 +160,7 @@ class Journals:
             # the lost attempt's calls were journaled with the ids this one has: no alias
             replay = Replay(moved, self.blobs, mode="resume", record=journal, inner=ctx.dispatch)
             ctx.dispatch = replay
-            return RunHandle(journal, replay, moved=True)
+            return RunHandle(journal, replay, ordinal=ordinal, moved=True)
         source = self._resume_from.get(top)
         recorded = find_run(self.store, source, key, ordinal) if source else None
         if source and recorded is None and key == agent:
@@ -177,9 +181,9 @@ class Journals:
                 aliases=aliases,
             )
             ctx.dispatch = replay
-            return RunHandle(journal, replay)
+            return RunHandle(journal, replay, ordinal=ordinal)
         ctx.dispatch = journal.dispatch(ctx.dispatch)
-        return RunHandle(journal, None)
+        return RunHandle(journal, None, ordinal=ordinal)
 
     def _lost_run(self, lost: RunHandle) -> RecordedRun | None:
         """What the attempt ``lost`` recorded, every call written first (None: its
