@@ -431,8 +431,10 @@ class Kernel:
         name: str,
         task: AgentTask,
         session_id: str,
+        lost: RunHandle | None = None,
     ) -> RunHandle | None:
-        """Begin the run's journal (a resumed step's reads its journal: off the loop)."""
+        """Begin the run's journal (a resumed step's, or one resuming from ``lost``, its
+        attempt lost with its worker, reads its journal: off the loop)."""
         runtime, code = self.code_identity(name)
         try:
             return journals.start(
@@ -443,6 +445,7 @@ class Kernel:
                 session_id=session_id,
                 runtime=runtime,
                 code=code,
+                lost=lost,
             )
         except (BrioError, OSError, sqlite3.Error) as exc:  # the run goes on unjournaled
             log.warning("no journal for run %s: %s", task.id, exc)
@@ -1363,7 +1366,8 @@ class Kernel:
             instance.discard()
             raise
         # What the session held before the run: a run lost with its worker is retried
-        # once from exactly this (its half-done writes are dropped first).
+        # once from exactly this (its half-done writes are dropped first), and resumes
+        # from the lost attempt's journal (its calls replayed, its writes applied again).
         workspace = run_bindings.workspace
         before = (  # (only with workers: the embedded path does nothing more per run)
             workspace.overlay()
@@ -1371,6 +1375,7 @@ class Kernel:
             else None
         )
         retried = False
+        lost: RunHandle | None = None  # the journal of the attempt lost with its worker
         journals = self.journals() if self.journaling else None  # made on the loop: one
         while True:
             self._running[tid] = instance
@@ -1379,7 +1384,7 @@ class Kernel:
                 self.state.set(["tasks", tid, "worker"], worker)
             journal: RunHandle | None = None
             starting: asyncio.Future[RunHandle | None] | None = None
-            if journals is not None and journals.resuming(tid):
+            if journals is not None and (lost is not None or journals.resuming(tid)):
                 starting = asyncio.ensure_future(
                     asyncio.to_thread(
                         self._journal_start,
@@ -1388,6 +1393,7 @@ class Kernel:
                         name,
                         task,
                         run_bindings.session_id,
+                        lost,
                     )
                 )
             elif journals is not None:  # nothing to read: no thread hop
@@ -1427,6 +1433,7 @@ class Kernel:
                     and not self.is_cancelled(tid)
                 ):
                     retried = True
+                    lost = journal
                     log.warning("task %s: %s; retrying once", tid, failure.error.message)
                     for sub, running in list(self._running.items()):
                         if sub.startswith(tid + "."):  # what the lost run started stops

@@ -20,14 +20,26 @@ from their own journals) in branch sessions forked from it and are merged back a
 before, so when the replayed part ends the fresh session holds exactly what the
 interrupted one held at the last journaled call, and the live part goes on from there.
 The interrupted session is left as it was, for the user to compare or discard.
+
+A run lost with its worker (``worker-lost``) moves: the kernel restores the session to
+what it held before the run and starts it again (same run id) on another worker or
+locally, with ``lost`` given to :meth:`Journals.start`. Every host call of the lost run
+was served, and journaled, in the kernel, so its journal is the state that travels: it
+is written out, read back, and the new attempt replays it in ``resume`` mode (no model
+request made again, its writes applied again to the restored session) before it goes
+on live. The new attempt keeps the run's ordinal and its journal, which begins again,
+ends up holding the whole run (replayed and live calls), so a later replay or resume of
+the task finds it as if the run had never moved.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from typing import Any
 
+from briotui.kernel.errors import BrioError
 from briotui.kernel.journal.record import (
     CodeLookup,
     JournalWriter,
@@ -35,7 +47,7 @@ from briotui.kernel.journal.record import (
     run_key,
     top_of,
 )
-from briotui.kernel.journal.replay import Replay, find_run
+from briotui.kernel.journal.replay import RecordedRun, Replay, find_run, run_by_id
 from briotui.kernel.runtime.context import CallContext
 from briotui.kernel.store import Store
 from briotui.kernel.vfs.blobs import BlobStore
@@ -46,9 +58,15 @@ log = logging.getLogger(__name__)
 class RunHandle:
     """One journaled run: its journal, and its replay when it is resumed."""
 
-    def __init__(self, journal: RunJournal, replay: Replay | None) -> None:
+    def __init__(
+        self, journal: RunJournal, replay: Replay | None, *, ordinal: int = 1, moved: bool = False
+    ) -> None:
         self.journal = journal
         self.replay = replay
+        self.ordinal = ordinal
+        """Which run of its place in the task it is (see :func:`~.replay.find_run`)."""
+        self.moved = moved
+        """Whether the replay is of the run's own attempt lost with its worker."""
 
 
 class Journals:
@@ -72,6 +90,9 @@ class Journals:
         self._lock = threading.Lock()  # runs start on worker threads, in parallel
         self.replayed_calls: dict[str, int] = {}
         """Per resumed task: how many host calls were answered from journals."""
+        self.moved_calls: dict[str, int] = {}
+        """Per task: how many host calls runs moved off a lost worker answered from
+        their lost attempt's journal."""
 
     def resume(self, task_id: str, interrupted: str) -> None:
         """Make the runs of task ``task_id`` replay those of task ``interrupted``."""
@@ -94,16 +115,32 @@ class Journals:
         session_id: str = "",
         runtime: str = "",
         code: str = "",
+        lost: RunHandle | None = None,
     ) -> RunHandle:
         """Begin the journal of run ``run_id`` and install its dispatch on ``ctx``.
 
-        For a run of a task being resumed (:meth:`resuming`) it reads the store (the
-        step's journal): call it off the event loop then.
+        For a run of a task being resumed (:meth:`resuming`), or with ``lost``, it reads
+        the store (the step's journal): call it off the event loop then.
+
+        Args:
+            ctx: The run's instance's context.
+            run_id: The run's task id.
+            agent: The agent.
+            task: The task input.
+            session_id: The session it works in.
+            runtime: The component it runs on.
+            code: Its code's digest.
+            lost: The journal of the same run's attempt lost with its worker (ended):
+                this attempt resumes from it (see the module).
         """
         top, key = top_of(run_id), run_key(run_id)
+        moved = self._lost_run(lost) if lost is not None else None
         with self._lock:
-            ordinal = self._ordinals.get((top, key), 0) + 1
-            self._ordinals[(top, key)] = ordinal
+            if lost is not None:  # the same run again: its place in the task is kept
+                ordinal = lost.ordinal
+            else:
+                ordinal = self._ordinals.get((top, key), 0) + 1
+                self._ordinals[(top, key)] = ordinal
         journal = RunJournal(run_id, self.writer)
         journal.loaded(ctx)  # a warm instance loaded its code before the run
         self.writer.begin(
@@ -119,6 +156,11 @@ class Journals:
                 "session_id": session_id,
             },
         )
+        if moved is not None:
+            # the lost attempt's calls were journaled with the ids this one has: no alias
+            replay = Replay(moved, self.blobs, mode="resume", record=journal, inner=ctx.dispatch)
+            ctx.dispatch = replay
+            return RunHandle(journal, replay, ordinal=ordinal, moved=True)
         source = self._resume_from.get(top)
         recorded = find_run(self.store, source, key, ordinal) if source else None
         if source and recorded is None and key == agent:
@@ -139,16 +181,32 @@ class Journals:
                 aliases=aliases,
             )
             ctx.dispatch = replay
-            return RunHandle(journal, replay)
+            return RunHandle(journal, replay, ordinal=ordinal)
         ctx.dispatch = journal.dispatch(ctx.dispatch)
-        return RunHandle(journal, None)
+        return RunHandle(journal, None, ordinal=ordinal)
+
+    def _lost_run(self, lost: RunHandle) -> RecordedRun | None:
+        """What the attempt ``lost`` recorded, every call written first (None: its
+        journal could not be read; the run then starts again from nothing)."""
+        self.writer.flush()  # its pending calls, and its end, go to the store
+        try:
+            return run_by_id(self.store, lost.journal.run_id)
+        except (BrioError, OSError, sqlite3.Error, ValueError) as exc:
+            log.warning(
+                "the journal of lost run %s could not be read: %s", lost.journal.run_id, exc
+            )
+            return None
 
     def end(self, handle: RunHandle, status: str, outcome: dict[str, Any]) -> None:
         """Close a run's journal with how it ended."""
         self.writer.end(handle.journal, status, outcome)
         if handle.replay is not None:
             top = top_of(handle.journal.run_id)
-            self.replayed_calls[top] = self.replayed_calls.get(top, 0) + handle.replay.replayed
+            replayed = handle.replay.replayed
+            if handle.moved:
+                self.moved_calls[top] = self.moved_calls.get(top, 0) + replayed
+            if not handle.moved or top in self.replayed_calls:
+                self.replayed_calls[top] = self.replayed_calls.get(top, 0) + replayed
 
     def close(self) -> None:
         """Write everything pending."""

@@ -185,6 +185,10 @@ class RunJournal:
         self.calls = 0
         self.ended: tuple[str, dict[str, Any]] | None = None
         """How the run ended (status, outcome), once it did; the writer records it."""
+        self.closed = False
+        """Its end was written: nothing more of it is (a call of a run lost with its
+        worker that comes back late must not land in the journal of its retry, which
+        has the same run id)."""
         self.waiting_since: float | None = None
         """When the writer first saw calls pending (for :data:`MAX_AGE_S`)."""
         self.scanned = 0
@@ -328,11 +332,15 @@ class JournalWriter:
             " WHERE run_id = ?",
             (status, json.dumps(outcome), journal.calls, time.time(), journal.run_id),
         )
+        journal.closed = True
 
     def drain(self, journal: RunJournal, *, durable: bool = False) -> None:
         """Write the calls ``journal`` recorded since; with ``durable``, commit them (and
         everything queued before) before returning."""
         with journal.lock:
+            if journal.closed:  # a late call of an ended run: dropped
+                journal.pending.clear()
+                return
             n = len(journal.pending)
             journal.waiting_since = None
             journal.scanned = journal.pending_bytes = 0
