@@ -17,6 +17,7 @@ the repository (one ``.brio/``). Output cut short by a closed pipe
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import os
 import select
@@ -165,6 +166,8 @@ def _quiet_broken_pipe() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run briotui; returns the process exit code."""
+    if argv is None:  # the command itself: a crash in native code says where each thread was
+        faulthandler.enable()
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(subcommands=not starts_tui(words))
     try:
