@@ -8,13 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.scripted import FILES, repo, sub_and_whisper
+from tests.scripted import FILES, edit, plan, repo, review, sub_and_whisper
 from tests.trust_helpers import trust_project
 
 from briotui.cli.main import main
 from briotui.kernel.journal import RecordedRun, journaled_tasks, runs_of
 from briotui.kernel.kernel import Kernel
-from briotui.kernel.llm.scripted import ScriptedProvider
+from briotui.kernel.llm.scripted import ScriptedProvider, ScriptedReply
 from briotui.kernel.store import Store
 
 pytestmark = pytest.mark.slow
@@ -205,3 +205,50 @@ def test_a_write_that_was_denied_is_not_applied_by_the_replay(
     code, report = replay(capsys, project, task_id)
     assert code == 0, report
     assert report["session"] == {"checked": True, "differs": []}
+
+
+SAME_FILE = {
+    "calc.py": "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n",
+    "tests/test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
+}
+
+
+async def test_two_coders_on_one_file_replay_identically(
+    tmp_path: Path, built_agents: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Observed (a pipeline on a real project): two Coders edited one file in their branch
+    # sessions and the kernel merged them; the replay put both writes into one throwaway
+    # session and reported the file as different, exit 1, for a run that replays exactly.
+    project = repo(tmp_path / "proj", SAME_FILE)
+    replies = [
+        plan(
+            {"title": "doc add", "goal": "Document add in calc.py", "files": ["calc.py"]},
+            {"title": "doc mul", "goal": "Document mul in calc.py", "files": ["calc.py"]},
+        ),
+        ScriptedReply(
+            edit("calc.py", "def add(a, b):", 'def add(a, b):\n    """The sum."""'),
+            agent="coder",
+            match="Document add",
+        ),
+        ScriptedReply(
+            edit("calc.py", "def mul(a, b):", 'def mul(a, b):\n    """The product."""'),
+            agent="coder",
+            match="Document mul",
+        ),
+        review(),
+    ]
+    kernel = Kernel(project)
+    try:
+        task_id = await kernel.submit("Document calc.py", provider=ScriptedProvider(replies))
+        result = await kernel.wait(task_id)
+        assert result.status == "done", result
+        merged = kernel.sessions().get(result.session_id).read("calc.py")
+        assert b"The sum." in merged
+        assert b"The product." in merged
+    finally:
+        await kernel.close()
+    code, report = await _in_thread(replay, capsys, project, task_id)
+    assert code == 0, report
+    assert report["status"] == "identical"
+    assert report["session"] == {"checked": True, "differs": []}
+    assert any("calc.py: written in 2 branch sessions" in note for note in report["notes"])

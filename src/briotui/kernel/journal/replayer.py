@@ -296,11 +296,21 @@ async def replay_task(
     scratch = await asyncio.to_thread(
         sessions.create, label=f"replay of {task_id}", task=f"replay of {task_id}"
     )
+    # Which recorded sessions wrote each path: the Coders of a pipeline write into branch
+    # sessions that the kernel merges (its merge is not an agent's call, so a replay does
+    # not redo it). Their writes all land in the one throwaway session here, so a file
+    # that branches wrote is only comparable when a single session wrote it.
+    writers: dict[str, set[str]] = {}
     try:
         for run in runs:
+            before = scratch.overlay()
             run_report, divergence = await replay_run(
                 host, run, scratch, agent_code=agent_code, blobs=sessions.blobs, notes=report.notes
             )
+            after = scratch.overlay()
+            for path in set(before) | set(after):
+                if before.get(path) != after.get(path):
+                    writers.setdefault(path, set()).add(run.session_id)
             report.runs.append(run_report)
             if divergence is not None:
                 report.divergence = divergence
@@ -308,10 +318,17 @@ async def replay_task(
         if report.divergence is None and session_id:
             try:
                 original = await asyncio.to_thread(sessions.get, session_id)
-                report.session_differs = await asyncio.to_thread(
-                    _session_differences, original, scratch
-                )
+                differs = await asyncio.to_thread(_session_differences, original, scratch)
+                merged = sorted(p for p in differs if len(writers.get(p, ())) > 1)
+                report.session_differs = [p for p in differs if p not in merged]
                 report.session_checked = True
+                if merged:
+                    branches = len(set().union(*(writers[p] for p in merged)))
+                    report.notes.append(
+                        f"{', '.join(merged)}: written in {branches} branch sessions that the "
+                        "kernel merged; the replay checks every call of the runs that wrote "
+                        "them, not the merged file."
+                    )
             except (BrioError, OSError) as exc:
                 report.notes.append(
                     f"The task's session {session_id} cannot be read now ({exc}); the "
