@@ -30,6 +30,7 @@ from briotui.kernel.errors import (
     StateFeedTooLarge,
     StateFeedUnavailable,
 )
+from briotui.kernel.serve.mirror import MirrorWaits
 from briotui.kernel.state import StatePatch
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ Listener = Callable[[StatePatch | None], None]
 """Called after each patch is applied (None after a snapshot replaced the tree)."""
 
 
-class StateFollower:
+class StateFollower(MirrorWaits):
     """A live, read-only mirror of a project's state followed over NATS.
 
     It offers what the UI's remote kernel reads of a WebSocket
@@ -344,24 +345,6 @@ class StateFollower:
             f"{_VERBS.get(name, 'run ' + repr(name))}. Attach to the kernel itself "
             "(`briotui attach URL`, the URL `briotui serve` printed) to do that."
         )
-
-    async def wait_for(
-        self, predicate: Callable[[dict[str, Any]], bool], *, within_s: float = 30.0
-    ) -> dict[str, Any]:
-        """Wait until ``predicate(tree)`` holds; the tree.
-
-        Raises:
-            TimeoutError: it did not hold within ``within_s`` seconds.
-        """
-        async with asyncio.timeout(within_s):
-            while not predicate(self.tree):
-                self._changed.clear()
-                await self._changed.wait()
-        return self.tree
-
-    async def wait_seq(self, seq: int, *, within_s: float = 30.0) -> None:
-        """Wait until the mirror has applied patch ``seq``."""
-        await self.wait_for(lambda _tree: self.seq >= seq, within_s=within_s)
 
 
 _VERBS: Final = {

@@ -31,6 +31,7 @@ from briotui.kernel.errors import (
     RemoteProtocolError,
     RemoteRefused,
 )
+from briotui.kernel.serve.mirror import MirrorWaits
 from briotui.kernel.serve.protocol import CLIENT_MAX_MESSAGE, dumps
 from briotui.kernel.state import StatePatch
 
@@ -48,7 +49,7 @@ def with_query(url: str, **params: str | int) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-class RemoteClient:
+class RemoteClient(MirrorWaits):
     """A live mirror of a served kernel's state, and its command channel.
 
     Args:
@@ -290,24 +291,6 @@ class RemoteClient:
             raise RemoteClosed("The connection closed before the command was sent.") from None
         async with asyncio.timeout(within_s):
             return await future
-
-    async def wait_for(
-        self, predicate: Callable[[dict[str, Any]], bool], *, within_s: float = 30.0
-    ) -> dict[str, Any]:
-        """Wait until ``predicate(tree)`` holds; the tree.
-
-        Raises:
-            TimeoutError: it did not hold within ``within_s`` seconds.
-        """
-        async with asyncio.timeout(within_s):
-            while not predicate(self.tree):
-                self._changed.clear()
-                await self._changed.wait()
-        return self.tree
-
-    async def wait_seq(self, seq: int, *, within_s: float = 30.0) -> None:
-        """Wait until the mirror has applied patch ``seq``."""
-        await self.wait_for(lambda _tree: self.seq >= seq, within_s=within_s)
 
 
 __all__ = ["Listener", "RemoteClient", "with_query"]
