@@ -467,10 +467,12 @@ class BrioApp(App[int]):
             self._subscription.close()
         if self._unsubscribe_events is not None:
             self._unsubscribe_events()
-        if self._workbench is not None:
-            await self._workbench.close()
-            if self._workbench.attached:  # leave the served kernel (it keeps running)
-                await self._workbench.kernel.close()
+        # Running tasks are left to the kernel: a served one keeps them running, a local
+        # one stops them as it closes and marks them interrupted, so the next start
+        # offers to resume them (cancelling them here would record them as cancelled by
+        # the user, never offered again).
+        if self._workbench is not None and self._workbench.attached:
+            await self._workbench.kernel.close()  # leave the served kernel
         if self.kernel is not None:
             await self.kernel.close()
         close = getattr(self._provider, "aclose", None)

@@ -143,9 +143,3 @@ class Workbench:
             head = f"**{who}**" + (f" · _{model}_" if model else "")
             parts.append(f"{head}\n\n{text}")
         return "\n\n---\n\n".join(parts)
-
-    async def close(self) -> None:
-        """Leave the kernel's tasks as they are: an attached UI leaves the served kernel's
-        tasks running, and a local kernel stops its own as it closes, marking them
-        interrupted so that the next start offers to resume them (cancelling them here
-        would record them as cancelled by the user, never offered again)."""
